@@ -1,0 +1,280 @@
+import { Etcd3, isRecoverableError, type IKeyValue, type IRequestOp, type IResponseOp, type Watcher } from 'etcd3';
+import { StoreError, StoreErrorCode, isStoreError } from '../errors.js';
+import type {
+  Compare,
+  DeleteOptions,
+  DeleteResult,
+  KeyValue,
+  Lease,
+  LeaseInfo,
+  PutOptions,
+  PutResult,
+  RangeOptions,
+  RangeResult,
+  Store,
+  TxnOp,
+  TxnOpResult,
+  TxnRequest,
+  TxnResult,
+  Watch,
+  WatchOptions,
+} from '../types.js';
+import { byteRange, checkKey, checkRevision, checkTtl, checkValue } from '../validate.js';
+import { WatchQueue, closedError } from '../watch-queue.js';
+
+export interface EtcdStoreOptions {
+  /** host:port pairs. */
+  endpoints: string[];
+  /** Give up on an unreachable cluster after this long (ms), with a coded `store_unavailable`. */
+  retryForMs?: number;
+  /** Deadline for one call (ms). */
+  callTimeoutMs?: number;
+}
+
+const TARGET = { value: 'Value', mod: 'Mod', create: 'Create', version: 'Version', lease: 'Lease' } as const;
+const RESULT = { '=': 'Equal', '!=': 'NotEqual', '<': 'Less', '>': 'Greater' } as const;
+const FIELD = { value: 'value', mod: 'mod_revision', create: 'create_revision', version: 'version', lease: 'lease' } as const;
+
+function toKv(kv: IKeyValue): KeyValue {
+  return {
+    key: kv.key.toString('utf8'),
+    value: kv.value.toString('utf8'),
+    createRevision: Number(kv.create_revision),
+    modRevision: Number(kv.mod_revision),
+    version: Number(kv.version),
+    lease: String(kv.lease ?? '0'),
+  };
+}
+
+function rangeEnd(key: string, opts: { prefix?: boolean; end?: string }): { key: Buffer; range_end?: Buffer } {
+  const { start, end } = byteRange(key, opts);
+  if (end === undefined) return { key: start };
+  // etcd spells "to the end of the keyspace" as a range_end of one zero byte.
+  return { key: start, range_end: end ?? Buffer.from([0]) };
+}
+
+/**
+ * The real etcd (v3 API) through the maintained `etcd3` client. Calls go to etcd's raw RPCs rather
+ * than the client's builders, so revisions, prev-kvs and txn results keep etcd's exact semantics;
+ * every failure leaves this file as a StoreError.
+ */
+export class EtcdStore implements Store {
+  readonly description: string;
+  private readonly client: Etcd3;
+  private closed = false;
+  private readonly watches = new Set<WatchQueue>();
+
+  constructor(private readonly options: EtcdStoreOptions) {
+    this.description = `etcd://${options.endpoints.join(',')}`;
+    const timeout = options.callTimeoutMs ?? 5000;
+    this.client = new Etcd3({
+      hosts: options.endpoints.map((e) => `http://${e}`),
+      dialTimeout: timeout,
+      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
+    });
+  }
+
+  /** Runs one call, retrying with exponential backoff while the cluster is unreachable. */
+  private async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    if (this.closed) throw closedError(this.description);
+    const deadline = Date.now() + (this.options.retryForMs ?? 10_000);
+    let delay = 50;
+    for (;;) {
+      try {
+        return await fn();
+      } catch (err) {
+        const mapped = this.mapError(err, what);
+        if (!mapped.retryable || this.closed || Date.now() + delay > deadline) throw mapped;
+        await new Promise((r) => setTimeout(r, delay));
+        delay = Math.min(delay * 2, 1000);
+      }
+    }
+  }
+
+  private mapError(err: unknown, what: string): StoreError {
+    if (isStoreError(err)) return err;
+    const msg = err instanceof Error ? err.message : String(err);
+    const is = (s: string): boolean => msg.includes(s);
+    if (is('required revision has been compacted')) return new StoreError(StoreErrorCode.Compacted, `${what}: ${msg}`, { cause: err });
+    if (is('future revision')) return new StoreError(StoreErrorCode.FutureRevision, `${what}: ${msg}`, { cause: err });
+    if (is('lease not found') || err?.constructor?.name === 'EtcdLeaseInvalidError') {
+      return new StoreError(StoreErrorCode.LeaseNotFound, `${what}: lease not found (${msg})`, { cause: err });
+    }
+    if (is('request is too large')) return new StoreError(StoreErrorCode.ValueTooLarge, `${what}: ${msg}`, { cause: err });
+    if (is('duplicate key')) return new StoreError(StoreErrorCode.InvalidArgument, `${what}: ${msg}`, { cause: err });
+    if (err instanceof Error && (isRecoverableError(err) || /unavailable|ECONNREFUSED|deadline|No connection|connect/i.test(msg))) {
+      return new StoreError(StoreErrorCode.Unavailable, `${what}: etcd at ${this.options.endpoints.join(', ')} is unreachable: ${msg}`, {
+        cause: err,
+        retryable: true,
+      });
+    }
+    return new StoreError(StoreErrorCode.Unavailable, `${what}: etcd at ${this.options.endpoints.join(', ')} failed: ${msg}`, { cause: err });
+  }
+
+  async get(key: string, options: { revision?: number } = {}): Promise<KeyValue | undefined> {
+    return (await this.range(key, options)).kvs[0];
+  }
+
+  async range(key: string, options: RangeOptions = {}): Promise<RangeResult> {
+    checkRevision('revision', options.revision);
+    const req = {
+      ...rangeEnd(key, options),
+      limit: options.limit ?? 0,
+      revision: options.revision ?? 0,
+      count_only: options.countOnly ?? false,
+    };
+    const res = await this.call(`range ${key}`, () => this.client.kv.range(req));
+    return { kvs: res.kvs.map(toKv), count: Number(res.count), more: res.more, revision: Number(res.header.revision) };
+  }
+
+  async put(key: string, value: string, options: PutOptions = {}): Promise<PutResult> {
+    checkKey(key);
+    checkValue(key, value);
+    const res = await this.call(`put ${key}`, () =>
+      this.client.kv.put({ key: Buffer.from(key), value: Buffer.from(value), lease: options.lease ?? '0', prev_kv: true }),
+    );
+    const out: PutResult = { revision: Number(res.header.revision) };
+    if (res.prev_kv) out.prevKv = toKv(res.prev_kv);
+    return out;
+  }
+
+  async delete(key: string, options: DeleteOptions = {}): Promise<DeleteResult> {
+    const req = { ...rangeEnd(key, options), prev_kv: true };
+    const res = await this.call(`delete ${key}`, () => this.client.kv.deleteRange(req));
+    return { revision: Number(res.header.revision), deleted: Number(res.deleted), prevKvs: res.prev_kvs.map(toKv) };
+  }
+
+  async txn(request: TxnRequest): Promise<TxnResult> {
+    const toOp = (op: TxnOp): IRequestOp => {
+      if (op.type === 'put') {
+        checkKey(op.key);
+        checkValue(op.key, op.value);
+        return { request_put: { key: Buffer.from(op.key), value: Buffer.from(op.value), lease: op.lease ?? '0', prev_kv: true } };
+      }
+      if (op.type === 'delete') return { request_delete_range: { ...rangeEnd(op.key, op), prev_kv: true } };
+      return { request_range: { ...rangeEnd(op.key, op), limit: op.limit ?? 0 } };
+    };
+    const compare = request.compare.map((c: Compare) => {
+      checkKey(c.key);
+      const value = c.target === 'value' ? Buffer.from(String(c.value)) : String(c.value);
+      return { key: Buffer.from(c.key), target: TARGET[c.target], result: RESULT[c.op], [FIELD[c.target]]: value };
+    });
+    const success = request.success.map(toOp);
+    const failure = (request.failure ?? []).map(toOp);
+    const res = await this.call('txn', () => this.client.kv.txn({ compare, success, failure }));
+    const ops = res.succeeded ? request.success : (request.failure ?? []);
+    const results = res.responses.map((r: IResponseOp, i: number): TxnOpResult => {
+      const op = ops[i];
+      if (op?.type === 'put') return r.response_put.prev_kv ? { type: 'put', prevKv: toKv(r.response_put.prev_kv) } : { type: 'put' };
+      if (op?.type === 'delete') {
+        return { type: 'delete', deleted: Number(r.response_delete_range.deleted), prevKvs: r.response_delete_range.prev_kvs.map(toKv) };
+      }
+      const rr = r.response_range;
+      return { type: 'range', kvs: rr.kvs.map(toKv), count: Number(rr.count), more: rr.more };
+    });
+    return { succeeded: res.succeeded, revision: Number(res.header.revision), results };
+  }
+
+  async watch(key: string, options: WatchOptions = {}): Promise<Watch> {
+    if (this.closed) throw closedError(this.description);
+    checkRevision('startRevision', options.startRevision);
+    const { key: start, range_end } = rangeEnd(key, options);
+    let builder = this.client.watch();
+    builder = range_end ? builder.inRange({ start, end: range_end }) : builder.key(start);
+    // Without a start revision, pin one now so "established" has a precise meaning.
+    const startRevision = options.startRevision && options.startRevision > 0 ? options.startRevision : (await this.currentRevision()) + 1;
+    builder = builder.startRevision(String(startRevision));
+    let watcher: Watcher | undefined;
+    const queue = new WatchQueue(startRevision - 1, () => {
+      this.watches.delete(queue);
+      void watcher?.cancel().catch(() => undefined);
+    });
+    watcher = await this.call(`watch ${key}`, () => builder.create());
+    this.watches.add(queue);
+    watcher.on('data', (res) => {
+      const events = res.events.map((e) => {
+        const kv = toKv(e.kv);
+        return e.type === 'Delete'
+          ? { type: 'delete' as const, kv: { ...kv, value: '', createRevision: 0, version: 0, lease: '0' } }
+          : { type: 'put' as const, kv };
+      });
+      const last = events[events.length - 1];
+      if (last) queue.push({ events, revision: last.kv.modRevision });
+    });
+    // The client re-establishes the stream itself after a disconnect, resuming from the revision
+    // after the last one it saw; WatchQueue drops anything already delivered.
+    watcher.on('error', (err: Error) => void this.failWatch(queue, key, err));
+    return queue;
+  }
+
+  /** etcd cancels a watch whose start is compacted; find out whether that is why, and say so. */
+  private async failWatch(queue: WatchQueue, key: string, err: Error): Promise<void> {
+    const next = queue.lastRevision + 1;
+    try {
+      await this.client.kv.range({ key: Buffer.from(key), revision: next, limit: 1 });
+    } catch (probe) {
+      const mapped = this.mapError(probe, `watch ${key} from revision ${next}`);
+      if (mapped.code === StoreErrorCode.Compacted) {
+        queue.fail(mapped);
+        return;
+      }
+    }
+    queue.fail(this.mapError(err, `watch ${key}`));
+  }
+
+  async grantLease(ttlSeconds: number): Promise<Lease> {
+    checkTtl(ttlSeconds);
+    const res = await this.call('grant lease', () => this.client.leaseClient.leaseGrant({ TTL: ttlSeconds }));
+    return { id: String(res.ID), ttl: Number(res.TTL) };
+  }
+
+  async keepAliveOnce(leaseId: string): Promise<number> {
+    const res = await this.call(`keep-alive lease ${leaseId}`, async () => {
+      const stream = await this.client.leaseClient.leaseKeepAlive();
+      try {
+        return await new Promise<{ TTL: string }>((resolve, reject) => {
+          stream.on('data', resolve);
+          stream.on('error', reject);
+          stream.write({ ID: leaseId });
+        });
+      } finally {
+        stream.end();
+      }
+    });
+    const ttl = Number(res.TTL);
+    if (ttl <= 0) throw new StoreError(StoreErrorCode.LeaseNotFound, `keep-alive lease ${leaseId}: lease not found or expired`);
+    return ttl;
+  }
+
+  async revokeLease(leaseId: string): Promise<void> {
+    await this.call(`revoke lease ${leaseId}`, () => this.client.leaseClient.leaseRevoke({ ID: leaseId }));
+  }
+
+  async leaseInfo(leaseId: string): Promise<LeaseInfo> {
+    const res = await this.call(`lease ${leaseId}`, () => this.client.leaseClient.leaseTimeToLive({ ID: leaseId, keys: true }));
+    const remaining = Number(res.TTL);
+    return {
+      id: leaseId,
+      ttl: Number(res.grantedTTL),
+      remaining: remaining <= 0 ? -1 : remaining,
+      keys: remaining <= 0 ? [] : res.keys.map((k) => k.toString('utf8')).sort(),
+    };
+  }
+
+  async compact(revision: number): Promise<void> {
+    checkRevision('revision', revision);
+    await this.call(`compact to ${revision}`, () => this.client.kv.compact({ revision: String(revision), physical: true }));
+  }
+
+  async currentRevision(): Promise<number> {
+    const res = await this.call('current revision', () => this.client.kv.range({ key: Buffer.from([0]), limit: 1, count_only: true }));
+    return Number(res.header.revision);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const w of [...this.watches]) w.fail(closedError(this.description));
+    this.client.close();
+  }
+}

@@ -1,0 +1,75 @@
+import { resolve } from 'node:path';
+import { StoreError, StoreErrorCode } from './errors.js';
+import { EtcdStore } from './etcd/index.js';
+import { SqliteStore } from './sqlite/index.js';
+import type { Store } from './types.js';
+
+/**
+ * Backends by URL scheme, from one explicit table (kine's drivers/registry.go is the model): adding a
+ * backend is adding a row, and an unknown scheme is an error that lists the known ones.
+ */
+interface Driver {
+  example: string;
+  open(url: URL, raw: string): Store;
+}
+
+const DRIVERS: Record<string, Driver> = {
+  'sqlite:': {
+    example: 'sqlite:///var/lib/berth/state.db',
+    open(url, raw) {
+      if (url.host !== '') {
+        throw new StoreError(StoreErrorCode.InvalidUrl, `store URL ${raw}: sqlite takes an absolute path (sqlite:///path/state.db), not a host`);
+      }
+      const path = decodeURIComponent(url.pathname);
+      if (path === '' || path === '/' || path.endsWith('/')) {
+        throw new StoreError(StoreErrorCode.InvalidUrl, `store URL ${raw}: missing the database file path`);
+      }
+      const sync = url.searchParams.get('sync');
+      if (sync !== null && sync !== 'full' && sync !== 'normal') {
+        throw new StoreError(StoreErrorCode.InvalidUrl, `store URL ${raw}: sync must be full or normal`);
+      }
+      return new SqliteStore({ path: resolve(path), ...(sync ? { synchronous: sync } : {}) });
+    },
+  },
+  'etcd:': {
+    example: 'etcd://127.0.0.1:2379,127.0.0.2:2379',
+    open(_url, raw) {
+      const hosts = raw.slice('etcd://'.length).replace(/\/+$/, '');
+      const endpoints = hosts.split(',').map((h) => h.trim());
+      for (const e of endpoints) {
+        const m = /^([A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$/.exec(e);
+        if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) {
+          throw new StoreError(StoreErrorCode.InvalidUrl, `store URL ${raw}: endpoint "${e}" is not host:port`);
+        }
+      }
+      return new EtcdStore({ endpoints });
+    },
+  },
+  'memory:': {
+    example: 'memory://',
+    // The SQLite engine on a private in-memory database: same code, same guarantees, no file.
+    open: () => new SqliteStore({ path: ':memory:' }),
+  },
+};
+
+export function supportedStoreUrls(): string[] {
+  return Object.values(DRIVERS).map((d) => d.example);
+}
+
+/** Opens the store a URL names. Throws `invalid_store_url` naming the problem and the accepted forms. */
+export function openStore(raw: string): Store {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new StoreError(StoreErrorCode.InvalidUrl, `store URL "${raw}" is not a URL; use one of: ${supportedStoreUrls().join(', ')}`);
+  }
+  const driver = DRIVERS[url.protocol];
+  if (!driver) {
+    throw new StoreError(
+      StoreErrorCode.InvalidUrl,
+      `store URL "${raw}": unknown scheme ${url.protocol.replace(/:$/, '')}; use one of: ${supportedStoreUrls().join(', ')}`,
+    );
+  }
+  return driver.open(url, raw);
+}
