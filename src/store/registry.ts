@@ -10,13 +10,22 @@ import type { Store } from './types.js';
  */
 interface Driver {
   example: string;
-  open(url: URL, raw: string): Store;
+  open(raw: string): Store;
+}
+
+function parseUrl(raw: string): URL {
+  try {
+    return new URL(raw);
+  } catch {
+    throw new StoreError(StoreErrorCode.InvalidUrl, `store URL "${raw}" is not a URL; use one of: ${supportedStoreUrls().join(', ')}`);
+  }
 }
 
 const DRIVERS: Record<string, Driver> = {
   'sqlite:': {
     example: 'sqlite:///var/lib/berth/state.db',
-    open(url, raw) {
+    open(raw) {
+      const url = parseUrl(raw);
       if (url.host !== '') {
         throw new StoreError(StoreErrorCode.InvalidUrl, `store URL ${raw}: sqlite takes an absolute path (sqlite:///path/state.db), not a host`);
       }
@@ -33,7 +42,8 @@ const DRIVERS: Record<string, Driver> = {
   },
   'etcd:': {
     example: 'etcd://127.0.0.1:2379,127.0.0.2:2379',
-    open(_url, raw) {
+    // Parsed by hand: a list of hosts is not a WHATWG URL.
+    open(raw) {
       const hosts = raw.slice('etcd://'.length).replace(/\/+$/, '');
       const endpoints = hosts.split(',').map((h) => h.trim());
       for (const e of endpoints) {
@@ -58,18 +68,11 @@ export function supportedStoreUrls(): string[] {
 
 /** Opens the store a URL names. Throws `invalid_store_url` naming the problem and the accepted forms. */
 export function openStore(raw: string): Store {
-  let url: URL;
-  try {
-    url = new URL(raw);
-  } catch {
-    throw new StoreError(StoreErrorCode.InvalidUrl, `store URL "${raw}" is not a URL; use one of: ${supportedStoreUrls().join(', ')}`);
-  }
-  const driver = DRIVERS[url.protocol];
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(raw)?.[1];
+  if (scheme === undefined) parseUrl(raw);
+  const driver = DRIVERS[`${scheme?.toLowerCase()}:`];
   if (!driver) {
-    throw new StoreError(
-      StoreErrorCode.InvalidUrl,
-      `store URL "${raw}": unknown scheme ${url.protocol.replace(/:$/, '')}; use one of: ${supportedStoreUrls().join(', ')}`,
-    );
+    throw new StoreError(StoreErrorCode.InvalidUrl, `store URL "${raw}": unknown scheme ${scheme}; use one of: ${supportedStoreUrls().join(', ')}`);
   }
-  return driver.open(url, raw);
+  return driver.open(raw);
 }

@@ -40,7 +40,7 @@ async function next(it: AsyncIterator<{ events: WatchEvent[] }>, count: number, 
     const left = deadline - Date.now();
     if (left <= 0) break;
     let timer: NodeJS.Timeout | undefined;
-    const r = await Promise.race([it.next(), new Promise<undefined>((res) => (timer = setTimeout(res, left)))]);
+    const r = await Promise.race([it.next(), new Promise<undefined>((res) => (timer = setTimeout(() => res(undefined), left)))]);
     clearTimeout(timer);
     if (!r || r.done) break;
     events.push(...r.value.events);

@@ -84,8 +84,9 @@ export class EtcdStore implements Store {
         return await fn();
       } catch (err) {
         const mapped = this.mapError(err, what);
-        if (!mapped.retryable || this.closed || Date.now() + delay > deadline) throw mapped;
-        await new Promise((r) => setTimeout(r, delay));
+        const left = deadline - Date.now();
+        if (!mapped.retryable || this.closed || left <= 0) throw mapped;
+        await new Promise((r) => setTimeout(r, Math.min(delay, left)));
         delay = Math.min(delay * 2, 1000);
       }
     }
@@ -184,12 +185,11 @@ export class EtcdStore implements Store {
     // Without a start revision, pin one now so "established" has a precise meaning.
     const startRevision = options.startRevision && options.startRevision > 0 ? options.startRevision : (await this.currentRevision()) + 1;
     builder = builder.startRevision(String(startRevision));
-    let watcher: Watcher | undefined;
+    const watcher: Watcher = await this.call(`watch ${key}`, () => builder.create());
     const queue = new WatchQueue(startRevision - 1, () => {
       this.watches.delete(queue);
-      void watcher?.cancel().catch(() => undefined);
+      void watcher.cancel().catch(() => undefined);
     });
-    watcher = await this.call(`watch ${key}`, () => builder.create());
     this.watches.add(queue);
     watcher.on('data', (res) => {
       const events = res.events.map((e) => {

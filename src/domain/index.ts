@@ -1,0 +1,4 @@
+/** Shared domain vocabulary: coded errors, the store key layout, logging. */
+export * from './errors.js';
+export * from './keys.js';
+export * from './log.js';
