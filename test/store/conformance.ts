@@ -319,6 +319,11 @@ export function describeStoreConformance(
       const p = unique('revoke');
       const keeper = await LeaseKeeper.start(store, { ttl: 2 });
       await store.put(`${p}a`, '1', { lease: keeper.id });
+      // A put without a lease detaches the key from its lease, as in etcd.
+      await store.put(`${p}detached`, '1', { lease: keeper.id });
+      await store.put(`${p}detached`, '2');
+      const onLease = await store.txn({ compare: [{ key: `${p}a`, target: 'lease', op: '=', value: keeper.id }], success: [] });
+      expect(onLease.succeeded).toBe(true);
       await new Promise((r) => setTimeout(r, 3500));
       expect((await store.get(`${p}a`))?.value).toBe('1');
       expect(await store.keepAliveOnce(keeper.id)).toBeGreaterThanOrEqual(2);
@@ -326,6 +331,7 @@ export function describeStoreConformance(
       await keeper.revoke();
       expect(await store.get(`${p}a`)).toBeUndefined();
       expect((await take(watch, 1))[0]?.type).toBe('delete');
+      expect((await store.get(`${p}detached`))?.value).toBe('2');
       await expectCode(store.revokeLease(keeper.id), StoreErrorCode.LeaseNotFound);
     });
 

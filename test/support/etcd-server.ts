@@ -84,6 +84,15 @@ export class EtcdServer {
     });
   }
 
+  /** Freezes the process (SIGSTOP): connections stay open but nothing answers, like a hung node. */
+  pause(): void {
+    this.child?.kill('SIGSTOP');
+  }
+
+  resume(): void {
+    this.child?.kill('SIGCONT');
+  }
+
   async restart(): Promise<void> {
     await this.stopProcess();
     await this.launch();

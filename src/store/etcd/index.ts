@@ -46,6 +46,13 @@ function toKv(kv: IKeyValue): KeyValue {
   };
 }
 
+/** Whether a failure happened before the request could reach etcd (nothing to double-apply). */
+function neverSent(err: unknown): boolean {
+  const msg = err instanceof Error ? err.message : String(err);
+  // The client's per-host circuit breaker refuses calls to a host that keeps failing: not sent either.
+  return /ECONNREFUSED|No connection established|failed to connect|connection refused|ENOTFOUND|EHOSTUNREACH|circuit breaker is open/i.test(msg);
+}
+
 function rangeEnd(key: string, opts: { prefix?: boolean; end?: string }): { key: Buffer; range_end?: Buffer } {
   const { start, end } = byteRange(key, opts);
   if (end === undefined) return { key: start };
@@ -74,8 +81,13 @@ export class EtcdStore implements Store {
     });
   }
 
-  /** Runs one call, retrying with exponential backoff while the cluster is unreachable. */
-  private async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  /**
+   * Runs one call, retrying with exponential backoff while the cluster is unreachable. A read is
+   * retried on any transient failure. A write is retried only when it certainly never reached etcd
+   * (the connection was refused): after a timeout it may have committed, and sending it again could
+   * apply it twice, so the caller gets a non-retryable error saying the outcome is unknown.
+   */
+  private async call<T>(what: string, fn: () => Promise<T>, kind: 'read' | 'write' = 'read'): Promise<T> {
     if (this.closed) throw closedError(this.description);
     const deadline = Date.now() + (this.options.retryForMs ?? 10_000);
     let delay = 50;
@@ -83,7 +95,10 @@ export class EtcdStore implements Store {
       try {
         return await fn();
       } catch (err) {
-        const mapped = this.mapError(err, what);
+        let mapped = this.mapError(err, what);
+        if (kind === 'write' && mapped.retryable && !neverSent(err)) {
+          mapped = new StoreError(StoreErrorCode.Unavailable, `${mapped.message} (the write may or may not have been applied)`, { cause: err, retryable: false });
+        }
         const left = deadline - Date.now();
         if (!mapped.retryable || this.closed || left <= 0) throw mapped;
         await new Promise((r) => setTimeout(r, Math.min(delay, left)));
@@ -103,7 +118,7 @@ export class EtcdStore implements Store {
     }
     if (is('request is too large')) return new StoreError(StoreErrorCode.ValueTooLarge, `${what}: ${msg}`, { cause: err });
     if (is('duplicate key')) return new StoreError(StoreErrorCode.InvalidArgument, `${what}: ${msg}`, { cause: err });
-    if (err instanceof Error && (isRecoverableError(err) || /unavailable|ECONNREFUSED|deadline|No connection|connect/i.test(msg))) {
+    if (err instanceof Error && (isRecoverableError(err) || /unavailable|ECONNREFUSED|deadline|No connection|connect|circuit breaker/i.test(msg))) {
       return new StoreError(StoreErrorCode.Unavailable, `${what}: etcd at ${this.options.endpoints.join(', ')} is unreachable: ${msg}`, {
         cause: err,
         retryable: true,
@@ -131,8 +146,11 @@ export class EtcdStore implements Store {
   async put(key: string, value: string, options: PutOptions = {}): Promise<PutResult> {
     checkKey(key);
     checkValue(key, value);
-    const res = await this.call(`put ${key}`, () =>
-      this.client.kv.put({ key: Buffer.from(key), value: Buffer.from(value), lease: options.lease ?? '0', prev_kv: true }),
+    const res = await this.call(
+      `put ${key}`,
+      () =>
+        this.client.kv.put({ key: Buffer.from(key), value: Buffer.from(value), lease: options.lease ?? '0', prev_kv: true }),
+      'write',
     );
     const out: PutResult = { revision: Number(res.header.revision) };
     if (res.prev_kv) out.prevKv = toKv(res.prev_kv);
@@ -141,7 +159,7 @@ export class EtcdStore implements Store {
 
   async delete(key: string, options: DeleteOptions = {}): Promise<DeleteResult> {
     const req = { ...rangeEnd(key, options), prev_kv: true };
-    const res = await this.call(`delete ${key}`, () => this.client.kv.deleteRange(req));
+    const res = await this.call(`delete ${key}`, () => this.client.kv.deleteRange(req), 'write');
     return { revision: Number(res.header.revision), deleted: Number(res.deleted), prevKvs: res.prev_kvs.map(toKv) };
   }
 
@@ -162,7 +180,7 @@ export class EtcdStore implements Store {
     });
     const success = request.success.map(toOp);
     const failure = (request.failure ?? []).map(toOp);
-    const res = await this.call('txn', () => this.client.kv.txn({ compare, success, failure }));
+    const res = await this.call('txn', () => this.client.kv.txn({ compare, success, failure }), 'write');
     const ops = res.succeeded ? request.success : (request.failure ?? []);
     const results = res.responses.map((r: IResponseOp, i: number): TxnOpResult => {
       const op = ops[i];
@@ -224,7 +242,7 @@ export class EtcdStore implements Store {
 
   async grantLease(ttlSeconds: number): Promise<Lease> {
     checkTtl(ttlSeconds);
-    const res = await this.call('grant lease', () => this.client.leaseClient.leaseGrant({ TTL: ttlSeconds }));
+    const res = await this.call('grant lease', () => this.client.leaseClient.leaseGrant({ TTL: ttlSeconds }), 'write');
     return { id: String(res.ID), ttl: Number(res.TTL) };
   }
 
@@ -247,7 +265,7 @@ export class EtcdStore implements Store {
   }
 
   async revokeLease(leaseId: string): Promise<void> {
-    await this.call(`revoke lease ${leaseId}`, () => this.client.leaseClient.leaseRevoke({ ID: leaseId }));
+    await this.call(`revoke lease ${leaseId}`, () => this.client.leaseClient.leaseRevoke({ ID: leaseId }), 'write');
   }
 
   async leaseInfo(leaseId: string): Promise<LeaseInfo> {
