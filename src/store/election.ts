@@ -31,6 +31,20 @@ export class Election {
     return { kvs: [...r.kvs].sort((a, b) => a.createRevision - b.createRevision), revision: r.revision };
   }
 
+  /** Resolves at the first change under the prefix after `revision`, or when the signal aborts. */
+  private async changeAfter(revision: number, signal?: AbortSignal): Promise<void> {
+    const watch = await this.store.watch(`${this.prefix}/`, { prefix: true, startRevision: revision + 1 });
+    const onAbort = (): void => watch.close();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    if (signal?.aborted) watch.close();
+    try {
+      for await (const _batch of watch) break;
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+      watch.close();
+    }
+  }
+
   /**
    * Becomes leader, waiting as long as needed. The candidacy lives as long as the lease: when the
    * lease dies the leadership ends, which is how a dead leader is replaced within one TTL.
@@ -60,16 +74,7 @@ export class Election {
       const mine = kvs.find((kv) => kv.key === key && kv.createRevision === myRevision);
       if (!mine) throw new StoreError(StoreErrorCode.NotLeader, `candidacy ${key} ended (its lease is gone) before it was elected`);
       if (kvs[0]?.key === key) return new Leadership(this.store, key, lease, myRevision);
-      // Wait for anything under the prefix to change, then look again.
-      const watch = await this.store.watch(`${this.prefix}/`, { prefix: true, startRevision: revision + 1 });
-      const onAbort = (): void => watch.close();
-      signal?.addEventListener('abort', onAbort, { once: true });
-      try {
-        for await (const _batch of watch) break;
-      } finally {
-        signal?.removeEventListener('abort', onAbort);
-        watch.close();
-      }
+      await this.changeAfter(revision, signal);
     }
   }
 
@@ -94,15 +99,7 @@ export class Election {
         yield first ? { key: first.key, value: first.value, lease: first.lease, revision: first.createRevision } : undefined;
       }
       if (signal?.aborted) return;
-      const watch = await this.store.watch(`${this.prefix}/`, { prefix: true, startRevision: revision + 1 });
-      const onAbort = (): void => watch.close();
-      signal?.addEventListener('abort', onAbort, { once: true });
-      try {
-        for await (const _batch of watch) break;
-      } finally {
-        signal?.removeEventListener('abort', onAbort);
-        watch.close();
-      }
+      await this.changeAfter(revision, signal);
       if (signal?.aborted) return;
       ({ kvs, revision } = await this.candidates());
     }
