@@ -22,3 +22,19 @@ export function isBerthError(err: unknown, code?: string): err is BerthError {
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
+
+/** Domain error codes shared by every component; the API edge maps each to an HTTP status. */
+export const ErrorCode = {
+  NotFound: 'not_found',
+  InvalidParams: 'invalid_params',
+  Conflict: 'conflict',
+  Forbidden: 'forbidden',
+  Unauthorized: 'unauthorized',
+  RateLimit: 'rate_limit',
+} as const;
+
+export const notFound = (what: string): BerthError => new BerthError(ErrorCode.NotFound, `Couldn't find that ${what}.`);
+export const invalid = (message: string): BerthError => new BerthError(ErrorCode.InvalidParams, message);
+export const conflict = (message: string): BerthError => new BerthError(ErrorCode.Conflict, message);
+export const forbidden = (message: string): BerthError => new BerthError(ErrorCode.Forbidden, message);
+export const unauthorized = (message: string): BerthError => new BerthError(ErrorCode.Unauthorized, message);

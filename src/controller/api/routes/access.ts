@@ -1,0 +1,80 @@
+import type { FastifyInstance } from 'fastify';
+import type { Services } from '../../services.js';
+import { sendPage } from '../range.js';
+import * as shape from '../serialize.js';
+
+/** Domains, collaborators (`access*`) and the account's SSH keys (`keys*`). */
+export function registerAccessRoutes(api: FastifyInstance, s: Services): void {
+  api.get('/apps/:app/domains', async (req, reply) => {
+    const access = await s.apps.resolve(req.user, (req.params as { app: string }).app);
+    const list = (await s.domains.list(access)).map((d) => shape.domain(access.app, d, s.settings));
+    return sendPage(req, reply, list, { hostname: (d) => String(d.hostname), id: (d) => String(d.id) }, 'hostname');
+  });
+
+  api.get('/apps/:app/domains/:domain', async (req) => {
+    const { app, domain } = req.params as { app: string; domain: string };
+    const access = await s.apps.resolve(req.user, app);
+    return shape.domain(access.app, await s.domains.get(access, domain), s.settings);
+  });
+
+  api.post(
+    '/apps/:app/domains',
+    { schema: { body: { type: 'object', properties: { hostname: { type: 'string', minLength: 1, maxLength: 253 }, sni_endpoint: {} }, required: ['hostname'] } } },
+    async (req, reply) => {
+      const access = await s.apps.resolve(req.user, (req.params as { app: string }).app);
+      const d = await s.domains.add(access, (req.body as { hostname: string }).hostname);
+      reply.code(201);
+      return shape.domain(access.app, d, s.settings);
+    },
+  );
+
+  api.delete('/apps/:app/domains/:domain', async (req) => {
+    const { app, domain } = req.params as { app: string; domain: string };
+    const access = await s.apps.resolve(req.user, app);
+    return shape.domain(access.app, await s.domains.remove(access, domain), s.settings);
+  });
+
+  api.get('/apps/:app/collaborators', async (req, reply) => {
+    const access = await s.apps.resolve(req.user, (req.params as { app: string }).app);
+    const list = (await s.collaborators.list(access)).map((c) => shape.collaborator(access.app, c.collaborator, c.user, c.role));
+    return sendPage(req, reply, list, { email: (c) => String((c.user as { email: string }).email), id: (c) => String(c.id) }, 'email');
+  });
+
+  api.post(
+    '/apps/:app/collaborators',
+    { schema: { body: { type: 'object', properties: { user: { type: 'string', minLength: 3 }, silent: { type: 'boolean' } }, required: ['user'] } } },
+    async (req, reply) => {
+      const access = await s.apps.resolve(req.user, (req.params as { app: string }).app);
+      const { collaborator, user } = await s.collaborators.add(access, (req.body as { user: string }).user);
+      reply.code(201);
+      return shape.collaborator(access.app, collaborator, user, 'collaborator');
+    },
+  );
+
+  api.delete('/apps/:app/collaborators/:collaborator', async (req) => {
+    const { app, collaborator } = req.params as { app: string; collaborator: string };
+    const access = await s.apps.resolve(req.user, app);
+    const removed = await s.collaborators.remove(access, decodeURIComponent(collaborator));
+    return shape.collaborator(access.app, removed.collaborator, removed.user, 'collaborator');
+  });
+
+  api.get('/account/keys', async (req, reply) => {
+    const list = (await s.sshKeys.list(req.user)).map((k) => shape.sshKey(req.user, k));
+    return sendPage(req, reply, list, { id: (k) => String(k.id), fingerprint: (k) => String(k.fingerprint) }, 'id');
+  });
+
+  api.post(
+    '/account/keys',
+    { schema: { body: { type: 'object', properties: { public_key: { type: 'string', minLength: 1, maxLength: 16384 } }, required: ['public_key'] } } },
+    async (req, reply) => {
+      const k = await s.sshKeys.add(req.user, (req.body as { public_key: string }).public_key);
+      reply.code(201);
+      return shape.sshKey(req.user, k);
+    },
+  );
+
+  api.delete('/account/keys/:key', async (req) => {
+    const k = await s.sshKeys.remove(req.user, decodeURIComponent((req.params as { key: string }).key));
+    return shape.sshKey(req.user, k);
+  });
+}

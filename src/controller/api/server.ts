@@ -1,0 +1,89 @@
+import { randomUUID } from 'node:crypto';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
+import { unauthorized } from '../../domain/errors.js';
+import type { Logger } from '../../domain/log.js';
+import type { UserRecord } from '../model/types.js';
+import type { Services } from '../services.js';
+import { errorHandler, sendError } from './errors.js';
+import { registerAccessRoutes } from './routes/access.js';
+import { registerAdminRoutes } from './routes/admin.js';
+import { registerAppRoutes } from './routes/apps.js';
+import { registerFormationRoutes } from './routes/formation.js';
+import { registerLogRoutes } from './routes/logs.js';
+import { registerReleaseRoutes } from './routes/releases.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    user: UserRecord;
+  }
+  interface FastifyContextConfig {
+    /** Routes reachable without a token: the health probe and log stream URLs (secret in the URL). */
+    public?: boolean;
+  }
+}
+
+/** `Bearer <token>`, or HTTP basic with the token as the password (any user name), as Heroku takes. */
+export function tokenFrom(request: FastifyRequest): string | undefined {
+  const h = request.headers.authorization;
+  if (!h) return undefined;
+  const [scheme, value] = h.split(/\s+/, 2);
+  if (!value) return undefined;
+  if (scheme?.toLowerCase() === 'bearer') return value.trim();
+  if (scheme?.toLowerCase() === 'basic') {
+    const decoded = Buffer.from(value, 'base64').toString('utf8');
+    const i = decoded.indexOf(':');
+    return i >= 0 ? decoded.slice(i + 1) : undefined;
+  }
+  return undefined;
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,200}$/;
+
+/** The Heroku Platform API v3 subset, as a Fastify instance (tests drive it with `.inject()`). */
+export function buildApi(services: Services, log: Logger): FastifyInstance {
+  const app: FastifyInstance = Fastify({
+    loggerInstance: log as FastifyBaseLogger,
+    bodyLimit: 1024 * 1024,
+    requestIdHeader: false,
+    genReqId: (req) => {
+      const given = req.headers['request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    },
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false, allowUnionTypes: true } },
+  });
+  app.decorateRequest('user', null as unknown as UserRecord);
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler((request, reply) =>
+    sendError(reply, 404, 'not_found', `The requested API endpoint ${request.method} ${request.url.split('?')[0]} was not found.`),
+  );
+  // Heroku clients send vendor JSON types; parse them as JSON.
+  app.addContentTypeParser(/^application\/(vnd\.heroku\+)?json/, { parseAs: 'string' }, (_req, body, done) => {
+    const text = typeof body === 'string' ? body : body.toString('utf8');
+    if (text.trim() === '') return done(null, {});
+    try {
+      done(null, JSON.parse(text));
+    } catch (err) {
+      const e = err as Error & { statusCode?: number; code?: string };
+      e.statusCode = 400;
+      e.code = 'FST_ERR_CTP_INVALID_JSON_BODY';
+      done(e, undefined);
+    }
+  });
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('Request-Id', request.id);
+    if (request.routeOptions.config.public) return;
+    const token = tokenFrom(request);
+    const user = token ? await services.users.authenticate(token) : undefined;
+    if (!user) throw unauthorized('Invalid credentials provided.');
+    request.user = user;
+  });
+
+  app.get('/health', { config: { public: true } }, async () => ({ status: 'ok' }));
+  registerAppRoutes(app, services);
+  registerReleaseRoutes(app, services);
+  registerFormationRoutes(app, services);
+  registerAccessRoutes(app, services);
+  registerLogRoutes(app, services);
+  registerAdminRoutes(app, services);
+  return app;
+}

@@ -1,0 +1,30 @@
+/**
+ * The controller: owns apps, releases, config, formation, domains, keys and users, all in the
+ * store, behind a Heroku Platform API v3 subset. `startController` is what `berth up` wires in.
+ */
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from '../domain/log.js';
+import type { Store } from '../store/index.js';
+import { buildApi } from './api/server.js';
+import type { PlatformSettings } from './model/types.js';
+import { createServices, type Services } from './services.js';
+
+export { buildApi } from './api/server.js';
+export { createServices, type Services } from './services.js';
+export type { PlatformSettings } from './model/types.js';
+
+export interface Controller {
+  api: FastifyInstance;
+  services: Services;
+  /** The URL the API listens on. */
+  url: string;
+  close(): Promise<void>;
+}
+
+export async function startController(options: { store: Store; log: Logger; settings: Omit<PlatformSettings, 'apiUrl'> & { apiUrl?: string }; host: string; port: number }): Promise<Controller> {
+  const apiUrl = options.settings.apiUrl ?? `http://${options.host}:${options.port}`;
+  const services = createServices(options.store, options.log, { ...options.settings, apiUrl });
+  const api = buildApi(services, options.log.child({ component: 'api' }));
+  await api.listen({ host: options.host, port: options.port });
+  return { api, services, url: apiUrl, close: () => api.close() };
+}

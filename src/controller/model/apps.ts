@@ -1,0 +1,166 @@
+import { randomUUID } from 'node:crypto';
+import { conflict, forbidden, invalid, notFound } from '../../domain/errors.js';
+import { keys } from '../../domain/keys.js';
+import type { Store, TxnOp } from '../../store/index.js';
+import { del, getJson, getMany, put, type Versioned } from './json-store.js';
+import { APP_NAME, generateAppName } from './names.js';
+import type { AppRecord, CollaboratorRecord, DomainRecord, ReleaseRecord, UserRecord } from './types.js';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export type Role = 'owner' | 'collaborator' | 'admin';
+
+/** An app as seen by one user: the record, its revision (for CAS) and the user's role on it. */
+export interface AppAccess {
+  app: AppRecord;
+  mod: number;
+  role: Role;
+}
+
+export function releaseKey(app: string, version: number): string {
+  return keys.release(app, version);
+}
+
+/**
+ * Apps and who may see them. Every read goes through `resolve`, which answers "not found" for an
+ * app the user cannot see, so the API never reveals that someone else's app exists.
+ */
+export class Apps {
+  constructor(private readonly store: Store) {}
+
+  async create(user: UserRecord, name?: string): Promise<AppRecord> {
+    const explicit = name !== undefined && name !== null;
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const appName = explicit ? name : generateAppName();
+      if (!APP_NAME.test(appName)) {
+        throw invalid(`Name must start with a letter, end with a letter or digit and can only contain lowercase letters, digits, and dashes (3 to 30 characters): "${appName}".`);
+      }
+      const now = new Date().toISOString();
+      const app: AppRecord = {
+        id: randomUUID(),
+        name: appName,
+        owner_id: user.id,
+        created_at: now,
+        updated_at: now,
+        release_version: 1,
+        released_at: now,
+        maintenance: false,
+      };
+      const initial: ReleaseRecord = {
+        id: randomUUID(),
+        version: 1,
+        slug_id: null,
+        config: {},
+        process_types: {},
+        description: 'Initial release',
+        user_id: user.id,
+        user_email: user.email,
+        status: 'succeeded',
+        created_at: now,
+        updated_at: now,
+      };
+      const r = await this.store.txn({
+        compare: [{ key: keys.appName(appName), target: 'create', op: '=', value: 0 }],
+        success: [
+          { type: 'put', key: keys.appName(appName), value: app.id },
+          put(keys.app(app.id), app),
+          put(keys.config(app.id), {}),
+          put(keys.formation(app.id), {}),
+          put(releaseKey(app.id, 1), initial),
+          put(keys.access(user.id, app.id), { role: 'owner' }),
+        ],
+      });
+      if (r.succeeded) return app;
+      if (explicit) throw conflict(`Name ${appName} is already taken.`);
+    }
+    throw conflict('Could not find a free app name; give one explicitly.');
+  }
+
+  /** Finds an app by name or id, as `user` may see it; anything else is not_found. */
+  async resolve(user: UserRecord, nameOrId: string): Promise<AppAccess> {
+    let id = nameOrId;
+    if (!UUID.test(nameOrId)) {
+      if (!APP_NAME.test(nameOrId)) throw notFound('app');
+      const kv = await this.store.get(keys.appName(nameOrId));
+      if (!kv) throw notFound('app');
+      id = kv.value;
+    }
+    const rec = await getJson<AppRecord>(this.store, keys.app(id.toLowerCase()));
+    if (!rec) throw notFound('app');
+    const role = await this.roleOf(user, rec.value);
+    if (!role) throw notFound('app');
+    return { app: rec.value, mod: rec.mod, role };
+  }
+
+  private async roleOf(user: UserRecord, app: AppRecord): Promise<Role | undefined> {
+    if (app.owner_id === user.id) return 'owner';
+    if (await this.store.get(keys.access(user.id, app.id))) return 'collaborator';
+    return user.admin ? 'admin' : undefined;
+  }
+
+  /** The apps a user can see (all of them for an admin), by name. */
+  async list(user: UserRecord): Promise<AppRecord[]> {
+    let ids: string[];
+    if (user.admin) {
+      ids = (await this.store.range(keys.appNames(), { prefix: true })).kvs.map((kv) => kv.value);
+    } else {
+      const prefix = keys.accessOf(user.id);
+      ids = (await this.store.range(prefix, { prefix: true })).kvs.map((kv) => kv.key.slice(prefix.length));
+    }
+    const apps = await getMany<AppRecord>(this.store, ids.map((id) => keys.app(id)));
+    return apps.filter((a): a is AppRecord => a !== undefined).sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  async rename(access: AppAccess, newName: string): Promise<AppRecord> {
+    requireOwner(access, 'rename');
+    if (!APP_NAME.test(newName)) throw invalid(`Name must start with a letter and can only contain lowercase letters, digits, and dashes (3 to 30 characters): "${newName}".`);
+    if (newName === access.app.name) return access.app;
+    const app: AppRecord = { ...access.app, name: newName, updated_at: new Date().toISOString() };
+    const r = await this.store.txn({
+      compare: [
+        { key: keys.appName(newName), target: 'create', op: '=', value: 0 },
+        { key: keys.app(app.id), target: 'mod', op: '=', value: access.mod },
+      ],
+      success: [del(keys.appName(access.app.name)), { type: 'put', key: keys.appName(newName), value: app.id }, put(keys.app(app.id), app)],
+    });
+    if (!r.succeeded) {
+      if (await this.store.get(keys.appName(newName))) throw conflict(`Name ${newName} is already taken.`);
+      throw conflict('The app changed while renaming it; try again.');
+    }
+    return app;
+  }
+
+  /** Deletes the app and every key that points at it, in one transaction. */
+  async destroy(access: AppAccess): Promise<void> {
+    requireOwner(access, 'delete');
+    const id = access.app.id;
+    const collaborators = (await this.store.range(keys.collaborators(id), { prefix: true })).kvs.map((kv) => JSON.parse(kv.value) as CollaboratorRecord);
+    const domains = (await this.store.range(keys.domains(id), { prefix: true })).kvs.map((kv) => JSON.parse(kv.value) as DomainRecord);
+    const ops: TxnOp[] = [
+      del(keys.app(id)),
+      del(`${keys.app(id)}/`, true),
+      del(keys.appName(access.app.name)),
+      del(keys.access(access.app.owner_id, id)),
+      ...collaborators.map((c) => del(keys.access(c.user_id, id))),
+      ...domains.map((d) => del(keys.hostname(d.hostname))),
+    ];
+    // Every change under an app also rewrites its record, so this compare catches a collaborator or
+    // domain added since they were listed above.
+    const r = await this.store.txn({ compare: [{ key: keys.app(id), target: 'mod', op: '=', value: access.mod }], success: ops });
+    if (!r.succeeded) throw conflict('The app changed while deleting it; try again.');
+  }
+
+  /** Rewrites the record (updated_at) together with `ops`, if the app is unchanged since `access`. */
+  async touch(access: AppAccess, ops: TxnOp[], extraCompare: Parameters<Store['txn']>[0]['compare'] = []): Promise<Versioned<AppRecord> | undefined> {
+    const app: AppRecord = { ...access.app, updated_at: new Date().toISOString() };
+    const r = await this.store.txn({
+      compare: [{ key: keys.app(app.id), target: 'mod', op: '=', value: access.mod }, ...extraCompare],
+      success: [put(keys.app(app.id), app), ...ops],
+    });
+    return r.succeeded ? { value: app, mod: r.revision } : undefined;
+  }
+}
+
+export function requireOwner(access: AppAccess, action: string): void {
+  if (access.role === 'collaborator') throw forbidden(`Only the app owner can ${action} ${access.app.name}.`);
+}

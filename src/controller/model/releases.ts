@@ -1,0 +1,130 @@
+import { randomUUID } from 'node:crypto';
+import { conflict, invalid, notFound } from '../../domain/errors.js';
+import { keys } from '../../domain/keys.js';
+import type { Store } from '../../store/index.js';
+import { type AppAccess, type Apps, releaseKey } from './apps.js';
+import { getJson, listJson, put } from './json-store.js';
+import type { ReleaseRecord, UserRecord } from './types.js';
+
+const CONFIG_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
+export const MAX_CONFIG_BYTES = 64 * 1024;
+
+export type ConfigChanges = Record<string, string | null>;
+
+/** Heroku's release descriptions: "Set FOO, BAR config vars", "Remove FOO config var". */
+function describeConfig(changes: ConfigChanges): string {
+  const set = Object.keys(changes).filter((k) => changes[k] !== null);
+  const removed = Object.keys(changes).filter((k) => changes[k] === null);
+  const part = (verb: string, names: string[]): string => `${verb} ${names.join(', ')} config var${names.length === 1 ? '' : 's'}`;
+  return [set.length ? part('Set', set) : '', removed.length ? part('Remove', removed) : ''].filter(Boolean).join(' and ');
+}
+
+export function validateConfig(changes: ConfigChanges, current: Record<string, string>): Record<string, string> {
+  const next = { ...current };
+  for (const [k, v] of Object.entries(changes)) {
+    if (!CONFIG_KEY.test(k)) throw invalid(`Invalid config var name "${k}": use letters, digits and underscores, not starting with a digit.`);
+    if (v === null) delete next[k];
+    else if (typeof v !== 'string') throw invalid(`Config var ${k} must be a string or null.`);
+    else next[k] = v;
+  }
+  const size = Buffer.byteLength(JSON.stringify(next), 'utf8');
+  if (size > MAX_CONFIG_BYTES) throw invalid(`Config vars would total ${size} bytes; the limit is ${MAX_CONFIG_BYTES} bytes (64 KiB).`);
+  return next;
+}
+
+interface NewRelease {
+  slug_id: string | null;
+  process_types: Record<string, string>;
+  config: Record<string, string>;
+  description: string;
+}
+
+/**
+ * Releases are immutable and numbered: every config change, build and rollback appends vN+1 with a
+ * full copy of the config, in the same transaction that bumps the app record and rewrites the
+ * current config. Concurrent changes to one app are serialised by the compare on the app record.
+ */
+export class Releases {
+  constructor(
+    private readonly store: Store,
+    private readonly apps: Apps,
+  ) {}
+
+  async list(appId: string): Promise<ReleaseRecord[]> {
+    return listJson<ReleaseRecord>(this.store, keys.releases(appId));
+  }
+
+  async current(access: AppAccess): Promise<ReleaseRecord> {
+    const r = await getJson<ReleaseRecord>(this.store, releaseKey(access.app.id, access.app.release_version));
+    if (!r) throw notFound('release');
+    return r.value;
+  }
+
+  /** By version number or release id. */
+  async get(access: AppAccess, versionOrId: string | number): Promise<ReleaseRecord> {
+    const v = typeof versionOrId === 'number' ? versionOrId : /^v?\d+$/.test(versionOrId) ? Number(versionOrId.replace(/^v/, '')) : NaN;
+    if (Number.isSafeInteger(v) && v > 0) {
+      const r = await getJson<ReleaseRecord>(this.store, releaseKey(access.app.id, v));
+      if (!r) throw notFound('release');
+      return r.value;
+    }
+    const found = (await this.list(access.app.id)).find((r) => r.id === versionOrId);
+    if (!found) throw notFound('release');
+    return found;
+  }
+
+  async config(access: AppAccess): Promise<Record<string, string>> {
+    return (await getJson<Record<string, string>>(this.store, keys.config(access.app.id)))?.value ?? {};
+  }
+
+  async setConfig(user: UserRecord, access: AppAccess, changes: ConfigChanges): Promise<{ config: Record<string, string>; release: ReleaseRecord }> {
+    if (Object.keys(changes).length === 0) throw invalid('No config vars given.');
+    return this.append(user, access, async (fresh) => {
+      const current = await this.current(fresh);
+      const config = validateConfig(changes, await this.config(fresh));
+      return { slug_id: current.slug_id, process_types: current.process_types, config, description: describeConfig(changes) };
+    }).then((release) => ({ config: release.config, release }));
+  }
+
+  async rollback(user: UserRecord, access: AppAccess, target: string | number): Promise<ReleaseRecord> {
+    const to = await this.get(access, target);
+    return this.append(user, access, async () => ({
+      slug_id: to.slug_id,
+      process_types: to.process_types,
+      config: to.config,
+      description: `Rollback to v${to.version}`,
+    }));
+  }
+
+  /** For the builder: a new release of a slug with the app's current config. */
+  async deploy(user: UserRecord, access: AppAccess, slug: { id: string; process_types: Record<string, string>; commit: string | null }): Promise<ReleaseRecord> {
+    return this.append(user, access, async (fresh) => ({
+      slug_id: slug.id,
+      process_types: slug.process_types,
+      config: await this.config(fresh),
+      description: `Deploy ${slug.commit ? slug.commit.slice(0, 8) : slug.id.slice(0, 8)}`,
+    }));
+  }
+
+  /** Appends the next release, re-reading and retrying if another change to the app won the race. */
+  private async append(user: UserRecord, access: AppAccess, build: (fresh: AppAccess) => Promise<NewRelease>): Promise<ReleaseRecord> {
+    let fresh = access;
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const next = await build(fresh);
+      const now = new Date().toISOString();
+      const version = fresh.app.release_version + 1;
+      const release: ReleaseRecord = { id: randomUUID(), version, ...next, user_id: user.id, user_email: user.email, status: 'succeeded', created_at: now, updated_at: now };
+      const app = { ...fresh.app, release_version: version, released_at: now, updated_at: now };
+      const r = await this.store.txn({
+        compare: [
+          { key: keys.app(app.id), target: 'mod', op: '=', value: fresh.mod },
+          { key: releaseKey(app.id, version), target: 'create', op: '=', value: 0 },
+        ],
+        success: [put(keys.app(app.id), app), put(releaseKey(app.id, version), release), put(keys.config(app.id), next.config)],
+      });
+      if (r.succeeded) return release;
+      fresh = await this.apps.resolve(user, access.app.id);
+    }
+    throw conflict(`Too many concurrent changes to ${access.app.name}; try again.`);
+  }
+}

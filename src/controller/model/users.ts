@@ -1,0 +1,108 @@
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { conflict, invalid, notFound } from '../../domain/errors.js';
+import { keys } from '../../domain/keys.js';
+import type { Store } from '../../store/index.js';
+import { getJson, getMany, listJson, put } from './json-store.js';
+import type { TokenRecord, UserRecord } from './types.js';
+
+const EMAIL = /^[^@\s/]{1,64}@[^@\s/]{1,190}$/;
+
+export function hashToken(token: string): string {
+  return createHash('sha256').update(token, 'utf8').digest('hex');
+}
+
+export function newToken(): string {
+  return `berth_${randomBytes(24).toString('hex')}`;
+}
+
+/**
+ * Users and their API tokens. A token is shown once, when made; the store keeps only its SHA-256
+ * (tokens are 192 random bits, so a fast hash is the right one: nothing to brute-force).
+ */
+export class Users {
+  constructor(private readonly store: Store) {}
+
+  /** Creates a user with a fresh token (or the one given, for bootstrap automation). */
+  async create(email: string, options: { admin?: boolean; token?: string } = {}): Promise<{ user: UserRecord; token: string }> {
+    const normalized = email.trim().toLowerCase();
+    if (!EMAIL.test(normalized)) throw invalid(`"${email}" is not a valid email address.`);
+    const token = options.token ?? newToken();
+    if (token.length < 16) throw invalid('A token must be at least 16 characters long.');
+    const now = new Date().toISOString();
+    const user: UserRecord = { id: randomUUID(), email: normalized, admin: options.admin ?? false, created_at: now, updated_at: now };
+    const tokenRecord: TokenRecord = { user_id: user.id, created_at: now };
+    const r = await this.store.txn({
+      compare: [
+        { key: keys.email(normalized), target: 'create', op: '=', value: 0 },
+        { key: keys.token(hashToken(token)), target: 'create', op: '=', value: 0 },
+      ],
+      success: [put(keys.user(user.id), user), { type: 'put', key: keys.email(normalized), value: user.id }, put(keys.token(hashToken(token)), tokenRecord)],
+    });
+    if (!r.succeeded) throw conflict(`A user with email ${normalized} already exists.`);
+    return { user, token };
+  }
+
+  /**
+   * Creates the first admin exactly once per store, however many nodes start at the same time.
+   * Returns undefined when the platform already has one.
+   */
+  async bootstrapAdmin(email: string, token?: string): Promise<{ user: UserRecord; token: string } | undefined> {
+    const marker = keys.setting('bootstrapped');
+    if (await this.store.get(marker)) return undefined;
+    const created = await this.create(email, { admin: true, ...(token ? { token } : {}) });
+    const r = await this.store.txn({
+      compare: [{ key: marker, target: 'create', op: '=', value: 0 }],
+      success: [put(marker, { user_id: created.user.id, at: created.user.created_at })],
+    });
+    if (!r.succeeded) {
+      await this.remove(created.user.id, token ? [token] : [created.token]);
+      return undefined;
+    }
+    return created;
+  }
+
+  private async remove(id: string, tokens: string[]): Promise<void> {
+    const user = await this.get(id);
+    await this.store.txn({
+      compare: [],
+      success: [
+        { type: 'delete', key: keys.user(id) },
+        { type: 'delete', key: keys.email(user.email) },
+        ...tokens.map((t) => ({ type: 'delete' as const, key: keys.token(hashToken(t)) })),
+      ],
+    });
+  }
+
+  async authenticate(token: string): Promise<UserRecord | undefined> {
+    const rec = await getJson<TokenRecord>(this.store, keys.token(hashToken(token)));
+    if (!rec) return undefined;
+    return (await getJson<UserRecord>(this.store, keys.user(rec.value.user_id)))?.value;
+  }
+
+  async issueToken(userId: string): Promise<string> {
+    const token = newToken();
+    await this.store.put(keys.token(hashToken(token)), JSON.stringify({ user_id: userId, created_at: new Date().toISOString() }));
+    return token;
+  }
+
+  async get(id: string): Promise<UserRecord> {
+    const u = await getJson<UserRecord>(this.store, keys.user(id));
+    if (!u) throw notFound('user');
+    return u.value;
+  }
+
+  async byEmail(email: string): Promise<UserRecord> {
+    const id = await this.store.get(keys.email(email.trim().toLowerCase()));
+    if (!id) throw notFound('user');
+    return this.get(id.value);
+  }
+
+  async list(): Promise<UserRecord[]> {
+    return listJson<UserRecord>(this.store, keys.users());
+  }
+
+  async getMany(ids: string[]): Promise<Map<string, UserRecord>> {
+    const users = await getMany<UserRecord>(this.store, ids.map((id) => keys.user(id)));
+    return new Map(users.filter((u): u is UserRecord => u !== undefined).map((u) => [u.id, u]));
+  }
+}
