@@ -51,30 +51,42 @@ export class Election {
    */
   async campaign(lease: string, value: string, signal?: AbortSignal): Promise<Leadership> {
     const key = this.keyFor(lease);
-    const created = await this.store.txn({
-      compare: [{ key, target: 'create', op: '=', value: 0 }],
-      success: [{ type: 'put', key, value, lease }],
-      failure: [{ type: 'range', key }],
-    });
-    let myRevision: number;
-    if (created.succeeded) {
-      myRevision = created.revision;
-    } else {
-      // Already a candidate with this lease (a retry): keep the place in line, refresh the value.
-      const existing = created.results[0];
-      myRevision = existing?.type === 'range' ? (existing.kvs[0]?.createRevision ?? 0) : 0;
-      await this.store.put(key, value, { lease });
-    }
+    const myRevision = await this.enter(key, lease, value);
     for (;;) {
       if (signal?.aborted) {
-        await this.store.delete(key);
+        // Only this candidacy's own key: a newer one on the same lease is not ours to remove.
+        await this.store.txn({ compare: [{ key, target: 'create', op: '=', value: myRevision }], success: [{ type: 'delete', key }] });
         throw new StoreError(StoreErrorCode.NotLeader, `campaign for ${this.prefix} aborted`);
       }
       const { kvs, revision } = await this.candidates();
       const mine = kvs.find((kv) => kv.key === key && kv.createRevision === myRevision);
-      if (!mine) throw new StoreError(StoreErrorCode.NotLeader, `candidacy ${key} ended (its lease is gone) before it was elected`);
+      if (!mine) throw new StoreError(StoreErrorCode.NotLeader, `candidacy ${key} ended (resigned, or its lease is gone) before it was elected`);
       if (kvs[0]?.key === key) return new Leadership(this.store, key, lease, myRevision);
       await this.changeAfter(revision, signal);
+    }
+  }
+
+  /**
+   * Joins the line, or keeps this lease's existing place in it (a retried campaign). The value is
+   * refreshed only on the same incarnation of the key, so a campaign racing a resign never
+   * resurrects a key nobody is campaigning with.
+   */
+  private async enter(key: string, lease: string, value: string): Promise<number> {
+    for (;;) {
+      const created = await this.store.txn({
+        compare: [{ key, target: 'create', op: '=', value: 0 }],
+        success: [{ type: 'put', key, value, lease }],
+        failure: [{ type: 'range', key }],
+      });
+      if (created.succeeded) return created.revision;
+      const existing = created.results[0];
+      const rev = existing?.type === 'range' ? (existing.kvs[0]?.createRevision ?? 0) : 0;
+      if (rev === 0) continue;
+      const refreshed = await this.store.txn({
+        compare: [{ key, target: 'create', op: '=', value: rev }],
+        success: [{ type: 'put', key, value, lease }],
+      });
+      if (refreshed.succeeded) return rev;
     }
   }
 

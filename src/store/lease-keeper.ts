@@ -1,5 +1,4 @@
-import { isStoreError } from './errors.js';
-import { StoreErrorCode } from './errors.js';
+import { StoreErrorCode, isStoreError } from './errors.js';
 import type { Lease, Store } from './types.js';
 
 export interface LeaseKeeperOptions {
@@ -15,6 +14,7 @@ export interface LeaseKeeperOptions {
 export class LeaseKeeper {
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
+  private lastRefreshed = Date.now();
 
   private constructor(
     private readonly store: Store,
@@ -41,10 +41,14 @@ export class LeaseKeeper {
   private async refresh(): Promise<void> {
     try {
       await this.store.keepAliveOnce(this.lease.id);
+      this.lastRefreshed = Date.now();
       this.schedule();
     } catch (err) {
       if (this.stopped) return;
-      if (isStoreError(err, StoreErrorCode.LeaseNotFound) || isStoreError(err, StoreErrorCode.Closed)) {
+      // Past its TTL since the last refresh the store has expired the lease, even if it has not
+      // been able to say so: holders must stop acting on it now, not when the store is back.
+      const expired = Date.now() - this.lastRefreshed >= this.lease.ttl * 1000;
+      if (expired || isStoreError(err, StoreErrorCode.LeaseNotFound) || isStoreError(err, StoreErrorCode.Closed)) {
         this.stopped = true;
         this.options.onLost?.(err);
         return;

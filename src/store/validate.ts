@@ -1,5 +1,5 @@
 import { StoreError, StoreErrorCode } from './errors.js';
-import { MAX_VALUE_BYTES } from './types.js';
+import { MAX_VALUE_BYTES, type TxnRequest } from './types.js';
 
 export function checkKey(key: string): void {
   if (typeof key !== 'string' || key.length === 0) {
@@ -17,6 +17,51 @@ export function checkValue(key: string, value: string): void {
       StoreErrorCode.ValueTooLarge,
       `value for ${key} is ${size} bytes; the store accepts at most ${MAX_VALUE_BYTES} bytes (1.5 MiB)`,
     );
+  }
+}
+
+/** Lease ids are etcd's int64s, written in decimal; anything else names no lease. */
+export function checkLeaseId(lease: string): void {
+  if (lease !== '0' && !/^[1-9][0-9]{0,18}$/.test(lease)) {
+    throw new StoreError(StoreErrorCode.LeaseNotFound, `lease ${JSON.stringify(lease)} not found (lease ids are decimal integers)`);
+  }
+}
+
+/** etcd's default --max-txn-ops; both backends hold to it so code that works on one works on both. */
+export const MAX_TXN_OPS = 128;
+
+/**
+ * The transaction rules etcd enforces, checked up front on every backend: at most 128 ops per
+ * branch, and within a branch no key written twice — neither two puts, nor a put inside a range the
+ * same branch deletes. Both branches are checked, whichever one will run.
+ */
+export function checkTxn(request: TxnRequest): void {
+  for (const c of request.compare) checkKey(c.key);
+  for (const branch of [request.success, request.failure ?? []]) {
+    if (branch.length > MAX_TXN_OPS) {
+      throw new StoreError(StoreErrorCode.InvalidArgument, `a transaction branch holds ${branch.length} operations; the limit is ${MAX_TXN_OPS}`);
+    }
+    const puts = new Set<string>();
+    const deletes: { start: Buffer; end: Buffer | null | undefined }[] = [];
+    for (const op of branch) {
+      if (op.type === 'put') {
+        checkKey(op.key);
+        checkValue(op.key, op.value);
+        if (op.lease) checkLeaseId(op.lease);
+        if (puts.has(op.key)) throw new StoreError(StoreErrorCode.InvalidArgument, `duplicate key given in txn request: ${op.key}`);
+        puts.add(op.key);
+      } else {
+        const r = byteRange(op.key, op);
+        if (op.type === 'delete') deletes.push(r);
+      }
+    }
+    for (const key of puts) {
+      const k = Buffer.from(key, 'utf8');
+      for (const d of deletes) {
+        const inside = d.end === undefined ? k.equals(d.start) : Buffer.compare(k, d.start) >= 0 && (d.end === null || Buffer.compare(k, d.end) < 0);
+        if (inside) throw new StoreError(StoreErrorCode.InvalidArgument, `duplicate key given in txn request: ${key} is both put and deleted`);
+      }
+    }
   }
 }
 
@@ -45,7 +90,13 @@ export function byteRange(
     throw new StoreError(StoreErrorCode.InvalidArgument, 'a range takes either prefix or end, not both');
   }
   const start = Buffer.from(key, 'utf8');
-  if (options.end !== undefined) return { start, end: Buffer.from(options.end, 'utf8') };
+  // etcd's spellings: an empty end is the single key, a zero byte is "to the end of the keyspace".
+  if (options.end === '\0') return { start, end: null };
+  if (options.end !== undefined && options.end !== '') return { start, end: Buffer.from(options.end, 'utf8') };
+  if (options.end === '') {
+    checkKey(key);
+    return { start, end: undefined };
+  }
   if (!options.prefix) {
     checkKey(key);
     return { start, end: undefined };

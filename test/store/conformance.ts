@@ -193,6 +193,38 @@ export function describeStoreConformance(
       expect((await store.txn({ compare: [{ key: `${p}missing`, target: 'value', op: '!=', value: 'x' }], success: [] })).succeeded).toBe(false);
     });
 
+    it('holds every backend to etcd\'s transaction rules and compare semantics', async () => {
+      const p = unique('rules');
+      const before = await store.currentRevision();
+      await expectCode(store.txn({ compare: [], success: [{ type: 'put', key: `${p}a`, value: '1' }, { type: 'delete', key: `${p}a` }] }), StoreErrorCode.InvalidArgument);
+      await expectCode(store.txn({ compare: [], success: [{ type: 'delete', key: p, prefix: true }, { type: 'put', key: `${p}b`, value: '1' }] }), StoreErrorCode.InvalidArgument);
+      await expectCode(
+        store.txn({ compare: [], success: [], failure: [{ type: 'put', key: `${p}c`, value: '1' }, { type: 'put', key: `${p}c`, value: '2' }] }),
+        StoreErrorCode.InvalidArgument,
+      );
+      await expectCode(
+        store.txn({ compare: [], success: Array.from({ length: 129 }, (_, i) => ({ type: 'put' as const, key: `${p}many${i}`, value: 'x' })) }),
+        StoreErrorCode.InvalidArgument,
+      );
+      await expectCode(store.put(`${p}d`, 'x', { lease: 'abc' }), StoreErrorCode.LeaseNotFound);
+      expect(await store.currentRevision()).toBe(before);
+      // Two deletes may overlap; 128 ops is allowed.
+      await store.txn({ compare: [], success: Array.from({ length: 128 }, (_, i) => ({ type: 'put' as const, key: `${p}ok${i}`, value: 'x' })) });
+      expect((await store.txn({ compare: [], success: [{ type: 'delete', key: p, prefix: true }, { type: 'delete', key: `${p}ok1` }] })).succeeded).toBe(true);
+      // Values compare as bytes (UTF-8), not UTF-16 code units; leases compare as integers.
+      await store.put(`${p}emoji`, '😀');
+      expect((await store.txn({ compare: [{ key: `${p}emoji`, target: 'value', op: '>', value: '\uFFFD' }], success: [] })).succeeded).toBe(true);
+      const lease = await store.grantLease(60);
+      await store.put(`${p}leased`, 'x', { lease: lease.id });
+      const bigger = String(BigInt(lease.id) + 10n);
+      expect((await store.txn({ compare: [{ key: `${p}leased`, target: 'lease', op: '<', value: bigger }], success: [] })).succeeded).toBe(true);
+      await store.revokeLease(lease.id);
+      // An empty prefix is the whole keyspace; an end of "\0" reads to its end; an empty end is one key.
+      expect((await store.range('', { prefix: true, countOnly: true })).count).toBeGreaterThan(0);
+      expect((await store.range(`${p}emoji`, { end: '\0' })).kvs.map((kv) => kv.key)).toContain(`${p}emoji`);
+      expect((await store.range(`${p}emoji`, { end: '' })).kvs.map((kv) => kv.key)).toEqual([`${p}emoji`]);
+    });
+
     it('lets exactly one of many concurrent writers win each compare-and-swap', async () => {
       const p = unique('cas');
       const key = `${p}counter`;
@@ -377,6 +409,26 @@ export function describeStoreConformance(
       await observing;
       await keeperB.revoke();
       if (other !== store) await other.close();
+    });
+
+    it('never leaves a ghost candidate when a retried campaign races a resign', async () => {
+      const prefix = unique('ghost').slice(0, -1);
+      const election = new Election(store, prefix);
+      for (let round = 0; round < 5; round++) {
+        const lease = await store.grantLease(30);
+        const first = await election.campaign(lease.id, 'v1');
+        const [retry] = await Promise.allSettled([election.campaign(lease.id, 'v2'), first.resign()]);
+        const left = (await store.range(`${prefix}/`, { prefix: true })).kvs;
+        if (retry.status === 'fulfilled') {
+          expect(left.map((kv) => kv.createRevision)).toEqual([retry.value.revision]);
+          await retry.value.resign();
+        } else {
+          expect(isStoreError(retry.reason, StoreErrorCode.NotLeader)).toBe(true);
+          expect(left).toEqual([]);
+        }
+        await store.revokeLease(lease.id);
+      }
+      expect(await election.leader()).toBeUndefined();
     });
 
     it('compacts history: reads and watches below the compacted revision fail with compacted', async () => {

@@ -39,4 +39,44 @@ describe('etcd backend under faults', () => {
       await store.close();
     }
   });
+
+  it('bounds a keep-alive on a hung etcd by the call deadline, so a lease holder learns in time', async () => {
+    const store = new EtcdStore({ endpoints: [server.endpoint], retryForMs: 300, callTimeoutMs: 300 });
+    try {
+      const lease = await store.grantLease(5);
+      server.pause();
+      const started = Date.now();
+      const err = await store.keepAliveOnce(lease.id).catch((e: unknown) => e);
+      expect(isStoreError(err, StoreErrorCode.Unavailable)).toBe(true);
+      expect(Date.now() - started).toBeLessThan(3000);
+    } finally {
+      server.resume();
+      await store.close();
+    }
+  });
+
+  it('resumes a catching-up watch from the last delivered revision after etcd restarts, with no gap', async () => {
+    const store = new EtcdStore({ endpoints: [server.endpoint] });
+    try {
+      const start = (await store.currentRevision()) + 1;
+      for (let i = 0; i < 2500; i++) await store.put(`/gap/${i % 10}`, String(i));
+      const watch = await store.watch('/gap/', { prefix: true, startRevision: start });
+      const it = watch[Symbol.asyncIterator]();
+      const seen: number[] = [];
+      const first = await it.next();
+      seen.push(...(first.value?.events ?? []).map((e) => e.kv.modRevision));
+      expect(seen.length).toBeLessThan(2500);
+      await server.restart();
+      const deadline = Date.now() + 30_000;
+      while (seen.length < 2500 && Date.now() < deadline) {
+        const r = await it.next();
+        if (r.done) break;
+        seen.push(...r.value.events.map((e) => e.kv.modRevision));
+      }
+      watch.close();
+      expect(seen).toEqual(Array.from({ length: 2500 }, (_, i) => start + i));
+    } finally {
+      await store.close();
+    }
+  }, 60_000);
 });

@@ -19,7 +19,7 @@ import type {
   Watch,
   WatchOptions,
 } from '../types.js';
-import { byteRange, checkKey, checkRevision, checkTtl, checkValue } from '../validate.js';
+import { byteRange, checkKey, checkLeaseId, checkRevision, checkTtl, checkTxn, checkValue } from '../validate.js';
 import { WatchQueue, closedError } from '../watch-queue.js';
 
 export interface EtcdStoreOptions {
@@ -56,8 +56,9 @@ function neverSent(err: unknown): boolean {
 function rangeEnd(key: string, opts: { prefix?: boolean; end?: string }): { key: Buffer; range_end?: Buffer } {
   const { start, end } = byteRange(key, opts);
   if (end === undefined) return { key: start };
-  // etcd spells "to the end of the keyspace" as a range_end of one zero byte.
-  return { key: start, range_end: end ?? Buffer.from([0]) };
+  // etcd spells "to the end of the keyspace" as a range_end of one zero byte, and "from the start"
+  // as a key of one zero byte (an empty key is refused).
+  return { key: start.length === 0 ? Buffer.from([0]) : start, range_end: end ?? Buffer.from([0]) };
 }
 
 /**
@@ -117,14 +118,16 @@ export class EtcdStore implements Store {
       return new StoreError(StoreErrorCode.LeaseNotFound, `${what}: lease not found (${msg})`, { cause: err });
     }
     if (is('request is too large')) return new StoreError(StoreErrorCode.ValueTooLarge, `${what}: ${msg}`, { cause: err });
-    if (is('duplicate key')) return new StoreError(StoreErrorCode.InvalidArgument, `${what}: ${msg}`, { cause: err });
+    if (is('duplicate key') || is('key is not provided') || is('too many operations') || err?.constructor?.name === 'GRPCInvalidArgumentError') {
+      return new StoreError(StoreErrorCode.InvalidArgument, `${what}: ${msg}`, { cause: err });
+    }
     if (err instanceof Error && (isRecoverableError(err) || /unavailable|ECONNREFUSED|deadline|No connection|connect|circuit breaker/i.test(msg))) {
       return new StoreError(StoreErrorCode.Unavailable, `${what}: etcd at ${this.options.endpoints.join(', ')} is unreachable: ${msg}`, {
         cause: err,
         retryable: true,
       });
     }
-    return new StoreError(StoreErrorCode.Unavailable, `${what}: etcd at ${this.options.endpoints.join(', ')} failed: ${msg}`, { cause: err });
+    return new StoreError(StoreErrorCode.Unavailable, `${what}: etcd at ${this.options.endpoints.join(', ')} failed: ${msg}`, { cause: err, retryable: false });
   }
 
   async get(key: string, options: { revision?: number } = {}): Promise<KeyValue | undefined> {
@@ -146,6 +149,7 @@ export class EtcdStore implements Store {
   async put(key: string, value: string, options: PutOptions = {}): Promise<PutResult> {
     checkKey(key);
     checkValue(key, value);
+    if (options.lease) checkLeaseId(options.lease);
     const res = await this.call(
       `put ${key}`,
       () =>
@@ -164,6 +168,7 @@ export class EtcdStore implements Store {
   }
 
   async txn(request: TxnRequest): Promise<TxnResult> {
+    checkTxn(request);
     const toOp = (op: TxnOp): IRequestOp => {
       if (op.type === 'put') {
         checkKey(op.key);
@@ -203,12 +208,15 @@ export class EtcdStore implements Store {
     // Without a start revision, pin one now so "established" has a precise meaning.
     const startRevision = options.startRevision && options.startRevision > 0 ? options.startRevision : (await this.currentRevision()) + 1;
     builder = builder.startRevision(String(startRevision));
-    const watcher: Watcher = await this.call(`watch ${key}`, () => builder.create());
+    const watcher: Watcher = await this.call(`watch ${key}`, () => this.withDeadline(`watch ${key}`, () => builder.create()));
     const queue = new WatchQueue(startRevision - 1, () => {
       this.watches.delete(queue);
       void watcher.cancel().catch(() => undefined);
     });
     this.watches.add(queue);
+    const resumeFromDelivered = (): void => {
+      watcher.request.start_revision = String(queue.lastRevision + 1);
+    };
     watcher.on('data', (res) => {
       const events = res.events.map((e) => {
         const kv = toKv(e.kv);
@@ -218,9 +226,13 @@ export class EtcdStore implements Store {
       });
       const last = events[events.length - 1];
       if (last) queue.push({ events, revision: last.kv.modRevision });
+      resumeFromDelivered();
     });
-    // The client re-establishes the stream itself after a disconnect, resuming from the revision
-    // after the last one it saw; WatchQueue drops anything already delivered.
+    // The client re-establishes the stream itself after a disconnect, but resumes from etcd's
+    // header revision + 1, which skips history still being replayed; point it back at the revision
+    // after the last one delivered. WatchQueue drops anything delivered twice.
+    watcher.on('disconnected', resumeFromDelivered);
+    watcher.on('connected', resumeFromDelivered);
     watcher.on('error', (err: Error) => void this.failWatch(queue, key, err));
     return queue;
   }
@@ -247,24 +259,40 @@ export class EtcdStore implements Store {
   }
 
   async keepAliveOnce(leaseId: string): Promise<number> {
-    const res = await this.call(`keep-alive lease ${leaseId}`, async () => {
-      const stream = await this.client.leaseClient.leaseKeepAlive();
-      try {
-        return await new Promise<{ TTL: string }>((resolve, reject) => {
-          stream.on('data', resolve);
-          stream.on('error', reject);
-          stream.write({ ID: leaseId });
-        });
-      } finally {
-        stream.end();
-      }
-    });
+    checkLeaseId(leaseId);
+    // Streams carry no call deadline, so bound the exchange here: a hung etcd must surface as an
+    // error, or a LeaseKeeper would wait forever while its lease expires. Refreshing twice is
+    // harmless, so it retries like a read.
+    const res = await this.call(`keep-alive lease ${leaseId}`, () =>
+      this.withDeadline(`keep-alive lease ${leaseId}`, async () => {
+        const stream = await this.client.leaseClient.leaseKeepAlive();
+        try {
+          return await new Promise<{ TTL: string }>((resolve, reject) => {
+            stream.on('data', resolve);
+            stream.on('error', reject);
+            stream.write({ ID: leaseId });
+          });
+        } finally {
+          stream.end();
+        }
+      }),
+    );
     const ttl = Number(res.TTL);
     if (ttl <= 0) throw new StoreError(StoreErrorCode.LeaseNotFound, `keep-alive lease ${leaseId}: lease not found or expired`);
     return ttl;
   }
 
+  private withDeadline<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    const ms = this.options.callTimeoutMs ?? 5000;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new StoreError(StoreErrorCode.Unavailable, `${what}: etcd at ${this.options.endpoints.join(', ')} did not answer within ${ms} ms (deadline)`, { retryable: true })), ms);
+    });
+    return Promise.race([fn(), timeout]).finally(() => clearTimeout(timer));
+  }
+
   async revokeLease(leaseId: string): Promise<void> {
+    checkLeaseId(leaseId);
     await this.call(`revoke lease ${leaseId}`, () => this.client.leaseClient.leaseRevoke({ ID: leaseId }), 'write');
   }
 
@@ -281,7 +309,7 @@ export class EtcdStore implements Store {
 
   async compact(revision: number): Promise<void> {
     checkRevision('revision', revision);
-    await this.call(`compact to ${revision}`, () => this.client.kv.compact({ revision: String(revision), physical: true }));
+    await this.call(`compact to ${revision}`, () => this.client.kv.compact({ revision: String(revision), physical: true }), 'write');
   }
 
   async currentRevision(): Promise<number> {

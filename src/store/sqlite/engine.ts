@@ -189,14 +189,6 @@ export class SqliteEngine {
     const ctx = new WriteContext(this);
     const succeeded = req.compare.every((c) => this.compare(c));
     const ops = succeeded ? req.success : (req.failure ?? []);
-    const puts = new Set<string>();
-    for (const op of ops) {
-      if (op.type === 'range') continue;
-      if (op.type === 'put' && puts.has(op.key)) {
-        throw new StoreError(StoreErrorCode.InvalidArgument, `key ${op.key} is written twice in one transaction`);
-      }
-      if (op.type === 'put') puts.add(op.key);
-    }
     const results = ops.map((op) => this.apply(ctx, op));
     return { succeeded, revision: this.revision(), results };
   }
@@ -226,10 +218,15 @@ export class SqliteEngine {
         actual = row?.version ?? 0;
         break;
       case 'lease':
-        actual = String(row?.lease ?? 0);
+        actual = row?.lease ?? 0;
         break;
     }
-    const expected = typeof actual === 'number' ? Number(c.value) : String(c.value);
+    if (typeof actual === 'string') {
+      // etcd compares values as bytes, not as UTF-16 code units.
+      const order = Buffer.compare(Buffer.from(actual, 'utf8'), Buffer.from(String(c.value), 'utf8'));
+      return c.op === '=' ? order === 0 : c.op === '!=' ? order !== 0 : c.op === '<' ? order < 0 : order > 0;
+    }
+    const expected = Number(c.value);
     switch (c.op) {
       case '=':
         return actual === expected;
@@ -313,11 +310,16 @@ export class SqliteEngine {
     return { id: leaseId, ttl: lease.ttl, remaining: Math.ceil((lease.expires_at - now) / 1000), keys };
   }
 
+  extendLeases(now: number): void {
+    this.db.prepare('UPDATE leases SET expires_at = max(expires_at, ? + ttl * 1000)').run(now);
+  }
+
   expiredLeases(now: number): string[] {
     return (this.st.leaseExpired!.all(now) as { id: number }[]).map((r) => String(r.id));
   }
 
   compact(revision: number): void {
+    if (revision === 0) return;
     const current = this.revision();
     if (revision > current) {
       throw new StoreError(StoreErrorCode.FutureRevision, `cannot compact to ${revision}: current revision is ${current}`);

@@ -19,7 +19,7 @@ import type {
   WatchEvent,
   WatchOptions,
 } from '../types.js';
-import { checkKey, checkRevision, checkTtl, checkValue, byteRange } from '../validate.js';
+import { byteRange, checkKey, checkLeaseId, checkRevision, checkTtl, checkTxn, checkValue } from '../validate.js';
 import { WatchQueue, closedError } from '../watch-queue.js';
 import { SqliteEngine, logRowToKv, type LogRow } from './engine.js';
 
@@ -93,8 +93,10 @@ export class SqliteStore implements Store {
       if (options.path !== ':memory:') this.db.pragma('journal_mode = WAL');
       this.db.pragma(`synchronous = ${options.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
       this.engine = new SqliteEngine(this.db);
-      // A write probe: a read-only file is refused now, not on the first acknowledged write.
-      this.db.transaction(() => this.engine.meta('format')).immediate();
+      // Also a write probe: a read-only file is refused now, not on the first acknowledged write.
+      // Leases get their full TTL again, as etcd grants on restart: time the store was closed
+      // must not expire every holder at once before it could send a keep-alive.
+      this.db.transaction(() => this.engine.extendLeases(Date.now())).immediate();
     } catch (err) {
       throw mapSqliteError(err, options.path);
     }
@@ -103,10 +105,11 @@ export class SqliteStore implements Store {
     this.timer.unref();
   }
 
+  /** Runs reads in one deferred transaction: one snapshot, even while another process writes. */
   private read<T>(fn: () => T): Promise<T> {
     if (this.closed) return Promise.reject(closedError(this.description));
     try {
-      return Promise.resolve(fn());
+      return Promise.resolve(this.db.transaction(fn).deferred());
     } catch (err) {
       return Promise.reject(mapSqliteError(err, this.options.path));
     }
@@ -179,6 +182,15 @@ export class SqliteStore implements Store {
 
   /** Streams new log rows to every watcher that is behind. */
   private pump(): void {
+    if (this.closed) return;
+    try {
+      this.db.transaction(() => this.pumpSnapshot()).deferred();
+    } catch (err) {
+      for (const w of [...this.watchers]) w.queue.fail(mapSqliteError(err, this.options.path));
+    }
+  }
+
+  private pumpSnapshot(): void {
     const current = this.engine.revision();
     this.lastSeenRevision = current;
     const compacted = this.engine.compactRevision();
@@ -219,6 +231,7 @@ export class SqliteStore implements Store {
     try {
       checkKey(key);
       checkValue(key, value);
+      if (options.lease) checkLeaseId(options.lease);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -246,13 +259,7 @@ export class SqliteStore implements Store {
 
   txn(request: TxnRequest): Promise<TxnResult> {
     try {
-      for (const op of [...request.success, ...(request.failure ?? [])]) {
-        if (op.type === 'put') {
-          checkKey(op.key);
-          checkValue(op.key, op.value);
-        } else byteRange(op.key, op);
-      }
-      for (const c of request.compare) checkKey(c.key);
+      checkTxn(request);
     } catch (err) {
       return Promise.reject(err);
     }
