@@ -21,10 +21,9 @@ export interface Controller {
   close(): Promise<void>;
 }
 
-export async function startController(options: { store: Store; log: Logger; settings: Omit<PlatformSettings, 'apiUrl'> & { apiUrl?: string }; host: string; port: number }): Promise<Controller> {
-  const apiUrl = options.settings.apiUrl ?? `http://${options.host}:${options.port}`;
-  const services = createServices(options.store, options.log, { ...options.settings, apiUrl });
+export async function startController(options: { store: Store; log: Logger; settings: PlatformSettings; host: string; port: number }): Promise<Controller> {
+  const services = createServices(options.store, options.log, options.settings);
   const api = buildApi(services, options.log.child({ component: 'api' }));
   await api.listen({ host: options.host, port: options.port });
-  return { api, services, url: apiUrl, close: () => api.close() };
+  return { api, services, url: options.settings.apiUrl, close: () => api.close() };
 }

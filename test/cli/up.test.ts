@@ -1,81 +1,74 @@
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openStore } from '../../src/store/index.js';
+import { failBerth, startBerth } from '../support/berth-process.js';
 import { EtcdServer } from '../support/etcd-server.js';
 
-const main = join(import.meta.dirname, '../../src/cli/main.ts');
 const dir = mkdtempSync(join(tmpdir(), 'berth-up-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-interface Run {
-  summary: Record<string, unknown>;
-  code: number | null;
-  stderr: string;
-}
-
-/** Starts `berth up`, waits for its summary line, stops it with SIGTERM. */
-function up(args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', main, 'up', '--json', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    let summary: Record<string, unknown> = {};
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-      const line = stdout.split('\n')[0];
-      if (stdout.includes('\n') && line) {
-        summary = JSON.parse(line) as Record<string, unknown>;
-        child.kill('SIGTERM');
-      }
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
-    child.on('error', reject);
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ summary, code, stderr });
-    });
-  });
+async function get(url: string, token?: string): Promise<{ status: number; body: Record<string, unknown> }> {
+  const res = await fetch(url, { headers: token ? { authorization: `Bearer ${token}` } : {} });
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
 }
 
 describe('berth up', () => {
-  it('creates the data dir and the embedded store, says where it lives, and stops cleanly', async () => {
+  it('creates the data dir and store, makes the first admin once, serves the API, and stops cleanly', async () => {
     const dataDir = join(dir, 'node1');
-    const first = await up(['--data-dir', dataDir]);
-    expect(first.code).toBe(0);
-    expect(first.summary).toMatchObject({ data_dir: dataDir, store: `sqlite://${join(dataDir, 'state.db')}` });
-    expect(existsSync(join(dataDir, 'state.db'))).toBe(true);
-    expect(statSync(dataDir).mode & 0o777).toBe(0o700);
-    // Idempotent: a second start finds the platform already recorded and writes nothing new.
-    const second = await up(['--data-dir', dataDir]);
-    expect(second.code).toBe(0);
-    expect(second.summary.revision).toBe(first.summary.revision);
+    const first = await startBerth(['--data-dir', dataDir]);
+    try {
+      expect(first.summary).toMatchObject({ data_dir: dataDir, store: `sqlite://${join(dataDir, 'state.db')}`, domain: 'berth.localhost' });
+      expect(existsSync(join(dataDir, 'state.db'))).toBe(true);
+      expect(statSync(dataDir).mode & 0o777).toBe(0o700);
+      const token = String(first.summary.admin_token);
+      expect(token).toMatch(/^berth_/);
+      expect(readFileSync(join(dataDir, 'admin.token'), 'utf8').trim()).toBe(token);
+      expect(statSync(join(dataDir, 'admin.token')).mode & 0o777).toBe(0o600);
+      expect((await get(`${first.apiUrl}/health`)).status).toBe(200);
+      expect((await get(`${first.apiUrl}/account`)).status).toBe(401);
+      expect((await get(`${first.apiUrl}/account`, token)).body.email).toBe('admin@berth.localhost');
+    } finally {
+      expect(await first.stop()).toBe(0);
+    }
+    // A second start finds the admin and prints no token; the first token still works.
+    const second = await startBerth(['--data-dir', dataDir]);
+    try {
+      expect(second.summary.admin_token).toBeNull();
+      const token = readFileSync(join(dataDir, 'admin.token'), 'utf8').trim();
+      expect((await get(`${second.apiUrl}/account`, token)).status).toBe(200);
+    } finally {
+      expect(await second.stop()).toBe(0);
+    }
     const store = openStore(`sqlite://${join(dataDir, 'state.db')}`);
     expect(JSON.parse((await store.get('/berth/platform'))?.value ?? '{}')).toHaveProperty('created_at');
     await store.close();
   });
 
-  it('runs on a real etcd given --store etcd://', async () => {
+  it('takes the admin token from BERTH_BOOTSTRAP_TOKEN and runs on a real etcd given --store etcd://', async () => {
     const etcd = await EtcdServer.start();
     try {
-      const run = await up(['--data-dir', join(dir, 'node2'), '--store', etcd.url]);
-      expect(run.code).toBe(0);
-      expect(run.summary.store).toBe(etcd.url);
-      const store = openStore(etcd.url);
-      expect(await store.get('/berth/platform')).toBeDefined();
-      await store.close();
+      const token = 'automation-token-0123456789abcdef';
+      const run = await startBerth(['--data-dir', join(dir, 'node2'), '--store', etcd.url], { BERTH_BOOTSTRAP_TOKEN: token });
+      try {
+        expect(run.summary).toMatchObject({ store: etcd.url, admin_token: token });
+        expect((await get(`${run.apiUrl}/account`, token)).status).toBe(200);
+      } finally {
+        expect(await run.stop()).toBe(0);
+      }
     } finally {
       await etcd.stop();
     }
   });
 
-  it('refuses a malformed store URL with a clear message and exit code 1', async () => {
-    const run = await up(['--data-dir', join(dir, 'node3'), '--store', 'mysql://db']);
-    expect(run.code).toBe(1);
-    expect(run.stderr).toContain('unknown scheme mysql');
-    expect(run.stderr).toContain('invalid_store_url');
+  it('refuses a malformed store URL or port with a clear message and exit code 1', async () => {
+    const bad = await failBerth(['--data-dir', join(dir, 'node3'), '--store', 'mysql://db']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain('unknown scheme mysql');
+    expect(bad.stderr).toContain('invalid_store_url');
+    const port = await failBerth(['--data-dir', join(dir, 'node4'), '--api-port', 'http']);
+    expect(port.code).toBe(1);
+    expect(port.stderr).toContain('--api-port must be a port number');
   });
 });

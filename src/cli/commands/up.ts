@@ -1,23 +1,48 @@
-import { mkdirSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
+import { startController } from '../../controller/index.js';
+import { Users } from '../../controller/model/users.js';
+import { invalid } from '../../domain/errors.js';
 import { keys } from '../../domain/keys.js';
 import { createLogger } from '../../domain/log.js';
-import { openStore } from '../../store/index.js';
+import { openStore, type Store } from '../../store/index.js';
 import { header, keyValues } from '../output.js';
 import { defaultDataDir, defaultStoreUrl } from '../paths.js';
 
 interface UpOptions {
   dataDir: string;
   store?: string;
+  apiPort: string;
+  apiHost: string;
+  apiUrl?: string;
+  domain: string;
+  adminEmail?: string;
   json?: boolean;
 }
 
+function port(value: string, flag: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 65535) throw invalid(`${flag} must be a port number (1-65535), got "${value}".`);
+  return n;
+}
+
+/** Records the platform once, and makes the first admin on an empty store, printing its token once. */
+async function bootstrap(store: Store, dataDir: string, email: string): Promise<string | undefined> {
+  await store.txn({
+    compare: [{ key: keys.platform(), target: 'create', op: '=', value: 0 }],
+    success: [{ type: 'put', key: keys.platform(), value: JSON.stringify({ created_at: new Date().toISOString() }) }],
+  });
+  const created = await new Users(store).bootstrapAdmin(email, process.env.BERTH_BOOTSTRAP_TOKEN || undefined);
+  if (!created) return undefined;
+  writeFileSync(join(dataDir, 'admin.token'), `${created.token}\n`, { mode: 0o600 });
+  return created.token;
+}
+
 /**
- * `berth up`: the composition root of a platform node. Today it opens the store (creating the data
- * dir and the embedded database on first run), records the platform, reports where the truth
- * lives, and holds the store until SIGINT/SIGTERM. Later issues wire the controller, scheduler,
- * agent and router here.
+ * `berth up`: the composition root of a platform node. It opens the store, bootstraps the first
+ * admin, and runs the controller's API until SIGINT/SIGTERM. The scheduler, agent and router join
+ * here as their issues land.
  */
 export function register(program: Command): void {
   program
@@ -25,38 +50,40 @@ export function register(program: Command): void {
     .description('start the platform on this machine')
     .option('--data-dir <dir>', 'where Berth keeps its state', defaultDataDir())
     .option('--store <url>', 'store URL: sqlite:///path/state.db (default, in the data dir) or etcd://host:port[,host:port]')
+    .option('--api-port <port>', 'port of the API (and git over HTTP)', '5000')
+    .option('--api-host <address>', 'address the API listens on', '0.0.0.0')
+    .option('--api-url <url>', 'URL clients reach the API at (default http://127.0.0.1:<api-port>)')
+    .option('--domain <domain>', 'apps are served at <app>.<domain>', 'berth.localhost')
+    .option('--admin-email <email>', 'email of the first admin (default admin@<domain>)')
     .option('--json', 'print the startup summary as JSON')
     .action(async (opts: UpOptions) => {
       const dataDir = resolve(opts.dataDir);
+      const apiPort = port(opts.apiPort, '--api-port');
       mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-      const url = opts.store ?? defaultStoreUrl(dataDir);
       const log = createLogger('berth', { destination: process.stderr });
-      const store = openStore(url);
-      const existing = await store.get(keys.platform());
-      if (!existing) {
-        await store.txn({
-          compare: [{ key: keys.platform(), target: 'create', op: '=', value: 0 }],
-          success: [{ type: 'put', key: keys.platform(), value: JSON.stringify({ created_at: new Date().toISOString() }) }],
-        });
-      }
+      const store = openStore(opts.store ?? defaultStoreUrl(dataDir));
       // Signals are handled from here on, before anything announces that the node is up.
-      // The store's own timers do not hold the process open (a library must not); the node does.
-      const hold = setInterval(() => undefined, 1 << 30);
       const stopped = new Promise<string>((done) => {
         process.once('SIGINT', () => done('SIGINT'));
         process.once('SIGTERM', () => done('SIGTERM'));
       });
-      const revision = await store.currentRevision();
-      const summary = { data_dir: dataDir, store: store.description, revision };
-      log.info(summary, 'store open');
+      const token = await bootstrap(store, dataDir, opts.adminEmail ?? `admin@${opts.domain}`);
+      const apiUrl = opts.apiUrl?.replace(/\/+$/, '') ?? `http://127.0.0.1:${apiPort}`;
+      const controller = await startController({ store, log, host: opts.apiHost, port: apiPort, settings: { domain: opts.domain, apiUrl } });
+      const summary = { data_dir: dataDir, store: store.description, api_url: apiUrl, domain: opts.domain, revision: await store.currentRevision(), admin_token: token ?? null };
+      log.info({ ...summary, admin_token: token ? '(printed once)' : null }, 'berth is up');
       if (opts.json) console.log(JSON.stringify(summary));
       else {
         console.log(header('Berth is up'));
-        console.log(keyValues([['Data dir', dataDir], ['Store', store.description], ['Revision', revision]]));
+        console.log(keyValues([['API', apiUrl], ['Apps', `http://<app>.${opts.domain}/`], ['Data dir', dataDir], ['Store', store.description]]));
+        if (token) {
+          console.log(`\nAdmin API token (shown once, also in ${join(dataDir, 'admin.token')}):\n  ${token}`);
+          console.log(`\nUse it with the heroku CLI:  HEROKU_HOST=${apiUrl} HEROKU_API_KEY=${token} heroku apps`);
+        }
         console.log('Press Ctrl-C to stop.');
       }
       log.info({ signal: await stopped }, 'stopping');
-      clearInterval(hold);
+      await controller.close();
       await store.close();
     });
 }

@@ -26,7 +26,8 @@ export function parseRange(header: string | undefined, fields: string[], default
   spec.field = field;
   spec.exclusive = bracket === ']';
   if (start && start.trim()) spec.start = start.trim();
-  for (const p of (params ?? '').split(',')) {
+  // Clients differ: "max=15, order=desc", "order=desc,max=1", "max=1000;" — read them all.
+  for (const p of (params ?? '').split(/[,;]/)) {
     const [k, v] = p.split('=').map((s) => s.trim());
     if (k === 'max' && v) {
       const n = Number(v);

@@ -47,6 +47,8 @@ export function app(a: AppRecord, owner: UserRecord | undefined, settings: Platf
     git_url: `${settings.apiUrl}/${a.name}.git`,
     web_url: `http://${a.name}.${settings.domain}/`,
     internal_routing: null,
+    locked: false,
+    create_status: 'complete',
     maintenance: a.maintenance,
     owner: { id: a.owner_id, email: owner?.email ?? null },
     organization: null,
@@ -114,7 +116,7 @@ export function collaborator(a: AppRecord, c: CollaboratorRecord, user: UserReco
     app: appRef(a),
     created_at: c.created_at,
     updated_at: c.updated_at,
-    permissions: [],
+    // No `permissions` key: clients read its mere presence as "team app with fine-grained access".
     role,
     user: { id: user.id, email: user.email, federated: false },
   };

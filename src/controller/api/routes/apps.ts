@@ -62,6 +62,12 @@ export function registerAppRoutes(api: FastifyInstance, s: Services): void {
     return (await render([app]))[0];
   });
 
+  // Berth has no add-ons; clients (apps:info) require the list to exist.
+  api.get('/apps/:app/addons', { schema: { params: appParams } }, async (req) => {
+    await s.apps.resolve(req.user, (req.params as { app: string }).app);
+    return [];
+  });
+
   api.patch(
     '/apps/:app',
     {

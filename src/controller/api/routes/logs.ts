@@ -51,6 +51,8 @@ export function registerLogRoutes(api: FastifyInstance, s: Services): void {
     reply.hijack();
     const res = reply.raw;
     res.writeHead(200, { 'Content-Type': sse ? 'text/event-stream' : 'text/plain; charset=utf-8', 'Cache-Control': 'no-cache', 'Request-Id': req.id });
+    // A short reconnect delay: EventSource clients otherwise linger 3 s after a non-tail stream ends.
+    if (sse) res.write('retry: 10\n\n');
     for (const l of s.logs.recent(session.app_id, session.lines, matches)) res.write(frame(l));
     if (!session.tail) {
       res.end();

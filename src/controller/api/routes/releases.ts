@@ -37,6 +37,12 @@ export function registerReleaseRoutes(api: FastifyInstance, s: Services): void {
     return shape.release(access.app, await s.releases.get(access, release));
   });
 
+  api.get('/apps/:app/releases/:release/config-vars', async (req) => {
+    const { app, release } = req.params as { app: string; release: string };
+    const access = await s.apps.resolve(req.user, app);
+    return (await s.releases.get(access, release)).config;
+  });
+
   api.post(
     '/apps/:app/releases',
     {

@@ -1,0 +1,69 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { freePort } from './ports.js';
+
+const MAIN = join(import.meta.dirname, '../../src/cli/main.ts');
+
+export interface BerthProcess {
+  summary: Record<string, unknown>;
+  apiUrl: string;
+  stderr(): string;
+  /** SIGTERM, then the exit code (null if it had to be killed). */
+  stop(): Promise<number | null>;
+}
+
+/** Runs `berth up --json` for real and waits for its summary line. */
+export async function startBerth(args: string[], env: Record<string, string> = {}): Promise<BerthProcess> {
+  const apiPort = args.includes('--api-port') ? undefined : await freePort();
+  const child: ChildProcess = spawn(
+    process.execPath,
+    ['--import', 'tsx', MAIN, 'up', '--json', '--api-host', '127.0.0.1', ...(apiPort ? ['--api-port', String(apiPort)] : []), ...args],
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } },
+  );
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const summary = await new Promise<Record<string, unknown>>((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`berth up did not start within 30s:\n${stderr}`)), 30_000);
+    child.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+      const line = out.split('\n')[0];
+      if (out.includes('\n') && line) {
+        clearTimeout(timer);
+        resolve(JSON.parse(line) as Record<string, unknown>);
+      }
+    });
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`berth up exited with ${code}:\n${stderr}`));
+    });
+  });
+  return {
+    summary,
+    apiUrl: String(summary.api_url),
+    stderr: () => stderr,
+    async stop() {
+      if (child.exitCode !== null) return child.exitCode;
+      const kill = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      child.kill('SIGTERM');
+      const code = await exited;
+      clearTimeout(kill);
+      return code;
+    },
+  };
+}
+
+/** Runs `berth up` expecting it to fail; resolves with its exit code and stderr. */
+export function failBerth(args: string[]): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'up', '--json', '--api-host', '127.0.0.1', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stderr });
+    });
+  });
+}
