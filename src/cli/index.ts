@@ -1,2 +1,3 @@
-/** The CLI component: the `berth` executable's commands. Entry point: main.ts. */
-export { register as registerUp } from './commands/up.js';
+/** The CLI component: the `berth` executable. Entry point: main.ts; commands: program.ts. */
+export { createProgram } from './program.js';
+export { processContext, type CliContext } from './context.js';

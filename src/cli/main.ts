@@ -1,20 +1,19 @@
 #!/usr/bin/env node
-import { Command } from 'commander';
-import { register as registerUp } from './commands/up.js';
+import { CommanderError } from 'commander';
+import { processContext } from './context.js';
 import { formatError } from './output.js';
+import { createProgram } from './program.js';
 
-/** The `berth` executable: one file per command under commands/, wired here. */
-const program = new Command()
-  .name('berth')
-  .description('a self-hosted, Heroku-compatible platform')
-  .version('0.1.0')
-  .showHelpAfterError();
-
-registerUp(program);
-
+/** The `berth` executable. Commands live one per file under commands/, listed in program.ts. */
+const ctx = processContext();
 try {
-  await program.parseAsync(process.argv);
+  await createProgram(ctx).parseAsync(process.argv);
 } catch (err) {
-  console.error(formatError(err));
-  process.exitCode = 1;
+  if (err instanceof CommanderError) {
+    // Commander has printed its message (unknown command with a suggestion, missing argument…).
+    process.exitCode = err.exitCode;
+  } else {
+    ctx.err(formatError(err));
+    process.exitCode = 1;
+  }
 }

@@ -1,0 +1,53 @@
+import { Command } from 'commander';
+import type { Register } from './command.js';
+import { register as up } from './commands/up.js';
+import type { CliContext } from './context.js';
+import { register as authLogin } from './commands/auth/login.js';
+import { register as authLogout } from './commands/auth/logout.js';
+import { register as authWhoami } from './commands/auth/whoami.js';
+import { register as apps } from './commands/apps/index.js';
+import { register as appsCreate } from './commands/apps/create.js';
+import { register as appsInfo } from './commands/apps/info.js';
+import { register as appsRename } from './commands/apps/rename.js';
+import { register as appsDestroy } from './commands/apps/destroy.js';
+import { register as appsOpen } from './commands/apps/open.js';
+import { register as gitRemote } from './commands/git/remote.js';
+import { register as config } from './commands/config/index.js';
+import { register as configGet } from './commands/config/get.js';
+import { register as configSet } from './commands/config/set.js';
+import { register as configUnset } from './commands/config/unset.js';
+import { register as releases } from './commands/releases/index.js';
+import { register as releasesInfo } from './commands/releases/info.js';
+import { register as releasesRollback } from './commands/releases/rollback.js';
+import { register as ps } from './commands/ps/index.js';
+import { register as psScale } from './commands/ps/scale.js';
+import { register as domains } from './commands/domains/index.js';
+import { register as domainsAdd } from './commands/domains/add.js';
+import { register as domainsRemove } from './commands/domains/remove.js';
+import { register as keys } from './commands/keys/index.js';
+import { register as keysAdd } from './commands/keys/add.js';
+import { register as keysRemove } from './commands/keys/remove.js';
+import { register as access } from './commands/access/index.js';
+import { register as accessAdd } from './commands/access/add.js';
+import { register as accessRemove } from './commands/access/remove.js';
+import { register as users } from './commands/users/index.js';
+import { register as usersAdd } from './commands/users/add.js';
+import { register as usersRegistration } from './commands/users/registration.js';
+
+/** Every command, in the order `berth --help` lists them. */
+const COMMANDS: Register[] = [authLogin, authLogout, authWhoami, apps, appsCreate, appsInfo, appsRename, appsDestroy, appsOpen, gitRemote, config, configGet, configSet, configUnset, releases, releasesInfo, releasesRollback, ps, psScale, domains, domainsAdd, domainsRemove, keys, keysAdd, keysRemove, access, accessAdd, accessRemove, users, usersAdd, usersRegistration];
+
+/** Builds the `berth` program for one context (the process's, or a test's). */
+export function createProgram(ctx: CliContext): Command {
+  const program = new Command()
+    .name('berth')
+    .description('a self-hosted, Heroku-compatible platform')
+    .version('0.1.0')
+    .showHelpAfterError('(add --help for usage)')
+    .showSuggestionAfterError(true)
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => ctx.out(s.replace(/\n$/, '')), writeErr: (s) => ctx.err(s.replace(/\n$/, '')) });
+  up(program);
+  for (const register of COMMANDS) register(program, ctx);
+  return program;
+}
