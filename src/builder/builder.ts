@@ -1,0 +1,146 @@
+import { execFile, execFileSync } from 'node:child_process';
+import { createHash, randomUUID } from 'node:crypto';
+import { chmodSync, cpSync, existsSync, mkdirSync, rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { BerthError } from '../domain/errors.js';
+import { keys } from '../domain/keys.js';
+import type { Logger } from '../domain/log.js';
+import type { Store } from '../store/index.js';
+import { BuildError, compile, type Buildpack } from './compile.js';
+import { SlugStore, type SlugRecord } from './slugs.js';
+
+const exec = promisify(execFile);
+
+/** Where the built-in buildpacks ship: `buildpacks/` at the package root. */
+export const BUILTIN_BUILDPACKS_DIR = resolve(import.meta.dirname, '..', '..', ...(import.meta.dirname.includes('/dist/') ? ['..'] : []), 'buildpacks');
+
+export interface BuilderOptions {
+  store: Store;
+  log: Logger;
+  dataDir: string;
+  /** Default build limits; BUILD_TIMEOUT (seconds) in an app's config overrides the time. */
+  timeoutMs?: number;
+  memoryBytes?: number;
+}
+
+export interface BuildRecord {
+  id: string;
+  app: { id: string };
+  status: 'pending' | 'succeeded' | 'failed';
+  source_blob: { checksum: string | null; url: string | null; version: string | null };
+  slug: { id: string } | null;
+  release: { id: string } | null;
+  buildpacks: { url: string; name: string }[];
+  output: string;
+  output_stream_url: string | null;
+  stack: string;
+  user: { id: string; email: string };
+  created_at: string;
+  updated_at: string;
+}
+
+/** Each app builds as its own unprivileged uid, stable across builds so its cache stays usable. */
+export function appUid(appId: string): number {
+  return 200_000 + (createHash('sha256').update(appId).digest().readUInt32BE(0) % 60_000);
+}
+
+/**
+ * Turns source into a slug. The workspace lives under `<data-dir>/work` (mode 0711: the build uid
+ * can reach its own directory by name, list nothing); each build's directory belongs to that uid.
+ */
+export class Builder {
+  readonly slugs: SlugStore;
+  readonly workDir: string;
+  private readonly builtins: Buildpack[];
+
+  constructor(private readonly options: BuilderOptions) {
+    const dataDir = resolve(options.dataDir);
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    // The data dir may be traversed (not listed) so bwrap, running as a build uid, can reach the
+    // one workspace bound into a sandbox; everything else in it stays owner-only.
+    chmodSync(dataDir, 0o711);
+    this.workDir = join(dataDir, 'work');
+    mkdirSync(this.workDir, { recursive: true });
+    chmodSync(this.workDir, 0o711);
+    this.slugs = new SlugStore(options.store, join(dataDir, 'slugs'));
+    assertTraversable(this.workDir);
+    // A world-readable copy of the built-ins, so a checkout under a private home still works.
+    const packs = join(this.workDir, 'buildpacks');
+    rmSync(packs, { recursive: true, force: true });
+    cpSync(BUILTIN_BUILDPACKS_DIR, packs, { recursive: true });
+    chmodSync(packs, 0o755);
+    const lib = { src: join(packs, 'lib.sh'), dest: '/buildpacks/lib.sh' };
+    this.builtins = ['nodejs', 'static', 'procfile'].map((name) => ({ name, hostDir: join(packs, name), mount: `/buildpacks/${name}`, binds: [lib] }));
+  }
+
+  /** A fresh workspace for one build: app (the source, becomes the slug), env, and the app's cache. */
+  async workspace(appId: string): Promise<{ id: string; root: string; appDir: string; envDir: string; cacheDir: string; uid: number }> {
+    const id = randomUUID();
+    const uid = appUid(appId);
+    const root = join(this.workDir, id);
+    const cacheDir = join(this.workDir, 'cache', appId);
+    mkdirSync(join(root, 'app'), { recursive: true });
+    mkdirSync(join(root, 'env'), { recursive: true });
+    mkdirSync(cacheDir, { recursive: true });
+    chmodSync(join(this.workDir, 'cache'), 0o711);
+    await exec('chown', ['-R', `${uid}:${uid}`, root, cacheDir]);
+    chmodSync(root, 0o700);
+    chmodSync(cacheDir, 0o700);
+    return { id, root, appDir: join(root, 'app'), envDir: join(root, 'env'), cacheDir, uid };
+  }
+
+  /**
+   * Builds the source already in `ws.appDir` (owned by the app's uid) into a slug. Output goes to
+   * `output` as it happens; failures are BuildErrors with a message for the pusher.
+   */
+  async build(
+    app: { id: string; name: string },
+    ws: { id: string; appDir: string; envDir: string; cacheDir: string; uid: number },
+    config: Record<string, string>,
+    commit: string | null,
+    output: (text: string) => void,
+    signal?: AbortSignal,
+  ): Promise<{ slug: SlugRecord; buildpacks: string[] }> {
+    await exec('chown', ['-R', `${ws.uid}:${ws.uid}`, ws.appDir]);
+    const timeoutSec = Number(config.BUILD_TIMEOUT);
+    const result = await compile({
+      buildId: ws.id,
+      appDir: ws.appDir,
+      cacheDir: ws.cacheDir,
+      envDir: ws.envDir,
+      config,
+      commit,
+      builtins: this.builtins,
+      uid: ws.uid,
+      gid: ws.uid,
+      timeoutMs: Number.isFinite(timeoutSec) && timeoutSec > 0 ? timeoutSec * 1000 : (this.options.timeoutMs ?? 15 * 60_000),
+      memoryBytes: this.options.memoryBytes ?? 2 * 1024 * 1024 * 1024,
+      output,
+      ...(signal ? { signal } : {}),
+    });
+    output('-----> Compressing...\n');
+    const slug = await this.slugs.create(app.id, ws.appDir, { processTypes: result.processTypes, commit, buildpack: result.buildpacks.join(', ') });
+    output(`       Done: ${(slug.size / 1024 / 1024).toFixed(1)}M\n`);
+    return { slug, buildpacks: result.buildpacks };
+  }
+
+  removeWorkspace(root: string): void {
+    if (root.startsWith(this.workDir) && existsSync(root)) rmSync(root, { recursive: true, force: true });
+  }
+
+  async saveBuild(appId: string, build: BuildRecord): Promise<void> {
+    await this.options.store.put(keys.build(appId, build.id), JSON.stringify(build));
+  }
+}
+
+export { BuildError };
+
+/** bwrap runs as the build uid and must reach its workspace: say so now, not as a failed detect. */
+function assertTraversable(dir: string): void {
+  try {
+    execFileSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'test', '-x', dir], { stdio: 'ignore' });
+  } catch {
+    throw new BerthError('invalid_data_dir', `Builds cannot reach ${dir}: every parent directory of the data dir must be searchable by other users (chmod o+x).`);
+  }
+}

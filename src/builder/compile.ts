@@ -1,0 +1,128 @@
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { BerthError } from '../domain/errors.js';
+import { parseProcfile } from './procfile.js';
+import { runSandboxed, type Bind } from './sandbox.js';
+
+/** A buildpack: a host directory with bin/detect, bin/compile and bin/release, and where it mounts. */
+export interface Buildpack {
+  name: string;
+  hostDir: string;
+  /** Path of the buildpack inside the sandbox. */
+  mount: string;
+  /** Extra binds it needs (the built-in ones share /buildpacks/lib.sh). */
+  binds: Bind[];
+}
+
+export interface CompileRequest {
+  buildId: string;
+  /** Host directories, owned by `uid`: the source (becomes the slug), the app's cache, ENV_DIR. */
+  appDir: string;
+  cacheDir: string;
+  envDir: string;
+  config: Record<string, string>;
+  commit: string | null;
+  /** Explicit buildpacks (BUILDPACK_URL, app.json); otherwise the first built-in that detects. */
+  buildpacks?: Buildpack[];
+  builtins: Buildpack[];
+  uid: number;
+  gid: number;
+  timeoutMs: number;
+  memoryBytes: number;
+  output: (text: string) => void;
+  signal?: AbortSignal;
+}
+
+export interface CompileResult {
+  processTypes: Record<string, string>;
+  buildpacks: string[];
+}
+
+export const BuildErrorCode = {
+  Failed: 'build_failed',
+  TimedOut: 'build_timed_out',
+  OutOfMemory: 'build_out_of_memory',
+  Canceled: 'build_canceled',
+  NoBuildpack: 'no_buildpack',
+} as const;
+
+export class BuildError extends BerthError {}
+
+/**
+ * Runs the classic buildpack API in the sandbox: detect (unless buildpacks are given), then each
+ * buildpack's compile in order, then the last one's release for default process types; a Procfile
+ * overrides those. Every step runs with the time left of one overall deadline.
+ */
+export async function compile(req: CompileRequest): Promise<CompileResult> {
+  const deadline = Date.now() + req.timeoutMs;
+  let step = 0;
+  writeEnvDir(req.envDir, req.config);
+  const run = async (bp: Buildpack, argv: string[], capture?: (s: string) => void): Promise<number | null> => {
+    const left = deadline - Date.now();
+    if (left <= 0) throw new BuildError(BuildErrorCode.TimedOut, `Build exceeded its time limit of ${Math.round(req.timeoutMs / 60000)} min (BUILD_TIMEOUT).`);
+    const r = await runSandboxed({
+      id: `build-${req.buildId}-${step++}`,
+      argv,
+      binds: [
+        { src: req.appDir, dest: '/app', writable: true },
+        { src: req.cacheDir, dest: '/cache', writable: true },
+        { src: req.envDir, dest: '/env' },
+        { src: bp.hostDir, dest: bp.mount },
+        ...bp.binds,
+      ],
+      env: {
+        PATH: '/usr/local/bin:/usr/bin:/bin',
+        HOME: '/app',
+        STACK: 'heroku-22',
+        SOURCE_VERSION: req.commit ?? '',
+        BUILD_ID: req.buildId,
+        LANG: 'C.UTF-8',
+      },
+      cwd: '/app',
+      uid: req.uid,
+      gid: req.gid,
+      memoryBytes: req.memoryBytes,
+      timeoutMs: left,
+      onOutput: capture ?? req.output,
+      ...(req.signal ? { signal: req.signal } : {}),
+    });
+    if (r.canceled) throw new BuildError(BuildErrorCode.Canceled, 'Build canceled.');
+    if (r.timedOut) throw new BuildError(BuildErrorCode.TimedOut, `Build exceeded its time limit of ${Math.round(req.timeoutMs / 60000)} min (BUILD_TIMEOUT).`);
+    if (r.oomKilled) throw new BuildError(BuildErrorCode.OutOfMemory, `Build ran out of memory (limit ${Math.round(req.memoryBytes / 1024 / 1024)} MB).`);
+    return r.code;
+  };
+
+  let chosen = req.buildpacks ?? [];
+  if (chosen.length === 0) {
+    for (const bp of req.builtins) {
+      let name = '';
+      if ((await run(bp, [`${bp.mount}/bin/detect`, '/app'], (s) => (name += s))) === 0) {
+        chosen = [{ ...bp, name: name.trim() || bp.name }];
+        break;
+      }
+    }
+    if (chosen.length === 0) {
+      throw new BuildError(BuildErrorCode.NoBuildpack, 'App not compatible with any built-in buildpack: add a package.json, an index.html or a Procfile, or set BUILDPACK_URL.');
+    }
+  }
+  for (const bp of chosen) {
+    const code = await run(bp, [`${bp.mount}/bin/compile`, '/app', '/cache', '/env']);
+    if (code !== 0) throw new BuildError(BuildErrorCode.Failed, `Failed to compile the app with the ${bp.name} buildpack (exit ${code}).`);
+  }
+  const last = chosen[chosen.length - 1] as Buildpack;
+  let yaml = '';
+  const releaseCode = await run(last, [`${last.mount}/bin/release`, '/app'], (s) => (yaml += s));
+  if (releaseCode !== 0) throw new BuildError(BuildErrorCode.Failed, `${last.name} buildpack's bin/release failed (exit ${releaseCode}).`);
+  const defaults = ((parseYaml(yaml) ?? {}) as { default_process_types?: Record<string, string> }).default_process_types ?? {};
+  const procfile = join(req.appDir, 'Procfile');
+  const declared = existsSync(procfile) ? parseProcfile(readFileSync(procfile, 'utf8')) : {};
+  return { processTypes: { ...defaults, ...declared }, buildpacks: chosen.map((b) => b.name) };
+}
+
+/** ENV_DIR as Heroku lays it out: one file per config var, named by the key. */
+function writeEnvDir(dir: string, config: Record<string, string>): void {
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  for (const [k, v] of Object.entries(config)) writeFileSync(join(dir, k), v, { mode: 0o644 });
+}

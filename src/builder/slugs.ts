@@ -1,0 +1,90 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { createReadStream, createWriteStream, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { Transform } from 'node:stream';
+import * as tar from 'tar';
+import { invalid } from '../domain/errors.js';
+import { keys } from '../domain/keys.js';
+import type { Store } from '../store/index.js';
+
+export interface SlugRecord {
+  id: string;
+  app_id: string;
+  /** `SHA256:<hex>` of the tar.gz; also its file name in the slug store. */
+  checksum: string;
+  size: number;
+  process_types: Record<string, string>;
+  commit: string | null;
+  commit_description: string | null;
+  buildpack_provided_description: string | null;
+  stack: { name: string };
+  created_at: string;
+  updated_at: string;
+}
+
+/**
+ * Slugs: the built app dir as a tar.gz, content-addressed by SHA-256 in `<data-dir>/slugs`. The
+ * record (`/berth/slugs/<id>`) is what releases point at; identical builds share one blob.
+ */
+export class SlugStore {
+  constructor(
+    private readonly store: Store,
+    readonly dir: string,
+    private readonly maxBytes = 500 * 1024 * 1024,
+  ) {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+  }
+
+  blobPath(checksum: string): string {
+    return join(this.dir, `${checksum.replace(/^SHA256:/, '')}.tgz`);
+  }
+
+  async create(appId: string, appDir: string, meta: { processTypes: Record<string, string>; commit: string | null; buildpack: string | null }): Promise<SlugRecord> {
+    const tmp = join(this.dir, `.${randomUUID()}.tmp`);
+    const hash = createHash('sha256');
+    let size = 0;
+    const limit = this.maxBytes;
+    const counter = new Transform({
+      transform(chunk: Buffer, _enc, done) {
+        size += chunk.length;
+        if (size > limit) return done(invalid(`Slug is larger than the ${Math.round(limit / 1024 / 1024)} MB limit; remove large files or add them to .slugignore.`));
+        hash.update(chunk);
+        done(null, chunk);
+      },
+    });
+    try {
+      // portable: no uid/gid/mtime noise, so the same tree gives the same checksum.
+      await pipeline(tar.c({ gzip: { level: 6 }, cwd: appDir, portable: true, noMtime: true }, ['.']), counter, createWriteStream(tmp, { mode: 0o600 }));
+    } catch (err) {
+      rmSync(tmp, { force: true });
+      throw err;
+    }
+    const checksum = `SHA256:${hash.digest('hex')}`;
+    renameSync(tmp, this.blobPath(checksum));
+    const now = new Date().toISOString();
+    const slug: SlugRecord = {
+      id: randomUUID(),
+      app_id: appId,
+      checksum,
+      size,
+      process_types: meta.processTypes,
+      commit: meta.commit,
+      commit_description: null,
+      buildpack_provided_description: meta.buildpack,
+      stack: { name: 'heroku-22' },
+      created_at: now,
+      updated_at: now,
+    };
+    await this.store.put(keys.slug(slug.id), JSON.stringify(slug));
+    return slug;
+  }
+
+  size(checksum: string): number {
+    return statSync(this.blobPath(checksum)).size;
+  }
+
+  open(checksum: string, start = 0): NodeJS.ReadableStream {
+    return createReadStream(this.blobPath(checksum), { start });
+  }
+}

@@ -1,0 +1,106 @@
+import { execFileSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tar from 'tar';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Builder } from '../../src/builder/builder.js';
+import { createLogger } from '../../src/domain/log.js';
+import { isBerthError } from '../../src/domain/errors.js';
+import { openStore, type Store } from '../../src/store/index.js';
+
+let dir: string;
+let store: Store;
+let builder: Builder;
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'berth-build-'));
+  chmodSync(dir, 0o755);
+  store = openStore('memory://');
+  builder = new Builder({ store, log: createLogger('test', { level: 'silent' }), dataDir: join(dir, 'data'), timeoutMs: 120_000 });
+});
+afterAll(async () => {
+  await store.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function buildFiles(appId: string, files: Record<string, string>, config: Record<string, string> = {}) {
+  const ws = await builder.workspace(appId);
+  for (const [name, body] of Object.entries(files)) {
+    mkdirSync(join(ws.appDir, name, '..'), { recursive: true });
+    writeFileSync(join(ws.appDir, name), body);
+  }
+  let output = '';
+  try {
+    const r = await builder.build({ id: appId, name: 'test' }, ws, config, 'abc1234', (t) => (output += t));
+    const extracted = join(dir, `slug-${r.slug.id}`);
+    mkdirSync(extracted);
+    await tar.x({ file: builder.slugs.blobPath(r.slug.checksum), cwd: extracted });
+    return { ...r, output, extracted };
+  } catch (err) {
+    return { err, output };
+  } finally {
+    builder.removeWorkspace(ws.root);
+  }
+}
+
+describe('builds with the built-in buildpacks', () => {
+  it('builds a Procfile-only app: process types from the Procfile', async () => {
+    const r = await buildFiles('00000000-0000-4000-8000-00000000000a', { Procfile: 'web: python3 -m http.server $PORT\nworker: sleep infinity\n', 'README': 'hi' });
+    expect(r.output).toContain('-----> Procfile app detected');
+    expect('slug' in r && r.slug.process_types).toEqual({ web: 'python3 -m http.server $PORT', worker: 'sleep infinity' });
+    expect('slug' in r && r.slug.checksum).toMatch(/^SHA256:[0-9a-f]{64}$/);
+  });
+
+  it('builds a static site with the built-in static server', async () => {
+    const r = await buildFiles('00000000-0000-4000-8000-00000000000b', { 'index.html': '<h1>hi</h1>' });
+    expect(r.output).toContain('-----> Static site detected');
+    if (!('slug' in r)) throw r.err;
+    expect(r.slug.process_types).toEqual({ web: 'node .berth/static-server.cjs' });
+    expect(existsSync(join(r.extracted, '.berth/static-server.cjs'))).toBe(true);
+  });
+
+  it('builds a Node app with a lockfile: npm ci, build scripts, devDependencies pruned, .profile.d', async () => {
+    const pkg = {
+      name: 'node-app',
+      version: '1.0.0',
+      engines: { node: '>=18' },
+      scripts: { 'heroku-prebuild': 'echo prebuild > pre.txt', build: 'node -e "require(\'fs\').writeFileSync(\'built.txt\', process.env.GREETING)"', 'heroku-postbuild': 'echo post > post.txt', start: 'node server.js' },
+    };
+    const lock = { name: 'node-app', version: '1.0.0', lockfileVersion: 3, requires: true, packages: { '': { name: 'node-app', version: '1.0.0' } } };
+    const r = await buildFiles('00000000-0000-4000-8000-00000000000c', { 'package.json': JSON.stringify(pkg), 'package-lock.json': JSON.stringify(lock), 'server.js': '' }, { GREETING: 'from config' });
+    if (!('slug' in r)) throw Object.assign(new Error(r.output), { cause: r.err });
+    expect(r.output).toMatch(/-----> Node.js app detected[\s\S]*npm ci \(package-lock.json found\)[\s\S]*-----> Running build[\s\S]*-----> Pruning devDependencies/);
+    expect(r.slug.process_types).toEqual({ web: 'npm start' });
+    expect(readFileSync(join(r.extracted, 'built.txt'), 'utf8')).toBe('from config');
+    expect(existsSync(join(r.extracted, 'pre.txt')) && existsSync(join(r.extracted, 'post.txt'))).toBe(true);
+    expect(readFileSync(join(r.extracted, '.profile.d/nodejs.sh'), 'utf8')).toContain('node_modules/.bin');
+  });
+
+  it('fails clearly when engines.node cannot be satisfied, and when nothing detects', async () => {
+    const bad = await buildFiles('00000000-0000-4000-8000-00000000000d', { 'package.json': JSON.stringify({ name: 'x', engines: { node: '8.x' } }) });
+    expect(bad.output).toMatch(/engines.node requires 8.x, but this platform runs Node 2\d/);
+    expect(isBerthError((bad as { err: unknown }).err, 'build_failed')).toBe(true);
+    const none = await buildFiles('00000000-0000-4000-8000-00000000000e', { 'main.c': 'int main(){}' });
+    expect(isBerthError((none as { err: unknown }).err, 'no_buildpack')).toBe(true);
+  });
+
+  it('keeps the build away from the data dir and from other apps\' workspaces', async () => {
+    writeFileSync(join(dir, 'data', 'state.secret'), 'platform secret');
+    const other = await builder.workspace('00000000-0000-4000-8000-0000000000ff');
+    writeFileSync(join(other.appDir, 'secret.txt'), 'other app source');
+    execFileSync('chmod', ['-R', 'go-rwx', other.root]);
+    const script = `cat ${join(dir, 'data', 'state.secret')} ${join(other.appDir, 'secret.txt')} ${join(dir, 'data', 'slugs')}/* 2>&1; ls /; exit 0`;
+    builder.removeWorkspace(other.root);
+    const spy = await buildFiles('00000000-0000-4000-8000-00000000002f', {
+      'package.json': JSON.stringify({ name: 'spy', scripts: { build: `bash spy.sh > spy.out` } }),
+      'package-lock.json': JSON.stringify({ name: 'spy', lockfileVersion: 3, requires: true, packages: { '': { name: 'spy' } } }),
+      'spy.sh': script,
+    });
+    if (!('slug' in spy)) throw Object.assign(new Error(spy.output), { cause: spy.err });
+    const seen = readFileSync(join(spy.extracted, 'spy.out'), 'utf8');
+    expect(seen).not.toContain('platform secret');
+    expect(seen).not.toContain('other app source');
+    expect(seen).toMatch(/No such file or directory/);
+  });
+});
