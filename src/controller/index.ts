@@ -25,5 +25,13 @@ export async function startController(options: { store: Store; log: Logger; sett
   const services = createServices(options.store, options.log, options.settings);
   const api = buildApi(services, options.log.child({ component: 'api' }));
   await api.listen({ host: options.host, port: options.port });
-  return { api, services, url: options.settings.apiUrl, close: () => api.close() };
+  return {
+    api,
+    services,
+    url: options.settings.apiUrl,
+    close: async () => {
+      await api.close();
+      await api.drain(10_000);
+    },
+  };
 }

@@ -58,11 +58,14 @@ export class EtcdServer {
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
     this.child = child;
+    let spawnError: Error | undefined;
+    child.on('error', (err) => (spawnError = err));
     child.stderr?.on('data', (d: Buffer) => {
       this.output = (this.output + d.toString()).slice(-8000);
     });
     const deadline = Date.now() + 15_000;
     while (Date.now() < deadline) {
+      if (spawnError) throw new Error(`cannot start ${ETCD_BIN}: ${spawnError.message} (install etcd-server, or set BERTH_ETCD_BIN)`);
       if (child.exitCode !== null) throw new Error(`etcd exited with ${child.exitCode}:\n${this.output}`);
       if (await healthy(this.clientPort)) return;
       await new Promise((r) => setTimeout(r, 100));

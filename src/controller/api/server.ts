@@ -16,6 +16,10 @@ declare module 'fastify' {
   interface FastifyRequest {
     user: UserRecord;
   }
+  interface FastifyInstance {
+    /** Resolves when no request handler is running (or after `timeoutMs`). */
+    drain(timeoutMs: number): Promise<void>;
+  }
   interface FastifyContextConfig {
     /** Routes reachable without a token: the health probe and log stream URLs (secret in the URL). */
     public?: boolean;
@@ -69,6 +73,29 @@ export function buildApi(services: Services, log: Logger): FastifyInstance {
       done(e, undefined);
     }
   });
+  // Handlers still running when the server closes (their client gone) must finish before the store
+  // closes under them: `drain` waits for them.
+  let inFlight = 0;
+  const running = new WeakSet<FastifyRequest>();
+  const idle: (() => void)[] = [];
+  // An aborted request may still reach onResponse: count each one down once.
+  const done = (request: FastifyRequest): void => {
+    if (!running.delete(request)) return;
+    inFlight--;
+    if (inFlight === 0) for (const f of idle.splice(0)) f();
+  };
+  app.decorate('drain', (timeoutMs: number) =>
+    inFlight === 0 ? Promise.resolve() : new Promise<void>((resolve) => {
+      idle.push(resolve);
+      setTimeout(resolve, timeoutMs).unref();
+    }),
+  );
+  app.addHook('onRequest', async (request) => {
+    running.add(request);
+    inFlight++;
+  });
+  app.addHook('onResponse', async (request) => done(request));
+  app.addHook('onRequestAbort', async (request) => done(request));
   app.addHook('onRequest', async (request, reply) => {
     reply.header('Request-Id', request.id);
     if (request.routeOptions.config.public) return;

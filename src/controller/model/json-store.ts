@@ -24,16 +24,16 @@ export async function listJson<T>(store: Store, prefix: string): Promise<T[]> {
 
 /** Many keys in one round trip (a txn of reads), chunked under etcd's default 128-op limit. */
 export async function getMany<T>(store: Store, keys: string[]): Promise<(T | undefined)[]> {
-  const out: (T | undefined)[] = [];
-  for (let i = 0; i < keys.length; i += 100) {
-    const chunk = keys.slice(i, i + 100);
-    const r = await store.txn({ compare: [], success: chunk.map((key): TxnOp => ({ type: 'range', key })) });
-    for (const res of r.results) {
+  const chunks: string[][] = [];
+  for (let i = 0; i < keys.length; i += 100) chunks.push(keys.slice(i, i + 100));
+  // Chunks are independent reads: in flight together, one round trip's latency on etcd.
+  const results = await Promise.all(chunks.map((chunk) => store.txn({ compare: [], success: chunk.map((key): TxnOp => ({ type: 'range', key })) })));
+  return results.flatMap((r) =>
+    r.results.map((res) => {
       const kv = res.type === 'range' ? res.kvs[0] : undefined;
-      out.push(kv ? (JSON.parse(kv.value) as T) : undefined);
-    }
-  }
-  return out;
+      return kv ? (JSON.parse(kv.value) as T) : undefined;
+    }),
+  );
 }
 
 export const put = (key: string, value: unknown): TxnOp => ({ type: 'put', key, value: JSON.stringify(value) });

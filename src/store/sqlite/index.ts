@@ -263,6 +263,9 @@ export class SqliteStore implements Store {
     } catch (err) {
       return Promise.reject(err);
     }
+    // A transaction that can only read needs no write lock and no place in the commit queue.
+    const readOnly = [...request.success, ...(request.failure ?? [])].every((op) => op.type === 'range');
+    if (readOnly) return this.read(() => this.engine.txn(request));
     return this.write(() => this.engine.txn(request));
   }
 
