@@ -21,9 +21,17 @@ export interface Controller {
   close(): Promise<void>;
 }
 
-export async function startController(options: { store: Store; log: Logger; settings: PlatformSettings; host: string; port: number }): Promise<Controller> {
+export async function startController(options: {
+  store: Store;
+  log: Logger;
+  settings: PlatformSettings;
+  host: string;
+  port: number;
+  /** Other components' routes on the same server (the builder's git endpoints). */
+  routes?: ((api: FastifyInstance, services: Services) => void)[];
+}): Promise<Controller> {
   const services = createServices(options.store, options.log, options.settings);
-  const api = buildApi(services, options.log.child({ component: 'api' }));
+  const api = buildApi(services, options.log.child({ component: 'api' }), options.routes ?? []);
   await api.listen({ host: options.host, port: options.port });
   return {
     api,

@@ -1,6 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
+import { builderRoutes } from '../../builder/index.js';
 import { startController } from '../../controller/index.js';
 import { Users } from '../../controller/model/users.js';
 import { invalid } from '../../domain/errors.js';
@@ -69,7 +70,15 @@ export function register(program: Command): void {
       });
       const token = await bootstrap(store, dataDir, opts.adminEmail ?? `admin@${opts.domain}`);
       const apiUrl = opts.apiUrl?.replace(/\/+$/, '') ?? `http://127.0.0.1:${apiPort}`;
-      const controller = await startController({ store, log, host: opts.apiHost, port: apiPort, settings: { domain: opts.domain, apiUrl } });
+      const hookUrl = `http://127.0.0.1:${apiPort}/internal/git-hook`;
+      const controller = await startController({
+        store,
+        log,
+        host: opts.apiHost,
+        port: apiPort,
+        settings: { domain: opts.domain, apiUrl },
+        routes: [builderRoutes({ dataDir, hookUrl })],
+      });
       const summary = { data_dir: dataDir, store: store.description, api_url: apiUrl, domain: opts.domain, revision: await store.currentRevision(), admin_token: token ?? null };
       log.info({ ...summary, admin_token: token ? '(printed once)' : null }, 'berth is up');
       if (opts.json) console.log(JSON.stringify(summary));

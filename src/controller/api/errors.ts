@@ -15,6 +15,8 @@ const STATUS: Record<string, number> = {
 };
 
 export function sendError(reply: FastifyReply, status: number, id: string, message: string): FastifyReply {
+  // git only sends credentials after a challenge; API clients ignore it.
+  if (status === 401) reply.header('WWW-Authenticate', 'Basic realm="Berth"');
   return reply.code(status).type('application/json').send({ id, message });
 }
 

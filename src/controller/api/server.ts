@@ -44,7 +44,7 @@ export function tokenFrom(request: FastifyRequest): string | undefined {
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,200}$/;
 
 /** The Heroku Platform API v3 subset, as a Fastify instance (tests drive it with `.inject()`). */
-export function buildApi(services: Services, log: Logger): FastifyInstance {
+export function buildApi(services: Services, log: Logger, extraRoutes: ((api: FastifyInstance, services: Services) => void)[] = []): FastifyInstance {
   const app: FastifyInstance = Fastify({
     loggerInstance: log as FastifyBaseLogger,
     bodyLimit: 1024 * 1024,
@@ -112,5 +112,6 @@ export function buildApi(services: Services, log: Logger): FastifyInstance {
   registerAccessRoutes(app, services);
   registerLogRoutes(app, services);
   registerAdminRoutes(app, services);
+  for (const routes of extraRoutes) routes(app, services);
   return app;
 }

@@ -1,0 +1,174 @@
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { notFound } from '../domain/errors.js';
+import type { Services } from '../controller/services.js';
+import type { PushHandler, PushSession } from './push.js';
+
+/**
+ * The pre-receive hook every app repository gets. git runs it after receiving the objects and
+ * before updating any ref; it hands the push to the Berth process (the secret in its environment
+ * names the push) and relays the build output, which git shows the pusher as `remote:` lines. A
+ * non-zero exit rejects the push, so a failed build leaves the ref where it was.
+ */
+const HOOK = `'use strict';
+// Written by Berth; rewritten on every push.
+const http = require('node:http');
+let input = '';
+process.stdin.on('data', (d) => (input += d));
+process.stdin.on('end', () => {
+  const updates = input.trim().split('\\n').filter(Boolean).map((l) => { const [old, next, ref] = l.split(' '); return { old, new: next, ref }; });
+  const body = JSON.stringify({
+    secret: process.env.BERTH_PUSH_SECRET,
+    updates,
+    objects: { GIT_OBJECT_DIRECTORY: process.env.GIT_OBJECT_DIRECTORY || '', GIT_ALTERNATE_OBJECT_DIRECTORIES: process.env.GIT_ALTERNATE_OBJECT_DIRECTORIES || '', GIT_QUARANTINE_PATH: process.env.GIT_QUARANTINE_PATH || '' },
+  });
+  const req = http.request(process.env.BERTH_HOOK_URL, { method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
+    let tail = '';
+    res.on('data', (d) => {
+      const text = tail + d.toString();
+      const cut = text.lastIndexOf('\\n') + 1;
+      process.stderr.write(text.slice(0, cut).replace(/^@@berth-result .*\\n/m, ''));
+      tail = text.slice(cut);
+      if (/^@@berth-result /m.test(text.slice(0, cut))) process.exitCode = /^@@berth-result ok$/m.test(text.slice(0, cut)) ? 0 : 1;
+    });
+    res.on('end', () => { if (tail && !tail.startsWith('@@berth-result')) process.stderr.write(tail + '\\n'); if (process.exitCode === undefined) process.exitCode = 1; });
+  });
+  req.on('error', (e) => { process.stderr.write('Berth is not reachable: ' + e.message + '\\n'); process.exitCode = 1; });
+  req.end(body);
+});
+`;
+
+export class GitRepos {
+  constructor(readonly dir: string) {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+  }
+
+  path(appId: string): string {
+    return join(this.dir, `${appId}.git`);
+  }
+
+  /** Creates the bare repository on first use and (re)installs the hook. */
+  async ensure(appId: string): Promise<string> {
+    const repo = this.path(appId);
+    if (!existsSync(join(repo, 'HEAD'))) {
+      await run('git', ['init', '--bare', '--quiet', '--initial-branch=main', repo]);
+      await run('git', ['--git-dir', repo, 'config', 'http.receivepack', 'true']);
+    }
+    writeFileSync(join(repo, 'hooks', 'berth-hook.cjs'), HOOK);
+    writeFileSync(join(repo, 'hooks', 'pre-receive'), '#!/bin/sh\nexec node "$(dirname "$0")/berth-hook.cjs"\n');
+    chmodSync(join(repo, 'hooks', 'pre-receive'), 0o755);
+    return repo;
+  }
+}
+
+function run(cmd: string, args: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: 'ignore' });
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} ${args.join(' ')} exited with ${code}`))));
+  });
+}
+
+const GIT_TYPES = ['application/x-git-upload-pack-request', 'application/x-git-receive-pack-request'];
+
+/**
+ * git over smart HTTP at `<api>/<app>.git`, the app's git_url: `git http-backend` as a CGI, with
+ * the API's own auth (HTTP basic, the token as password) and visibility (others get not found).
+ */
+export function registerGitRoutes(api: FastifyInstance, services: Services, repos: GitRepos, pushes: PushHandler): void {
+  // Pack data streams straight through to git; never buffered or parsed.
+  api.addContentTypeParser(GIT_TYPES, { bodyLimit: 1024 * 1024 * 1024 }, (_req, payload, done) => done(null, payload));
+
+  const serve = async (req: FastifyRequest, reply: FastifyReply, path: string): Promise<void> => {
+    const { app: name } = req.params as { app: string };
+    const access = await services.apps.resolve(req.user, name).catch(() => {
+      throw notFound('app');
+    });
+    const service = path === 'info/refs' ? String((req.query as { service?: string }).service ?? '') : path;
+    await repos.ensure(access.app.id);
+    let session: PushSession | undefined;
+    const env: Record<string, string> = {};
+    if (service === 'git-receive-pack') {
+      session = pushes.open(req.user, access.app.id, randomBytes(24).toString('hex'));
+      env.BERTH_PUSH_SECRET = session.secret;
+      env.BERTH_HOOK_URL = pushes.hookUrl;
+    }
+    try {
+      await cgi(req.raw.method ?? 'GET', repos.dir, `/${access.app.id}.git/${path}`, req, reply, env);
+    } finally {
+      if (session) pushes.close(session);
+    }
+  };
+  api.get('/:app.git/info/refs', (req, reply) => serve(req, reply, 'info/refs'));
+  api.post('/:app.git/git-upload-pack', (req, reply) => serve(req, reply, 'git-upload-pack'));
+  api.post('/:app.git/git-receive-pack', (req, reply) => serve(req, reply, 'git-receive-pack'));
+}
+
+/** Runs `git http-backend` for one request and relays its CGI response. */
+function cgi(
+  method: string,
+  root: string,
+  pathInfo: string,
+  req: FastifyRequest,
+  reply: FastifyReply,
+  extraEnv: Record<string, string>,
+): Promise<void> {
+  const headers = req.headers;
+  const child = spawn('git', ['http-backend'], {
+    env: {
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      GIT_PROJECT_ROOT: root,
+      GIT_HTTP_EXPORT_ALL: '1',
+      PATH_INFO: pathInfo,
+      REQUEST_METHOD: method,
+      QUERY_STRING: req.url.includes('?') ? req.url.slice(req.url.indexOf('?') + 1) : '',
+      CONTENT_TYPE: String(headers['content-type'] ?? ''),
+      ...(headers['content-encoding'] ? { HTTP_CONTENT_ENCODING: String(headers['content-encoding']) } : {}),
+      ...(headers['git-protocol'] ? { GIT_PROTOCOL: String(headers['git-protocol']) } : {}),
+      REMOTE_USER: req.user.email,
+      REMOTE_ADDR: req.ip,
+      ...extraEnv,
+    },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  const body = req.body as Readable | undefined;
+  if (body && typeof body.pipe === 'function') body.pipe(child.stdin);
+  else child.stdin.end();
+  reply.hijack();
+  const res = reply.raw;
+  return new Promise((resolve) => {
+    let head = Buffer.alloc(0);
+    let headersDone = false;
+    child.stdout.on('data', (chunk: Buffer) => {
+      if (headersDone) {
+        res.write(chunk);
+        return;
+      }
+      head = Buffer.concat([head, chunk]);
+      const end = head.indexOf('\r\n\r\n') >= 0 ? head.indexOf('\r\n\r\n') + 4 : head.indexOf('\n\n') >= 0 ? head.indexOf('\n\n') + 2 : -1;
+      if (end < 0) return;
+      headersDone = true;
+      let status = 200;
+      for (const line of head.subarray(0, end).toString().split(/\r?\n/).filter(Boolean)) {
+        const i = line.indexOf(':');
+        const k = line.slice(0, i).trim();
+        const v = line.slice(i + 1).trim();
+        if (k.toLowerCase() === 'status') status = Number(v.split(' ')[0]) || 200;
+        else res.setHeader(k, v);
+      }
+      res.setHeader('Request-Id', req.id);
+      res.writeHead(status);
+      res.write(head.subarray(end));
+    });
+    child.stderr.on('data', (d: Buffer) => req.log.warn({ git: d.toString().trim() }, 'git http-backend'));
+    child.on('close', () => {
+      if (!headersDone) res.writeHead(500, { 'Content-Type': 'text/plain' });
+      res.end();
+      resolve();
+    });
+  });
+}

@@ -1,0 +1,33 @@
+/**
+ * The builder: git push over smart HTTP, Heroku buildpacks in a sandbox, content-addressed slugs.
+ * `builderRoutes` is what `berth up` hands the API server: git at `/<app>.git` and the push hook.
+ */
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import type { Services } from '../controller/services.js';
+import { Builder } from './builder.js';
+import { GitRepos, registerGitRoutes } from './git.js';
+import { PushHandler, registerHookRoute } from './push.js';
+
+export { Builder, BUILTIN_BUILDPACKS_DIR } from './builder.js';
+export { parseProcfile } from './procfile.js';
+
+export interface BuilderOptions {
+  dataDir: string;
+  /** Where the pre-receive hook reaches this process: the API on loopback. */
+  hookUrl: string;
+  /** Pushes building at once across apps (default: the number of cores). */
+  maxParallel?: number;
+}
+
+export function builderRoutes(options: BuilderOptions): (api: FastifyInstance, services: Services) => void {
+  return (api, services) => {
+    const log = services.log.child({ component: 'builder' });
+    const builder = new Builder({ store: services.store, log, dataDir: options.dataDir });
+    const repos = new GitRepos(join(options.dataDir, 'repos'));
+    const pushes = new PushHandler({ services, builder, repos, log, maxParallel: options.maxParallel ?? availableParallelism() }, options.hookUrl);
+    registerGitRoutes(api, services, repos, pushes);
+    registerHookRoute(api, pushes);
+  };
+}

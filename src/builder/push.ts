@@ -1,0 +1,194 @@
+import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import type { FastifyInstance } from 'fastify';
+import * as tar from 'tar';
+import type { UserRecord } from '../controller/model/types.js';
+import type { Services } from '../controller/services.js';
+import { errorMessage } from '../domain/errors.js';
+import type { Logger } from '../domain/log.js';
+import type { Builder, BuildRecord } from './builder.js';
+import type { GitRepos } from './git.js';
+
+export interface PushSession {
+  secret: string;
+  user: UserRecord;
+  appId: string;
+}
+
+interface HookBody {
+  secret?: string;
+  updates?: { old: string; new: string; ref: string }[];
+  objects?: Record<string, string>;
+}
+
+const ZERO = /^0+$/;
+const DEPLOY_REFS = new Set(['refs/heads/main', 'refs/heads/master']);
+
+/** Waits its turn: pushes to one app run one at a time, all pushes at most `max` at once. */
+class Gate {
+  private readonly apps = new Map<string, Promise<void>>();
+  private running = 0;
+  private readonly waiting: (() => void)[] = [];
+  constructor(private readonly max: number) {}
+
+  async enter(appId: string, onWait: () => void): Promise<() => void> {
+    const before = this.apps.get(appId);
+    let release!: () => void;
+    const mine = new Promise<void>((r) => (release = r));
+    this.apps.set(appId, (before ?? Promise.resolve()).then(() => mine));
+    if (before) {
+      onWait();
+      await before;
+    }
+    if (this.running >= this.max) await new Promise<void>((r) => this.waiting.push(r));
+    this.running++;
+    return () => {
+      this.running--;
+      this.waiting.shift()?.();
+      release();
+    };
+  }
+}
+
+/**
+ * A `git push` after git has received the objects and before it updates the ref: build the new
+ * commit, release it, and answer ok (the ref moves) or fail (the push is rejected, nothing changes).
+ */
+export class PushHandler {
+  private readonly sessions = new Map<string, PushSession>();
+  private readonly gate: Gate;
+
+  constructor(
+    private readonly deps: { services: Services; builder: Builder; repos: GitRepos; log: Logger; maxParallel: number },
+    readonly hookUrl: string,
+  ) {
+    this.gate = new Gate(deps.maxParallel);
+  }
+
+  open(user: UserRecord, appId: string, secret: string): PushSession {
+    const session = { secret, user, appId };
+    this.sessions.set(secret, session);
+    return session;
+  }
+
+  close(session: PushSession): void {
+    this.sessions.delete(session.secret);
+  }
+
+  async handle(body: HookBody, write: (text: string) => void): Promise<boolean> {
+    const session = body.secret ? this.sessions.get(body.secret) : undefined;
+    if (!session) {
+      write(' !     This push is not known to Berth; push again.\n');
+      return false;
+    }
+    const updates = body.updates ?? [];
+    const bad = updates.find((u) => !DEPLOY_REFS.has(u.ref));
+    if (bad || updates.length !== 1) {
+      const ref = bad?.ref.replace('refs/heads/', '') ?? updates.map((u) => u.ref).join(', ');
+      write(` !     Pushed to ${ref}: Berth builds main or master only.\n !     Deploy a branch with: git push berth ${ref}:main\n`);
+      return false;
+    }
+    const update = updates[0] as { old: string; new: string; ref: string };
+    if (ZERO.test(update.new)) {
+      write(' !     Deleting the deployed branch is not allowed.\n');
+      return false;
+    }
+    const { services, builder, repos, log } = this.deps;
+    const access = await services.apps.resolve(session.user, session.appId);
+    const leave = await this.gate.enter(access.app.id, () => write(`-----> Waiting for another build of ${access.app.name} to finish...\n`));
+    const buildLog = log.child({ app: access.app.name, commit: update.new.slice(0, 8) });
+    const now = new Date().toISOString();
+    const record: BuildRecord = {
+      id: randomUUID(),
+      app: { id: access.app.id },
+      status: 'pending',
+      source_blob: { checksum: null, url: null, version: update.new },
+      slug: null,
+      release: null,
+      buildpacks: [],
+      output: '',
+      output_stream_url: null,
+      stack: 'heroku-22',
+      user: { id: session.user.id, email: session.user.email },
+      created_at: now,
+      updated_at: now,
+    };
+    const out = (text: string): void => {
+      record.output += text;
+      write(text);
+    };
+    let ws: Awaited<ReturnType<Builder['workspace']>> | undefined;
+    try {
+      await builder.saveBuild(access.app.id, record);
+      out('-----> Building on the Heroku-style stack\n');
+      ws = await builder.workspace(access.app.id);
+      await extract(repos.path(access.app.id), update.new, body.objects ?? {}, ws.appDir);
+      const fresh = await services.apps.resolve(session.user, session.appId);
+      const config = await services.releases.config(fresh);
+      const { slug, buildpacks } = await builder.build(access.app, ws, config, update.new, out);
+      const release = await services.releases.deploy(session.user, fresh, { id: slug.id, process_types: slug.process_types, commit: update.new });
+      Object.assign(record, { status: 'succeeded', slug: { id: slug.id }, release: { id: release.id }, buildpacks: buildpacks.map((b) => ({ url: b, name: b })) });
+      const types = Object.keys(slug.process_types);
+      out(`-----> Discovering process types\n       Procfile declares types -> ${types.length ? types.join(', ') : '(none)'}\n`);
+      out(`-----> Launching...\n       Released v${release.version}\n       http://${access.app.name}.${services.settings.domain}/ deployed to Berth\n`);
+      services.logs.append(access.app.id, { source: 'app', dyno: 'api', message: `Deploy ${update.new.slice(0, 7)} by user ${session.user.email}` });
+      services.logs.append(access.app.id, { source: 'app', dyno: 'api', message: `Release v${release.version} created by user ${session.user.email}` });
+      buildLog.info({ release: release.version, slug: slug.id }, 'build succeeded');
+      return true;
+    } catch (err) {
+      record.status = 'failed';
+      out(`\n !     ${errorMessage(err)}\n !     Push rejected, failed to compile ${access.app.name}.\n`);
+      buildLog.info({ err: errorMessage(err) }, 'build failed');
+      return false;
+    } finally {
+      record.updated_at = new Date().toISOString();
+      await builder.saveBuild(access.app.id, record).catch((e: unknown) => buildLog.error({ err: e }, 'saving the build record failed'));
+      if (ws) builder.removeWorkspace(ws.root);
+      leave();
+    }
+  }
+}
+
+/** The pushed tree, read from git's quarantine (the objects are not in the repository yet). */
+function extract(repo: string, commit: string, objects: Record<string, string>, dest: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', GIT_DIR: repo };
+    for (const k of ['GIT_OBJECT_DIRECTORY', 'GIT_ALTERNATE_OBJECT_DIRECTORIES', 'GIT_QUARANTINE_PATH']) if (objects[k]) env[k] = objects[k] as string;
+    const child = spawn('git', ['archive', '--format=tar', commit], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const sink = tar.x({ cwd: dest });
+    child.stdout.pipe(sink);
+    let exited: number | null = null;
+    let extracted = false;
+    const settle = (): void => {
+      if (exited === null || !extracted) return;
+      if (exited === 0) resolve();
+      else reject(new Error(`could not read commit ${commit.slice(0, 8)}: ${stderr.trim()}`));
+    };
+    sink.on('finish', () => {
+      extracted = true;
+      settle();
+    });
+    sink.on('error', reject);
+    child.on('close', (code) => {
+      exited = code ?? 1;
+      if (exited !== 0) extracted = true;
+      settle();
+    });
+  });
+}
+
+/** The hook's way back in: public, but only a live push's secret gets anything done. */
+export function registerHookRoute(api: FastifyInstance, pushes: PushHandler): void {
+  api.post('/internal/git-hook', { config: { public: true } }, async (req, reply) => {
+    reply.hijack();
+    const res = reply.raw;
+    res.writeHead(200, { 'Content-Type': 'text/plain; charset=utf-8' });
+    const ok = await pushes.handle(req.body as HookBody, (t) => res.write(t)).catch((err: unknown) => {
+      res.write(` !     ${errorMessage(err)}\n`);
+      return false;
+    });
+    res.end(`@@berth-result ${ok ? 'ok' : 'fail'}\n`);
+  });
+}
