@@ -13,6 +13,8 @@ export interface PushSession {
   secret: string;
   user: UserRecord;
   appId: string;
+  /** Releases the app's push lock; called when git has finished (the ref is updated by then). */
+  leave?: () => void;
 }
 
 interface HookBody {
@@ -73,6 +75,7 @@ export class PushHandler {
 
   close(session: PushSession): void {
     this.sessions.delete(session.secret);
+    session.leave?.();
   }
 
   async handle(body: HookBody, write: (text: string) => void): Promise<boolean> {
@@ -95,7 +98,8 @@ export class PushHandler {
     }
     const { services, builder, repos, log } = this.deps;
     const access = await services.apps.resolve(session.user, session.appId);
-    const leave = await this.gate.enter(access.app.id, () => write(`-----> Waiting for another build of ${access.app.name} to finish...\n`));
+    // Held until git has moved the ref (close()), so the next push checks the ref git really has.
+    session.leave = await this.gate.enter(access.app.id, () => write(`-----> Waiting for another build of ${access.app.name} to finish...\n`));
     const buildLog = log.child({ app: access.app.name, commit: update.new.slice(0, 8) });
     const now = new Date().toISOString();
     const record: BuildRecord = {
@@ -119,6 +123,13 @@ export class PushHandler {
     };
     let ws: Awaited<ReturnType<Builder['workspace']>> | undefined;
     try {
+      // git moves the ref only if it still holds what the pusher saw; a push that waited behind
+      // another is refused now, before it builds or releases anything.
+      const current = await refValue(repos.path(access.app.id), update.ref);
+      if (current !== (ZERO.test(update.old) ? null : update.old)) {
+        write(` !     ${update.ref.replace('refs/heads/', '')} was updated by another push while this one waited${current ? ` (now at ${current.slice(0, 7)})` : ''}.\n !     Fetch, merge or rebase, and push again.\n`);
+        return false;
+      }
       await builder.saveBuild(access.app.id, record);
       out('-----> Building on the Heroku-style stack\n');
       ws = await builder.workspace(access.app.id);
@@ -144,9 +155,17 @@ export class PushHandler {
       record.updated_at = new Date().toISOString();
       await builder.saveBuild(access.app.id, record).catch((e: unknown) => buildLog.error({ err: e }, 'saving the build record failed'));
       if (ws) builder.removeWorkspace(ws.root);
-      leave();
     }
   }
+}
+
+function refValue(repo: string, ref: string): Promise<string | null> {
+  return new Promise((resolve) => {
+    const child = spawn('git', ['--git-dir', repo, 'rev-parse', '--verify', '--quiet', ref], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.on('close', (code) => resolve(code === 0 ? out.trim() : null));
+  });
 }
 
 /** The pushed tree, read from git's quarantine (the objects are not in the repository yet). */

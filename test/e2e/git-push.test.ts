@@ -1,0 +1,162 @@
+import { execFile } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startBerth, type BerthProcess } from '../support/berth-process.js';
+
+interface Run {
+  code: number;
+  out: string;
+}
+
+function git(cwd: string, ...args: string[]): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile('git', args, { cwd, timeout: 120_000, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: cwd, GIT_TERMINAL_PROMPT: '0' } }, (err, stdout, stderr) =>
+      resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, out: stdout + stderr }),
+    );
+  });
+}
+
+let berth: BerthProcess;
+let dir: string;
+const ADMIN = 'push-admin-token-0123456789abcdef';
+
+async function api<T>(token: string, method: string, path: string, body?: unknown): Promise<T> {
+  const res = await fetch(`${berth.apiUrl}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+  });
+  return (await res.json()) as T;
+}
+
+/** A git checkout of `files`, with a berth remote carrying `token` as the HTTP password. */
+async function repo(name: string, app: string, token: string, files: Record<string, string>): Promise<string> {
+  const path = join(dir, name);
+  mkdirSync(path);
+  for (const [file, body] of Object.entries(files)) {
+    mkdirSync(join(path, file, '..'), { recursive: true });
+    writeFileSync(join(path, file), body);
+  }
+  await git(path, 'init', '-q', '-b', 'main');
+  await git(path, 'config', 'user.email', 'dev@example.com');
+  await git(path, 'config', 'user.name', 'Dev');
+  await git(path, 'add', '.');
+  await git(path, 'commit', '-qm', 'initial');
+  const url = new URL(`${berth.apiUrl}/${app}.git`);
+  url.username = 'git';
+  url.password = token;
+  await git(path, 'remote', 'add', 'berth', url.toString());
+  return path;
+}
+
+async function releases(app: string): Promise<{ version: number; description: string; slug: { id: string } | null }[]> {
+  return api(ADMIN, 'GET', `/apps/${app}/releases`);
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'berth-push-'));
+  chmodSync(dir, 0o755);
+  berth = await startBerth(['--data-dir', join(dir, 'data')], { BERTH_BOOTSTRAP_TOKEN: ADMIN });
+}, 60_000);
+afterAll(async () => {
+  await berth?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('git push over HTTP', () => {
+  it('builds a Node app with a lockfile and a build step into a release', async () => {
+    await api(ADMIN, 'POST', '/apps', { name: 'node-push' });
+    await api(ADMIN, 'PATCH', '/apps/node-push/config-vars', { GREETING: 'hi' });
+    const pkg = { name: 'node-push', version: '1.0.0', scripts: { build: 'node -e "require(\'fs\').writeFileSync(\'dist.txt\', process.env.GREETING)"', start: 'node server.js' } };
+    const lock = { name: 'node-push', version: '1.0.0', lockfileVersion: 3, requires: true, packages: { '': { name: 'node-push', version: '1.0.0' } } };
+    const path = await repo('node', 'node-push', ADMIN, { 'package.json': JSON.stringify(pkg), 'package-lock.json': JSON.stringify(lock), 'server.js': '', Procfile: 'web: npm start\nworker: node worker.js\n' });
+    const push = await git(path, 'push', 'berth', 'main');
+    expect(push.code, push.out).toBe(0);
+    expect(push.out).toMatch(/remote: -----> Building on the Heroku-style stack/);
+    expect(push.out).toMatch(/remote: -----> Node\.js app detected/);
+    expect(push.out).toMatch(/remote: -----> Running build/);
+    expect(push.out).toMatch(/remote:        Released v3/);
+    expect(push.out).toMatch(/remote:        http:\/\/node-push\.berth\.localhost\/ deployed to Berth/);
+    const list = await releases('node-push');
+    const last = list[list.length - 1];
+    expect(last).toMatchObject({ version: 3, description: expect.stringMatching(/^Deploy [0-9a-f]{7}/) });
+    const slug = await api<{ process_types: Record<string, string>; checksum: string; commit: string }>(ADMIN, 'GET', `/apps/node-push/slugs/${last?.slug?.id}`);
+    expect(slug.process_types).toEqual({ web: 'npm start', worker: 'node worker.js' });
+    expect(slug.checksum).toMatch(/^SHA256:/);
+    const builds = await api<{ status: string; output: string }[]>(ADMIN, 'GET', '/apps/node-push/builds');
+    expect(builds.map((b) => b.status)).toEqual(['succeeded']);
+    // Now web and worker can be scaled: the release defines them.
+    expect((await api<{ quantity: number }[]>(ADMIN, 'PATCH', '/apps/node-push/formation', { updates: [{ type: 'worker', quantity: 1 }] }))[0]?.quantity).toBe(1);
+  });
+
+  it('builds a static site and a Procfile-only app', async () => {
+    await api(ADMIN, 'POST', '/apps', { name: 'static-push' });
+    const site = await repo('static', 'static-push', ADMIN, { 'index.html': '<h1>hello</h1>' });
+    const s = await git(site, 'push', 'berth', 'main');
+    expect(s.code, s.out).toBe(0);
+    expect(s.out).toMatch(/Static site detected/);
+    await api(ADMIN, 'POST', '/apps', { name: 'proc-push' });
+    const proc = await repo('proc', 'proc-push', ADMIN, { Procfile: 'web: python3 -m http.server $PORT\n' });
+    const p = await git(proc, 'push', 'berth', 'main');
+    expect(p.code, p.out).toBe(0);
+    expect(p.out).toMatch(/Procfile app detected/);
+  });
+
+  it('rejects a failing build: non-zero exit, no release, ref unchanged; a fixed push then succeeds', async () => {
+    await api(ADMIN, 'POST', '/apps', { name: 'fail-push' });
+    const path = await repo('fail', 'fail-push', ADMIN, { 'package.json': JSON.stringify({ name: 'f', scripts: { build: 'exit 3' } }) });
+    const push = await git(path, 'push', 'berth', 'main');
+    expect(push.code).not.toBe(0);
+    expect(push.out).toMatch(/Push rejected, failed to compile fail-push/);
+    expect(push.out).toMatch(/pre-receive hook declined/);
+    expect((await git(path, 'ls-remote', 'berth')).out.trim()).toBe('');
+    expect((await releases('fail-push')).map((r) => r.version)).toEqual([1]);
+    writeFileSync(join(path, 'package.json'), JSON.stringify({ name: 'f', scripts: { build: 'true' } }));
+    await git(path, 'commit', '-qam', 'fix');
+    const retry = await git(path, 'push', 'berth', 'main');
+    expect(retry.code, retry.out).toBe(0);
+    expect((await releases('fail-push')).map((r) => r.version)).toEqual([1, 2]);
+  });
+
+  it('refuses other branches and strangers; lets collaborators push and clone', async () => {
+    await api(ADMIN, 'POST', '/apps', { name: 'guarded' });
+    const path = await repo('guarded', 'guarded', ADMIN, { Procfile: 'web: sleep 1\n' });
+    const branch = await git(path, 'push', 'berth', 'main:feature');
+    expect(branch.code).not.toBe(0);
+    expect(branch.out).toMatch(/Berth builds main or master only/);
+    const stranger = await api<{ token: string }>(ADMIN, 'POST', '/berth/users', { email: 'stranger@example.com' });
+    const theirs = await repo('stranger', 'guarded', stranger.token, { Procfile: 'web: evil\n' });
+    const denied = await git(theirs, 'push', 'berth', 'main');
+    expect(denied.code).not.toBe(0);
+    expect(denied.out).toMatch(/not found|404/i);
+    const friend = await api<{ token: string }>(ADMIN, 'POST', '/berth/users', { email: 'friend@example.com' });
+    await api(ADMIN, 'POST', '/apps/guarded/collaborators', { user: 'friend@example.com' });
+    const mine = await repo('friend', 'guarded', friend.token, { Procfile: 'web: sleep 2\n' });
+    const ok = await git(mine, 'push', 'berth', 'main');
+    expect(ok.code, ok.out).toBe(0);
+    const url = new URL(`${berth.apiUrl}/guarded.git`);
+    url.username = 'git';
+    url.password = friend.token;
+    const clone = await git(dir, 'clone', '-q', url.toString(), 'guarded-clone');
+    expect(clone.code, clone.out).toBe(0);
+  });
+
+  it('serialises two concurrent pushes to one app: the second waits, then is refused cleanly, and a re-push lands', async () => {
+    await api(ADMIN, 'POST', '/apps', { name: 'busy' });
+    const slow = { 'package.json': JSON.stringify({ name: 'b', scripts: { build: 'sleep 2' } }) };
+    const a = await repo('busy-a', 'busy', ADMIN, slow);
+    const b = await repo('busy-b', 'busy', ADMIN, { ...slow, 'other.txt': 'b' });
+    const [ra, rb] = await Promise.all([git(a, 'push', 'berth', 'main'), new Promise<Run>((r) => setTimeout(() => void git(b, 'push', 'berth', 'main').then(r), 300))]);
+    expect(ra.code, ra.out).toBe(0);
+    // git cannot move a ref the pusher saw at another value: Berth says so before building anything.
+    expect(rb.code).not.toBe(0);
+    expect(rb.out).toMatch(/Waiting for another build of busy to finish/);
+    expect(rb.out).toMatch(/main was updated by another push while this one waited/);
+    expect((await releases('busy')).map((r) => r.version)).toEqual([1, 2]);
+    const again = await git(b, 'push', '--force', 'berth', 'main');
+    expect(again.code, again.out).toBe(0);
+    expect((await releases('busy')).map((r) => r.version)).toEqual([1, 2, 3]);
+  });
+});
