@@ -77,8 +77,8 @@ describe('git push over HTTP', () => {
     expect(push.out).toMatch(/remote: -----> Building on the Heroku-style stack/);
     expect(push.out).toMatch(/remote: -----> Node\.js app detected/);
     expect(push.out).toMatch(/remote: -----> Running build/);
-    expect(push.out).toMatch(/remote:        Released v3/);
-    expect(push.out).toMatch(/remote:        http:\/\/node-push\.berth\.localhost\/ deployed to Berth/);
+    expect(push.out).toMatch(/remote: {8}Released v3/);
+    expect(push.out).toMatch(/remote: {8}http:\/\/node-push\.berth\.localhost\/ deployed to Berth/);
     const list = await releases('node-push');
     const last = list[list.length - 1];
     expect(last).toMatchObject({ version: 3, description: expect.stringMatching(/^Deploy [0-9a-f]{7}/) });
