@@ -4,12 +4,15 @@
 const http = require('node:http');
 const fs = require('node:fs');
 const path = require('node:path');
+const { URL } = require('node:url');
 
 const app = path.resolve(__dirname, '..');
 let config = {};
 try {
   config = JSON.parse(fs.readFileSync(path.join(app, 'static.json'), 'utf8'));
-} catch {}
+} catch {
+  // No static.json: serve the app directory itself.
+}
 const root = path.resolve(app, config.root || '.');
 const types = { '.html': 'text/html; charset=utf-8', '.css': 'text/css', '.js': 'text/javascript', '.json': 'application/json', '.svg': 'image/svg+xml', '.png': 'image/png', '.jpg': 'image/jpeg', '.ico': 'image/x-icon', '.txt': 'text/plain; charset=utf-8', '.woff2': 'font/woff2' };
 
