@@ -69,7 +69,13 @@ export class ApiClient {
       throw new BerthError('unreachable', `Cannot reach the Berth API at ${this.baseUrl}: ${(err as Error).cause ?? (err as Error).message}`);
     }
     const text = await res.text();
-    const parsed: unknown = text ? JSON.parse(text) : undefined;
+    let parsed: unknown;
+    try {
+      parsed = text ? JSON.parse(text) : undefined;
+    } catch {
+      // A proxy's HTML error page, say: report the status, not a parse error.
+      parsed = undefined;
+    }
     if (!res.ok) {
       const e = (parsed ?? {}) as { id?: string; message?: string };
       throw new ApiError(res.status, e.id ?? `http_${res.status}`, e.message ?? `${method} ${path} failed with HTTP ${res.status}.`);

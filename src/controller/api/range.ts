@@ -19,7 +19,8 @@ const MAX_MAX = 1000;
 export function parseRange(header: string | undefined, fields: string[], defaultField: string): RangeSpec {
   const spec: RangeSpec = { field: defaultField, exclusive: false, max: DEFAULT_MAX, order: 'asc' };
   if (!header) return spec;
-  const m = /^\s*([a-z_]+)\s*(\]?)([^.;]*)\.\.([^;]*)(?:;\s*(.*))?$/i.exec(header);
+  // The start may hold dots (hostnames, emails, timestamps, web.1): it runs to the first "..".
+  const m = /^\s*([a-z_]+)\s*(\]?)(.*?)\.\.([^;]*)(?:;\s*(.*))?$/i.exec(header);
   if (!m) throw invalid(`Invalid Range header "${header}": expected "<field> [start]..[end]; max=N, order=asc|desc".`);
   const [, field = defaultField, bracket, start, , params] = m;
   if (!fields.includes(field)) throw invalid(`Range field must be one of ${fields.join(', ')}, got ${field}.`);
@@ -38,9 +39,10 @@ export function parseRange(header: string | undefined, fields: string[], default
   return spec;
 }
 
+/** Byte order for strings (as a client paging by name expects), numeric for numbers. */
 function compareValues(a: unknown, b: unknown): number {
   if (typeof a === 'number' && typeof b === 'number') return a - b;
-  return String(a).localeCompare(String(b));
+  return Buffer.compare(Buffer.from(String(a)), Buffer.from(String(b)));
 }
 
 /** Sorts, pages and sends a list resource. `fields` maps a Range field name to an item's value. */
@@ -55,7 +57,7 @@ export function sendPage<T>(
   const get = fields[spec.field] ?? ((): string => '');
   const sorted = [...items].sort((a, b) => compareValues(get(a), get(b)) * (spec.order === 'desc' ? -1 : 1));
   let from = 0;
-  if (spec.start !== undefined) {
+  if (spec.start !== undefined && sorted.length > 0) {
     const start = typeof get(sorted[0] as T) === 'number' ? Number(spec.start) : spec.start;
     const dir = spec.order === 'desc' ? -1 : 1;
     from = sorted.findIndex((item) => {

@@ -49,14 +49,21 @@ export function buildApi(services: Services, log: Logger, extraRoutes: ((api: Fa
     loggerInstance: log as FastifyBaseLogger,
     bodyLimit: 1024 * 1024,
     requestIdHeader: false,
+    // Hostnames run to 253 characters and emails to 254: both appear in paths.
+    maxParamLength: 512,
     genReqId: (req) => {
       const given = req.headers['request-id'];
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    },
+    frameworkErrors: (err, request, reply) => {
+      reply.header('Request-Id', request.id);
+      sendError(reply, err.statusCode ?? 400, 'bad_request', err.message);
     },
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false, allowUnionTypes: true } },
   });
   app.decorateRequest('user', null as unknown as UserRecord);
   app.setErrorHandler(errorHandler);
+  // Errors Fastify raises before routing (bad URL encoding, oversize params) get Heroku's shape too.
   app.setNotFoundHandler((request, reply) =>
     sendError(reply, 404, 'not_found', `The requested API endpoint ${request.method} ${request.url.split('?')[0]} was not found.`),
   );

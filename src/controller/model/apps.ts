@@ -94,8 +94,19 @@ export class Apps {
 
   private async roleOf(user: UserRecord, app: AppRecord): Promise<Role | undefined> {
     if (app.owner_id === user.id) return 'owner';
+    // An admin keeps admin powers on apps they also collaborate on.
+    if (user.admin) return 'admin';
     if (await this.store.get(keys.access(user.id, app.id))) return 'collaborator';
-    return user.admin ? 'admin' : undefined;
+    return undefined;
+  }
+
+  /** Puts the app in or out of maintenance mode (the router serves a maintenance page). */
+  async setMaintenance(access: AppAccess, on: boolean): Promise<AppRecord> {
+    if (access.app.maintenance === on) return access.app;
+    const app: AppRecord = { ...access.app, maintenance: on, updated_at: new Date().toISOString() };
+    const r = await this.store.txn({ compare: [{ key: keys.app(app.id), target: 'mod', op: '=', value: access.mod }], success: [put(keys.app(app.id), app)] });
+    if (!r.succeeded) throw conflict('The app changed meanwhile; try again.');
+    return app;
   }
 
   /** The apps a user can see (all of them for an admin), by name. */

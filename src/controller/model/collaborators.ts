@@ -50,10 +50,11 @@ export class Collaborators {
     return { collaborator, user };
   }
 
-  async remove(access: AppAccess, emailOrId: string): Promise<{ collaborator: CollaboratorRecord; user: UserRecord }> {
+  async remove(caller: UserRecord, access: AppAccess, emailOrId: string): Promise<{ collaborator: CollaboratorRecord; user: UserRecord }> {
     const entry = (await this.list(access)).find((c) => c.role === 'collaborator' && (c.user.email === emailOrId.toLowerCase() || c.collaborator.id === emailOrId || c.user.id === emailOrId));
     if (!entry) throw notFound('collaborator');
-    requireOwner(access, 'remove collaborators from');
+    // A collaborator may always leave (heroku apps:leave); removing others is the owner's.
+    if (entry.user.id !== caller.id) requireOwner(access, 'remove collaborators from');
     const ok = await this.apps.touch(access, [del(keys.collaborator(access.app.id, entry.user.id)), del(keys.access(entry.user.id, access.app.id))]);
     if (!ok) throw conflict('The app changed while removing the collaborator; try again.');
     return entry;

@@ -19,6 +19,8 @@ const SESSION_TTL = 300;
 
 export interface LogSession {
   app_id: string;
+  /** Who opened it: the stream re-checks that this user can still see the app. */
+  user_id: string;
   lines: number;
   tail: boolean;
   source?: string;
@@ -46,6 +48,7 @@ export class LogHub {
   }
 
   recent(appId: string, n: number, filter: (l: LogLine) => boolean = () => true): LogLine[] {
+    if (n <= 0) return [];
     return (this.buffers.get(appId) ?? []).filter(filter).slice(-n);
   }
 

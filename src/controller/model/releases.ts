@@ -22,6 +22,7 @@ function describeConfig(changes: ConfigChanges): string {
 export function validateConfig(changes: ConfigChanges, current: Record<string, string>): Record<string, string> {
   const next = { ...current };
   for (const [k, v] of Object.entries(changes)) {
+    if (k === '__proto__') throw invalid('Invalid config var name "__proto__".');
     if (!CONFIG_KEY.test(k)) throw invalid(`Invalid config var name "${k}": use letters, digits and underscores, not starting with a digit.`);
     if (v === null) delete next[k];
     else if (typeof v !== 'string') throw invalid(`Config var ${k} must be a string or null.`);

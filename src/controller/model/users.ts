@@ -43,34 +43,34 @@ export class Users {
   }
 
   /**
-   * Creates the first admin exactly once per store, however many nodes start at the same time.
-   * Returns undefined when the platform already has one.
+   * Creates the first admin exactly once per store, in one transaction with the marker, however
+   * many nodes start at the same time and wherever one crashes. Returns undefined when the
+   * platform already has one.
    */
   async bootstrapAdmin(email: string, token?: string): Promise<{ user: UserRecord; token: string } | undefined> {
     const marker = keys.setting('bootstrapped');
     if (await this.store.get(marker)) return undefined;
-    const created = await this.create(email, { admin: true, ...(token ? { token } : {}) });
+    const normalized = email.trim().toLowerCase();
+    if (!EMAIL.test(normalized)) throw invalid(`"${email}" is not a valid email address.`);
+    const secret = token ?? newToken();
+    if (secret.length < 16) throw invalid('A token must be at least 16 characters long.');
+    const now = new Date().toISOString();
+    const user: UserRecord = { id: randomUUID(), email: normalized, admin: true, created_at: now, updated_at: now };
     const r = await this.store.txn({
-      compare: [{ key: marker, target: 'create', op: '=', value: 0 }],
-      success: [put(marker, { user_id: created.user.id, at: created.user.created_at })],
-    });
-    if (!r.succeeded) {
-      await this.remove(created.user.id, token ? [token] : [created.token]);
-      return undefined;
-    }
-    return created;
-  }
-
-  private async remove(id: string, tokens: string[]): Promise<void> {
-    const user = await this.get(id);
-    await this.store.txn({
-      compare: [],
+      compare: [
+        { key: marker, target: 'create', op: '=', value: 0 },
+        { key: keys.email(normalized), target: 'create', op: '=', value: 0 },
+      ],
       success: [
-        { type: 'delete', key: keys.user(id) },
-        { type: 'delete', key: keys.email(user.email) },
-        ...tokens.map((t) => ({ type: 'delete' as const, key: keys.token(hashToken(t)) })),
+        put(marker, { user_id: user.id, at: now }),
+        put(keys.user(user.id), user),
+        { type: 'put', key: keys.email(normalized), value: user.id },
+        put(keys.token(hashToken(secret)), { user_id: user.id, created_at: now }),
       ],
     });
+    if (r.succeeded) return { user, token: secret };
+    if (await this.store.get(marker)) return undefined;
+    throw conflict(`A user with email ${normalized} already exists; choose another admin email.`);
   }
 
   async authenticate(token: string): Promise<UserRecord | undefined> {

@@ -61,7 +61,7 @@ export function registerAccessRoutes(api: FastifyInstance, s: Services): void {
   api.delete('/apps/:app/collaborators/:collaborator', async (req) => {
     const { app, collaborator } = req.params as { app: string; collaborator: string };
     const access = await s.apps.resolve(req.user, app);
-    const removed = await s.collaborators.remove(access, decodeURIComponent(collaborator));
+    const removed = await s.collaborators.remove(req.user, access, collaborator);
     return shape.collaborator(access.app, removed.collaborator, removed.user, 'collaborator');
   });
 
@@ -81,7 +81,7 @@ export function registerAccessRoutes(api: FastifyInstance, s: Services): void {
   );
 
   api.delete('/account/keys/:key', async (req) => {
-    const k = await s.sshKeys.remove(req.user, decodeURIComponent((req.params as { key: string }).key));
+    const k = await s.sshKeys.remove(req.user, (req.params as { key: string }).key);
     return shape.sshKey(req.user, k);
   });
 }

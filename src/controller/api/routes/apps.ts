@@ -73,13 +73,15 @@ export function registerAppRoutes(api: FastifyInstance, s: Services): void {
     {
       schema: {
         params: appParams,
-        body: { type: 'object', properties: { name: { type: 'string', maxLength: 100 }, maintenance: { type: 'boolean' }, build_stack: { type: 'string' } } },
+        body: { type: 'object', properties: { name: { type: 'string', maxLength: 100 }, maintenance: { type: 'boolean' }, build_stack: { type: 'string', enum: ['heroku-22'] } } },
       },
     },
     async (req) => {
       const access = await s.apps.resolve(req.user, (req.params as { app: string }).app);
-      const body = req.body as { name?: string };
-      const app = body.name !== undefined ? await s.apps.rename(access, body.name) : access.app;
+      const body = req.body as { name?: string; maintenance?: boolean };
+      let app = access.app;
+      if (body.maintenance !== undefined) app = await s.apps.setMaintenance(access, body.maintenance);
+      if (body.name !== undefined) app = await s.apps.rename(await s.apps.resolve(req.user, app.id), body.name);
       return (await render([app]))[0];
     },
   );

@@ -61,7 +61,8 @@ export function registerFormationRoutes(api: FastifyInstance, s: Services): void
     { schema: { body: { type: 'object', properties: { quantity, size: { type: 'string' } } } } },
     async (req) => {
       const { app, type } = req.params as { app: string; type: string };
-      const [one] = await apply(req, app, [{ type, ...(req.body as Omit<FormationUpdate, 'type'>) }]);
+      const body = req.body as Omit<FormationUpdate, 'type'>;
+      const [one] = await apply(req, app, [{ ...body, type }]);
       return one;
     },
   );

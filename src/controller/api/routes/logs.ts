@@ -30,6 +30,7 @@ export function registerLogRoutes(api: FastifyInstance, s: Services): void {
       const dyno = b.dyno ?? b.dyno_name ?? b.process_type ?? undefined;
       const id = await s.logs.createSession({
         app_id: access.app.id,
+        user_id: req.user.id,
         lines: Math.min(b.lines ?? 100, MAX_LINES),
         tail: b.tail ?? false,
         ...(b.source ? { source: b.source } : {}),
@@ -44,6 +45,16 @@ export function registerLogRoutes(api: FastifyInstance, s: Services): void {
   api.get('/log-sessions/:id/stream', { config: { public: true } }, async (req, reply) => {
     const session = await s.logs.session((req.params as { id: string }).id);
     if (!session) throw notFound('log session');
+    // The URL is a bearer secret, but it carries no more right than its maker still has.
+    const stillAllowed = async (): Promise<boolean> => {
+      try {
+        await s.apps.resolve(await s.users.get(session.user_id), session.app_id);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    if (!(await stillAllowed())) throw notFound('log session');
     const matches = (l: LogLine): boolean =>
       (!session.source || l.source === session.source) && (!session.dyno || l.dyno === session.dyno || l.dyno.startsWith(`${session.dyno}.`));
     const sse = (req.headers.accept ?? '').includes('text/event-stream');
@@ -61,8 +72,14 @@ export function registerLogRoutes(api: FastifyInstance, s: Services): void {
     const unsubscribe = s.logs.subscribe(session.app_id, (l) => {
       if (matches(l)) res.write(frame(l));
     });
-    // Comments keep idle proxies from closing a quiet tail.
-    const keepAlive = setInterval(() => res.write(sse ? ': keep-alive\n\n' : ''), 15_000);
+    // Comments keep idle proxies from closing a quiet tail; the same beat ends a tail whose maker
+    // has lost access to the app (removed collaborator, deleted app).
+    const keepAlive = setInterval(() => {
+      void stillAllowed().then((ok) => {
+        if (ok) res.write(sse ? ': keep-alive\n\n' : '');
+        else res.end();
+      });
+    }, 10_000);
     req.raw.on('close', () => {
       clearInterval(keepAlive);
       unsubscribe();
