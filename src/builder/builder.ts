@@ -3,7 +3,6 @@ import { createHash, randomUUID } from 'node:crypto';
 import { chmodSync, cpSync, existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { BerthError } from '../domain/errors.js';
 import { keys } from '../domain/keys.js';
 import type { Logger } from '../domain/log.js';
 import type { Store } from '../store/index.js';
@@ -52,6 +51,8 @@ export function appUid(appId: string): number {
 export class Builder {
   readonly slugs: SlugStore;
   readonly workDir: string;
+  /** Why this node cannot build (said to every pusher), or undefined when it can. */
+  readonly unavailable: string | undefined;
   private readonly builtins: Buildpack[];
 
   constructor(private readonly options: BuilderOptions) {
@@ -64,7 +65,8 @@ export class Builder {
     mkdirSync(this.workDir, { recursive: true });
     chmodSync(this.workDir, 0o711);
     this.slugs = new SlugStore(options.store, join(dataDir, 'slugs'));
-    assertTraversable(this.workDir);
+    this.unavailable = buildsUnavailable(this.workDir);
+    if (this.unavailable) options.log.warn({ reason: this.unavailable }, 'builds are unavailable on this node');
     // A world-readable copy of the built-ins, so a checkout under a private home still works.
     const packs = join(this.workDir, 'buildpacks');
     rmSync(packs, { recursive: true, force: true });
@@ -136,11 +138,16 @@ export class Builder {
 
 export { BuildError };
 
-/** bwrap runs as the build uid and must reach its workspace: say so now, not as a failed detect. */
-function assertTraversable(dir: string): void {
+/**
+ * Builds need root (cgroups, dropping to per-app uids) and a data dir that the build uids can
+ * traverse (bwrap runs as them). Found out at start and said plainly, not as a failed detect.
+ */
+function buildsUnavailable(dir: string): string | undefined {
+  if (process.getuid?.() !== 0) return 'Builds need Berth to run as root (sudo ./berth up): they use cgroups and per-app unprivileged uids.';
   try {
     execFileSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'test', '-x', dir], { stdio: 'ignore' });
+    return undefined;
   } catch {
-    throw new BerthError('invalid_data_dir', `Builds cannot reach ${dir}: every parent directory of the data dir must be searchable by other users (chmod o+x).`);
+    return `Builds cannot reach ${dir}: every parent directory of the data dir must be searchable by other users (chmod o+x), or use a data dir under /var/lib.`;
   }
 }

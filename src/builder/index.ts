@@ -9,6 +9,7 @@ import type { Services } from '../controller/services.js';
 import { Builder } from './builder.js';
 import { GitRepos, registerGitRoutes } from './git.js';
 import { PushHandler, registerHookRoute } from './push.js';
+import { releasePhase } from './release-phase.js';
 
 export { Builder, BUILTIN_BUILDPACKS_DIR } from './builder.js';
 export { parseProcfile } from './procfile.js';
@@ -27,6 +28,7 @@ export function builderRoutes(options: BuilderOptions): (api: FastifyInstance, s
     const builder = new Builder({ store: services.store, log, dataDir: options.dataDir });
     const repos = new GitRepos(join(options.dataDir, 'repos'));
     const pushes = new PushHandler({ services, builder, repos, log, maxParallel: options.maxParallel ?? availableParallelism() }, options.hookUrl);
+    services.releases.setReleasePhase(releasePhase(services.store, builder));
     registerGitRoutes(api, services, repos, pushes);
     registerHookRoute(api, pushes);
   };

@@ -1,4 +1,6 @@
 import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import * as tar from 'tar';
@@ -8,6 +10,7 @@ import { errorMessage } from '../domain/errors.js';
 import type { Logger } from '../domain/log.js';
 import type { Builder, BuildRecord } from './builder.js';
 import type { GitRepos } from './git.js';
+import { runInSlug } from './release-phase.js';
 
 export interface PushSession {
   secret: string;
@@ -97,6 +100,10 @@ export class PushHandler {
       return false;
     }
     const { services, builder, repos, log } = this.deps;
+    if (builder.unavailable) {
+      write(` !     ${builder.unavailable}\n`);
+      return false;
+    }
     const access = await services.apps.resolve(session.user, session.appId);
     // Held until git has moved the ref (close()), so the next push checks the ref git really has.
     session.leave = await this.gate.enter(access.app.id, () => write(`-----> Waiting for another build of ${access.app.name} to finish...\n`));
@@ -137,7 +144,20 @@ export class PushHandler {
       const fresh = await services.apps.resolve(session.user, session.appId);
       const config = await services.releases.config(fresh);
       const { slug, buildpacks } = await builder.build(access.app, ws, config, update.new, out);
-      const release = await services.releases.deploy(session.user, fresh, { id: slug.id, process_types: slug.process_types, commit: update.new });
+      const postdeploy = firstDeploy(await services.releases.list(access.app.id)) ? readPostdeploy(ws.appDir) : undefined;
+      let release = await services.releases.deploy(session.user, fresh, { id: slug.id, process_types: slug.process_types, commit: update.new });
+      release = await services.releases.runPhase(fresh.app, release, out);
+      if (release.status === 'failed') {
+        // As on Heroku: the build stands (the push is accepted), the release does not.
+        Object.assign(record, { status: 'succeeded', slug: { id: slug.id }, release: { id: release.id } });
+        out(` !     Release v${release.version} failed in its release phase; the previous release keeps running.\n`);
+        return true;
+      }
+      if (postdeploy) {
+        out('-----> Running postdeploy script (app.json, first release only)...\n');
+        const ok = await runInSlug(services.store, builder, fresh.app, slug.id, release.config, postdeploy, 'postdeploy', out);
+        out(ok ? '       postdeploy succeeded\n' : ' !     postdeploy failed; the release stands.\n');
+      }
       Object.assign(record, { status: 'succeeded', slug: { id: slug.id }, release: { id: release.id }, buildpacks: buildpacks.map((b) => ({ url: b, name: b })) });
       const types = Object.keys(slug.process_types);
       out(`-----> Discovering process types\n       Procfile declares types -> ${types.length ? types.join(', ') : '(none)'}\n`);
@@ -156,6 +176,22 @@ export class PushHandler {
       await builder.saveBuild(access.app.id, record).catch((e: unknown) => buildLog.error({ err: e }, 'saving the build record failed'));
       if (ws) builder.removeWorkspace(ws.root);
     }
+  }
+}
+
+/** No release so far carries a slug: this push is the app's first deploy. */
+function firstDeploy(releases: { slug_id: string | null }[]): boolean {
+  return releases.every((r) => r.slug_id === null);
+}
+
+function readPostdeploy(appDir: string): string | undefined {
+  const file = join(appDir, 'app.json');
+  if (!existsSync(file)) return undefined;
+  try {
+    const script = (JSON.parse(readFileSync(file, 'utf8')) as { scripts?: { postdeploy?: unknown } }).scripts?.postdeploy;
+    return typeof script === 'string' && script.trim() ? script : undefined;
+  } catch {
+    return undefined;
   }
 }
 

@@ -28,7 +28,11 @@ export interface Services {
 export function createServices(store: Store, log: Logger, settings: PlatformSettings): Services {
   const users = new Users(store);
   const apps = new Apps(store);
-  const releases = new Releases(store, apps);
+  const logs = new LogHub(store);
+  // Release-phase output of config changes and rollbacks goes to the app's log stream.
+  const releases = new Releases(store, apps, (app, text) => {
+    for (const line of text.split('\n').filter((l) => l.trim() !== '')) logs.append(app.id, { source: 'app', dyno: 'release.1', message: line });
+  });
   return {
     store,
     log,
@@ -40,6 +44,6 @@ export function createServices(store: Store, log: Logger, settings: PlatformSett
     domains: new Domains(store, apps, settings.domain),
     collaborators: new Collaborators(store, apps, users),
     sshKeys: new SshKeys(store),
-    logs: new LogHub(store),
+    logs,
   };
 }

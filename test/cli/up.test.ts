@@ -21,7 +21,9 @@ describe('berth up', () => {
     try {
       expect(first.summary).toMatchObject({ data_dir: dataDir, store: `sqlite://${join(dataDir, 'state.db')}`, domain: 'berth.localhost' });
       expect(existsSync(join(dataDir, 'state.db'))).toBe(true);
-      expect(statSync(dataDir).mode & 0o777).toBe(0o700);
+      // Traversable (builds reach their workspace by name), not listable; what is inside is private.
+      expect(statSync(dataDir).mode & 0o777).toBe(0o711);
+      expect(statSync(join(dataDir, 'state.db')).mode & 0o777).toBe(0o600);
       const token = String(first.summary.admin_token);
       expect(token).toMatch(/^berth_/);
       expect(readFileSync(join(dataDir, 'admin.token'), 'utf8').trim()).toBe(token);

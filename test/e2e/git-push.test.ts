@@ -160,3 +160,43 @@ describe('git push over HTTP', () => {
     expect((await releases('busy')).map((r) => r.version)).toEqual([1, 2, 3]);
   });
 });
+
+describe('release phase', () => {
+  it('runs release: once per release; a failure marks that release failed and keeps the previous one current', async () => {
+    await api(ADMIN, 'POST', '/apps', { name: 'phased' });
+    await api(ADMIN, 'PATCH', '/apps/phased/config-vars', { MIGRATE: 'ok' });
+    const path = await repo('phased', 'phased', ADMIN, {
+      Procfile: 'web: sleep 1\nrelease: echo "migrating with $MIGRATE as $DYNO"; test "$MIGRATE" = ok\n',
+      'app.json': JSON.stringify({ scripts: { postdeploy: 'echo seeding once' } }),
+    });
+    const first = await git(path, 'push', 'berth', 'main');
+    expect(first.code, first.out).toBe(0);
+    expect(first.out).toMatch(/remote: migrating with ok as release\.1/);
+    expect(first.out).toMatch(/remote: seeding once/);
+    let list = await releases('phased');
+    expect(list.map((r) => [r.version, (r as unknown as { status: string }).status, (r as unknown as { current: boolean }).current])).toEqual([
+      [1, 'succeeded', false],
+      [2, 'succeeded', false],
+      [3, 'succeeded', true],
+    ]);
+    // A config change runs the release phase too; this one fails it.
+    await api(ADMIN, 'PATCH', '/apps/phased/config-vars', { MIGRATE: 'broken' });
+    for (let i = 0; i < 100; i++) {
+      list = await releases('phased');
+      if ((list[3] as unknown as { status: string }).status !== 'pending') break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(list.map((r) => [r.version, (r as unknown as { status: string }).status, (r as unknown as { current: boolean }).current]).slice(2)).toEqual([
+      [3, 'succeeded', true],
+      [4, 'failed', false],
+    ]);
+    // A second deploy does not run postdeploy again.
+    writeFileSync(join(path, 'x.txt'), 'x');
+    await git(path, 'add', '.');
+    await git(path, 'commit', '-qm', 'second');
+    await api(ADMIN, 'PATCH', '/apps/phased/config-vars', { MIGRATE: 'ok' });
+    const second = await git(path, 'push', 'berth', 'main');
+    expect(second.code, second.out).toBe(0);
+    expect(second.out).not.toMatch(/seeding once/);
+  });
+});

@@ -74,7 +74,7 @@ export function release(a: AppRecord, r: ReleaseRecord): Record<string, unknown>
     slug: r.slug_id ? { id: r.slug_id } : null,
     status: r.status,
     user: { id: r.user_id, email: r.user_email },
-    current: r.version === a.release_version,
+    current: r.version === (a.current_version ?? a.release_version),
     output_stream_url: null,
     eligible_for_rollback: true,
   };

@@ -43,6 +43,7 @@ export class Apps {
         created_at: now,
         updated_at: now,
         release_version: 1,
+        current_version: 1,
         released_at: now,
         maintenance: false,
       };

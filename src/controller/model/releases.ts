@@ -4,7 +4,7 @@ import { keys } from '../../domain/keys.js';
 import type { Store } from '../../store/index.js';
 import { type AppAccess, type Apps, releaseKey } from './apps.js';
 import { getJson, listJson, put } from './json-store.js';
-import type { ReleaseRecord, UserRecord } from './types.js';
+import type { AppRecord, ReleaseRecord, UserRecord } from './types.js';
 
 const CONFIG_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
 export const MAX_CONFIG_BYTES = 64 * 1024;
@@ -33,6 +33,12 @@ export function validateConfig(changes: ConfigChanges, current: Record<string, s
   return next;
 }
 
+/**
+ * Runs a release's `release:` process (migrations and the like) in its slug with its config; the
+ * builder provides it. Resolves true when the command exited 0.
+ */
+export type ReleasePhase = (app: AppRecord, release: ReleaseRecord, output: (text: string) => void) => Promise<boolean>;
+
 interface NewRelease {
   slug_id: string | null;
   process_types: Record<string, string>;
@@ -46,10 +52,52 @@ interface NewRelease {
  * current config. Concurrent changes to one app are serialised by the compare on the app record.
  */
 export class Releases {
+  private phase: ReleasePhase | undefined;
+
   constructor(
     private readonly store: Store,
     private readonly apps: Apps,
+    private readonly onPhaseOutput: (app: AppRecord, text: string) => void = () => undefined,
   ) {}
+
+  /** Installs the release-phase runner (the builder's); without one, releases succeed at once. */
+  setReleasePhase(phase: ReleasePhase): void {
+    this.phase = phase;
+  }
+
+  /**
+   * Runs a pending release's release phase and records the outcome: succeeded releases become
+   * current, failed ones leave the previous release running.
+   */
+  async runPhase(app: AppRecord, release: ReleaseRecord, output: (text: string) => void): Promise<ReleaseRecord> {
+    if (release.status !== 'pending' || !this.phase) return release;
+    let ok = false;
+    try {
+      ok = await this.phase(app, release, output);
+    } catch (err) {
+      output(` !     Release phase could not run: ${(err as Error).message}\n`);
+    }
+    return this.complete(app.id, release.version, ok);
+  }
+
+  private async complete(appId: string, version: number, ok: boolean): Promise<ReleaseRecord> {
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const app = await getJson<AppRecord>(this.store, keys.app(appId));
+      const rel = await getJson<ReleaseRecord>(this.store, releaseKey(appId, version));
+      if (!app || !rel) throw notFound('release');
+      const release: ReleaseRecord = { ...rel.value, status: ok ? 'succeeded' : 'failed', updated_at: new Date().toISOString() };
+      const current = ok && version > (app.value.current_version ?? 0) ? version : (app.value.current_version ?? app.value.release_version);
+      const r = await this.store.txn({
+        compare: [
+          { key: keys.app(appId), target: 'mod', op: '=', value: app.mod },
+          { key: releaseKey(appId, version), target: 'mod', op: '=', value: rel.mod },
+        ],
+        success: [put(keys.app(appId), { ...app.value, current_version: current }), put(releaseKey(appId, version), release)],
+      });
+      if (r.succeeded) return release;
+    }
+    throw conflict('Too many concurrent changes while recording the release phase; try again.');
+  }
 
   async list(appId: string): Promise<ReleaseRecord[]> {
     return listJson<ReleaseRecord>(this.store, keys.releases(appId));
@@ -84,17 +132,27 @@ export class Releases {
       const current = await this.current(fresh);
       const config = validateConfig(changes, await this.config(fresh));
       return { slug_id: current.slug_id, process_types: current.process_types, config, description: describeConfig(changes) };
-    }).then((release) => ({ config: release.config, release }));
+    }).then((release) => {
+      this.phaseInBackground(access.app, release);
+      return { config: release.config, release };
+    });
+  }
+
+  /** Config changes and rollbacks answer at once; their release phase runs on, into the app's logs. */
+  private phaseInBackground(app: AppRecord, release: ReleaseRecord): void {
+    if (release.status === 'pending') void this.runPhase(app, release, (t) => this.onPhaseOutput(app, t));
   }
 
   async rollback(user: UserRecord, access: AppAccess, target: string | number): Promise<ReleaseRecord> {
     const to = await this.get(access, target);
-    return this.append(user, access, async () => ({
+    const release = await this.append(user, access, async () => ({
       slug_id: to.slug_id,
       process_types: to.process_types,
       config: to.config,
       description: `Rollback to v${to.version}`,
     }));
+    this.phaseInBackground(access.app, release);
+    return release;
   }
 
   /** For the builder: a new release of a slug with the app's current config. */
@@ -114,8 +172,10 @@ export class Releases {
       const next = await build(fresh);
       const now = new Date().toISOString();
       const version = fresh.app.release_version + 1;
-      const release: ReleaseRecord = { id: randomUUID(), version, ...next, user_id: user.id, user_email: user.email, status: 'succeeded', created_at: now, updated_at: now };
-      const app = { ...fresh.app, release_version: version, released_at: now, updated_at: now };
+      // A slug with a release process runs it before the release may become current.
+      const pending = Boolean(this.phase && next.slug_id && next.process_types.release);
+      const release: ReleaseRecord = { id: randomUUID(), version, ...next, user_id: user.id, user_email: user.email, status: pending ? 'pending' : 'succeeded', created_at: now, updated_at: now };
+      const app = { ...fresh.app, release_version: version, current_version: pending ? (fresh.app.current_version ?? fresh.app.release_version) : version, released_at: now, updated_at: now };
       const r = await this.store.txn({
         compare: [
           { key: keys.app(app.id), target: 'mod', op: '=', value: fresh.mod },

@@ -21,6 +21,11 @@ export interface AppRecord {
   updated_at: string;
   /** Version of the newest release; every release bumps it in the same transaction. */
   release_version: number;
+  /**
+   * Version of the release that should run: the newest one that succeeded. A release whose
+   * release phase is pending or failed does not replace it.
+   */
+  current_version: number;
   released_at: string | null;
   maintenance: boolean;
 }

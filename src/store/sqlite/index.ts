@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { StoreError, StoreErrorCode, isStoreError } from '../errors.js';
@@ -48,6 +48,14 @@ interface SqliteWatcher {
   scanned: number;
 }
 
+function tightenMode(path: string): void {
+  try {
+    if ((statSync(path).mode & 0o077) !== 0) chmodSync(path, 0o600);
+  } catch {
+    // Not ours to change (another owner, read-only mount): opening says what is wrong.
+  }
+}
+
 /** Turns SQLite's own failures into the store's coded errors, naming the file. */
 function mapSqliteError(err: unknown, path: string): unknown {
   if (isStoreError(err)) return err;
@@ -88,7 +96,13 @@ export class SqliteStore implements Store {
     this.description = options.path === ':memory:' ? 'memory://' : `sqlite://${options.path}`;
     this.retain = options.retainRevisions ?? 100_000;
     try {
-      if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
+      if (options.path !== ':memory:') {
+        mkdirSync(dirname(options.path), { recursive: true });
+        // Owner-only from the first byte: the store holds config secrets and token hashes, and
+        // SQLite gives its -wal and -shm files the database file's mode.
+        if (!existsSync(options.path)) closeSync(openSync(options.path, 'a', 0o600));
+        else tightenMode(options.path);
+      }
       this.db = new Database(options.path, { timeout: 5000 });
       if (options.path !== ':memory:') this.db.pragma('journal_mode = WAL');
       this.db.pragma(`synchronous = ${options.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);

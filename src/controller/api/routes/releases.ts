@@ -63,7 +63,8 @@ export function registerReleaseRoutes(api: FastifyInstance, s: Services): void {
       const release = await s.releases.rollback(req.user, access, body.release);
       s.logs.append(access.app.id, { source: 'app', dyno: 'api', message: `${release.description} by user ${req.user.email}` });
       reply.code(201);
-      return shape.release({ ...access.app, release_version: release.version }, release);
+      const current = release.status === 'succeeded' ? release.version : access.app.current_version;
+      return shape.release({ ...access.app, release_version: release.version, current_version: current }, release);
     },
   );
 }
