@@ -1,6 +1,6 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
-import { chmodSync, cpSync, existsSync, mkdirSync, rmSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { keys } from '../domain/keys.js';
@@ -98,13 +98,15 @@ export class Builder {
    */
   async build(
     app: { id: string; name: string },
-    ws: { id: string; appDir: string; envDir: string; cacheDir: string; uid: number },
+    ws: { id: string; root: string; appDir: string; envDir: string; cacheDir: string; uid: number },
     config: Record<string, string>,
     commit: string | null,
     output: (text: string) => void,
     signal?: AbortSignal,
   ): Promise<{ slug: SlugRecord; buildpacks: string[] }> {
-    await exec('chown', ['-R', `${ws.uid}:${ws.uid}`, ws.appDir]);
+    const chosen = await this.resolveBuildpacks(config, ws, output);
+    const fetched = join(ws.root, 'buildpacks');
+    await exec('chown', ['-R', `${ws.uid}:${ws.uid}`, ws.appDir, ...(existsSync(fetched) ? [fetched] : [])]);
     const timeoutSec = Number(config.BUILD_TIMEOUT);
     const result = await compile({
       buildId: ws.id,
@@ -119,12 +121,60 @@ export class Builder {
       timeoutMs: Number.isFinite(timeoutSec) && timeoutSec > 0 ? timeoutSec * 1000 : (this.options.timeoutMs ?? 15 * 60_000),
       memoryBytes: this.options.memoryBytes ?? 2 * 1024 * 1024 * 1024,
       output,
+      ...(chosen ? { buildpacks: chosen } : {}),
       ...(signal ? { signal } : {}),
     });
     output('-----> Compressing...\n');
     const slug = await this.slugs.create(app.id, ws.appDir, { processTypes: result.processTypes, commit, buildpack: result.buildpacks.join(', ') });
     output(`       Done: ${(slug.size / 1024 / 1024).toFixed(1)}M\n`);
     return { slug, buildpacks: result.buildpacks };
+  }
+
+  /**
+   * The buildpacks an app asks for: BUILDPACK_URL, else app.json's `buildpacks`; undefined means
+   * "detect among the built-ins". Each entry is `heroku/<name>` (a built-in), a local path, or a
+   * git URL (optionally `#ref`), fetched into the workspace so the build uid can read it.
+   */
+  private async resolveBuildpacks(config: Record<string, string>, ws: { root: string; appDir: string }, output: (t: string) => void): Promise<Buildpack[] | undefined> {
+    let urls: string[] = [];
+    if (config.BUILDPACK_URL) urls = [config.BUILDPACK_URL];
+    else {
+      const appJson = join(ws.appDir, 'app.json');
+      if (existsSync(appJson)) {
+        let parsed: { buildpacks?: { url?: unknown }[] };
+        try {
+          parsed = JSON.parse(readFileSync(appJson, 'utf8')) as typeof parsed;
+        } catch (err) {
+          throw new BuildError('invalid_app_json', `app.json is not valid JSON: ${(err as Error).message}`);
+        }
+        urls = (parsed.buildpacks ?? []).map((b) => String(b.url ?? ''));
+      }
+    }
+    if (urls.length === 0) return undefined;
+    mkdirSync(join(ws.root, 'buildpacks'), { recursive: true });
+    const packs: Buildpack[] = [];
+    for (const [i, url] of urls.entries()) {
+      const builtin = this.builtins.find((b) => url === `heroku/${b.name}` || url === b.name);
+      if (builtin) {
+        packs.push(builtin);
+        continue;
+      }
+      const dest = join(ws.root, 'buildpacks', String(i));
+      output(`-----> Fetching buildpack ${url}\n`);
+      if (url.startsWith('/')) {
+        if (!existsSync(join(url, 'bin', 'compile'))) throw new BuildError('invalid_buildpack', `Buildpack ${url} has no bin/compile.`);
+        cpSync(url, dest, { recursive: true });
+      } else {
+        const [repo, ref] = url.split('#');
+        const args = ['clone', '--quiet', '--depth', '1', ...(ref ? ['--branch', ref] : []), repo ?? url, dest];
+        await exec('git', args, { timeout: 120_000 }).catch((err: Error & { stderr?: string }) => {
+          throw new BuildError('invalid_buildpack', `Could not fetch buildpack ${url}: ${(err.stderr ?? err.message).trim()}`);
+        });
+        if (!existsSync(join(dest, 'bin', 'compile'))) throw new BuildError('invalid_buildpack', `Buildpack ${url} has no bin/compile.`);
+      }
+      packs.push({ name: url, hostDir: dest, mount: `/buildpacks/custom-${i}`, binds: [] });
+    }
+    return packs;
   }
 
   removeWorkspace(root: string): void {

@@ -106,6 +106,7 @@ export async function compile(req: CompileRequest): Promise<CompileResult> {
       throw new BuildError(BuildErrorCode.NoBuildpack, 'App not compatible with any built-in buildpack: add a package.json, an index.html or a Procfile, or set BUILDPACK_URL.');
     }
   }
+  if (req.buildpacks?.length) req.output(`-----> Using buildpacks: ${chosen.map((b) => b.name).join(', ')}\n`);
   for (const bp of chosen) {
     const code = await run(bp, [`${bp.mount}/bin/compile`, '/app', '/cache', '/env']);
     if (code !== 0) throw new BuildError(BuildErrorCode.Failed, `Failed to compile the app with the ${bp.name} buildpack (exit ${code}).`);

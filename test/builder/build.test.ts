@@ -104,3 +104,46 @@ describe('builds with the built-in buildpacks', () => {
     expect(seen).toMatch(/No such file or directory/);
   });
 });
+
+describe('custom buildpacks', () => {
+  function makeBuildpack(name: string, marker: string): string {
+    const bp = join(dir, `bp-${name}`);
+    mkdirSync(join(bp, 'bin'), { recursive: true });
+    writeFileSync(join(bp, 'bin', 'detect'), '#!/bin/bash\necho Custom\n');
+    writeFileSync(join(bp, 'bin', 'compile'), `#!/bin/bash\nset -e\necho "-----> ${name} buildpack"\necho "${marker}" >> "$1/markers.txt"\necho "env sees: $(cat "$3/GREETING")"\n`);
+    writeFileSync(join(bp, 'bin', 'release'), `#!/bin/bash\necho "---"\necho "default_process_types:"\necho "  web: ./serve-${name}"\n`);
+    execFileSync('chmod', ['-R', 'a+rx', bp]);
+    return bp;
+  }
+
+  it('uses BUILDPACK_URL from a git URL', async () => {
+    const bp = makeBuildpack('gitpack', 'from git');
+    for (const args of [['init', '-q', '-b', 'main'], ['add', '.'], ['-c', 'user.email=a@b', '-c', 'user.name=a', 'commit', '-qm', 'bp']]) execFileSync('git', args, { cwd: bp });
+    const r = await buildFiles('00000000-0000-4000-8000-00000000003a', { 'main.txt': 'x' }, { BUILDPACK_URL: `file://${bp}`, GREETING: 'hello' });
+    if (!('slug' in r)) throw Object.assign(new Error(r.output), { cause: r.err });
+    expect(r.output).toMatch(/Fetching buildpack file:\/\//);
+    expect(r.output).toMatch(/gitpack buildpack[\s\S]*env sees: hello/);
+    expect(readFileSync(join(r.extracted, 'markers.txt'), 'utf8')).toBe('from git\n');
+    expect(r.slug.process_types).toEqual({ web: './serve-gitpack' });
+  });
+
+  it('runs app.json buildpacks in order, built-ins by heroku/<name>, the last one\'s defaults winning', async () => {
+    const a = makeBuildpack('first', 'one');
+    const lock = { name: 'multi', lockfileVersion: 3, requires: true, packages: { '': { name: 'multi' } } };
+    const r = await buildFiles('00000000-0000-4000-8000-00000000003b', {
+      'app.json': JSON.stringify({ buildpacks: [{ url: a }, { url: 'heroku/nodejs' }] }),
+      'package.json': JSON.stringify({ name: 'multi' }),
+      'package-lock.json': JSON.stringify(lock),
+    }, { GREETING: 'hi' });
+    if (!('slug' in r)) throw Object.assign(new Error(r.output), { cause: r.err });
+    expect(r.output).toMatch(/Using buildpacks: .*bp-first, nodejs/);
+    expect(r.output.indexOf('first buildpack')).toBeLessThan(r.output.indexOf('Node.js app detected'));
+    expect(r.slug.process_types).toEqual({ web: 'npm start' });
+  });
+
+  it('fails clearly for a buildpack it cannot fetch', async () => {
+    const r = await buildFiles('00000000-0000-4000-8000-00000000003c', { 'x.txt': 'x' }, { BUILDPACK_URL: 'file:///nonexistent/buildpack.git' });
+    expect(isBerthError((r as { err: unknown }).err, 'invalid_buildpack')).toBe(true);
+    expect(String((r as { err: Error }).err.message)).toMatch(/Could not fetch buildpack/);
+  });
+});
