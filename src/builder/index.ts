@@ -10,6 +10,8 @@ import { Builder } from './builder.js';
 import { GitRepos, registerGitRoutes } from './git.js';
 import { PushHandler, registerHookRoute } from './push.js';
 import { releasePhase } from './release-phase.js';
+import { registerSlugRoutes } from './slug-routes.js';
+import { registerBuildRoutes } from './build-routes.js';
 
 export { Builder, BUILTIN_BUILDPACKS_DIR } from './builder.js';
 export { parseProcfile } from './procfile.js';
@@ -20,6 +22,8 @@ export interface BuilderOptions {
   hookUrl: string;
   /** Pushes building at once across apps (default: the number of cores). */
   maxParallel?: number;
+  /** Slugs kept per app: those of its newest N releases (default 10). */
+  retainSlugs?: number;
 }
 
 export function builderRoutes(options: BuilderOptions): (api: FastifyInstance, services: Services) => void {
@@ -27,9 +31,11 @@ export function builderRoutes(options: BuilderOptions): (api: FastifyInstance, s
     const log = services.log.child({ component: 'builder' });
     const builder = new Builder({ store: services.store, log, dataDir: options.dataDir });
     const repos = new GitRepos(join(options.dataDir, 'repos'));
-    const pushes = new PushHandler({ services, builder, repos, log, maxParallel: options.maxParallel ?? availableParallelism() }, options.hookUrl);
+    const pushes = new PushHandler({ services, builder, repos, log, maxParallel: options.maxParallel ?? availableParallelism(), retainSlugs: options.retainSlugs ?? 10 }, options.hookUrl);
     services.releases.setReleasePhase(releasePhase(services.store, builder));
     registerGitRoutes(api, services, repos, pushes);
     registerHookRoute(api, pushes);
+    registerSlugRoutes(api, services, builder.slugs);
+    registerBuildRoutes(api, services, pushes);
   };
 }

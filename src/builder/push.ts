@@ -42,8 +42,11 @@ class Gate {
     const mine = new Promise<void>((r) => (release = r));
     this.apps.set(appId, (before ?? Promise.resolve()).then(() => mine));
     if (before) {
-      onWait();
+      // The previous push may only be handing over (git finishing its ref update): say "waiting"
+      // only when the wait is real.
+      const notice = setTimeout(onWait, 300);
       await before;
+      clearTimeout(notice);
     }
     if (this.running >= this.max) await new Promise<void>((r) => this.waiting.push(r));
     this.running++;
@@ -59,12 +62,22 @@ class Gate {
  * A `git push` after git has received the objects and before it updates the ref: build the new
  * commit, release it, and answer ok (the ref moves) or fail (the push is rejected, nothing changes).
  */
+/** A build in progress: its output so far, who is following it, and how to stop it. */
+export interface RunningBuild {
+  appId: string;
+  output: string;
+  listeners: Set<(text: string) => void>;
+  abort: AbortController;
+  finished: Promise<void>;
+}
+
 export class PushHandler {
   private readonly sessions = new Map<string, PushSession>();
+  readonly running = new Map<string, RunningBuild>();
   private readonly gate: Gate;
 
   constructor(
-    private readonly deps: { services: Services; builder: Builder; repos: GitRepos; log: Logger; maxParallel: number },
+    private readonly deps: { services: Services; builder: Builder; repos: GitRepos; log: Logger; maxParallel: number; retainSlugs?: number },
     readonly hookUrl: string,
   ) {
     this.gate = new Gate(deps.maxParallel);
@@ -79,6 +92,13 @@ export class PushHandler {
   close(session: PushSession): void {
     this.sessions.delete(session.secret);
     session.leave?.();
+  }
+
+  /** Slugs of the newest SLUG_RETAIN (10) releases, and the current one, stay; the rest go. */
+  private async collectSlugs(appId: string): Promise<void> {
+    const releases = await this.deps.services.releases.list(appId);
+    const keep = new Set(releases.slice(-(this.deps.retainSlugs ?? 10)).map((r) => r.slug_id).filter((id): id is string => id !== null));
+    await this.deps.builder.slugs.gc(appId, keep);
   }
 
   async handle(body: HookBody, write: (text: string) => void): Promise<boolean> {
@@ -109,8 +129,9 @@ export class PushHandler {
     session.leave = await this.gate.enter(access.app.id, () => write(`-----> Waiting for another build of ${access.app.name} to finish...\n`));
     const buildLog = log.child({ app: access.app.name, commit: update.new.slice(0, 8) });
     const now = new Date().toISOString();
+    const buildId = randomUUID();
     const record: BuildRecord = {
-      id: randomUUID(),
+      id: buildId,
       app: { id: access.app.id },
       status: 'pending',
       source_blob: { checksum: null, url: null, version: update.new },
@@ -118,15 +139,20 @@ export class PushHandler {
       release: null,
       buildpacks: [],
       output: '',
-      output_stream_url: null,
+      output_stream_url: `${services.settings.apiUrl}/apps/${access.app.name}/builds/${buildId}/output`,
       stack: 'heroku-22',
       user: { id: session.user.id, email: session.user.email },
       created_at: now,
       updated_at: now,
     };
+    let finish!: () => void;
+    const live: RunningBuild = { appId: access.app.id, output: '', listeners: new Set(), abort: new AbortController(), finished: new Promise((r) => (finish = r)) };
+    this.running.set(record.id, live);
     const out = (text: string): void => {
       record.output += text;
+      live.output += text;
       write(text);
+      for (const l of live.listeners) l(text);
     };
     let ws: Awaited<ReturnType<Builder['workspace']>> | undefined;
     try {
@@ -143,7 +169,7 @@ export class PushHandler {
       await extract(repos.path(access.app.id), update.new, body.objects ?? {}, ws.appDir);
       const fresh = await services.apps.resolve(session.user, session.appId);
       const config = await services.releases.config(fresh);
-      const { slug, buildpacks } = await builder.build(access.app, ws, config, update.new, out);
+      const { slug, buildpacks } = await builder.build(access.app, ws, config, update.new, out, live.abort.signal);
       const postdeploy = firstDeploy(await services.releases.list(access.app.id)) ? readPostdeploy(ws.appDir) : undefined;
       let release = await services.releases.deploy(session.user, fresh, { id: slug.id, process_types: slug.process_types, commit: update.new });
       release = await services.releases.runPhase(fresh.app, release, out);
@@ -162,6 +188,7 @@ export class PushHandler {
       const types = Object.keys(slug.process_types);
       out(`-----> Discovering process types\n       Procfile declares types -> ${types.length ? types.join(', ') : '(none)'}\n`);
       out(`-----> Launching...\n       Released v${release.version}\n       http://${access.app.name}.${services.settings.domain}/ deployed to Berth\n`);
+      await this.collectSlugs(access.app.id).catch((e: unknown) => buildLog.warn({ err: errorMessage(e) }, 'slug collection failed'));
       services.logs.append(access.app.id, { source: 'app', dyno: 'api', message: `Deploy ${update.new.slice(0, 7)} by user ${session.user.email}` });
       services.logs.append(access.app.id, { source: 'app', dyno: 'api', message: `Release v${release.version} created by user ${session.user.email}` });
       buildLog.info({ release: release.version, slug: slug.id }, 'build succeeded');
@@ -175,6 +202,8 @@ export class PushHandler {
       record.updated_at = new Date().toISOString();
       await builder.saveBuild(access.app.id, record).catch((e: unknown) => buildLog.error({ err: e }, 'saving the build record failed'));
       if (ws) builder.removeWorkspace(ws.root);
+      this.running.delete(record.id);
+      finish();
     }
   }
 }

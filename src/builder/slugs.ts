@@ -80,6 +80,19 @@ export class SlugStore {
     return slug;
   }
 
+  /**
+   * Keeps the slugs of an app's newest `keep` releases (and any release still current) and deletes
+   * the rest; a blob goes only when no slug record of any app points at it any more.
+   */
+  async gc(appId: string, referenced: Set<string>): Promise<number> {
+    const all = (await this.store.range(keys.slugs(), { prefix: true })).kvs.map((kv) => JSON.parse(kv.value) as SlugRecord);
+    const doomed = all.filter((s) => s.app_id === appId && !referenced.has(s.id));
+    for (const s of doomed) await this.store.delete(keys.slug(s.id));
+    const live = new Set(all.filter((s) => !doomed.includes(s)).map((s) => s.checksum));
+    for (const s of doomed) if (!live.has(s.checksum)) rmSync(this.blobPath(s.checksum), { force: true });
+    return doomed.length;
+  }
+
   size(checksum: string): number {
     return statSync(this.blobPath(checksum)).size;
   }

@@ -46,8 +46,9 @@ export async function startGitSsh(options: GitSshOptions): Promise<{ port: numbe
     connections.add(conn);
     conn.on('close', () => connections.delete(conn));
     serve(conn, log.child({ ip: info.ip }), options, (p) => {
+      const drop = (): boolean => running.delete(p);
       running.add(p);
-      void p.finally(() => running.delete(p));
+      p.then(drop, drop);
     });
   });
   await new Promise<void>((resolve, reject) => {

@@ -21,6 +21,7 @@ export const keys = {
   collaborator: (app: string, user: string) => `${ROOT}/apps/${seg(app)}/collaborators/${seg(user)}`,
   builds: (app: string) => `${ROOT}/apps/${seg(app)}/builds/`,
   build: (app: string, build: string) => `${ROOT}/apps/${seg(app)}/builds/${seg(build)}`,
+  slugs: () => `${ROOT}/slugs/`,
   slug: (slug: string) => `${ROOT}/slugs/${seg(slug)}`,
   hostname: (host: string) => `${ROOT}/domains/${seg(host)}`,
   users: () => `${ROOT}/users/`,

@@ -60,7 +60,7 @@ describe('builds with the built-in buildpacks', () => {
     expect(existsSync(join(r.extracted, '.berth/static-server.cjs'))).toBe(true);
   });
 
-  it('builds a Node app with a lockfile: npm ci, build scripts, devDependencies pruned, .profile.d', async () => {
+  it('builds a Node app with a lockfile: npm ci, build scripts, .profile.d', async () => {
     const pkg = {
       name: 'node-app',
       version: '1.0.0',
@@ -70,7 +70,9 @@ describe('builds with the built-in buildpacks', () => {
     const lock = { name: 'node-app', version: '1.0.0', lockfileVersion: 3, requires: true, packages: { '': { name: 'node-app', version: '1.0.0' } } };
     const r = await buildFiles('00000000-0000-4000-8000-00000000000c', { 'package.json': JSON.stringify(pkg), 'package-lock.json': JSON.stringify(lock), 'server.js': '' }, { GREETING: 'from config' });
     if (!('slug' in r)) throw Object.assign(new Error(r.output), { cause: r.err });
-    expect(r.output).toMatch(/-----> Node.js app detected[\s\S]*npm ci \(package-lock.json found\)[\s\S]*-----> Running build[\s\S]*-----> Pruning devDependencies/);
+    expect(r.output).toMatch(/-----> Node.js app detected[\s\S]*npm ci \(package-lock.json found\)[\s\S]*-----> Running build/);
+    // Nothing to prune without devDependencies.
+    expect(r.output).not.toMatch(/Pruning devDependencies/);
     expect(r.slug.process_types).toEqual({ web: 'npm start' });
     expect(readFileSync(join(r.extracted, 'built.txt'), 'utf8')).toBe('from config');
     expect(existsSync(join(r.extracted, 'pre.txt')) && existsSync(join(r.extracted, 'post.txt'))).toBe(true);
@@ -145,5 +147,28 @@ describe('custom buildpacks', () => {
     const r = await buildFiles('00000000-0000-4000-8000-00000000003c', { 'x.txt': 'x' }, { BUILDPACK_URL: 'file:///nonexistent/buildpack.git' });
     expect(isBerthError((r as { err: unknown }).err, 'invalid_buildpack')).toBe(true);
     expect(String((r as { err: Error }).err.message)).toMatch(/Could not fetch buildpack/);
+  });
+});
+
+describe('slug store', () => {
+  it('shares identical slugs by checksum and deletes a blob only when no record points at it', async () => {
+    const src = join(dir, 'gc-src');
+    mkdirSync(src);
+    writeFileSync(join(src, 'a.txt'), 'same bytes');
+    const appA = '00000000-0000-4000-8000-0000000000a1';
+    const appB = '00000000-0000-4000-8000-0000000000b1';
+    const meta = { processTypes: {}, commit: null, buildpack: null };
+    const a1 = await builder.slugs.create(appA, src, meta);
+    const a2 = await builder.slugs.create(appA, src, meta);
+    const b1 = await builder.slugs.create(appB, src, meta);
+    expect(new Set([a1.checksum, a2.checksum, b1.checksum]).size).toBe(1);
+    expect(await builder.slugs.gc(appA, new Set([a2.id]))).toBe(1);
+    expect(await store.get(`/berth/slugs/${a1.id}`)).toBeUndefined();
+    expect(existsSync(builder.slugs.blobPath(a2.checksum))).toBe(true);
+    // Another app still points at the blob: it stays when app A keeps nothing.
+    await builder.slugs.gc(appA, new Set());
+    expect(existsSync(builder.slugs.blobPath(b1.checksum))).toBe(true);
+    await builder.slugs.gc(appB, new Set());
+    expect(existsSync(builder.slugs.blobPath(b1.checksum))).toBe(false);
   });
 });

@@ -200,3 +200,53 @@ describe('release phase', () => {
     expect(second.out).not.toMatch(/seeding once/);
   });
 });
+
+describe('builds and slugs', () => {
+  it('serves slug blobs with byte ranges, streams build output, and cancels a running build', async () => {
+    await api(ADMIN, 'POST', '/apps', { name: 'slugged' });
+    const path = await repo('slugged', 'slugged', ADMIN, { Procfile: 'web: sleep 1\n', 'data.txt': 'x'.repeat(5000) });
+    expect((await git(path, 'push', 'berth', 'main')).code).toBe(0);
+    const list = await releases('slugged');
+    const slugId = list[list.length - 1]?.slug?.id;
+    const slug = await api<{ blob: { url: string }; checksum: string; size: number }>(ADMIN, 'GET', `/apps/slugged/slugs/${slugId}`);
+    const auth = { authorization: `Bearer ${ADMIN}` };
+    const whole = Buffer.from(await (await fetch(slug.blob.url, { headers: auth })).arrayBuffer());
+    expect(whole.length).toBe(slug.size);
+    const { createHash } = await import('node:crypto');
+    expect(`SHA256:${createHash('sha256').update(whole).digest('hex')}`).toBe(slug.checksum);
+    const tail = await fetch(slug.blob.url, { headers: { ...auth, range: 'bytes=100-' } });
+    expect(tail.status).toBe(206);
+    expect(tail.headers.get('content-range')).toBe(`bytes 100-${slug.size - 1}/${slug.size}`);
+    expect(Buffer.from(await tail.arrayBuffer()).equals(whole.subarray(100))).toBe(true);
+    expect((await fetch(slug.blob.url, { headers: { ...auth, range: `bytes=${slug.size}-` } })).status).toBe(416);
+    const stranger = await api<{ token: string }>(ADMIN, 'POST', '/berth/users', { email: 'slug-stranger@example.com' });
+    expect((await fetch(slug.blob.url, { headers: { authorization: `Bearer ${stranger.token}` } })).status).toBe(404);
+
+    // A slow build: follow its output live, then cancel it.
+    writeFileSync(join(path, 'package.json'), JSON.stringify({ name: 's', scripts: { build: 'echo started-slow-build; sleep 30' } }));
+    await git(path, 'add', '.');
+    await git(path, 'commit', '-qm', 'slow');
+    const pushing = git(path, 'push', 'berth', 'main');
+    let running: { id: string; status: string } | undefined;
+    for (let i = 0; i < 100 && !running; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      running = (await api<{ id: string; status: string }[]>(ADMIN, 'GET', '/apps/slugged/builds')).find((b) => b.status === 'pending');
+    }
+    expect(running).toBeDefined();
+    const output = fetch(`${berth.apiUrl}/apps/slugged/builds/${running?.id}/output`, { headers: auth }).then((r) => r.text());
+    for (let i = 0; i < 100; i++) {
+      const b = await api<{ output: string }>(ADMIN, 'GET', `/apps/slugged/builds/${running?.id}`);
+      if (b.output.includes('started-slow-build')) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await new Promise((r) => setTimeout(r, 500));
+    const cancel = await fetch(`${berth.apiUrl}/apps/slugged/builds/${running?.id}/cancel`, { method: 'POST', headers: auth });
+    expect(cancel.status).toBe(202);
+    const push = await pushing;
+    expect(push.code).not.toBe(0);
+    expect(push.out).toMatch(/Build canceled/);
+    expect(await output).toMatch(/started-slow-build[\s\S]*Build canceled/);
+    const after = await api<{ id: string; status: string }[]>(ADMIN, 'GET', '/apps/slugged/builds');
+    expect(after.find((b) => b.id === running?.id)?.status).toBe('failed');
+  }, 60_000);
+});

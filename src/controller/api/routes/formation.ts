@@ -109,6 +109,6 @@ export function registerFormationRoutes(api: FastifyInstance, s: Services): void
     if (!/^[0-9a-f-]{36}$/.test(slug)) throw notFound('slug');
     const rec = await getJson<Record<string, unknown> & { app_id?: string }>(s.store, keys.slug(slug));
     if (!rec || rec.value.app_id !== access.app.id) throw notFound('slug');
-    return rec.value;
+    return { ...rec.value, blob: { method: 'get', url: `${s.settings.apiUrl}/apps/${access.app.name}/slugs/${slug}/blob` } };
   });
 }
