@@ -60,7 +60,7 @@ export async function compile(req: CompileRequest): Promise<CompileResult> {
   writeEnvDir(req.envDir, req.config);
   const run = async (bp: Buildpack, argv: string[], capture?: (s: string) => void): Promise<number | null> => {
     const left = deadline - Date.now();
-    if (left <= 0) throw new BuildError(BuildErrorCode.TimedOut, `Build exceeded its time limit of ${Math.round(req.timeoutMs / 60000)} min (BUILD_TIMEOUT).`);
+    if (left <= 0) throw new BuildError(BuildErrorCode.TimedOut, `Build exceeded its time limit of ${formatDuration(req.timeoutMs)} (set BUILD_TIMEOUT, in seconds, to change it).`);
     const r = await runSandboxed({
       id: `build-${req.buildId}-${step++}`,
       argv,
@@ -88,7 +88,7 @@ export async function compile(req: CompileRequest): Promise<CompileResult> {
       ...(req.signal ? { signal: req.signal } : {}),
     });
     if (r.canceled) throw new BuildError(BuildErrorCode.Canceled, 'Build canceled.');
-    if (r.timedOut) throw new BuildError(BuildErrorCode.TimedOut, `Build exceeded its time limit of ${Math.round(req.timeoutMs / 60000)} min (BUILD_TIMEOUT).`);
+    if (r.timedOut) throw new BuildError(BuildErrorCode.TimedOut, `Build exceeded its time limit of ${formatDuration(req.timeoutMs)} (set BUILD_TIMEOUT, in seconds, to change it).`);
     if (r.oomKilled) throw new BuildError(BuildErrorCode.OutOfMemory, `Build ran out of memory (limit ${Math.round(req.memoryBytes / 1024 / 1024)} MB).`);
     return r.code;
   };
@@ -119,6 +119,10 @@ export async function compile(req: CompileRequest): Promise<CompileResult> {
   const procfile = join(req.appDir, 'Procfile');
   const declared = existsSync(procfile) ? parseProcfile(readFileSync(procfile, 'utf8')) : {};
   return { processTypes: { ...defaults, ...declared }, buildpacks: chosen.map((b) => b.name) };
+}
+
+function formatDuration(ms: number): string {
+  return ms >= 60_000 ? `${Math.round(ms / 60_000)} min` : `${Math.round(ms / 1000)} s`;
 }
 
 /** ENV_DIR as Heroku lays it out: one file per config var, named by the key. */

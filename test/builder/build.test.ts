@@ -107,6 +107,18 @@ describe('builds with the built-in buildpacks', () => {
   });
 });
 
+describe('build limits', () => {
+  it('stops a build past BUILD_TIMEOUT with a clear message', async () => {
+    const started = Date.now();
+    const r = await buildFiles('00000000-0000-4000-8000-00000000004a', {
+      'package.json': JSON.stringify({ name: 't', scripts: { build: 'sleep 30' } }),
+    }, { BUILD_TIMEOUT: '2' });
+    expect(isBerthError((r as { err: unknown }).err, 'build_timed_out')).toBe(true);
+    expect(String((r as { err: Error }).err.message)).toMatch(/time limit of 2 s \(set BUILD_TIMEOUT/);
+    expect(Date.now() - started).toBeLessThan(15_000);
+  });
+});
+
 describe('custom buildpacks', () => {
   function makeBuildpack(name: string, marker: string): string {
     const bp = join(dir, `bp-${name}`);
