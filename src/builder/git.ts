@@ -1,10 +1,9 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { notFound } from '../domain/errors.js';
 import type { Services } from '../controller/services.js';
 import type { PushHandler, PushSession } from './push.js';
 
@@ -58,11 +57,20 @@ export class GitRepos {
       await run('git', ['init', '--bare', '--quiet', '--initial-branch=main', repo]);
       await run('git', ['--git-dir', repo, 'config', 'http.receivepack', 'true']);
     }
-    writeFileSync(join(repo, 'hooks', 'berth-hook.cjs'), HOOK);
-    writeFileSync(join(repo, 'hooks', 'pre-receive'), '#!/bin/sh\nexec node "$(dirname "$0")/berth-hook.cjs"\n');
-    chmodSync(join(repo, 'hooks', 'pre-receive'), 0o755);
+    // Rewritten only when Berth's hook changed, and by rename: a push running the hook meanwhile
+    // must never read a half-written file.
+    installFile(join(repo, 'hooks', 'berth-hook.cjs'), HOOK, 0o644);
+    installFile(join(repo, 'hooks', 'pre-receive'), '#!/bin/sh\nexec node "$(dirname "$0")/berth-hook.cjs"\n', 0o755);
     return repo;
   }
+}
+
+function installFile(path: string, content: string, mode: number): void {
+  if (existsSync(path) && readFileSync(path, 'utf8') === content) return;
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, content, { mode });
+  chmodSync(tmp, mode);
+  renameSync(tmp, path);
 }
 
 function run(cmd: string, args: string[]): Promise<void> {
@@ -85,9 +93,8 @@ export function registerGitRoutes(api: FastifyInstance, services: Services, repo
 
   const serve = async (req: FastifyRequest, reply: FastifyReply, path: string): Promise<void> => {
     const { app: name } = req.params as { app: string };
-    const access = await services.apps.resolve(req.user, name).catch(() => {
-      throw notFound('app');
-    });
+    // Not found for an app the user cannot see; a store outage stays a 503, not a "no such repo".
+    const access = await services.apps.resolve(req.user, name);
     const service = path === 'info/refs' ? String((req.query as { service?: string }).service ?? '') : path;
     await repos.ensure(access.app.id);
     let session: PushSession | undefined;

@@ -12,6 +12,8 @@ import { PushHandler, registerHookRoute } from './push.js';
 import { releasePhase } from './release-phase.js';
 import { registerSlugRoutes } from './slug-routes.js';
 import { registerBuildRoutes } from './build-routes.js';
+import { startGitSsh } from './ssh.js';
+import type { Logger } from '../domain/log.js';
 
 export { Builder, BUILTIN_BUILDPACKS_DIR } from './builder.js';
 export { parseProcfile } from './procfile.js';
@@ -26,16 +28,31 @@ export interface BuilderOptions {
   retainSlugs?: number;
 }
 
-export function builderRoutes(options: BuilderOptions): (api: FastifyInstance, services: Services) => void {
-  return (api, services) => {
-    const log = services.log.child({ component: 'builder' });
-    const builder = new Builder({ store: services.store, log, dataDir: options.dataDir });
-    const repos = new GitRepos(join(options.dataDir, 'repos'));
-    const pushes = new PushHandler({ services, builder, repos, log, maxParallel: options.maxParallel ?? availableParallelism(), retainSlugs: options.retainSlugs ?? 10 }, options.hookUrl);
-    services.releases.setReleasePhase(releasePhase(services.store, builder));
-    registerGitRoutes(api, services, repos, pushes);
-    registerHookRoute(api, pushes);
-    registerSlugRoutes(api, services, builder.slugs);
-    registerBuildRoutes(api, services, pushes);
+export interface BuilderComponent {
+  /** The API server's extra routes: git at `/<app>.git`, the push hook, slugs and build output. */
+  routes: (api: FastifyInstance, services: Services) => void;
+  /** git over SSH on the same repositories and pushes; call after the API is listening. */
+  startSsh(host: string, port: number): Promise<{ port: number; close(): Promise<void> }>;
+}
+
+export function createBuilder(options: BuilderOptions): BuilderComponent {
+  let parts: { services: Services; repos: GitRepos; pushes: PushHandler; log: Logger } | undefined;
+  return {
+    routes(api, services) {
+      const log = services.log.child({ component: 'builder' });
+      const builder = new Builder({ store: services.store, log, dataDir: options.dataDir });
+      const repos = new GitRepos(join(options.dataDir, 'repos'));
+      const pushes = new PushHandler({ services, builder, repos, log, maxParallel: options.maxParallel ?? availableParallelism(), retainSlugs: options.retainSlugs ?? 10 }, options.hookUrl);
+      services.releases.setReleasePhase(releasePhase(services.store, builder));
+      registerGitRoutes(api, services, repos, pushes);
+      registerHookRoute(api, pushes);
+      registerSlugRoutes(api, services, builder.slugs);
+      registerBuildRoutes(api, services, pushes);
+      parts = { services, repos, pushes, log };
+    },
+    async startSsh(host, port) {
+      if (!parts) throw new Error('the builder routes must be registered before SSH starts');
+      return startGitSsh({ host, port, hostKeyPath: join(options.dataDir, 'ssh', 'host_ed25519'), services: parts.services, repos: parts.repos, pushes: parts.pushes, log: parts.log.child({ transport: 'ssh' }) });
+    },
   };
 }

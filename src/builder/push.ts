@@ -18,6 +18,8 @@ export interface PushSession {
   appId: string;
   /** Releases the app's push lock; called when git has finished (the ref is updated by then). */
   leave?: () => void;
+  /** git has finished; a lock taken after this must be released at once. */
+  closed?: boolean;
 }
 
 interface HookBody {
@@ -91,6 +93,7 @@ export class PushHandler {
 
   close(session: PushSession): void {
     this.sessions.delete(session.secret);
+    session.closed = true;
     session.leave?.();
   }
 
@@ -127,6 +130,11 @@ export class PushHandler {
     const access = await services.apps.resolve(session.user, session.appId);
     // Held until git has moved the ref (close()), so the next push checks the ref git really has.
     session.leave = await this.gate.enter(access.app.id, () => write(`-----> Waiting for another build of ${access.app.name} to finish...\n`));
+    if (session.closed) {
+      // git died while this push waited: nobody will call close() again, so let go now.
+      session.leave();
+      return false;
+    }
     const buildLog = log.child({ app: access.app.name, commit: update.new.slice(0, 8) });
     const now = new Date().toISOString();
     const buildId = randomUUID();

@@ -250,3 +250,25 @@ describe('builds and slugs', () => {
     expect(after.find((b) => b.id === running?.id)?.status).toBe('failed');
   }, 60_000);
 });
+
+describe('git push over SSH to berth up', () => {
+  it('pushes with a key registered through the API', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const { readFileSync } = await import('node:fs');
+    const keyFile = join(dir, 'id_push');
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'pusher@ssh', '-f', keyFile]);
+    await api(ADMIN, 'POST', '/account/keys', { public_key: readFileSync(`${keyFile}.pub`, 'utf8') });
+    await api(ADMIN, 'POST', '/apps', { name: 'ssh-push' });
+    const path = await repo('ssh-push', 'ssh-push', ADMIN, { Procfile: 'web: sleep 1\n' });
+    await git(path, 'remote', 'set-url', 'berth', `ssh://git@127.0.0.1:${String(berth.summary.ssh_port)}/ssh-push.git`);
+    const push = await new Promise<Run>((resolve) =>
+      execFile('git', ['push', 'berth', 'main'], {
+        cwd: path,
+        timeout: 60_000,
+        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: path, GIT_SSH_COMMAND: `ssh -i ${keyFile} -o IdentitiesOnly=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null` },
+      }, (err, stdout, stderr) => resolve({ code: err ? 1 : 0, out: stdout + stderr })),
+    );
+    expect(push.code, push.out).toBe(0);
+    expect(push.out).toMatch(/Released v2/);
+  });
+});

@@ -1,7 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { builderRoutes } from '../../builder/index.js';
+import { createBuilder } from '../../builder/index.js';
 import { startController } from '../../controller/index.js';
 import { Users } from '../../controller/model/users.js';
 import { invalid } from '../../domain/errors.js';
@@ -17,6 +17,7 @@ interface UpOptions {
   apiPort: string;
   apiHost: string;
   apiUrl?: string;
+  sshPort: string;
   domain: string;
   adminEmail?: string;
   json?: boolean;
@@ -54,12 +55,14 @@ export function register(program: Command): void {
     .option('--api-port <port>', 'port of the API (and git over HTTP)', '5000')
     .option('--api-host <address>', 'address the API listens on', '0.0.0.0')
     .option('--api-url <url>', 'URL clients reach the API at (default http://127.0.0.1:<api-port>)')
+    .option('--ssh-port <port>', 'port of git over SSH (ssh://git@<host>:<port>/<app>.git)', '2222')
     .option('--domain <domain>', 'apps are served at <app>.<domain>', 'berth.localhost')
     .option('--admin-email <email>', 'email of the first admin (default admin@<domain>)')
     .option('--json', 'print the startup summary as JSON')
     .action(async (opts: UpOptions) => {
       const dataDir = resolve(opts.dataDir);
       const apiPort = port(opts.apiPort, '--api-port');
+      const sshPort = port(opts.sshPort, '--ssh-port');
       mkdirSync(dataDir, { recursive: true, mode: 0o700 });
       const log = createLogger('berth', { destination: process.stderr });
       const store = openStore(opts.store ?? defaultStoreUrl(dataDir));
@@ -70,21 +73,15 @@ export function register(program: Command): void {
       });
       const token = await bootstrap(store, dataDir, opts.adminEmail ?? `admin@${opts.domain}`);
       const apiUrl = opts.apiUrl?.replace(/\/+$/, '') ?? `http://127.0.0.1:${apiPort}`;
-      const hookUrl = `http://127.0.0.1:${apiPort}/internal/git-hook`;
-      const controller = await startController({
-        store,
-        log,
-        host: opts.apiHost,
-        port: apiPort,
-        settings: { domain: opts.domain, apiUrl },
-        routes: [builderRoutes({ dataDir, hookUrl })],
-      });
-      const summary = { data_dir: dataDir, store: store.description, api_url: apiUrl, domain: opts.domain, revision: await store.currentRevision(), admin_token: token ?? null };
+      const builder = createBuilder({ dataDir, hookUrl: `http://127.0.0.1:${apiPort}/internal/git-hook` });
+      const controller = await startController({ store, log, host: opts.apiHost, port: apiPort, settings: { domain: opts.domain, apiUrl }, routes: [builder.routes] });
+      const ssh = await builder.startSsh(opts.apiHost, sshPort);
+      const summary = { data_dir: dataDir, store: store.description, api_url: apiUrl, ssh_port: ssh.port, domain: opts.domain, revision: await store.currentRevision(), admin_token: token ?? null };
       log.info({ ...summary, admin_token: token ? '(printed once)' : null }, 'berth is up');
       if (opts.json) console.log(JSON.stringify(summary));
       else {
         console.log(header('Berth is up'));
-        console.log(keyValues([['API', apiUrl], ['Apps', `http://<app>.${opts.domain}/`], ['Data dir', dataDir], ['Store', store.description]]));
+        console.log(keyValues([['API', apiUrl], ['Git', `${apiUrl}/<app>.git  or  ssh://git@<host>:${ssh.port}/<app>.git`], ['Apps', `http://<app>.${opts.domain}/`], ['Data dir', dataDir], ['Store', store.description]]));
         if (token) {
           console.log(`\nAdmin API token (shown once, also in ${join(dataDir, 'admin.token')}):\n  ${token}`);
           console.log(`\nUse it with the heroku CLI:  HEROKU_HOST=${apiUrl} HEROKU_API_KEY=${token} heroku apps`);
@@ -92,6 +89,8 @@ export function register(program: Command): void {
         console.log('Press Ctrl-C to stop.');
       }
       log.info({ signal: await stopped }, 'stopping');
+      // SSH first: its running pushes still need the API's hook endpoint.
+      await ssh.close();
       await controller.close();
       await store.close();
     });

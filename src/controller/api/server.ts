@@ -50,7 +50,7 @@ export function buildApi(services: Services, log: Logger, extraRoutes: ((api: Fa
     bodyLimit: 1024 * 1024,
     requestIdHeader: false,
     // Hostnames run to 253 characters and emails to 254: both appear in paths.
-    maxParamLength: 512,
+    routerOptions: { maxParamLength: 512 },
     genReqId: (req) => {
       const given = req.headers['request-id'];
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
