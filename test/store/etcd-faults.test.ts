@@ -16,7 +16,7 @@ describe('etcd backend under faults', () => {
     const store = new EtcdStore({ endpoints: [server.endpoint], retryForMs: 1500, callTimeoutMs: 400 });
     try {
       await store.put('/faults/k', 'before');
-      server.pause();
+      await server.pause();
       const write = await store.put('/faults/k', 'during').catch((e: unknown) => e);
       expect(isStoreError(write, StoreErrorCode.Unavailable)).toBe(true);
       expect(isStoreError(write) && write.retryable).toBe(false);
@@ -44,10 +44,10 @@ describe('etcd backend under faults', () => {
     const store = new EtcdStore({ endpoints: [server.endpoint], retryForMs: 300, callTimeoutMs: 300 });
     try {
       const lease = await store.grantLease(5);
-      server.pause();
+      await server.pause();
       const started = Date.now();
       const err = await store.keepAliveOnce(lease.id).catch((e: unknown) => e);
-      expect(isStoreError(err, StoreErrorCode.Unavailable)).toBe(true);
+      expect(isStoreError(err, StoreErrorCode.Unavailable), String(err)).toBe(true);
       expect(Date.now() - started).toBeLessThan(3000);
     } finally {
       server.resume();

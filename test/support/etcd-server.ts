@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -87,9 +87,19 @@ export class EtcdServer {
     });
   }
 
-  /** Freezes the process (SIGSTOP): connections stay open but nothing answers, like a hung node. */
-  pause(): void {
+  /**
+   * Freezes the process (SIGSTOP): connections stay open but nothing answers, like a hung node.
+   * Resolves once the kernel reports it stopped: on a loaded machine the signal can land after a
+   * request already in flight has been answered.
+   */
+  async pause(): Promise<void> {
+    const pid = this.child?.pid;
     this.child?.kill('SIGSTOP');
+    for (let i = 0; pid && i < 200; i++) {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      if (/^\d+ \(.*\) [Tt] /.test(stat)) return;
+      await new Promise((r) => setTimeout(r, 5));
+    }
   }
 
   resume(): void {
