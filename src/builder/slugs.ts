@@ -48,7 +48,10 @@ export class SlugStore {
     const counter = new Transform({
       transform(chunk: Buffer, _enc, done) {
         size += chunk.length;
-        if (size > limit) return done(invalid(`Slug is larger than the ${Math.round(limit / 1024 / 1024)} MB limit; remove large files or add them to .slugignore.`));
+        if (size > limit) {
+          const shown = limit >= 1024 * 1024 ? `${Math.round(limit / 1024 / 1024)} MB` : `${Math.round(limit / 1024)} KB`;
+          return done(invalid(`Slug is larger than the ${shown} limit; remove large files from the build (or commit fewer of them).`));
+        }
         hash.update(chunk);
         done(null, chunk);
       },

@@ -184,3 +184,19 @@ describe('slug store', () => {
     expect(existsSync(builder.slugs.blobPath(b1.checksum))).toBe(false);
   });
 });
+
+describe('slug size limit', () => {
+  it('refuses a slug over the limit with a clear error and leaves no blob behind', async () => {
+    const { SlugStore } = await import('../../src/builder/slugs.js');
+    const small = new SlugStore(store, join(dir, 'small-slugs'), 64 * 1024);
+    const src = join(dir, 'big-src');
+    mkdirSync(src);
+    const { randomBytes } = await import('node:crypto');
+    writeFileSync(join(src, 'noise.bin'), randomBytes(256 * 1024));
+    const err = await small.create('00000000-0000-4000-8000-0000000000c1', src, { processTypes: {}, commit: null, buildpack: null }).catch((e: unknown) => e);
+    expect(isBerthError(err, 'invalid_params')).toBe(true);
+    expect(String((err as Error).message)).toMatch(/Slug is larger than the 64 KB limit/);
+    const { readdirSync } = await import('node:fs');
+    expect(readdirSync(join(dir, 'small-slugs'))).toEqual([]);
+  });
+});
