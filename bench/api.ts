@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { startBerth, type BerthProcess } from '../test/support/berth-process.js';
 import { EtcdServer } from '../test/support/etcd-server.js';
+import { printTable as renderTable, runBenchmark } from './lib.js';
 
 const APPS = 1000;
 const CREATE_CONCURRENCY = 20;
@@ -168,13 +169,7 @@ function printTable(sqlite: Result, etcd: Result): void {
   rate(`${patch} req/s`, sqlite.patch.reqPerSec, etcd.patch.reqPerSec);
   ms(`${patch} p99 ms`, sqlite.patch.p99Ms, etcd.patch.p99Ms);
   count(`${patch} non-2xx / errors`, sqlite.patch, etcd.patch);
-  const header: [string, string, string, string] = ['metric', 'sqlite', 'etcd', 'sqlite/etcd'];
-  const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]?.length ?? 0)));
-  const line = (r: string[]): string =>
-    r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c] ?? 0) : cell.padStart(widths[c] ?? 0))).join(' | ');
-  console.log(line(header));
-  console.log(widths.map((w) => '-'.repeat(w)).join('-|-'));
-  for (const r of rows) console.log(line(r));
+  renderTable(['metric', 'sqlite', 'etcd', 'sqlite/etcd'], rows);
   console.log('');
   console.log('Throughput ratios: higher means sqlite is faster.');
   console.log('* Latency ratios: lower is better for sqlite.');
@@ -223,11 +218,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  // gRPC channels and autocannon's timers can keep the loop alive; the run is over.
-  () => process.exit(0),
-  (err: unknown) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+runBenchmark(main);

@@ -13,6 +13,7 @@ import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, 
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startBerth, type BerthProcess } from '../test/support/berth-process.js';
+import { printTable as renderTable, runBenchmark } from './lib.js';
 
 const APP = 'bench-deploy';
 const TOKEN = `bench_${randomBytes(16).toString('hex')}`;
@@ -105,12 +106,7 @@ async function push(appDir: string, env: NodeJS.ProcessEnv, version: number): Pr
 }
 
 function printTable(rows: [string, string, string][]): void {
-  const header: [string, string, string] = ['metric', 'seconds', 'ratio vs bare npm ci'];
-  const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]?.length ?? 0)));
-  const line = (r: string[]): string => r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c] ?? 0) : cell.padStart(widths[c] ?? 0))).join(' | ');
-  console.log(line(header));
-  console.log(widths.map((w) => '-'.repeat(w)).join('-|-'));
-  for (const r of rows) console.log(line(r));
+  renderTable(['metric', 'seconds', 'ratio vs bare npm ci'], rows);
   console.log('');
   console.log('Ratio: push time / bare npm ci time (cold for push 1, warm for push 2); lower is better.');
 }
@@ -188,10 +184,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+runBenchmark(main);

@@ -11,6 +11,7 @@ import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openStore, type Store } from '../src/store/index.js';
 import { EtcdServer } from '../test/support/etcd-server.js';
+import { printTable as renderTable, runBenchmark } from './lib.js';
 
 const PUTS = 2000;
 // Concurrent puts group-commit on sqlite; more of them keep that phase long enough to measure.
@@ -141,13 +142,7 @@ function printTable(sqlite: Result, etcd: Result): void {
   add(`range reads/s, ${RANGE_KEYS} keys (N=${RANGES})`, sqlite.rangesPerSec, etcd.rangesPerSec, fmtRate);
   add(`watch latency p50 ms (N=${WATCH_PUTS})`, sqlite.watchP50Ms, etcd.watchP50Ms, fmtMs, ' *');
   add(`watch latency p99 ms (N=${WATCH_PUTS})`, sqlite.watchP99Ms, etcd.watchP99Ms, fmtMs, ' *');
-  const header: [string, string, string, string] = ['metric', 'sqlite', 'etcd', 'sqlite/etcd'];
-  const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]?.length ?? 0)));
-  const line = (r: string[]): string =>
-    r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c] ?? 0) : cell.padStart(widths[c] ?? 0))).join(' | ');
-  console.log(line(header));
-  console.log(widths.map((w) => '-'.repeat(w)).join('-|-'));
-  for (const r of rows) console.log(line(r));
+  renderTable(['metric', 'sqlite', 'etcd', 'sqlite/etcd'], rows);
   console.log('');
   console.log('Throughput ratios: higher means sqlite is faster.');
   console.log('* Latency ratios: lower is better for sqlite (below 1 means sqlite delivers events sooner).');
@@ -181,11 +176,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  // gRPC channels and timers can keep the loop alive after close(); the run is over.
-  () => process.exit(0),
-  (err: unknown) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+runBenchmark(main);
