@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import type { Register } from './command.js';
+import { register as templater } from './commands/templater.js';
 import { register as up } from './commands/up.js';
 import type { CliContext } from './context.js';
 import { register as authLogin } from './commands/auth/login.js';
@@ -51,6 +52,7 @@ export function createProgram(ctx: CliContext): Command {
     .exitOverride()
     .configureOutput({ writeOut: (s) => ctx.out(s.replace(/\n$/, '')), writeErr: (s) => ctx.err(s.replace(/\n$/, '')) });
   up(program);
+  templater(program);
   for (const register of COMMANDS) register(program, ctx);
   return program;
 }
