@@ -1,12 +1,14 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
-import { chmodSync, cpSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { realpath } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { keys } from '../domain/keys.js';
 import type { Logger } from '../domain/log.js';
 import type { Store } from '../store/index.js';
 import { BuildError, compile, type Buildpack } from './compile.js';
+import { readTenantFile } from './safe-fs.js';
 import { SlugStore, type SlugRecord } from './slugs.js';
 
 const exec = promisify(execFile);
@@ -21,6 +23,8 @@ export interface BuilderOptions {
   /** Default build limits; BUILD_TIMEOUT (seconds) in an app's config overrides the time. */
   timeoutMs?: number;
   memoryBytes?: number;
+  /** Host directories tenants may name as buildpacks (absolute, resolved); none by default. */
+  buildpackDirs?: string[];
 }
 
 export interface BuildRecord {
@@ -56,6 +60,7 @@ export class Builder {
   private readonly builtins: Buildpack[];
 
   constructor(private readonly options: BuilderOptions) {
+    options.buildpackDirs ??= (process.env.BERTH_BUILDPACK_DIRS ?? '').split(':').filter((d) => d.startsWith('/'));
     const dataDir = resolve(options.dataDir);
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     // The data dir may be traversed (not listed) so bwrap, running as a build uid, can reach the
@@ -118,7 +123,8 @@ export class Builder {
       builtins: this.builtins,
       uid: ws.uid,
       gid: ws.uid,
-      timeoutMs: Number.isFinite(timeoutSec) && timeoutSec > 0 ? timeoutSec * 1000 : (this.options.timeoutMs ?? 15 * 60_000),
+      // Tenants may lower or raise the limit, up to an hour.
+      timeoutMs: Number.isFinite(timeoutSec) && timeoutSec > 0 ? Math.min(timeoutSec, 3600) * 1000 : (this.options.timeoutMs ?? 15 * 60_000),
       memoryBytes: this.options.memoryBytes ?? 2 * 1024 * 1024 * 1024,
       output,
       ...(chosen ? { buildpacks: chosen } : {}),
@@ -135,23 +141,25 @@ export class Builder {
    * "detect among the built-ins". Each entry is `heroku/<name>` (a built-in), a local path, or a
    * git URL (optionally `#ref`), fetched into the workspace so the build uid can read it.
    */
-  private async resolveBuildpacks(config: Record<string, string>, ws: { root: string; appDir: string }, output: (t: string) => void): Promise<Buildpack[] | undefined> {
+  private async resolveBuildpacks(config: Record<string, string>, ws: { root: string; appDir: string; uid: number }, output: (t: string) => void): Promise<Buildpack[] | undefined> {
     let urls: string[] = [];
     if (config.BUILDPACK_URL) urls = [config.BUILDPACK_URL];
     else {
-      const appJson = join(ws.appDir, 'app.json');
-      if (existsSync(appJson)) {
+      const text = readTenantFile(ws.appDir, 'app.json');
+      if (text !== undefined) {
         let parsed: { buildpacks?: { url?: unknown }[] };
         try {
-          parsed = JSON.parse(readFileSync(appJson, 'utf8')) as typeof parsed;
-        } catch (err) {
-          throw new BuildError('invalid_app_json', `app.json is not valid JSON: ${(err as Error).message}`);
+          parsed = JSON.parse(text) as typeof parsed;
+        } catch {
+          throw new BuildError('invalid_app_json', 'app.json is not valid JSON.');
         }
         urls = (parsed.buildpacks ?? []).map((b) => String(b.url ?? ''));
       }
     }
     if (urls.length === 0) return undefined;
     mkdirSync(join(ws.root, 'buildpacks'), { recursive: true });
+    // Fetched as the app's uid, into a directory it owns.
+    chownSync(join(ws.root, 'buildpacks'), ws.uid, ws.uid);
     const packs: Buildpack[] = [];
     for (const [i, url] of urls.entries()) {
       const builtin = this.builtins.find((b) => url === `heroku/${b.name}` || url === b.name);
@@ -161,20 +169,51 @@ export class Builder {
       }
       const dest = join(ws.root, 'buildpacks', String(i));
       output(`-----> Fetching buildpack ${url}\n`);
-      if (url.startsWith('/')) {
-        if (!existsSync(join(url, 'bin', 'compile'))) throw new BuildError('invalid_buildpack', `Buildpack ${url} has no bin/compile.`);
-        cpSync(url, dest, { recursive: true });
-      } else {
-        const [repo, ref] = url.split('#');
-        const args = ['clone', '--quiet', '--depth', '1', ...(ref ? ['--branch', ref] : []), repo ?? url, dest];
-        await exec('git', args, { timeout: 120_000 }).catch((err: Error & { stderr?: string }) => {
-          throw new BuildError('invalid_buildpack', `Could not fetch buildpack ${url}: ${(err.stderr ?? err.message).trim()}`);
-        });
-        if (!existsSync(join(dest, 'bin', 'compile'))) throw new BuildError('invalid_buildpack', `Buildpack ${url} has no bin/compile.`);
-      }
+      await this.fetchBuildpack(url, dest, ws.uid);
       packs.push({ name: url, hostDir: dest, mount: `/buildpacks/custom-${i}`, binds: [] });
     }
     return packs;
+  }
+
+  /**
+   * A tenant names a buildpack; Berth fetches it as the tenant's uid. Allowed: https git URLs, and
+   * directories (or file:// repositories) inside the operator's BERTH_BUILDPACK_DIRS — never an
+   * arbitrary host path, which root would otherwise copy into the sandbox for them.
+   */
+  private async fetchBuildpack(url: string, dest: string, uid: number): Promise<void> {
+    const [repo = url, ref] = url.split('#');
+    const local = repo.startsWith('file://') ? repo.slice('file://'.length) : repo.startsWith('/') ? repo : undefined;
+    if (local !== undefined) {
+      const real = await realpath(local).catch(() => undefined);
+      const allowed = (this.options.buildpackDirs ?? []).some((d) => real !== undefined && (real === d || real.startsWith(`${d}/`)));
+      if (!allowed) throw new BuildError('invalid_buildpack', `Buildpack ${url} is not an https git URL or a directory the operator allows (BERTH_BUILDPACK_DIRS).`);
+    } else if (!/^https:\/\/[^\s]+$/.test(repo)) {
+      throw new BuildError('invalid_buildpack', `Buildpack ${url} must be heroku/<name> or an https git URL.`);
+    }
+    const source = local !== undefined && !existsSync(join(local, '.git')) && !local.endsWith('.git') ? undefined : repo;
+    if (source === undefined) {
+      // A plain directory the operator allows: copied as the app's uid.
+      await exec('setpriv', [`--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', 'cp', '-R', '--no-preserve=ownership', '--', local as string, dest]).catch((err: Error) => {
+        throw new BuildError('invalid_buildpack', `Could not copy buildpack ${url}: ${err.message.split('\n').pop()}`);
+      });
+    } else {
+      // As the app's uid, with no config, credentials or prompts of root's.
+      // A local repository is the operator's (allowed above) and owned by root: git only trusts
+      // it through a global config, so the clone gets one of its own saying just that.
+      let globalConfig = '/dev/null';
+      if (local !== undefined) {
+        globalConfig = `${dest}.gitconfig`;
+        writeFileSync(globalConfig, '[safe]\n\tdirectory = *\n', { mode: 0o644 });
+      }
+      const args = ['-c', 'protocol.allow=never', '-c', 'protocol.https.allow=always', '-c', 'protocol.file.allow=always', 'clone', '--quiet', '--depth', '1', ...(ref ? ['--branch', ref] : []), '--', source, dest];
+      await exec('setpriv', [`--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', 'git', ...args], {
+        timeout: 120_000,
+        env: { PATH: '/usr/bin:/bin', HOME: '/nonexistent', GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: globalConfig, GIT_TERMINAL_PROMPT: '0', GIT_ASKPASS: '/bin/false', SSH_ASKPASS: '/bin/false' },
+      }).catch((err: Error & { stderr?: string }) => {
+        throw new BuildError('invalid_buildpack', `Could not fetch buildpack ${url}: ${(err.stderr ?? err.message).trim().split('\n').pop()}`);
+      });
+    }
+    if (!existsSync(join(dest, 'bin', 'compile'))) throw new BuildError('invalid_buildpack', `Buildpack ${url} has no bin/compile.`);
   }
 
   removeWorkspace(root: string): void {

@@ -1,8 +1,9 @@
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { BerthError } from '../domain/errors.js';
 import { parseProcfile } from './procfile.js';
+import { readTenantFile } from './safe-fs.js';
 import { runSandboxed, type Bind } from './sandbox.js';
 
 /** A buildpack: a host directory with bin/detect, bin/compile and bin/release, and where it mounts. */
@@ -116,8 +117,8 @@ export async function compile(req: CompileRequest): Promise<CompileResult> {
   const releaseCode = await run(last, [`${last.mount}/bin/release`, '/app'], (s) => (yaml += s));
   if (releaseCode !== 0) throw new BuildError(BuildErrorCode.Failed, `${last.name} buildpack's bin/release failed (exit ${releaseCode}).`);
   const defaults = ((parseYaml(yaml) ?? {}) as { default_process_types?: Record<string, string> }).default_process_types ?? {};
-  const procfile = join(req.appDir, 'Procfile');
-  const declared = existsSync(procfile) ? parseProcfile(readFileSync(procfile, 'utf8')) : {};
+  const procfileText = readTenantFile(req.appDir, 'Procfile');
+  const declared = procfileText === undefined ? {} : parseProcfile(procfileText);
   return { processTypes: { ...defaults, ...declared }, buildpacks: chosen.map((b) => b.name) };
 }
 

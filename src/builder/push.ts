@@ -1,9 +1,6 @@
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
-import * as tar from 'tar';
 import type { UserRecord } from '../controller/model/types.js';
 import type { Services } from '../controller/services.js';
 import { errorMessage } from '../domain/errors.js';
@@ -11,6 +8,7 @@ import type { Logger } from '../domain/log.js';
 import type { Builder, BuildRecord } from './builder.js';
 import type { GitRepos } from './git.js';
 import { runInSlug } from './release-phase.js';
+import { extractAs, readTenantFile } from './safe-fs.js';
 
 export interface PushSession {
   secret: string;
@@ -174,7 +172,7 @@ export class PushHandler {
       await builder.saveBuild(access.app.id, record);
       out('-----> Building on the Heroku-style stack\n');
       ws = await builder.workspace(access.app.id);
-      await extract(repos.path(access.app.id), update.new, body.objects ?? {}, ws.appDir);
+      await extract(repos.path(access.app.id), update.new, body.objects ?? {}, ws.appDir, ws.uid);
       const fresh = await services.apps.resolve(session.user, session.appId);
       const config = await services.releases.config(fresh);
       const { slug, buildpacks } = await builder.build(access.app, ws, config, update.new, out, live.abort.signal);
@@ -222,10 +220,10 @@ function firstDeploy(releases: { slug_id: string | null }[]): boolean {
 }
 
 function readPostdeploy(appDir: string): string | undefined {
-  const file = join(appDir, 'app.json');
-  if (!existsSync(file)) return undefined;
   try {
-    const script = (JSON.parse(readFileSync(file, 'utf8')) as { scripts?: { postdeploy?: unknown } }).scripts?.postdeploy;
+    const text = readTenantFile(appDir, 'app.json');
+    if (text === undefined) return undefined;
+    const script = (JSON.parse(text) as { scripts?: { postdeploy?: unknown } }).scripts?.postdeploy;
     return typeof script === 'string' && script.trim() ? script : undefined;
   } catch {
     return undefined;
@@ -241,34 +239,19 @@ function refValue(repo: string, ref: string): Promise<string | null> {
   });
 }
 
-/** The pushed tree, read from git's quarantine (the objects are not in the repository yet). */
-function extract(repo: string, commit: string, objects: Record<string, string>, dest: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', GIT_DIR: repo };
-    for (const k of ['GIT_OBJECT_DIRECTORY', 'GIT_ALTERNATE_OBJECT_DIRECTORIES', 'GIT_QUARANTINE_PATH']) if (objects[k]) env[k] = objects[k] as string;
-    const child = spawn('git', ['archive', '--format=tar', commit], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const sink = tar.x({ cwd: dest });
-    child.stdout.pipe(sink);
-    let exited: number | null = null;
-    let extracted = false;
-    const settle = (): void => {
-      if (exited === null || !extracted) return;
-      if (exited === 0) resolve();
-      else reject(new Error(`could not read commit ${commit.slice(0, 8)}: ${stderr.trim()}`));
-    };
-    sink.on('finish', () => {
-      extracted = true;
-      settle();
-    });
-    sink.on('error', reject);
-    child.on('close', (code) => {
-      exited = code ?? 1;
-      if (exited !== 0) extracted = true;
-      settle();
-    });
-  });
+/**
+ * The pushed tree, read from git's quarantine (the objects are not in the repository yet) and
+ * unpacked as the app's uid, so the tenant's symlinks can never steer a root write or read.
+ */
+async function extract(repo: string, commit: string, objects: Record<string, string>, dest: string, uid: number): Promise<void> {
+  const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', GIT_DIR: repo };
+  for (const k of ['GIT_OBJECT_DIRECTORY', 'GIT_ALTERNATE_OBJECT_DIRECTORIES', 'GIT_QUARANTINE_PATH']) if (objects[k]) env[k] = objects[k] as string;
+  const child = spawn('git', ['archive', '--format=tar', commit], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number>((resolve) => child.on('close', (code) => resolve(code ?? 1)));
+  await extractAs(uid, child.stdout, dest, false);
+  if ((await exited) !== 0) throw new Error(`could not read commit ${commit.slice(0, 8)}: ${stderr.trim()}`);
 }
 
 /** The hook's way back in: public, but only a live push's secret gets anything done. */

@@ -1,14 +1,11 @@
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
-import * as tar from 'tar';
+import { createReadStream } from 'node:fs';
 import type { AppRecord, ReleaseRecord } from '../controller/model/types.js';
 import { keys } from '../domain/keys.js';
 import type { Store } from '../store/index.js';
 import type { Builder } from './builder.js';
+import { extractAs } from './safe-fs.js';
 import { runSandboxed } from './sandbox.js';
 import type { SlugRecord } from './slugs.js';
-
-const exec = promisify(execFile);
 
 /**
  * Runs one command the way a one-off dyno would: the slug unpacked fresh to /app, the release's
@@ -31,8 +28,8 @@ export async function runInSlug(
   const slug = JSON.parse(kv.value) as SlugRecord;
   const ws = await builder.workspace(app.id);
   try {
-    await tar.x({ file: builder.slugs.blobPath(slug.checksum), cwd: ws.appDir });
-    await exec('chown', ['-R', `${ws.uid}:${ws.uid}`, ws.appDir]);
+    // Slugs hold what a tenant's build wrote: unpack as the app's uid, never as root.
+    await extractAs(ws.uid, createReadStream(builder.slugs.blobPath(slug.checksum)), ws.appDir, true);
     const script = 'for f in /app/.profile.d/*.sh; do [ -f "$f" ] && . "$f"; done; eval "$BERTH_COMMAND"';
     const r = await runSandboxed({
       id: `${dyno}-${ws.id}`,

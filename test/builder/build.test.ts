@@ -17,7 +17,8 @@ beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'berth-build-'));
   chmodSync(dir, 0o755);
   store = openStore('memory://');
-  builder = new Builder({ store, log: createLogger('test', { level: 'silent' }), dataDir: join(dir, 'data'), timeoutMs: 120_000 });
+  // The operator allows buildpacks from the test's own directory only.
+  builder = new Builder({ store, log: createLogger('test', { level: 'silent' }), dataDir: join(dir, 'data'), timeoutMs: 120_000, buildpackDirs: [dir] });
 });
 afterAll(async () => {
   await store.close();
@@ -155,10 +156,32 @@ describe('custom buildpacks', () => {
     expect(r.slug.process_types).toEqual({ web: 'npm start' });
   });
 
-  it('fails clearly for a buildpack it cannot fetch', async () => {
-    const r = await buildFiles('00000000-0000-4000-8000-00000000003c', { 'x.txt': 'x' }, { BUILDPACK_URL: 'file:///nonexistent/buildpack.git' });
-    expect(isBerthError((r as { err: unknown }).err, 'invalid_buildpack')).toBe(true);
-    expect(String((r as { err: Error }).err.message)).toMatch(/Could not fetch buildpack/);
+  it('fails clearly for a buildpack it cannot fetch, and refuses host paths the operator did not allow', async () => {
+    const missing = await buildFiles('00000000-0000-4000-8000-00000000003c', { 'x.txt': 'x' }, { BUILDPACK_URL: `file://${dir}/nonexistent.git` });
+    expect(isBerthError((missing as { err: unknown }).err, 'invalid_buildpack')).toBe(true);
+    for (const url of ['/etc', `file://${join(dir, 'data', 'repos')}`, 'git://example.com/x.git', `${dir}/../etc`, 'ext::sh -c id']) {
+      const r = await buildFiles('00000000-0000-4000-8000-00000000003d', { 'x.txt': 'x' }, { BUILDPACK_URL: url });
+      expect(isBerthError((r as { err: unknown }).err, 'invalid_buildpack'), url).toBe(true);
+    }
+  });
+});
+
+describe('hostile source trees', () => {
+  it('never lets a build steer root into reading a host file through Procfile or app.json', async () => {
+    writeFileSync(join(dir, 'data', 'admin.token'), 'root-secret-token');
+    const viaBuild = await buildFiles('00000000-0000-4000-8000-00000000005a', {
+      'package.json': JSON.stringify({ name: 'evil', scripts: { build: 'ln -sf ../../../admin.token Procfile && ln -sf /etc/passwd app.json' } }),
+    });
+    expect(viaBuild.output + String((viaBuild as { err?: Error }).err?.message)).not.toContain('root-secret-token');
+    expect(isBerthError((viaBuild as { err: unknown }).err, 'invalid_params')).toBe(true);
+    expect(String((viaBuild as { err: Error }).err.message)).toMatch(/Procfile is a symbolic link/);
+  });
+
+  it('does not hang on a FIFO planted as Procfile', async () => {
+    const started = Date.now();
+    const r = await buildFiles('00000000-0000-4000-8000-00000000005b', { 'package.json': JSON.stringify({ name: 'fifo', scripts: { build: 'mkfifo Procfile' } }) });
+    expect(String((r as { err: Error }).err.message)).toMatch(/Procfile must be a regular file/);
+    expect(Date.now() - started).toBeLessThan(20_000);
   });
 });
 
