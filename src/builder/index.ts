@@ -14,6 +14,7 @@ import { registerSlugRoutes } from './slug-routes.js';
 import { registerBuildRoutes } from './build-routes.js';
 import { startGitSsh } from './ssh.js';
 import type { Logger } from '../domain/log.js';
+import { keys } from '../domain/keys.js';
 
 export { Builder, BUILTIN_BUILDPACKS_DIR } from './builder.js';
 export { parseProcfile } from './procfile.js';
@@ -33,10 +34,12 @@ export interface BuilderComponent {
   routes: (api: FastifyInstance, services: Services) => void;
   /** git over SSH on the same repositories and pushes; call after the API is listening. */
   startSsh(host: string, port: number): Promise<{ port: number; close(): Promise<void> }>;
+  /** The host path of a slug's tarball on this node (for the embedded agent). */
+  slugPath(slugId: string): Promise<string>;
 }
 
 export function createBuilder(options: BuilderOptions): BuilderComponent {
-  let parts: { services: Services; repos: GitRepos; pushes: PushHandler; log: Logger } | undefined;
+  let parts: { services: Services; repos: GitRepos; pushes: PushHandler; log: Logger; builder: Builder } | undefined;
   return {
     routes(api, services) {
       const log = services.log.child({ component: 'builder' });
@@ -48,7 +51,13 @@ export function createBuilder(options: BuilderOptions): BuilderComponent {
       registerHookRoute(api, pushes);
       registerSlugRoutes(api, services, builder.slugs);
       registerBuildRoutes(api, services, pushes);
-      parts = { services, repos, pushes, log };
+      parts = { services, repos, pushes, log, builder };
+    },
+    async slugPath(slugId) {
+      if (!parts) throw new Error('the builder routes must be registered first');
+      const kv = await parts.services.store.get(keys.slug(slugId));
+      if (!kv) throw new Error(`slug ${slugId} is missing`);
+      return parts.builder.slugs.blobPath((JSON.parse(kv.value) as { checksum: string }).checksum);
     },
     async startSsh(host, port) {
       if (!parts) throw new Error('the builder routes must be registered before SSH starts');

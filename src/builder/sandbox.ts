@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'n
 import { join } from 'node:path';
 
 /**
- * Runs a command the way builds (and later dynos) must run: bubblewrap with fresh pid/ipc/uts
+ * Runs a command the way builds and dynos must run: bubblewrap with fresh pid/ipc/uts
  * namespaces, read-only system directories, a private /tmp, only the paths bound in visible, as an
  * unprivileged uid, inside v1 memory and pids cgroups, with a wall-clock limit. The data dir,
  * tokens and other apps are simply not in the sandbox's filesystem.
@@ -25,19 +25,34 @@ export interface SandboxSpec {
   gid: number;
   memoryBytes: number;
   pidsMax?: number;
+  /** Infinity for none (a dyno). */
   timeoutMs: number;
-  onOutput?: (chunk: string) => void;
+  onOutput?: (chunk: string, stream: 'stdout' | 'stderr') => void;
   signal?: AbortSignal;
 }
 
 export interface SandboxResult {
   code: number | null;
+  /** The signal that ended bwrap itself; the command's own signal death shows as code 128+n. */
+  signal: string | null;
   timedOut: boolean;
   oomKilled: boolean;
+  /** Ended by stop() or the abort signal rather than on its own. */
   canceled: boolean;
 }
 
+export interface SandboxProcess {
+  /** bwrap's host pid: the supervisor, not the command (which runs in its own pid namespace). */
+  pid: number;
+  /** Settles once, after everything in the sandbox is gone and its cgroups are removed. */
+  exited: Promise<SandboxResult>;
+  /** SIGTERM to the sandbox's processes, SIGKILL to all of them after graceMs (at once for 0). */
+  stop(graceMs: number): Promise<SandboxResult>;
+}
+
 const CGROUP_ROOT = process.env.BERTH_CGROUP_ROOT ?? '/sys/fs/cgroup';
+// setTimeout overflows past this and would fire after 1 ms.
+const MAX_TIMER_MS = 2 ** 31 - 1;
 const SYSTEM_DIRS = ['/usr', '/etc'];
 const SYMLINKS: [string, string][] = [
   ['usr/bin', '/bin'],
@@ -56,13 +71,27 @@ export function bwrapArgs(spec: SandboxSpec): string[] {
   for (const [target, link] of SYMLINKS) args.push('--symlink', target, link);
   args.push('--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp');
   for (const b of spec.binds) args.push(b.writable ? '--bind' : '--ro-bind', b.src, b.dest);
-  args.push('--chdir', spec.cwd, '--clearenv');
+  // bwrap's root is a tmpfs the command could otherwise fill; only /tmp and writable binds stay so.
+  args.push('--remount-ro', '/', '--chdir', spec.cwd, '--clearenv');
   for (const [k, v] of Object.entries(spec.env)) args.push('--setenv', k, v);
   return [...args, '--', ...spec.argv];
 }
 
 /** Runs the spec to completion; never throws for the command's own failure, only reports it. */
 export async function runSandboxed(spec: SandboxSpec): Promise<SandboxResult> {
+  const proc = spawnSandboxed(spec);
+  const onAbort = (): void => void proc.stop(0);
+  if (spec.signal?.aborted) onAbort();
+  else spec.signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    return await proc.exited;
+  } finally {
+    spec.signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+/** Starts the spec and returns at once; the caller owns the returned handle's lifetime. */
+export function spawnSandboxed(spec: SandboxSpec): SandboxProcess {
   const cg = cgroupDirs(spec.id);
   for (const dir of [cg.memory, cg.pids]) mkdirSync(dir, { recursive: true });
   writeFileSync(join(cg.memory, 'memory.limit_in_bytes'), String(spec.memoryBytes));
@@ -77,37 +106,50 @@ export async function runSandboxed(spec: SandboxSpec): Promise<SandboxResult> {
     ['-c', script, 'sandbox', join(cg.memory, 'cgroup.procs'), join(cg.pids, 'cgroup.procs'), 'setpriv', `--reuid=${spec.uid}`, `--regid=${spec.gid}`, '--clear-groups', 'bwrap', ...bwrapArgs(spec)],
     { stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } },
   );
-  child.stdout.on('data', (d: Buffer) => spec.onOutput?.(d.toString()));
-  child.stderr.on('data', (d: Buffer) => spec.onOutput?.(d.toString()));
+  child.stdout.setEncoding('utf8').on('data', (d: string) => spec.onOutput?.(d, 'stdout'));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => spec.onOutput?.(d, 'stderr'));
+  const pid = child.pid ?? 0;
   let timedOut = false;
   let canceled = false;
+  let done = false;
+  let graceTimer: NodeJS.Timeout | undefined;
   const killAll = (): void => {
-    try {
-      if (child.pid) process.kill(-child.pid, 'SIGKILL');
-    } catch {
-      // Already gone.
-    }
-    killCgroup(cg.pids);
+    // A failed spawn has no pid, and kill(-0) would hit our own process group.
+    if (pid > 0) signalPid(-pid, 'SIGKILL');
+    signalCgroup(cg.pids, 'SIGKILL');
   };
-  const timer = setTimeout(() => {
-    timedOut = true;
-    killAll();
-  }, spec.timeoutMs);
-  const onAbort = (): void => {
-    canceled = true;
-    killAll();
-  };
-  spec.signal?.addEventListener('abort', onAbort, { once: true });
-  const code = await new Promise<number | null>((resolve) => {
-    child.on('error', () => resolve(127));
-    child.on('close', (c) => resolve(c));
+  const timer = Number.isFinite(spec.timeoutMs)
+    ? setTimeout(() => {
+        timedOut = true;
+        killAll();
+      }, Math.min(spec.timeoutMs, MAX_TIMER_MS))
+    : undefined;
+  const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) => {
+    child.on('error', () => resolve({ code: 127, signal: null }));
+    child.on('close', (code, signal) => resolve({ code, signal }));
+  }).then(async ({ code, signal }) => {
+    done = true;
+    clearTimeout(timer);
+    clearTimeout(graceTimer);
+    signalCgroup(cg.pids, 'SIGKILL');
+    const oomKilled = /oom_kill [1-9]/.test(readSafe(join(cg.memory, 'memory.oom_control')));
+    await removeCgroups(cg);
+    return { code, signal, timedOut, oomKilled, canceled };
   });
-  clearTimeout(timer);
-  spec.signal?.removeEventListener('abort', onAbort);
-  killCgroup(cg.pids);
-  const oomKilled = /oom_kill [1-9]/.test(readSafe(join(cg.memory, 'memory.oom_control')));
-  await removeCgroups(cg);
-  return { code, timedOut, oomKilled, canceled };
+  const stop = (graceMs: number): Promise<SandboxResult> => {
+    if (done) return exited;
+    canceled = true;
+    if (graceMs <= 0) killAll();
+    else if (!graceTimer) {
+      // Not the process group: TERM would end bwrap, and --die-with-parent would then SIGKILL the
+      // command before it could shut down. Every other process gets TERM, as Heroku sends it to
+      // all processes in a dyno; the namespace's init ignores it, having no handler.
+      signalCgroup(cg.pids, 'SIGTERM', pid);
+      graceTimer = setTimeout(killAll, Math.min(graceMs, MAX_TIMER_MS));
+    }
+    return exited;
+  };
+  return { pid, exited, stop };
 }
 
 function readSafe(file: string): string {
@@ -118,14 +160,18 @@ function readSafe(file: string): string {
   }
 }
 
-/** Kills every process left in the cgroup: a build's stray background process must not outlive it. */
-function killCgroup(dir: string): void {
+function signalPid(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    // Exited meanwhile.
+  }
+}
+
+/** Signals every process in the cgroup: a stray background process must not outlive its sandbox. */
+function signalCgroup(dir: string, signal: NodeJS.Signals, except?: number): void {
   for (const pid of readSafe(join(dir, 'cgroup.procs')).split('\n').filter(Boolean)) {
-    try {
-      process.kill(Number(pid), 'SIGKILL');
-    } catch {
-      // Exited meanwhile.
-    }
+    if (Number(pid) !== except) signalPid(Number(pid), signal);
   }
 }
 

@@ -17,6 +17,9 @@ export const keys = {
   appNames: () => `${ROOT}/app-names/`,
   appName: (name: string) => `${ROOT}/app-names/${seg(name)}`,
   config: (app: string) => `${ROOT}/apps/${seg(app)}/config`,
+  /** Placement tags (`berth tags:set`) and per-type memory limits (`berth limits:set`). */
+  appTags: (app: string) => `${ROOT}/apps/${seg(app)}/tags`,
+  appLimits: (app: string) => `${ROOT}/apps/${seg(app)}/limits`,
   collaborators: (app: string) => `${ROOT}/apps/${seg(app)}/collaborators/`,
   collaborator: (app: string, user: string) => `${ROOT}/apps/${seg(app)}/collaborators/${seg(user)}`,
   builds: (app: string) => `${ROOT}/apps/${seg(app)}/builds/`,

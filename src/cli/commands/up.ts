@@ -1,7 +1,11 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism, hostname, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
+import { Agent, ProcessRuntime, type MachineInfo } from '../../agent/index.js';
 import { createBuilder } from '../../builder/index.js';
+import { Scheduler } from '../../scheduler/index.js';
 import { startController } from '../../controller/index.js';
 import { Users } from '../../controller/model/users.js';
 import { invalid } from '../../domain/errors.js';
@@ -20,6 +24,8 @@ interface UpOptions {
   sshPort: string;
   domain: string;
   adminEmail?: string;
+  agent: boolean;
+  ports: string;
   json?: boolean;
 }
 
@@ -27,6 +33,32 @@ function port(value: string, flag: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1 || n > 65535) throw invalid(`${flag} must be a port number (1-65535), got "${value}".`);
   return n;
+}
+
+function ports(range: string): { from: number; to: number } {
+  const m = /^(\d+)-(\d+)$/.exec(range);
+  const from = Number(m?.[1]);
+  const to = Number(m?.[2]);
+  if (!m || from < 1 || to > 65535 || from > to) throw invalid(`--ports must be a range like 20000-20999, got "${range}".`);
+  return { from, to };
+}
+
+/** This node's stable id, kept in the data dir so a restart is the same machine. */
+function machineId(dataDir: string): string {
+  const file = join(dataDir, 'machine-id');
+  if (!existsSync(file)) writeFileSync(file, `${hostname().replace(/[^A-Za-z0-9-]/g, '-')}-${randomBytes(3).toString('hex')}\n`, { mode: 0o600 });
+  return readFileSync(file, 'utf8').trim();
+}
+
+function localMachine(dataDir: string, portRange: { from: number; to: number }): MachineInfo {
+  return {
+    id: machineId(dataDir),
+    name: hostname(),
+    address: '127.0.0.1',
+    tags: {},
+    capacity: { memoryBytes: totalmem(), cpus: availableParallelism() },
+    ports: portRange,
+  };
 }
 
 /** Records the platform once, and makes the first admin on an empty store, printing its token once. */
@@ -58,6 +90,8 @@ export function register(program: Command): void {
     .option('--ssh-port <port>', 'port of git over SSH (ssh://git@<host>:<port>/<app>.git)', '2222')
     .option('--domain <domain>', 'apps are served at <app>.<domain>', 'berth.localhost')
     .option('--admin-email <email>', 'email of the first admin (default admin@<domain>)')
+    .option('--no-agent', 'do not run dynos on this machine')
+    .option('--ports <range>', 'ports for web dynos on this machine', '20000-20999')
     .option('--json', 'print the startup summary as JSON')
     .action(async (opts: UpOptions) => {
       const dataDir = resolve(opts.dataDir);
@@ -76,6 +110,19 @@ export function register(program: Command): void {
       const builder = createBuilder({ dataDir, hookUrl: `http://127.0.0.1:${apiPort}/internal/git-hook` });
       const controller = await startController({ store, log, host: opts.apiHost, port: apiPort, settings: { domain: opts.domain, apiUrl }, routes: [builder.routes] });
       const ssh = await builder.startSsh(opts.apiHost, sshPort);
+      const scheduler = new Scheduler({ store, log: log.child({ component: 'scheduler' }), id: machineId(dataDir) });
+      await scheduler.start();
+      const agent = opts.agent
+        ? new Agent({
+            store,
+            log: log.child({ component: 'agent' }),
+            machine: localMachine(dataDir, ports(opts.ports)),
+            runtime: new ProcessRuntime({ workDir: join(dataDir, 'dynos') }),
+            slugPath: (id) => builder.slugPath(id),
+            appLog: (appId, source, dyno, message) => controller.services.logs.append(appId, { source, dyno, message }),
+          })
+        : undefined;
+      await agent?.start();
       const summary = { data_dir: dataDir, store: store.description, api_url: apiUrl, ssh_port: ssh.port, domain: opts.domain, revision: await store.currentRevision(), admin_token: token ?? null };
       log.info({ ...summary, admin_token: token ? '(printed once)' : null }, 'berth is up');
       if (opts.json) console.log(JSON.stringify(summary));
@@ -89,7 +136,9 @@ export function register(program: Command): void {
         console.log('Press Ctrl-C to stop.');
       }
       log.info({ signal: await stopped }, 'stopping');
-      // SSH first: its running pushes still need the API's hook endpoint.
+      // Dynos first, then SSH (its running pushes still need the API's hook endpoint).
+      await agent?.stop();
+      await scheduler.stop();
       await ssh.close();
       await controller.close();
       await store.close();

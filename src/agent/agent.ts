@@ -1,0 +1,270 @@
+import { connect } from 'node:net';
+import { randomUUID } from 'node:crypto';
+import type { ReleaseRecord } from '../controller/model/types.js';
+import { errorMessage } from '../domain/errors.js';
+import { keys } from '../domain/keys.js';
+import type { Logger } from '../domain/log.js';
+import { LeaseKeeper, type Store } from '../store/index.js';
+import type { RunningDyno, Runtime } from './runtime/types.js';
+
+/** What the scheduler writes at /berth/units/<machine>/<unit> (see src/scheduler/types.ts). */
+export interface UnitAssignment {
+  name: string;
+  appId: string;
+  appName: string;
+  type: string;
+  index: number;
+  release: number;
+  memoryBytes: number;
+}
+
+export interface MachineInfo {
+  id: string;
+  name: string;
+  address: string;
+  tags: Record<string, string>;
+  capacity: { memoryBytes: number; cpus: number };
+  ports: { from: number; to: number };
+}
+
+export interface AgentOptions {
+  store: Store;
+  log: Logger;
+  machine: MachineInfo;
+  runtime: Runtime;
+  /** Host path of a slug's tarball (fetched and checksum-verified if need be). */
+  slugPath: (slugId: string) => Promise<string>;
+  /** Where dyno output and platform lines go (the app's log stream). */
+  appLog: (appId: string, source: string, dyno: string, message: string) => void;
+  ttl?: number;
+  bootTimeoutMs?: number;
+  reconcileMs?: number;
+}
+
+interface Dyno {
+  unit: UnitAssignment;
+  port: number | undefined;
+  running: RunningDyno | undefined;
+  state: 'starting' | 'up' | 'crashed' | 'stopping';
+  restarts: number;
+  nextStart: number;
+  createdAt: string;
+  /** Bumped on every start, so a stale exit handler can tell it is stale. */
+  generation: number;
+}
+
+const dynoName = (u: UnitAssignment): string => `${u.type}.${u.index}`;
+/** Units of two releases coexist during a rollout: the design's `<app>.<type>.<n>@vN`. */
+export const unitKey = (u: UnitAssignment): string => `${u.name}@v${u.release}`;
+
+/**
+ * fleet's agent: registers its machine under a lease, then reconciles the units assigned to it
+ * against the dynos it runs — on every change to its assignments and on a timer — starting,
+ * health-checking, publishing (under the same lease, so a dead machine's endpoints vanish with it),
+ * restarting crashed dynos with backoff, and stopping what is no longer assigned.
+ */
+export class Agent {
+  private keeper: LeaseKeeper | undefined;
+  private readonly dynos = new Map<string, Dyno>();
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private pass: Promise<void> = Promise.resolve();
+  private watchClose: (() => void) | undefined;
+
+  constructor(private readonly o: AgentOptions) {}
+
+  async start(): Promise<void> {
+    const { store, machine } = this.o;
+    this.keeper = await LeaseKeeper.start(store, {
+      ttl: this.o.ttl ?? 5,
+      onLost: () => {
+        // Our endpoints are gone with the lease: register again and republish.
+        this.o.log.warn('machine lease lost; registering again');
+        void this.start().catch((err: unknown) => this.o.log.error({ err: errorMessage(err) }, 're-registration failed'));
+      },
+    });
+    await store.put(keys.machine(machine.id), JSON.stringify({ ...machine, agent_version: '0.1.0', registered_at: new Date().toISOString() }), { lease: this.keeper.id });
+    for (const d of this.dynos.values()) if (d.state === 'up') await this.publish(d);
+    if (this.timer) return;
+    const from = (await store.currentRevision()) + 1;
+    void this.follow(from);
+    this.timer = setInterval(() => void this.reconcile(), this.o.reconcileMs ?? 5000);
+    void this.reconcile();
+  }
+
+  private async follow(from: number): Promise<void> {
+    let start = from;
+    while (!this.stopped) {
+      try {
+        const watch = await this.o.store.watch(keys.unitsOn(this.o.machine.id), { prefix: true, startRevision: start });
+        this.watchClose = () => watch.close();
+        for await (const batch of watch) {
+          start = batch.revision + 1;
+          void this.reconcile();
+        }
+      } catch {
+        if (this.stopped) return;
+        start = (await this.o.store.currentRevision().catch(() => start - 1)) + 1;
+        void this.reconcile();
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+  }
+
+  /** Serialised: one pass at a time, each idempotent. */
+  reconcile(): Promise<void> {
+    this.pass = this.pass.then(() => this.reconcileOnce()).catch((err: unknown) => this.o.log.error({ err: errorMessage(err) }, 'reconcile failed'));
+    return this.pass;
+  }
+
+  private async reconcileOnce(): Promise<void> {
+    if (this.stopped) return;
+    const assigned = (await this.o.store.range(keys.unitsOn(this.o.machine.id), { prefix: true })).kvs.map((kv) => JSON.parse(kv.value) as UnitAssignment);
+    const wanted = new Map(assigned.map((u) => [unitKey(u), u]));
+    for (const [key, d] of this.dynos) {
+      if (!wanted.has(key)) await this.stopDyno(d, 'no longer assigned here');
+    }
+    for (const u of assigned) {
+      const d = this.dynos.get(unitKey(u));
+      if (!d) await this.startDyno({ unit: u, port: undefined, running: undefined, state: 'starting', restarts: 0, nextStart: 0, createdAt: new Date().toISOString(), generation: 0 });
+      else if (d.state === 'crashed' && !d.running && Date.now() >= d.nextStart) await this.startDyno(d);
+    }
+  }
+
+  private allocatePort(): number {
+    const used = new Set([...this.dynos.values()].map((d) => d.port));
+    for (let p = this.o.machine.ports.from; p <= this.o.machine.ports.to; p++) if (!used.has(p)) return p;
+    throw new Error(`no free port in ${this.o.machine.ports.from}-${this.o.machine.ports.to}`);
+  }
+
+  private async startDyno(d: Dyno): Promise<void> {
+    const u = d.unit;
+    const log = this.o.log.child({ app: u.appName, unit: u.name, release: u.release });
+    this.dynos.set(unitKey(u), d);
+    d.state = 'starting';
+    d.generation++;
+    const generation = d.generation;
+    try {
+      const kv = await this.o.store.get(keys.release(u.appId, u.release));
+      if (!kv) throw new Error(`release v${u.release} is missing`);
+      const release = JSON.parse(kv.value) as ReleaseRecord;
+      const command = release.process_types[u.type];
+      if (!command || !release.slug_id) throw new Error(`release v${u.release} has no ${u.type} process`);
+      if (u.type === 'web' && d.port === undefined) d.port = this.allocatePort();
+      await this.status(d, 'starting', release);
+      this.o.appLog(u.appId, 'berth', dynoName(u), `Starting process with command \`${command}\``);
+      d.running = await this.o.runtime.start({
+        id: `${u.name}-v${u.release}-${randomUUID().slice(0, 8)}`,
+        appId: u.appId,
+        dyno: dynoName(u),
+        command,
+        slugPath: await this.o.slugPath(release.slug_id),
+        env: release.config,
+        ...(d.port !== undefined ? { port: d.port } : {}),
+        memoryBytes: u.memoryBytes,
+        pidsMax: 512,
+        onOutput: (_stream, line) => this.o.appLog(u.appId, 'app', dynoName(u), line),
+      });
+      void d.running.exited.then((exit) => this.onExit(d, generation, exit, release));
+      if (d.port !== undefined) await waitForPort(d.port, this.o.bootTimeoutMs ?? 60_000, () => d.generation !== generation || !d.running);
+      if (d.generation !== generation) return;
+      d.state = 'up';
+      await this.status(d, 'up', release);
+      await this.publish(d);
+      this.o.appLog(u.appId, 'berth', dynoName(u), 'State changed from starting to up');
+      log.info({ port: d.port }, 'dyno up');
+    } catch (err) {
+      log.warn({ err: errorMessage(err) }, 'dyno failed to start');
+      this.o.appLog(u.appId, 'berth', dynoName(u), `Error R10 (Boot failure) -> ${errorMessage(err)}`);
+      await d.running?.stop(1000).catch(() => undefined);
+      this.crashed(d, errorMessage(err));
+    }
+  }
+
+  private async onExit(d: Dyno, generation: number, exit: { code: number | null; oomKilled: boolean }, release: ReleaseRecord): Promise<void> {
+    if (d.generation !== generation || d.state === 'stopping') return;
+    const u = d.unit;
+    d.running = undefined;
+    await this.unpublish(d);
+    const why = exit.oomKilled ? 'Error R15 (Memory quota vastly exceeded) -> killed at its memory limit' : `Process exited with status ${exit.code}`;
+    this.o.appLog(u.appId, 'berth', dynoName(u), why);
+    this.crashed(d, why);
+    await this.status(d, 'crashed', release, why);
+  }
+
+  /** Exponential backoff from 1 s, capped at 5 min, as Heroku's crash restarts. */
+  private crashed(d: Dyno, reason: string): void {
+    d.state = 'crashed';
+    d.running = undefined;
+    d.restarts++;
+    d.nextStart = Date.now() + Math.min(300_000, 1000 * 2 ** Math.min(d.restarts - 1, 9));
+    this.o.log.info({ unit: d.unit.name, reason, restartInMs: d.nextStart - Date.now() }, 'dyno crashed');
+  }
+
+  private async stopDyno(d: Dyno, why: string): Promise<void> {
+    d.state = 'stopping';
+    d.generation++;
+    await this.unpublish(d);
+    this.o.appLog(d.unit.appId, 'berth', dynoName(d.unit), `Stopping process (${why})`);
+    await d.running?.stop(30_000).catch(() => undefined);
+    this.dynos.delete(unitKey(d.unit));
+    await this.o.store.delete(keys.status(unitKey(d.unit))).catch(() => undefined);
+  }
+
+  private async publish(d: Dyno): Promise<void> {
+    if (d.port === undefined || !this.keeper) return;
+    await this.o.store.put(keys.service(d.unit.appName, unitKey(d.unit)), `${this.o.machine.address}:${d.port}`, { lease: this.keeper.id });
+  }
+
+  private async unpublish(d: Dyno): Promise<void> {
+    await this.o.store.delete(keys.service(d.unit.appName, unitKey(d.unit))).catch(() => undefined);
+  }
+
+  private async status(d: Dyno, state: string, release: ReleaseRecord, reason?: string): Promise<void> {
+    const u = d.unit;
+    const now = new Date().toISOString();
+    const value = {
+      app_id: u.appId,
+      unit: unitKey(u),
+      name: dynoName(u),
+      type: u.type,
+      state,
+      reason: reason ?? null,
+      restarts: d.restarts,
+      command: release.process_types[u.type] ?? '',
+      release: { id: release.id, version: release.version },
+      machine: this.o.machine.id,
+      port: d.port ?? null,
+      created_at: d.createdAt,
+      updated_at: now,
+    };
+    await this.o.store.put(keys.status(unitKey(u)), JSON.stringify(value), this.keeper ? { lease: this.keeper.id } : {});
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    this.watchClose?.();
+    await this.pass;
+    for (const d of [...this.dynos.values()]) await this.stopDyno(d, 'agent stopping');
+    await this.keeper?.revoke().catch(() => undefined);
+  }
+}
+
+/** A web dyno is up when its port accepts a connection. */
+async function waitForPort(port: number, timeoutMs: number, abandon: () => boolean): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (abandon()) throw new Error('the dyno exited before it was up');
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = connect({ host: '127.0.0.1', port }, () => {
+        s.end();
+        resolve(true);
+      });
+      s.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`Web process failed to bind to $PORT within ${Math.round(timeoutMs / 1000)} seconds of launch`);
+}

@@ -1,0 +1,123 @@
+import { execFile } from 'node:child_process';
+import { chmodSync, createReadStream, existsSync, mkdirSync, rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { appUid } from '../../builder/builder.js';
+import { extractAs } from '../../builder/safe-fs.js';
+import { spawnSandboxed, type SandboxProcess } from '../../builder/sandbox.js';
+import type { DynoSpec, RunningDyno, Runtime } from './types.js';
+
+const exec = promisify(execFile);
+
+// Sourcing .profile.d is what buildpacks rely on to put their runtimes on PATH. The TERM trap keeps
+// bash alive until the command has exited: were bash to die first, bwrap's init would follow and
+// take the whole pid namespace down with SIGKILL, cutting the app's graceful shutdown short.
+const SCRIPT = 'trap : TERM; for f in /app/.profile.d/*.sh; do [ -f "$f" ] && . "$f"; done; eval "$BERTH_COMMAND"';
+// An app printing without newlines must not grow a buffer without bound.
+const MAX_LINE = 64 * 1024;
+
+export interface ProcessRuntimeOptions {
+  /** Host dir for per-dyno dirs; made 0711 so dyno uids can reach their own dir by name only. */
+  workDir: string;
+}
+
+/**
+ * Dynos as sandboxed host processes (see sandbox.ts): the slug unpacked fresh into a dir owned by
+ * the app's uid on every start, so the filesystem is ephemeral as on Heroku. The sandbox shares
+ * the host's network namespace, which is how the router reaches a web dyno's PORT.
+ */
+export class ProcessRuntime implements Runtime {
+  readonly name = 'process';
+  private readonly workDir: string;
+
+  constructor(options: ProcessRuntimeOptions) {
+    this.workDir = resolve(options.workDir);
+    mkdirSync(this.workDir, { recursive: true });
+    chmodSync(this.workDir, 0o711);
+  }
+
+  async start(spec: DynoSpec): Promise<RunningDyno> {
+    // The id names a host dir and a cgroup; anything path-like could escape both.
+    if (!/^[A-Za-z0-9][A-Za-z0-9_.@-]*$/.test(spec.id)) throw new Error(`invalid dyno id: ${spec.id}`);
+    const root = join(this.workDir, spec.id);
+    if (existsSync(root)) throw new Error(`dyno ${spec.id} is already running`);
+    const appDir = join(root, 'app');
+    const uid = appUid(spec.appId);
+    const out = lineSplitter('stdout', spec.onOutput);
+    const err = lineSplitter('stderr', spec.onOutput);
+    let proc: SandboxProcess;
+    try {
+      mkdirSync(appDir, { recursive: true, mode: 0o700 });
+      await exec('chown', ['-R', `${uid}:${uid}`, root]);
+      chmodSync(root, 0o700);
+      chmodSync(appDir, 0o700);
+      // A slug holds what a tenant's build wrote (symlinks included): unpack it as the app's uid,
+      // never as root; setuid bits cannot survive an unprivileged tar either.
+      await extractAs(uid, createReadStream(spec.slugPath), appDir, true);
+      proc = spawnSandboxed({
+        id: `dyno-${spec.id}`,
+        argv: ['/bin/bash', '-c', SCRIPT],
+        binds: [{ src: appDir, dest: '/app', writable: true }],
+        env: {
+          PATH: '/usr/local/bin:/usr/bin:/bin',
+          LANG: 'C.UTF-8',
+          ...spec.env,
+          // The platform's own contract with the process; config vars cannot bend it.
+          HOME: '/app',
+          DYNO: spec.dyno,
+          PS: spec.dyno,
+          ...(spec.port !== undefined ? { PORT: String(spec.port) } : {}),
+          BERTH_COMMAND: spec.command,
+        },
+        cwd: '/app',
+        uid,
+        gid: uid,
+        memoryBytes: spec.memoryBytes,
+        pidsMax: spec.pidsMax,
+        timeoutMs: Infinity,
+        onOutput: (chunk, stream) => (stream === 'stdout' ? out : err).push(chunk),
+      });
+    } catch (e) {
+      rmSync(root, { recursive: true, force: true });
+      throw e;
+    }
+    const exited = proc.exited.then((r) => {
+      out.flush();
+      err.flush();
+      try {
+        rmSync(root, { recursive: true, force: true });
+      } catch {
+        // A leftover dir costs disk; a rejected `exited` would leave the agent blind to the exit.
+      }
+      return { code: r.code, oomKilled: r.oomKilled };
+    });
+    return {
+      id: spec.id,
+      pid: proc.pid,
+      exited,
+      stop: async (graceMs = 30_000) => {
+        await proc.stop(graceMs);
+        await exited;
+      },
+    };
+  }
+}
+
+function lineSplitter(stream: 'stdout' | 'stderr', emit: DynoSpec['onOutput']): { push(chunk: string): void; flush(): void } {
+  let partial = '';
+  return {
+    push(chunk) {
+      const lines = (partial + chunk).split('\n');
+      partial = lines.pop() ?? '';
+      for (const line of lines) emit(stream, line.replace(/\r$/, ''));
+      while (partial.length > MAX_LINE) {
+        emit(stream, partial.slice(0, MAX_LINE));
+        partial = partial.slice(MAX_LINE);
+      }
+    },
+    flush() {
+      if (partial) emit(stream, partial);
+      partial = '';
+    },
+  };
+}

@@ -1,0 +1,8 @@
+/**
+ * The scheduler: leader-elected; turns apps' current releases and formations into unit
+ * assignments on machines. The placement itself is the pure `plan` over a read-only state view.
+ */
+export { Scheduler, unitKey, type SchedulerOptions } from './scheduler.js';
+export { plan } from './placement.js';
+export { readState } from './view.js';
+export type * from './types.js';

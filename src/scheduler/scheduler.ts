@@ -1,0 +1,141 @@
+import { errorMessage } from '../domain/errors.js';
+import { keys } from '../domain/keys.js';
+import type { Logger } from '../domain/log.js';
+import { Election, LeaseKeeper, type Leadership, type Store, type TxnOp } from '../store/index.js';
+import { plan } from './placement.js';
+import type { Assignment, UnitSpec } from './types.js';
+import { readState } from './view.js';
+
+/** Units of two releases coexist during a rollout: the design's `<app>.<type>.<n>@vN`. */
+export const unitKey = (u: Pick<UnitSpec, 'name' | 'release'>): string => `${u.name}@v${u.release}`;
+
+const PREFIXES = ['/berth/apps/', '/berth/app-names/', '/berth/machines/', '/berth/units/', '/berth/status/'];
+
+export interface SchedulerOptions {
+  store: Store;
+  log: Logger;
+  /** This candidate's name in the election (a node id). */
+  id: string;
+  ttl?: number;
+  reconcileMs?: number;
+  debounceMs?: number;
+}
+
+/**
+ * fleet's engine: any number run, one leads (store election under a lease; a dead leader is
+ * replaced within one TTL). The leader reads the state, asks the pure `plan` what should change,
+ * and writes assignments — every write fenced on its leadership, so a deposed leader writes nothing.
+ * Old-release units are removed only once their replacement reports up (the rollout handshake;
+ * routers join it when they exist).
+ */
+export class Scheduler {
+  private keeper: LeaseKeeper | undefined;
+  private leadership: Leadership | undefined;
+  private readonly abort = new AbortController();
+  private timer: NodeJS.Timeout | undefined;
+  private debounce: NodeJS.Timeout | undefined;
+  private pass: Promise<void> = Promise.resolve();
+  private readonly watches: { close(): void }[] = [];
+
+  constructor(private readonly o: SchedulerOptions) {}
+
+  get isLeader(): boolean {
+    return this.leadership !== undefined;
+  }
+
+  async start(): Promise<void> {
+    this.keeper = await LeaseKeeper.start(this.o.store, {
+      ttl: this.o.ttl ?? 5,
+      onLost: () => {
+        this.o.log.warn('scheduler lease lost; campaigning again');
+        this.leadership = undefined;
+        if (!this.abort.signal.aborted) void this.start();
+      },
+    });
+    void this.campaign(this.keeper.id);
+  }
+
+  private async campaign(lease: string): Promise<void> {
+    try {
+      this.leadership = await new Election(this.o.store, keys.leader('scheduler')).campaign(lease, this.o.id, this.abort.signal);
+      this.o.log.info({ id: this.o.id }, 'elected scheduler leader');
+      const from = (await this.o.store.currentRevision()) + 1;
+      for (const prefix of PREFIXES) void this.follow(prefix, from);
+      this.timer ??= setInterval(() => void this.kick(), this.o.reconcileMs ?? 2000);
+      void this.kick();
+    } catch (err) {
+      if (!this.abort.signal.aborted) this.o.log.warn({ err: errorMessage(err) }, 'campaign ended');
+    }
+  }
+
+  private async follow(prefix: string, from: number): Promise<void> {
+    let start = from;
+    while (!this.abort.signal.aborted && this.leadership) {
+      try {
+        const watch = await this.o.store.watch(prefix, { prefix: true, startRevision: start });
+        this.watches.push(watch);
+        for await (const batch of watch) {
+          start = batch.revision + 1;
+          clearTimeout(this.debounce);
+          this.debounce = setTimeout(() => void this.kick(), this.o.debounceMs ?? 50);
+        }
+      } catch {
+        start = (await this.o.store.currentRevision().catch(() => start - 1)) + 1;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+  }
+
+  /** Runs a scheduling pass after the current one; passes never overlap. */
+  kick(): Promise<void> {
+    this.pass = this.pass.then(() => this.schedule()).catch((err: unknown) => this.o.log.error({ err: errorMessage(err) }, 'scheduling pass failed'));
+    return this.pass;
+  }
+
+  private async schedule(): Promise<void> {
+    const leadership = this.leadership;
+    if (!leadership || this.abort.signal.aborted) return;
+    const state = await readState(this.o.store);
+    const p = plan(state);
+    const ops: TxnOp[] = [];
+    for (const a of p.place) ops.push({ type: 'put', key: keys.unit(a.machine, unitKey(a.unit)), value: JSON.stringify(a.unit) });
+    for (const a of p.remove) ops.push({ type: 'delete', key: keys.unit(a.machine, unitKey(a.unit)) });
+    // A superseded unit goes once the unit replacing it (same name, newer release) is up.
+    const up = new Set((await this.o.store.range(keys.statuses(), { prefix: true })).kvs.filter((kv) => (JSON.parse(kv.value) as { state?: string }).state === 'up').map((kv) => kv.key.slice(keys.statuses().length)));
+    for (const old of p.superseded) {
+      const replacement = state.assignments.find((a) => a.unit.name === old.unit.name && a.unit.release > old.unit.release);
+      if (replacement && up.has(unitKey(replacement.unit))) ops.push({ type: 'delete', key: keys.unit(old.machine, unitKey(old.unit)) });
+    }
+    for (const pending of p.pending) this.o.log.warn({ unit: pending.unit.name, reason: pending.reason }, 'unit pending');
+    if (ops.length === 0) return;
+    await this.apply(leadership, ops);
+  }
+
+  /** Writes in chunks under etcd's txn limit, each fenced on the leadership still holding. */
+  private async apply(leadership: Leadership, ops: TxnOp[]): Promise<void> {
+    for (let i = 0; i < ops.length; i += 100) {
+      const r = await this.o.store.txn({
+        compare: [{ key: leadership.key, target: 'create', op: '=', value: leadership.revision }],
+        success: ops.slice(i, i + 100),
+      });
+      if (!r.succeeded) {
+        this.o.log.warn('no longer the scheduler leader; stopping writes');
+        this.leadership = undefined;
+        return;
+      }
+    }
+    this.o.log.info({ changes: ops.length }, 'assignments updated');
+  }
+
+  async stop(): Promise<void> {
+    this.abort.abort();
+    clearInterval(this.timer);
+    clearTimeout(this.debounce);
+    for (const w of this.watches) w.close();
+    await this.pass;
+    await this.leadership?.resign().catch(() => undefined);
+    await this.keeper?.revoke().catch(() => undefined);
+  }
+}
+
+export type { Assignment };

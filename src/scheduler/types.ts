@@ -1,0 +1,114 @@
+/**
+ * The scheduler's read-only view of the cluster and the plan it derives from it (Nomad's split:
+ * `readState` does the I/O, `plan` is a pure function, the leader applies the result).
+ */
+
+/** What an agent registers at /berth/machines/<id> under its lease. */
+export interface MachineRecord {
+  id: string;
+  name: string;
+  address: string;
+  tags: Record<string, string>;
+  capacity: { memoryBytes: number; cpus: number };
+  /** Host ports the agent hands to web dynos. */
+  ports: { from: number; to: number };
+  agent_version: string;
+}
+
+export interface MachineView {
+  id: string;
+  address: string;
+  tags: Record<string, string>;
+  capacity: { memoryBytes: number; cpus: number };
+  /** When known, a web unit also needs a free port in [from, to] on the machine. */
+  ports?: { from: number; to: number };
+}
+
+/**
+ * One dyno that should run: the value the scheduler writes at /berth/units/<machine>/<unit>, and
+ * what the agent reads back (src/agent/agent.ts `UnitAssignment` is the agent's copy of it).
+ */
+export interface UnitSpec {
+  /** `<app-name>.<type>.<n>` */
+  name: string;
+  appId: string;
+  appName: string;
+  type: string;
+  index: number;
+  /** Release version the unit runs; two releases of one unit coexist during a rollout. */
+  release: number;
+  memoryBytes: number;
+  /** The app's placement tags when the unit was placed. */
+  tags?: Record<string, string>;
+}
+
+export interface Assignment {
+  machine: string;
+  unit: UnitSpec;
+}
+
+export interface AppView {
+  id: string;
+  name: string;
+  /** The release that should run (the app's `current_version`), null if it cannot be read. */
+  release: { version: number; slugId: string | null; processTypes: Record<string, string> } | null;
+  formation: Record<string, { quantity: number; size: string }>;
+  /** A machine must carry every one of these tags to run the app's units. */
+  placementTags: Record<string, string>;
+  /** Per process type memory in bytes (`berth limits:set`), overriding the size's default. */
+  memoryLimits: Record<string, number>;
+}
+
+export interface StateView {
+  machines: MachineView[];
+  apps: AppView[];
+  assignments: Assignment[];
+  /** The store revision the view was read at, when it came from a store. */
+  revision?: number;
+}
+
+export interface PendingUnit {
+  unit: UnitSpec;
+  reason: string;
+}
+
+export interface Plan {
+  /** New assignments to write. */
+  place: Assignment[];
+  /** Assignments to delete now: undesired units, and units on machines that are gone. */
+  remove: Assignment[];
+  /**
+   * Assignments of an older release whose unit has a newer-release replacement desired. They keep
+   * running until the caller's rollout handshake sees the replacement up; plan never deletes them.
+   */
+  superseded: Assignment[];
+  /** Desired units that could not be placed, with why. */
+  pending: PendingUnit[];
+}
+
+const MiB = 1024 * 1024;
+
+/** Heroku's dyno sizes, as memory. */
+export const SIZE_MEMORY: Readonly<Record<string, number>> = {
+  eco: 512 * MiB,
+  basic: 512 * MiB,
+  'standard-1x': 512 * MiB,
+  'standard-2x': 1024 * MiB,
+  'performance-m': 2.5 * 1024 * MiB,
+  'performance-l': 14 * 1024 * MiB,
+};
+
+/** The controller only accepts known sizes; an unknown one (older data) runs as standard-1x. */
+export const DEFAULT_MEMORY = 512 * MiB;
+
+export function unitMemory(app: Pick<AppView, 'memoryLimits'>, type: string, size: string): number {
+  const limit = app.memoryLimits[type];
+  if (limit !== undefined && Number.isFinite(limit) && limit > 0) return limit;
+  return SIZE_MEMORY[size.toLowerCase()] ?? DEFAULT_MEMORY;
+}
+
+/** "512 MiB", "1 GiB", "2.5 GiB": how reasons and logs name amounts of memory. */
+export function formatBytes(bytes: number): string {
+  if (bytes >= 1024 * MiB) return `${Number((bytes / (1024 * MiB)).toFixed(2))} GiB`;
+  return `${Number((bytes / MiB).toFixed(2))} MiB`;
+}

@@ -1,0 +1,170 @@
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tar from 'tar';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { appUid } from '../../src/builder/builder.js';
+import { ProcessRuntime } from '../../src/agent/runtime/process.js';
+import type { DynoSpec, RunningDyno } from '../../src/agent/runtime/types.js';
+import { freePort } from '../support/ports.js';
+
+const SERVER = `
+const http = require('node:http');
+process.on('SIGTERM', () => { console.log('graceful'); process.exit(0); });
+http.createServer((req, res) => {
+  res.end(JSON.stringify({ dyno: process.env.DYNO, ps: process.env.PS, home: process.env.HOME, greeting: process.env.GREETING, profile: process.env.FROM_PROFILE, uid: process.getuid() }));
+}).listen(Number(process.env.PORT), () => console.log('listening'));
+`;
+const CGROUP_ROOT = process.env.BERTH_CGROUP_ROOT ?? '/sys/fs/cgroup';
+
+let dir: string;
+let slugPath: string;
+let secret: string;
+let runtime: ProcessRuntime;
+let n = 0;
+const started: RunningDyno[] = [];
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'berth-runtime-'));
+  // Dyno uids must traverse the temp root to reach the work dir inside it.
+  chmodSync(dir, 0o755);
+  const src = join(dir, 'src');
+  mkdirSync(join(src, '.profile.d'), { recursive: true });
+  writeFileSync(join(src, 'server.js'), SERVER);
+  writeFileSync(join(src, '.profile.d', 'x.sh'), 'export FROM_PROFILE=profiled\n');
+  slugPath = join(dir, 'slug.tgz');
+  await tar.c({ gzip: true, cwd: src, file: slugPath, portable: true }, ['.']);
+  // Stands for the platform's data dir: beside the work dir, readable by the world on the host.
+  mkdirSync(join(dir, 'data'));
+  secret = join(dir, 'data', 'admin.token');
+  writeFileSync(secret, 'super-secret');
+  chmodSync(secret, 0o644);
+  runtime = new ProcessRuntime({ workDir: join(dir, 'work') });
+});
+afterEach(async () => {
+  await Promise.all(started.splice(0).map((d) => d.stop(0)));
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+async function start(command: string, extra: Partial<DynoSpec> = {}): Promise<{ dyno: RunningDyno; lines: string[]; spec: DynoSpec }> {
+  const lines: string[] = [];
+  const spec: DynoSpec = {
+    id: `t${process.pid}-${n++}`,
+    appId: `app-${process.pid}-${n}`,
+    dyno: 'web.1',
+    command,
+    slugPath,
+    env: { GREETING: 'hello' },
+    memoryBytes: 256 * 1024 * 1024,
+    pidsMax: 100,
+    onOutput: (_stream, line) => lines.push(line),
+    ...extra,
+  };
+  const dyno = await runtime.start(spec);
+  started.push(dyno);
+  return { dyno, lines, spec };
+}
+
+async function run(command: string, extra: Partial<DynoSpec> = {}): Promise<{ code: number | null; oomKilled: boolean; output: string }> {
+  const { dyno, lines } = await start(command, extra);
+  const r = await dyno.exited;
+  return { ...r, output: lines.join('\n') };
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, ms = 10_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await Promise.resolve(probe()).catch(() => undefined);
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/**
+ * Live host pids running as uid: the test's view of what a dyno left behind, independent of
+ * cgroups. Zombies are skipped: bwrap exits as soon as its namespace init reports the exit status,
+ * leaving that init for the host's pid 1 to reap, which a bare VM or container init may never do.
+ */
+function pidsOf(uid: number): number[] {
+  return readdirSync('/proc')
+    .filter((p) => /^\d+$/.test(p))
+    .filter((p) => {
+      try {
+        const status = readFileSync(`/proc/${p}/status`, 'utf8');
+        return new RegExp(`^Uid:\\s+${uid}\\s`, 'm').test(status) && !/^State:\s+Z/m.test(status);
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
+
+function cgroupGone(id: string): boolean {
+  return !existsSync(join(CGROUP_ROOT, 'pids', 'berth', `dyno-${id}`)) && !existsSync(join(CGROUP_ROOT, 'memory', 'berth', `dyno-${id}`));
+}
+
+describe('process runtime', () => {
+  it('serves on PORT with the dyno env and .profile.d, as the app uid, and stops gracefully on SIGTERM', async () => {
+    const port = await freePort();
+    const { dyno, lines, spec } = await start('node server.js', { port, env: { GREETING: 'hello', PORT: '1', DYNO: 'evil', HOME: '/' } });
+    const body = await until('the server', async () => (await fetch(`http://127.0.0.1:${port}/`)).json());
+    expect(body).toEqual({ dyno: 'web.1', ps: 'web.1', home: '/app', greeting: 'hello', profile: 'profiled', uid: appUid(spec.appId) });
+    expect(pidsOf(appUid(spec.appId)).length).toBeGreaterThan(0);
+
+    await dyno.stop(10_000);
+    expect(lines).toContain('graceful');
+    expect(await dyno.exited).toEqual({ code: 0, oomKilled: false });
+    expect(pidsOf(appUid(spec.appId))).toEqual([]);
+    expect(cgroupGone(spec.id)).toBe(true);
+    expect(existsSync(join(dir, 'work', spec.id))).toBe(false);
+  });
+
+  it('unpacks a fresh /app on every start', async () => {
+    const script = 'test -e /app/leftover && echo stale || echo fresh; touch /app/leftover; ls /app';
+    const first = await run(script, { appId: 'fresh-app' });
+    const second = await run(script, { appId: 'fresh-app' });
+    expect(first.output).toContain('server.js');
+    expect(first.output).toMatch(/^fresh/);
+    expect(second.output).toMatch(/^fresh/);
+  });
+
+  it('sees neither the data dir nor anywhere writable outside /app and /tmp', async () => {
+    const r = await run(`cat ${secret} 2>&1; ls ${dir} 2>&1; for d in / /etc /usr /var /home; do touch $d/x 2>/dev/null && echo "wrote $d"; done; touch /tmp/x && echo tmp-ok; touch /app/x && echo app-ok`);
+    expect(r.output).not.toContain('super-secret');
+    expect(r.output).toMatch(/No such file or directory/);
+    expect(r.output).not.toContain('wrote');
+    expect(r.output).toContain('tmp-ok');
+    expect(r.output).toContain('app-ok');
+    expect(r.code).toBe(0);
+  });
+
+  it('sends SIGKILL after the grace period to a process that ignores SIGTERM', async () => {
+    const { dyno, lines, spec } = await start(`node -e 'process.on("SIGTERM", () => console.log("ignored TERM")); console.log("up"); setInterval(() => {}, 1000)'`);
+    await until('the process', () => (lines.includes('up') ? true : undefined));
+    const t0 = Date.now();
+    await dyno.stop(500);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(450);
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(lines).toContain('ignored TERM');
+    expect(pidsOf(appUid(spec.appId))).toEqual([]);
+    expect(cgroupGone(spec.id)).toBe(true);
+  });
+
+  it('OOM-kills a process over its memory limit and says so', async () => {
+    const r = await run('node -e "const a = []; for (;;) a.push(Buffer.alloc(1 << 20, 1))"', { memoryBytes: 64 * 1024 * 1024 });
+    expect(r.oomKilled).toBe(true);
+    expect(r.code).not.toBe(0);
+  });
+
+  it('holds a fork bomb to pidsMax and leaves nothing behind', async () => {
+    const { dyno, lines, spec } = await start('for i in $(seq 200); do sleep 30 & done; wait', { pidsMax: 50 });
+    await until('a fork failure', () => (lines.some((l) => /Resource temporarily unavailable|fork/i.test(l)) ? true : undefined));
+    const count = pidsOf(appUid(spec.appId)).length;
+    expect(count).toBeGreaterThan(40);
+    expect(count).toBeLessThanOrEqual(50);
+    await dyno.stop(500);
+    expect(pidsOf(appUid(spec.appId))).toEqual([]);
+    expect(cgroupGone(spec.id)).toBe(true);
+  });
+});
