@@ -185,6 +185,14 @@ export class PushHandler {
         out(` !     Release v${release.version} failed in its release phase; the previous release keeps running.\n`);
         return true;
       }
+      // As on Heroku, an app's first deploy with a web process starts one web dyno.
+      if (postdeploy !== undefined || firstDeploy((await services.releases.list(access.app.id)).filter((r) => r.version !== release.version))) {
+        const formation = await services.formations.list(await services.apps.resolve(session.user, session.appId));
+        if (formation.length === 0 && slug.process_types.web) {
+          await services.formations.update(session.user, await services.apps.resolve(session.user, session.appId), [{ type: 'web', quantity: 1 }]);
+          out('-----> Scaled web to 1 (first deploy)\n');
+        }
+      }
       if (postdeploy) {
         out('-----> Running postdeploy script (app.json, first release only)...\n');
         const ok = await runInSlug(services.store, builder, fresh.app, slug.id, release.config, postdeploy, 'postdeploy', out);
