@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import type { ReleaseRecord } from '../controller/model/types.js';
 import { errorMessage } from '../domain/errors.js';
 import { keys } from '../domain/keys.js';
+import { waitForRouters } from '../domain/routers.js';
 import type { Logger } from '../domain/log.js';
 import { LeaseKeeper, type Store } from '../store/index.js';
 import type { RunningDyno, Runtime } from './runtime/types.js';
@@ -204,7 +205,10 @@ export class Agent {
   private async stopDyno(d: Dyno, why: string): Promise<void> {
     d.state = 'stopping';
     d.generation++;
-    await this.unpublish(d);
+    const unpublished = await this.unpublish(d);
+    // No router may still send it traffic when it stops: wait until they have all applied the
+    // removal (bounded, so a wedged router cannot pin a dyno).
+    if (unpublished > 0) await waitForRouters(this.o.store, unpublished);
     this.o.appLog(d.unit.appId, 'berth', dynoName(d.unit), `Stopping process (${why})`);
     await d.running?.stop(30_000).catch(() => undefined);
     this.dynos.delete(unitKey(d.unit));
@@ -216,8 +220,10 @@ export class Agent {
     await this.o.store.put(keys.service(d.unit.appName, unitKey(d.unit)), `${this.o.machine.address}:${d.port}`, { lease: this.keeper.id });
   }
 
-  private async unpublish(d: Dyno): Promise<void> {
-    await this.o.store.delete(keys.service(d.unit.appName, unitKey(d.unit))).catch(() => undefined);
+  /** Returns the revision of the removal (0 if nothing was published). */
+  private async unpublish(d: Dyno): Promise<number> {
+    const r = await this.o.store.delete(keys.service(d.unit.appName, unitKey(d.unit))).catch(() => undefined);
+    return r && r.deleted > 0 ? r.revision : 0;
   }
 
   private async status(d: Dyno, state: string, release: ReleaseRecord, reason?: string): Promise<void> {

@@ -49,6 +49,7 @@ export const keys = {
   unit: (machine: string, unit: string) => `${ROOT}/units/${seg(machine)}/${seg(unit)}`,
   statuses: () => `${ROOT}/status/`,
   status: (unit: string) => `${ROOT}/status/${seg(unit)}`,
+  allServices: () => `${ROOT}/services/`,
   services: (app: string) => `${ROOT}/services/${seg(app)}/`,
   service: (app: string, unit: string) => `${ROOT}/services/${seg(app)}/${seg(unit)}`,
   routers: () => `${ROOT}/routers/`,

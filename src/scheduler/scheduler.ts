@@ -1,5 +1,6 @@
 import { errorMessage } from '../domain/errors.js';
 import { keys } from '../domain/keys.js';
+import { routersCaughtUp } from '../domain/routers.js';
 import type { Logger } from '../domain/log.js';
 import { Election, LeaseKeeper, type Leadership, type Store, type TxnOp } from '../store/index.js';
 import { plan } from './placement.js';
@@ -104,7 +105,13 @@ export class Scheduler {
     const up = new Set((await this.o.store.range(keys.statuses(), { prefix: true })).kvs.filter((kv) => (JSON.parse(kv.value) as { state?: string }).state === 'up').map((kv) => kv.key.slice(keys.statuses().length)));
     for (const old of p.superseded) {
       const replacement = state.assignments.find((a) => a.unit.name === old.unit.name && a.unit.release > old.unit.release);
-      if (replacement && up.has(unitKey(replacement.unit))) ops.push({ type: 'delete', key: keys.unit(old.machine, unitKey(old.unit)) });
+      if (!replacement || !up.has(unitKey(replacement.unit))) continue;
+      // A web replacement must also be published and reach every router before the old one goes.
+      if (replacement.unit.type === 'web') {
+        const published = await this.o.store.get(keys.service(replacement.unit.appName, unitKey(replacement.unit)));
+        if (!published || !(await routersCaughtUp(this.o.store, published.modRevision))) continue;
+      }
+      ops.push({ type: 'delete', key: keys.unit(old.machine, unitKey(old.unit)) });
     }
     for (const pending of p.pending) this.o.log.warn({ unit: pending.unit.name, reason: pending.reason }, 'unit pending');
     if (ops.length === 0) return;

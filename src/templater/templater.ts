@@ -59,6 +59,8 @@ export interface TemplaterOptions {
   resyncMs?: number;
   /** Called with the store revision every resource has been rendered at. */
   onApplied?: (revision: number) => void;
+  /** Fixed values templates see beside the store's (`it.<name>`): ports, paths, the domain. */
+  extra?: Record<string, unknown>;
 }
 
 /**
@@ -149,7 +151,7 @@ export class Templater {
     try {
       const kvs: KeyValue[] = [];
       for (const key of r.keys) kvs.push(...(await this.options.store.range(key, { prefix: true, revision })).kvs);
-      content = this.eta.renderString(readFileSync(r.src, 'utf8'), snapshot(kvs, revision));
+      content = this.eta.renderString(readFileSync(r.src, 'utf8'), { ...this.options.extra, ...snapshot(kvs, revision) });
     } catch (err) {
       log.error({ err: errorMessage(err) }, 'render failed; keeping the current file');
       return 'error';

@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -26,6 +27,19 @@ async function api<T>(method: string, path: string, body?: unknown): Promise<T> 
     ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
   });
   return (await res.json()) as T;
+}
+
+/** A request through the router with a Host header (fetch cannot set one). */
+function viaRouter(host: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port: Number(berth.summary.http_port), path: '/', headers: { host } }, (res) => {
+      let body = '';
+      res.on('data', (d: Buffer) => (body += d.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
 }
 
 /** The published endpoints of an app's web dynos, as the router will see them. */
@@ -74,6 +88,12 @@ describe('git push to a running app', () => {
 
     const [first] = await until('one endpoint', async () => ((await endpoints('live-app')).length === 1 ? endpoints('live-app') : undefined));
     expect(await (await fetch(`http://${first}/`)).text()).toBe('hello v1 from web.1');
+    // Through the router, by Host, as a user reaches it.
+    const routed = await until('routed', async () => {
+      const r = await viaRouter('live-app.berth.localhost');
+      return r.status === 200 ? r : undefined;
+    });
+    expect(routed.body).toBe('hello v1 from web.1');
     const dynos = await api<{ name: string; state: string }[]>('GET', '/apps/live-app/dynos');
     expect(dynos.map((d) => `${d.name}:${d.state}`)).toEqual(['web.1:up']);
 
@@ -82,9 +102,14 @@ describe('git push to a running app', () => {
     const answers = await Promise.all(two.map(async (ep) => (await fetch(`http://${ep}/`)).text()));
     expect(answers.sort()).toEqual(['hello v1 from web.1', 'hello v1 from web.2']);
 
-    // A new release rolls out: replacements come up before the old dynos go.
+    // A new release rolls out under a steady request loop through the router: nothing fails.
     writeFileSync(join(repo, 'server.js'), server('v2'));
     await git(repo, '-c', 'user.email=a@b', '-c', 'user.name=a', 'commit', '-qam', 'two');
+    let loading = true;
+    const statuses: number[] = [];
+    const load = (async () => {
+      while (loading && statuses.length < 20_000) statuses.push((await viaRouter('live-app.berth.localhost')).status);
+    })();
     expect((await git(repo, 'push', 'berth', 'main')).code).toBe(0);
     const rolled = await until('v2 everywhere', async () => {
       const eps = await endpoints('live-app');
@@ -93,6 +118,12 @@ describe('git push to a running app', () => {
       return texts.every((t) => t.includes('v2')) ? texts : undefined;
     });
     expect(rolled.sort()).toEqual(['hello v2 from web.1', 'hello v2 from web.2']);
+    await until('old dynos gone', async () => ((await api<unknown[]>('GET', '/apps/live-app/dynos')).length === 2 ? true : undefined));
+    loading = false;
+    await load;
+    expect(statuses.length).toBeGreaterThan(20);
+    expect(statuses.filter((s) => s !== 200)).toEqual([]);
+    expect((await viaRouter('live-app.berth.localhost')).body).toMatch(/^hello v2 from web\.[12]$/);
 
     // The dyno's own output is in the app's logs.
     const session = await api<{ logplex_url: string }>('POST', '/apps/live-app/log-sessions', { lines: 200 });
@@ -102,5 +133,6 @@ describe('git push to a running app', () => {
 
     await api('PATCH', '/apps/live-app/formation', { updates: [{ type: 'web', quantity: 0 }] });
     await until('no endpoints', async () => ((await endpoints('live-app')).length === 0 ? true : undefined));
+    await until('503 from the router', async () => ((await viaRouter('live-app.berth.localhost')).status === 503 ? true : undefined));
   }, 180_000);
 });

@@ -16,9 +16,10 @@ export interface BerthProcess {
 export async function startBerth(args: string[], env: Record<string, string> = {}): Promise<BerthProcess> {
   const apiPort = args.includes('--api-port') ? undefined : await freePort();
   const sshPort = args.includes('--ssh-port') ? undefined : await freePort();
+  const httpPort = args.includes('--http-port') ? undefined : await freePort();
   const child: ChildProcess = spawn(
     process.execPath,
-    ['--import', 'tsx', MAIN, 'up', '--json', '--api-host', '127.0.0.1', ...(apiPort ? ['--api-port', String(apiPort)] : []), ...(sshPort ? ['--ssh-port', String(sshPort)] : []), ...args],
+    ['--import', 'tsx', MAIN, 'up', '--json', '--api-host', '127.0.0.1', ...(apiPort ? ['--api-port', String(apiPort)] : []), ...(sshPort ? ['--ssh-port', String(sshPort)] : []), ...(httpPort ? ['--http-port', String(httpPort)] : []), ...args],
     { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } },
   );
   let stderr = '';

@@ -1,10 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { availableParallelism, hostname, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { Agent, ProcessRuntime, type MachineInfo } from '../../agent/index.js';
 import { createBuilder } from '../../builder/index.js';
+import { Router, routerUnavailable } from '../../router/index.js';
 import { Scheduler } from '../../scheduler/index.js';
 import { startController } from '../../controller/index.js';
 import { Users } from '../../controller/model/users.js';
@@ -22,6 +24,7 @@ interface UpOptions {
   apiHost: string;
   apiUrl?: string;
   sshPort: string;
+  httpPort?: string;
   domain: string;
   adminEmail?: string;
   agent: boolean;
@@ -41,6 +44,18 @@ function ports(range: string): { from: number; to: number } {
   const to = Number(m?.[2]);
   if (!m || from < 1 || to > 65535 || from > to) throw invalid(`--ports must be a range like 20000-20999, got "${range}".`);
   return { from, to };
+}
+
+/** A port the kernel hands out on loopback, for the router's private control server. */
+function loopbackPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const p = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(p));
+    });
+  });
 }
 
 /** This node's stable id, kept in the data dir so a restart is the same machine. */
@@ -88,6 +103,7 @@ export function register(program: Command): void {
     .option('--api-host <address>', 'address the API listens on', '0.0.0.0')
     .option('--api-url <url>', 'URL clients reach the API at (default http://127.0.0.1:<api-port>)')
     .option('--ssh-port <port>', 'port of git over SSH (ssh://git@<host>:<port>/<app>.git)', '2222')
+    .option('--http-port <port>', 'port the router serves apps on (default 80 as root, else 8080)')
     .option('--domain <domain>', 'apps are served at <app>.<domain>', 'berth.localhost')
     .option('--admin-email <email>', 'email of the first admin (default admin@<domain>)')
     .option('--no-agent', 'do not run dynos on this machine')
@@ -97,6 +113,7 @@ export function register(program: Command): void {
       const dataDir = resolve(opts.dataDir);
       const apiPort = port(opts.apiPort, '--api-port');
       const sshPort = port(opts.sshPort, '--ssh-port');
+      const httpPort = port(opts.httpPort ?? (process.getuid?.() === 0 ? '80' : '8080'), '--http-port');
       mkdirSync(dataDir, { recursive: true, mode: 0o700 });
       const log = createLogger('berth', { destination: process.stderr });
       const store = openStore(opts.store ?? defaultStoreUrl(dataDir));
@@ -123,12 +140,18 @@ export function register(program: Command): void {
           })
         : undefined;
       await agent?.start();
-      const summary = { data_dir: dataDir, store: store.description, api_url: apiUrl, ssh_port: ssh.port, domain: opts.domain, revision: await store.currentRevision(), admin_token: token ?? null };
+      const missing = routerUnavailable();
+      const router = missing
+        ? undefined
+        : new Router({ store, log: log.child({ component: 'router' }), id: machineId(dataDir), dir: join(dataDir, 'router'), httpPort, controlPort: await loopbackPort(), domain: opts.domain });
+      if (missing) log.warn({ reason: missing }, 'the router is not running');
+      await router?.start();
+      const summary = { data_dir: dataDir, store: store.description, api_url: apiUrl, ssh_port: ssh.port, http_port: router ? httpPort : null, domain: opts.domain, revision: await store.currentRevision(), admin_token: token ?? null };
       log.info({ ...summary, admin_token: token ? '(printed once)' : null }, 'berth is up');
       if (opts.json) console.log(JSON.stringify(summary));
       else {
         console.log(header('Berth is up'));
-        console.log(keyValues([['API', apiUrl], ['Git', `${apiUrl}/<app>.git  or  ssh://git@<host>:${ssh.port}/<app>.git`], ['Apps', `http://<app>.${opts.domain}/`], ['Data dir', dataDir], ['Store', store.description]]));
+        console.log(keyValues([['API', apiUrl], ['Git', `${apiUrl}/<app>.git  or  ssh://git@<host>:${ssh.port}/<app>.git`], ['Apps', router ? `http://<app>.${opts.domain}:${httpPort}/` : `not routed: ${missing}`], ['Data dir', dataDir], ['Store', store.description]]));
         if (token) {
           console.log(`\nAdmin API token (shown once, also in ${join(dataDir, 'admin.token')}):\n  ${token}`);
           console.log(`\nUse it with the heroku CLI:  HEROKU_HOST=${apiUrl} HEROKU_API_KEY=${token} heroku apps`);
@@ -138,6 +161,7 @@ export function register(program: Command): void {
       log.info({ signal: await stopped }, 'stopping');
       // Dynos first, then SSH (its running pushes still need the API's hook endpoint).
       await agent?.stop();
+      await router?.stop();
       await scheduler.stop();
       await ssh.close();
       await controller.close();

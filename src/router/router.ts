@@ -1,0 +1,203 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { BerthError, errorMessage } from '../domain/errors.js';
+import { keys } from '../domain/keys.js';
+import type { Logger } from '../domain/log.js';
+import { LeaseKeeper, type Store } from '../store/index.js';
+import { Templater } from '../templater/index.js';
+import { NGINX_TEMPLATE } from './nginx-template.js';
+
+export interface RouterOptions {
+  store: Store;
+  log: Logger;
+  /** This router's id under /berth/routers/. */
+  id: string;
+  /** Where nginx's config, pid, logs and temp files live. */
+  dir: string;
+  httpPort: number;
+  controlPort: number;
+  /** Apps are served at <app>.<domain>. */
+  domain: string;
+  nginxBin?: string;
+  ttl?: number;
+}
+
+/** Keys the vhosts depend on; a change there re-renders nginx.conf (and only then reloads). */
+const VHOST_PREFIXES = ['/berth/app-names/', '/berth/domains/', '/berth/router/'];
+
+const MODULES = ['/usr/lib/nginx/modules/ndk_http_module.so', '/usr/lib/nginx/modules/ngx_http_lua_module.so'];
+
+/** Says what is missing, rather than letting nginx fail on its first line. */
+export function routerUnavailable(nginxBin = '/usr/sbin/nginx'): string | undefined {
+  if (!existsSync(nginxBin)) return `nginx is not installed (${nginxBin}); install Debian's nginx and libnginx-mod-http-lua (./berth installs them).`;
+  const missing = MODULES.filter((m) => !existsSync(m));
+  if (missing.length) return `nginx's Lua module is missing (${missing.join(', ')}); install libnginx-mod-http-lua.`;
+  return undefined;
+}
+
+/**
+ * The router: nginx whose vhosts the templater renders from the store (a reload only when apps,
+ * domains or router settings change) and whose endpoints it sets in place through a loopback
+ * control server (never a reload). After each change it reports, under its lease, the store
+ * revision it has fully applied, so a rollout can wait until no router still sends traffic to a
+ * dyno about to stop.
+ */
+export class Router {
+  private nginx: ChildProcess | undefined;
+  private templater: Templater | undefined;
+  private keeper: LeaseKeeper | undefined;
+  private stopped = false;
+  private reported = 0;
+  private resync: NodeJS.Timeout | undefined;
+  private sync: Promise<void> = Promise.resolve();
+  private debounce: NodeJS.Timeout | undefined;
+  private watchClose: (() => void) | undefined;
+
+  constructor(private readonly o: RouterOptions) {}
+
+  async start(): Promise<void> {
+    const bin = this.o.nginxBin ?? '/usr/sbin/nginx';
+    const missing = routerUnavailable(bin);
+    if (missing) throw new BerthError('router_unavailable', missing);
+    const dir = resolve(this.o.dir);
+    for (const sub of ['', 'logs', 'tmp', 'templates']) mkdirSync(join(dir, sub), { recursive: true });
+    writeFileSync(join(dir, 'templates', 'nginx.conf.eta'), NGINX_TEMPLATE);
+    const conf = join(dir, 'nginx.conf');
+    const pid = join(dir, 'nginx.pid');
+    this.templater = new Templater({
+      store: this.o.store,
+      log: this.o.log.child({ component: 'router-templater' }),
+      resources: [
+        {
+          name: 'nginx.conf',
+          src: join(dir, 'templates', 'nginx.conf.eta'),
+          dest: conf,
+          keys: VHOST_PREFIXES,
+          mode: 0o644,
+          checkCmd: `${bin} -t -q -p ${dir} -c {{src}}`,
+          // Graceful: old workers finish their requests; only vhost changes get here.
+          reloadCmd: `[ -f ${pid} ] && kill -HUP "$(cat ${pid})" || true`,
+        },
+      ],
+      extra: { router: { httpPort: this.o.httpPort, controlPort: this.o.controlPort, domain: this.o.domain } },
+    });
+    const initial = await this.o.store.currentRevision();
+    await this.templater.renderAll();
+    this.nginx = spawn(bin, ['-p', dir, '-c', conf, '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    this.nginx.stderr?.on('data', (d: Buffer) => this.o.log.warn({ nginx: d.toString().trim() }, 'nginx'));
+    this.nginx.on('exit', (code) => {
+      if (!this.stopped) this.o.log.error({ code }, 'nginx exited');
+    });
+    await this.waitForControl();
+    await this.pushEndpoints();
+    this.keeper = await LeaseKeeper.start(this.o.store, { ttl: this.o.ttl ?? 5, onLost: () => void this.register() });
+    await this.register(initial);
+    void this.follow(initial + 1);
+    // A periodic full pass repairs anything a missed event or a hand edit left behind.
+    this.resync = setInterval(() => void this.apply(true, true, 0), 60_000);
+  }
+
+  private async register(revision = this.reported): Promise<void> {
+    if (this.stopped || !this.keeper) return;
+    this.reported = 0;
+    await this.report(revision);
+  }
+
+  /** Endpoints as the agents published them, one line per app, sorted. */
+  private async pushEndpoints(): Promise<void> {
+    const r = await this.o.store.range(keys.allServices(), { prefix: true });
+    const byApp = new Map<string, string[]>();
+    for (const kv of r.kvs) {
+      const app = kv.key.split('/')[3] ?? '';
+      byApp.set(app, [...(byApp.get(app) ?? []), kv.value]);
+    }
+    const body = [...byApp].sort(([a], [b]) => (a < b ? -1 : 1)).map(([app, eps]) => `${app} ${eps.sort().join(',')}`).join('\n');
+    const res = await fetch(`http://127.0.0.1:${this.o.controlPort}/endpoints`, { method: 'POST', body: `${body}\n` });
+    if (!res.ok) throw new Error(`nginx refused the endpoints (HTTP ${res.status})`);
+  }
+
+  /**
+   * One watch over the platform's keys: every batch holds whole revisions, so once the vhosts and
+   * endpoints it touches are applied, the router has applied everything up to its revision.
+   */
+  private async follow(from: number): Promise<void> {
+    let start = from;
+    let vhosts = false;
+    let endpoints = false;
+    let upTo = 0;
+    while (!this.stopped) {
+      try {
+        const watch = await this.o.store.watch('/berth/', { prefix: true, startRevision: start });
+        this.watchClose = () => watch.close();
+        for await (const batch of watch) {
+          start = batch.revision + 1;
+          upTo = batch.revision;
+          vhosts ||= batch.events.some((e) => VHOST_PREFIXES.some((p) => e.kv.key.startsWith(p)));
+          endpoints ||= batch.events.some((e) => e.kv.key.startsWith(keys.allServices()));
+          // A short debounce turns a rollout's many changes into one update.
+          clearTimeout(this.debounce);
+          this.debounce = setTimeout(() => {
+            const [v, e, r] = [vhosts, endpoints, upTo];
+            vhosts = endpoints = false;
+            void this.apply(v, e, r);
+          }, 10);
+        }
+      } catch {
+        if (this.stopped) return;
+        start = (await this.o.store.currentRevision().catch(() => start - 1)) + 1;
+        await this.apply(true, true, start - 1);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+  }
+
+  private apply(vhosts: boolean, endpoints: boolean, revision: number): Promise<void> {
+    this.sync = this.sync
+      .then(async () => {
+        if (vhosts) await this.templater?.renderAll();
+        if (endpoints) await this.pushEndpoints();
+        if (revision > 0) await this.report(revision);
+      })
+      .catch((err: unknown) => this.o.log.error({ err: errorMessage(err) }, 'router update failed'));
+    return this.sync;
+  }
+
+  /** Tells rollouts, under this router's lease, which store revision it has fully applied. */
+  private async report(revision: number): Promise<void> {
+    if (!this.keeper || revision <= this.reported) return;
+    this.reported = revision;
+    await this.o.store
+      .put(keys.router(this.o.id), JSON.stringify({ id: this.o.id, revision, http_port: this.o.httpPort, updated_at: new Date().toISOString() }), { lease: this.keeper.id })
+      .catch((err: unknown) => this.o.log.warn({ err: errorMessage(err) }, 'could not report the applied revision'));
+  }
+
+  private async waitForControl(): Promise<void> {
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline) {
+      if (this.nginx?.exitCode !== null && this.nginx?.exitCode !== undefined) throw new BerthError('router_unavailable', `nginx exited with ${this.nginx.exitCode}; see ${this.o.dir}/logs/error.log`);
+      const ok = await fetch(`http://127.0.0.1:${this.o.controlPort}/endpoints`, { method: 'POST', body: '' }).then((r) => r.ok, () => false);
+      if (ok) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new BerthError('router_unavailable', `nginx did not start within 10 s; see ${this.o.dir}/logs/error.log`);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.debounce);
+    clearInterval(this.resync);
+    this.watchClose?.();
+    await this.sync;
+    await this.keeper?.revoke().catch(() => undefined);
+    const nginx = this.nginx;
+    if (nginx && nginx.exitCode === null) {
+      // SIGQUIT: graceful shutdown, workers finish what they are serving.
+      const exited = new Promise((r) => nginx.once('exit', r));
+      nginx.kill('SIGQUIT');
+      const timer = setTimeout(() => nginx.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(timer);
+    }
+  }
+}

@@ -1,0 +1,123 @@
+import { execFileSync } from 'node:child_process';
+import { createServer, request, type IncomingHttpHeaders, type Server } from 'node:http';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../../src/domain/log.js';
+import { Router } from '../../src/router/index.js';
+import { openStore, type Store } from '../../src/store/index.js';
+import { freePort } from '../support/ports.js';
+
+let store: Store;
+let router: Router;
+let dir: string;
+let port: number;
+const upstreams: Server[] = [];
+const seenIds: string[] = [];
+
+/** A dyno stand-in: answers with its name and what the router told it. */
+async function dyno(name: string): Promise<string> {
+  const p = await freePort();
+  const srv = createServer((req, res) => {
+    seenIds.push(String(req.headers['x-request-id']));
+    res.end(`${name} ${req.headers['x-forwarded-for']} ${req.headers.host}`);
+  });
+  await new Promise<void>((r) => srv.listen(p, '127.0.0.1', r));
+  upstreams.push(srv);
+  return `127.0.0.1:${p}`;
+}
+
+/** node:http, not fetch: fetch will not send a Host header of our choosing. */
+function get(host: string, path = '/', headers: Record<string, string> = {}): Promise<{ status: number; body: string; headers: IncomingHttpHeaders }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, headers: { host, ...headers } }, (res) => {
+      let body = '';
+      res.on('data', (d: Buffer) => (body += d.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+async function until(cond: () => Promise<boolean>, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+const workerPids = (): string => execFileSync('pgrep', ['-P', readFileSync(join(dir, 'nginx.pid'), 'utf8').trim()]).toString().trim();
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'berth-router-'));
+  store = openStore('memory://');
+  await store.put('/berth/app-names/shop', 'id-shop');
+  await store.put('/berth/app-names/idle', 'id-idle');
+  await store.put('/berth/domains/www.shop.example', 'id-shop');
+  port = await freePort();
+  router = new Router({ store, log: createLogger('test', { level: 'silent' }), id: 'r1', dir, httpPort: port, controlPort: await freePort(), domain: 'berth.test' });
+  await router.start();
+}, 30_000);
+afterAll(async () => {
+  await router?.stop();
+  for (const s of upstreams) s.close();
+  await store?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('router (real nginx)', () => {
+  it('answers /health, 404s unknown hosts and 503s an app with no web dynos', async () => {
+    expect(await get('anything')).toMatchObject({ status: 404 });
+    expect((await get('nope.berth.test')).body).toContain('No such app');
+    expect((await get('x', '/health')).body).toBe('ok\n');
+    const idle = await get('idle.berth.test');
+    expect(idle.status).toBe(503);
+    expect(idle.body).toContain('Application not running');
+  });
+
+  it('routes by host to published endpoints, spreading load, without reloading nginx', async () => {
+    const workers = workerPids();
+    const a = await dyno('web.1');
+    const b = await dyno('web.2');
+    const put = await store.put('/berth/services/shop/shop.web.1@v2', a);
+    await store.put('/berth/services/shop/shop.web.2@v2', b);
+    await until(async () => (await get('shop.berth.test')).status === 200);
+    const bodies = new Set<string>();
+    for (let i = 0; i < 30; i++) bodies.add((await get('shop.berth.test')).body.split(' ')[0] ?? '');
+    expect([...bodies].sort()).toEqual(['web.1', 'web.2']);
+    expect((await get('www.shop.example')).body).toMatch(/^web\.\d 127\.0\.0\.1 www\.shop\.example$/);
+    // Endpoint changes never reload nginx: the same workers serve.
+    expect(workerPids()).toBe(workers);
+    // The router reports having applied the change.
+    await until(async () => JSON.parse((await store.get('/berth/routers/r1'))?.value ?? '{"revision":0}').revision >= put.revision);
+  });
+
+  it('passes X-Request-Id through, or makes one', async () => {
+    seenIds.length = 0;
+    const given = await get('shop.berth.test', '/', { 'x-request-id': 'req-123' });
+    expect(given.headers['x-request-id']).toBe('req-123');
+    await get('shop.berth.test');
+    expect(seenIds[0]).toBe('req-123');
+    expect(seenIds[1]).toMatch(/^[0-9a-f]{32}$/);
+  });
+
+  it('retries an idempotent request on another endpoint when one is down, and drops removed ones', async () => {
+    const dead = `127.0.0.1:${await freePort()}`;
+    await store.put('/berth/services/shop/shop.web.3@v2', dead);
+    await new Promise((r) => setTimeout(r, 100));
+    for (let i = 0; i < 20; i++) expect((await get('shop.berth.test')).status).toBe(200);
+    await store.delete('/berth/services/shop/', { prefix: true });
+    await until(async () => (await get('shop.berth.test')).status === 503);
+  });
+
+  it('reloads gracefully for a new app, and serves it', async () => {
+    const c = await dyno('new.1');
+    await store.put('/berth/app-names/fresh', 'id-fresh');
+    await store.put('/berth/services/fresh/fresh.web.1@v1', c);
+    await until(async () => (await get('fresh.berth.test')).status === 200, 10_000);
+    expect((await get('fresh.berth.test')).body.split(' ')[0]).toBe('new.1');
+  });
+});
