@@ -56,6 +56,16 @@ berth_build() {
 # binary can be fetched.
 BERTH_BUILD_PACKAGES=(python3 make g++)
 
+# Debian's nginx package starts its own server on port 80; Berth runs nginx itself, so the
+# distribution's service is stopped and disabled (said, not silent).
+berth_own_nginx() {
+  command -v systemctl >/dev/null 2>&1 || return 0
+  if systemctl is-enabled --quiet nginx 2>/dev/null || systemctl is-active --quiet nginx 2>/dev/null; then
+    berth_say "stopping and disabling the system nginx service: Berth's router runs its own nginx"
+    systemctl disable --now nginx >/dev/null 2>&1 || true
+  fi
+}
+
 berth_setup() {
   berth_node
   berth_packages "${BERTH_BUILD_PACKAGES[@]}" "$@"
