@@ -3,7 +3,7 @@
  * facts are in it (apps, custom domains, router settings), so it changes — and nginx reloads —
  * only when those do. Endpoints are never in it: they live in the `berth_endpoints` shared dict,
  * which the router updates in place through the loopback control server; shared dicts survive
- * reloads. `it.router` carries the ports and the platform domain.
+ * reloads. `it.router` carries the ports, the platform domain and the control secret.
  */
 export const NGINX_TEMPLATE = `<%
 const r = it.router;
@@ -124,6 +124,11 @@ http {
       client_body_buffer_size 4m;
       client_max_body_size 4m;
       content_by_lua_block {
+        -- Dynos share the host's network: only the router process, which knows this start's
+        -- secret, may change where traffic goes.
+        if ngx.req.get_headers()["x-berth-control"] ~= "<%= r.controlToken %>" then
+          return ngx.exit(403)
+        end
         ngx.req.read_body()
         local body = ngx.req.get_body_data() or ""
         local dict = ngx.shared.berth_endpoints

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { BerthError, errorMessage } from '../domain/errors.js';
 import { keys } from '../domain/keys.js';
@@ -49,6 +50,7 @@ export class Router {
   private keeper: LeaseKeeper | undefined;
   private stopped = false;
   private reported = 0;
+  private readonly controlToken = randomBytes(24).toString('hex');
   private resync: NodeJS.Timeout | undefined;
   private sync: Promise<void> = Promise.resolve();
   private debounce: NodeJS.Timeout | undefined;
@@ -62,6 +64,7 @@ export class Router {
     if (missing) throw new BerthError('router_unavailable', missing);
     const dir = resolve(this.o.dir);
     for (const sub of ['', 'logs', 'tmp', 'templates']) mkdirSync(join(dir, sub), { recursive: true });
+    chmodSync(dir, 0o711);
     writeFileSync(join(dir, 'templates', 'nginx.conf.eta'), NGINX_TEMPLATE);
     const conf = join(dir, 'nginx.conf');
     const pid = join(dir, 'nginx.pid');
@@ -74,13 +77,14 @@ export class Router {
           src: join(dir, 'templates', 'nginx.conf.eta'),
           dest: conf,
           keys: VHOST_PREFIXES,
-          mode: 0o644,
+          // It holds the control secret: owner-only (nginx's master reads it as root).
+          mode: 0o600,
           checkCmd: `${bin} -t -q -p ${dir} -c {{src}}`,
           // Graceful: old workers finish their requests; only vhost changes get here.
           reloadCmd: `[ -f ${pid} ] && kill -HUP "$(cat ${pid})" || true`,
         },
       ],
-      extra: { router: { httpPort: this.o.httpPort, controlPort: this.o.controlPort, domain: this.o.domain } },
+      extra: { router: { httpPort: this.o.httpPort, controlPort: this.o.controlPort, domain: this.o.domain, controlToken: this.controlToken } },
     });
     const initial = await this.o.store.currentRevision();
     await this.templater.renderAll();
@@ -113,7 +117,7 @@ export class Router {
       byApp.set(app, [...(byApp.get(app) ?? []), kv.value]);
     }
     const body = [...byApp].sort(([a], [b]) => (a < b ? -1 : 1)).map(([app, eps]) => `${app} ${eps.sort().join(',')}`).join('\n');
-    const res = await fetch(`http://127.0.0.1:${this.o.controlPort}/endpoints`, { method: 'POST', body: `${body}\n` });
+    const res = await fetch(`http://127.0.0.1:${this.o.controlPort}/endpoints`, { method: 'POST', body: `${body}\n`, headers: { 'x-berth-control': this.controlToken } });
     if (!res.ok) throw new Error(`nginx refused the endpoints (HTTP ${res.status})`);
   }
 
@@ -176,7 +180,7 @@ export class Router {
     const deadline = Date.now() + 10_000;
     while (Date.now() < deadline) {
       if (this.nginx?.exitCode !== null && this.nginx?.exitCode !== undefined) throw new BerthError('router_unavailable', `nginx exited with ${this.nginx.exitCode}; see ${this.o.dir}/logs/error.log`);
-      const ok = await fetch(`http://127.0.0.1:${this.o.controlPort}/endpoints`, { method: 'POST', body: '' }).then((r) => r.ok, () => false);
+      const ok = await fetch(`http://127.0.0.1:${this.o.controlPort}/endpoints`, { method: 'POST', body: '', headers: { 'x-berth-control': this.controlToken } }).then((r) => r.ok, () => false);
       if (ok) return;
       await new Promise((r) => setTimeout(r, 50));
     }

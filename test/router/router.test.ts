@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { createServer, request, type IncomingHttpHeaders, type Server } from 'node:http';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -111,6 +111,14 @@ describe('router (real nginx)', () => {
     for (let i = 0; i < 20; i++) expect((await get('shop.berth.test')).status).toBe(200);
     await store.delete('/berth/services/shop/', { prefix: true });
     await until(async () => (await get('shop.berth.test')).status === 503);
+  });
+
+  it('refuses endpoint changes from anyone without the router\'s secret (dynos share the network)', async () => {
+    const conf = readFileSync(join(dir, 'nginx.conf'), 'utf8');
+    const controlPort = /listen 127\.0\.0\.1:(\d+);/.exec(conf)?.[1];
+    const res = await fetch(`http://127.0.0.1:${controlPort}/endpoints`, { method: 'POST', body: 'shop 127.0.0.1:1\n' });
+    expect(res.status).toBe(403);
+    expect(statSync(join(dir, 'nginx.conf')).mode & 0o777).toBe(0o600);
   });
 
   it('reloads gracefully for a new app, and serves it', async () => {
