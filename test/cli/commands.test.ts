@@ -157,6 +157,20 @@ describe('the berth CLI', () => {
     expect((await as('apps:destroy', '--confirm', 'cli-made')).code).toBe(0);
   });
 
+  it('sets placement tags and memory limits, and lists nodes for admins', async () => {
+    await as('apps:create', 'placed-app');
+    const tags = await as('tags:set', 'region=eu', 'disk=ssd', '-a', 'placed-app');
+    expect(tags.out).toMatch(/region:\s+eu/);
+    expect((await as('tags:set', 'disk=', '-a', 'placed-app')).out).not.toMatch(/disk/);
+    expect((await as('tags:set', 'bad tag=x', '-a', 'placed-app')).err).toMatch(/may only use letters/);
+    expect((await as('limits:set', 'web=256m', '-a', 'placed-app')).out).toMatch(/web:\s+256M/);
+    expect((await as('limits:set', 'web=10K', '-a', 'placed-app')).err).toMatch(/between 64M and 64G/);
+    expect((await as('nodes')).err).toMatch(/needs an admin account/);
+    await store.put('/berth/machines/node-a', JSON.stringify({ id: 'node-a', name: 'a', address: '127.0.0.1', tags: { region: 'eu' }, capacity: { memoryBytes: 8 * 1024 ** 3, cpus: 2 }, ports: { from: 1, to: 2 } }));
+    const nodes = await berth(home, repo, { BERTH_API_KEY: adminToken }, 'nodes');
+    expect(nodes.out).toMatch(/node-a\s+up\s+127\.0\.0\.1\s+region=eu\s+8\.0G\/2cpu\s+0/);
+  });
+
   it('renames an app and updates the git remote', async () => {
     await as('apps:create', 'before-name');
     const r = await as('apps:rename', 'after-name');

@@ -10,6 +10,7 @@ import { registerAdminRoutes } from './routes/admin.js';
 import { registerAppRoutes } from './routes/apps.js';
 import { registerFormationRoutes } from './routes/formation.js';
 import { registerLogRoutes } from './routes/logs.js';
+import { registerPlacementRoutes } from './routes/placement.js';
 import { registerReleaseRoutes } from './routes/releases.js';
 
 declare module 'fastify' {
@@ -119,6 +120,7 @@ export function buildApi(services: Services, log: Logger, extraRoutes: ((api: Fa
   registerAccessRoutes(app, services);
   registerLogRoutes(app, services);
   registerAdminRoutes(app, services);
+  registerPlacementRoutes(app, services);
   for (const routes of extraRoutes) routes(app, services);
   return app;
 }
