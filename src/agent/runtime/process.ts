@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { chmodSync, createReadStream, existsSync, mkdirSync, rmSync } from 'node:fs';
+import { chmodSync, createReadStream, existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { appUid } from '../../builder/builder.js';
@@ -34,6 +34,9 @@ export class ProcessRuntime implements Runtime {
     this.workDir = resolve(options.workDir);
     mkdirSync(this.workDir, { recursive: true });
     chmodSync(this.workDir, 0o711);
+    // Dynos die with the agent that started them (bwrap --die-with-parent): whatever a previous
+    // agent left here is unpacked slugs of dead dynos.
+    for (const entry of readdirSync(this.workDir)) rmSync(join(this.workDir, entry), { recursive: true, force: true });
   }
 
   async start(spec: DynoSpec): Promise<RunningDyno> {
