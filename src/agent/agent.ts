@@ -1,4 +1,4 @@
-import { connect } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import type { ReleaseRecord } from '../controller/model/types.js';
 import { errorMessage } from '../domain/errors.js';
@@ -52,6 +52,7 @@ interface Dyno {
   createdAt: string;
   /** Bumped on every start, so a stale exit handler can tell it is stale. */
   generation: number;
+  release?: ReleaseRecord;
 }
 
 const dynoName = (u: UnitAssignment): string => `${u.type}.${u.index}`;
@@ -79,18 +80,35 @@ export class Agent {
     this.keeper = await LeaseKeeper.start(store, {
       ttl: this.o.ttl ?? 5,
       onLost: () => {
-        // Our endpoints are gone with the lease: register again and republish.
+        // Our registration and endpoints went with the lease: register again (until it works)
+        // and republish, or the scheduler moves every unit away.
         this.o.log.warn('machine lease lost; registering again');
-        void this.start().catch((err: unknown) => this.o.log.error({ err: errorMessage(err) }, 're-registration failed'));
+        void this.reRegister();
       },
     });
     await store.put(keys.machine(machine.id), JSON.stringify({ ...machine, agent_version: '0.1.0', registered_at: new Date().toISOString() }), { lease: this.keeper.id });
-    for (const d of this.dynos.values()) if (d.state === 'up') await this.publish(d);
+    for (const d of this.dynos.values()) {
+      if (d.state !== 'up') continue;
+      await this.publish(d);
+      if (d.release) await this.status(d, 'up', d.release);
+    }
     if (this.timer) return;
     const from = (await store.currentRevision()) + 1;
     void this.follow(from);
     this.timer = setInterval(() => void this.reconcile(), this.o.reconcileMs ?? 5000);
     void this.reconcile();
+  }
+
+  private async reRegister(): Promise<void> {
+    for (let delay = 200; !this.stopped; delay = Math.min(delay * 2, 5000)) {
+      try {
+        await this.start();
+        return;
+      } catch (err) {
+        this.o.log.warn({ err: errorMessage(err) }, 're-registration failed; retrying');
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
   }
 
   private async follow(from: number): Promise<void> {
@@ -132,9 +150,10 @@ export class Agent {
     }
   }
 
-  private allocatePort(): number {
+  /** A port none of our dynos has and nothing on the host is bound to right now. */
+  private async allocatePort(): Promise<number> {
     const used = new Set([...this.dynos.values()].map((d) => d.port));
-    for (let p = this.o.machine.ports.from; p <= this.o.machine.ports.to; p++) if (!used.has(p)) return p;
+    for (let p = this.o.machine.ports.from; p <= this.o.machine.ports.to; p++) if (!used.has(p) && (await portFree(p))) return p;
     throw new Error(`no free port in ${this.o.machine.ports.from}-${this.o.machine.ports.to}`);
   }
 
@@ -149,9 +168,10 @@ export class Agent {
       const kv = await this.o.store.get(keys.release(u.appId, u.release));
       if (!kv) throw new Error(`release v${u.release} is missing`);
       const release = JSON.parse(kv.value) as ReleaseRecord;
+      d.release = release;
       const command = release.process_types[u.type];
       if (!command || !release.slug_id) throw new Error(`release v${u.release} has no ${u.type} process`);
-      if (u.type === 'web' && d.port === undefined) d.port = this.allocatePort();
+      if (u.type === 'web' && d.port === undefined) d.port = await this.allocatePort();
       await this.status(d, 'starting', release);
       this.o.appLog(u.appId, 'berth', dynoName(u), `Starting process with command \`${command}\``);
       d.running = await this.o.runtime.start({
@@ -167,7 +187,8 @@ export class Agent {
         onOutput: (_stream, line) => this.o.appLog(u.appId, 'app', dynoName(u), line),
       });
       void d.running.exited.then((exit) => this.onExit(d, generation, exit, release));
-      if (d.port !== undefined) await waitForPort(d.port, this.o.bootTimeoutMs ?? 60_000, () => d.generation !== generation || !d.running);
+      const running = d.running;
+      if (d.port !== undefined) await waitForPort(d.port, this.o.bootTimeoutMs ?? 60_000, () => d.generation !== generation || !d.running, () => running.ownsPort(d.port as number));
       if (d.generation !== generation) return;
       d.state = 'up';
       await this.status(d, 'up', release);
@@ -197,6 +218,8 @@ export class Agent {
   private crashed(d: Dyno, reason: string): void {
     d.state = 'crashed';
     d.running = undefined;
+    // Another process may hold the old port now: the next start asks for a fresh one.
+    d.port = undefined;
     d.restarts++;
     d.nextStart = Date.now() + Math.min(300_000, 1000 * 2 ** Math.min(d.restarts - 1, 9));
     this.o.log.info({ unit: d.unit.name, reason, restartInMs: d.nextStart - Date.now() }, 'dyno crashed');
@@ -257,8 +280,16 @@ export class Agent {
   }
 }
 
-/** A web dyno is up when its port accepts a connection. */
-async function waitForPort(port: number, timeoutMs: number, abandon: () => boolean): Promise<void> {
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '0.0.0.0', () => srv.close(() => resolve(true)));
+  });
+}
+
+/** A web dyno is up when its port accepts a connection — and the listener is the dyno itself. */
+async function waitForPort(port: number, timeoutMs: number, abandon: () => boolean, owned: () => Promise<boolean>): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (abandon()) throw new Error('the dyno exited before it was up');
@@ -269,7 +300,7 @@ async function waitForPort(port: number, timeoutMs: number, abandon: () => boole
       });
       s.on('error', () => resolve(false));
     });
-    if (ok) return;
+    if (ok && (await owned())) return;
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`Web process failed to bind to $PORT within ${Math.round(timeoutMs / 1000)} seconds of launch`);

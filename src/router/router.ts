@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { BerthError, errorMessage } from '../domain/errors.js';
 import { keys } from '../domain/keys.js';
@@ -86,26 +86,35 @@ export class Router {
       ],
       extra: { router: { httpPort: this.o.httpPort, controlPort: this.o.controlPort, domain: this.o.domain, controlToken: this.controlToken } },
     });
+    this.killStale(dir);
     const initial = await this.o.store.currentRevision();
     await this.templater.renderAll();
-    this.nginx = spawn(bin, ['-p', dir, '-c', conf, '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'pipe'] });
-    this.nginx.stderr?.on('data', (d: Buffer) => this.o.log.warn({ nginx: d.toString().trim() }, 'nginx'));
-    this.nginx.on('exit', (code) => {
-      if (!this.stopped) this.o.log.error({ code }, 'nginx exited');
-    });
+    this.spawnNginx(bin, dir, conf);
+    this.superviseNginx(bin, dir, conf);
     await this.waitForControl();
     await this.pushEndpoints();
-    this.keeper = await LeaseKeeper.start(this.o.store, { ttl: this.o.ttl ?? 5, onLost: () => void this.register() });
     await this.register(initial);
     void this.follow(initial + 1);
     // A periodic full pass repairs anything a missed event or a hand edit left behind.
     this.resync = setInterval(() => void this.apply(true, true, 0), 60_000);
   }
 
+  /**
+   * Takes a fresh lease and reports again. Retried until it works: a router missing from
+   * /berth/routers would let rollouts stop dynos it still sends traffic to.
+   */
   private async register(revision = this.reported): Promise<void> {
-    if (this.stopped || !this.keeper) return;
-    this.reported = 0;
-    await this.report(revision);
+    for (let delay = 200; !this.stopped; delay = Math.min(delay * 2, 5000)) {
+      try {
+        this.keeper = await LeaseKeeper.start(this.o.store, { ttl: this.o.ttl ?? 5, onLost: () => void this.register() });
+        this.reported = 0;
+        await this.report(Math.max(revision, 1));
+        return;
+      } catch (err) {
+        this.o.log.warn({ err: errorMessage(err) }, 'router registration failed; retrying');
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
   }
 
   /** Endpoints as the agents published them, one line per app, sorted. */
@@ -117,7 +126,7 @@ export class Router {
       byApp.set(app, [...(byApp.get(app) ?? []), kv.value]);
     }
     const body = [...byApp].sort(([a], [b]) => (a < b ? -1 : 1)).map(([app, eps]) => `${app} ${eps.sort().join(',')}`).join('\n');
-    const res = await fetch(`http://127.0.0.1:${this.o.controlPort}/endpoints`, { method: 'POST', body: `${body}\n`, headers: { 'x-berth-control': this.controlToken } });
+    const res = await fetch(`http://127.0.0.1:${this.o.controlPort}/endpoints`, { method: 'POST', body: `${body}\n`, headers: { 'x-berth-control': this.controlToken }, signal: AbortSignal.timeout(5000) });
     if (!res.ok) throw new Error(`nginx refused the endpoints (HTTP ${res.status})`);
   }
 
@@ -127,53 +136,103 @@ export class Router {
    */
   private async follow(from: number): Promise<void> {
     let start = from;
-    let vhosts = false;
-    let endpoints = false;
-    let upTo = 0;
     while (!this.stopped) {
       try {
         const watch = await this.o.store.watch('/berth/', { prefix: true, startRevision: start });
         this.watchClose = () => watch.close();
         for await (const batch of watch) {
           start = batch.revision + 1;
-          upTo = batch.revision;
-          vhosts ||= batch.events.some((e) => VHOST_PREFIXES.some((p) => e.kv.key.startsWith(p)));
-          endpoints ||= batch.events.some((e) => e.kv.key.startsWith(keys.allServices()));
-          // A short debounce turns a rollout's many changes into one update.
-          clearTimeout(this.debounce);
-          this.debounce = setTimeout(() => {
-            const [v, e, r] = [vhosts, endpoints, upTo];
-            vhosts = endpoints = false;
-            void this.apply(v, e, r);
-          }, 10);
+          const vhosts = batch.events.some((e) => VHOST_PREFIXES.some((p) => e.kv.key.startsWith(p)));
+          const endpoints = batch.events.some((e) => e.kv.key.startsWith(keys.allServices()));
+          // Only what the router serves counts; its own reports (and everyone's statuses) would
+          // otherwise make every report trigger the next.
+          if (vhosts || endpoints) this.schedule(vhosts, endpoints, batch.revision);
         }
       } catch {
         if (this.stopped) return;
         start = (await this.o.store.currentRevision().catch(() => start - 1)) + 1;
-        await this.apply(true, true, start - 1);
+        this.schedule(true, true, start - 1);
         await new Promise((r) => setTimeout(r, 200));
       }
     }
   }
 
+  private pendingVhosts = false;
+  private pendingEndpoints = false;
+  private pendingRevision = 0;
+
+  /** A short debounce turns a rollout's many changes into one update; failures are retried. */
+  private schedule(vhosts: boolean, endpoints: boolean, revision: number, delayMs = 10): void {
+    this.pendingVhosts ||= vhosts;
+    this.pendingEndpoints ||= endpoints;
+    this.pendingRevision = Math.max(this.pendingRevision, revision);
+    clearTimeout(this.debounce);
+    this.debounce = setTimeout(() => {
+      const [v, e, r] = [this.pendingVhosts, this.pendingEndpoints, this.pendingRevision];
+      this.pendingVhosts = this.pendingEndpoints = false;
+      void this.apply(v, e, r);
+    }, delayMs);
+  }
+
   private apply(vhosts: boolean, endpoints: boolean, revision: number): Promise<void> {
-    this.sync = this.sync
-      .then(async () => {
+    this.sync = this.sync.then(async () => {
+      try {
         if (vhosts) await this.templater?.renderAll();
         if (endpoints) await this.pushEndpoints();
         if (revision > 0) await this.report(revision);
-      })
-      .catch((err: unknown) => this.o.log.error({ err: errorMessage(err) }, 'router update failed'));
+      } catch (err) {
+        // Never claim a revision that is not served: keep it pending and try again shortly.
+        this.o.log.error({ err: errorMessage(err) }, 'router update failed; retrying');
+        if (!this.stopped) this.schedule(vhosts, endpoints, revision, 500);
+      }
+    });
     return this.sync;
   }
 
   /** Tells rollouts, under this router's lease, which store revision it has fully applied. */
   private async report(revision: number): Promise<void> {
     if (!this.keeper || revision <= this.reported) return;
+    await this.o.store.put(keys.router(this.o.id), JSON.stringify({ id: this.o.id, revision, http_port: this.o.httpPort, updated_at: new Date().toISOString() }), { lease: this.keeper.id });
     this.reported = revision;
-    await this.o.store
-      .put(keys.router(this.o.id), JSON.stringify({ id: this.o.id, revision, http_port: this.o.httpPort, updated_at: new Date().toISOString() }), { lease: this.keeper.id })
-      .catch((err: unknown) => this.o.log.warn({ err: errorMessage(err) }, 'could not report the applied revision'));
+  }
+
+  /** In its own process group, so its workers can be reaped with it if the master dies. */
+  private spawnNginx(bin: string, dir: string, conf: string): void {
+    this.nginx = spawn(bin, ['-p', dir, '-c', conf, '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+    this.nginx.stderr?.on('data', (d: Buffer) => this.o.log.warn({ nginx: d.toString().trim() }, 'nginx'));
+  }
+
+  /** An nginx left by a Berth that was killed would hold the port and route stale endpoints. */
+  private killStale(dir: string): void {
+    const pidFile = join(dir, 'nginx.pid');
+    if (!existsSync(pidFile)) return;
+    const pid = Number(readFileSync(pidFile, 'utf8').trim());
+    try {
+      if (pid > 1 && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('nginx')) process.kill(-pid, 'SIGKILL');
+    } catch {
+      // Gone already, or not a group leader: nothing of ours is left.
+    }
+  }
+
+  /** nginx dying is not the end of routing: start it again and give it the endpoints again. */
+  private superviseNginx(bin: string, dir: string, conf: string): void {
+    const pid = this.nginx?.pid;
+    this.nginx?.once('exit', (code) => {
+      if (this.stopped) return;
+      this.o.log.error({ code }, 'nginx exited; restarting it');
+      // Its workers outlive a killed master and keep the port: take the whole group down first.
+      try {
+        if (pid) process.kill(-pid, 'SIGKILL');
+      } catch {
+        // Nothing left in the group.
+      }
+      setTimeout(() => {
+        if (this.stopped) return;
+        this.spawnNginx(bin, dir, conf);
+        this.superviseNginx(bin, dir, conf);
+        void this.waitForControl().then(() => this.schedule(false, true, this.reported), (err: unknown) => this.o.log.error({ err: errorMessage(err) }, 'nginx did not come back'));
+      }, 500);
+    });
   }
 
   private async waitForControl(): Promise<void> {
@@ -199,7 +258,9 @@ export class Router {
       // SIGQUIT: graceful shutdown, workers finish what they are serving.
       const exited = new Promise((r) => nginx.once('exit', r));
       nginx.kill('SIGQUIT');
-      const timer = setTimeout(() => nginx.kill('SIGKILL'), 10_000);
+      const timer = setTimeout(() => {
+        if (nginx.pid) process.kill(-nginx.pid, 'SIGKILL');
+      }, 10_000);
       await exited;
       clearTimeout(timer);
     }

@@ -50,10 +50,24 @@ export class Scheduler {
       onLost: () => {
         this.o.log.warn('scheduler lease lost; campaigning again');
         this.leadership = undefined;
-        if (!this.abort.signal.aborted) void this.start();
+        void this.restart();
       },
     });
     void this.campaign(this.keeper.id);
+  }
+
+  /** After a lease loss (a store outage, a stall): keep trying, never take the process down. */
+  private async restart(): Promise<void> {
+    for (const w of this.watches.splice(0)) w.close();
+    for (let delay = 200; !this.abort.signal.aborted; delay = Math.min(delay * 2, 5000)) {
+      try {
+        await this.start();
+        return;
+      } catch (err) {
+        this.o.log.warn({ err: errorMessage(err) }, 'scheduler could not rejoin; retrying');
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
   }
 
   private async campaign(lease: string): Promise<void> {

@@ -121,6 +121,26 @@ describe('router (real nginx)', () => {
     expect(statSync(join(dir, 'nginx.conf')).mode & 0o777).toBe(0o600);
   });
 
+  it('writes nothing to the store while nothing changes (its own reports do not feed back)', async () => {
+    await new Promise((r) => setTimeout(r, 200));
+    const before = await store.currentRevision();
+    await new Promise((r) => setTimeout(r, 600));
+    expect(await store.currentRevision()).toBe(before);
+  });
+
+  it('starts nginx again if it dies, and routes as before', async () => {
+    const a = await dyno('web.9');
+    await store.put('/berth/services/shop/shop.web.9@v3', a);
+    await until(async () => (await get('shop.berth.test')).status === 200);
+    const oldMaster = readFileSync(join(dir, 'nginx.pid'), 'utf8').trim();
+    process.kill(Number(oldMaster), 'SIGKILL');
+    await until(async () => {
+      const now = readFileSync(join(dir, 'nginx.pid'), 'utf8').trim();
+      return now !== oldMaster && (await get('shop.berth.test').catch(() => ({ status: 0 }))).status === 200;
+    }, 10_000);
+    expect((await get('shop.berth.test')).body.split(' ')[0]).toBe('web.9');
+  });
+
   it('reloads gracefully for a new app, and serves it', async () => {
     const c = await dyno('new.1');
     await store.put('/berth/app-names/fresh', 'id-fresh');

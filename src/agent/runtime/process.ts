@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { chmodSync, createReadStream, existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, createReadStream, existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { appUid } from '../../builder/builder.js';
@@ -102,8 +102,32 @@ export class ProcessRuntime implements Runtime {
         await proc.stop(graceMs);
         await exited;
       },
+      ownsPort: async (port) => {
+        const mine = new Set(readProcs(`dyno-${spec.id}`));
+        return (await listeners(port)).some((pid) => mine.has(pid));
+      },
     };
   }
+}
+
+const CGROUP_ROOT = process.env.BERTH_CGROUP_ROOT ?? '/sys/fs/cgroup';
+
+function readProcs(cgroup: string): number[] {
+  try {
+    return readFileSync(join(CGROUP_ROOT, 'pids', 'berth', cgroup, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** Pids of processes listening on a TCP port, from iproute2's ss. */
+function listeners(port: number): Promise<number[]> {
+  return new Promise((resolve) => {
+    execFile('ss', ['-Hltnp', `sport = :${port}`], (err, stdout) => {
+      if (err) return resolve([]);
+      resolve([...stdout.matchAll(/pid=(\d+)/g)].map((m) => Number(m[1])));
+    });
+  });
 }
 
 function lineSplitter(stream: 'stdout' | 'stderr', emit: DynoSpec['onOutput']): { push(chunk: string): void; flush(): void } {

@@ -27,6 +27,11 @@ export interface RunningDyno {
   exited: Promise<{ code: number | null; oomKilled: boolean }>;
   /** SIGTERM, then SIGKILL after graceMs (Heroku's 30 s by default); settles after `exited`. */
   stop(graceMs?: number): Promise<void>;
+  /**
+   * Whether the process listening on this TCP port is this dyno's own. Dynos share the host's
+   * network, so "the port answers" alone could be another tenant squatting it.
+   */
+  ownsPort(port: number): Promise<boolean>;
 }
 
 export interface Runtime {

@@ -10,7 +10,7 @@ import { Router, routerUnavailable } from '../../router/index.js';
 import { Scheduler } from '../../scheduler/index.js';
 import { startController } from '../../controller/index.js';
 import { Users } from '../../controller/model/users.js';
-import { invalid } from '../../domain/errors.js';
+import { errorMessage, invalid } from '../../domain/errors.js';
 import { keys } from '../../domain/keys.js';
 import { createLogger } from '../../domain/log.js';
 import { openStore, type Store } from '../../store/index.js';
@@ -116,6 +116,8 @@ export function register(program: Command): void {
       const httpPort = port(opts.httpPort ?? (process.getuid?.() === 0 ? '80' : '8080'), '--http-port');
       mkdirSync(dataDir, { recursive: true, mode: 0o700 });
       const log = createLogger('berth', { destination: process.stderr });
+      // One component's unexpected rejection must not take the whole node (and its dynos) down.
+      process.on('unhandledRejection', (err) => log.error({ err: errorMessage(err) }, 'unhandled rejection'));
       const store = openStore(opts.store ?? defaultStoreUrl(dataDir));
       // Signals are handled from here on, before anything announces that the node is up.
       const stopped = new Promise<string>((done) => {
