@@ -1,0 +1,228 @@
+/**
+ * Router benchmark (`npm run bench:router`): one upstream app, directly, through a hand-written
+ * minimal nginx reverse proxy (keep-alive upstream) and through Berth's router, in one run, so the
+ * ratios compare the three on the same machine and moment; then how long an endpoint change written
+ * to the store takes until the router serves it. Upstreams are separate Node processes, off
+ * autocannon's event loop; one proxy runs at a time; configs, pids and logs live under os.tmpdir().
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+import { createRequire } from 'node:module';
+import { availableParallelism, cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import autocannon from 'autocannon';
+import { createLogger } from '../src/domain/log.js';
+import { Router } from '../src/router/index.js';
+import { openStore, type Store } from '../src/store/index.js';
+import { freePort } from '../test/support/ports.js';
+import { printTable, runBenchmark } from './lib.js';
+
+const CONNECTIONS = 50;
+const DURATION_S = 8;
+// JIT, keep-alive pools and nginx's worker settle in the first second; not what we measure.
+const WARMUP_S = 1;
+const CHANGES = 50;
+// Both nginx configs close a client connection after keepalive_requests (1000); autocannon 8 then
+// keeps the lost request's start in its queue (httpClient.js: 'end' -> _connect, no clear), so every
+// later latency on that connection is inflated, and the late write can ECONNRESET. Reconnecting
+// first (which clears the queue) costs the same reconnects; 1 response in 999 goes uncounted.
+const RECONNECT_EVERY = 999;
+const APP = 'bench';
+const HOST = `${APP}.berth.test`;
+const SERVICE_KEY = `/berth/services/${APP}/${APP}.web.1@v1`;
+const NGINX = '/usr/sbin/nginx';
+// Bounds every wait, so cleanup still runs and the whole run stays under ~2 min.
+const START_TIMEOUT_MS = 10_000;
+const CHANGE_TIMEOUT_MS = 5_000;
+const AUTOCANNON_VERSION = (createRequire(import.meta.url)('autocannon/package.json') as { version: string }).version;
+// CommonJS under `node -e`; answers its own name; its keep-alive outlasts nginx's idle upstream connections.
+const UPSTREAM_JS = `const [name, port] = process.argv.slice(1);
+const srv = require('node:http').createServer((req, res) => res.setHeader('content-type', 'text/plain').end(name));
+srv.keepAliveTimeout = 65000; srv.listen(Number(port), '127.0.0.1');`;
+
+interface Phase { reqPerSec: number; p50Ms: number; p99Ms: number; non2xx: number; errors: number; cpuPct: number }
+interface Upstream { name: string; port: number; proc: ChildProcess }
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const step = (what: string): void => void process.stderr.write(`  ${what}\n`);
+
+function withTimeout<T>(what: string, ms: number, p: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms)));
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** Nearest-rank percentile: always a latency that was actually observed. */
+function percentile(sorted: number[], p: number): number {
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[i] ?? NaN;
+}
+
+/** node:http, not fetch: fetch will not send a Host header of our choosing. */
+function get(port: number, agent?: Agent): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const req = request({ host: '127.0.0.1', port, path: '/', headers: { host: HOST }, agent }, (res) => {
+      res.on('data', (d: Buffer) => chunks.push(d)).on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }));
+    });
+    req.on('error', reject).end();
+  });
+}
+
+async function waitServing(what: string, port: number, body: string, proc?: ChildProcess): Promise<void> {
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  for (;;) {
+    if (proc && proc.exitCode !== null) throw new Error(`${what} exited with ${proc.exitCode}`);
+    const r = await get(port).catch(() => undefined);
+    if (r?.status === 200 && r.body === body) return;
+    if (Date.now() > deadline) throw new Error(`${what} did not serve "${body}" within ${START_TIMEOUT_MS} ms`);
+    await sleep(20);
+  }
+}
+
+async function stopChild(proc: ChildProcess | undefined, signal: NodeJS.Signals): Promise<void> {
+  if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+  const timer = setTimeout(() => proc.kill('SIGKILL'), 5_000);
+  await new Promise((r) => proc.once('exit', r).kill(signal)).finally(() => clearTimeout(timer));
+}
+
+async function startUpstream(name: string): Promise<Upstream> {
+  const port = await freePort();
+  const proc = spawn(process.execPath, ['-e', UPSTREAM_JS, name, String(port)], { stdio: ['ignore', 'ignore', 'inherit'] });
+  await waitServing(`upstream ${name}`, port, name, proc);
+  return { name, port, proc };
+}
+
+async function startNginx(dir: string, port: number, upstreamPort: number): Promise<ChildProcess> {
+  for (const sub of ['logs', 'tmp']) mkdirSync(join(dir, sub), { recursive: true });
+  // Root's nginx runs its worker as nobody, which must reach tmp/ (as the router does).
+  chmodSync(dir, 0o711);
+  const conf = join(dir, 'nginx.conf');
+  // Same process model, logging and temp paths as the router's config (src/router/nginx-template.ts).
+  writeFileSync(conf, `worker_processes 1; pid nginx.pid; error_log logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path tmp/body; proxy_temp_path tmp/proxy; fastcgi_temp_path tmp/fastcgi; uwsgi_temp_path tmp/uwsgi; scgi_temp_path tmp/scgi;
+  upstream u { server 127.0.0.1:${upstreamPort}; keepalive 64; }
+  server { listen ${port}; location / { proxy_pass http://u; proxy_http_version 1.1; proxy_set_header Connection ""; } }
+}
+`);
+  const proc = spawn(NGINX, ['-p', dir, '-c', conf, '-e', join(dir, 'logs', 'error.log'), '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  await waitServing('hand-written nginx', port, 'A', proc);
+  return proc;
+}
+
+/**
+ * A warm-up, then the measured run with the app's Host header (autocannon is raw HTTP). Latencies
+ * from per-response times (its histogram keeps whole ms); CPU is this process's (+ the Router's).
+ */
+async function measure(title: string, port: number): Promise<Phase> {
+  let latencies: number[] = [];
+  const load = async (what: string, durationS: number): Promise<autocannon.Result> => {
+    step(`${what} (${durationS} s)`);
+    latencies = [];
+    let instance: autocannon.Instance | undefined;
+    const run = new Promise<autocannon.Result>((resolve, reject) => {
+      const opts = { url: `http://127.0.0.1:${port}/`, headers: { host: HOST }, connections: CONNECTIONS, duration: durationS, reconnectRate: RECONNECT_EVERY };
+      instance = autocannon(opts, (err: unknown, result) => (err ? reject(err as Error) : resolve(result)));
+      instance.on('response', (_client, _status, _bytes, ms) => void latencies.push(ms));
+    });
+    // Requests still in flight when a stalled proxy's duration ends would otherwise wait forever.
+    return withTimeout(what, (durationS + 15) * 1000, run).catch((err: unknown) => {
+      instance?.stop();
+      throw err;
+    });
+  };
+  await load(`${title} warm-up`, WARMUP_S);
+  const cpu0 = process.cpuUsage();
+  const r = await load(title, DURATION_S);
+  const cpu = process.cpuUsage(cpu0);
+  latencies.sort((x, y) => x - y);
+  return { reqPerSec: r.requests.average, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), non2xx: r.non2xx, errors: r.errors, cpuPct: (cpu.user + cpu.system) / 1e4 / DURATION_S };
+}
+
+/** Flips the app's one endpoint between A and B; times each store write until the router serves the new one. */
+async function changeLatency(store: Store, port: number, a: Upstream, b: Upstream): Promise<{ latencies: number[]; badPolls: number }> {
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  const latencies: number[] = [];
+  let badPolls = 0;
+  for (let i = 0; i < CHANGES; i++) {
+    const to = i % 2 === 0 ? b : a;
+    const t0 = performance.now();
+    await store.put(SERVICE_KEY, `127.0.0.1:${to.port}`);
+    for (;;) {
+      const r = await get(port, agent);
+      if (r.status !== 200) badPolls++;
+      else if (r.body === to.name) break;
+      if (performance.now() - t0 > CHANGE_TIMEOUT_MS) throw new Error(`change ${i} to ${to.name} not served within ${CHANGE_TIMEOUT_MS} ms`);
+      await sleep(1);
+    }
+    latencies.push(performance.now() - t0);
+    // Lets the router settle, so one change's apply does not overlap the next one's write.
+    await sleep(20);
+  }
+  agent.destroy();
+  return { latencies: latencies.sort((x, y) => x - y), badPolls };
+}
+
+async function main(): Promise<void> {
+  const nginxVersion = spawnSync(NGINX, ['-v'], { encoding: 'utf8' }).stderr.trim().replace(/^nginx version: /, '');
+  console.log(`cores: ${availableParallelism()} (${cpus()[0]?.model ?? 'unknown cpu'}), node ${process.version}, ${nginxVersion}, autocannon ${AUTOCANNON_VERSION}`);
+  console.log(`load: ${CONNECTIONS} connections, ${DURATION_S} s per path after ${WARMUP_S} s warm-up, GET / with Host: ${HOST}; ${CHANGES} endpoint changes`);
+  const dir = mkdtempSync(join(tmpdir(), 'berth-bench-router-'));
+  const upstreams: Upstream[] = [];
+  let [nginx, router, store]: [ChildProcess | undefined, Router | undefined, Store | undefined] = [undefined, undefined, undefined];
+  const cleanup = async (): Promise<void> => {
+    const [r, s, n] = [router, store, nginx];
+    [router, store, nginx] = [undefined, undefined, undefined];
+    await r?.stop().catch(() => undefined);
+    await s?.close().catch(() => undefined);
+    await stopChild(n, 'SIGQUIT');
+    await Promise.all(upstreams.splice(0).map((u) => stopChild(u.proc, 'SIGTERM')));
+    rmSync(dir, { recursive: true, force: true });
+  };
+  // Ctrl-C would otherwise leave nginx and the upstreams (and their ports) behind.
+  process.once('SIGINT', () => void cleanup().finally(() => process.exit(130)));
+  try {
+    step('starting upstreams A and B');
+    upstreams.push(await startUpstream('A'), await startUpstream('B'));
+    const [a, b] = upstreams as [Upstream, Upstream];
+    const direct = await measure('direct to upstream', a.port);
+    step('starting hand-written nginx');
+    const nginxPort = await freePort();
+    nginx = await startNginx(join(dir, 'nginx'), nginxPort, a.port);
+    const hand = await measure('hand-written nginx', nginxPort);
+    // Stopped before the router starts, so only one proxy runs at a time.
+    await stopChild(nginx, 'SIGQUIT');
+    nginx = undefined;
+    step('starting berth router');
+    store = openStore('memory://');
+    await Promise.all([store.put(`/berth/app-names/${APP}`, `id-${APP}`), store.put(SERVICE_KEY, `127.0.0.1:${a.port}`)]);
+    const routerPort = await freePort();
+    const r = (router = new Router({ store, log: createLogger('bench', { level: 'silent' }), id: 'bench', dir: join(dir, 'router'), httpPort: routerPort, controlPort: await freePort(), domain: 'berth.test' }));
+    await withTimeout('router start', START_TIMEOUT_MS * 2, r.start());
+    await waitServing('berth router', routerPort, 'A');
+    const rev0 = await store.currentRevision();
+    const berth = await measure('berth router', routerPort);
+    const idleRevisions = (await store.currentRevision()) - rev0;
+    step(`${CHANGES} endpoint changes A <-> B`);
+    const change = await withTimeout('endpoint changes', CHANGES * (CHANGE_TIMEOUT_MS + 100), changeLatency(store, routerPort, a, b));
+    const row = (path: string, p: Phase): string[] => [path, p.reqPerSec.toFixed(0), p.p50Ms.toFixed(2), p.p99Ms.toFixed(2), `${p.non2xx} / ${p.errors}`, `${p.cpuPct.toFixed(0)}%`, (p.reqPerSec / direct.reqPerSec).toFixed(2), (p.reqPerSec / hand.reqPerSec).toFixed(2)];
+    const paths: [string, Phase][] = [['direct to upstream', direct], ['hand-written nginx (keepalive 64)', hand], ['berth router', berth]];
+    console.log('');
+    printTable(['path', 'req/s', 'p50 ms', 'p99 ms', 'non-2xx / errors', 'bench cpu', 'req/s vs direct', 'req/s vs nginx'], paths.map(([name, p]) => row(name, p)));
+    const [rr, met] = [berth.reqPerSec / hand.reqPerSec, (ok: boolean): string => (ok ? 'met' : 'NOT met')];
+    const [p50, p99, max] = [percentile(change.latencies, 50), percentile(change.latencies, 99), change.latencies.at(-1) ?? NaN];
+    console.log(`\nberth / hand-written nginx req/s: ${rr.toFixed(3)} (goal >= 0.95: ${met(rr >= 0.95)})`);
+    console.log(`endpoint change -> served by the router (N=${CHANGES}): p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, max ${max.toFixed(1)} ms (goal p99 <= 100 ms: ${met(p99 <= 100)}); non-200 answers while switching: ${change.badPolls}`);
+    console.log(`store revisions written during the ${DURATION_S + WARMUP_S} s router load phase, with no changes made: ${idleRevisions}`);
+    // Errors measured as throughput make a benchmark lie; the table is printed, then the run fails.
+    const failed = paths.filter(([, p]) => p.non2xx || p.errors).map(([name]) => name);
+    if (failed.length) throw new Error(`the measurements include failed requests: ${failed.join(', ')}`);
+  } finally {
+    await cleanup();
+  }
+}
+
+runBenchmark(main);
