@@ -3,21 +3,14 @@ import { randomUUID } from 'node:crypto';
 import type { ReleaseRecord } from '../controller/model/types.js';
 import { errorMessage } from '../domain/errors.js';
 import { keys } from '../domain/keys.js';
+import { unitKey, type UnitSpec } from '../domain/units.js';
 import { waitForRouters } from '../domain/routers.js';
 import type { Logger } from '../domain/log.js';
 import { LeaseKeeper, type Store } from '../store/index.js';
 import type { RunningDyno, Runtime } from './runtime/types.js';
 
-/** What the scheduler writes at /berth/units/<machine>/<unit> (see src/scheduler/types.ts). */
-export interface UnitAssignment {
-  name: string;
-  appId: string;
-  appName: string;
-  type: string;
-  index: number;
-  release: number;
-  memoryBytes: number;
-}
+/** What the scheduler writes at /berth/units/<machine>/<unit>@v<n>. */
+export type UnitAssignment = UnitSpec;
 
 export interface MachineInfo {
   id: string;
@@ -56,8 +49,6 @@ interface Dyno {
 }
 
 const dynoName = (u: UnitAssignment): string => `${u.type}.${u.index}`;
-/** Units of two releases coexist during a rollout: the design's `<app>.<type>.<n>@vN`. */
-export const unitKey = (u: UnitAssignment): string => `${u.name}@v${u.release}`;
 
 /**
  * fleet's agent: registers its machine under a lease, then reconciles the units assigned to it

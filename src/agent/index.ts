@@ -2,6 +2,7 @@
  * The agent: one per machine. Registers the machine under a lease, runs the units assigned to it
  * in a runtime, health-checks and publishes them, restarts what crashes.
  */
-export { Agent, unitKey, type AgentOptions, type MachineInfo, type UnitAssignment } from './agent.js';
+export { Agent, type AgentOptions, type MachineInfo, type UnitAssignment } from './agent.js';
+export { unitKey } from '../domain/units.js';
 export { ProcessRuntime } from './runtime/process.js';
 export type { Runtime, RunningDyno, DynoSpec } from './runtime/types.js';

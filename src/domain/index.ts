@@ -2,3 +2,5 @@
 export * from './errors.js';
 export * from './keys.js';
 export * from './log.js';
+export * from './units.js';
+export * from './routers.js';

@@ -2,7 +2,8 @@
  * The scheduler: leader-elected; turns apps' current releases and formations into unit
  * assignments on machines. The placement itself is the pure `plan` over a read-only state view.
  */
-export { Scheduler, unitKey, type SchedulerOptions } from './scheduler.js';
+export { Scheduler, type SchedulerOptions } from './scheduler.js';
+export { unitKey } from '../domain/units.js';
 export { plan } from './placement.js';
 export { readState } from './view.js';
 export type * from './types.js';

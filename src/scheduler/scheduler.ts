@@ -4,11 +4,10 @@ import { routersCaughtUp } from '../domain/routers.js';
 import type { Logger } from '../domain/log.js';
 import { Election, LeaseKeeper, type Leadership, type Store, type TxnOp } from '../store/index.js';
 import { plan } from './placement.js';
-import type { Assignment, UnitSpec } from './types.js';
+import { unitKey } from '../domain/units.js';
+import type { Assignment } from './types.js';
 import { readState } from './view.js';
 
-/** Units of two releases coexist during a rollout: the design's `<app>.<type>.<n>@vN`. */
-export const unitKey = (u: Pick<UnitSpec, 'name' | 'release'>): string => `${u.name}@v${u.release}`;
 
 const PREFIXES = ['/berth/apps/', '/berth/app-names/', '/berth/machines/', '/berth/units/', '/berth/status/'];
 

@@ -3,6 +3,10 @@
  * `readState` does the I/O, `plan` is a pure function, the leader applies the result).
  */
 
+import type { UnitSpec } from '../domain/units.js';
+
+export type { UnitSpec };
+
 /** What an agent registers at /berth/machines/<id> under its lease. */
 export interface MachineRecord {
   id: string;
@@ -28,19 +32,6 @@ export interface MachineView {
  * One dyno that should run: the value the scheduler writes at /berth/units/<machine>/<unit>, and
  * what the agent reads back (src/agent/agent.ts `UnitAssignment` is the agent's copy of it).
  */
-export interface UnitSpec {
-  /** `<app-name>.<type>.<n>` */
-  name: string;
-  appId: string;
-  appName: string;
-  type: string;
-  index: number;
-  /** Release version the unit runs; two releases of one unit coexist during a rollout. */
-  release: number;
-  memoryBytes: number;
-  /** The app's placement tags when the unit was placed. */
-  tags?: Record<string, string>;
-}
 
 export interface Assignment {
   machine: string;
