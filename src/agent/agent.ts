@@ -6,7 +6,7 @@ import { keys } from '../domain/keys.js';
 import { unitKey, type UnitSpec } from '../domain/units.js';
 import { waitForRouters } from '../domain/routers.js';
 import type { Logger } from '../domain/log.js';
-import { LeaseKeeper, type Store } from '../store/index.js';
+import { LeaseKeeper, follow, type Following, type Store } from '../store/index.js';
 import type { RunningDyno, Runtime } from './runtime/types.js';
 
 /** What the scheduler writes at /berth/units/<machine>/<unit>@v<n>. */
@@ -62,7 +62,7 @@ export class Agent {
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
   private pass: Promise<void> = Promise.resolve();
-  private watchClose: (() => void) | undefined;
+  private following: Following | undefined;
 
   constructor(private readonly o: AgentOptions) {}
 
@@ -85,7 +85,15 @@ export class Agent {
     }
     if (this.timer) return;
     const from = (await store.currentRevision()) + 1;
-    void this.follow(from);
+    this.following = follow(store, keys.unitsOn(machine.id), from, {
+      onBatch: () => void this.reconcile(),
+      onGap: async () => {
+        const revision = await store.currentRevision();
+        void this.reconcile();
+        return revision;
+      },
+      retryMs: 500,
+    });
     this.timer = setInterval(() => void this.reconcile(), this.o.reconcileMs ?? 5000);
     void this.reconcile();
   }
@@ -98,25 +106,6 @@ export class Agent {
       } catch (err) {
         this.o.log.warn({ err: errorMessage(err) }, 're-registration failed; retrying');
         await new Promise((r) => setTimeout(r, delay));
-      }
-    }
-  }
-
-  private async follow(from: number): Promise<void> {
-    let start = from;
-    while (!this.stopped) {
-      try {
-        const watch = await this.o.store.watch(keys.unitsOn(this.o.machine.id), { prefix: true, startRevision: start });
-        this.watchClose = () => watch.close();
-        for await (const batch of watch) {
-          start = batch.revision + 1;
-          void this.reconcile();
-        }
-      } catch {
-        if (this.stopped) return;
-        start = (await this.o.store.currentRevision().catch(() => start - 1)) + 1;
-        void this.reconcile();
-        await new Promise((r) => setTimeout(r, 500));
       }
     }
   }
@@ -264,7 +253,7 @@ export class Agent {
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.timer);
-    this.watchClose?.();
+    this.following?.close();
     await this.pass;
     for (const d of [...this.dynos.values()]) await this.stopDyno(d, 'agent stopping');
     await this.keeper?.revoke().catch(() => undefined);

@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import { BerthError, errorMessage } from '../domain/errors.js';
 import { keys } from '../domain/keys.js';
 import type { Logger } from '../domain/log.js';
-import { LeaseKeeper, type Store } from '../store/index.js';
+import { LeaseKeeper, follow, type Following, type Store } from '../store/index.js';
 import { Templater } from '../templater/index.js';
 import { NGINX_TEMPLATE } from './nginx-template.js';
 
@@ -54,7 +54,7 @@ export class Router {
   private resync: NodeJS.Timeout | undefined;
   private sync: Promise<void> = Promise.resolve();
   private debounce: NodeJS.Timeout | undefined;
-  private watchClose: (() => void) | undefined;
+  private following: Following | undefined;
 
   constructor(private readonly o: RouterOptions) {}
 
@@ -94,7 +94,22 @@ export class Router {
     await this.waitForControl();
     await this.pushEndpoints();
     await this.register(initial);
-    void this.follow(initial + 1);
+    // One watch over the platform: every batch holds whole revisions, so once the vhosts and
+    // endpoints it touches are applied, the router has applied everything up to its revision.
+    this.following = follow(this.o.store, '/berth/', initial + 1, {
+      onBatch: (batch) => {
+        const vhosts = batch.events.some((e) => VHOST_PREFIXES.some((p) => e.kv.key.startsWith(p)));
+        const endpoints = batch.events.some((e) => e.kv.key.startsWith(keys.allServices()));
+        // Only what the router serves counts; its own reports (and everyone's statuses) would
+        // otherwise make every report trigger the next.
+        if (vhosts || endpoints) this.schedule(vhosts, endpoints, batch.revision);
+      },
+      onGap: async () => {
+        const revision = await this.o.store.currentRevision();
+        this.schedule(true, true, revision);
+        return revision;
+      },
+    });
     // A periodic full pass repairs anything a missed event or a hand edit left behind.
     this.resync = setInterval(() => void this.apply(true, true, 0), 60_000);
   }
@@ -128,33 +143,6 @@ export class Router {
     const body = [...byApp].sort(([a], [b]) => (a < b ? -1 : 1)).map(([app, eps]) => `${app} ${eps.sort().join(',')}`).join('\n');
     const res = await fetch(`http://127.0.0.1:${this.o.controlPort}/endpoints`, { method: 'POST', body: `${body}\n`, headers: { 'x-berth-control': this.controlToken }, signal: AbortSignal.timeout(5000) });
     if (!res.ok) throw new Error(`nginx refused the endpoints (HTTP ${res.status})`);
-  }
-
-  /**
-   * One watch over the platform's keys: every batch holds whole revisions, so once the vhosts and
-   * endpoints it touches are applied, the router has applied everything up to its revision.
-   */
-  private async follow(from: number): Promise<void> {
-    let start = from;
-    while (!this.stopped) {
-      try {
-        const watch = await this.o.store.watch('/berth/', { prefix: true, startRevision: start });
-        this.watchClose = () => watch.close();
-        for await (const batch of watch) {
-          start = batch.revision + 1;
-          const vhosts = batch.events.some((e) => VHOST_PREFIXES.some((p) => e.kv.key.startsWith(p)));
-          const endpoints = batch.events.some((e) => e.kv.key.startsWith(keys.allServices()));
-          // Only what the router serves counts; its own reports (and everyone's statuses) would
-          // otherwise make every report trigger the next.
-          if (vhosts || endpoints) this.schedule(vhosts, endpoints, batch.revision);
-        }
-      } catch {
-        if (this.stopped) return;
-        start = (await this.o.store.currentRevision().catch(() => start - 1)) + 1;
-        this.schedule(true, true, start - 1);
-        await new Promise((r) => setTimeout(r, 200));
-      }
-    }
   }
 
   private pendingVhosts = false;
@@ -250,7 +238,7 @@ export class Router {
     this.stopped = true;
     clearTimeout(this.debounce);
     clearInterval(this.resync);
-    this.watchClose?.();
+    this.following?.close();
     await this.sync;
     await this.keeper?.revoke().catch(() => undefined);
     const nginx = this.nginx;

@@ -2,7 +2,7 @@ import { errorMessage } from '../domain/errors.js';
 import { keys } from '../domain/keys.js';
 import { routersCaughtUp } from '../domain/routers.js';
 import type { Logger } from '../domain/log.js';
-import { Election, LeaseKeeper, type Leadership, type Store, type TxnOp } from '../store/index.js';
+import { Election, LeaseKeeper, follow, type Following, type Leadership, type Store, type TxnOp } from '../store/index.js';
 import { plan } from './placement.js';
 import { unitKey } from '../domain/units.js';
 import type { Assignment } from './types.js';
@@ -35,7 +35,7 @@ export class Scheduler {
   private timer: NodeJS.Timeout | undefined;
   private debounce: NodeJS.Timeout | undefined;
   private pass: Promise<void> = Promise.resolve();
-  private readonly watches: { close(): void }[] = [];
+  private following: Following | undefined;
 
   constructor(private readonly o: SchedulerOptions) {}
 
@@ -57,7 +57,7 @@ export class Scheduler {
 
   /** After a lease loss (a store outage, a stall): keep trying, never take the process down. */
   private async restart(): Promise<void> {
-    for (const w of this.watches.splice(0)) w.close();
+    this.following?.close();
     for (let delay = 200; !this.abort.signal.aborted; delay = Math.min(delay * 2, 5000)) {
       try {
         await this.start();
@@ -74,29 +74,19 @@ export class Scheduler {
       this.leadership = await new Election(this.o.store, keys.leader('scheduler')).campaign(lease, this.o.id, this.abort.signal);
       this.o.log.info({ id: this.o.id }, 'elected scheduler leader');
       const from = (await this.o.store.currentRevision()) + 1;
-      for (const prefix of PREFIXES) void this.follow(prefix, from);
+      // One watch; only changes to what a plan reads start a pass.
+      this.following = follow(this.o.store, '/berth/', from, {
+        onBatch: (batch) => {
+          if (!batch.events.some((e) => PREFIXES.some((p) => e.kv.key.startsWith(p)))) return;
+          clearTimeout(this.debounce);
+          this.debounce = setTimeout(() => void this.kick(), this.o.debounceMs ?? 50);
+        },
+        onGap: () => this.o.store.currentRevision(),
+      });
       this.timer ??= setInterval(() => void this.kick(), this.o.reconcileMs ?? 2000);
       void this.kick();
     } catch (err) {
       if (!this.abort.signal.aborted) this.o.log.warn({ err: errorMessage(err) }, 'campaign ended');
-    }
-  }
-
-  private async follow(prefix: string, from: number): Promise<void> {
-    let start = from;
-    while (!this.abort.signal.aborted && this.leadership) {
-      try {
-        const watch = await this.o.store.watch(prefix, { prefix: true, startRevision: start });
-        this.watches.push(watch);
-        for await (const batch of watch) {
-          start = batch.revision + 1;
-          clearTimeout(this.debounce);
-          this.debounce = setTimeout(() => void this.kick(), this.o.debounceMs ?? 50);
-        }
-      } catch {
-        start = (await this.o.store.currentRevision().catch(() => start - 1)) + 1;
-        await new Promise((r) => setTimeout(r, 200));
-      }
     }
   }
 
@@ -151,7 +141,7 @@ export class Scheduler {
     this.abort.abort();
     clearInterval(this.timer);
     clearTimeout(this.debounce);
-    for (const w of this.watches) w.close();
+    this.following?.close();
     await this.pass;
     await this.leadership?.resign().catch(() => undefined);
     await this.keeper?.revoke().catch(() => undefined);

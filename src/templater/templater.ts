@@ -5,7 +5,7 @@ import { basename, dirname, join } from 'node:path';
 import { Eta } from 'eta';
 import { errorMessage } from '../domain/errors.js';
 import type { Logger } from '../domain/log.js';
-import type { KeyValue, Store, Watch } from '../store/index.js';
+import { follow, type Following, type KeyValue, type Store } from '../store/index.js';
 import type { TemplateResource } from './resource.js';
 
 export type Outcome = 'unchanged' | 'updated' | 'check_failed' | 'reload_failed' | 'error';
@@ -70,7 +70,7 @@ export interface TemplaterOptions {
  */
 export class Templater {
   private readonly eta = new Eta({ autoEscape: false, autoTrim: false, cache: false });
-  private watches: Watch[] = [];
+  private watches: Following[] = [];
   private dirty = new Set<TemplateResource>();
   private timer: NodeJS.Timeout | undefined;
   private resync: NodeJS.Timeout | undefined;
@@ -84,7 +84,26 @@ export class Templater {
   async start(): Promise<void> {
     const revision = await this.renderAll();
     const prefixes = [...new Set(this.options.resources.flatMap((r) => r.keys))];
-    for (const prefix of prefixes) void this.follow(prefix, revision + 1);
+    for (const prefix of prefixes) {
+      this.watches.push(
+        follow(this.options.store, prefix, revision + 1, {
+          onBatch: (batch) => {
+            for (const r of this.options.resources) if (r.keys.some((k) => batch.events.some((e) => e.kv.key.startsWith(k)))) this.dirty.add(r);
+            clearTimeout(this.timer);
+            this.timer = setTimeout(() => {
+              const due = this.dirty;
+              this.dirty = new Set();
+              void this.enqueue(due);
+            }, this.options.debounceMs ?? 50);
+          },
+          // Fell behind a compaction, or the store restarted: render everything, follow from there.
+          onGap: () => {
+            this.options.log.warn({ prefix }, 'watch ended; resyncing');
+            return this.renderAll();
+          },
+        }),
+      );
+    }
     this.resync = setInterval(() => void this.enqueue(new Set(this.options.resources)), this.options.resyncMs ?? 60_000);
   }
 
@@ -101,32 +120,6 @@ export class Templater {
     let revision = 0;
     await this.enqueue(new Set(this.options.resources), (r) => (revision = r));
     return revision;
-  }
-
-  private async follow(prefix: string, from: number): Promise<void> {
-    let start = from;
-    while (!this.stopped) {
-      try {
-        const watch = await this.options.store.watch(prefix, { prefix: true, startRevision: start });
-        this.watches.push(watch);
-        for await (const batch of watch) {
-          start = batch.revision + 1;
-          for (const r of this.options.resources) if (r.keys.some((k) => batch.events.some((e) => e.kv.key.startsWith(k)))) this.dirty.add(r);
-          clearTimeout(this.timer);
-          this.timer = setTimeout(() => {
-            const due = this.dirty;
-            this.dirty = new Set();
-            void this.enqueue(due);
-          }, this.options.debounceMs ?? 50);
-        }
-      } catch (err) {
-        if (this.stopped) return;
-        // Fell behind a compaction, or the store restarted: render everything now, follow from here.
-        this.options.log.warn({ prefix, err: errorMessage(err) }, 'watch ended; resyncing');
-        start = (await this.renderAll().catch(() => start - 1)) + 1;
-        await new Promise((r) => setTimeout(r, 200));
-      }
-    }
   }
 
   /** One render pass at a time, so two passes never race on the same destination. */
