@@ -3,7 +3,9 @@ import { randomUUID } from 'node:crypto';
 import type { ReleaseRecord } from '../controller/model/types.js';
 import { errorMessage } from '../domain/errors.js';
 import { keys } from '../domain/keys.js';
-import { unitKey, type UnitSpec } from '../domain/units.js';
+import { unitKey, type MachineInfo, type UnitSpec } from '../domain/units.js';
+
+export type { MachineInfo };
 import { waitForRouters } from '../domain/routers.js';
 import type { Logger } from '../domain/log.js';
 import { LeaseKeeper, follow, type Following, type Store } from '../store/index.js';
@@ -11,15 +13,6 @@ import type { RunningDyno, Runtime } from './runtime/types.js';
 
 /** What the scheduler writes at /berth/units/<machine>/<unit>@v<n>. */
 export type UnitAssignment = UnitSpec;
-
-export interface MachineInfo {
-  id: string;
-  name: string;
-  address: string;
-  tags: Record<string, string>;
-  capacity: { memoryBytes: number; cpus: number };
-  ports: { from: number; to: number };
-}
 
 export interface AgentOptions {
   store: Store;

@@ -1,3 +1,14 @@
+/** A machine as its agent registers it at /berth/machines/<id> (under the agent's lease). */
+export interface MachineInfo {
+  id: string;
+  name: string;
+  address: string;
+  tags: Record<string, string>;
+  capacity: { memoryBytes: number; cpus: number };
+  /** Host ports the agent hands to web dynos. */
+  ports: { from: number; to: number };
+}
+
 /**
  * A unit: one dyno the scheduler wants somewhere, as written at /berth/units/<machine>/<key>.
  * Shared by the scheduler (which writes it) and agents (which run it).

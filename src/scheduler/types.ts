@@ -3,21 +3,12 @@
  * `readState` does the I/O, `plan` is a pure function, the leader applies the result).
  */
 
-import type { UnitSpec } from '../domain/units.js';
+import type { MachineInfo, UnitSpec } from '../domain/units.js';
 
 export type { UnitSpec };
 
 /** What an agent registers at /berth/machines/<id> under its lease. */
-export interface MachineRecord {
-  id: string;
-  name: string;
-  address: string;
-  tags: Record<string, string>;
-  capacity: { memoryBytes: number; cpus: number };
-  /** Host ports the agent hands to web dynos. */
-  ports: { from: number; to: number };
-  agent_version: string;
-}
+export type MachineRecord = MachineInfo & { agent_version: string };
 
 export interface MachineView {
   id: string;

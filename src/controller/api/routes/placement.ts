@@ -19,41 +19,39 @@ export function parseMemory(value: string): number {
 
 /** Berth's own placement controls: app tags and memory limits (read by the scheduler), and nodes. */
 export function registerPlacementRoutes(api: FastifyInstance, s: Services): void {
-  api.get('/apps/:app/tags', async (req) => {
-    const access = await s.apps.resolve(req.user, (req.params as { app: string }).app);
-    return (await getJson<Record<string, string>>(s.store, keys.appTags(access.app.id)))?.value ?? {};
-  });
-
-  api.patch('/apps/:app/tags', { schema: { body: { type: 'object', additionalProperties: { type: ['string', 'null'] } } } }, async (req) => {
-    const access = await s.apps.resolve(req.user, (req.params as { app: string }).app);
-    const current = (await getJson<Record<string, string>>(s.store, keys.appTags(access.app.id)))?.value ?? {};
-    for (const [k, v] of Object.entries(req.body as Record<string, string | null>)) {
-      if (!TAG.test(k) || (v !== null && !TAG.test(v))) throw invalid(`Tag ${k}=${v ?? ''} may only use letters, digits, "_", "." and "-".`);
-      if (v === null) delete current[k];
-      else current[k] = v;
-    }
-    await s.apps.touch(access, [{ type: 'put', key: keys.appTags(access.app.id), value: JSON.stringify(current) }]);
-    return current;
-  });
-
-  api.get('/apps/:app/limits', async (req) => {
-    const access = await s.apps.resolve(req.user, (req.params as { app: string }).app);
-    return (await getJson<Record<string, string>>(s.store, keys.appLimits(access.app.id)))?.value ?? {};
-  });
-
-  api.patch('/apps/:app/limits', { schema: { body: { type: 'object', additionalProperties: { type: ['string', 'null'] } } } }, async (req) => {
-    const access = await s.apps.resolve(req.user, (req.params as { app: string }).app);
-    const current = (await getJson<Record<string, string>>(s.store, keys.appLimits(access.app.id)))?.value ?? {};
-    for (const [type, v] of Object.entries(req.body as Record<string, string | null>)) {
-      if (!/^[A-Za-z0-9_-]+$/.test(type)) throw invalid(`"${type}" is not a process type.`);
-      if (v === null) delete current[type];
-      else {
-        parseMemory(v);
-        current[type] = v.toUpperCase();
+  /**
+   * A small `{name: value}` map kept under an app (tags, limits): GET it, PATCH it (null removes
+   * a name). `check` validates one entry and returns the value to store.
+   */
+  const appMap = (path: string, key: (appId: string) => string, check: (name: string, value: string) => string): void => {
+    api.get(`/apps/:app/${path}`, async (req) => {
+      const access = await s.apps.resolve(req.user, (req.params as { app: string }).app);
+      return (await getJson<Record<string, string>>(s.store, key(access.app.id)))?.value ?? {};
+    });
+    api.patch(`/apps/:app/${path}`, { schema: { body: { type: 'object', additionalProperties: { type: ['string', 'null'] } } } }, async (req) => {
+      const access = await s.apps.resolve(req.user, (req.params as { app: string }).app);
+      const current = (await getJson<Record<string, string>>(s.store, key(access.app.id)))?.value ?? {};
+      for (const [name, value] of Object.entries(req.body as Record<string, string | null>)) {
+        if (value === null) {
+          check(name, '');
+          delete current[name];
+        } else current[name] = check(name, value);
       }
-    }
-    await s.apps.touch(access, [{ type: 'put', key: keys.appLimits(access.app.id), value: JSON.stringify(current) }]);
-    return current;
+      await s.apps.touch(access, [{ type: 'put', key: key(access.app.id), value: JSON.stringify(current) }]);
+      return current;
+    });
+  };
+
+  appMap('tags', keys.appTags, (k, v) => {
+    if (!TAG.test(k) || (v !== '' && !TAG.test(v))) throw invalid(`Tag ${k}=${v} may only use letters, digits, "_", "." and "-".`);
+    return v;
+  });
+
+  appMap('limits', keys.appLimits, (type, v) => {
+    if (!/^[A-Za-z0-9_-]+$/.test(type)) throw invalid(`"${type}" is not a process type.`);
+    if (v === '') return v;
+    parseMemory(v);
+    return v.toUpperCase();
   });
 
   api.get('/berth/machines', async (req) => {
