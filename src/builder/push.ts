@@ -176,7 +176,9 @@ export class PushHandler {
       const fresh = await services.apps.resolve(session.user, session.appId);
       const config = await services.releases.config(fresh);
       const { slug, buildpacks } = await builder.build(access.app, ws, config, update.new, out, live.abort.signal);
-      const postdeploy = firstDeploy(await services.releases.list(access.app.id)) ? readPostdeploy(ws.appDir) : undefined;
+      // Asked before this release exists: no earlier release carried a slug.
+      const first = firstDeploy(await services.releases.list(access.app.id));
+      const postdeploy = first ? readPostdeploy(ws.appDir) : undefined;
       let release = await services.releases.deploy(session.user, fresh, { id: slug.id, process_types: slug.process_types, commit: update.new });
       release = await services.releases.runPhase(fresh.app, release, out);
       if (release.status === 'failed') {
@@ -186,7 +188,7 @@ export class PushHandler {
         return true;
       }
       // As on Heroku, an app's first deploy with a web process starts one web dyno.
-      if (postdeploy !== undefined || firstDeploy((await services.releases.list(access.app.id)).filter((r) => r.version !== release.version))) {
+      if (first) {
         const formation = await services.formations.list(await services.apps.resolve(session.user, session.appId));
         if (formation.length === 0 && slug.process_types.web) {
           await services.formations.update(session.user, await services.apps.resolve(session.user, session.appId), [{ type: 'web', quantity: 1 }]);

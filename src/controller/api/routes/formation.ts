@@ -69,7 +69,8 @@ export function registerFormationRoutes(api: FastifyInstance, s: Services): void
 
   api.get('/apps/:app/dynos', async (req, reply) => {
     const access = await s.apps.resolve(req.user, (req.params as { app: string }).app);
-    const all = await listJson<DynoStatus>(s.store, keys.statuses());
+    // Unit names start with the app's name and a dot (names cannot hold one): read only its own.
+    const all = await listJson<DynoStatus>(s.store, `${keys.statuses()}${access.app.name}.`);
     const dynos = all
       .filter((d) => d.app_id === access.app.id)
       .map((d) => ({
