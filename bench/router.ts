@@ -1,9 +1,11 @@
 /**
  * Router benchmark (`npm run bench:router`): one upstream app, directly, through a hand-written
- * minimal nginx reverse proxy (keep-alive upstream) and through Berth's router, in one run, so the
- * ratios compare the three on the same machine and moment; then how long an endpoint change written
- * to the store takes until the router serves it. Upstreams are separate Node processes, off
- * autocannon's event loop; one proxy runs at a time; configs, pids and logs live under os.tmpdir().
+ * minimal nginx reverse proxy (keep-alive upstream) — bare, and setting the same headers Berth
+ * sets, so the ratio compares like with like — and through Berth's router, without and with its
+ * per-request log lines (`berth up` runs it with them), in one run, so the ratios compare them on
+ * the same machine and moment; then how long an endpoint change written to the store takes until
+ * the router serves it. Upstreams are separate Node processes, off autocannon's event loop; one
+ * proxy runs at a time; configs, pids and logs live under os.tmpdir().
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -93,7 +95,16 @@ async function startUpstream(name: string): Promise<Upstream> {
   return { name, port, proc };
 }
 
-async function startNginx(dir: string, port: number, upstreamPort: number): Promise<ChildProcess> {
+/** What Berth's router sets on every request (src/router/nginx-template.ts), for the fair baseline. */
+const BERTH_HEADERS = `
+  map $http_upgrade $berth_connection { default upgrade; '' ''; }
+  map $http_x_request_id $berth_request_id { default $request_id; "~^[A-Za-z0-9+/=._:-]{1,200}$" $http_x_request_id; }`;
+const BERTH_PROXY_HEADERS = `proxy_set_header Host $host; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    proxy_set_header X-Forwarded-Proto $scheme; proxy_set_header X-Forwarded-Port $server_port;
+    proxy_set_header X-Request-Id $berth_request_id; proxy_set_header Upgrade $http_upgrade;
+    proxy_set_header Connection $berth_connection; add_header X-Request-Id $berth_request_id always;`;
+
+async function startNginx(dir: string, port: number, upstreamPort: number, berthHeaders: boolean): Promise<ChildProcess> {
   for (const sub of ['logs', 'tmp']) mkdirSync(join(dir, sub), { recursive: true });
   // Root's nginx runs its worker as nobody, which must reach tmp/ (as the router does).
   chmodSync(dir, 0o711);
@@ -104,8 +115,9 @@ events { worker_connections 4096; }
 http {
   access_log off;
   client_body_temp_path tmp/body; proxy_temp_path tmp/proxy; fastcgi_temp_path tmp/fastcgi; uwsgi_temp_path tmp/uwsgi; scgi_temp_path tmp/scgi;
-  upstream u { server 127.0.0.1:${upstreamPort}; keepalive 64; }
-  server { listen ${port}; location / { proxy_pass http://u; proxy_http_version 1.1; proxy_set_header Connection ""; } }
+  upstream u { server 127.0.0.1:${upstreamPort}; keepalive 64; }${berthHeaders ? BERTH_HEADERS : ''}
+  server { listen ${port}; location / { proxy_pass http://u; proxy_http_version 1.1;
+    ${berthHeaders ? BERTH_PROXY_HEADERS : 'proxy_set_header Connection "";'} } }
 }
 `);
   const proc = spawn(NGINX, ['-p', dir, '-c', conf, '-e', join(dir, 'logs', 'error.log'), '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'inherit'] });
@@ -189,34 +201,65 @@ async function main(): Promise<void> {
     upstreams.push(await startUpstream('A'), await startUpstream('B'));
     const [a, b] = upstreams as [Upstream, Upstream];
     const direct = await measure('direct to upstream', a.port);
-    step('starting hand-written nginx');
-    const nginxPort = await freePort();
-    nginx = await startNginx(join(dir, 'nginx'), nginxPort, a.port);
-    const hand = await measure('hand-written nginx', nginxPort);
-    // Stopped before the router starts, so only one proxy runs at a time.
-    await stopChild(nginx, 'SIGQUIT');
-    nginx = undefined;
-    step('starting berth router');
+    const handWritten = async (title: string, berthHeaders: boolean): Promise<Phase> => {
+      step(`starting ${title}`);
+      const nginxPort = await freePort();
+      nginx = await startNginx(join(dir, berthHeaders ? 'nginx-headers' : 'nginx'), nginxPort, a.port, berthHeaders);
+      const phase = await measure(title, nginxPort);
+      // Stopped before the next proxy starts, so only one runs at a time.
+      await stopChild(nginx, 'SIGQUIT');
+      nginx = undefined;
+      return phase;
+    };
+    const bare = await handWritten('hand-written nginx', false);
+    const fair = await handWritten('hand-written nginx + headers', true);
     store = openStore('memory://');
     await Promise.all([store.put(`/berth/app-names/${APP}`, `id-${APP}`), store.put(SERVICE_KEY, `127.0.0.1:${a.port}`)]);
-    const routerPort = await freePort();
-    const r = (router = new Router({ store, log: createLogger('bench', { level: 'silent' }), id: 'bench', dir: join(dir, 'router'), httpPort: routerPort, controlPort: await freePort(), domain: 'berth.test' }));
-    await withTimeout('router start', START_TIMEOUT_MS * 2, r.start());
-    await waitServing('berth router', routerPort, 'A');
-    const rev0 = await store.currentRevision();
-    const berth = await measure('berth router', routerPort);
-    const idleRevisions = (await store.currentRevision()) - rev0;
+    let logLines = 0;
+    const berthRouter = async (title: string, logs: boolean): Promise<{ phase: Phase; port: number; router: Router; revisions: number }> => {
+      step(`starting ${title}`);
+      const port = await freePort();
+      const r = (router = new Router({
+        store: store as Store,
+        log: createLogger('bench', { level: 'silent' }),
+        id: 'bench',
+        dir: join(dir, logs ? 'router-logs' : 'router'),
+        httpPort: port,
+        controlPort: await freePort(),
+        domain: 'berth.test',
+        // As `berth up` wires it, minus the log store: each line is formatted and handed over.
+        ...(logs ? { appLog: () => void logLines++ } : {}),
+      }));
+      await withTimeout('router start', START_TIMEOUT_MS * 2, r.start());
+      await waitServing(title, port, 'A');
+      const rev0 = await (store as Store).currentRevision();
+      const phase = await measure(title, port);
+      return { phase, port, router: r, revisions: (await (store as Store).currentRevision()) - rev0 };
+    };
+    const quiet = await berthRouter('berth router, no logs', false);
+    await quiet.router.stop();
+    router = undefined;
+    const logged = await berthRouter('berth router + router logs', true);
+    const berth = logged.phase;
     step(`${CHANGES} endpoint changes A <-> B`);
-    const change = await withTimeout('endpoint changes', CHANGES * (CHANGE_TIMEOUT_MS + 100), changeLatency(store, routerPort, a, b));
-    const row = (path: string, p: Phase): string[] => [path, p.reqPerSec.toFixed(0), p.p50Ms.toFixed(2), p.p99Ms.toFixed(2), `${p.non2xx} / ${p.errors}`, `${p.cpuPct.toFixed(0)}%`, (p.reqPerSec / direct.reqPerSec).toFixed(2), (p.reqPerSec / hand.reqPerSec).toFixed(2)];
-    const paths: [string, Phase][] = [['direct to upstream', direct], ['hand-written nginx (keepalive 64)', hand], ['berth router', berth]];
+    const change = await withTimeout('endpoint changes', CHANGES * (CHANGE_TIMEOUT_MS + 100), changeLatency(store, logged.port, a, b));
+    const row = (path: string, p: Phase): string[] => [path, p.reqPerSec.toFixed(0), p.p50Ms.toFixed(2), p.p99Ms.toFixed(2), `${p.non2xx} / ${p.errors}`, `${p.cpuPct.toFixed(0)}%`, (p.reqPerSec / direct.reqPerSec).toFixed(2), (p.reqPerSec / bare.reqPerSec).toFixed(2), (p.reqPerSec / fair.reqPerSec).toFixed(2)];
+    const paths: [string, Phase][] = [
+      ['direct to upstream', direct],
+      ['hand-written nginx (keepalive 64)', bare],
+      ['hand-written nginx + Berth headers', fair],
+      ['berth router, no logs', quiet.phase],
+      ['berth router + logs (berth up)', berth],
+    ];
     console.log('');
-    printTable(['path', 'req/s', 'p50 ms', 'p99 ms', 'non-2xx / errors', 'bench cpu', 'req/s vs direct', 'req/s vs nginx'], paths.map(([name, p]) => row(name, p)));
-    const [rr, met] = [berth.reqPerSec / hand.reqPerSec, (ok: boolean): string => (ok ? 'met' : 'NOT met')];
+    printTable(['path', 'req/s', 'p50 ms', 'p99 ms', 'non-2xx / errors', 'bench cpu', 'vs direct', 'vs nginx', 'vs nginx+headers'], paths.map(([name, p]) => row(name, p)));
+    const met = (ok: boolean): string => (ok ? 'met' : 'NOT met');
+    const [fairRatio, quietRatio] = [berth.reqPerSec / fair.reqPerSec, quiet.phase.reqPerSec / fair.reqPerSec];
     const [p50, p99, max] = [percentile(change.latencies, 50), percentile(change.latencies, 99), change.latencies.at(-1) ?? NaN];
-    console.log(`\nberth / hand-written nginx req/s: ${rr.toFixed(3)} (goal >= 0.95: ${met(rr >= 0.95)})`);
+    console.log(`\nberth (as berth up runs it, with router logs) / hand-written nginx with the same headers, req/s: ${fairRatio.toFixed(3)} (goal >= 0.95: ${met(fairRatio >= 0.95)}); without logs: ${quietRatio.toFixed(3)}; vs bare nginx: ${(berth.reqPerSec / bare.reqPerSec).toFixed(3)}`);
+    console.log(`router log lines handed to the app's stream: ${logLines} (one per request, read from nginx's buffered access log)`);
     console.log(`endpoint change -> served by the router (N=${CHANGES}): p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, max ${max.toFixed(1)} ms (goal p99 <= 100 ms: ${met(p99 <= 100)}); non-200 answers while switching: ${change.badPolls}`);
-    console.log(`store revisions written during the ${DURATION_S + WARMUP_S} s router load phase, with no changes made: ${idleRevisions}`);
+    console.log(`store revisions written during the two ${DURATION_S + WARMUP_S} s router load phases, with no changes made: ${quiet.revisions + logged.revisions}`);
     // Errors measured as throughput make a benchmark lie; the table is printed, then the run fails.
     const failed = paths.filter(([, p]) => p.non2xx || p.errors).map(([name]) => name);
     if (failed.length) throw new Error(`the measurements include failed requests: ${failed.join(', ')}`);

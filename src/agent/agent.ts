@@ -34,7 +34,12 @@ interface Dyno {
   running: RunningDyno | undefined;
   state: 'starting' | 'up' | 'crashed' | 'stopping';
   restarts: number;
+  /** Crashes since the dyno last stayed up a while: what the backoff grows with. */
+  failures: number;
   nextStart: number;
+  upSince: number;
+  /** Why the process exited while it was still starting (the start reports it). */
+  exitReason?: string;
   createdAt: string;
   /** Bumped on every start, so a stale exit handler can tell it is stale. */
   generation: number;
@@ -42,6 +47,9 @@ interface Dyno {
 }
 
 const dynoName = (u: UnitAssignment): string => `${u.type}.${u.index}`;
+const MAX_PARALLEL_STARTS = 8;
+/** Up this long, a dyno's next crash is treated as a first one again. */
+const STABLE_MS = 60_000;
 
 /**
  * fleet's agent: registers its machine under a lease, then reconciles the units assigned to it
@@ -56,6 +64,9 @@ export class Agent {
   private stopped = false;
   private pass: Promise<void> = Promise.resolve();
   private following: Following | undefined;
+  private starting = 0;
+  private readonly reserved = new Set<number>();
+  private readonly inFlight = new Set<Promise<void>>();
 
   constructor(private readonly o: AgentOptions) {}
 
@@ -113,20 +124,45 @@ export class Agent {
     if (this.stopped) return;
     const assigned = (await this.o.store.range(keys.unitsOn(this.o.machine.id), { prefix: true })).kvs.map((kv) => JSON.parse(kv.value) as UnitAssignment);
     const wanted = new Map(assigned.map((u) => [unitKey(u), u]));
+    // Starts and stops run side by side (a stop waits on routers and a 30 s grace, a start on a
+    // boot): one slow dyno must not hold up the rest. Starts are bounded so 70 new dynos do not
+    // unpack 70 slugs at once; each finished start asks for another pass.
     for (const [key, d] of this.dynos) {
-      if (!wanted.has(key)) await this.stopDyno(d, 'no longer assigned here');
+      if (!wanted.has(key) && d.state !== 'stopping') this.track(this.stopDyno(d, 'no longer assigned here'));
     }
     for (const u of assigned) {
+      if (this.starting >= MAX_PARALLEL_STARTS) break;
       const d = this.dynos.get(unitKey(u));
-      if (!d) await this.startDyno({ unit: u, port: undefined, running: undefined, state: 'starting', restarts: 0, nextStart: 0, createdAt: new Date().toISOString(), generation: 0 });
-      else if (d.state === 'crashed' && !d.running && Date.now() >= d.nextStart) await this.startDyno(d);
+      if (!d) this.launch({ unit: u, port: undefined, running: undefined, state: 'starting', restarts: 0, failures: 0, nextStart: 0, upSince: 0, createdAt: new Date().toISOString(), generation: 0 });
+      else if (d.state === 'crashed' && !d.running && Date.now() >= d.nextStart) this.launch(d);
     }
+  }
+
+  private launch(d: Dyno): void {
+    this.starting++;
+    this.track(
+      this.startDyno(d).finally(() => {
+        this.starting--;
+        void this.reconcile();
+      }),
+    );
+  }
+
+  private track(p: Promise<void>): void {
+    this.inFlight.add(p);
+    void p.finally(() => this.inFlight.delete(p));
   }
 
   /** A port none of our dynos has and nothing on the host is bound to right now. */
   private async allocatePort(): Promise<number> {
     const used = new Set([...this.dynos.values()].map((d) => d.port));
-    for (let p = this.o.machine.ports.from; p <= this.o.machine.ports.to; p++) if (!used.has(p) && (await portFree(p))) return p;
+    for (let p = this.o.machine.ports.from; p <= this.o.machine.ports.to; p++) {
+      if (used.has(p) || this.reserved.has(p)) continue;
+      // Held while we probe, so two concurrent starts never settle on the same port.
+      this.reserved.add(p);
+      if (await portFree(p)) return p;
+      this.reserved.delete(p);
+    }
     throw new Error(`no free port in ${this.o.machine.ports.from}-${this.o.machine.ports.to}`);
   }
 
@@ -137,14 +173,22 @@ export class Agent {
     d.state = 'starting';
     d.generation++;
     const generation = d.generation;
+    // A stop (or newer start) can land while this one awaits: it then owns the dyno, and this one
+    // must neither write its status nor leave a process behind.
+    const stale = (): boolean => d.generation !== generation;
+    let release: ReleaseRecord | undefined;
     try {
       const kv = await this.o.store.get(keys.release(u.appId, u.release));
       if (!kv) throw new Error(`release v${u.release} is missing`);
-      const release = JSON.parse(kv.value) as ReleaseRecord;
+      release = JSON.parse(kv.value) as ReleaseRecord;
       d.release = release;
       const command = release.process_types[u.type];
       if (!command || !release.slug_id) throw new Error(`release v${u.release} has no ${u.type} process`);
-      if (u.type === 'web' && d.port === undefined) d.port = await this.allocatePort();
+      if (u.type === 'web' && d.port === undefined) {
+        d.port = await this.allocatePort();
+        this.reserved.delete(d.port);
+      }
+      if (stale()) return;
       await this.status(d, 'starting', release);
       this.o.appLog(u.appId, 'berth', dynoName(u), `Starting process with command \`${command}\``);
       d.running = await this.o.runtime.start({
@@ -159,20 +203,32 @@ export class Agent {
         pidsMax: 512,
         onOutput: (_stream, line) => this.o.appLog(u.appId, 'app', dynoName(u), line),
       });
-      void d.running.exited.then((exit) => this.onExit(d, generation, exit, release));
       const running = d.running;
+      if (stale()) {
+        await running.stop(1000).catch(() => undefined);
+        return;
+      }
+      const started = release;
+      void running.exited.then((exit) => this.onExit(d, generation, exit, started));
       if (d.port !== undefined) await waitForPort(d.port, this.o.bootTimeoutMs ?? 60_000, () => d.generation !== generation || !d.running, () => running.ownsPort(d.port as number));
-      if (d.generation !== generation) return;
+      if (stale()) return;
       d.state = 'up';
+      d.upSince = Date.now();
       await this.status(d, 'up', release);
       await this.publish(d);
       this.o.appLog(u.appId, 'berth', dynoName(u), 'State changed from starting to up');
       log.info({ port: d.port }, 'dyno up');
     } catch (err) {
-      log.warn({ err: errorMessage(err) }, 'dyno failed to start');
-      this.o.appLog(u.appId, 'berth', dynoName(u), `Error R10 (Boot failure) -> ${errorMessage(err)}`);
+      if (stale()) return;
+      const exited = d.exitReason;
+      d.exitReason = undefined;
+      const why = exited ?? `Error R10 (Boot failure) -> ${errorMessage(err)}`;
+      log.warn({ err: why }, 'dyno failed to start');
+      if (!exited) this.o.appLog(u.appId, 'berth', dynoName(u), why);
       await d.running?.stop(1000).catch(() => undefined);
-      this.crashed(d, errorMessage(err));
+      this.crashed(d, why);
+      // `berth ps` and the rollout (which marks a release failed) read the reason from here.
+      if (release) await this.status(d, 'crashed', release, why).catch(() => undefined);
     }
   }
 
@@ -180,21 +236,30 @@ export class Agent {
     if (d.generation !== generation || d.state === 'stopping') return;
     const u = d.unit;
     d.running = undefined;
-    await this.unpublish(d);
     const why = exit.oomKilled ? 'Error R15 (Memory quota vastly exceeded) -> killed at its memory limit' : `Process exited with status ${exit.code}`;
     this.o.appLog(u.appId, 'berth', dynoName(u), why);
+    // Still booting: the start notices the exit and records the crash itself, with this reason.
+    if (d.state === 'starting') {
+      d.exitReason = why;
+      return;
+    }
+    await this.unpublish(d);
     this.crashed(d, why);
     await this.status(d, 'crashed', release, why);
   }
 
   /** Exponential backoff from 1 s, capped at 5 min, as Heroku's crash restarts. */
   private crashed(d: Dyno, reason: string): void {
+    // A dyno that ran fine for a while and then crashed starts its backoff over, as on Heroku.
+    if (d.upSince > 0 && Date.now() - d.upSince > STABLE_MS) d.failures = 0;
+    d.upSince = 0;
+    d.failures++;
     d.state = 'crashed';
     d.running = undefined;
     // Another process may hold the old port now: the next start asks for a fresh one.
     d.port = undefined;
     d.restarts++;
-    d.nextStart = Date.now() + Math.min(300_000, 1000 * 2 ** Math.min(d.restarts - 1, 9));
+    d.nextStart = Date.now() + Math.min(300_000, 1000 * 2 ** Math.min(d.failures - 1, 9));
     this.o.log.info({ unit: d.unit.name, reason, restartInMs: d.nextStart - Date.now() }, 'dyno crashed');
   }
 
@@ -248,7 +313,8 @@ export class Agent {
     clearInterval(this.timer);
     this.following?.close();
     await this.pass;
-    for (const d of [...this.dynos.values()]) await this.stopDyno(d, 'agent stopping');
+    await Promise.allSettled([...this.inFlight]);
+    await Promise.allSettled([...this.dynos.values()].map((d) => this.stopDyno(d, 'agent stopping')));
     await this.keeper?.revoke().catch(() => undefined);
   }
 }
@@ -274,7 +340,8 @@ async function waitForPort(port: number, timeoutMs: number, abandon: () => boole
       s.on('error', () => resolve(false));
     });
     if (ok && (await owned())) return;
-    await new Promise((r) => setTimeout(r, 100));
+    // Most apps bind within a few hundred ms: poll briskly (a connect on loopback is cheap).
+    await new Promise((r) => setTimeout(r, 25));
   }
   throw new Error(`Web process failed to bind to $PORT within ${Math.round(timeoutMs / 1000)} seconds of launch`);
 }

@@ -1,4 +1,5 @@
 import { execFile, execFileSync } from 'node:child_process';
+import { reapStaleCgroups } from './sandbox.js';
 import { createHash, randomUUID } from 'node:crypto';
 import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { realpath } from 'node:fs/promises';
@@ -70,6 +71,8 @@ export class Builder {
     mkdirSync(this.workDir, { recursive: true });
     chmodSync(this.workDir, 0o711);
     this.slugs = new SlugStore(options.store, join(dataDir, 'slugs'));
+    // A builder killed mid-build leaves its sandboxes' empty cgroups behind.
+    reapStaleCgroups('build-');
     this.unavailable = buildsUnavailable(this.workDir);
     if (this.unavailable) options.log.warn({ reason: this.unavailable }, 'builds are unavailable on this node');
     // A world-readable copy of the built-ins, so a checkout under a private home still works.

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 /**
@@ -173,6 +173,34 @@ function signalCgroup(dir: string, signal: NodeJS.Signals, except?: number): voi
   for (const pid of readSafe(join(dir, 'cgroup.procs')).split('\n').filter(Boolean)) {
     if (Number(pid) !== except) signalPid(Number(pid), signal);
   }
+}
+
+/**
+ * Removes the empty cgroups of sandboxes whose owner died without cleaning up (a SIGKILLed agent
+ * or builder: its processes die with it, their cgroup dirs stay). A cgroup with processes cannot
+ * be removed (EBUSY), and young ones are left alone: another process may be about to join one.
+ */
+export function reapStaleCgroups(prefix: string, olderThanMs = 60_000): number {
+  let reaped = 0;
+  for (const controller of ['memory', 'pids']) {
+    const parent = join(CGROUP_ROOT, controller, 'berth');
+    let entries: string[];
+    try {
+      entries = readdirSync(parent).filter((e) => e.startsWith(prefix));
+    } catch {
+      continue;
+    }
+    for (const e of entries) {
+      try {
+        if (Date.now() - statSync(join(parent, e)).mtimeMs < olderThanMs) continue;
+        rmdirSync(join(parent, e));
+        reaped++;
+      } catch {
+        // In use, or gone meanwhile.
+      }
+    }
+  }
+  return reaped;
 }
 
 async function removeCgroups(cg: { memory: string; pids: string }): Promise<void> {

@@ -1,5 +1,5 @@
 import { createReadStream } from 'node:fs';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { invalid, notFound } from '../domain/errors.js';
 import { keys } from '../domain/keys.js';
 import type { Services } from '../controller/services.js';
@@ -10,13 +10,11 @@ import type { SlugStore, SlugRecord } from './slugs.js';
  * byte ranges so an interrupted download resumes where it stopped.
  */
 export function registerSlugRoutes(api: FastifyInstance, services: Services, slugs: SlugStore): void {
-  api.get('/apps/:app/slugs/:slug/blob', async (req, reply) => {
-    const { app, slug } = req.params as { app: string; slug: string };
-    const access = await services.apps.resolve(req.user, app);
+  const send = async (req: FastifyRequest, reply: FastifyReply, slug: string, appId: string | undefined) => {
     if (!/^[0-9a-f-]{36}$/.test(slug)) throw notFound('slug');
     const kv = await services.store.get(keys.slug(slug));
     const record = kv ? (JSON.parse(kv.value) as SlugRecord) : undefined;
-    if (!record || record.app_id !== access.app.id) throw notFound('slug');
+    if (!record || (appId !== undefined && record.app_id !== appId)) throw notFound('slug');
     const size = slugs.size(record.checksum);
     const etag = `"${record.checksum}"`;
     reply.header('ETag', etag).header('Accept-Ranges', 'bytes').header('Content-Type', 'application/gzip');
@@ -36,5 +34,13 @@ export function registerSlugRoutes(api: FastifyInstance, services: Services, slu
       .header('Content-Range', `bytes ${start}-${end}/${size}`)
       .header('Content-Length', end - start + 1)
       .send(createReadStream(slugs.blobPath(record.checksum), { start, end }));
+  };
+
+  api.get('/apps/:app/slugs/:slug/blob', async (req, reply) => {
+    const { app, slug } = req.params as { app: string; slug: string };
+    const access = await services.apps.resolve(req.user, app);
+    return send(req, reply, slug, access.app.id);
   });
+  // Agents on other machines fetch what they run with the cluster token; they hold no user token.
+  api.get('/internal/slugs/:slug/blob', { config: { cluster: true } }, async (req, reply) => send(req, reply, (req.params as { slug: string }).slug, undefined));
 }

@@ -20,6 +20,7 @@ export interface Release {
   version: number;
   description: string;
   status: string;
+  failure_reason?: string | null;
   current: boolean;
   user: { email: string };
   created_at: string;
@@ -37,6 +38,11 @@ export interface Dyno {
   command: string;
   size: string;
   updated_at: string;
+  created_at?: string;
+  release?: { version: number } | null;
+  machine?: string | null;
+  restarts?: number;
+  reason?: string | null;
 }
 export interface Domain {
   id: string;
@@ -55,4 +61,27 @@ export interface SshKey {
   email: string;
   fingerprint: string;
   public_key: string;
+}
+export interface SniEndpoint {
+  id: string;
+  name: string;
+  created_at: string;
+  updated_at: string;
+  /** The app's hostnames this certificate serves. */
+  domains: string[];
+  ssl_cert: {
+    cert_domains: string[];
+    starts_at: string;
+    expires_at: string;
+    issuer: string;
+    subject: string;
+    'ca_signed?': boolean;
+    'self_signed?': boolean;
+  };
+}
+export interface RouterSetting {
+  name: string;
+  value: string;
+  default: boolean;
+  description: string;
 }

@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import type { Register } from './command.js';
 import { register as templater } from './commands/templater.js';
 import { register as up } from './commands/up.js';
+import { register as agent } from './commands/agent.js';
 import type { CliContext } from './context.js';
 import { register as authLogin } from './commands/auth/login.js';
 import { register as authLogout } from './commands/auth/logout.js';
@@ -22,9 +23,21 @@ import { register as releasesInfo } from './commands/releases/info.js';
 import { register as releasesRollback } from './commands/releases/rollback.js';
 import { register as ps } from './commands/ps/index.js';
 import { register as psScale } from './commands/ps/scale.js';
+import { register as psRestart } from './commands/ps/restart.js';
+import { register as run } from './commands/run/index.js';
+import { register as runDetached } from './commands/run/detached.js';
 import { register as domains } from './commands/domains/index.js';
 import { register as domainsAdd } from './commands/domains/add.js';
 import { register as domainsRemove } from './commands/domains/remove.js';
+import { register as certs } from './commands/certs/index.js';
+import { register as certsAdd } from './commands/certs/add.js';
+import { register as certsRemove } from './commands/certs/remove.js';
+import { register as router } from './commands/router/index.js';
+import { register as routerSet } from './commands/router/set.js';
+import { register as logs } from './commands/logs/index.js';
+import { register as drains } from './commands/drains/index.js';
+import { register as drainsAdd } from './commands/drains/add.js';
+import { register as drainsRemove } from './commands/drains/remove.js';
 import { register as keys } from './commands/keys/index.js';
 import { register as keysAdd } from './commands/keys/add.js';
 import { register as keysRemove } from './commands/keys/remove.js';
@@ -42,7 +55,7 @@ import { register as usersAdd } from './commands/users/add.js';
 import { register as usersRegistration } from './commands/users/registration.js';
 
 /** Every command, in the order `berth --help` lists them. */
-const COMMANDS: Register[] = [authLogin, authLogout, authWhoami, apps, appsCreate, appsInfo, appsRename, appsDestroy, appsOpen, gitRemote, config, configGet, configSet, configUnset, releases, releasesInfo, releasesRollback, builds, buildsOutput, buildsCancel, ps, psScale, nodes, tagsSet, limitsSet, domains, domainsAdd, domainsRemove, keys, keysAdd, keysRemove, access, accessAdd, accessRemove, users, usersAdd, usersRegistration];
+const COMMANDS: Register[] = [authLogin, authLogout, authWhoami, apps, appsCreate, appsInfo, appsRename, appsDestroy, appsOpen, gitRemote, config, configGet, configSet, configUnset, releases, releasesInfo, releasesRollback, builds, buildsOutput, buildsCancel, ps, psScale, psRestart, run, runDetached, nodes, tagsSet, limitsSet, domains, domainsAdd, domainsRemove, certs, certsAdd, certsRemove, router, routerSet, logs, drains, drainsAdd, drainsRemove, keys, keysAdd, keysRemove, access, accessAdd, accessRemove, users, usersAdd, usersRegistration];
 
 /** Builds the `berth` program for one context (the process's, or a test's). */
 export function createProgram(ctx: CliContext): Command {
@@ -55,6 +68,7 @@ export function createProgram(ctx: CliContext): Command {
     .exitOverride()
     .configureOutput({ writeOut: (s) => ctx.out(s.replace(/\n$/, '')), writeErr: (s) => ctx.err(s.replace(/\n$/, '')) });
   up(program);
+  agent(program);
   templater(program);
   for (const register of COMMANDS) register(program, ctx);
   return program;

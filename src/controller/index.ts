@@ -10,7 +10,7 @@ import type { PlatformSettings } from './model/types.js';
 import { createServices, type Services } from './services.js';
 
 export { buildApi } from './api/server.js';
-export { createServices, type Services } from './services.js';
+export { createServices, type ServiceOptions, type Services } from './services.js';
 export type { PlatformSettings } from './model/types.js';
 
 export interface Controller {
@@ -29,10 +29,13 @@ export async function startController(options: {
   port: number;
   /** Other components' routes on the same server (the builder's git endpoints). */
   routes?: ((api: FastifyInstance, services: Services) => void)[];
+  /** The log database (`<data-dir>/logs.db`); lines are kept in memory only without it. */
+  logDb?: string;
 }): Promise<Controller> {
-  const services = createServices(options.store, options.log, options.settings);
+  const services = createServices(options.store, options.log, options.settings, options.logDb ? { logDb: options.logDb } : {});
   const api = buildApi(services, options.log.child({ component: 'api' }), options.routes ?? []);
   await api.listen({ host: options.host, port: options.port });
+  await services.drainForwarder.start();
   return {
     api,
     services,
@@ -40,6 +43,7 @@ export async function startController(options: {
     close: async () => {
       await api.close();
       await api.drain(10_000);
+      await services.close();
     },
   };
 }

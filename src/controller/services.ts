@@ -1,11 +1,16 @@
 import type { Logger } from '../domain/log.js';
 import type { Store } from '../store/index.js';
 import { Apps } from './model/apps.js';
+import { SniEndpoints } from './model/certs.js';
+import { ClusterTokens } from './model/cluster.js';
 import { Collaborators } from './model/collaborators.js';
 import { Domains } from './model/domains.js';
 import { Formations } from './model/formation.js';
-import { LogHub } from './model/logs.js';
+import { LogDrains } from './model/drains.js';
+import { LogHub, SqliteLogStore } from './model/logs.js';
+import { DrainForwarder } from './drains/forwarder.js';
 import { Releases } from './model/releases.js';
+import { RouterSettings } from './model/router-settings.js';
 import { SshKeys } from './model/ssh-keys.js';
 import type { PlatformSettings } from './model/types.js';
 import { Users } from './model/users.js';
@@ -23,12 +28,29 @@ export interface Services {
   collaborators: Collaborators;
   sshKeys: SshKeys;
   logs: LogHub;
+  cluster: ClusterTokens;
+  drains: LogDrains;
+  certs: SniEndpoints;
+  routerSettings: RouterSettings;
+  /** Started by `startController`; idle (forwards nothing) until then. */
+  drainForwarder: DrainForwarder;
+  /** Stops forwarding and closes the log database (before the store closes). */
+  close(): Promise<void>;
 }
 
-export function createServices(store: Store, log: Logger, settings: PlatformSettings): Services {
+export interface ServiceOptions {
+  /** Where log lines are kept (`<data-dir>/logs.db` under `berth up`); default in memory. */
+  logDb?: string;
+  /** Lines kept per app (default 1,500, as Heroku). */
+  logRetain?: number;
+}
+
+export function createServices(store: Store, log: Logger, settings: PlatformSettings, options: ServiceOptions = {}): Services {
   const users = new Users(store);
   const apps = new Apps(store);
-  const logs = new LogHub(store);
+  const logs = new LogHub(store, new SqliteLogStore({ path: options.logDb ?? ':memory:', ...(options.logRetain ? { retain: options.logRetain } : {}), log: log.child({ component: 'logs' }) }));
+  const domains = new Domains(store, apps, settings.domain);
+  const drainForwarder = new DrainForwarder({ store, hub: logs, log: log.child({ component: 'drains' }) });
   // Release-phase output of config changes and rollbacks goes to the app's log stream.
   const releases = new Releases(store, apps, (app, text) => {
     for (const line of text.split('\n').filter((l) => l.trim() !== '')) logs.append(app.id, { source: 'app', dyno: 'release.1', message: line });
@@ -41,9 +63,18 @@ export function createServices(store: Store, log: Logger, settings: PlatformSett
     apps,
     releases,
     formations: new Formations(store, apps, releases),
-    domains: new Domains(store, apps, settings.domain),
+    domains,
     collaborators: new Collaborators(store, apps, users),
     sshKeys: new SshKeys(store),
     logs,
+    cluster: new ClusterTokens(store),
+    drains: new LogDrains(store, apps),
+    certs: new SniEndpoints(store, apps, domains),
+    routerSettings: new RouterSettings(store, apps),
+    drainForwarder,
+    async close() {
+      drainForwarder.close();
+      logs.close();
+    },
   };
 }

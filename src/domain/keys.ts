@@ -40,9 +40,13 @@ export const keys = {
   logSession: (id: string) => `${ROOT}/log-sessions/${seg(id)}`,
   releases: (app: string) => `${ROOT}/apps/${seg(app)}/releases/`,
   release: (app: string, version: number) => `${ROOT}/apps/${seg(app)}/releases/${String(version).padStart(10, '0')}`,
+  /** Restart counters per type and dyno (`ps:restart`): a bump rolls the dynos over. */
+  restarts: (app: string) => `${ROOT}/apps/${seg(app)}/restarts`,
   formation: (app: string) => `${ROOT}/apps/${seg(app)}/formation`,
   domains: (app: string) => `${ROOT}/apps/${seg(app)}/domains/`,
   domain: (app: string, host: string) => `${ROOT}/apps/${seg(app)}/domains/${seg(host)}`,
+  drains: (app: string) => `${ROOT}/apps/${seg(app)}/drains/`,
+  drain: (app: string, id: string) => `${ROOT}/apps/${seg(app)}/drains/${seg(id)}`,
   machines: () => `${ROOT}/machines/`,
   machine: (id: string) => `${ROOT}/machines/${seg(id)}`,
   unitsOn: (machine: string) => `${ROOT}/units/${seg(machine)}/`,
@@ -54,7 +58,20 @@ export const keys = {
   service: (app: string, unit: string) => `${ROOT}/services/${seg(app)}/${seg(unit)}`,
   routers: () => `${ROOT}/routers/`,
   router: (id: string) => `${ROOT}/routers/${seg(id)}`,
-  cert: (host: string) => `${ROOT}/certs/${seg(host)}`,
+  /** Certificates per app by id (Heroku's SNI endpoints); the router reads them all. */
+  allCerts: () => `${ROOT}/certs/`,
+  certs: (app: string) => `${ROOT}/certs/${seg(app)}/`,
+  cert: (app: string, id: string) => `${ROOT}/certs/${seg(app)}/${seg(id)}`,
+  routerSettings: () => `${ROOT}/router/`,
   routerSetting: (name: string) => `${ROOT}/router/${seg(name)}`,
+  /** Per-app routing (`redirect_https`), beside the other keys the router renders from. */
+  allAppRouting: () => `${ROOT}/app-routing/`,
+  appRouting: (app: string) => `${ROOT}/app-routing/${seg(app)}`,
+  /** `{sha256}` of the cluster join token agents present (`berth agent --token`). */
+  clusterToken: () => `${ROOT}/cluster/token`,
+  /** One-off dynos (`berth run`), under the lease of the controller node running them. */
+  allRuns: () => `${ROOT}/runs/`,
+  runs: (app: string) => `${ROOT}/runs/${seg(app)}/`,
+  run: (app: string, dyno: string) => `${ROOT}/runs/${seg(app)}/${seg(dyno)}`,
   leader: (role: string) => `${ROOT}/leader/${seg(role)}`,
 } as const;

@@ -23,9 +23,18 @@ export interface UnitSpec {
   /** Release version the unit runs; two releases of one unit coexist during a rollout. */
   release: number;
   memoryBytes: number;
+  /** Restart generation (`ps:restart`): same release, new dynos. Absent means 0. */
+  restart?: number;
   /** The app's placement tags when the unit was placed. */
   tags?: Record<string, string>;
 }
 
-/** Units of two releases coexist during a rollout: the design's `<app>.<type>.<n>@vN`. */
-export const unitKey = (u: Pick<UnitSpec, 'name' | 'release'>): string => `${u.name}@v${u.release}`;
+/**
+ * Units of two releases coexist during a rollout: the design's `<app>.<type>.<n>@vN`, with `-R`
+ * after a restart (`web.1@v5-2`), since a restart is rolled out the same way as a release.
+ */
+export const unitKey = (u: Pick<UnitSpec, 'name' | 'release' | 'restart'>): string => `${u.name}@v${u.release}${u.restart ? `-${u.restart}` : ''}`;
+
+/** Which of two units of one name is the later one: release first, then restart generation. */
+export const compareGeneration = (a: Pick<UnitSpec, 'release' | 'restart'>, b: Pick<UnitSpec, 'release' | 'restart'>): number =>
+  a.release - b.release || (a.restart ?? 0) - (b.restart ?? 0);

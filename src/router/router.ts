@@ -6,8 +6,10 @@ import { BerthError, errorMessage } from '../domain/errors.js';
 import { keys } from '../domain/keys.js';
 import type { Logger } from '../domain/log.js';
 import { LeaseKeeper, follow, type Following, type Store } from '../store/index.js';
-import { Templater } from '../templater/index.js';
+import { Templater, type TemplateData } from '../templater/index.js';
+import { LOG_FORMAT, RouterLogTail, type AppLog } from './logs.js';
 import { NGINX_TEMPLATE } from './nginx-template.js';
+import { parseCerts, planVhosts, pruneCertFiles, writeCertFiles } from './vhosts.js';
 
 export interface RouterOptions {
   store: Store;
@@ -17,15 +19,19 @@ export interface RouterOptions {
   /** Where nginx's config, pid, logs and temp files live. */
   dir: string;
   httpPort: number;
+  /** HTTPS (SNI, a certificate per hostname) is served only with a port. */
+  httpsPort?: number;
   controlPort: number;
   /** Apps are served at <app>.<domain>. */
   domain: string;
   nginxBin?: string;
   ttl?: number;
+  /** Each request's Heroku-style router line goes here; without it nginx logs nothing. */
+  appLog?: AppLog;
 }
 
 /** Keys the vhosts depend on; a change there re-renders nginx.conf (and only then reloads). */
-const VHOST_PREFIXES = ['/berth/app-names/', '/berth/domains/', '/berth/router/'];
+const VHOST_PREFIXES = [keys.appNames(), '/berth/domains/', keys.routerSettings(), keys.allCerts(), keys.allAppRouting()];
 
 const MODULES = ['/usr/lib/nginx/modules/ndk_http_module.so', '/usr/lib/nginx/modules/ngx_http_lua_module.so'];
 
@@ -39,13 +45,14 @@ export function routerUnavailable(nginxBin = '/usr/sbin/nginx'): string | undefi
 
 /**
  * The router: nginx whose vhosts the templater renders from the store (a reload only when apps,
- * domains or router settings change) and whose endpoints it sets in place through a loopback
- * control server (never a reload). After each change it reports, under its lease, the store
- * revision it has fully applied, so a rollout can wait until no router still sends traffic to a
- * dyno about to stop.
+ * domains, certificates or router settings change) and whose endpoints it sets in place through a
+ * loopback control server (never a reload). After each change it reports, under its lease, the
+ * store revision it has fully applied, so a rollout can wait until no router still sends traffic
+ * to a dyno about to stop. With `appLog`, every request becomes a Heroku router line (logs.ts).
  */
 export class Router {
   private nginx: ChildProcess | undefined;
+  private certDir = '';
   private templater: Templater | undefined;
   private keeper: LeaseKeeper | undefined;
   private stopped = false;
@@ -55,6 +62,7 @@ export class Router {
   private sync: Promise<void> = Promise.resolve();
   private debounce: NodeJS.Timeout | undefined;
   private following: Following | undefined;
+  private logs: RouterLogTail | undefined;
 
   constructor(private readonly o: RouterOptions) {}
 
@@ -65,6 +73,11 @@ export class Router {
     const dir = resolve(this.o.dir);
     for (const sub of ['', 'logs', 'tmp', 'templates']) mkdirSync(join(dir, sub), { recursive: true });
     chmodSync(dir, 0o711);
+    // Every app's requests are logged there; nginx's master opens the files, its workers never do.
+    chmodSync(join(dir, 'logs'), 0o700);
+    this.certDir = join(dir, 'certs');
+    const logFile = join(dir, 'logs', 'router.log');
+    if (this.o.appLog) this.logs = new RouterLogTail({ file: logFile, appLog: this.o.appLog, log: this.o.log });
     writeFileSync(join(dir, 'templates', 'nginx.conf.eta'), NGINX_TEMPLATE);
     const conf = join(dir, 'nginx.conf');
     const pid = join(dir, 'nginx.pid');
@@ -84,11 +97,22 @@ export class Router {
           reloadCmd: `[ -f ${pid} ] && kill -HUP "$(cat ${pid})" || true`,
         },
       ],
-      extra: { router: { httpPort: this.o.httpPort, controlPort: this.o.controlPort, domain: this.o.domain, controlToken: this.controlToken } },
+      extra: {
+        router: {
+          httpPort: this.o.httpPort,
+          httpsPort: this.o.httpsPort,
+          controlPort: this.o.controlPort,
+          controlToken: this.controlToken,
+          logFile: this.logs ? logFile : undefined,
+          logFormat: LOG_FORMAT,
+          plan: (it: TemplateData) => planVhosts(it, { domain: this.o.domain, httpPort: this.o.httpPort, httpsPort: this.o.httpsPort, certDir: this.certDir }),
+        },
+      },
     });
     this.killStale(dir);
     const initial = await this.o.store.currentRevision();
-    await this.templater.renderAll();
+    await this.renderVhosts(initial);
+    this.logs?.start();
     this.spawnNginx(bin, dir, conf);
     this.superviseNginx(bin, dir, conf);
     await this.waitForControl();
@@ -132,13 +156,28 @@ export class Router {
     }
   }
 
-  /** Endpoints as the agents published them, one line per app, sorted. */
+  /**
+   * nginx.conf names certificate files, so they are written first, from the same revision the
+   * template renders; files no longer named go once the new config is in place.
+   */
+  private async renderVhosts(at?: number): Promise<void> {
+    const revision = at ?? (await this.o.store.currentRevision());
+    const certs = parseCerts((await this.o.store.range(keys.allCerts(), { prefix: true, revision })).kvs);
+    const wanted = writeCertFiles(this.certDir, certs);
+    await this.templater?.renderAll(revision);
+    const outcome = this.templater?.outcomes.get('nginx.conf');
+    if (outcome === 'updated' || outcome === 'unchanged' || outcome === 'reload_failed') pruneCertFiles(this.certDir, wanted);
+  }
+
+  /** Endpoints as the agents published them, one line per app ("host:port|web.1,…"), sorted. */
   private async pushEndpoints(): Promise<void> {
     const r = await this.o.store.range(keys.allServices(), { prefix: true });
     const byApp = new Map<string, string[]>();
     for (const kv of r.kvs) {
-      const app = kv.key.split('/')[3] ?? '';
-      byApp.set(app, [...(byApp.get(app) ?? []), kv.value]);
+      // /berth/services/<app>/<app>.<type>.<n>@v<n>: the dyno is "<type>.<n>".
+      const [, , , app = '', unit = ''] = kv.key.split('/');
+      const dyno = unit.startsWith(`${app}.`) ? unit.slice(app.length + 1).replace(/@v\d+$/, '') : '';
+      byApp.set(app, [...(byApp.get(app) ?? []), /^[\w.-]+$/.test(dyno) ? `${kv.value}|${dyno}` : kv.value]);
     }
     const body = [...byApp].sort(([a], [b]) => (a < b ? -1 : 1)).map(([app, eps]) => `${app} ${eps.sort().join(',')}`).join('\n');
     const res = await fetch(`http://127.0.0.1:${this.o.controlPort}/endpoints`, { method: 'POST', body: `${body}\n`, headers: { 'x-berth-control': this.controlToken }, signal: AbortSignal.timeout(5000) });
@@ -165,7 +204,7 @@ export class Router {
   private apply(vhosts: boolean, endpoints: boolean, revision: number): Promise<void> {
     this.sync = this.sync.then(async () => {
       try {
-        if (vhosts) await this.templater?.renderAll();
+        if (vhosts) await this.renderVhosts();
         if (endpoints) await this.pushEndpoints();
         if (revision > 0) await this.report(revision);
       } catch (err) {
@@ -180,7 +219,8 @@ export class Router {
   /** Tells rollouts, under this router's lease, which store revision it has fully applied. */
   private async report(revision: number): Promise<void> {
     if (!this.keeper || revision <= this.reported) return;
-    await this.o.store.put(keys.router(this.o.id), JSON.stringify({ id: this.o.id, revision, http_port: this.o.httpPort, updated_at: new Date().toISOString() }), { lease: this.keeper.id });
+    const report = { id: this.o.id, revision, http_port: this.o.httpPort, https_port: this.o.httpsPort ?? null, updated_at: new Date().toISOString() };
+    await this.o.store.put(keys.router(this.o.id), JSON.stringify(report), { lease: this.keeper.id });
     this.reported = revision;
   }
 
@@ -252,5 +292,6 @@ export class Router {
       await exited;
       clearTimeout(timer);
     }
+    await this.logs?.close();
   }
 }

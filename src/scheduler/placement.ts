@@ -1,3 +1,4 @@
+import { compareGeneration } from '../domain/units.js';
 import { formatBytes, unitMemory, type AppView, type Assignment, type MachineView, type PendingUnit, type Plan, type StateView, type UnitSpec } from './types.js';
 
 /**
@@ -9,7 +10,7 @@ import { formatBytes, unitMemory, type AppView, type Assignment, type MachineVie
 // Code-unit order, not localeCompare: the plan must not depend on the host's locale.
 const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 const byUnit = (a: UnitSpec, b: UnitSpec): number =>
-  cmp(a.appName, b.appName) || cmp(a.appId, b.appId) || cmp(a.type, b.type) || a.index - b.index || a.release - b.release;
+  cmp(a.appName, b.appName) || cmp(a.appId, b.appId) || cmp(a.type, b.type) || a.index - b.index || compareGeneration(a, b);
 
 /** A unit's identity across releases; the app id guards against a deleted app's name being reused. */
 const identity = (u: Pick<UnitSpec, 'appId' | 'name'>): string => `${u.appId}\u0000${u.name}`;
@@ -22,6 +23,9 @@ const formatTags = (tags: Record<string, string>): string =>
 
 /** The agent gives a host port to web dynos only, so only they compete for the port range. */
 const needsPort = (u: UnitSpec): boolean => u.type === 'web';
+
+/** A type's restarts plus the dyno's own: either bump gives the unit a new generation. */
+const restart = (app: AppView, type: string, index: number): number => (app.restarts?.[type] ?? 0) + (app.restarts?.[`${type}.${index}`] ?? 0);
 
 function desiredUnits(app: AppView): { units: UnitSpec[]; pending: PendingUnit[] } {
   const units: UnitSpec[] = [];
@@ -46,6 +50,7 @@ function desiredUnits(app: AppView): { units: UnitSpec[]; pending: PendingUnit[]
         type,
         index,
         release: release.version,
+        ...(restart(app, type, index) > 0 ? { restart: restart(app, type, index) } : {}),
         memoryBytes: unitMemory(app, type, entry.size),
         ...(Object.keys(tags).length > 0 ? { tags } : {}),
       };
@@ -136,9 +141,10 @@ export function plan(state: StateView): Plan {
     }
     const id = identity(a.unit);
     const want = desired.get(id);
-    if (!want || a.unit.release > want.release || (a.unit.release === want.release && running.has(id))) {
+    const order = want ? compareGeneration(a.unit, want) : 1;
+    if (!want || order > 0 || (order === 0 && running.has(id))) {
       remove.push(a);
-    } else if (a.unit.release === want.release) {
+    } else if (order === 0) {
       // Stable: a unit keeps its machine even if a better one has appeared since.
       running.add(id);
       occupy(slot, a.unit, true);
@@ -164,7 +170,7 @@ export function plan(state: StateView): Plan {
   return {
     place: place.sort(byAssignment),
     // Highest index first within a type, so a caller applying removals one by one scales down from the top.
-    remove: remove.sort((a, b) => cmp(a.unit.appName, b.unit.appName) || cmp(a.unit.appId, b.unit.appId) || cmp(a.unit.type, b.unit.type) || b.unit.index - a.unit.index || a.unit.release - b.unit.release || cmp(a.machine, b.machine)),
+    remove: remove.sort((a, b) => cmp(a.unit.appName, b.unit.appName) || cmp(a.unit.appId, b.unit.appId) || cmp(a.unit.type, b.unit.type) || b.unit.index - a.unit.index || compareGeneration(a.unit, b.unit) || cmp(a.machine, b.machine)),
     superseded: superseded.sort(byAssignment),
     pending: pending.sort((a, b) => byUnit(a.unit, b.unit)),
   };

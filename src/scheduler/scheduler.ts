@@ -4,8 +4,9 @@ import { routersCaughtUp } from '../domain/routers.js';
 import type { Logger } from '../domain/log.js';
 import { Election, LeaseKeeper, follow, type Following, type Leadership, type Store, type TxnOp } from '../store/index.js';
 import { plan } from './placement.js';
-import { unitKey } from '../domain/units.js';
-import type { Assignment } from './types.js';
+import { failRelease, failedRollouts, type UnitStatus } from './rollout.js';
+import { compareGeneration, unitKey } from '../domain/units.js';
+import type { Assignment, Plan } from './types.js';
 import { readState } from './view.js';
 
 
@@ -105,9 +106,27 @@ export class Scheduler {
     for (const a of p.place) ops.push({ type: 'put', key: keys.unit(a.machine, unitKey(a.unit)), value: JSON.stringify(a.unit) });
     for (const a of p.remove) ops.push({ type: 'delete', key: keys.unit(a.machine, unitKey(a.unit)) });
     // A superseded unit goes once the unit replacing it (same name, newer release) is up.
-    const up = new Set((await this.o.store.range(keys.statuses(), { prefix: true })).kvs.filter((kv) => (JSON.parse(kv.value) as { state?: string }).state === 'up').map((kv) => kv.key.slice(keys.statuses().length)));
+    const statuses = new Map<string, UnitStatus>();
+    for (const kv of (await this.o.store.range(keys.statuses(), { prefix: true })).kvs) {
+      try {
+        statuses.set(kv.key.slice(keys.statuses().length), JSON.parse(kv.value) as UnitStatus);
+      } catch {
+        // One malformed report must not stop scheduling.
+      }
+    }
+    // A rollout whose new dynos only crash is given up: the previous release becomes current again
+    // and the next pass (the txn's own watch event) plans from there.
+    let failedAny = false;
+    for (const f of failedRollouts(state.apps, state.assignments, p, statuses)) {
+      if (await failRelease(this.o.store, leadership, f)) {
+        failedAny = true;
+        this.o.log.warn({ app: f.app.name, release: f.version, reason: f.reason }, 'release failed; the previous release keeps serving');
+      }
+    }
+    if (failedAny) return;
+    const up = new Set([...statuses].filter(([, st]) => st.state === 'up').map(([k]) => k));
     for (const old of p.superseded) {
-      const replacement = state.assignments.find((a) => a.unit.name === old.unit.name && a.unit.release > old.unit.release);
+      const replacement = state.assignments.find((a) => a.unit.appId === old.unit.appId && a.unit.name === old.unit.name && compareGeneration(a.unit, old.unit) > 0);
       if (!replacement || !up.has(unitKey(replacement.unit))) continue;
       // A web replacement must also be published and reach every router before the old one goes.
       if (replacement.unit.type === 'web') {
@@ -116,9 +135,35 @@ export class Scheduler {
       }
       ops.push({ type: 'delete', key: keys.unit(old.machine, unitKey(old.unit)) });
     }
-    for (const pending of p.pending) this.o.log.warn({ unit: pending.unit.name, reason: pending.reason }, 'unit pending');
+    const reports = this.pendingReports(p, statuses);
+    // Stale pending reports go first: chunked writes then still delete them before any agent can
+    // be told to run the unit and write its own report under that key.
+    ops.unshift(...reports.deletes);
+    ops.push(...reports.puts);
     if (ops.length === 0) return;
     await this.apply(leadership, ops);
+  }
+
+  /**
+   * `berth ps` shows an unplaceable unit as pending with the plan's reason: a status the leader
+   * writes under its own lease (so a dead leader's reports go with it) and deletes once the unit
+   * is placed — before the placement lands, so it can never delete an agent's report.
+   * Unchanged reports are not rewritten: this pass's own writes must not trigger another.
+   */
+  private pendingReports(p: Plan, statuses: Map<string, UnitStatus>): { puts: TxnOp[]; deletes: TxnOp[] } {
+    const puts: TxnOp[] = [];
+    const deletes: TxnOp[] = [];
+    const pending = new Map(p.pending.map((pu) => [unitKey(pu.unit), pu]));
+    for (const [key, pu] of pending) {
+      const current = statuses.get(key);
+      if (current && (current.state !== 'pending' || current.reason === pu.reason)) continue;
+      this.o.log.warn({ unit: pu.unit.name, reason: pu.reason }, 'unit pending');
+      const u = pu.unit;
+      const value = { app_id: u.appId, unit: key, name: `${u.type}.${u.index}`, type: u.type, state: 'pending', reason: pu.reason, restarts: 0, command: '', release: { version: u.release }, machine: null, port: null };
+      puts.push({ type: 'put', key: keys.status(key), value: JSON.stringify(value), ...(this.keeper ? { lease: this.keeper.id } : {}) });
+    }
+    for (const [key, st] of statuses) if (st.state === 'pending' && !pending.has(key)) deletes.push({ type: 'delete', key: keys.status(key) });
+    return { puts, deletes };
   }
 
   /** Writes in chunks under etcd's txn limit, each fenced on the leadership still holding. */

@@ -39,6 +39,8 @@ export interface AppView {
   placementTags: Record<string, string>;
   /** Per process type memory in bytes (`berth limits:set`), overriding the size's default. */
   memoryLimits: Record<string, number>;
+  /** Restart counters (`ps:restart`) by type (`web`) and dyno (`web.1`). */
+  restarts?: Record<string, number>;
 }
 
 export interface StateView {

@@ -75,8 +75,15 @@ function unitSpec(v: unknown): UnitSpec | undefined {
     typeof u.type === 'string' &&
     Number.isInteger(u.index) &&
     Number.isInteger(u.release) &&
+    (u.restart === undefined || Number.isInteger(u.restart)) &&
     typeof u.memoryBytes === 'number';
   return ok ? (u as UnitSpec) : undefined;
+}
+
+function restartsOf(v: unknown): Pick<AppView, 'restarts'> {
+  if (!isObject(v)) return {};
+  const restarts = Object.fromEntries(Object.entries(v).filter((e): e is [string, number] => Number.isSafeInteger(e[1]) && (e[1] as number) > 0));
+  return Object.keys(restarts).length > 0 ? { restarts } : {};
 }
 
 function formation(v: unknown): AppView['formation'] {
@@ -91,11 +98,12 @@ function formation(v: unknown): AppView['formation'] {
 
 async function appView(store: Store, id: string, revision: number): Promise<AppView | undefined> {
   const at = { revision };
-  const [appKv, formationKv, tagsKv, limitsKv] = await Promise.all([
+  const [appKv, formationKv, tagsKv, limitsKv, restartsKv] = await Promise.all([
     store.get(keys.app(id), at),
     store.get(keys.formation(id), at),
     store.get(tagsKey(id), at),
     store.get(limitsKey(id), at),
+    store.get(keys.restarts(id), at),
   ]);
   const app = json(appKv);
   if (!isObject(app)) return undefined;
@@ -111,7 +119,7 @@ async function appView(store: Store, id: string, revision: number): Promise<AppV
       release = { version, slugId: typeof rel.slug_id === 'string' ? rel.slug_id : null, processTypes: stringRecord(rel.process_types) };
     }
   }
-  return { id, name: rec.name, release, formation: formation(json(formationKv)), placementTags: stringRecord(json(tagsKv)), memoryLimits: memoryLimits(json(limitsKv)) };
+  return { id, name: rec.name, release, formation: formation(json(formationKv)), placementTags: stringRecord(json(tagsKv)), memoryLimits: memoryLimits(json(limitsKv)), ...restartsOf(json(restartsKv)) };
 }
 
 export async function readState(store: Store): Promise<StateView> {

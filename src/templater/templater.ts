@@ -115,19 +115,22 @@ export class Templater {
     await this.running;
   }
 
-  /** Renders every resource at one revision; returns that revision. */
-  async renderAll(): Promise<number> {
+  /**
+   * Renders every resource at one revision (the current one, or `at`, so a caller can prepare
+   * files the output will name from the same data); returns that revision.
+   */
+  async renderAll(at?: number): Promise<number> {
     let revision = 0;
-    await this.enqueue(new Set(this.options.resources), (r) => (revision = r));
+    await this.enqueue(new Set(this.options.resources), (r) => (revision = r), at);
     return revision;
   }
 
   /** One render pass at a time, so two passes never race on the same destination. */
-  private enqueue(resources: Set<TemplateResource>, atRevision?: (rev: number) => void): Promise<void> {
+  private enqueue(resources: Set<TemplateResource>, atRevision?: (rev: number) => void, at?: number): Promise<void> {
     this.running = this.running.then(async () => {
       if (resources.size === 0) return;
       try {
-        const revision = await this.options.store.currentRevision();
+        const revision = at ?? (await this.options.store.currentRevision());
         for (const r of resources) this.outcomes.set(r.name, await this.process(r, revision));
         atRevision?.(revision);
         this.options.onApplied?.(revision);

@@ -139,6 +139,21 @@ describe('process runtime', () => {
     expect(r.code).toBe(0);
   });
 
+  it("cannot see another app's /app, files or processes", async () => {
+    const other = await start('echo other-secret > /app/secret.txt; echo ready; sleep 30');
+    await until('the other dyno', () => (other.lines.includes('ready') ? true : undefined));
+    const hostDir = join(dir, 'work', other.spec.id, 'app');
+    expect(readFileSync(join(hostDir, 'secret.txt'), 'utf8')).toBe('other-secret\n');
+    // Same host paths, different app: neither the file, nor the dir, nor its sleep is visible.
+    const r = await run(`cat ${hostDir}/secret.txt 2>&1; ls ${join(dir, 'work')} 2>&1; ls /proc | grep -c '^[0-9]'; cat /app/secret.txt 2>&1 || echo own-app-clean`);
+    expect(r.output).not.toContain('other-secret');
+    expect(r.output).toContain('own-app-clean');
+    expect(r.output.match(/No such file or directory/g)?.length).toBeGreaterThanOrEqual(2);
+    // Its own pid namespace: only its shell (and bwrap's init) and the commands it runs.
+    const procs = Number(r.output.split('\n').find((l) => /^\d+$/.test(l)));
+    expect(procs).toBeLessThan(6);
+  });
+
   it('sends SIGKILL after the grace period to a process that ignores SIGTERM', async () => {
     const { dyno, lines, spec } = await start(`node -e 'process.on("SIGTERM", () => console.log("ignored TERM")); console.log("up"); setInterval(() => {}, 1000)'`);
     await until('the process', () => (lines.includes('up') ? true : undefined));

@@ -54,6 +54,7 @@ export async function apiHarness(storeUrl = 'memory://'): Promise<Harness> {
     },
     async close() {
       await api.close();
+      await services.close();
       await store.close();
     },
   };

@@ -24,15 +24,19 @@ const args: Record<string, string[]> = {
   logSession: ['<id>'],
   release: ['<app>', '<v>'],
   formation: ['<app>'],
+  restarts: ['<app>'],
   domain: ['<app>', '<host>'],
+  drain: ['<app>', '<id>'],
   machine: ['<id>'],
-  unit: ['<machine>', '<unit>@v<n>'],
-  status: ['<unit>@v<n>'],
-  service: ['<app>', '<unit>@v<n>'],
+  unit: ['<machine>', '<unit>@v<n>[-<r>]'],
+  status: ['<unit>@v<n>[-<r>]'],
+  service: ['<app>', '<unit>@v<n>[-<r>]'],
   router: ['<id>'],
-  cert: ['<host>'],
+  cert: ['<app>', '<id>'],
+  appRouting: ['<app>'],
   routerSetting: ['<setting>'],
   leader: ['<role>'],
+  run: ['<app>', '<dyno>'],
 };
 
 describe('key layout', () => {

@@ -126,7 +126,8 @@ describe('git push to a running app', () => {
     expect((await viaRouter('live-app.berth.localhost')).body).toMatch(/^hello v2 from web\.[12]$/);
 
     // The dyno's own output is in the app's logs.
-    const session = await api<{ logplex_url: string }>('POST', '/apps/live-app/log-sessions', { lines: 200 });
+    // The load above wrote a router line per request: ask for the web dynos' lines only (`-p web`).
+    const session = await api<{ logplex_url: string }>('POST', '/apps/live-app/log-sessions', { lines: 200, dyno: 'web' });
     const logs = await (await fetch(session.logplex_url)).text();
     expect(logs).toMatch(/app\[web\.1\]: listening on \d+/);
     expect(logs).toMatch(/berth\[web\.1\]: State changed from starting to up/);

@@ -17,9 +17,11 @@ export async function startBerth(args: string[], env: Record<string, string> = {
   const apiPort = args.includes('--api-port') ? undefined : await freePort();
   const sshPort = args.includes('--ssh-port') ? undefined : await freePort();
   const httpPort = args.includes('--http-port') ? undefined : await freePort();
+  // Not 443/8443: suites run side by side.
+  const httpsPort = args.includes('--https-port') ? undefined : await freePort();
   const child: ChildProcess = spawn(
     process.execPath,
-    ['--import', 'tsx', MAIN, 'up', '--json', '--api-host', '127.0.0.1', ...(apiPort ? ['--api-port', String(apiPort)] : []), ...(sshPort ? ['--ssh-port', String(sshPort)] : []), ...(httpPort ? ['--http-port', String(httpPort)] : []), ...args],
+    ['--import', 'tsx', MAIN, 'up', '--json', '--api-host', '127.0.0.1', ...(apiPort ? ['--api-port', String(apiPort)] : []), ...(sshPort ? ['--ssh-port', String(sshPort)] : []), ...(httpPort ? ['--http-port', String(httpPort)] : []), ...(httpsPort ? ['--https-port', String(httpsPort)] : []), ...args],
     { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } },
   );
   let stderr = '';
@@ -68,4 +70,55 @@ export function failBerth(args: string[]): Promise<{ code: number | null; stderr
       resolve({ code, stderr });
     });
   });
+}
+
+export interface AgentProcess {
+  summary: Record<string, unknown>;
+  pid: number;
+  stderr(): string;
+  /** SIGKILL: a machine failure, not a shutdown. Resolves once the process is gone. */
+  kill(): Promise<void>;
+  stop(): Promise<number | null>;
+}
+
+/** Runs `berth agent --json` as its own process (a machine of a test cluster). */
+export async function startAgent(args: string[], env: Record<string, string> = {}): Promise<AgentProcess> {
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', MAIN, 'agent', '--json', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const summary = await new Promise<Record<string, unknown>>((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`berth agent did not start within 30s:\n${stderr}`)), 30_000);
+    child.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+      const line = out.split('\n')[0];
+      if (out.includes('\n') && line) {
+        clearTimeout(timer);
+        resolve(JSON.parse(line) as Record<string, unknown>);
+      }
+    });
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`berth agent exited with ${code}:\n${stderr}`));
+    });
+  });
+  return {
+    summary,
+    pid: child.pid ?? 0,
+    stderr: () => stderr,
+    async kill() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGKILL');
+      await exited;
+    },
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+      const kill = setTimeout(() => child.kill('SIGKILL'), 40_000);
+      child.kill('SIGTERM');
+      const code = await exited;
+      clearTimeout(kill);
+      return code;
+    },
+  };
 }

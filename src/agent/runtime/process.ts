@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { appUid } from '../../builder/builder.js';
 import { extractAs } from '../../builder/safe-fs.js';
-import { spawnSandboxed, type SandboxProcess } from '../../builder/sandbox.js';
+import { reapStaleCgroups, spawnSandboxed, type SandboxProcess } from '../../builder/sandbox.js';
 import type { DynoSpec, RunningDyno, Runtime } from './types.js';
 
 const exec = promisify(execFile);
@@ -37,6 +37,8 @@ export class ProcessRuntime implements Runtime {
     // Dynos die with the agent that started them (bwrap --die-with-parent): whatever a previous
     // agent left here is unpacked slugs of dead dynos.
     for (const entry of readdirSync(this.workDir)) rmSync(join(this.workDir, entry), { recursive: true, force: true });
+    // Their cgroups stay behind too when that agent was SIGKILLed (any agent on the host may reap).
+    reapStaleCgroups('dyno-');
   }
 
   async start(spec: DynoSpec): Promise<RunningDyno> {

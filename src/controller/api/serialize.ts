@@ -73,6 +73,8 @@ export function release(a: AppRecord, r: ReleaseRecord): Record<string, unknown>
     description: r.description,
     slug: r.slug_id ? { id: r.slug_id } : null,
     status: r.status,
+    // Berth's own: why it failed, for `berth releases` and `berth ps`.
+    failure_reason: r.failure_reason ?? null,
     user: { id: r.user_id, email: r.user_email },
     current: r.version === (a.current_version ?? a.release_version),
     output_stream_url: null,

@@ -8,10 +8,14 @@ import { errorHandler, sendError } from './errors.js';
 import { registerAccessRoutes } from './routes/access.js';
 import { registerAdminRoutes } from './routes/admin.js';
 import { registerAppRoutes } from './routes/apps.js';
+import { registerCertRoutes } from './routes/certs.js';
+import { registerClusterRoutes } from './routes/cluster.js';
+import { registerDynoActionRoutes } from './routes/dynos.js';
 import { registerFormationRoutes } from './routes/formation.js';
 import { registerLogRoutes } from './routes/logs.js';
 import { registerPlacementRoutes } from './routes/placement.js';
 import { registerReleaseRoutes } from './routes/releases.js';
+import { registerRouterRoutes } from './routes/router.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -24,6 +28,8 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** Routes reachable without a token: the health probe and log stream URLs (secret in the URL). */
     public?: boolean;
+    /** Routes for agents, authenticated by the cluster join token instead of a user's token. */
+    cluster?: boolean;
   }
 }
 
@@ -108,6 +114,10 @@ export function buildApi(services: Services, log: Logger, extraRoutes: ((api: Fa
     reply.header('Request-Id', request.id);
     if (request.routeOptions.config.public) return;
     const token = tokenFrom(request);
+    if (request.routeOptions.config.cluster) {
+      if (!(await services.cluster.verify(token))) throw unauthorized('Invalid cluster token.');
+      return;
+    }
     const user = token ? await services.users.authenticate(token) : undefined;
     if (!user) throw unauthorized('Invalid credentials provided.');
     request.user = user;
@@ -117,10 +127,14 @@ export function buildApi(services: Services, log: Logger, extraRoutes: ((api: Fa
   registerAppRoutes(app, services);
   registerReleaseRoutes(app, services);
   registerFormationRoutes(app, services);
+  registerDynoActionRoutes(app, services);
   registerAccessRoutes(app, services);
   registerLogRoutes(app, services);
   registerAdminRoutes(app, services);
   registerPlacementRoutes(app, services);
+  registerCertRoutes(app, services);
+  registerRouterRoutes(app, services);
+  registerClusterRoutes(app, services);
   for (const routes of extraRoutes) routes(app, services);
   return app;
 }

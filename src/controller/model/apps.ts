@@ -155,6 +155,9 @@ export class Apps {
       del(keys.access(access.app.owner_id, id)),
       ...collaborators.map((c) => del(keys.access(c.user_id, id))),
       ...domains.map((d) => del(keys.hostname(d.hostname))),
+      // Outside the app's subtree because the router reads them by prefix.
+      del(keys.certs(id), true),
+      del(keys.appRouting(id)),
     ];
     // Every change under an app also rewrites its record, so this compare catches a collaborator or
     // domain added since they were listed above.

@@ -22,6 +22,9 @@ export interface FormationUpdate {
  * How many dynos of each process type should run. Types must exist in the current release (or be
  * `web` before any build), quantities stay within 0..100, and a batch applies all or nothing.
  */
+/** `{web: 2, "web.1": 1}`: how often each type and each dyno was restarted (`ps:restart`). */
+export type Restarts = Record<string, number>;
+
 export class Formations {
   constructor(
     private readonly store: Store,
@@ -72,6 +75,33 @@ export class Formations {
         { key: keys.formation(fresh.app.id), target: 'mod', op: '=', value: stored?.mod ?? 0 },
       ]);
       if (ok) return changed;
+      fresh = await this.apps.resolve(user, access.app.id);
+    }
+    throw conflict(`Too many concurrent changes to ${access.app.name}; try again.`);
+  }
+
+  /**
+   * What a restart target names: a dyno (`web.1`), a process type (`web`), or everything. Heroku's
+   * ps:stop on a formation dyno also ends in a fresh dyno (the formation still wants it), so stop
+   * and restart are one operation here, done as a rolling replacement, not a kill.
+   */
+  async restart(user: UserRecord, access: AppAccess, target: string | undefined): Promise<string[]> {
+    const entries = (await this.list(access)).filter((e) => e.type !== 'release');
+    let bumps: string[];
+    if (target === undefined) bumps = entries.map((e) => e.type);
+    else {
+      const m = /^([a-z][a-z0-9_-]{0,29})(?:\.(\d{1,3}))?$/.exec(target);
+      const entry = entries.find((e) => e.type === m?.[1]);
+      if (!m || !entry || (m[2] !== undefined && (Number(m[2]) < 1 || Number(m[2]) > entry.quantity))) throw notFound('process');
+      bumps = [m[2] !== undefined ? `${entry.type}.${Number(m[2])}` : entry.type];
+    }
+    let fresh = access;
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const stored = await getJson<Restarts>(this.store, keys.restarts(fresh.app.id));
+      const next: Restarts = { ...(stored?.value ?? {}) };
+      for (const b of bumps) next[b] = (next[b] ?? 0) + 1;
+      const ok = await this.apps.touch(fresh, [put(keys.restarts(fresh.app.id), next)], [{ key: keys.restarts(fresh.app.id), target: 'mod', op: '=', value: stored?.mod ?? 0 }]);
+      if (ok) return bumps;
       fresh = await this.apps.resolve(user, access.app.id);
     }
     throw conflict(`Too many concurrent changes to ${access.app.name}; try again.`);

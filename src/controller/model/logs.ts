@@ -1,20 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { keys } from '../../domain/keys.js';
 import type { Store } from '../../store/index.js';
+import { SqliteLogStore, type LogFilter, type LogLine, type LogStore } from './log-store.js';
 
-/** One line of an app's log stream, Heroku style: `<time> <source>[<dyno>]: <message>`. */
-export interface LogLine {
-  time: string;
-  source: string;
-  dyno: string;
-  message: string;
-}
+export { matchesFilter, SqliteLogStore, type LogFilter, type LogLine, type LogStore } from './log-store.js';
 
 export function formatLogLine(l: LogLine): string {
   return `${l.time} ${l.source}[${l.dyno}]: ${l.message}`;
 }
 
-const RETAIN = 1500;
 const SESSION_TTL = 300;
 
 export interface LogSession {
@@ -28,39 +22,53 @@ export interface LogSession {
 }
 
 /**
- * An app's recent log lines (Heroku keeps 1,500) and live subscribers. Lines come from this
- * controller's own events (`app[api]`) today; agents and routers add theirs in later issues.
+ * An app's recent log lines (kept by a `LogStore`, Heroku's 1,500 per app) and live subscribers.
+ * Lines come from this controller (`app[api]`, the release phase) and from agents (this node's, or
+ * remote ones posting batches); each line reaches one controller only, so drains get it once.
  * Log sessions live in the store under a short lease, so any controller can serve the URL.
  */
 export class LogHub {
-  private readonly buffers = new Map<string, LogLine[]>();
   private readonly listeners = new Map<string, Set<(line: LogLine) => void>>();
+  private readonly taps = new Set<(appId: string, line: LogLine) => void>();
 
-  constructor(private readonly store: Store) {}
+  constructor(
+    private readonly store: Store,
+    private readonly lines: LogStore = new SqliteLogStore({ path: ':memory:' }),
+  ) {}
 
   append(appId: string, line: Omit<LogLine, 'time'> & { time?: string }): void {
     const full: LogLine = { time: line.time ?? new Date().toISOString(), source: line.source, dyno: line.dyno, message: line.message };
-    const buf = this.buffers.get(appId) ?? [];
-    buf.push(full);
-    if (buf.length > RETAIN) buf.splice(0, buf.length - RETAIN);
-    this.buffers.set(appId, buf);
+    this.lines.append(appId, full);
     for (const l of this.listeners.get(appId) ?? []) l(full);
+    for (const t of this.taps) t(appId, full);
   }
 
-  recent(appId: string, n: number, filter: (l: LogLine) => boolean = () => true): LogLine[] {
-    if (n <= 0) return [];
-    return (this.buffers.get(appId) ?? []).filter(filter).slice(-n);
+  recent(appId: string, n: number, filter: LogFilter = {}): LogLine[] {
+    return this.lines.recent(appId, n, filter);
   }
 
   subscribe(appId: string, fn: (line: LogLine) => void): () => void {
     const set = this.listeners.get(appId) ?? new Set();
     set.add(fn);
     this.listeners.set(appId, set);
-    return () => set.delete(fn);
+    return () => {
+      set.delete(fn);
+      if (set.size === 0 && this.listeners.get(appId) === set) this.listeners.delete(appId);
+    };
+  }
+
+  /** Every line of every app as it is appended (log drains). */
+  tap(fn: (appId: string, line: LogLine) => void): () => void {
+    this.taps.add(fn);
+    return () => this.taps.delete(fn);
   }
 
   forget(appId: string): void {
-    this.buffers.delete(appId);
+    this.lines.forget(appId);
+  }
+
+  close(): void {
+    this.lines.close();
   }
 
   async createSession(session: LogSession): Promise<string> {

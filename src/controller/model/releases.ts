@@ -145,6 +145,8 @@ export class Releases {
 
   async rollback(user: UserRecord, access: AppAccess, target: string | number): Promise<ReleaseRecord> {
     const to = await this.get(access, target);
+    // A release from before the first build has no code: rolling back to it would stop the app.
+    if (!to.slug_id && (await this.current(access)).slug_id) throw invalid(`Release v${to.version} has no build to run; roll back to a release made after a deploy.`);
     const release = await this.append(user, access, async () => ({
       slug_id: to.slug_id,
       process_types: to.process_types,

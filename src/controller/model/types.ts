@@ -45,6 +45,8 @@ export interface ReleaseRecord {
   user_id: string;
   user_email: string;
   status: ReleaseStatus;
+  /** Why a release failed (its release phase, or a rollout whose dynos never came up). */
+  failure_reason?: string;
   created_at: string;
   updated_at: string;
 }
@@ -90,4 +92,6 @@ export interface PlatformSettings {
   domain: string;
   /** Base URL of the API (also serves git over HTTP). */
   apiUrl: string;
+  /** The store URL handed to agents that join with the cluster token (`berth agent`). */
+  storeUrl?: string;
 }

@@ -14,7 +14,7 @@ export const register: Register = (program, ctx) => {
       if (opts.json) return json(ctx, list);
       if (list.length === 0) return ctx.out(`${name} has no releases.`);
       const current = list.find((r) => r.current);
-      const rows = list.map((r) => [`v${r.version}`, r.description + (r.status === 'succeeded' ? '' : ` (${r.status})`), r.user.email, r.created_at]);
+      const rows = list.map((r) => [`v${r.version}`, r.description + (r.status === 'succeeded' ? '' : ` (${r.status}${r.failure_reason ? `: ${r.failure_reason}` : ''})`), r.user.email, r.created_at]);
       ctx.out(`${header(`${name} Releases${current ? ` - Current: v${current.version}` : ''}`)}\n${table(['v', 'description', 'user', 'created_at'], rows)}`);
     });
 };

@@ -17,7 +17,7 @@ export const register: Register = (program, ctx) => {
       if (opts.json) return json(ctx, r);
       const config = await api.get<Record<string, string>>(`/apps/${enc(name)}/releases/${r.version}/config-vars`);
       const entries = Object.entries(config).sort(([a], [b]) => a.localeCompare(b));
-      ctx.out(`${header(`Release v${r.version}`)}\n${keyValues([['By', r.user.email], ['Change', r.description], ['Status', r.status], ['When', r.created_at]])}\n`);
+      ctx.out(`${header(`Release v${r.version}`)}\n${keyValues([['By', r.user.email], ['Change', r.description], ['Status', r.failure_reason ? `${r.status}: ${r.failure_reason}` : r.status], ['When', r.created_at]])}\n`);
       ctx.out(`${header(`v${r.version} Config vars`)}\n${entries.length ? keyValues(entries) : ''}`);
     });
 };

@@ -3,7 +3,7 @@ import type { Services } from '../../services.js';
 import { sendPage } from '../range.js';
 import * as shape from '../serialize.js';
 
-/** Domains, collaborators (`access*`) and the account's SSH keys (`keys*`). */
+/** Domains (their certificates: certs.ts), collaborators (`access*`) and the account's SSH keys (`keys*`). */
 export function registerAccessRoutes(api: FastifyInstance, s: Services): void {
   api.get('/apps/:app/domains', async (req, reply) => {
     const access = await s.apps.resolve(req.user, (req.params as { app: string }).app);
@@ -32,13 +32,6 @@ export function registerAccessRoutes(api: FastifyInstance, s: Services): void {
     const { app, domain } = req.params as { app: string; domain: string };
     const access = await s.apps.resolve(req.user, app);
     return shape.domain(access.app, await s.domains.remove(access, domain), s.settings);
-  });
-
-  // SNI endpoints (certificates) are the router issue's; until then an app has none, and clients
-  // (domains:add) ask before adding a domain.
-  api.get('/apps/:app/sni-endpoints', async (req) => {
-    await s.apps.resolve(req.user, (req.params as { app: string }).app);
-    return [];
   });
 
   api.get('/apps/:app/collaborators', async (req, reply) => {

@@ -21,6 +21,9 @@ interface DynoStatus {
   release?: { id: string; version: number };
   updated_at?: string;
   created_at?: string;
+  machine?: string;
+  restarts?: number;
+  reason?: string | null;
 }
 
 /** Formation (`ps:scale`), dynos (`ps`), builds and slugs. */
@@ -70,7 +73,9 @@ export function registerFormationRoutes(api: FastifyInstance, s: Services): void
   api.get('/apps/:app/dynos', async (req, reply) => {
     const access = await s.apps.resolve(req.user, (req.params as { app: string }).app);
     // Unit names start with the app's name and a dot (names cannot hold one): read only its own.
-    const all = await listJson<DynoStatus>(s.store, `${keys.statuses()}${access.app.name}.`);
+    const formationDynos = await listJson<DynoStatus>(s.store, `${keys.statuses()}${access.app.name}.`);
+    // One-off dynos (`berth run`) are recorded by the node running them, with the same fields.
+    const all = [...formationDynos, ...(await listJson<DynoStatus>(s.store, keys.runs(access.app.id)))];
     const dynos = all
       .filter((d) => d.app_id === access.app.id)
       .map((d) => ({
@@ -83,6 +88,10 @@ export function registerFormationRoutes(api: FastifyInstance, s: Services): void
         attach_url: null,
         app: shape.appRef(access.app),
         release: d.release ?? null,
+        // Berth's own: where it runs and why it is not up (Heroku clients ignore unknown fields).
+        machine: d.machine ?? null,
+        restarts: d.restarts ?? 0,
+        reason: d.reason ?? null,
         created_at: d.created_at ?? d.updated_at ?? access.app.updated_at,
         updated_at: d.updated_at ?? access.app.updated_at,
       }));

@@ -1,11 +1,23 @@
 import type { FastifyInstance } from 'fastify';
 import { notFound } from '../../../domain/errors.js';
-import { formatLogLine, type LogLine } from '../../model/logs.js';
+import type { DrainRecord } from '../../model/drains.js';
+import { formatLogLine, matchesFilter, type LogFilter } from '../../model/logs.js';
+import type { AppRecord } from '../../model/types.js';
 import type { Services } from '../../services.js';
+import { sendPage } from '../range.js';
+import { appRef } from '../serialize.js';
 
 const MAX_LINES = 1500;
 
-/** `heroku logs [--tail]`: a log session returns a secret URL; fetching it streams the lines. */
+/** Heroku's log-drain object; drains from add-ons do not exist here, so `addon` is always null. */
+function drainShape(app: AppRecord, d: DrainRecord): Record<string, unknown> {
+  return { id: d.id, url: d.url, token: d.token, created_at: d.created_at, updated_at: d.updated_at, addon: null, app: appRef(app) };
+}
+
+/**
+ * `heroku logs [--tail]`: a log session returns a secret URL; fetching it streams the lines.
+ * `heroku drains*`: an app's syslog drains.
+ */
 export function registerLogRoutes(api: FastifyInstance, s: Services): void {
   api.post(
     '/apps/:app/log-sessions',
@@ -17,6 +29,7 @@ export function registerLogRoutes(api: FastifyInstance, s: Services): void {
             dyno: { type: ['string', 'null'] },
             dyno_name: { type: ['string', 'null'] },
             process_type: { type: ['string', 'null'] },
+            type: { type: ['string', 'null'] },
             lines: { type: ['integer', 'null'], minimum: 0 },
             source: { type: ['string', 'null'] },
             tail: { type: ['boolean', 'null'] },
@@ -26,14 +39,17 @@ export function registerLogRoutes(api: FastifyInstance, s: Services): void {
     },
     async (req, reply) => {
       const access = await s.apps.resolve(req.user, (req.params as { app: string }).app);
-      const b = (req.body ?? {}) as { dyno?: string | null; dyno_name?: string | null; process_type?: string | null; lines?: number | null; source?: string | null; tail?: boolean | null };
-      const dyno = b.dyno ?? b.dyno_name ?? b.process_type ?? undefined;
+      const b = (req.body ?? {}) as { dyno?: string | null; dyno_name?: string | null; process_type?: string | null; type?: string | null; lines?: number | null; source?: string | null; tail?: boolean | null };
+      // The heroku CLI sends `-d web.1` and `-p web` both as `dyno`; a type matches all its dynos.
+      const dyno = b.dyno || b.dyno_name || b.process_type || b.type || undefined;
+      // `-s heroku` is how Heroku users ask for platform lines; Berth's platform source is `berth`.
+      const source = b.source === 'heroku' ? 'berth' : b.source || undefined;
       const id = await s.logs.createSession({
         app_id: access.app.id,
         user_id: req.user.id,
         lines: Math.min(b.lines ?? 100, MAX_LINES),
         tail: b.tail ?? false,
-        ...(b.source ? { source: b.source } : {}),
+        ...(source ? { source } : {}),
         ...(dyno ? { dyno } : {}),
       });
       const now = new Date().toISOString();
@@ -55,22 +71,23 @@ export function registerLogRoutes(api: FastifyInstance, s: Services): void {
       }
     };
     if (!(await stillAllowed())) throw notFound('log session');
-    const matches = (l: LogLine): boolean =>
-      (!session.source || l.source === session.source) && (!session.dyno || l.dyno === session.dyno || l.dyno.startsWith(`${session.dyno}.`));
+    const filter: LogFilter = { ...(session.source ? { source: session.source } : {}), ...(session.dyno ? { dyno: session.dyno } : {}) };
     const sse = (req.headers.accept ?? '').includes('text/event-stream');
-    const frame = (l: LogLine): string => (sse ? `data: ${formatLogLine(l)}\n\n` : `${formatLogLine(l)}\n`);
+    const frame = (l: Parameters<typeof formatLogLine>[0]): string => (sse ? `data: ${formatLogLine(l)}\n\n` : `${formatLogLine(l)}\n`);
     reply.hijack();
     const res = reply.raw;
     res.writeHead(200, { 'Content-Type': sse ? 'text/event-stream' : 'text/plain; charset=utf-8', 'Cache-Control': 'no-cache', 'Request-Id': req.id });
     // A short reconnect delay: EventSource clients otherwise linger 3 s after a non-tail stream ends.
     if (sse) res.write('retry: 10\n\n');
-    for (const l of s.logs.recent(session.app_id, session.lines, matches)) res.write(frame(l));
+    // The initial batch and the subscription happen in one synchronous step: a tail gets every
+    // later line exactly once, and none of the batch again.
+    for (const l of s.logs.recent(session.app_id, session.lines, filter)) res.write(frame(l));
     if (!session.tail) {
       res.end();
       return;
     }
     const unsubscribe = s.logs.subscribe(session.app_id, (l) => {
-      if (matches(l)) res.write(frame(l));
+      if (matchesFilter(l, filter)) res.write(frame(l));
     });
     // Comments keep idle proxies from closing a quiet tail; the same beat ends a tail whose maker
     // has lost access to the app (removed collaborator, deleted app).
@@ -84,5 +101,33 @@ export function registerLogRoutes(api: FastifyInstance, s: Services): void {
       clearInterval(keepAlive);
       unsubscribe();
     });
+  });
+
+  api.get('/apps/:app/log-drains', async (req, reply) => {
+    const access = await s.apps.resolve(req.user, (req.params as { app: string }).app);
+    const list = (await s.drains.list(access)).map((d) => drainShape(access.app, d));
+    return sendPage(req, reply, list, { id: (d) => String(d.id), url: (d) => String(d.url) }, 'url');
+  });
+
+  api.get('/apps/:app/log-drains/:drain', async (req) => {
+    const { app, drain } = req.params as { app: string; drain: string };
+    const access = await s.apps.resolve(req.user, app);
+    return drainShape(access.app, await s.drains.get(access, drain));
+  });
+
+  api.post('/apps/:app/log-drains', { schema: { body: { type: 'object', properties: { url: { type: 'string', minLength: 1, maxLength: 2048 } }, required: ['url'] } } }, async (req, reply) => {
+    const access = await s.apps.resolve(req.user, (req.params as { app: string }).app);
+    const d = await s.drains.add(access, (req.body as { url: string }).url);
+    await s.drainForwarder.changed(access.app.id);
+    reply.code(201);
+    return drainShape(access.app, d);
+  });
+
+  api.delete('/apps/:app/log-drains/:drain', async (req) => {
+    const { app, drain } = req.params as { app: string; drain: string };
+    const access = await s.apps.resolve(req.user, app);
+    const d = await s.drains.remove(access, drain);
+    await s.drainForwarder.changed(access.app.id);
+    return drainShape(access.app, d);
   });
 }

@@ -1,0 +1,566 @@
+/**
+ * Scheduler benchmark (`npm run bench:scheduler`, issue 5): a real cluster on one host — `berth up
+ * --no-agent` and three `berth agent` processes, as test/e2e/cluster.test.ts builds it — running a
+ * tiny Node.js HTTP app (Procfile buildpack, no npm dependencies). In one run:
+ *
+ *   1. dyno start: one dyno, scale request → its published endpoint answering HTTP, against a bare
+ *      `node server.js` until its port answers HTTP (N runs each, p50 and the ratio); measured
+ *      first, on the quiet cluster, so nothing else competes for the two cores;
+ *   2. place and start BENCH_DYNOS dynos (default 200) across the three agents: until every unit is
+ *      assigned, every dyno is `up` in the API, and every endpoint is published in the store;
+ *   3. failover: SIGKILL one agent; until its lease is gone, every unit it ran is `up` on another
+ *      machine, and the published endpoints are all back (none on the dead machine).
+ *
+ * The formation API caps one process type at 100 dynos (MAX_QUANTITY), so N dynos are spread over
+ * ceil(N/100) apps pushed from the same source. Memory limit web=64M (the API's minimum), so N
+ * dynos fit the three machines' reported memory (each reports the host's total).
+ *
+ *   BENCH_DYNOS=200 BENCH_TTL=5 BENCH_STARTS=10 npm run bench:scheduler
+ *
+ * Everything lives in one temp dir under os.tmpdir(); every process and the dyno cgroups are
+ * removed at the end, on failure, on Ctrl-C and at the global timeout (BENCH_TIMEOUT_S).
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { availableParallelism, cpus, freemem, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { openStore, type Store } from '../src/store/index.js';
+import { startAgent, startBerth, type AgentProcess, type BerthProcess } from '../test/support/berth-process.js';
+import { freePort } from '../test/support/ports.js';
+import { printTable, runBenchmark } from './lib.js';
+
+const intEnv = (name: string, def: number, min: number, max: number): number => {
+  const raw = process.env[name];
+  const n = raw === undefined || raw === '' ? def : Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name} must be a whole number between ${min} and ${max}, got "${raw}"`);
+  return n;
+};
+
+const REQUESTED_DYNOS = intEnv('BENCH_DYNOS', 200, 3, 600);
+const TTL = intEnv('BENCH_TTL', 5, 1, 60);
+const STARTS = intEnv('BENCH_STARTS', 10, 1, 100);
+const TIMEOUT_S = intEnv('BENCH_TIMEOUT_S', 900, 60, 3600);
+// Agents' port ranges: BASE + i*300 .. +299 (a dyno port is free-checked before use anyway).
+const PORT_BASE = intEnv('BENCH_PORT_BASE', 26000, 1024, 64000);
+const PORTS_PER_AGENT = 300;
+const AGENTS = ['m1', 'm2', 'm3'];
+const PER_APP = 100; // src/controller/model/formation.ts MAX_QUANTITY
+const LIMIT = '64M';
+// What one idle dyno (bwrap + bash + node http server) costs, with headroom: N is capped to fit.
+const DYNO_RSS_ESTIMATE = 60 * 1024 * 1024;
+// Phase bounds, so a stuck phase fails (and cleans up) instead of hanging.
+const PUSH_TIMEOUT_MS = 120_000;
+const SCALE_TIMEOUT_MS = 300_000;
+const FAILOVER_TIMEOUT_MS = 180_000;
+const START_TIMEOUT_MS = 60_000;
+const DRAIN_TIMEOUT_MS = 60_000;
+
+const ADMIN = `bench_${randomBytes(16).toString('hex')}`;
+const TAG = randomBytes(3).toString('hex');
+const ONE = `sched-${TAG}-one`;
+const SERVER_JS = `require('http').createServer((q, s) => s.end('ok ' + process.env.DYNO)).listen(process.env.PORT);\n`;
+const HOST_PATH = '/usr/local/bin:/usr/bin:/bin';
+const CGROUP_ROOT = process.env.BERTH_CGROUP_ROOT ?? '/sys/fs/cgroup';
+
+interface Dyno {
+  name: string;
+  state: string;
+  machine: string | null;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const now = (): number => performance.now();
+const secs = (ms: number): string => (ms / 1000).toFixed(2);
+const step = (what: string): void => void process.stderr.write(`  ${what}\n`);
+
+/** Nearest-rank percentile: always a value that was actually observed. */
+function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? NaN;
+}
+
+// Module-level so cleanup (finally, SIGINT, the global timeout) reaches them.
+let dir: string | undefined;
+let berth: BerthProcess | undefined;
+let store: Store | undefined;
+const agents = new Map<string, AgentProcess>();
+const children = new Set<ChildProcess>();
+const apps: string[] = [];
+
+function withTimeout<T>(what: string, ms: number, p: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms / 1000} s`)), ms)));
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** Polls `fn` every `everyMs` until it returns a value; throws after `ms`. */
+async function until<T>(what: string, ms: number, everyMs: number, fn: () => Promise<T | undefined>): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn().catch(() => undefined);
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out after ${ms / 1000} s waiting for ${what}`);
+    await sleep(everyMs);
+  }
+}
+
+async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
+  if (!berth) throw new Error('berth is not running');
+  const res = await fetch(`${berth.apiUrl}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json', range: 'name ..; max=1000' },
+    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    signal: AbortSignal.timeout(15_000),
+  });
+  if (res.status >= 300) throw new Error(`${method} ${path}: ${res.status} ${await res.text()}`);
+  return (await res.json()) as T;
+}
+
+const scale = (app: string, quantity: number): Promise<unknown> => api('PATCH', `/apps/${app}/formation`, { updates: [{ type: 'web', quantity }] });
+const dynosOf = (app: string): Promise<Dyno[]> => api<Dyno[]>('GET', `/apps/${app}/dynos`);
+
+function need(): { store: Store; dir: string } {
+  if (!store || !dir) throw new Error('not set up');
+  return { store, dir };
+}
+
+/** `address:port` of every published endpoint of `app`. */
+async function endpoints(app: string): Promise<string[]> {
+  return (await need().store.range(`/berth/services/${app}/`, { prefix: true })).kvs.map((kv) => kv.value);
+}
+
+/** Unit assignments (`/berth/units/<machine>/<app>.…`) of these apps. */
+async function assignments(of: string[]): Promise<number> {
+  const kvs = (await need().store.range('/berth/units/', { prefix: true })).kvs;
+  return kvs.filter((kv) => of.some((a) => (kv.key.split('/')[4] ?? '').startsWith(`${a}.`))).length;
+}
+
+function git(cwd: string, ...args: string[]): Promise<{ code: number; out: string }> {
+  return new Promise((resolve) => {
+    execFile('git', args, { cwd, timeout: PUSH_TIMEOUT_MS, env: { PATH: process.env.PATH ?? HOST_PATH, HOME: cwd, GIT_TERMINAL_PROMPT: '0' } }, (err, stdout, stderr) =>
+      resolve({ code: err ? 1 : 0, out: stdout + stderr }),
+    );
+  });
+}
+
+/** Creates the app, sets web's memory limit (before the first release) and pushes the tiny app. */
+async function deploy(app: string): Promise<void> {
+  const { dir: base } = need();
+  if (!berth) throw new Error('berth is not running');
+  await api('POST', '/apps', { name: app });
+  await api('PATCH', `/apps/${app}/limits`, { web: LIMIT });
+  const repo = join(base, `repo-${app}`);
+  mkdirSync(repo);
+  writeFileSync(join(repo, 'server.js'), SERVER_JS);
+  writeFileSync(join(repo, 'Procfile'), 'web: node server.js\n');
+  const remote = `${berth.apiUrl.replace('http://', `http://git:${ADMIN}@`)}/${app}.git`;
+  for (const args of [['init', '-q', '-b', 'main'], ['add', '.'], ['-c', 'user.email=b@example.com', '-c', 'user.name=bench', 'commit', '-qm', 'tiny'], ['remote', 'add', 'berth', remote]]) {
+    const r = await git(repo, ...args);
+    if (r.code !== 0) throw new Error(`git ${args.join(' ')}: ${r.out}`);
+  }
+  const pushed = await git(repo, 'push', 'berth', 'main');
+  if (pushed.code !== 0 || !/Released v\d+/.test(pushed.out)) throw new Error(`git push ${app} failed:\n${pushed.out.slice(-3000)}`);
+}
+
+/** Waits until an app runs nothing: no assignment, no status, no endpoint. */
+async function drained(app: string): Promise<void> {
+  await until(`${app} to run no dyno`, DRAIN_TIMEOUT_MS, 50, async () => {
+    const [d, e, u] = await Promise.all([dynosOf(app), endpoints(app), assignments([app])]);
+    return d.length === 0 && e.length === 0 && u === 0 ? true : undefined;
+  });
+}
+
+async function answersHttp(ep: string): Promise<boolean> {
+  const res = await fetch(`http://${ep}/`, { signal: AbortSignal.timeout(2000) }).catch(() => undefined);
+  if (!res) return false;
+  const body = await res.text().catch(() => '');
+  return res.status === 200 && body.startsWith('ok ');
+}
+
+/** How many of `eps` answer HTTP, probed 50 at a time. */
+async function countAnswering(eps: string[]): Promise<number> {
+  let ok = 0;
+  for (let i = 0; i < eps.length; i += 50) ok += (await Promise.all(eps.slice(i, i + 50).map(answersHttp))).filter(Boolean).length;
+  return ok;
+}
+
+function connects(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect({ host: '127.0.0.1', port }, () => {
+      s.end();
+      resolve(true);
+    });
+    s.on('error', () => resolve(false));
+  });
+}
+
+/** One bare `node server.js`: spawn → its port answers HTTP. The process is killed after. */
+async function bareStart(appDir: string): Promise<number> {
+  const port = await freePort();
+  const t0 = now();
+  const child = spawn('node', ['server.js'], { cwd: appDir, env: { PATH: HOST_PATH, LANG: 'C.UTF-8', HOME: appDir, PORT: String(port), DYNO: 'web.1', PS: 'web.1' }, stdio: 'ignore' });
+  children.add(child);
+  const exited = new Promise((r) => child.once('exit', r));
+  try {
+    await until('bare node server.js to answer', START_TIMEOUT_MS, 10, async () => {
+      if (child.exitCode !== null) throw new Error(`bare node exited with ${child.exitCode}`);
+      return (await connects(port)) && (await answersHttp(`127.0.0.1:${port}`)) ? true : undefined;
+    });
+    return now() - t0;
+  } finally {
+    child.kill('SIGKILL');
+    await exited;
+    children.delete(child);
+  }
+}
+
+interface StartTimes {
+  assigned: number;
+  starting: number;
+  up: number;
+  published: number;
+  http: number;
+}
+
+/** One dyno through Berth: scale 0 → 1 → its endpoint answers HTTP; then back to 0 (untimed). */
+async function berthStart(): Promise<StartTimes> {
+  const { store: s } = need();
+  const t: Partial<StartTimes> = {};
+  const t0 = now();
+  await scale(ONE, 1);
+  await until(`${ONE}.web.1 to answer HTTP`, START_TIMEOUT_MS, 10, async () => {
+    const at = now() - t0;
+    if (t.assigned === undefined && (await assignments([ONE])) > 0) t.assigned = at;
+    const status = (await s.range(`/berth/status/${ONE}.web.1@`, { prefix: true })).kvs.map((kv) => (JSON.parse(kv.value) as { state: string }).state);
+    if (t.starting === undefined && status.length > 0) t.starting = at;
+    if (t.up === undefined && status.includes('up')) t.up = at;
+    const [ep] = await endpoints(ONE);
+    if (!ep) return undefined;
+    t.published ??= at;
+    if (!(await answersHttp(ep))) return undefined;
+    t.http = now() - t0;
+    return true;
+  });
+  await scale(ONE, 0);
+  await drained(ONE);
+  // A stage seen only together with a later one (within one poll) took no longer than that one.
+  const http = t.http ?? NaN;
+  const published = t.published ?? http;
+  const up = t.up ?? published;
+  const starting = t.starting ?? up;
+  return { assigned: t.assigned ?? starting, starting, up, published, http };
+}
+
+/** MemAvailable from /proc/meminfo, in bytes: what the host could still give without swapping. */
+function memAvailable(): number {
+  const m = /^MemAvailable:\s+(\d+) kB$/m.exec(readFileSync('/proc/meminfo', 'utf8'));
+  return m ? Number(m[1]) * 1024 : freemem();
+}
+
+/** Sum of the memory cgroups' usage of these apps' dynos, and how many there are. */
+function dynoMemory(of: string[]): { count: number; bytes: number } {
+  const root = join(CGROUP_ROOT, 'memory', 'berth');
+  let count = 0;
+  let bytes = 0;
+  for (const entry of existsSync(root) ? readdirSync(root) : []) {
+    if (!of.some((a) => entry.startsWith(`dyno-${a}.`))) continue;
+    try {
+      bytes += Number(readFileSync(join(root, entry, 'memory.usage_in_bytes'), 'utf8'));
+      count++;
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return { count, bytes };
+}
+
+/**
+ * A SIGKILLed agent cannot remove its dynos' cgroups (its dynos die with it, their cgroup dirs
+ * stay). Removes what is left of this run's dyno cgroups, killing any process still in one.
+ */
+async function removeLeftoverCgroups(): Promise<{ removed: number; killed: number }> {
+  let removed = 0;
+  const killed = new Set<number>();
+  for (const ctl of ['pids', 'memory']) {
+    const root = join(CGROUP_ROOT, ctl, 'berth');
+    if (!existsSync(root)) continue;
+    for (const entry of readdirSync(root)) {
+      if (!apps.some((a) => entry.startsWith(`dyno-${a}.`))) continue;
+      const cg = join(root, entry);
+      for (let attempt = 0; attempt < 50; attempt++) {
+        try {
+          for (const pid of readFileSync(join(cg, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)) {
+            try {
+              process.kill(Number(pid), 'SIGKILL');
+              killed.add(Number(pid));
+            } catch {
+              // Exited meanwhile.
+            }
+          }
+          rmdirSync(cg);
+          removed++;
+          break;
+        } catch {
+          if (!existsSync(cg)) break;
+          await sleep(20);
+        }
+      }
+    }
+  }
+  return { removed, killed: killed.size };
+}
+
+/** Warnings and errors in a process's pino output, counted by message. */
+function problems(stderr: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of stderr.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    try {
+      const rec = JSON.parse(line) as { level?: number; msg?: string; err?: string };
+      if ((rec.level ?? 0) < 40) continue;
+      const key = `${rec.level === 40 ? 'warn' : 'error'}: ${rec.msg ?? '?'}${rec.err ? ` (${rec.err.slice(0, 120)})` : ''}`;
+      out.set(key, (out.get(key) ?? 0) + 1);
+    } catch {
+      // Not a log record.
+    }
+  }
+  return out;
+}
+
+let cleaning: Promise<void> | undefined;
+function cleanup(): Promise<void> {
+  cleaning ??= (async () => {
+    for (const c of children) c.kill('SIGKILL');
+    // Graceful: each agent stops its dynos (and removes their cgroups); SIGKILL after 40 s.
+    await Promise.all([...agents.values()].map((a) => a.stop().catch(() => undefined)));
+    agents.clear();
+    await store?.close().catch(() => undefined);
+    store = undefined;
+    await berth?.stop().catch(() => undefined);
+    berth = undefined;
+    const left = await removeLeftoverCgroups();
+    if (left.removed > 0) step(`removed ${left.removed} dyno cgroup dirs left behind (a SIGKILLed agent cannot remove its dynos' cgroups)`);
+    if (left.killed > 0) step(`WARNING: killed ${left.killed} processes still running in this run's dyno cgroups after the agents stopped`);
+    if (dir) rmSync(dir, { recursive: true, force: true });
+    dir = undefined;
+  })();
+  return cleaning;
+}
+
+async function run(): Promise<void> {
+  // Cap N by the host's free memory: every dyno really runs here, whatever the machines report.
+  const fit = Math.floor((freemem() * 0.8) / DYNO_RSS_ESTIMATE);
+  const N = Math.min(REQUESTED_DYNOS, fit);
+  const cores = availableParallelism();
+  console.log(`cores: ${cores} (${cpus()[0]?.model ?? 'unknown cpu'}), memory ${(totalmem() / 1024 ** 3).toFixed(1)} GiB (${(freemem() / 1024 ** 3).toFixed(1)} GiB free), node ${process.version}`);
+  console.log(`cluster: berth up --no-agent + ${AGENTS.length} berth agent processes on this host, sqlite store, lease TTL ${TTL} s, web memory limit ${LIMIT}`);
+  if (N < REQUESTED_DYNOS) console.log(`NOTE: ${REQUESTED_DYNOS} dynos requested, but only ~${fit} fit this host's free memory (~${DYNO_RSS_ESTIMATE / 1024 ** 2} MiB each): running ${N}.`);
+  console.log('');
+
+  dir = mkdtempSync(join(tmpdir(), 'berth-bench-scheduler-'));
+  // Builds and dynos run as unprivileged uids that must traverse the data dir's parents.
+  chmodSync(dir, 0o755);
+  const data = join(dir, 'data');
+
+  step('starting berth up --no-agent and three agents');
+  berth = await startBerth(['--data-dir', data, '--no-agent'], { BERTH_BOOTSTRAP_TOKEN: ADMIN, BERTH_LOG_LEVEL: 'info' });
+  store = openStore(`sqlite://${join(data, 'state.db')}`);
+  for (const [i, name] of AGENTS.entries()) {
+    const from = PORT_BASE + i * PORTS_PER_AGENT;
+    agents.set(
+      name,
+      await startAgent(['--controller', berth.apiUrl, '--token-file', join(data, 'cluster.token'), '--name', name, '--ports', `${from}-${from + PORTS_PER_AGENT - 1}`, '--data-dir', join(dir, name), '--ttl', String(TTL)], { BERTH_LOG_LEVEL: 'info' }),
+    );
+  }
+  const machines = await until('three machines registered', 30_000, 100, async () => {
+    const ms = await api<{ id: string; name: string }[]>('GET', '/berth/machines');
+    return ms.length === AGENTS.length ? ms : undefined;
+  });
+  const nameOf = new Map(machines.map((m) => [m.id, m.name]));
+
+  const appCount = Math.ceil(N / PER_APP);
+  const bulk = Array.from({ length: appCount }, (_, i) => `sched-${TAG}-${String.fromCharCode(97 + i)}`);
+  const quantities = bulk.map((_, i) => Math.floor(N / appCount) + (i < N % appCount ? 1 : 0));
+  apps.push(ONE, ...bulk);
+  step(`pushing the tiny app as ${apps.join(', ')} (web limit ${LIMIT})`);
+  await withTimeout('pushes', PUSH_TIMEOUT_MS * 2, Promise.all(apps.map(deploy)));
+  // The first deploy starts web=1: back to nothing, so every phase starts from zero dynos.
+  await Promise.all(apps.map((a) => scale(a, 0)));
+  await Promise.all(apps.map(drained));
+
+  // ---- Dyno start vs bare start (on the quiet cluster) ----
+  const appDir = join(dir, `repo-${ONE}`);
+  step(`bare node server.js start x ${STARTS} (+1 warm-up)`);
+  await bareStart(appDir);
+  const bare: number[] = [];
+  for (let i = 0; i < STARTS; i++) bare.push(await bareStart(appDir));
+  step(`one dyno through berth, scale 0 -> 1 -> answering HTTP, x ${STARTS} (+1 warm-up: slug fetch)`);
+  const warm = await berthStart();
+  const starts: StartTimes[] = [];
+  for (let i = 0; i < STARTS; i++) {
+    starts.push(await berthStart());
+    step(`  run ${i + 1}: ${secs(starts[starts.length - 1]?.http ?? NaN)} s`);
+  }
+
+  // ---- Place and start N dynos ----
+  step(`scaling ${bulk.map((a, i) => `${a} web=${quantities[i]}`).join(', ')}`);
+  const availBefore = memAvailable();
+  const t0 = now();
+  let tAssigned = NaN;
+  let tUp = NaN;
+  let tPublished = NaN;
+  let tFirstUp = NaN;
+  let lastLog = 0;
+  await Promise.all(bulk.map((a, i) => scale(a, quantities[i] ?? 0)));
+  const tRequested = now() - t0;
+  let upByApp = new Map<string, Dyno[]>();
+  await until(`${N} dynos up and published`, SCALE_TIMEOUT_MS, 250, async () => {
+    const at = now() - t0;
+    if (Number.isNaN(tAssigned) && (await assignments(bulk)) === N) tAssigned = at;
+    if (Number.isNaN(tUp)) {
+      const lists = await Promise.all(bulk.map(async (a) => [a, await dynosOf(a)] as const));
+      const all = lists.flatMap(([, l]) => l);
+      const up = all.filter((d) => d.state === 'up');
+      if (Number.isNaN(tFirstUp) && up.length > 0) tFirstUp = at;
+      if (up.length === N && all.length === N) {
+        tUp = at;
+        upByApp = new Map(lists);
+      }
+      if (at - lastLog > 10_000) {
+        lastLog = at;
+        step(`  ${secs(at)} s: ${up.length}/${N} up`);
+      }
+    }
+    if (Number.isNaN(tPublished) && (await Promise.all(bulk.map(endpoints))).flat().length === N) tPublished = at;
+    return Number.isNaN(tUp) || Number.isNaN(tPublished) ? undefined : true;
+  });
+  const hostGrowth = availBefore - memAvailable();
+  const upDynos = [...upByApp.values()].flat();
+  const spread = new Map<string, number>();
+  for (const d of upDynos) spread.set(nameOf.get(d.machine ?? '') ?? '?', (spread.get(nameOf.get(d.machine ?? '') ?? '?') ?? 0) + 1);
+  const spreadText = [...spread.entries()].sort().map(([m, n]) => `${m} ${n}`).join(', ');
+  const eps = (await Promise.all(bulk.map(endpoints))).flat();
+  const answering = await countAnswering(eps);
+  const mem = dynoMemory(bulk);
+  step(`  all up at ${secs(tUp)} s (${spreadText}); ${answering}/${eps.length} endpoints answer HTTP; ${(mem.bytes / 1024 ** 3).toFixed(2)} GiB in ${mem.count} dyno cgroups`);
+
+  // ---- Failover: SIGKILL the agent running the most dynos ----
+  const victimId = [...new Set(upDynos.map((d) => d.machine ?? ''))].sort((a, b) => upDynos.filter((d) => d.machine === b).length - upDynos.filter((d) => d.machine === a).length)[0] ?? '';
+  const victimName = nameOf.get(victimId) ?? '';
+  const victim = agents.get(victimName);
+  if (!victim) throw new Error(`no agent runs machine ${victimId}`);
+  const victimIndex = AGENTS.indexOf(victimName);
+  const victimPorts = { from: PORT_BASE + victimIndex * PORTS_PER_AGENT, to: PORT_BASE + victimIndex * PORTS_PER_AGENT + PORTS_PER_AGENT - 1 };
+  const moved = new Map(bulk.map((a) => [a, new Set((upByApp.get(a) ?? []).filter((d) => d.machine === victimId).map((d) => d.name))]));
+  const movedCount = [...moved.values()].reduce((n, s) => n + s.size, 0);
+  step(`SIGKILL agent ${victimName} (${movedCount} dynos)`);
+  const victimEps = (await Promise.all(bulk.map(endpoints))).flat().filter((ep) => {
+    const port = Number(ep.split(':').pop());
+    return port >= victimPorts.from && port <= victimPorts.to;
+  });
+  const k0 = now();
+  await victim.kill();
+  agents.delete(victimName);
+  let tLease = NaN;
+  let tMovedUp = NaN;
+  let tRepublished = NaN;
+  lastLog = 0;
+  await until(`the ${movedCount} dynos of ${victimName} up elsewhere`, FAILOVER_TIMEOUT_MS, 100, async () => {
+    const at = now() - k0;
+    if (Number.isNaN(tLease) && !(await need().store.get(`/berth/machines/${victimId}`))) tLease = at;
+    if (Number.isNaN(tMovedUp)) {
+      const lists = await Promise.all(bulk.map(async (a) => [a, await dynosOf(a)] as const));
+      let still = 0;
+      for (const [a, list] of lists) {
+        const want = moved.get(a) ?? new Set<string>();
+        const upElsewhere = new Set(list.filter((d) => want.has(d.name) && d.state === 'up' && d.machine !== victimId).map((d) => d.name));
+        still += want.size - upElsewhere.size;
+      }
+      if (still === 0) tMovedUp = at;
+      if (at - lastLog > 5_000) {
+        lastLog = at;
+        step(`  ${secs(at)} s: ${movedCount - still}/${movedCount} up elsewhere${Number.isNaN(tLease) ? '' : `, lease gone at ${secs(tLease)} s`}`);
+      }
+    }
+    if (Number.isNaN(tRepublished)) {
+      const all = (await Promise.all(bulk.map(endpoints))).flat();
+      const stale = all.filter((ep) => {
+        const port = Number(ep.split(':').pop());
+        return port >= victimPorts.from && port <= victimPorts.to;
+      });
+      if (all.length === N && stale.length === 0) tRepublished = at;
+    }
+    return Number.isNaN(tMovedUp) || Number.isNaN(tRepublished) ? undefined : true;
+  });
+  const after = (await Promise.all(bulk.map(endpoints))).flat();
+  const answeringAfter = await countAnswering(after);
+  // Its dynos die with it (bwrap --die-with-parent): none of their old ports should still answer.
+  const orphans = (await Promise.all(victimEps.map((ep) => connects(Number(ep.split(':').pop()))))).filter(Boolean).length;
+  if (orphans > 0) step(`  WARNING: ${orphans} of ${victimEps.length} ports of ${victimName}'s dynos still accept connections after the kill`);
+  step(`  healed at ${secs(Math.max(tMovedUp, tRepublished))} s; ${answeringAfter}/${after.length} endpoints answer HTTP`);
+
+  // ---- Report ----
+  const bareP50 = percentile(bare, 50);
+  console.log(`Scheduler benchmark: ${N} dynos over ${appCount} app(s) (${bulk.map((a, i) => `web=${quantities[i]}`).join(' + ')}), 3 agents, TTL ${TTL} s`);
+  console.log('');
+  printTable(
+    ['metric', 'seconds', 'detail'],
+    [
+      [`scale to ${N}: formation PATCH answered`, (tRequested / 1000).toFixed(3), ''],
+      [`scale to ${N}: all ${N} units assigned`, secs(tAssigned), 'scheduler writes /berth/units/...'],
+      [`scale to ${N}: first dyno up`, secs(tFirstUp), ''],
+      [`scale to ${N}: all ${N} dynos up (API)`, secs(tUp), `${(N / (tUp / 1000)).toFixed(1)} dynos/s; ${spreadText}`],
+      [`scale to ${N}: all ${N} endpoints published`, secs(tPublished), `${answering}/${eps.length} answer HTTP; MemAvailable fell ${(hostGrowth / 1024 ** 3).toFixed(2)} GiB (~${Math.round(hostGrowth / N / 1024 ** 2)} MiB/dyno, ~${mem.count ? Math.round(mem.bytes / mem.count / 1024 ** 2) : 0} MiB charged to its cgroup)`],
+      [`failover: ${victimName}'s lease gone`, secs(tLease), `SIGKILL of ${victimName} (${movedCount} dynos); TTL ${TTL} s, less the time since its last keep-alive`],
+      [`failover: its ${movedCount} dynos up elsewhere`, secs(tMovedUp), `issue bound: 2xTTL + boot = ${2 * TTL} s + boot`],
+      [`failover: ${N} endpoints published again`, secs(tRepublished), `${answeringAfter}/${after.length} answer HTTP; ${orphans}/${victimEps.length} old ports of ${victimName} still open`],
+    ],
+  );
+  console.log('');
+  // Milliseconds matter here: three decimals.
+  const row = (label: string, xs: number[], ratio: string): string[] => [label, ...[percentile(xs, 50), Math.min(...xs), Math.max(...xs)].map((x) => (x / 1000).toFixed(3)), ratio];
+  const stage = (f: (s: StartTimes) => number): number[] => starts.map(f);
+  printTable(
+    [`single dyno start (${STARTS} runs)`, 'p50 s', 'min s', 'max s', 'ratio vs bare (p50)'],
+    [
+      row('bare: spawn node server.js -> answers HTTP', bare, '1.00'),
+      row('berth: scale 0->1 -> unit assigned', stage((s) => s.assigned), '-'),
+      row('berth:   -> status starting', stage((s) => s.starting), '-'),
+      row('berth:   -> status up', stage((s) => s.up), '-'),
+      row('berth:   -> endpoint published', stage((s) => s.published), '-'),
+      row('berth: scale 0->1 -> endpoint answers HTTP', stage((s) => s.http), (percentile(stage((s) => s.http), 50) / bareP50).toFixed(2)),
+    ],
+  );
+  console.log('');
+  console.log(`Warm-up dyno start (first on its machine: slug fetched) ${secs(warm.http)} s, not counted. Stages are polled (store every 10 ms); a stage`);
+  console.log('seen together with a later one is reported at that one. Ratio: Berth p50 / bare p50, lower is better.');
+  const issues = new Map<string, number>();
+  for (const [who, text] of [['berth up', berth.stderr()], ...[...agents.entries()].map(([n, a]) => [n, a.stderr()] as const), [`${victimName} (killed)`, victim.stderr()]] as const) {
+    for (const [msg, n] of problems(text)) issues.set(`${who}: ${msg}`, (issues.get(`${who}: ${msg}`) ?? 0) + n);
+  }
+  if (issues.size > 0) {
+    console.log('');
+    console.log('Warnings/errors logged during the run:');
+    for (const [msg, n] of issues) console.log(`  ${n} x ${msg}`);
+  }
+}
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  process.once('SIGINT', () => void cleanup().finally(() => process.exit(130)));
+  try {
+    await withTimeout('the scheduler benchmark', TIMEOUT_S * 1000, run());
+  } catch (err) {
+    if (berth) process.stderr.write(`  berth stderr (tail):\n${berth.stderr().slice(-3000)}\n`);
+    for (const [name, a] of agents) process.stderr.write(`  agent ${name} stderr (tail):\n${a.stderr().slice(-2000)}\n`);
+    throw err;
+  } finally {
+    step('cleaning up');
+    await cleanup();
+    console.log(`(whole run, setup and cleanup included: ${secs(Date.now() - started)} s)`);
+  }
+}
+
+runBenchmark(main);

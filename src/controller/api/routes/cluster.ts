@@ -1,0 +1,54 @@
+import type { FastifyInstance } from 'fastify';
+import { invalid } from '../../../domain/errors.js';
+import type { Services } from '../../services.js';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+const logBatch = {
+  type: 'object',
+  required: ['lines'],
+  additionalProperties: false,
+  properties: {
+    lines: {
+      type: 'array',
+      maxItems: 5000,
+      items: {
+        type: 'object',
+        required: ['app_id', 'source', 'dyno', 'message'],
+        additionalProperties: false,
+        properties: {
+          app_id: { type: 'string', pattern: UUID.source },
+          source: { type: 'string', pattern: '^[a-z]{1,16}$' },
+          dyno: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,64}$' },
+          message: { type: 'string', maxLength: 65536 },
+          time: { type: 'string', maxLength: 40 },
+        },
+      },
+    },
+  },
+} as const;
+
+interface LogBatch {
+  lines: { app_id: string; source: string; dyno: string; message: string; time?: string }[];
+}
+
+/**
+ * What an agent on another machine needs from the controller, behind the cluster token: where the
+ * store is (join), and a place to send its dynos' log lines. Slug blobs are the builder's
+ * (`/internal/slugs/:id/blob`).
+ */
+export function registerClusterRoutes(api: FastifyInstance, s: Services): void {
+  api.post('/internal/cluster/join', { config: { cluster: true } }, async (req) => {
+    const name = (req.body as { name?: unknown } | undefined)?.name;
+    if (typeof name !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(name)) throw invalid('name must be 1-63 letters, digits, ".", "_" or "-".');
+    // A sqlite:// URL only reaches agents on this host; a multi-host cluster runs on etcd.
+    if (!s.settings.storeUrl) throw invalid('This controller was started without a store URL to share.');
+    s.log.info({ machine: name }, 'agent joined');
+    return { store_url: s.settings.storeUrl, api_url: s.settings.apiUrl, domain: s.settings.domain };
+  });
+
+  api.post('/internal/logs', { config: { cluster: true }, schema: { body: logBatch } }, async (req, reply) => {
+    for (const l of (req.body as LogBatch).lines) s.logs.append(l.app_id, { source: l.source, dyno: l.dyno, message: l.message, ...(l.time ? { time: l.time } : {}) });
+    return reply.code(204).send();
+  });
+}

@@ -1,0 +1,158 @@
+import { errorMessage } from '../../domain/errors.js';
+import { keys, ROOT } from '../../domain/keys.js';
+import type { Logger } from '../../domain/log.js';
+import { follow, type Following } from '../../store/follow.js';
+import type { Store, TxnOp, WatchBatch } from '../../store/index.js';
+import { parseDrainUrl, type DrainRecord } from '../model/drains.js';
+import type { LogHub, LogLine } from '../model/logs.js';
+import { SyslogSender, syslogFrame, type SyslogSenderOptions } from './syslog.js';
+
+export interface DrainForwarderOptions {
+  store: Store;
+  hub: LogHub;
+  log: Logger;
+  sender?: Pick<SyslogSenderOptions, 'queueMax' | 'minBackoffMs' | 'maxBackoffMs'>;
+}
+
+interface Active {
+  record: DrainRecord;
+  sender: SyslogSender;
+}
+
+const APPS = `${ROOT}/apps/`;
+const DRAIN_KEY = new RegExp(`^${APPS}([^/]+)/drains/([^/]+)$`);
+const APP_KEY = new RegExp(`^${APPS}([^/]+)$`);
+
+/**
+ * Sends every line this node's LogHub receives to the app's drains. The drain set comes from the
+ * store and is followed by a watch on `/berth/apps/` (not a timer): a drain added through any
+ * controller starts forwarding here within one watch round trip, and a removed drain or app closes
+ * its connection at once. The API also applies its own changes directly (`changed`), so the
+ * controller that took the request forwards from the next line on, without waiting for the watch.
+ */
+export class DrainForwarder {
+  private readonly drains = new Map<string, Map<string, Active>>();
+  private following: Following | undefined;
+  private untap: (() => void) | undefined;
+  private closed = false;
+
+  constructor(private readonly o: DrainForwarderOptions) {}
+
+  async start(): Promise<void> {
+    if (this.untap || this.closed) return;
+    this.untap = this.o.hub.tap((appId, line) => this.forward(appId, line));
+    const revision = await this.reload();
+    if (this.closed) return;
+    this.following = follow(this.o.store, APPS, revision + 1, {
+      onBatch: (batch) => this.apply(batch),
+      onGap: () => this.reload(),
+    });
+  }
+
+  /** The drains of an app changed through this controller's API: apply it without waiting for the watch. */
+  async changed(appId: string): Promise<void> {
+    if (!this.untap || this.closed) return;
+    const r = await this.o.store.range(keys.drains(appId), { prefix: true });
+    const seen = new Set<string>();
+    for (const kv of r.kvs) {
+      const d = JSON.parse(kv.value) as DrainRecord;
+      seen.add(d.id);
+      this.upsert(appId, d);
+    }
+    for (const id of this.drains.get(appId)?.keys() ?? []) if (!seen.has(id)) this.remove(appId, id);
+  }
+
+  /** Connection state per drain id, for tests and operators. */
+  stats(): Record<string, ReturnType<SyslogSender['stats']> & { app_id: string; url: string }> {
+    const out: Record<string, ReturnType<SyslogSender['stats']> & { app_id: string; url: string }> = {};
+    for (const [appId, byId] of this.drains) for (const [id, a] of byId) out[id] = { app_id: appId, url: a.record.url, ...a.sender.stats() };
+    return out;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.untap?.();
+    this.following?.close();
+    for (const appId of [...this.drains.keys()]) this.removeApp(appId);
+  }
+
+  private forward(appId: string, line: LogLine): void {
+    const byId = this.drains.get(appId);
+    if (!byId) return;
+    for (const a of byId.values()) a.sender.send(syslogFrame(a.record.token, line));
+  }
+
+  /**
+   * Every drain of every app, read at one revision per chunk of apps. The returned revision is the
+   * app-name read's: following from just after it replays anything newer, and applying a drain
+   * twice is harmless.
+   */
+  private async reload(): Promise<number> {
+    const names = await this.o.store.range(keys.appNames(), { prefix: true });
+    const appIds = names.kvs.map((kv) => kv.value);
+    const found = new Map<string, DrainRecord[]>();
+    for (let i = 0; i < appIds.length; i += 100) {
+      const chunk = appIds.slice(i, i + 100);
+      const r = await this.o.store.txn({ compare: [], success: chunk.map((id): TxnOp => ({ type: 'range', key: keys.drains(id), prefix: true })) });
+      r.results.forEach((res, j) => {
+        if (res.type === 'range' && res.kvs.length > 0) found.set(chunk[j]!, res.kvs.map((kv) => JSON.parse(kv.value) as DrainRecord));
+      });
+    }
+    if (this.closed) return names.revision;
+    for (const appId of [...this.drains.keys()]) if (!found.has(appId)) this.removeApp(appId);
+    for (const [appId, list] of found) {
+      const ids = new Set(list.map((d) => d.id));
+      for (const id of [...(this.drains.get(appId)?.keys() ?? [])]) if (!ids.has(id)) this.remove(appId, id);
+      for (const d of list) this.upsert(appId, d);
+    }
+    return names.revision;
+  }
+
+  private apply(batch: WatchBatch): void {
+    if (this.closed) return;
+    for (const ev of batch.events) {
+      const drain = DRAIN_KEY.exec(ev.kv.key);
+      if (drain) {
+        const [, appId, id] = drain as unknown as [string, string, string];
+        if (ev.type === 'delete') this.remove(appId, id);
+        else this.upsert(appId, JSON.parse(ev.kv.value) as DrainRecord);
+        continue;
+      }
+      // A destroyed app: its drain keys go in the same revision, and so do its lines on every node.
+      const app = APP_KEY.exec(ev.kv.key);
+      if (app && ev.type === 'delete') {
+        this.removeApp(app[1]!);
+        this.o.hub.forget(app[1]!);
+      }
+    }
+  }
+
+  private upsert(appId: string, record: DrainRecord): void {
+    const byId = this.drains.get(appId) ?? new Map<string, Active>();
+    const current = byId.get(record.id);
+    if (current && current.record.url === record.url && current.record.token === record.token) return;
+    current?.sender.close();
+    let target: { host: string; port: number };
+    try {
+      target = parseDrainUrl(record.url);
+    } catch (err) {
+      this.o.log.warn({ app_id: appId, drain: record.id, err: errorMessage(err) }, 'ignoring a drain with an unusable URL');
+      return;
+    }
+    const sender = new SyslogSender({ ...target, ...this.o.sender, log: this.o.log.child({ app_id: appId, drain: record.id }) });
+    byId.set(record.id, { record, sender });
+    this.drains.set(appId, byId);
+  }
+
+  private remove(appId: string, id: string): void {
+    const byId = this.drains.get(appId);
+    byId?.get(id)?.sender.close();
+    byId?.delete(id);
+    if (byId?.size === 0) this.drains.delete(appId);
+  }
+
+  private removeApp(appId: string): void {
+    for (const a of this.drains.get(appId)?.values() ?? []) a.sender.close();
+    this.drains.delete(appId);
+  }
+}

@@ -1,0 +1,73 @@
+import { randomUUID } from 'node:crypto';
+import { conflict, invalid, notFound } from '../../domain/errors.js';
+import { keys } from '../../domain/keys.js';
+import type { Store } from '../../store/index.js';
+import type { AppAccess, Apps } from './apps.js';
+import { del, listJson, put } from './json-store.js';
+
+/** A log drain as stored under `/berth/apps/<app>/drains/<id>`. */
+export interface DrainRecord {
+  id: string;
+  url: string;
+  /** Sent as the syslog HOSTNAME of every frame, as Heroku does, so a receiver can tell drains apart. */
+  token: string;
+  created_at: string;
+  updated_at: string;
+}
+
+/** Enough for any sane setup, and a bound on the connections one app can make a controller open. */
+const MAX_DRAINS = 10;
+
+/** Where a `syslog://host:port` drain delivers: RFC 5424 over TCP, octet-counted. */
+export function parseDrainUrl(url: string): { host: string; port: number } {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw invalid(`${url} is not a valid URL. Use syslog://host:port.`);
+  }
+  if (u.protocol !== 'syslog:') throw invalid(`Unsupported drain URL ${url}: only syslog://host:port (syslog over TCP) drains are supported for now.`);
+  const port = Number(u.port);
+  if (!u.hostname || !u.port || !Number.isInteger(port) || port < 1 || port > 65535) throw invalid(`Drain URL ${url} must name a host and a port: syslog://host:port.`);
+  if (u.username || u.password || (u.pathname !== '' && u.pathname !== '/') || u.search || u.hash) throw invalid(`Drain URL ${url} may only name a host and a port: syslog://host:port.`);
+  return { host: u.hostname.replace(/^\[(.*)\]$/, '$1'), port };
+}
+
+/** An app's log drains. Every change rewrites the app record too, as every change under an app does. */
+export class LogDrains {
+  constructor(
+    private readonly store: Store,
+    private readonly apps: Apps,
+  ) {}
+
+  list(access: AppAccess): Promise<DrainRecord[]> {
+    return listJson<DrainRecord>(this.store, keys.drains(access.app.id));
+  }
+
+  async add(access: AppAccess, url: string): Promise<DrainRecord> {
+    const normalised = url.trim();
+    parseDrainUrl(normalised);
+    const existing = await this.list(access);
+    if (existing.some((d) => d.url === normalised)) throw invalid(`${normalised} is already a drain of ${access.app.name}.`);
+    if (existing.length >= MAX_DRAINS) throw invalid(`${access.app.name} already has ${MAX_DRAINS} drains; remove one first.`);
+    const now = new Date().toISOString();
+    const drain: DrainRecord = { id: randomUUID(), url: normalised, token: `d.${randomUUID()}`, created_at: now, updated_at: now };
+    // The compare on the app's mod revision (in touch) also serialises concurrent adds: the list
+    // above cannot go stale between the duplicate check and the write.
+    if (!(await this.apps.touch(access, [put(keys.drain(access.app.id, drain.id), drain)]))) throw conflict('The app changed while adding the drain; try again.');
+    return drain;
+  }
+
+  /** By id, URL or token, as `heroku drains:remove` takes either. */
+  async get(access: AppAccess, idOrUrl: string): Promise<DrainRecord> {
+    const d = (await this.list(access)).find((x) => x.id === idOrUrl || x.url === idOrUrl || x.token === idOrUrl);
+    if (!d) throw notFound('drain');
+    return d;
+  }
+
+  async remove(access: AppAccess, idOrUrl: string): Promise<DrainRecord> {
+    const d = await this.get(access, idOrUrl);
+    if (!(await this.apps.touch(access, [del(keys.drain(access.app.id, d.id))]))) throw conflict('The app changed while removing the drain; try again.');
+    return d;
+  }
+}

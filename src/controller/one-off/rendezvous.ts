@@ -1,0 +1,131 @@
+import { execFile } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { join } from 'node:path';
+import { createServer, type TLSSocket } from 'node:tls';
+import { promisify } from 'node:util';
+import { BerthError, errorMessage } from '../../domain/errors.js';
+import type { Logger } from '../../domain/log.js';
+import type { Sink } from './runner.js';
+
+const exec = promisify(execFile);
+
+export interface RendezvousOptions {
+  /** Where the certificate and its key are kept (`<data-dir>/rendezvous`). */
+  dir: string;
+  host: string;
+  port: number;
+  /** Host names and addresses clients reach this node by: the certificate must name them. */
+  names: string[];
+  log: Logger;
+  attach(secret: string, sink: Sink): () => void;
+}
+
+export interface Rendezvous {
+  port: number;
+  /** The certificate (PEM) clients must trust: `NODE_EXTRA_CA_CERTS=<it> heroku run …`. */
+  certPath: string;
+  close(): Promise<void>;
+}
+
+// A secret line is 64 hex digits; anything much longer is not a client of ours.
+const MAX_SECRET_LINE = 256;
+const SECRET_TIMEOUT_MS = 10_000;
+
+/**
+ * Heroku's rendezvous protocol, which `heroku run` speaks to the dyno's `attach_url`
+ * (rendezvous://host:port/secret): TLS, the client writes the secret and CRLF, the server
+ * answers one line (the CLI discards its first read) and then relays the dyno's output until it
+ * exits and closes. The CLI verifies the certificate with no way to turn that off, so Berth keeps
+ * a self-signed one and users point Node at it with NODE_EXTRA_CA_CERTS.
+ */
+export async function startRendezvous(o: RendezvousOptions): Promise<Rendezvous> {
+  const { certPath, keyPath } = await ensureCertificate(o.dir, o.names).catch((err: unknown) => {
+    throw new BerthError('rendezvous_certificate', `Could not make the rendezvous certificate with openssl: ${errorMessage(err)}`, { cause: err });
+  });
+  const server = createServer({ key: readFileSync(keyPath), cert: readFileSync(certPath) }, (socket) => serve(socket, o));
+  server.on('tlsClientError', (err) => o.log.debug({ err: errorMessage(err) }, 'rendezvous handshake failed'));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(o.port, o.host, () => resolve());
+  });
+  const sockets = new Set<TLSSocket>();
+  server.on('secureConnection', (s: TLSSocket) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  return {
+    port: (server.address() as { port: number }).port,
+    certPath,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+function serve(socket: TLSSocket, o: RendezvousOptions): void {
+  socket.setEncoding('utf8');
+  socket.setNoDelay(true);
+  socket.setTimeout(SECRET_TIMEOUT_MS, () => socket.destroy());
+  socket.on('error', () => undefined);
+  let line = '';
+  const onData = (chunk: string): void => {
+    line += chunk;
+    const end = line.indexOf('\n');
+    if (end < 0) {
+      if (line.length > MAX_SECRET_LINE) socket.destroy();
+      return;
+    }
+    socket.off('data', onData);
+    socket.setTimeout(0);
+    const secret = line.slice(0, end).trim();
+    // Stdin is not forwarded (the runtime gives dynos none); whatever the client sends is dropped.
+    socket.on('data', () => undefined);
+    let detach: (() => void) | undefined;
+    const sink: Sink = {
+      started: () => undefined,
+      // LF, as a pipe carries it: the CLI's raw mode (libuv's) keeps the terminal's own LF → CRLF.
+      output: (_stream, text) => {
+        if (socket.writable) socket.write(`${text}\n`);
+      },
+      exited: () => socket.end(),
+      failed: (message) => socket.end(`${message}\n`),
+    };
+    try {
+      detach = o.attach(secret, sink);
+    } catch (err) {
+      // The CLI throws away the first thing it reads: say something it will show after that.
+      socket.write('rendezvous\r\n', () => setTimeout(() => socket.end(`Error: ${errorMessage(err)}\n`), 50));
+      return;
+    }
+    socket.write('rendezvous\r\n');
+    // A client that hangs up (Ctrl-C, closed terminal) must not leave its dyno running.
+    socket.on('close', () => detach?.());
+    socket.on('end', () => detach?.());
+  };
+  socket.on('data', onData);
+}
+
+/** A self-signed certificate for these names, made once with openssl and kept in the data dir. */
+async function ensureCertificate(dir: string, names: string[]): Promise<{ certPath: string; keyPath: string }> {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const certPath = join(dir, 'cert.pem');
+  const keyPath = join(dir, 'key.pem');
+  const namesPath = join(dir, 'names');
+  const wanted = [...new Set(names)].sort().join(',');
+  if (existsSync(certPath) && existsSync(keyPath) && existsSync(namesPath) && readFileSync(namesPath, 'utf8') === wanted) return { certPath, keyPath };
+  const san = [...new Set(names)].sort().map((n) => (isIP(n) ? `IP:${n}` : `DNS:${n}`)).join(',');
+  await exec('openssl', [
+    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+    '-keyout', keyPath, '-out', certPath, '-days', '3650', '-subj', '/CN=Berth rendezvous',
+    '-addext', `subjectAltName=${san}`,
+    '-addext', 'basicConstraints=critical,CA:TRUE',
+    '-addext', 'keyUsage=critical,digitalSignature,keyCertSign',
+    '-addext', 'extendedKeyUsage=serverAuth',
+  ]);
+  chmodSync(keyPath, 0o600);
+  writeFileSync(namesPath, wanted, { mode: 0o600 });
+  return { certPath, keyPath };
+}

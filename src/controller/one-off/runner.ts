@@ -1,0 +1,314 @@
+import { randomBytes, randomInt } from 'node:crypto';
+import type { RunningDyno, Runtime } from '../../agent/runtime/types.js';
+import { conflict, errorMessage, invalid, notFound } from '../../domain/errors.js';
+import { keys } from '../../domain/keys.js';
+import type { Logger } from '../../domain/log.js';
+import { parseMemory } from '../../scheduler/view.js';
+import { DEFAULT_MEMORY, SIZE_MEMORY } from '../../scheduler/types.js';
+import { follow, LeaseKeeper, type Following, type Store } from '../../store/index.js';
+import type { AppAccess } from '../model/apps.js';
+import { getJson } from '../model/json-store.js';
+import type { RunRecord } from '../model/runs.js';
+import type { ReleaseRecord, UserRecord } from '../model/types.js';
+
+export interface RunnerOptions {
+  store: Store;
+  log: Logger;
+  /** The same runtime formation dynos run in: one-off dynos are sandboxed exactly alike. */
+  runtime: Runtime;
+  slugPath: (slugId: string) => Promise<string>;
+  appLog: (appId: string, line: { source: string; dyno: string; message: string }) => void;
+  /** This controller node's id, recorded on its runs so a stop request reaches the right node. */
+  node: string;
+  leaseTtl?: number;
+  /** How long an attached run waits for its client (Heroku's R13 attach error after that). */
+  attachWindowMs?: number;
+  /** SIGTERM, then SIGKILL after this. */
+  stopGraceMs?: number;
+}
+
+export interface RunRequest {
+  command: string;
+  attach: boolean;
+  env: Record<string, string>;
+  size?: string;
+  /** Seconds the dyno may live, however it is attached. */
+  timeToLive: number;
+}
+
+/** Where an attached client's view of the dyno goes: the HTTP stream or a rendezvous socket. */
+export interface Sink {
+  started(name: string): void;
+  output(stream: 'stdout' | 'stderr', line: string): void;
+  exited(code: number): void;
+  failed(message: string): void;
+}
+
+interface LocalRun {
+  key: string;
+  record: RunRecord;
+  /** Mod revision of our last write: a stop request written since must not be overwritten. */
+  mod: number;
+  secret: string;
+  appName: string;
+  command: string;
+  env: Record<string, string>;
+  slugId: string;
+  memoryBytes: number;
+  userEmail: string;
+  phase: 'pending' | 'starting' | 'running' | 'stopping' | 'done';
+  sink?: Sink;
+  running?: RunningDyno;
+  timers: NodeJS.Timeout[];
+}
+
+export const DEFAULT_TTL = 3600;
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/**
+ * Runs one-off dynos in this controller process: `run.N` of the app's current release, in the
+ * same sandboxed runtime as formation dynos. Each run is recorded under this node's lease so
+ * every node lists it and can ask for it to stop; its output goes to the app's log stream and to
+ * the one client attached to it, if any.
+ */
+export class OneOffRunner {
+  private readonly runs = new Map<string, LocalRun>();
+  private readonly bySecret = new Map<string, LocalRun>();
+  private keeper: LeaseKeeper | undefined;
+  private following: Following | undefined;
+  private closed = false;
+
+  constructor(private readonly o: RunnerOptions) {}
+
+  async start(): Promise<void> {
+    await this.renewLease();
+    const from = (await this.o.store.currentRevision()) + 1;
+    this.following = follow(this.o.store, keys.allRuns(), from, {
+      onBatch: (batch) => {
+        for (const e of batch.events) {
+          const local = this.runs.get(e.kv.key);
+          if (local && e.type === 'put' && stateOf(e.kv.value) === 'stopping') void this.stop(local, 'stopped by user');
+        }
+      },
+      // Stop requests missed while the watch was down: the records say so now.
+      onGap: async () => {
+        const r = await this.o.store.range(keys.allRuns(), { prefix: true });
+        for (const kv of r.kvs) {
+          const local = this.runs.get(kv.key);
+          if (local && stateOf(kv.value) === 'stopping') void this.stop(local, 'stopped by user');
+        }
+        return r.revision;
+      },
+    });
+  }
+
+  private async renewLease(): Promise<void> {
+    this.keeper = await LeaseKeeper.start(this.o.store, {
+      ttl: this.o.leaseTtl ?? 10,
+      onLost: () => {
+        // The records went with the lease; the dynos did not. Record them again under a new one.
+        this.o.log.warn('run lease lost; recording the running one-off dynos again');
+        void this.reRecord();
+      },
+    });
+  }
+
+  private async reRecord(): Promise<void> {
+    for (let delay = 200; !this.closed; delay = Math.min(delay * 2, 5000)) {
+      try {
+        await this.renewLease();
+        for (const local of this.runs.values()) await this.write(local, local.record.state, true);
+        return;
+      } catch (err) {
+        this.o.log.warn({ err: errorMessage(err) }, 'recording one-off dynos failed; retrying');
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  }
+
+  /** Records a new run.N of the app's current release; it starts now, or once a client attaches. */
+  async create(access: AppAccess, user: UserRecord, req: RunRequest): Promise<{ record: RunRecord; secret: string }> {
+    if (this.closed || !this.keeper) throw conflict('This node is not running one-off dynos.');
+    const command = req.command.trim();
+    if (!command) throw invalid('Command is empty. Usage: berth run COMMAND');
+    for (const k of Object.keys(req.env)) if (!ENV_NAME.test(k)) throw invalid(`Invalid env var name "${k}": use letters, digits and underscores, not starting with a digit.`);
+    const size = (req.size ?? 'standard-1x').toLowerCase();
+    if (SIZE_MEMORY[size] === undefined) throw invalid(`Size ${req.size} is not one of ${Object.keys(SIZE_MEMORY).join(', ')}.`);
+    const { app } = access;
+    // The release that runs (the newest that succeeded), as the scheduler picks it.
+    const version = app.current_version || app.release_version;
+    const release = version > 0 ? (await getJson<ReleaseRecord>(this.o.store, keys.release(app.id, version)))?.value : undefined;
+    if (!release?.slug_id) throw invalid(`${app.name} has no release with a slug yet. Deploy it with git push first.`);
+    const limits = (await getJson<Record<string, unknown>>(this.o.store, keys.appLimits(app.id)))?.value ?? {};
+    const now = new Date().toISOString();
+    const base = { app_id: app.id, type: 'run' as const, state: 'starting' as const, command, size, release: { id: release.id, version: release.version }, node: this.o.node, user_id: user.id, attach: req.attach, created_at: now, updated_at: now };
+    const local: LocalRun = {
+      key: '',
+      record: { ...base, name: '' },
+      mod: 0,
+      secret: randomBytes(32).toString('hex'),
+      appName: app.name,
+      command: expandProcessType(command, release.process_types),
+      env: { ...release.config, ...req.env },
+      slugId: release.slug_id,
+      memoryBytes: parseMemory(limits.run) ?? SIZE_MEMORY[size] ?? DEFAULT_MEMORY,
+      userEmail: user.email,
+      phase: 'pending',
+      timers: [],
+    };
+    // Heroku numbers one-off dynos at random (run.4821): unique per app by a create-only write.
+    for (let attempt = 0; !local.key; attempt++) {
+      if (attempt === 50) throw conflict('Could not pick a free run.N name; try again.');
+      const name = `run.${randomInt(1000, 10000)}`;
+      const key = keys.run(app.id, name);
+      const record = { ...local.record, name };
+      const r = await this.o.store.txn({
+        compare: [{ key, target: 'create', op: '=', value: 0 }],
+        success: [{ type: 'put', key, value: JSON.stringify(record), lease: this.keeper.id }],
+      });
+      if (r.succeeded) Object.assign(local, { key, record, mod: r.revision });
+    }
+    this.runs.set(local.key, local);
+    this.bySecret.set(local.secret, local);
+    local.timers.push(setTimeout(() => void this.stop(local, 'time to live exceeded'), req.timeToLive * 1000));
+    if (req.attach) {
+      local.timers.push(
+        setTimeout(() => {
+          if (local.phase !== 'pending') return;
+          this.appLog(local, 'Error R13 (Attach error) -> Failed to attach to process');
+          void this.finish(local);
+        }, this.o.attachWindowMs ?? 60_000),
+      );
+    } else void this.run(local);
+    return { record: local.record, secret: local.secret };
+  }
+
+  /** Heroku's rendezvous: the attach URL's secret is the only credential. */
+  attachBySecret(secret: string, sink: Sink): () => void {
+    const local = this.bySecret.get(secret);
+    if (!local) throw notFound('dyno');
+    return this.attach(local, sink);
+  }
+
+  /** Berth's own stream: the API has authenticated the user; only the run's maker may attach. */
+  attachByName(appId: string, name: string, user: UserRecord, sink: Sink): () => void {
+    const local = this.runs.get(keys.run(appId, name));
+    if (!local || local.record.user_id !== user.id) throw notFound('dyno');
+    return this.attach(local, sink);
+  }
+
+  /** Starts the dyno with the sink attached; the returned detach stops it (the client is gone). */
+  private attach(local: LocalRun, sink: Sink): () => void {
+    if (!local.record.attach) throw conflict(`${local.record.name} runs detached; its output is in the app's logs.`);
+    if (local.phase !== 'pending' || local.sink) throw conflict(`${local.record.name} is already attached.`);
+    local.sink = sink;
+    this.bySecret.delete(local.secret);
+    void this.run(local);
+    return () => {
+      if (local.sink !== sink) return;
+      local.sink = undefined;
+      void this.stop(local, 'client disconnected');
+    };
+  }
+
+  private async run(local: LocalRun): Promise<void> {
+    const name = local.record.name;
+    local.phase = 'starting';
+    this.appLog(local, `Starting process with command \`${local.record.command}\` by user ${local.userEmail}`);
+    try {
+      const running = await this.o.runtime.start({
+        id: `${local.appName}.${name}-${randomBytes(4).toString('hex')}`,
+        appId: local.record.app_id,
+        dyno: name,
+        command: local.command,
+        slugPath: await this.o.slugPath(local.slugId),
+        env: local.env,
+        memoryBytes: local.memoryBytes,
+        pidsMax: 512,
+        onOutput: (stream, line) => {
+          this.o.appLog(local.record.app_id, { source: 'app', dyno: name, message: line });
+          local.sink?.output(stream, line);
+        },
+      });
+      local.running = running;
+      void running.exited.then((exit) => this.finish(local, exit.oomKilled ? 137 : (exit.code ?? 137), exit.oomKilled));
+      // Stopped while it was starting (client gone, DELETE, shutdown): now that it exists, stop it.
+      if ((local.phase as LocalRun['phase']) === 'stopping') {
+        await running.stop(this.o.stopGraceMs ?? 10_000);
+        return;
+      }
+      local.phase = 'running';
+      local.sink?.started(name);
+      this.appLog(local, 'State changed from starting to up');
+      if (local.record.state === 'starting') await this.write(local, 'up');
+    } catch (err) {
+      this.o.log.warn({ app: local.appName, dyno: name, err: errorMessage(err) }, 'one-off dyno failed to start');
+      this.appLog(local, `Error R10 (Boot failure) -> ${errorMessage(err)}`);
+      local.sink?.failed(`The dyno failed to start: ${errorMessage(err)}`);
+      local.sink = undefined;
+      await this.finish(local);
+    }
+  }
+
+  async stop(local: LocalRun, why: string): Promise<void> {
+    if (local.phase === 'done' || local.phase === 'stopping') return;
+    const was = local.phase;
+    local.phase = 'stopping';
+    this.appLog(local, `Stopping process (${why})`);
+    if (was === 'pending') return this.finish(local);
+    if (was === 'running') await local.running?.stop(this.o.stopGraceMs ?? 10_000);
+  }
+
+  private async finish(local: LocalRun, code?: number, oomKilled = false): Promise<void> {
+    if (local.phase === 'done') return;
+    local.phase = 'done';
+    for (const t of local.timers) clearTimeout(t);
+    this.runs.delete(local.key);
+    this.bySecret.delete(local.secret);
+    if (oomKilled) this.appLog(local, 'Error R15 (Memory quota vastly exceeded) -> killed at its memory limit');
+    if (code !== undefined) this.appLog(local, `Process exited with status ${code}`);
+    // Gone from `ps` before its client hears the exit status.
+    await this.o.store.delete(local.key).catch((err: unknown) => this.o.log.warn({ key: local.key, err: errorMessage(err) }, 'could not remove a one-off dyno record'));
+    if (code !== undefined) local.sink?.exited(code);
+  }
+
+  /** Our own state changes lose to a stop request written meanwhile (compare on our last write). */
+  private async write(local: LocalRun, state: RunRecord['state'], force = false): Promise<void> {
+    if (!this.keeper) return;
+    const record: RunRecord = { ...local.record, state, updated_at: new Date().toISOString() };
+    const r = await this.o.store.txn({
+      compare: force ? [] : [{ key: local.key, target: 'mod', op: '=', value: local.mod }],
+      success: [{ type: 'put', key: local.key, value: JSON.stringify(record), lease: this.keeper.id }],
+    });
+    if (r.succeeded) Object.assign(local, { record, mod: r.revision });
+  }
+
+  private appLog(local: LocalRun, message: string): void {
+    this.o.appLog(local.record.app_id, { source: 'berth', dyno: local.record.name, message });
+  }
+
+  /** Stops every dyno this node runs (the node is shutting down); their records go with the lease. */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.following?.close();
+    await Promise.all([...this.runs.values()].map((l) => this.stop(l, 'node shutting down')));
+    // Runs still starting stop as soon as they have started.
+    for (const deadline = Date.now() + 15_000; this.runs.size > 0 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 100));
+    await this.keeper?.revoke().catch(() => undefined);
+  }
+}
+
+function stateOf(value: string): string | undefined {
+  try {
+    return (JSON.parse(value) as Partial<RunRecord>).state;
+  } catch {
+    return undefined;
+  }
+}
+
+/** `heroku run worker` runs the Procfile's worker command, with any arguments after it. */
+function expandProcessType(command: string, types: Record<string, string>): string {
+  const first = command.split(/\s/, 1)[0] ?? '';
+  const defined = Object.hasOwn(types, first) ? types[first] : undefined;
+  return defined ? defined + command.slice(first.length) : command;
+}

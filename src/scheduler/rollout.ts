@@ -1,0 +1,77 @@
+import type { AppRecord, ReleaseRecord } from '../controller/model/types.js';
+import { keys } from '../domain/keys.js';
+import { unitKey } from '../domain/units.js';
+import type { Store, TxnOp } from '../store/index.js';
+import type { AppView, Assignment, Plan } from './types.js';
+
+/** A new release's dyno that crashed this often without ever coming up fails the release. */
+export const FAIL_AFTER_CRASHES = 3;
+
+/** What an agent reports at /berth/status/<unit> (the fields a rollout reads). */
+export interface UnitStatus {
+  state: string;
+  reason?: string | null;
+  restarts?: number;
+}
+
+export interface FailedRollout {
+  app: AppView;
+  version: number;
+  reason: string;
+}
+
+/**
+ * Rollouts to give up on, as a pure function: an app whose current release's units are all
+ * crashing (each at least FAIL_AFTER_CRASHES times) while older units they would replace still
+ * serve. Only a rollout can fail this way — once the old units are gone the release has served,
+ * and a later crash loop is the app's problem, shown in `berth ps`, not a failed release.
+ */
+export function failedRollouts(apps: AppView[], assignments: Assignment[], plan: Plan, statuses: Map<string, UnitStatus>): FailedRollout[] {
+  const failed: FailedRollout[] = [];
+  for (const app of apps) {
+    const version = app.release?.version;
+    if (version === undefined || !plan.superseded.some((a) => a.unit.appId === app.id)) continue;
+    const fresh = assignments.filter((a) => a.unit.appId === app.id && a.unit.release === version);
+    if (fresh.length === 0) continue;
+    const crashing = fresh.map((a) => ({ a, s: statuses.get(unitKey(a.unit)) }));
+    if (!crashing.every(({ s }) => s?.state === 'crashed' && (s.restarts ?? 0) >= FAIL_AFTER_CRASHES)) continue;
+    const first = crashing[0];
+    const name = first ? `${first.a.unit.type}.${first.a.unit.index}` : 'dyno';
+    failed.push({ app, version, reason: `${name} crashed ${first?.s?.restarts ?? FAIL_AFTER_CRASHES} times before it was up: ${first?.s?.reason ?? 'unknown'}` });
+  }
+  return failed;
+}
+
+/**
+ * Marks the release failed and makes the newest earlier release that succeeded current again, in
+ * one txn (fenced on the caller's leadership): the plan then wants the old units, which never
+ * stopped, and removes the crashing ones. The config key is left as it is: it is what the user
+ * last set, and the next `config:set` or push builds on it.
+ */
+export async function failRelease(store: Store, fence: { key: string; revision: number }, f: FailedRollout): Promise<boolean> {
+  const appKv = await store.get(keys.app(f.app.id));
+  const relKv = await store.get(keys.release(f.app.id, f.version));
+  if (!appKv || !relKv) return false;
+  const app = JSON.parse(appKv.value) as AppRecord;
+  const release = JSON.parse(relKv.value) as ReleaseRecord;
+  if (release.status !== 'succeeded' || app.current_version !== f.version) return false;
+  const earlier = (await store.range(keys.releases(f.app.id), { prefix: true })).kvs
+    .map((kv) => JSON.parse(kv.value) as ReleaseRecord)
+    .filter((r) => r.version < f.version && r.status === 'succeeded' && r.slug_id)
+    .sort((a, b) => b.version - a.version)[0];
+  if (!earlier) return false;
+  const now = new Date().toISOString();
+  const ops: TxnOp[] = [
+    { type: 'put', key: keys.release(f.app.id, f.version), value: JSON.stringify({ ...release, status: 'failed', failure_reason: f.reason, updated_at: now }) },
+    { type: 'put', key: keys.app(f.app.id), value: JSON.stringify({ ...app, current_version: earlier.version, updated_at: now }) },
+  ];
+  const r = await store.txn({
+    compare: [
+      { key: fence.key, target: 'create', op: '=', value: fence.revision },
+      { key: keys.app(f.app.id), target: 'mod', op: '=', value: appKv.modRevision },
+      { key: keys.release(f.app.id, f.version), target: 'mod', op: '=', value: relKv.modRevision },
+    ],
+    success: ops,
+  });
+  return r.succeeded;
+}

@@ -1,0 +1,190 @@
+import { execFile } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import autocannon from 'autocannon';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openStore, type Store } from '../../src/store/index.js';
+import { startAgent, startBerth, type AgentProcess, type BerthProcess } from '../support/berth-process.js';
+
+/**
+ * The router issue's promise, end to end: real nginx in front of dynos on two `berth agent`
+ * machines, 50 connections of continuous load (autocannon, bounded in time), and every change a
+ * user makes — scale down and up, config, deploy, rollback — drops nothing. Killing a machine
+ * loses at most what was in flight on it.
+ */
+const ADMIN = 'zdt-admin-token-0123456789abcdef0';
+const HOST = 'busy.berth.localhost';
+const CONNECTIONS = 50;
+let berth: BerthProcess;
+let dir: string;
+let store: Store;
+const agents: AgentProcess[] = [];
+
+function git(cwd: string, ...args: string[]): Promise<{ code: number; out: string }> {
+  return new Promise((resolve) => {
+    execFile('git', args, { cwd, timeout: 120_000, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: cwd, GIT_TERMINAL_PROMPT: '0' } }, (err, stdout, stderr) =>
+      resolve({ code: err ? 1 : 0, out: stdout + stderr }),
+    );
+  });
+}
+
+async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const res = await fetch(`${berth.apiUrl}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
+    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+  });
+  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${await res.text()}`);
+  return (await res.json()) as T;
+}
+
+async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn().catch(() => undefined);
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}:\n${berth.stderr().slice(-2000)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+interface Dyno {
+  name: string;
+  state: string;
+  release: { version: number };
+}
+
+/** Settled: exactly `n` web dynos, all up, all on `version` (old ones stopped), all published. */
+async function settled(n: number, version: number): Promise<void> {
+  await until(`${n} dynos on v${version}`, async () => {
+    const dynos = await api<Dyno[]>('GET', '/apps/busy/dynos');
+    const published = (await store.range('/berth/services/busy/', { prefix: true })).kvs.length;
+    return dynos.length === n && published === n && dynos.every((d) => d.state === 'up' && d.release.version === version) ? true : undefined;
+  }, 90_000);
+}
+
+const currentVersion = async (): Promise<number> => (await api<{ version: number; current: boolean }[]>('GET', '/apps/busy/releases')).find((r) => r.current)?.version ?? 0;
+
+/** Runs `change` under 50 connections of load on the app's hostname; stops the load a moment after. */
+async function underLoad(change: () => Promise<void>): Promise<autocannon.Result> {
+  let instance: autocannon.Instance | undefined;
+  const result = new Promise<autocannon.Result>((resolve, reject) => {
+    instance = autocannon(
+      { url: `http://127.0.0.1:${String(berth.summary.http_port)}/`, headers: { host: HOST }, connections: CONNECTIONS, duration: 120, timeout: 10 },
+      (err: unknown, r) => (err ? reject(err as Error) : resolve(r)),
+    );
+  });
+  try {
+    await new Promise((r) => setTimeout(r, 500));
+    await change();
+    await new Promise((r) => setTimeout(r, 500));
+  } finally {
+    instance?.stop();
+  }
+  return result;
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'berth-zdt-'));
+  chmodSync(dir, 0o755);
+  berth = await startBerth(['--data-dir', join(dir, 'data'), '--no-agent'], { BERTH_BOOTSTRAP_TOKEN: ADMIN, BERTH_LOG_LEVEL: 'warn' });
+  store = openStore(`sqlite://${join(dir, 'data', 'state.db')}`);
+  for (const [i, name] of ['z1', 'z2'].entries()) {
+    agents.push(await startAgent(['--controller', berth.apiUrl, '--token-file', join(dir, 'data', 'cluster.token'), '--name', name, '--ports', `${23000 + i * 100}-${23099 + i * 100}`, '--data-dir', join(dir, name), '--ttl', '2']));
+  }
+  await api('POST', '/apps', { name: 'busy' });
+  await api('PATCH', '/apps/busy/config-vars', { GREETING: 'hello' });
+  const repo = join(dir, 'repo');
+  mkdirSync(repo);
+  writeFileSync(join(repo, 'server.js'), "require('http').createServer((q, s) => s.end(process.env.GREETING + ' from ' + process.env.DYNO)).listen(process.env.PORT);\n");
+  writeFileSync(join(repo, 'Procfile'), 'web: node server.js\n');
+  for (const args of [['init', '-q', '-b', 'main'], ['add', '.'], ['-c', 'user.email=a@b', '-c', 'user.name=a', 'commit', '-qm', 'one'], ['remote', 'add', 'berth', `${berth.apiUrl.replace('http://', `http://git:${ADMIN}@`)}/busy.git`]]) {
+    await git(repo, ...args);
+  }
+  const push = await git(repo, 'push', 'berth', 'main');
+  if (push.code !== 0) throw new Error(push.out);
+  await api('PATCH', '/apps/busy/formation', { updates: [{ type: 'web', quantity: 3 }] });
+  await settled(3, await currentVersion());
+}, 180_000);
+afterAll(async () => {
+  await Promise.all(agents.map((a) => a.stop()));
+  await store?.close();
+  await berth?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const clean = (r: autocannon.Result): { requests: number; non2xx: number; errors: number; timeouts: number } => ({ requests: r.requests.total, non2xx: r.non2xx, errors: r.errors, timeouts: r.timeouts });
+
+describe('under 50 connections of load, through nginx', () => {
+  it('scales 3 → 1 → 3 without a failed request', async () => {
+    const version = await currentVersion();
+    const r = await underLoad(async () => {
+      await api('PATCH', '/apps/busy/formation', { updates: [{ type: 'web', quantity: 1 }] });
+      await settled(1, version);
+      await api('PATCH', '/apps/busy/formation', { updates: [{ type: 'web', quantity: 3 }] });
+      await settled(3, version);
+    });
+    expect(r.requests.total).toBeGreaterThan(500);
+    if (process.env.BERTH_TEST_FIGURES) console.info('scale 3-1-3 under load', clean(r));
+    expect(clean(r)).toMatchObject({ non2xx: 0, errors: 0, timeouts: 0 });
+  }, 180_000);
+
+  it('rolls a config change out without a failed request', async () => {
+    const r = await underLoad(async () => {
+      await api('PATCH', '/apps/busy/config-vars', { GREETING: 'bonjour' });
+      await settled(3, await currentVersion());
+    });
+    expect(r.requests.total).toBeGreaterThan(500);
+    expect(clean(r)).toMatchObject({ non2xx: 0, errors: 0, timeouts: 0 });
+  }, 180_000);
+
+  it('rolls a git push out without a failed request', async () => {
+    const repo = join(dir, 'repo');
+    writeFileSync(join(repo, 'server.js'), "require('http').createServer((q, s) => s.end('v2 ' + process.env.GREETING + ' from ' + process.env.DYNO)).listen(process.env.PORT);\n");
+    await git(repo, '-c', 'user.email=a@b', '-c', 'user.name=a', 'commit', '-qam', 'two');
+    const r = await underLoad(async () => {
+      const push = await git(repo, 'push', 'berth', 'main');
+      expect(push.code, push.out).toBe(0);
+      await settled(3, await currentVersion());
+    });
+    expect(r.requests.total).toBeGreaterThan(500);
+    expect(clean(r)).toMatchObject({ non2xx: 0, errors: 0, timeouts: 0 });
+  }, 180_000);
+
+  it('rolls back without a failed request', async () => {
+    const releases = await api<{ id: string; version: number; slug: { id: string } | null; current: boolean }[]>('GET', '/apps/busy/releases');
+    const current = releases.find((rel) => rel.current)?.version ?? 0;
+    // The release before the push: the first build's code with GREETING=bonjour.
+    const target = releases.filter((rel) => rel.slug && rel.version < current).pop();
+    expect(target).toBeDefined();
+    // Before the first build there is nothing to run: refused, not a stopped app.
+    const slugless = releases.find((rel) => !rel.slug);
+    const refused = await fetch(`${berth.apiUrl}/apps/busy/releases`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }, body: JSON.stringify({ release: slugless?.id }) });
+    expect(refused.status).toBe(422);
+    const r = await underLoad(async () => {
+      await api('POST', '/apps/busy/releases', { release: target?.id });
+      await settled(3, await currentVersion());
+    });
+    expect(r.requests.total).toBeGreaterThan(500);
+    expect(clean(r)).toMatchObject({ non2xx: 0, errors: 0, timeouts: 0 });
+  }, 180_000);
+
+  it('loses at most the requests in flight on a machine that is SIGKILLed, then heals', async () => {
+    const version = await currentVersion();
+    const r = await underLoad(async () => {
+      const dead = String(agents[1]?.summary.machine_id);
+      await agents[1]?.kill();
+      // Its lease expires (TTL 2 s), then its units start on the survivor.
+      await until('the dead machine gone', async () => ((await store.get(`/berth/machines/${dead}`)) ? undefined : true));
+      await settled(3, version);
+      const statuses = (await store.range('/berth/status/busy.', { prefix: true })).kvs.map((kv) => JSON.parse(kv.value) as { machine: string });
+      expect(statuses.filter((st) => st.machine === dead)).toEqual([]);
+    });
+    const failed = r.non2xx + r.errors + r.timeouts;
+    if (process.env.BERTH_TEST_FIGURES) console.info('agent kill under load', clean(r));
+    // At most one request per connection can have been on the dead machine when it died.
+    expect(failed).toBeLessThanOrEqual(CONNECTIONS);
+    expect(r.requests.total).toBeGreaterThan(500);
+  }, 180_000);
+});

@@ -1,0 +1,97 @@
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type Server } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import type { PeerCertificate, TLSSocket } from 'node:tls';
+import { join } from 'node:path';
+import { freePort } from '../support/ports.js';
+
+export interface Reply {
+  status: number;
+  body: string;
+  headers: IncomingHttpHeaders;
+  /** The certificate the server presented (HTTPS). */
+  cert?: PeerCertificate;
+}
+
+export interface Call {
+  port: number;
+  host: string;
+  path?: string;
+  method?: string;
+  headers?: Record<string, string>;
+  body?: Buffer | string;
+  /** HTTPS with SNI = host, trusting only `ca`. */
+  tls?: { ca: string };
+}
+
+/** node:http(s), not fetch: fetch will not send a Host header of our choosing, nor SNI to 127.0.0.1. */
+export function call(c: Call): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const options = { host: '127.0.0.1', port: c.port, path: c.path ?? '/', method: c.method ?? 'GET', headers: { host: c.host, ...c.headers }, agent: false as const };
+    const onResponse = (res: IncomingMessage): void => {
+      const chunks: Buffer[] = [];
+      const cert = c.tls ? (res.socket as TLSSocket).getPeerCertificate() : undefined;
+      res.on('data', (d: Buffer) => chunks.push(d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString(), headers: res.headers, ...(cert ? { cert } : {}) }));
+    };
+    const req = c.tls ? httpsRequest({ ...options, servername: c.host, ca: c.tls.ca }, onResponse) : httpRequest(options, onResponse);
+    req.on('error', reject);
+    req.end(c.body);
+  });
+}
+
+/** The nginx workers now running under the router in `dir`. */
+export function workers(dir: string): string[] {
+  try {
+    return execFileSync('pgrep', ['-P', readFileSync(join(dir, 'nginx.pid'), 'utf8').trim()]).toString().trim().split('\n').sort();
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Waits for a reload to finish, so no old worker can still accept a connection and answer from
+ * the old config. Given the workers from before the change: until one worker runs, a new one.
+ * Given a condition nginx's answers satisfy only under the new config: until it holds, then until
+ * one worker runs.
+ */
+export async function afterReload(dir: string, beforeOrCond: string[] | (() => Promise<boolean> | boolean), ms = 8000): Promise<void> {
+  if (typeof beforeOrCond === 'function') await until(beforeOrCond, ms);
+  const before = typeof beforeOrCond === 'function' ? [] : beforeOrCond;
+  await until(() => {
+    const now = workers(dir);
+    return now.length === 1 && !before.includes(now[0] ?? '');
+  }, ms);
+}
+
+export async function until(cond: () => Promise<boolean> | boolean, ms = 8000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/**
+ * A dyno stand-in: answers JSON with its name and what the router told it; `/slow` answers after
+ * 3 s; request bodies are read (and their size reported).
+ */
+export async function dyno(name: string, servers: Server[]): Promise<{ endpoint: string; server: Server }> {
+  const port = await freePort();
+  const server = createServer((req, res) => {
+    let size = 0;
+    req.on('data', (d: Buffer) => (size += d.length));
+    req.on('end', () => {
+      const answer = (): void => {
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify({ dyno: name, size, headers: req.headers }));
+      };
+      if (req.url === '/slow') setTimeout(answer, 3000);
+      else answer();
+    });
+  });
+  await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
+  servers.push(server);
+  return { endpoint: `127.0.0.1:${port}`, server };
+}
