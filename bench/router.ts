@@ -104,7 +104,10 @@ const BERTH_PROXY_HEADERS = `proxy_set_header Host $host; proxy_set_header X-For
     proxy_set_header X-Request-Id $berth_request_id; proxy_set_header Upgrade $http_upgrade;
     proxy_set_header Connection $berth_connection; add_header X-Request-Id $berth_request_id always;`;
 
-async function startNginx(dir: string, port: number, upstreamPort: number, berthHeaders: boolean): Promise<ChildProcess> {
+type Baseline = 'bare' | 'headers' | 'headers+log';
+
+async function startNginx(dir: string, port: number, upstreamPort: number, mode: Baseline): Promise<ChildProcess> {
+  const berthHeaders = mode !== 'bare';
   for (const sub of ['logs', 'tmp']) mkdirSync(join(dir, sub), { recursive: true });
   // Root's nginx runs its worker as nobody, which must reach tmp/ (as the router does).
   chmodSync(dir, 0o711);
@@ -113,7 +116,8 @@ async function startNginx(dir: string, port: number, upstreamPort: number, berth
   writeFileSync(conf, `worker_processes 1; pid nginx.pid; error_log logs/error.log warn;
 events { worker_connections 4096; }
 http {
-  access_log off;
+  ${mode === 'headers+log' ? `log_format timed '$remote_addr [$time_iso8601] "$request" $status $bytes_sent $request_id $upstream_connect_time $upstream_response_time "$http_user_agent"';
+  access_log logs/access.log timed buffer=64k flush=200ms;` : 'access_log off;'}
   client_body_temp_path tmp/body; proxy_temp_path tmp/proxy; fastcgi_temp_path tmp/fastcgi; uwsgi_temp_path tmp/uwsgi; scgi_temp_path tmp/scgi;
   upstream u { server 127.0.0.1:${upstreamPort}; keepalive 64; }${berthHeaders ? BERTH_HEADERS : ''}
   server { listen ${port}; location / { proxy_pass http://u; proxy_http_version 1.1;
@@ -201,18 +205,20 @@ async function main(): Promise<void> {
     upstreams.push(await startUpstream('A'), await startUpstream('B'));
     const [a, b] = upstreams as [Upstream, Upstream];
     const direct = await measure('direct to upstream', a.port);
-    const handWritten = async (title: string, berthHeaders: boolean): Promise<Phase> => {
+    const handWritten = async (title: string, mode: Baseline): Promise<Phase> => {
       step(`starting ${title}`);
       const nginxPort = await freePort();
-      nginx = await startNginx(join(dir, berthHeaders ? 'nginx-headers' : 'nginx'), nginxPort, a.port, berthHeaders);
+      nginx = await startNginx(join(dir, `nginx-${mode.replace('+', '-')}`), nginxPort, a.port, mode);
       const phase = await measure(title, nginxPort);
       // Stopped before the next proxy starts, so only one runs at a time.
       await stopChild(nginx, 'SIGQUIT');
       nginx = undefined;
       return phase;
     };
-    const bare = await handWritten('hand-written nginx', false);
-    const fair = await handWritten('hand-written nginx + headers', true);
+    const bare = await handWritten('hand-written nginx', 'bare');
+    const fair = await handWritten('hand-written nginx + headers', 'headers');
+    // A production nginx logs its requests: the same buffered file logging, nobody reading it.
+    const logging = await handWritten('hand-written nginx + headers + access log', 'headers+log');
     store = openStore('memory://');
     await Promise.all([store.put(`/berth/app-names/${APP}`, `id-${APP}`), store.put(SERVICE_KEY, `127.0.0.1:${a.port}`)]);
     let logLines = 0;
@@ -248,6 +254,7 @@ async function main(): Promise<void> {
       ['direct to upstream', direct],
       ['hand-written nginx (keepalive 64)', bare],
       ['hand-written nginx + Berth headers', fair],
+      ['hand-written nginx + headers + access log', logging],
       ['berth router, no logs', quiet.phase],
       ['berth router + logs (berth up)', berth],
     ];
@@ -257,6 +264,7 @@ async function main(): Promise<void> {
     const [fairRatio, quietRatio] = [berth.reqPerSec / fair.reqPerSec, quiet.phase.reqPerSec / fair.reqPerSec];
     const [p50, p99, max] = [percentile(change.latencies, 50), percentile(change.latencies, 99), change.latencies.at(-1) ?? NaN];
     console.log(`\nberth (as berth up runs it, with router logs) / hand-written nginx with the same headers, req/s: ${fairRatio.toFixed(3)} (goal >= 0.95: ${met(fairRatio >= 0.95)}); without logs: ${quietRatio.toFixed(3)}; vs bare nginx: ${(berth.reqPerSec / bare.reqPerSec).toFixed(3)}`);
+    console.log(`berth (with router logs) / hand-written nginx with the same headers and a buffered access log, req/s: ${(berth.reqPerSec / logging.reqPerSec).toFixed(3)} (goal >= 0.95: ${met(berth.reqPerSec / logging.reqPerSec >= 0.95)})`);
     console.log(`router log lines handed to the app's stream: ${logLines} (one per request, read from nginx's buffered access log)`);
     console.log(`endpoint change -> served by the router (N=${CHANGES}): p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, max ${max.toFixed(1)} ms (goal p99 <= 100 ms: ${met(p99 <= 100)}); non-200 answers while switching: ${change.badPolls}`);
     console.log(`store revisions written during the two ${DURATION_S + WARMUP_S} s router load phases, with no changes made: ${quiet.revisions + logged.revisions}`);

@@ -165,6 +165,9 @@ export class Router {
     const certs = parseCerts((await this.o.store.range(keys.allCerts(), { prefix: true, revision })).kvs);
     const wanted = writeCertFiles(this.certDir, certs);
     await this.templater?.renderAll(revision);
+    // A config nginx refuses (check failed) leaves the old one serving and is logged by the
+    // templater; the revision is still reported as applied, because what a rollout waits on — the
+    // endpoints — is applied, and holding the report back would stall every rollout on one bad key.
     const outcome = this.templater?.outcomes.get('nginx.conf');
     if (outcome === 'updated' || outcome === 'unchanged' || outcome === 'reload_failed') pruneCertFiles(this.certDir, wanted);
   }

@@ -1,0 +1,79 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import type { Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../../src/domain/log.js';
+import { Router } from '../../src/router/index.js';
+import { openStore, type Store } from '../../src/store/index.js';
+import { freePort } from '../support/ports.js';
+import { afterReload, call, dyno, until } from './client.js';
+
+/**
+ * A change nginx refuses must not take the router down: the templater checks the staged config
+ * with `nginx -t` and keeps the old one, which goes on serving every app it served, until a later
+ * change renders a config nginx accepts. The bad change here is a certificate written straight
+ * into the store (the API would refuse it), with PEM markers around garbage.
+ */
+let store: Store;
+let router: Router;
+let dir: string;
+let port: number;
+const servers: Server[] = [];
+
+const badCert = {
+  id: 'c0ffee00-0000-4000-8000-000000000001',
+  name: 'broken',
+  app_id: 'id-fresh',
+  certificate_chain: '-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n',
+  private_key: '-----BEGIN PRIVATE KEY-----\ngarbage\n-----END PRIVATE KEY-----\n',
+  ssl_cert: { cert_domains: ['fresh.berth.test'], starts_at: '2026-01-01T00:00:00Z', expires_at: '2036-01-01T00:00:00Z', issuer: 'x', subject: 'x' },
+  created_at: '2026-11-24T00:00:00Z',
+  updated_at: '2026-11-24T00:00:00Z',
+};
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'berth-broken-'));
+  store = openStore('memory://');
+  await store.put('/berth/app-names/keep', 'id-keep');
+  await store.put('/berth/services/keep/keep.web.1@v1', (await dyno('keep.1', servers)).endpoint);
+  port = await freePort();
+  router = new Router({ store, log: createLogger('test', { level: 'silent' }), id: 'broken', dir, httpPort: port, httpsPort: await freePort(), controlPort: await freePort(), domain: 'berth.test' });
+  await router.start();
+}, 30_000);
+afterAll(async () => {
+  await router?.stop();
+  for (const s of servers) s.close();
+  await store?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('a change nginx refuses', () => {
+  it('keeps the old config serving, and recovers with the next good change', async () => {
+    await until(async () => (await call({ port, host: 'keep.berth.test' })).status === 200);
+    const before = readFileSync(join(dir, 'nginx.conf'), 'utf8');
+    // One txn: a new app and a certificate for it that nginx cannot load.
+    await store.txn({
+      compare: [],
+      success: [
+        { type: 'put', key: '/berth/app-names/fresh', value: 'id-fresh' },
+        { type: 'put', key: '/berth/services/fresh/fresh.web.1@v1', value: (await dyno('fresh.1', servers)).endpoint },
+        { type: 'put', key: `/berth/certs/id-fresh/${badCert.id}`, value: JSON.stringify(badCert) },
+      ],
+    });
+    // The router applies the endpoints (no reload needed for them) and reports the revision.
+    const revision = await store.currentRevision();
+    await until(async () => ((JSON.parse((await store.get('/berth/routers/broken'))?.value ?? '{}') as { revision?: number }).revision ?? 0) >= revision);
+    expect(readFileSync(join(dir, 'nginx.conf'), 'utf8')).toBe(before);
+    // The running nginx never saw the broken config: the old apps answer, a steady stream of them.
+    const answers = await Promise.all(Array.from({ length: 50 }, () => call({ port, host: 'keep.berth.test' })));
+    expect(answers.map((a) => a.status)).toEqual(Array(50).fill(200));
+    expect((await call({ port, host: 'fresh.berth.test' })).status).toBe(404);
+
+    // Fixing it (the bad certificate removed) renders a config nginx accepts, with the new app in it.
+    await store.delete(`/berth/certs/id-fresh/${badCert.id}`);
+    await afterReload(dir, async () => (await call({ port, host: 'fresh.berth.test' })).status === 200, 15_000);
+    expect(JSON.parse((await call({ port, host: 'fresh.berth.test' })).body)).toMatchObject({ dyno: 'fresh.1' });
+    expect((await call({ port, host: 'keep.berth.test' })).status).toBe(200);
+  }, 60_000);
+});
