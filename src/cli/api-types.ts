@@ -1,3 +1,5 @@
+import type { SslCertInfo } from '../domain/certs.js';
+
 /** The parts of Heroku API resources the CLI prints. */
 export interface App {
   id: string;
@@ -69,15 +71,7 @@ export interface SniEndpoint {
   updated_at: string;
   /** The app's hostnames this certificate serves. */
   domains: string[];
-  ssl_cert: {
-    cert_domains: string[];
-    starts_at: string;
-    expires_at: string;
-    issuer: string;
-    subject: string;
-    'ca_signed?': boolean;
-    'self_signed?': boolean;
-  };
+  ssl_cert: SslCertInfo;
 }
 export interface RouterSetting {
   name: string;

@@ -2,15 +2,12 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CommanderError } from 'commander';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createProgram } from '../../src/cli/program.js';
-import type { CliContext } from '../../src/cli/context.js';
-import { formatError } from '../../src/cli/output.js';
 import { startController, type Controller } from '../../src/controller/index.js';
 import { Users } from '../../src/controller/model/users.js';
 import { createLogger } from '../../src/domain/log.js';
 import { openStore, type Store } from '../../src/store/index.js';
+import { runCli, type CliResult } from '../support/cli.js';
 import { freePort } from '../support/ports.js';
 
 let store: Store;
@@ -34,32 +31,10 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-interface Result {
-  code: number;
-  out: string;
-  err: string;
-}
+type Result = CliResult;
 
 /** Runs `berth ARGS` in-process, as the user whose HOME is `home`, from `cwd`. */
-async function berth(home: string, cwd: string, env: Record<string, string>, ...args: string[]): Promise<Result> {
-  let out = '';
-  let err = '';
-  const ctx: CliContext = {
-    env: { BERTH_API_URL: controller.url, ...env },
-    cwd,
-    home,
-    out: (t) => (out += t.endsWith('\n') ? t : `${t}\n`),
-    err: (t) => (err += t.endsWith('\n') ? t : `${t}\n`),
-    interactive: false,
-  };
-  try {
-    await createProgram(ctx).parseAsync(['node', 'berth', ...args]);
-    return { code: 0, out, err };
-  } catch (e) {
-    if (e instanceof CommanderError) return { code: e.exitCode, out, err };
-    return { code: 1, out, err: err + formatError(e) };
-  }
-}
+const berth = (home: string, cwd: string, env: Record<string, string>, ...args: string[]): Promise<Result> => runCli({ env: { BERTH_API_URL: controller.url, ...env }, cwd, home }, args);
 
 describe('the berth CLI', () => {
   let home: string;

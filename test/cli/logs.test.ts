@@ -2,15 +2,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CommanderError } from 'commander';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CliContext } from '../../src/cli/context.js';
-import { formatError } from '../../src/cli/output.js';
-import { createProgram } from '../../src/cli/program.js';
 import { startController, type Controller } from '../../src/controller/index.js';
 import { Users } from '../../src/controller/model/users.js';
 import { createLogger } from '../../src/domain/log.js';
 import { openStore, type Store } from '../../src/store/index.js';
+import { runCli, type CliResult } from '../support/cli.js';
 import { freePort } from '../support/ports.js';
 
 let store: Store;
@@ -38,25 +35,7 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function berth(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const ctx: CliContext = {
-    env: { BERTH_API_URL: controller.url, BERTH_API_KEY: token },
-    cwd: dir,
-    home: dir,
-    out: (t) => (out += t.endsWith('\n') ? t : `${t}\n`),
-    err: (t) => (err += t.endsWith('\n') ? t : `${t}\n`),
-    interactive: false,
-  };
-  try {
-    await createProgram(ctx).parseAsync(['node', 'berth', ...args]);
-    return { code: 0, out, err };
-  } catch (e) {
-    if (e instanceof CommanderError) return { code: e.exitCode, out, err };
-    return { code: 1, out, err: err + formatError(e) };
-  }
-}
+const berth = (...args: string[]): Promise<CliResult> => runCli({ env: { BERTH_API_URL: controller.url, BERTH_API_KEY: token }, cwd: dir, home: dir }, args);
 
 describe('berth logs and drains', () => {
   beforeAll(async () => {

@@ -1,11 +1,11 @@
-import { execFile } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStore, type Store } from '../../src/store/index.js';
 import { startAgent, startBerth, type AgentProcess, type BerthProcess } from '../support/berth-process.js';
+import { apiAs, appRepo, git, until } from '../support/e2e.js';
 
 /**
  * A cluster on one host: `berth up --no-agent` and three `berth agent` processes with their own
@@ -19,40 +19,13 @@ let dir: string;
 let store: Store;
 const agents = new Map<string, AgentProcess>();
 
-function git(cwd: string, ...args: string[]): Promise<{ code: number; out: string }> {
-  return new Promise((resolve) => {
-    execFile('git', args, { cwd, timeout: 120_000, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: cwd, GIT_TERMINAL_PROMPT: '0' } }, (err, stdout, stderr) =>
-      resolve({ code: err ? 1 : 0, out: stdout + stderr }),
-    );
-  });
-}
-
-async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
-  const res = await fetch(`${berth.apiUrl}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-  });
-  return (await res.json()) as T;
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}:\n${berth.stderr().slice(-2000)}\n${[...agents.values()].map((a) => a.stderr().slice(-1500)).join('\n')}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const api = apiAs(() => berth.apiUrl, ADMIN);
+const waitFor = <T>(what: string, fn: () => Promise<T | undefined>, ms = 60_000): Promise<T> =>
+  until(what, fn, ms, () => `${berth.stderr().slice(-2000)}\n${[...agents.values()].map((a) => a.stderr().slice(-1500)).join('\n')}`);
 
 async function push(app: string, files: Record<string, string>): Promise<{ code: number; out: string }> {
   const repo = join(dir, `repo-${app}`);
-  mkdirSync(repo);
-  for (const [name, text] of Object.entries(files)) writeFileSync(join(repo, name), text);
-  for (const args of [['init', '-q', '-b', 'main'], ['add', '.'], ['-c', 'user.email=a@b', '-c', 'user.name=a', 'commit', '-qm', 'one'], ['remote', 'add', 'berth', `${berth.apiUrl.replace('http://', `http://git:${ADMIN}@`)}/${app}.git`]]) {
-    await git(repo, ...args);
-  }
+  await appRepo(repo, berth.apiUrl, ADMIN, app, files);
   return git(repo, 'push', 'berth', 'main');
 }
 
@@ -111,7 +84,7 @@ describe('a cluster of three agents', () => {
     const pushed = await push('spread', { 'server.js': server, Procfile: 'web: node server.js\n' });
     expect(pushed.code, pushed.out).toBe(0);
     await api('PATCH', '/apps/spread/formation', { updates: [{ type: 'web', quantity: 3 }] });
-    const up = await until('three dynos up', async () => {
+    const up = await waitFor('three dynos up', async () => {
       const dynos = await api<Dyno[]>('GET', '/apps/spread/dynos');
       return dynos.length === 3 && dynos.every((d) => d.state === 'up') ? dynos : undefined;
     });
@@ -120,7 +93,7 @@ describe('a cluster of three agents', () => {
 
     // Lines from dynos on other machines reach the app's log stream through the controller.
     const session = await api<{ logplex_url: string }>('POST', '/apps/spread/log-sessions', { lines: 200 });
-    expect(await until('remote log lines', async () => {
+    expect(await waitFor('remote log lines', async () => {
       const text = await (await fetch(session.logplex_url)).text();
       return /app\[web\.\d\]: listening on \d+/.test(text) ? text : undefined;
     })).toMatch(/berth\[web\.\d\]: State changed from starting to up/);
@@ -131,7 +104,7 @@ describe('a cluster of three agents', () => {
     expect(victim).toBeDefined();
     const killedAt = Date.now();
     await agents.get(victim?.name ?? '')?.kill();
-    const healed = await until('web.2 up elsewhere', async () => {
+    const healed = await waitFor('web.2 up elsewhere', async () => {
       const dynos = await api<Dyno[]>('GET', '/apps/spread/dynos');
       const moved = dynos.find((d) => d.name === 'web.2');
       return dynos.length === 3 && moved?.state === 'up' && moved.machine !== victim?.id ? dynos : undefined;
@@ -151,7 +124,7 @@ describe('a cluster of three agents', () => {
   it('restarts one dyno, then a whole type, new dynos up before old ones stop, under load', async () => {
     const before = await api<(Dyno & { release: { version: number } })[]>('GET', '/apps/spread/dynos');
     expect(before.map((d) => d.state)).toEqual(['up', 'up', 'up']);
-    await until('routed', async () => ((await viaRouter('spread.berth.localhost')) === 200 ? true : undefined));
+    await waitFor('routed', async () => ((await viaRouter('spread.berth.localhost')) === 200 ? true : undefined));
     let loading = true;
     const statuses: number[] = [];
     const load = (async () => {
@@ -160,17 +133,17 @@ describe('a cluster of three agents', () => {
     const unitsOf = async (): Promise<string[]> => (await store.range('/berth/services/spread/', { prefix: true })).kvs.map((kv) => kv.key.split('/').pop() ?? '').sort();
     const res = await fetch(`${berth.apiUrl}/apps/spread/dynos/web.2`, { method: 'DELETE', headers: { authorization: `Bearer ${ADMIN}` } });
     expect(res.status).toBe(202);
-    await until('web.2 replaced', async () => {
+    await waitFor('web.2 replaced', async () => {
       const units = await unitsOf();
       return units.length === 3 && units.includes('spread.web.2@v2-1') ? units : undefined;
     });
     expect(await unitsOf()).toEqual(['spread.web.1@v2', 'spread.web.2@v2-1', 'spread.web.3@v2']);
     expect((await fetch(`${berth.apiUrl}/apps/spread/formations/web/actions/stop`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}` } })).status).toBe(202);
-    await until('every web dyno replaced', async () => {
+    await waitFor('every web dyno replaced', async () => {
       const units = await unitsOf();
       return units.join() === 'spread.web.1@v2-1,spread.web.2@v2-2,spread.web.3@v2-1' ? units : undefined;
     });
-    await until('old dynos gone', async () => ((await api<Dyno[]>('GET', '/apps/spread/dynos')).length === 3 ? true : undefined));
+    await waitFor('old dynos gone', async () => ((await api<Dyno[]>('GET', '/apps/spread/dynos')).length === 3 ? true : undefined));
     loading = false;
     await load;
     expect(statuses.length).toBeGreaterThan(20);
@@ -189,7 +162,7 @@ describe('a cluster of three agents', () => {
       while (loading && statuses.length < 20_000) statuses.push(await viaRouter('spread.berth.localhost'));
     })();
     expect((await git(repo, 'push', 'berth', 'main')).code).toBe(0);
-    const failed = await until('release v3 failed', async () => {
+    const failed = await waitFor('release v3 failed', async () => {
       const releases = await api<{ version: number; status: string; current: boolean; failure_reason: string | null }[]>('GET', '/apps/spread/releases');
       const v3 = releases.find((r) => r.version === 3);
       return v3?.status === 'failed' ? { v3, current: releases.find((r) => r.current)?.version } : undefined;
@@ -197,7 +170,7 @@ describe('a cluster of three agents', () => {
     expect(failed.v3.failure_reason).toMatch(/^web\.\d crashed \d+ times before it was up: Process exited with status 1$/);
     expect(failed.current).toBe(2);
     // The crashing dynos go; the v2 ones never stopped.
-    const dynos = await until('only v2 dynos', async () => {
+    const dynos = await waitFor('only v2 dynos', async () => {
       const list = await api<(Dyno & { release: { version: number } })[]>('GET', '/apps/spread/dynos');
       return list.length === 3 && list.every((d) => d.release.version === 2 && d.state === 'up') ? list : undefined;
     });
@@ -213,13 +186,13 @@ describe('a cluster of three agents', () => {
     await api('PATCH', '/apps/martian/tags', { region: 'mars' });
     const server = `require('http').createServer((q, s) => s.end('ok')).listen(process.env.PORT);\n`;
     expect((await push('martian', { 'server.js': server, Procfile: 'web: node server.js\n' })).code).toBe(0);
-    const [pending] = await until('pending', async () => {
+    const [pending] = await waitFor('pending', async () => {
       const list = await api<(Dyno & { reason: string })[]>('GET', '/apps/martian/dynos');
       return list[0]?.state === 'pending' ? list : undefined;
     });
     expect(pending?.reason).toBe('no machine matches tags region=mars');
     await api('PATCH', '/apps/martian/tags', { region: null });
-    await until('up once the tag is gone', async () => {
+    await waitFor('up once the tag is gone', async () => {
       const list = await api<Dyno[]>('GET', '/apps/martian/dynos');
       return list.length === 1 && list[0]?.state === 'up' ? list : undefined;
     });
@@ -239,21 +212,21 @@ describe('a cluster of three agents', () => {
     process.kill(agent?.pid ?? 0, 'SIGSTOP');
     try {
       // Its lease expires; its units move; its dynos still run, unpublished, on the frozen machine.
-      await until('units moved away', async () => {
+      await waitFor('units moved away', async () => {
         const list = await api<Dyno[]>('GET', '/apps/spread/dynos');
         return list.length === 3 && list.every((d) => d.state === 'up' && d.machine !== frozen?.id) ? list : undefined;
       });
     } finally {
       process.kill(agent?.pid ?? 0, 'SIGCONT');
     }
-    await until('registered again', async () => ((await api<{ id: string }[]>('GET', '/berth/machines')).some((m) => m.id === frozen?.id) ? true : undefined));
+    await waitFor('registered again', async () => ((await api<{ id: string }[]>('GET', '/berth/machines')).some((m) => m.id === frozen?.id) ? true : undefined));
     const open = (port: number): Promise<boolean> =>
       new Promise((resolve) => {
         const req = request({ host: '127.0.0.1', port, path: '/', agent: false }, (res) => (res.resume(), resolve(true)));
         req.on('error', () => resolve(false));
         req.end();
       });
-    await until('its old dynos stopped', async () => ((await Promise.all(ports.map(open))).every((o) => !o) ? true : undefined), 45_000);
+    await waitFor('its old dynos stopped', async () => ((await Promise.all(ports.map(open))).every((o) => !o) ? true : undefined), 45_000);
     const after = await api<Dyno[]>('GET', '/apps/spread/dynos');
     expect(after.filter((d) => d.machine === frozen?.id)).toEqual([]);
   }, 90_000);
@@ -262,7 +235,7 @@ describe('a cluster of three agents', () => {
     await api('POST', '/apps', { name: 'crashy' });
     const pushed = await push('crashy', { 'crash.js': "console.log('boom'); process.exit(3);\n", Procfile: 'web: node crash.js\n' });
     expect(pushed.code, pushed.out).toBe(0);
-    const crashed = await until('crashed with restarts', async () => {
+    const crashed = await waitFor('crashed with restarts', async () => {
       const [d] = await api<(Dyno & { restarts: number; reason: string })[]>('GET', '/apps/crashy/dynos');
       return d?.state === 'crashed' && d.restarts >= 2 ? d : undefined;
     }, 30_000);

@@ -1,11 +1,11 @@
-import { execFile } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStore, type Store } from '../../src/store/index.js';
 import { startAgent, startBerth, type AgentProcess, type BerthProcess } from '../support/berth-process.js';
+import { apiAs, appRepo, git, until } from '../support/e2e.js';
 
 /**
  * The router issue's promise, end to end: real nginx in front of dynos on two `berth agent`
@@ -21,33 +21,8 @@ let dir: string;
 let store: Store;
 const agents: AgentProcess[] = [];
 
-function git(cwd: string, ...args: string[]): Promise<{ code: number; out: string }> {
-  return new Promise((resolve) => {
-    execFile('git', args, { cwd, timeout: 120_000, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: cwd, GIT_TERMINAL_PROMPT: '0' } }, (err, stdout, stderr) =>
-      resolve({ code: err ? 1 : 0, out: stdout + stderr }),
-    );
-  });
-}
-
-async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
-  const res = await fetch(`${berth.apiUrl}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-  });
-  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${await res.text()}`);
-  return (await res.json()) as T;
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}:\n${berth.stderr().slice(-2000)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const api = apiAs(() => berth.apiUrl, ADMIN);
+const waitFor = <T>(what: string, fn: () => Promise<T | undefined>, ms = 60_000): Promise<T> => until(what, fn, ms, () => berth.stderr().slice(-2000));
 
 interface Dyno {
   name: string;
@@ -57,7 +32,7 @@ interface Dyno {
 
 /** Settled: exactly `n` web dynos, all up, all on `version` (old ones stopped), all published. */
 async function settled(n: number, version: number): Promise<void> {
-  await until(`${n} dynos on v${version}`, async () => {
+  await waitFor(`${n} dynos on v${version}`, async () => {
     const dynos = await api<Dyno[]>('GET', '/apps/busy/dynos');
     const published = (await store.range('/berth/services/busy/', { prefix: true })).kvs.length;
     return dynos.length === n && published === n && dynos.every((d) => d.state === 'up' && d.release.version === version) ? true : undefined;
@@ -96,12 +71,10 @@ beforeAll(async () => {
   await api('POST', '/apps', { name: 'busy' });
   await api('PATCH', '/apps/busy/config-vars', { GREETING: 'hello' });
   const repo = join(dir, 'repo');
-  mkdirSync(repo);
-  writeFileSync(join(repo, 'server.js'), "require('http').createServer((q, s) => s.end(process.env.GREETING + ' from ' + process.env.DYNO)).listen(process.env.PORT);\n");
-  writeFileSync(join(repo, 'Procfile'), 'web: node server.js\n');
-  for (const args of [['init', '-q', '-b', 'main'], ['add', '.'], ['-c', 'user.email=a@b', '-c', 'user.name=a', 'commit', '-qm', 'one'], ['remote', 'add', 'berth', `${berth.apiUrl.replace('http://', `http://git:${ADMIN}@`)}/busy.git`]]) {
-    await git(repo, ...args);
-  }
+  await appRepo(repo, berth.apiUrl, ADMIN, 'busy', {
+    'server.js': "require('http').createServer((q, s) => s.end(process.env.GREETING + ' from ' + process.env.DYNO)).listen(process.env.PORT);\n",
+    Procfile: 'web: node server.js\n',
+  });
   const push = await git(repo, 'push', 'berth', 'main');
   if (push.code !== 0) throw new Error(push.out);
   await api('PATCH', '/apps/busy/formation', { updates: [{ type: 'web', quantity: 3 }] });
@@ -176,7 +149,7 @@ describe('under 50 connections of load, through nginx', () => {
       const dead = String(agents[1]?.summary.machine_id);
       await agents[1]?.kill();
       // Its lease expires (TTL 2 s), then its units start on the survivor.
-      await until('the dead machine gone', async () => ((await store.get(`/berth/machines/${dead}`)) ? undefined : true));
+      await waitFor('the dead machine gone', async () => ((await store.get(`/berth/machines/${dead}`)) ? undefined : true));
       await settled(3, version);
       const statuses = (await store.range('/berth/status/busy.', { prefix: true })).kvs.map((kv) => JSON.parse(kv.value) as { machine: string });
       expect(statuses.filter((st) => st.machine === dead)).toEqual([]);

@@ -12,6 +12,30 @@ export interface BerthProcess {
   stop(): Promise<number | null>;
 }
 
+/** Waits for a `--json` command's summary line; its stderr is kept for failure messages. */
+async function started(child: ChildProcess, what: string): Promise<{ summary: Record<string, unknown>; stderr: () => string; exited: Promise<number | null> }> {
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const summary = await new Promise<Record<string, unknown>>((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`${what} did not start within 30s:\n${stderr}`)), 30_000);
+    child.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+      const line = out.split('\n')[0];
+      if (out.includes('\n') && line) {
+        clearTimeout(timer);
+        resolve(JSON.parse(line) as Record<string, unknown>);
+      }
+    });
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`${what} exited with ${code}:\n${stderr}`));
+    });
+  });
+  return { summary, stderr: () => stderr, exited };
+}
+
 /** Runs `berth up --json` for real and waits for its summary line. */
 export async function startBerth(args: string[], env: Record<string, string> = {}): Promise<BerthProcess> {
   const apiPort = args.includes('--api-port') ? undefined : await freePort();
@@ -24,29 +48,11 @@ export async function startBerth(args: string[], env: Record<string, string> = {
     ['--import', 'tsx', MAIN, 'up', '--json', '--api-host', '127.0.0.1', ...(apiPort ? ['--api-port', String(apiPort)] : []), ...(sshPort ? ['--ssh-port', String(sshPort)] : []), ...(httpPort ? ['--http-port', String(httpPort)] : []), ...(httpsPort ? ['--https-port', String(httpsPort)] : []), ...args],
     { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } },
   );
-  let stderr = '';
-  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  const summary = await new Promise<Record<string, unknown>>((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`berth up did not start within 30s:\n${stderr}`)), 30_000);
-    child.stdout?.on('data', (d: Buffer) => {
-      out += d.toString();
-      const line = out.split('\n')[0];
-      if (out.includes('\n') && line) {
-        clearTimeout(timer);
-        resolve(JSON.parse(line) as Record<string, unknown>);
-      }
-    });
-    void exited.then((code) => {
-      clearTimeout(timer);
-      reject(new Error(`berth up exited with ${code}:\n${stderr}`));
-    });
-  });
+  const { summary, stderr, exited } = await started(child, 'berth up');
   return {
     summary,
     apiUrl: String(summary.api_url),
-    stderr: () => stderr,
+    stderr,
     async stop() {
       if (child.exitCode !== null) return child.exitCode;
       const kill = setTimeout(() => child.kill('SIGKILL'), 10_000);
@@ -84,29 +90,11 @@ export interface AgentProcess {
 /** Runs `berth agent --json` as its own process (a machine of a test cluster). */
 export async function startAgent(args: string[], env: Record<string, string> = {}): Promise<AgentProcess> {
   const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', MAIN, 'agent', '--json', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-  let stderr = '';
-  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  const summary = await new Promise<Record<string, unknown>>((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`berth agent did not start within 30s:\n${stderr}`)), 30_000);
-    child.stdout?.on('data', (d: Buffer) => {
-      out += d.toString();
-      const line = out.split('\n')[0];
-      if (out.includes('\n') && line) {
-        clearTimeout(timer);
-        resolve(JSON.parse(line) as Record<string, unknown>);
-      }
-    });
-    void exited.then((code) => {
-      clearTimeout(timer);
-      reject(new Error(`berth agent exited with ${code}:\n${stderr}`));
-    });
-  });
+  const { summary, stderr, exited } = await started(child, 'berth agent');
   return {
     summary,
     pid: child.pid ?? 0,
-    stderr: () => stderr,
+    stderr,
     async kill() {
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill('SIGKILL');
