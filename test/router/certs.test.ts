@@ -82,6 +82,22 @@ describe('sni-endpoints API', () => {
     expect(byCn).toEqual({ 'shop.berth.test': ['shop.berth.test', 'www.shop.example'], '*.shop.example': ['api.shop.example'] });
   });
 
+  it("answers heroku certs:add's domain association: checked, and each domain names the certificate serving it", async () => {
+    const list = (await h.call(h.tokens.alice, 'GET', '/apps/shop/sni-endpoints')).body as { name: string; ssl_cert: { cert_domains: string[] } }[];
+    const wild = list.find((c) => c.ssl_cert.cert_domains[0] === '*.shop.example')?.name ?? '';
+    const exact = list.find((c) => c.ssl_cert.cert_domains[0] === 'shop.berth.test')?.name ?? '';
+    const ok = await h.call(h.tokens.alice, 'PATCH', '/apps/shop/domains/api.shop.example', { sni_endpoint: wild });
+    expect(ok.status).toBe(200);
+    expect(ok.body).toMatchObject({ hostname: 'api.shop.example', sni_endpoint: { name: wild } });
+    const domains = (await h.call(h.tokens.alice, 'GET', '/apps/shop/domains')).body as { hostname: string; sni_endpoint: { name: string } | null }[];
+    expect(Object.fromEntries(domains.map((d) => [d.hostname, d.sni_endpoint?.name ?? null]))).toEqual({ 'shop.berth.test': exact, 'www.shop.example': exact, 'api.shop.example': wild });
+    const wrong = await h.call(h.tokens.alice, 'PATCH', '/apps/shop/domains/shop.berth.test', { sni_endpoint: wild });
+    expect(wrong.status).toBe(422);
+    expect(wrong.body).toMatchObject({ id: 'invalid_params', message: expect.stringMatching(/does not cover shop\.berth\.test/) as string });
+    expect((await h.call(h.tokens.alice, 'PATCH', '/apps/shop/domains/www.shop.example', { sni_endpoint: 'no-such-cert' })).status).toBe(404);
+    expect((await h.call(h.tokens.bob, 'PATCH', '/apps/shop/domains/www.shop.example', { sni_endpoint: exact })).status).toBe(404);
+  });
+
   it('renews an endpoint in place (PATCH) and removes it', async () => {
     const [first] = (await h.call(h.tokens.alice, 'GET', '/apps/shop/sni-endpoints')).body as { id: string; name: string; updated_at: string }[];
     const renewed = selfSigned(['*.shop.example', 'shop.example']);

@@ -96,7 +96,7 @@ export function formation(a: AppRecord, f: FormationEntry, command: string | und
   };
 }
 
-export function domain(a: AppRecord, d: DomainRecord, settings: PlatformSettings): Record<string, unknown> {
+export function domain(a: AppRecord, d: DomainRecord, settings: PlatformSettings, sni?: { id: string; name: string }): Record<string, unknown> {
   return {
     id: d.id,
     app: appRef(a),
@@ -106,7 +106,7 @@ export function domain(a: AppRecord, d: DomainRecord, settings: PlatformSettings
     status: 'succeeded',
     acm_status: null,
     acm_status_reason: null,
-    sni_endpoint: null,
+    sni_endpoint: sni ? { id: sni.id, name: sni.name } : null,
     created_at: d.created_at,
     updated_at: d.updated_at,
   };

@@ -1,20 +1,47 @@
 import type { FastifyInstance } from 'fastify';
+import { certNameCovers, certsForHosts } from '../../../domain/certs.js';
+import { invalid } from '../../../domain/errors.js';
+import type { AppAccess } from '../../model/apps.js';
+import type { DomainRecord } from '../../model/types.js';
 import type { Services } from '../../services.js';
 import { sendPage } from '../range.js';
 import * as shape from '../serialize.js';
 
 /** Domains (their certificates: certs.ts), collaborators (`access*`) and the account's SSH keys (`keys*`). */
 export function registerAccessRoutes(api: FastifyInstance, s: Services): void {
+  /** Each hostname with the certificate the router serves it with (the same rule as the router's). */
+  const withCerts = async (access: AppAccess, domains: DomainRecord[]): Promise<Record<string, unknown>[]> => {
+    const serving = certsForHosts(domains.map((d) => d.hostname), await s.certs.list(access));
+    return domains.map((d) => shape.domain(access.app, d, s.settings, serving.get(d.hostname)));
+  };
+
   api.get('/apps/:app/domains', async (req, reply) => {
     const access = await s.apps.resolve(req.user, (req.params as { app: string }).app);
-    const list = (await s.domains.list(access)).map((d) => shape.domain(access.app, d, s.settings));
+    const list = await withCerts(access, await s.domains.list(access));
     return sendPage(req, reply, list, { hostname: (d) => String(d.hostname), id: (d) => String(d.id) }, 'hostname');
   });
 
   api.get('/apps/:app/domains/:domain', async (req) => {
     const { app, domain } = req.params as { app: string; domain: string };
     const access = await s.apps.resolve(req.user, app);
-    return shape.domain(access.app, await s.domains.get(access, domain), s.settings);
+    const [one] = await withCerts(access, [await s.domains.get(access, domain)]);
+    return one;
+  });
+
+  // `heroku certs:add` associates the domains it asked about. Berth picks the certificate for a
+  // hostname itself (exact name, then newest): the association is checked, and the answer says
+  // which certificate serves the hostname.
+  api.patch('/apps/:app/domains/:domain', { schema: { body: { type: 'object', properties: { sni_endpoint: { type: ['string', 'null'], maxLength: 200 } }, required: ['sni_endpoint'] } } }, async (req) => {
+    const { app, domain } = req.params as { app: string; domain: string };
+    const access = await s.apps.resolve(req.user, app);
+    const record = await s.domains.get(access, domain);
+    const wanted = (req.body as { sni_endpoint: string | null }).sni_endpoint;
+    if (wanted !== null) {
+      const cert = await s.certs.get(access, wanted);
+      if (!cert.ssl_cert.cert_domains.some((n) => certNameCovers(n, record.hostname))) throw invalid(`Certificate ${cert.name} does not cover ${record.hostname} (it covers ${cert.ssl_cert.cert_domains.join(', ')}).`);
+    }
+    const [one] = await withCerts(access, [record]);
+    return one;
   });
 
   api.post(
