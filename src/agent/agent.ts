@@ -176,6 +176,8 @@ export class Agent {
     // A stop (or newer start) can land while this one awaits: it then owns the dyno, and this one
     // must neither write its status nor leave a process behind.
     const stale = (): boolean => d.generation !== generation;
+    // Whatever an earlier attempt's exit said is not this attempt's story.
+    d.exitReason = undefined;
     let release: ReleaseRecord | undefined;
     try {
       const kv = await this.o.store.get(keys.release(u.appId, u.release));
@@ -215,7 +217,11 @@ export class Agent {
       d.state = 'up';
       d.upSince = Date.now();
       await this.status(d, 'up', release);
+      if (stale()) return void (await this.forget(d));
       await this.publish(d);
+      // A stop that landed during the write has already unpublished: take back what we just wrote,
+      // or the router would keep sending traffic to a port the next dyno may get.
+      if (stale()) return void (await this.forget(d));
       this.o.appLog(u.appId, 'berth', dynoName(u), 'State changed from starting to up');
       log.info({ port: d.port }, 'dyno up');
     } catch (err) {
@@ -226,6 +232,9 @@ export class Agent {
       log.warn({ err: why }, 'dyno failed to start');
       if (!exited) this.o.appLog(u.appId, 'berth', dynoName(u), why);
       await d.running?.stop(1000).catch(() => undefined);
+      // Our own kill's exit is not news.
+      d.exitReason = undefined;
+      if (stale()) return;
       this.crashed(d, why);
       // `berth ps` and the rollout (which marks a release failed) read the reason from here.
       if (release) await this.status(d, 'crashed', release, why).catch(() => undefined);
@@ -244,6 +253,8 @@ export class Agent {
       return;
     }
     await this.unpublish(d);
+    // A stop may have begun while we unpublished (TS cannot see the await change d.state).
+    if (d.generation !== generation || (d.state as Dyno['state']) === 'stopping') return;
     this.crashed(d, why);
     await this.status(d, 'crashed', release, why);
   }
@@ -273,6 +284,12 @@ export class Agent {
     this.o.appLog(d.unit.appId, 'berth', dynoName(d.unit), `Stopping process (${why})`);
     await d.running?.stop(30_000).catch(() => undefined);
     this.dynos.delete(unitKey(d.unit));
+    await this.forget(d);
+  }
+
+  /** Endpoint first, report last: what a start raced into the store after a stop began goes too. */
+  private async forget(d: Dyno): Promise<void> {
+    await this.unpublish(d);
     await this.o.store.delete(keys.status(unitKey(d.unit))).catch(() => undefined);
   }
 

@@ -8,6 +8,9 @@ import { keys } from '../domain/keys.js';
 import type { Logger } from '../domain/log.js';
 import type { Store } from '../store/index.js';
 
+/** Well under the API's 1 MiB body limit, JSON overhead included. */
+const BATCH_BYTES = 256 * 1024;
+
 export interface JoinAnswer {
   store_url: string;
   api_url: string;
@@ -109,19 +112,32 @@ export class ControllerLink {
 
   private async send(): Promise<void> {
     while (this.queue.length > 0) {
-      const batch = this.queue.slice(0, 2000);
+      // Under the API's 1 MiB body limit whatever the lines hold; taken off the queue while in
+      // flight, so trimming the queue meanwhile cannot drop the wrong lines.
+      let bytes = 0;
+      let n = 0;
+      while (n < this.queue.length && n < 2000 && bytes < BATCH_BYTES) bytes += Buffer.byteLength(this.queue[n++]?.message ?? '') + 200;
+      const batch = this.queue.splice(0, n);
+      let status = 0;
       try {
         const res = await fetch(`${this.base}/internal/logs`, { method: 'POST', headers: this.headers({ 'content-type': 'application/json' }), body: JSON.stringify({ lines: batch }) });
-        if (!res.ok) throw new Error(`HTTP ${res.status}`);
-        this.queue.splice(0, batch.length);
+        status = res.status;
+        if (res.ok) continue;
       } catch (err) {
-        this.log.warn({ err: errorMessage(err), queued: this.queue.length }, 'sending log lines failed; retrying');
-        this.timer ??= setTimeout(() => void this.flush(), 2000);
-        return;
+        this.log.warn({ err: errorMessage(err), queued: this.queue.length + batch.length }, 'sending log lines failed; retrying');
       }
+      // A batch the controller refuses as such (not the token, not a pause) would be refused
+      // forever: drop it, counted, rather than stall this machine's logs behind it.
+      if (status >= 400 && status < 500 && status !== 401 && status !== 429) {
+        this.dropped += batch.length;
+        continue;
+      }
+      this.queue.unshift(...batch);
+      this.timer ??= setTimeout(() => void this.flush(), 2000);
+      return;
     }
     if (this.dropped > 0) {
-      this.log.warn({ dropped: this.dropped }, 'log lines dropped while the controller was unreachable');
+      this.log.warn({ dropped: this.dropped }, 'log lines dropped (controller unreachable too long, or it refused a batch)');
       this.dropped = 0;
     }
   }

@@ -21,17 +21,22 @@ export interface FailedRollout {
 }
 
 /**
- * Rollouts to give up on, as a pure function: an app whose current release's units are all
- * crashing (each at least FAIL_AFTER_CRASHES times) while older units they would replace still
- * serve. Only a rollout can fail this way — once the old units are gone the release has served,
+ * Rollouts to give up on, as a pure function: an app whose current release's newest units are
+ * all crashing (each at least FAIL_AFTER_CRASHES times) while units of an older release they
+ * would replace still serve. Only a rollout can fail this way — once the old units are gone the release has served,
  * and a later crash loop is the app's problem, shown in `berth ps`, not a failed release.
  */
 export function failedRollouts(apps: AppView[], assignments: Assignment[], plan: Plan, statuses: Map<string, UnitStatus>): FailedRollout[] {
   const failed: FailedRollout[] = [];
   for (const app of apps) {
     const version = app.release?.version;
-    if (version === undefined || !plan.superseded.some((a) => a.unit.appId === app.id)) continue;
-    const fresh = assignments.filter((a) => a.unit.appId === app.id && a.unit.release === version);
+    if (version === undefined) continue;
+    // A release rollout, with the old release still serving: a restart of a crash-looping
+    // release (same version, new generation) must never roll the app back to older code.
+    const serving = plan.superseded.some((a) => a.unit.appId === app.id && a.unit.release < version && statuses.get(unitKey(a.unit))?.state === 'up');
+    if (!serving) continue;
+    const old = new Set(plan.superseded.map((a) => unitKey(a.unit)));
+    const fresh = assignments.filter((a) => a.unit.appId === app.id && a.unit.release === version && !old.has(unitKey(a.unit)));
     if (fresh.length === 0) continue;
     const crashing = fresh.map((a) => ({ a, s: statuses.get(unitKey(a.unit)) }));
     if (!crashing.every(({ s }) => s?.state === 'crashed' && (s.restarts ?? 0) >= FAIL_AFTER_CRASHES)) continue;

@@ -23,7 +23,8 @@ beforeAll(async () => {
   store = openStore('memory://');
   const port = await freePort();
   controller = await startController({ store, log: createLogger('test', { level: 'silent' }), host: '127.0.0.1', port, settings: { domain: 'berth.test', apiUrl: `http://127.0.0.1:${port}` }, logDb: join(dir, 'logs.db') });
-  token = (await new Users(store).create('alice@example.com')).token;
+  // An admin: drains to this host (the test's receiver) are an admin's to add.
+  token = (await new Users(store).create('alice@example.com', { admin: true })).token;
   receiver = createServer((s) => s.resume());
   await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
   receiverPort = (receiver.address() as { port: number }).port;

@@ -245,7 +245,7 @@ describe('log drains', () => {
   });
 
   it('adds a syslog drain and forwards every appended line to it', async () => {
-    const added = await h.call(h.tokens.alice, 'POST', '/apps/drained/log-drains', { url: `syslog://127.0.0.1:${receiver.port}` });
+    const added = await h.call(h.tokens.admin, 'POST', '/apps/drained/log-drains', { url: `syslog://127.0.0.1:${receiver.port}` });
     expect(added.status).toBe(201);
     expect(added.body).toMatchObject({ url: `syslog://127.0.0.1:${receiver.port}`, addon: null, app: { id: appId, name: 'drained' } });
     expect(added.body.token).toMatch(/^d\.[0-9a-f-]{36}$/);
@@ -265,7 +265,7 @@ describe('log drains', () => {
       [added.body.token, 'berth', 'web.1', 'State changed from starting to up'],
     ]);
     expect(new Date(parsed[0]![1]!).getTime()).not.toBeNaN();
-    expect((await h.call(h.tokens.alice, 'POST', '/apps/drained/log-drains', { url: `syslog://127.0.0.1:${receiver.port}` })).status).toBe(422);
+    expect((await h.call(h.tokens.admin, 'POST', '/apps/drained/log-drains', { url: `syslog://127.0.0.1:${receiver.port}` })).status).toBe(422);
   });
 
   it('reconnects when the drain\'s server restarts', async () => {
@@ -315,9 +315,19 @@ describe('log drains', () => {
     expect((await h.call(h.tokens.alice, 'POST', '/apps/drained/log-drains', {})).body.id).toBe('invalid_params');
   });
 
+  it("refuses a tenant's drain to this host, link-local or unspecified addresses; an admin may", async () => {
+    for (const url of ['syslog://127.0.0.1:2379', 'syslog://localhost:5000', 'syslog://[::1]:514', 'syslog://169.254.169.254:80', 'syslog://0.0.0.0:514', 'syslog://[::ffff:127.0.0.1]:514']) {
+      const r = await h.call(h.tokens.alice, 'POST', '/apps/drained/log-drains', { url });
+      expect(r.status, url).toBe(422);
+      expect(r.body.message).toMatch(/internal address/);
+    }
+    expect((await h.call(h.tokens.alice, 'GET', '/apps/drained/log-drains')).body).toEqual([]);
+  });
+
   it('is 404 to a user who cannot see the app', async () => {
     const url = `syslog://127.0.0.1:${receiver.port}`;
-    const added = await h.call(h.tokens.alice, 'POST', '/apps/drained/log-drains', { url });
+    // An internal address is an admin's to add (see below); bob still cannot see the app.
+    const added = await h.call(h.tokens.admin, 'POST', '/apps/drained/log-drains', { url });
     expect(added.status).toBe(201);
     for (const [method, path, body] of [
       ['GET', '/apps/drained/log-drains', undefined],

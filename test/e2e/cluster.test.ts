@@ -95,8 +95,9 @@ describe('a cluster of three agents', () => {
     const session = await api<{ logplex_url: string }>('POST', '/apps/spread/log-sessions', { lines: 200 });
     expect(await waitFor('remote log lines', async () => {
       const text = await (await fetch(session.logplex_url)).text();
-      return /app\[web\.\d\]: listening on \d+/.test(text) ? text : undefined;
-    })).toMatch(/berth\[web\.\d\]: State changed from starting to up/);
+      // Sent in batches, a few hundred ms apart: wait for both kinds of line.
+      return /app\[web\.\d\]: listening on \d+/.test(text) && /berth\[web\.\d\]: State changed from starting to up/.test(text) ? text : undefined;
+    })).toMatch(/berth\[web\.\d\]: Starting process with command `node server.js`/);
 
     // Kill the machine running web.2; its dyno dies with it (die-with-parent) and its lease expires.
     const machines = await api<{ id: string; name: string }[]>('GET', '/berth/machines');

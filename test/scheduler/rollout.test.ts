@@ -52,6 +52,19 @@ describe('failedRollouts', () => {
     expect(failedRollouts(state.apps, state.assignments, plan(state), statuses(crashed(3), crashed(2)))).toEqual([]);
   });
 
+  it('never rolls back over a restart: a crash-looping release restarted is not a rollout', () => {
+    const restarted = { machines: state.machines, apps: [app(6, { web: 1 })], assignments: [unit(1, 6), unit(2, 6), unit(1, 6, 1), unit(2, 6, 1)] };
+    const st = new Map<string, UnitStatus>([[unitKey(unit(1, 6).unit), crashed(9)], [unitKey(unit(2, 6).unit), crashed(9)], [unitKey(unit(1, 6, 1).unit), crashed(3)], [unitKey(unit(2, 6, 1).unit), crashed(3)]]);
+    expect(failedRollouts(restarted.apps, restarted.assignments, plan(restarted), st)).toEqual([]);
+  });
+
+  it('does not fail a rollout when nothing older still serves', () => {
+    const st = statuses(crashed(3), crashed(3));
+    st.set(unitKey(unit(1, 5).unit), crashed(5));
+    st.set(unitKey(unit(2, 5).unit), crashed(5));
+    expect(failedRollouts(state.apps, state.assignments, plan(state), st)).toEqual([]);
+  });
+
   it('never fails a release once its rollout is over (no older units left)', () => {
     const after = { ...state, assignments: [unit(1, 6), unit(2, 6)] };
     expect(failedRollouts(after.apps, after.assignments, plan(after), statuses(crashed(9), crashed(9)))).toEqual([]);

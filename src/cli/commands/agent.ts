@@ -3,6 +3,7 @@ import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { Agent, ControllerLink, ProcessRuntime, localMachine, parsePorts, parseTags } from '../../agent/index.js';
 import { errorMessage, invalid } from '../../domain/errors.js';
+import { keys } from '../../domain/keys.js';
 import { createLogger } from '../../domain/log.js';
 import { openStore } from '../../store/index.js';
 import { header, keyValues } from '../output.js';
@@ -16,7 +17,7 @@ interface AgentCliOptions {
   ports: string;
   dataDir: string;
   tags?: string;
-  address: string;
+  address?: string;
   ttl: string;
   bootTimeout: string;
   json?: boolean;
@@ -45,7 +46,7 @@ export function register(program: Command): void {
     .option('--ports <range>', 'ports for web dynos on this machine', '20000-20999')
     .option('--data-dir <dir>', 'where this agent keeps its slug cache and dyno dirs', join(defaultDataDir(), 'agent'))
     .option('--tags <k=v,...>', 'placement tags this machine carries')
-    .option('--address <ip>', 'address routers reach this machine\'s dynos at', '127.0.0.1')
+    .option('--address <ip>', 'address routers reach this machine\'s dynos at (default 127.0.0.1 when the controller is on this host)')
     .option('--ttl <s>', 'lease TTL: a machine silent this long is dead and its dynos move', '5')
     .option('--boot-timeout <s>', 'how long a web dyno has to bind $PORT', '60')
     .option('--json', 'print the startup summary as JSON')
@@ -55,7 +56,16 @@ export function register(program: Command): void {
       if (!Number.isInteger(ttl) || ttl < 1 || ttl > 300) throw invalid(`--ttl must be whole seconds between 1 and 300, got "${opts.ttl}".`);
       const bootTimeout = Number(opts.bootTimeout);
       if (!(bootTimeout > 0)) throw invalid(`--boot-timeout must be a number of seconds, got "${opts.bootTimeout}".`);
-      const machine = { ports: parsePorts(opts.ports), tags: parseTags(opts.tags), address: opts.address };
+      let controllerHost: string;
+      try {
+        controllerHost = new URL(opts.controller).hostname;
+      } catch {
+        throw invalid(`--controller must be a URL like http://10.0.0.1:5000, got "${opts.controller}".`);
+      }
+      const remote = !/^(127\.|localhost$|\[?::1\]?$)/.test(controllerHost);
+      // Routers on other machines would send this machine's traffic to their own loopback.
+      if (remote && !opts.address) throw invalid('--address is required when the controller is on another host: the IP routers reach this machine\'s dynos at.');
+      const machine = { ports: parsePorts(opts.ports), tags: parseTags(opts.tags), address: opts.address ?? '127.0.0.1' };
       mkdirSync(dataDir, { recursive: true, mode: 0o700 });
       // Dyno uids must pass through to their own dirs under dynos/ (by name only: no listing).
       chmodSync(dataDir, 0o711);
@@ -69,6 +79,11 @@ export function register(program: Command): void {
       const link = new ControllerLink(opts.controller, clusterToken(opts), log);
       const joined = await link.join(info.name);
       const store = openStore(joined.store_url);
+      // A sqlite:// URL from a controller on another host opens (and creates) an empty file here.
+      if (!(await store.get(keys.platform()))) {
+        await store.close();
+        throw invalid(`The store the controller named (${joined.store_url}) holds no Berth platform from this machine. A sqlite store only reaches agents on the controller's own host; run the platform on etcd (berth up --store etcd://…) for agents on other hosts.`);
+      }
       const agent = new Agent({
         store,
         log,

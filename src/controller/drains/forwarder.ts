@@ -130,7 +130,7 @@ export class DrainForwarder {
   private upsert(appId: string, record: DrainRecord): void {
     const byId = this.drains.get(appId) ?? new Map<string, Active>();
     const current = byId.get(record.id);
-    if (current && current.record.url === record.url && current.record.token === record.token) return;
+    if (current && current.record.url === record.url && current.record.token === record.token && current.record.internal === record.internal) return;
     current?.sender.close();
     let target: { host: string; port: number };
     try {
@@ -139,7 +139,7 @@ export class DrainForwarder {
       this.o.log.warn({ app_id: appId, drain: record.id, err: errorMessage(err) }, 'ignoring a drain with an unusable URL');
       return;
     }
-    const sender = new SyslogSender({ ...target, ...this.o.sender, log: this.o.log.child({ app_id: appId, drain: record.id }) });
+    const sender = new SyslogSender({ ...target, ...this.o.sender, allowInternal: record.internal === true, log: this.o.log.child({ app_id: appId, drain: record.id }) });
     byId.set(record.id, { record, sender });
     this.drains.set(appId, byId);
   }

@@ -1,4 +1,5 @@
 import { connect, type Socket } from 'node:net';
+import { guardedLookup } from './targets.js';
 import { errorMessage } from '../../domain/errors.js';
 import type { Logger } from '../../domain/log.js';
 import type { LogLine } from '../model/log-store.js';
@@ -30,6 +31,8 @@ export interface SyslogSenderOptions {
   /** Reconnect backoff, doubling from min to max (ms). */
   minBackoffMs?: number;
   maxBackoffMs?: number;
+  /** An admin's drain to an internal address; a tenant's is refused at every connect. */
+  allowInternal?: boolean;
 }
 
 /**
@@ -82,7 +85,7 @@ export class SyslogSender {
 
   private connect(): void {
     if (this.closed) return;
-    const socket = connect({ host: this.o.host, port: this.o.port });
+    const socket = connect({ host: this.o.host, port: this.o.port, ...(this.o.allowInternal ? {} : { lookup: guardedLookup }) });
     this.socket = socket;
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 60_000);

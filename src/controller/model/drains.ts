@@ -2,7 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { conflict, invalid, notFound } from '../../domain/errors.js';
 import { keys } from '../../domain/keys.js';
 import type { Store } from '../../store/index.js';
+import { isInternalAddress, resolveAll } from '../drains/targets.js';
 import type { AppAccess, Apps } from './apps.js';
+import type { UserRecord } from './types.js';
 import { del, listJson, put } from './json-store.js';
 
 /** A log drain as stored under `/berth/apps/<app>/drains/<id>`. */
@@ -11,6 +13,8 @@ export interface DrainRecord {
   url: string;
   /** Sent as the syslog HOSTNAME of every frame, as Heroku does, so a receiver can tell drains apart. */
   token: string;
+  /** Added by an admin to an internal address (loopback, link-local): only then may it go there. */
+  internal?: boolean;
   created_at: string;
   updated_at: string;
 }
@@ -44,14 +48,21 @@ export class LogDrains {
     return listJson<DrainRecord>(this.store, keys.drains(access.app.id));
   }
 
-  async add(access: AppAccess, url: string): Promise<DrainRecord> {
+  async add(access: AppAccess, url: string, user: UserRecord): Promise<DrainRecord> {
     const normalised = url.trim();
-    parseDrainUrl(normalised);
+    const target = parseDrainUrl(normalised);
+    let internal = false;
+    try {
+      internal = (await resolveAll(target.host)).some(isInternalAddress);
+    } catch {
+      // Not resolvable now: it may be later. The sender checks every address it connects to.
+    }
+    if (internal && !user.admin) throw invalid(`${target.host} is an internal address (this host, link-local or unspecified); drains must go to a log service elsewhere.`);
     const existing = await this.list(access);
     if (existing.some((d) => d.url === normalised)) throw invalid(`${normalised} is already a drain of ${access.app.name}.`);
     if (existing.length >= MAX_DRAINS) throw invalid(`${access.app.name} already has ${MAX_DRAINS} drains; remove one first.`);
     const now = new Date().toISOString();
-    const drain: DrainRecord = { id: randomUUID(), url: normalised, token: `d.${randomUUID()}`, created_at: now, updated_at: now };
+    const drain: DrainRecord = { id: randomUUID(), url: normalised, token: `d.${randomUUID()}`, ...(internal ? { internal: true } : {}), created_at: now, updated_at: now };
     // The compare on the app's mod revision (in touch) also serialises concurrent adds: the list
     // above cannot go stale between the duplicate check and the write.
     if (!(await this.apps.touch(access, [put(keys.drain(access.app.id, drain.id), drain)]))) throw conflict('The app changed while adding the drain; try again.');

@@ -90,7 +90,8 @@ export class Formations {
     let bumps: string[];
     if (target === undefined) bumps = entries.map((e) => e.type);
     else {
-      const m = /^([a-z][a-z0-9_-]{0,29})(?:\.(\d{1,3}))?$/.exec(target);
+      // Procfile types are [A-Za-z0-9_-]+ (procfile.ts): `ps:restart Worker` must find `Worker`.
+      const m = /^([A-Za-z0-9_-]{1,63})(?:\.(\d{1,3}))?$/.exec(target);
       const entry = entries.find((e) => e.type === m?.[1]);
       if (!m || !entry || (m[2] !== undefined && (Number(m[2]) < 1 || Number(m[2]) > entry.quantity))) throw notFound('process');
       bumps = [m[2] !== undefined ? `${entry.type}.${Number(m[2])}` : entry.type];

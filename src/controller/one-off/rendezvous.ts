@@ -114,15 +114,18 @@ async function ensureCertificate(dir: string, names: string[]): Promise<{ certPa
   const certPath = join(dir, 'cert.pem');
   const keyPath = join(dir, 'key.pem');
   const namesPath = join(dir, 'names');
-  const wanted = [...new Set(names)].sort().join(',');
+  // "leaf:" marks certificates made as a leaf; older ones (made as a CA) are replaced.
+  const wanted = `leaf:${[...new Set(names)].sort().join(',')}`;
   if (existsSync(certPath) && existsSync(keyPath) && existsSync(namesPath) && readFileSync(namesPath, 'utf8') === wanted) return { certPath, keyPath };
   const san = [...new Set(names)].sort().map((n) => (isIP(n) ? `IP:${n}` : `DNS:${n}`)).join(',');
   await exec('openssl', [
     'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
     '-keyout', keyPath, '-out', certPath, '-days', '3650', '-subj', '/CN=Berth rendezvous',
     '-addext', `subjectAltName=${san}`,
-    '-addext', 'basicConstraints=critical,CA:TRUE',
-    '-addext', 'keyUsage=critical,digitalSignature,keyCertSign',
+    // Not a CA: users trust it (NODE_EXTRA_CA_CERTS), and a trusted CA's key could sign a
+    // certificate for any host those CLIs talk to. Node accepts a self-signed leaf as an anchor.
+    '-addext', 'basicConstraints=critical,CA:FALSE',
+    '-addext', 'keyUsage=critical,digitalSignature',
     '-addext', 'extendedKeyUsage=serverAuth',
   ]);
   chmodSync(keyPath, 0o600);

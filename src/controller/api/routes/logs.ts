@@ -117,7 +117,7 @@ export function registerLogRoutes(api: FastifyInstance, s: Services): void {
 
   api.post('/apps/:app/log-drains', { schema: { body: { type: 'object', properties: { url: { type: 'string', minLength: 1, maxLength: 2048 } }, required: ['url'] } } }, async (req, reply) => {
     const access = await s.apps.resolve(req.user, (req.params as { app: string }).app);
-    const d = await s.drains.add(access, (req.body as { url: string }).url);
+    const d = await s.drains.add(access, (req.body as { url: string }).url, req.user);
     await s.drainForwarder.changed(access.app.id);
     reply.code(201);
     return drainShape(access.app, d);
