@@ -54,11 +54,16 @@ export interface AccessEntry {
 
 /** nginx lists one value per upstream try ("0.001, 0.002", or " : " across internal redirects). */
 const tries = (v: string): string[] => (v.includes(',') || v.includes(':') ? v.split(/\s*[,:]\s*/).filter((x) => x !== '') : v === '' ? [] : [v]);
-const last = (v: string): string | undefined => tries(v).at(-1);
-const seconds = (v: string | undefined): number | undefined => (v === undefined || v === '-' || Number.isNaN(Number(v)) ? undefined : Number(v));
+const last = (v: string): string | undefined => (v.includes(',') || v.includes(':') ? tries(v).at(-1) : v === '' ? undefined : v);
+const seconds = (v: string | undefined): number | undefined => {
+  if (v === undefined || v === '' || v === '-') return undefined;
+  const n = +v;
+  return Number.isNaN(n) ? undefined : n;
+};
 const ms = (s: number | undefined): string => (s === undefined ? '' : `${Math.round(s * 1000)}ms`);
+const NEEDS_ESCAPE = /["\\\x00-\x1f\x7f]/;
 /** Heroku quotes path and fwd; a quote or space in them must not break the key=value line. */
-const quoted = (v: string): string => JSON.stringify(v);
+const quoted = (v: string): string => (NEEDS_ESCAPE.test(v) ? JSON.stringify(v) : `"${v}"`);
 const bare = (v: string): string => (/^[^\s"]*$/.test(v) ? v : JSON.stringify(v));
 
 /** Heroku's router error for a request nginx answered itself, if it was an error. */
@@ -77,25 +82,16 @@ function herokuError(e: AccessEntry): { code: string; desc: string; level: 'erro
 
 /** `at=info method=GET path="/" host=… request_id=… fwd="…" dyno=web.1 connect=0ms service=3ms status=200 bytes=…` */
 export function routerLogLine(e: AccessEntry): string {
+  // One template, no intermediate arrays: this runs once per request the router serves.
   const err = herokuError(e);
   const connect = seconds(last(e.connect));
-  const total = tries(e.response).map((v) => seconds(v) ?? 0);
-  const service = total.length && e.dyno ? Math.max(0, total.reduce((a, b) => a + b, 0) - (connect ?? 0)) : undefined;
-  return [
-    `at=${err?.level ?? 'info'}`,
-    ...(err ? [`code=${err.code}`, `desc=${quoted(err.desc)}`] : []),
-    `method=${bare(e.method)}`,
-    `path=${quoted(e.path)}`,
-    `host=${bare(e.host)}`,
-    `request_id=${bare(e.request_id)}`,
-    `fwd=${quoted(e.fwd)}`,
-    `dyno=${e.dyno}`,
-    `connect=${e.dyno ? ms(connect) : ''}`,
-    `service=${ms(service)}`,
-    `status=${e.status}`,
-    `bytes=${e.bytes}`,
-    `protocol=${e.protocol}`,
-  ].join(' ');
+  let service: number | undefined;
+  if (e.dyno) {
+    const total = tries(e.response);
+    if (total.length) service = Math.max(0, total.reduce((a, v) => a + (seconds(v) ?? 0), 0) - (connect ?? 0));
+  }
+  const head = err ? `at=${err.level} code=${err.code} desc=${quoted(err.desc)}` : 'at=info';
+  return `${head} method=${bare(e.method)} path=${quoted(e.path)} host=${bare(e.host)} request_id=${bare(e.request_id)} fwd=${quoted(e.fwd)} dyno=${e.dyno} connect=${e.dyno ? ms(connect) : ''} service=${ms(service)} status=${e.status} bytes=${e.bytes} protocol=${e.protocol}`;
 }
 
 /**
