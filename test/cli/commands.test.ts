@@ -142,8 +142,10 @@ describe('the berth CLI', () => {
     expect((await as('limits:set', 'web=10K', '-a', 'placed-app')).err).toMatch(/between 64M and 64G/);
     expect((await as('nodes')).err).toMatch(/needs an admin account/);
     await store.put('/berth/machines/node-a', JSON.stringify({ id: 'node-a', name: 'a', address: '127.0.0.1', tags: { region: 'eu' }, capacity: { memoryBytes: 8 * 1024 ** 3, cpus: 2 }, ports: { from: 1, to: 2 } }));
+    await store.put('/berth/units/node-a/placed-app.web.1@v1', JSON.stringify({ name: 'placed-app.web.1', memoryBytes: 2 * 1024 ** 3 }));
     const nodes = await berth(home, repo, { BERTH_API_KEY: adminToken }, 'nodes');
-    expect(nodes.out).toMatch(/node-a\s+up\s+127\.0\.0\.1\s+region=eu\s+8\.0G\/2cpu\s+0/);
+    expect(nodes.out).toMatch(/a\s+node-a\s+up\s+127\.0\.0\.1\s+region=eu\s+8\.0G\/2cpu\s+25% mem\s+1\n/);
+    await store.delete('/berth/units/node-a/placed-app.web.1@v1');
   });
 
   it('renames an app and updates the git remote', async () => {

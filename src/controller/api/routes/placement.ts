@@ -57,7 +57,20 @@ export function registerPlacementRoutes(api: FastifyInstance, s: Services): void
   api.get('/berth/machines', async (req) => {
     if (!req.user.admin) throw forbidden('Listing machines needs an admin account.');
     const machines = await listJson<{ id: string; name: string; address: string; tags: Record<string, string>; capacity: { memoryBytes: number; cpus: number } }>(s.store, keys.machines());
-    const units = (await s.store.range('/berth/units/', { prefix: true })).kvs.map((kv) => kv.key.split('/')[3] ?? '');
-    return machines.map((m) => ({ ...m, state: 'up', units: units.filter((u) => u === m.id).length }));
+    const units = (await s.store.range('/berth/units/', { prefix: true })).kvs.map((kv) => {
+      let memory = 0;
+      try {
+        memory = Number((JSON.parse(kv.value) as { memoryBytes?: number }).memoryBytes) || 0;
+      } catch {
+        // A malformed unit counts, without memory.
+      }
+      return { machine: kv.key.split('/')[3] ?? '', memory };
+    });
+    // Only live machines are listed: a dead one's registration went with its lease.
+    return machines.map((m) => {
+      const mine = units.filter((u) => u.machine === m.id);
+      const assigned = mine.reduce((a, u) => a + u.memory, 0);
+      return { ...m, state: 'up', units: mine.length, memory_assigned: assigned, load: m.capacity.memoryBytes > 0 ? Math.round((assigned / m.capacity.memoryBytes) * 100) / 100 : null };
+    });
   });
 }
