@@ -1,4 +1,5 @@
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -230,6 +231,34 @@ describe('a cluster of three agents', () => {
     await waitFor('its old dynos stopped', async () => ((await Promise.all(ports.map(open))).every((o) => !o) ? true : undefined), 45_000);
     const after = await api<Dyno[]>('GET', '/apps/spread/dynos');
     expect(after.filter((d) => d.machine === frozen?.id)).toEqual([]);
+  }, 90_000);
+
+  it('an agent restarted after SIGKILL (same name and data dir) runs its units again and leaves no orphans', async () => {
+    const machines = await api<{ id: string; name: string }[]>('GET', '/berth/machines');
+    const dynos = await api<Dyno[]>('GET', '/apps/spread/dynos');
+    const host = machines.find((m) => dynos.some((d) => d.machine === m.id));
+    const agent = agents.get(host?.name ?? '');
+    expect(agent).toBeDefined();
+    const index = ['m1', 'm2', 'm3'].indexOf(host?.name ?? '');
+    const before = (await store.range('/berth/status/spread.', { prefix: true })).kvs.map((kv) => JSON.parse(kv.value) as { machine: string; port: number }).filter((st) => st.machine === host?.id);
+    await agent?.kill();
+    // Back within the TTL, as a supervisor (systemd) would bring it: same machine id, same units.
+    const again = await startAgent(['--controller', berth.apiUrl, '--token-file', join(dir, 'data', 'cluster.token'), '--name', host?.name ?? '', '--ports', ports(index), '--data-dir', join(dir, host?.name ?? ''), '--ttl', String(TTL)]);
+    agents.set(host?.name ?? '', again);
+    expect(again.summary.machine_id).toBe(host?.id);
+    await waitFor('every web dyno up, old ports gone or reused by the new ones', async () => {
+      const list = await api<Dyno[]>('GET', '/apps/spread/dynos');
+      const eps = (await store.range('/berth/services/spread/', { prefix: true })).kvs.map((kv) => kv.value);
+      if (list.length !== 3 || !list.every((d) => d.state === 'up') || eps.length !== 3) return undefined;
+      const answers = await Promise.all(eps.map(async (ep) => (await fetch(`http://${ep}/`)).text()));
+      return answers.every((a) => a.startsWith('hi from')) ? true : undefined;
+    }, 30_000);
+    // The killed agent's dynos died with it (bwrap --die-with-parent): a port they held is closed,
+    // or belongs to a dyno the new agent started.
+    const live = new Set((await store.range('/berth/status/', { prefix: true })).kvs.map((kv) => JSON.parse(kv.value) as { machine: string; port: number | null }).filter((st) => st.machine === host?.id).map((st) => st.port));
+    const listening = execFileSync('ss', ['-Hltn']).toString();
+    const stray = before.map((st) => st.port).filter((p) => !live.has(p) && listening.includes(`:${p} `));
+    expect(stray).toEqual([]);
   }, 90_000);
 
   it('backs a crash-looping dyno off and says why', async () => {
