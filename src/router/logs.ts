@@ -61,9 +61,16 @@ const seconds = (v: string | undefined): number | undefined => {
   return Number.isNaN(n) ? undefined : n;
 };
 const ms = (s: number | undefined): string => (s === undefined ? '' : `${Math.round(s * 1000)}ms`);
-const NEEDS_ESCAPE = /["\\\x00-\x1f\x7f]/;
+/** A quote, a backslash or a control character: what JSON.stringify would escape. */
+function needsEscape(v: string): boolean {
+  for (let i = 0; i < v.length; i++) {
+    const c = v.charCodeAt(i);
+    if (c < 0x20 || c === 0x22 || c === 0x5c || c === 0x7f) return true;
+  }
+  return false;
+}
 /** Heroku quotes path and fwd; a quote or space in them must not break the key=value line. */
-const quoted = (v: string): string => (NEEDS_ESCAPE.test(v) ? JSON.stringify(v) : `"${v}"`);
+const quoted = (v: string): string => (needsEscape(v) ? JSON.stringify(v) : `"${v}"`);
 const bare = (v: string): string => (/^[^\s"]*$/.test(v) ? v : JSON.stringify(v));
 
 /** Heroku's router error for a request nginx answered itself, if it was an error. */
