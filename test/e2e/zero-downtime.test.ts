@@ -42,7 +42,7 @@ async function settled(n: number, version: number): Promise<void> {
 const currentVersion = async (): Promise<number> => (await api<{ version: number; current: boolean }[]>('GET', '/apps/busy/releases')).find((r) => r.current)?.version ?? 0;
 
 /** Runs `change` under 50 connections of load on the app's hostname; stops the load a moment after. */
-async function underLoad(change: () => Promise<void>): Promise<autocannon.Result> {
+async function underLoad(label: string, change: () => Promise<void>): Promise<autocannon.Result> {
   let instance: autocannon.Instance | undefined;
   const result = new Promise<autocannon.Result>((resolve, reject) => {
     instance = autocannon(
@@ -57,7 +57,10 @@ async function underLoad(change: () => Promise<void>): Promise<autocannon.Result
   } finally {
     instance?.stop();
   }
-  return result;
+  const r = await result;
+  // The closing figures of a run, on request (tests assert; they do not report by default).
+  if (process.env.BERTH_TEST_FIGURES) console.info(label, { requests: r.requests.total, non2xx: r.non2xx, errors: r.errors, timeouts: r.timeouts });
+  return r;
 }
 
 beforeAll(async () => {
@@ -92,19 +95,18 @@ const clean = (r: autocannon.Result): { requests: number; non2xx: number; errors
 describe('under 50 connections of load, through nginx', () => {
   it('scales 3 → 1 → 3 without a failed request', async () => {
     const version = await currentVersion();
-    const r = await underLoad(async () => {
+    const r = await underLoad('scale 3-1-3', async () => {
       await api('PATCH', '/apps/busy/formation', { updates: [{ type: 'web', quantity: 1 }] });
       await settled(1, version);
       await api('PATCH', '/apps/busy/formation', { updates: [{ type: 'web', quantity: 3 }] });
       await settled(3, version);
     });
     expect(r.requests.total).toBeGreaterThan(500);
-    if (process.env.BERTH_TEST_FIGURES) console.info('scale 3-1-3 under load', clean(r));
     expect(clean(r)).toMatchObject({ non2xx: 0, errors: 0, timeouts: 0 });
   }, 180_000);
 
   it('rolls a config change out without a failed request', async () => {
-    const r = await underLoad(async () => {
+    const r = await underLoad('config change', async () => {
       await api('PATCH', '/apps/busy/config-vars', { GREETING: 'bonjour' });
       await settled(3, await currentVersion());
     });
@@ -116,7 +118,7 @@ describe('under 50 connections of load, through nginx', () => {
     const repo = join(dir, 'repo');
     writeFileSync(join(repo, 'server.js'), "require('http').createServer((q, s) => s.end('v2 ' + process.env.GREETING + ' from ' + process.env.DYNO)).listen(process.env.PORT);\n");
     await git(repo, '-c', 'user.email=a@b', '-c', 'user.name=a', 'commit', '-qam', 'two');
-    const r = await underLoad(async () => {
+    const r = await underLoad('git push', async () => {
       const push = await git(repo, 'push', 'berth', 'main');
       expect(push.code, push.out).toBe(0);
       await settled(3, await currentVersion());
@@ -135,7 +137,7 @@ describe('under 50 connections of load, through nginx', () => {
     const slugless = releases.find((rel) => !rel.slug);
     const refused = await fetch(`${berth.apiUrl}/apps/busy/releases`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }, body: JSON.stringify({ release: slugless?.id }) });
     expect(refused.status).toBe(422);
-    const r = await underLoad(async () => {
+    const r = await underLoad('rollback', async () => {
       await api('POST', '/apps/busy/releases', { release: target?.id });
       await settled(3, await currentVersion());
     });
@@ -145,7 +147,7 @@ describe('under 50 connections of load, through nginx', () => {
 
   it('loses at most the requests in flight on a machine that is SIGKILLed, then heals', async () => {
     const version = await currentVersion();
-    const r = await underLoad(async () => {
+    const r = await underLoad('agent SIGKILL', async () => {
       const dead = String(agents[1]?.summary.machine_id);
       await agents[1]?.kill();
       // Its lease expires (TTL 2 s), then its units start on the survivor.
@@ -155,7 +157,6 @@ describe('under 50 connections of load, through nginx', () => {
       expect(statuses.filter((st) => st.machine === dead)).toEqual([]);
     });
     const failed = r.non2xx + r.errors + r.timeouts;
-    if (process.env.BERTH_TEST_FIGURES) console.info('agent kill under load', clean(r));
     // At most one request per connection can have been on the dead machine when it died.
     expect(failed).toBeLessThanOrEqual(CONNECTIONS);
     expect(r.requests.total).toBeGreaterThan(500);
