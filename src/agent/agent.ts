@@ -330,8 +330,10 @@ export class Agent {
     clearInterval(this.timer);
     this.following?.close();
     await this.pass;
+    // Stops first: they make booting dynos' starts stale, so those give up at once instead of
+    // holding the shutdown for a whole boot timeout; then whatever is still running finishes.
+    await Promise.allSettled([...this.dynos.values()].filter((d) => d.state !== 'stopping').map((d) => this.stopDyno(d, 'agent stopping')));
     await Promise.allSettled([...this.inFlight]);
-    await Promise.allSettled([...this.dynos.values()].map((d) => this.stopDyno(d, 'agent stopping')));
     await this.keeper?.revoke().catch(() => undefined);
   }
 }

@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { createWriteStream, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, utimesSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -7,6 +7,18 @@ import { errorMessage } from '../domain/errors.js';
 import { keys } from '../domain/keys.js';
 import type { Logger } from '../domain/log.js';
 import type { Store } from '../store/index.js';
+
+/** Slugs kept per machine: the most recently used. A dyno started from one removed since reads it
+ * through its open file; a later start downloads it again. */
+const CACHE_KEEP = 30;
+
+function pruneCache(dir: string, keep: number): void {
+  const files = readdirSync(dir)
+    .filter((f) => f.endsWith('.tgz'))
+    .map((f) => ({ f, at: statSync(join(dir, f)).mtimeMs }))
+    .sort((a, b) => b.at - a.at);
+  for (const { f } of files.slice(keep)) rmSync(join(dir, f), { force: true });
+}
 
 /** Well under the API's 1 MiB body limit, JSON overhead included. */
 const BATCH_BYTES = 256 * 1024;
@@ -77,7 +89,12 @@ export class ControllerLink {
     const hex = checksum.replace(/^SHA256:/, '');
     if (!/^[0-9a-f]{64}$/.test(hex)) throw new Error(`slug ${slugId} has no usable checksum`);
     const file = join(cacheDir, `${hex}.tgz`);
-    if (existsSync(file)) return file;
+    if (existsSync(file)) {
+      // Recently used slugs are the ones the cache keeps.
+      const now = new Date();
+      utimesSync(file, now, now);
+      return file;
+    }
     const res = await fetch(`${this.base}/internal/slugs/${slugId}/blob`, { headers: this.headers() });
     if (!res.ok || !res.body) throw new Error(`slug ${slugId} download failed: HTTP ${res.status}`);
     const part = join(cacheDir, `.${hex}.${randomUUID()}.part`);
@@ -92,6 +109,7 @@ export class ControllerLink {
       rmSync(part, { force: true });
     }
     this.log.info({ slug: slugId, checksum }, 'slug cached');
+    pruneCache(cacheDir, CACHE_KEEP);
     return file;
   }
 
