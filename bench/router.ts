@@ -4,8 +4,9 @@
  * sets, so the ratio compares like with like — and through Berth's router, without and with its
  * per-request log lines (`berth up` runs it with them), in one run, so the ratios compare them on
  * the same machine and moment; then how long an endpoint change written to the store takes until
- * the router serves it. Upstreams are separate Node processes, off autocannon's event loop; one
- * proxy runs at a time; configs, pids and logs live under os.tmpdir().
+ * the router serves it. Upstreams are separate Node processes, off autocannon's event loop; every
+ * proxy stays up and the rounds interleave them (one is loaded at a time); configs, pids and logs
+ * live under os.tmpdir().
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -22,6 +23,8 @@ import { printTable, runBenchmark } from './lib.js';
 
 const CONNECTIONS = 50;
 const DURATION_S = 8;
+// Interleaved rounds, the median shown: one 8 s sample per path moved ratios by several percent.
+const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3) || 3);
 // JIT, keep-alive pools and nginx's worker settle in the first second; not what we measure.
 const WARMUP_S = 1;
 const CHANGES = 50;
@@ -182,19 +185,27 @@ async function changeLatency(store: Store, port: number, a: Upstream, b: Upstrea
   return { latencies: latencies.sort((x, y) => x - y), badPolls };
 }
 
+/** The run whose req/s is the median of a path's rounds (its latencies come with it). */
+function median(phases: Phase[]): Phase {
+  const sorted = [...phases].sort((x, y) => x.reqPerSec - y.reqPerSec);
+  return sorted[Math.floor((sorted.length - 1) / 2)] as Phase;
+}
+
 async function main(): Promise<void> {
   const nginxVersion = spawnSync(NGINX, ['-v'], { encoding: 'utf8' }).stderr.trim().replace(/^nginx version: /, '');
   console.log(`cores: ${availableParallelism()} (${cpus()[0]?.model ?? 'unknown cpu'}), node ${process.version}, ${nginxVersion}, autocannon ${AUTOCANNON_VERSION}`);
-  console.log(`load: ${CONNECTIONS} connections, ${DURATION_S} s per path after ${WARMUP_S} s warm-up, GET / with Host: ${HOST}; ${CHANGES} endpoint changes`);
+  console.log(`load: ${CONNECTIONS} connections, ${DURATION_S} s per path after ${WARMUP_S} s warm-up, ${ROUNDS} interleaved rounds (median shown), GET / with Host: ${HOST}; ${CHANGES} endpoint changes`);
   const dir = mkdtempSync(join(tmpdir(), 'berth-bench-router-'));
   const upstreams: Upstream[] = [];
-  let [nginx, router, store]: [ChildProcess | undefined, Router | undefined, Store | undefined] = [undefined, undefined, undefined];
+  const nginxes: ChildProcess[] = [];
+  const routers: Router[] = [];
+  let store: Store | undefined;
   const cleanup = async (): Promise<void> => {
-    const [r, s, n] = [router, store, nginx];
-    [router, store, nginx] = [undefined, undefined, undefined];
-    await r?.stop().catch(() => undefined);
+    const [rs, s, ns] = [routers.splice(0), store, nginxes.splice(0)];
+    store = undefined;
+    for (const r of rs) await r.stop().catch(() => undefined);
     await s?.close().catch(() => undefined);
-    await stopChild(n, 'SIGQUIT');
+    await Promise.all(ns.map((n) => stopChild(n, 'SIGQUIT')));
     await Promise.all(upstreams.splice(0).map((u) => stopChild(u.proc, 'SIGTERM')));
     rmSync(dir, { recursive: true, force: true });
   };
@@ -204,72 +215,73 @@ async function main(): Promise<void> {
     step('starting upstreams A and B');
     upstreams.push(await startUpstream('A'), await startUpstream('B'));
     const [a, b] = upstreams as [Upstream, Upstream];
-    const direct = await measure('direct to upstream', a.port);
-    const handWritten = async (title: string, mode: Baseline): Promise<Phase> => {
+    // Every proxy runs for the whole benchmark (idle ones cost nothing), and the rounds interleave
+    // them, so a drift of the machine during the run touches every path alike.
+    const paths: { title: string; port: number }[] = [{ title: 'direct to upstream', port: a.port }];
+    for (const [title, mode] of [['hand-written nginx (keepalive 64)', 'bare'], ['hand-written nginx + Berth headers', 'headers'], ['hand-written nginx + headers + access log', 'headers+log']] as const) {
       step(`starting ${title}`);
-      const nginxPort = await freePort();
-      nginx = await startNginx(join(dir, `nginx-${mode.replace('+', '-')}`), nginxPort, a.port, mode);
-      const phase = await measure(title, nginxPort);
-      // Stopped before the next proxy starts, so only one runs at a time.
-      await stopChild(nginx, 'SIGQUIT');
-      nginx = undefined;
-      return phase;
-    };
-    const bare = await handWritten('hand-written nginx', 'bare');
-    const fair = await handWritten('hand-written nginx + headers', 'headers');
-    // A production nginx logs its requests: the same buffered file logging, nobody reading it.
-    const logging = await handWritten('hand-written nginx + headers + access log', 'headers+log');
+      const port = await freePort();
+      nginxes.push(await startNginx(join(dir, `nginx-${mode.replace('+', '-')}`), port, a.port, mode));
+      paths.push({ title, port });
+    }
     store = openStore('memory://');
     await Promise.all([store.put(`/berth/app-names/${APP}`, `id-${APP}`), store.put(SERVICE_KEY, `127.0.0.1:${a.port}`)]);
     let logLines = 0;
-    const berthRouter = async (title: string, logs: boolean): Promise<{ phase: Phase; port: number; router: Router; revisions: number }> => {
+    for (const [title, logs] of [['berth router, no logs', false], ['berth router + logs (berth up)', true]] as const) {
       step(`starting ${title}`);
       const port = await freePort();
-      const r = (router = new Router({
-        store: store as Store,
+      const r = new Router({
+        store,
         log: createLogger('bench', { level: 'silent' }),
-        id: 'bench',
+        id: logs ? 'bench-logs' : 'bench',
         dir: join(dir, logs ? 'router-logs' : 'router'),
         httpPort: port,
         controlPort: await freePort(),
         domain: 'berth.test',
         // As `berth up` wires it, minus the log store: each line is formatted and handed over.
         ...(logs ? { appLog: () => void logLines++ } : {}),
-      }));
+      });
+      routers.push(r);
       await withTimeout('router start', START_TIMEOUT_MS * 2, r.start());
       await waitServing(title, port, 'A');
-      const rev0 = await (store as Store).currentRevision();
-      const phase = await measure(title, port);
-      return { phase, port, router: r, revisions: (await (store as Store).currentRevision()) - rev0 };
-    };
-    const quiet = await berthRouter('berth router, no logs', false);
-    await quiet.router.stop();
-    router = undefined;
-    const logged = await berthRouter('berth router + router logs', true);
-    const berth = logged.phase;
+      paths.push({ title, port });
+    }
+    const rev0 = await store.currentRevision();
+    const samples = new Map<string, Phase[]>(paths.map((p) => [p.title, []]));
+    for (let round = 0; round < ROUNDS; round++) {
+      // A different path goes first each round: no path always measures a fresh (or tired) machine.
+      const order = paths.map((_, i) => paths[(i + round) % paths.length] as { title: string; port: number });
+      for (const p of order) samples.get(p.title)?.push(await measure(`round ${round + 1}: ${p.title}`, p.port));
+    }
+    const revisions = (await store.currentRevision()) - rev0;
+    const result = (title: string): Phase => median(samples.get(title) ?? []);
+    const [direct, bare, fair, logging, quiet, berth] = paths.map((p) => result(p.title)) as [Phase, Phase, Phase, Phase, Phase, Phase];
+    const loggedPort = paths.at(-1)?.port ?? 0;
     step(`${CHANGES} endpoint changes A <-> B`);
-    const change = await withTimeout('endpoint changes', CHANGES * (CHANGE_TIMEOUT_MS + 100), changeLatency(store, logged.port, a, b));
+    const change = await withTimeout('endpoint changes', CHANGES * (CHANGE_TIMEOUT_MS + 100), changeLatency(store, loggedPort, a, b));
     const row = (path: string, p: Phase): string[] => [path, p.reqPerSec.toFixed(0), p.p50Ms.toFixed(2), p.p99Ms.toFixed(2), `${p.non2xx} / ${p.errors}`, `${p.cpuPct.toFixed(0)}%`, (p.reqPerSec / direct.reqPerSec).toFixed(2), (p.reqPerSec / bare.reqPerSec).toFixed(2), (p.reqPerSec / fair.reqPerSec).toFixed(2)];
-    const paths: [string, Phase][] = [
-      ['direct to upstream', direct],
-      ['hand-written nginx (keepalive 64)', bare],
-      ['hand-written nginx + Berth headers', fair],
-      ['hand-written nginx + headers + access log', logging],
-      ['berth router, no logs', quiet.phase],
-      ['berth router + logs (berth up)', berth],
+    const table: [string, Phase][] = [
+      [paths[0]?.title ?? '', direct],
+      [paths[1]?.title ?? '', bare],
+      [paths[2]?.title ?? '', fair],
+      [paths[3]?.title ?? '', logging],
+      [paths[4]?.title ?? '', quiet],
+      [paths[5]?.title ?? '', berth],
     ];
     console.log('');
-    printTable(['path', 'req/s', 'p50 ms', 'p99 ms', 'non-2xx / errors', 'bench cpu', 'vs direct', 'vs nginx', 'vs nginx+headers'], paths.map(([name, p]) => row(name, p)));
+    printTable(['path', 'req/s', 'p50 ms', 'p99 ms', 'non-2xx / errors', 'bench cpu', 'vs direct', 'vs nginx', 'vs nginx+headers'], table.map(([name, p]) => row(name, p)));
+    const perRound = (title: string): string => (samples.get(title) ?? []).map((p) => p.reqPerSec.toFixed(0)).join(' / ');
+    console.log(`\nreq/s per round: ${paths.map((p) => `${p.title}: ${perRound(p.title)}`).join('; ')}`);
     const met = (ok: boolean): string => (ok ? 'met' : 'NOT met');
-    const [fairRatio, quietRatio] = [berth.reqPerSec / fair.reqPerSec, quiet.phase.reqPerSec / fair.reqPerSec];
+    const [fairRatio, quietRatio] = [berth.reqPerSec / fair.reqPerSec, quiet.reqPerSec / fair.reqPerSec];
     const [p50, p99, max] = [percentile(change.latencies, 50), percentile(change.latencies, 99), change.latencies.at(-1) ?? NaN];
     console.log(`\nberth (as berth up runs it, with router logs) / hand-written nginx with the same headers, req/s: ${fairRatio.toFixed(3)} (goal >= 0.95: ${met(fairRatio >= 0.95)}); without logs: ${quietRatio.toFixed(3)}; vs bare nginx: ${(berth.reqPerSec / bare.reqPerSec).toFixed(3)}`);
     console.log(`berth (with router logs) / hand-written nginx with the same headers and a buffered access log, req/s: ${(berth.reqPerSec / logging.reqPerSec).toFixed(3)} (goal >= 0.95: ${met(berth.reqPerSec / logging.reqPerSec >= 0.95)})`);
     console.log(`router log lines handed to the app's stream: ${logLines} (one per request, read from nginx's buffered access log)`);
     console.log(`endpoint change -> served by the router (N=${CHANGES}): p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, max ${max.toFixed(1)} ms (goal p99 <= 100 ms: ${met(p99 <= 100)}); non-200 answers while switching: ${change.badPolls}`);
-    console.log(`store revisions written during the two ${DURATION_S + WARMUP_S} s router load phases, with no changes made: ${quiet.revisions + logged.revisions}`);
+    console.log(`store revisions written while the routers served ${ROUNDS} rounds of load, with no changes made: ${revisions}`);
     // Errors measured as throughput make a benchmark lie; the table is printed, then the run fails.
-    const failed = paths.filter(([, p]) => p.non2xx || p.errors).map(([name]) => name);
+    const failed = [...samples].filter(([, ps]) => ps.some((p) => p.non2xx || p.errors)).map(([name]) => name);
     if (failed.length) throw new Error(`the measurements include failed requests: ${failed.join(', ')}`);
   } finally {
     await cleanup();
