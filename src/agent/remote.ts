@@ -12,7 +12,7 @@ import type { Store } from '../store/index.js';
  * through its open file; a later start downloads it again. */
 const CACHE_KEEP = 30;
 
-function pruneCache(dir: string, keep: number): void {
+export function pruneCache(dir: string, keep: number): void {
   const files = readdirSync(dir)
     .filter((f) => f.endsWith('.tgz'))
     .map((f) => ({ f, at: statSync(join(dir, f)).mtimeMs }))
