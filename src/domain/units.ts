@@ -35,6 +35,12 @@ export interface UnitSpec {
  */
 export const unitKey = (u: Pick<UnitSpec, 'name' | 'release' | 'restart'>): string => `${u.name}@v${u.release}${u.restart ? `-${u.restart}` : ''}`;
 
+/** The unit name in a unit key (`shop.web.1@v5-2` → `shop.web.1`): unitKey's inverse, for readers of keys. */
+export const unitNameOf = (key: string): string => {
+  const at = key.lastIndexOf('@v');
+  return at > 0 ? key.slice(0, at) : key;
+};
+
 /** Which of two units of one name is the later one: release first, then restart generation. */
 export const compareGeneration = (a: Pick<UnitSpec, 'release' | 'restart'>, b: Pick<UnitSpec, 'release' | 'restart'>): number =>
   a.release - b.release || (a.restart ?? 0) - (b.restart ?? 0);

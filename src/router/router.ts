@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { unitNameOf } from '../domain/units.js';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -177,9 +178,10 @@ export class Router {
     const r = await this.o.store.range(keys.allServices(), { prefix: true });
     const byApp = new Map<string, string[]>();
     for (const kv of r.kvs) {
-      // /berth/services/<app>/<app>.<type>.<n>@v<n>: the dyno is "<type>.<n>".
+      // /berth/services/<app>/<app>.<type>.<n>@v<n>[-<r>]: the dyno is "<type>.<n>".
       const [, , , app = '', unit = ''] = kv.key.split('/');
-      const dyno = unit.startsWith(`${app}.`) ? unit.slice(app.length + 1).replace(/@v\d+$/, '') : '';
+      const name = unitNameOf(unit);
+      const dyno = name.startsWith(`${app}.`) ? name.slice(app.length + 1) : '';
       byApp.set(app, [...(byApp.get(app) ?? []), /^[\w.-]+$/.test(dyno) ? `${kv.value}|${dyno}` : kv.value]);
     }
     const body = [...byApp].sort(([a], [b]) => (a < b ? -1 : 1)).map(([app, eps]) => `${app} ${eps.sort().join(',')}`).join('\n');

@@ -40,9 +40,9 @@ beforeAll(async () => {
   });
   await router.start();
   const [a, b] = [await dyno('web.1', servers), await dyno('web.2', servers)];
-  // The dyno names come from the unit in the key: <app>.<type>.<n>@v<release>.
+  // The dyno names come from the unit in the key: <app>.<type>.<n>@v<release>[-<restart>].
   await h.store.put('/berth/services/shop/shop.web.1@v3', a.endpoint);
-  await h.store.put('/berth/services/shop/shop.web.2@v3', b.endpoint);
+  await h.store.put('/berth/services/shop/shop.web.2@v3-1', b.endpoint);
   await h.store.put('/berth/services/crashy/crashy.web.1@v1', `127.0.0.1:${await freePort()}`);
   await until(async () => (await get('shop.berth.test')).status === 200);
 }, 30_000);
