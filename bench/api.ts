@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { startBerth, type BerthProcess } from '../test/support/berth-process.js';
 import { EtcdServer } from '../test/support/etcd-server.js';
-import { printTable as renderTable, runBenchmark } from './lib.js';
+import { printTable as renderTable, runBenchmark, withTimeout } from './lib.js';
 
 const APPS = 1000;
 const CREATE_CONCURRENCY = 20;
@@ -51,13 +51,6 @@ interface Result {
   listBytes: number;
 }
 
-function withTimeout<T>(what: string, ms: number, p: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
 
 async function createApps(apiUrl: string): Promise<void> {
   let next = 0;

@@ -13,7 +13,7 @@ import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, 
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startBerth, type BerthProcess } from '../test/support/berth-process.js';
-import { printTable as renderTable, runBenchmark } from './lib.js';
+import { printTable as renderTable, runBenchmark, step } from './lib.js';
 
 const APP = 'bench-deploy';
 const TOKEN = `bench_${randomBytes(16).toString('hex')}`;
@@ -34,7 +34,6 @@ interface Run {
 
 const now = (): bigint => process.hrtime.bigint();
 const secondsSince = (t0: bigint): number => Number(now() - t0) / 1e9;
-const step = (what: string): void => void process.stderr.write(`  ${what}\n`);
 
 // Module-level so the SIGINT handler can end them too.
 const children = new Set<ChildProcess>();

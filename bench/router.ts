@@ -19,7 +19,7 @@ import { createLogger } from '../src/domain/log.js';
 import { Router } from '../src/router/index.js';
 import { openStore, type Store } from '../src/store/index.js';
 import { freePort } from '../test/support/ports.js';
-import { printTable, runBenchmark } from './lib.js';
+import { percentile, printTable, runBenchmark, sleep, step, withTimeout } from './lib.js';
 
 const CONNECTIONS = 50;
 const DURATION_S = 8;
@@ -48,20 +48,8 @@ srv.keepAliveTimeout = 65000; srv.listen(Number(port), '127.0.0.1');`;
 
 interface Phase { reqPerSec: number; p50Ms: number; p99Ms: number; non2xx: number; errors: number; cpuPct: number }
 interface Upstream { name: string; port: number; proc: ChildProcess }
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-const step = (what: string): void => void process.stderr.write(`  ${what}\n`);
 
-function withTimeout<T>(what: string, ms: number, p: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms)));
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
 
-/** Nearest-rank percentile: always a latency that was actually observed. */
-function percentile(sorted: number[], p: number): number {
-  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[i] ?? NaN;
-}
 
 /** node:http, not fetch: fetch will not send a Host header of our choosing. */
 function get(port: number, agent?: Agent): Promise<{ status: number; body: string }> {

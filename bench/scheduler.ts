@@ -20,16 +20,17 @@
  * Everything lives in one temp dir under os.tmpdir(); every process and the dyno cgroups are
  * removed at the end, on failure, on Ctrl-C and at the global timeout (BENCH_TIMEOUT_S).
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, cpus, freemem, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { openStore, type Store } from '../src/store/index.js';
 import { startAgent, startBerth, type AgentProcess, type BerthProcess } from '../test/support/berth-process.js';
+import { appRepo, git } from '../test/support/e2e.js';
 import { freePort } from '../test/support/ports.js';
-import { printTable, runBenchmark } from './lib.js';
+import { percentile, printTable, runBenchmark, sleep, step, withTimeout } from './lib.js';
+import { answersHttp, connects, countAnswering, dynoMemory, memAvailable, problems, removeLeftoverCgroups } from './scheduler-probes.js';
 
 const intEnv = (name: string, def: number, min: number, max: number): number => {
   const raw = process.env[name];
@@ -62,7 +63,6 @@ const TAG = randomBytes(3).toString('hex');
 const ONE = `sched-${TAG}-one`;
 const SERVER_JS = `require('http').createServer((q, s) => s.end('ok ' + process.env.DYNO)).listen(process.env.PORT);\n`;
 const HOST_PATH = '/usr/local/bin:/usr/bin:/bin';
-const CGROUP_ROOT = process.env.BERTH_CGROUP_ROOT ?? '/sys/fs/cgroup';
 
 interface Dyno {
   name: string;
@@ -70,16 +70,10 @@ interface Dyno {
   machine: string | null;
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const now = (): number => performance.now();
+const median = (xs: number[]): number => percentile([...xs].sort((a, b) => a - b), 50);
 const secs = (ms: number): string => (ms / 1000).toFixed(2);
-const step = (what: string): void => void process.stderr.write(`  ${what}\n`);
 
-/** Nearest-rank percentile: always a value that was actually observed. */
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? NaN;
-}
 
 // Module-level so cleanup (finally, SIGINT, the global timeout) reaches them.
 let dir: string | undefined;
@@ -89,11 +83,6 @@ const agents = new Map<string, AgentProcess>();
 const children = new Set<ChildProcess>();
 const apps: string[] = [];
 
-function withTimeout<T>(what: string, ms: number, p: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms / 1000} s`)), ms)));
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
 
 /** Polls `fn` every `everyMs` until it returns a value; throws after `ms`. */
 async function until<T>(what: string, ms: number, everyMs: number, fn: () => Promise<T | undefined>): Promise<T> {
@@ -137,14 +126,6 @@ async function assignments(of: string[]): Promise<number> {
   return kvs.filter((kv) => of.some((a) => (kv.key.split('/')[4] ?? '').startsWith(`${a}.`))).length;
 }
 
-function git(cwd: string, ...args: string[]): Promise<{ code: number; out: string }> {
-  return new Promise((resolve) => {
-    execFile('git', args, { cwd, timeout: PUSH_TIMEOUT_MS, env: { PATH: process.env.PATH ?? HOST_PATH, HOME: cwd, GIT_TERMINAL_PROMPT: '0' } }, (err, stdout, stderr) =>
-      resolve({ code: err ? 1 : 0, out: stdout + stderr }),
-    );
-  });
-}
-
 /** Creates the app, sets web's memory limit (before the first release) and pushes the tiny app. */
 async function deploy(app: string): Promise<void> {
   const { dir: base } = need();
@@ -152,14 +133,7 @@ async function deploy(app: string): Promise<void> {
   await api('POST', '/apps', { name: app });
   await api('PATCH', `/apps/${app}/limits`, { web: LIMIT });
   const repo = join(base, `repo-${app}`);
-  mkdirSync(repo);
-  writeFileSync(join(repo, 'server.js'), SERVER_JS);
-  writeFileSync(join(repo, 'Procfile'), 'web: node server.js\n');
-  const remote = `${berth.apiUrl.replace('http://', `http://git:${ADMIN}@`)}/${app}.git`;
-  for (const args of [['init', '-q', '-b', 'main'], ['add', '.'], ['-c', 'user.email=b@example.com', '-c', 'user.name=bench', 'commit', '-qm', 'tiny'], ['remote', 'add', 'berth', remote]]) {
-    const r = await git(repo, ...args);
-    if (r.code !== 0) throw new Error(`git ${args.join(' ')}: ${r.out}`);
-  }
+  await appRepo(repo, berth.apiUrl, ADMIN, app, { 'server.js': SERVER_JS, Procfile: 'web: node server.js\n' });
   const pushed = await git(repo, 'push', 'berth', 'main');
   if (pushed.code !== 0 || !/Released v\d+/.test(pushed.out)) throw new Error(`git push ${app} failed:\n${pushed.out.slice(-3000)}`);
 }
@@ -172,29 +146,8 @@ async function drained(app: string): Promise<void> {
   });
 }
 
-async function answersHttp(ep: string): Promise<boolean> {
-  const res = await fetch(`http://${ep}/`, { signal: AbortSignal.timeout(2000) }).catch(() => undefined);
-  if (!res) return false;
-  const body = await res.text().catch(() => '');
-  return res.status === 200 && body.startsWith('ok ');
-}
 
-/** How many of `eps` answer HTTP, probed 50 at a time. */
-async function countAnswering(eps: string[]): Promise<number> {
-  let ok = 0;
-  for (let i = 0; i < eps.length; i += 50) ok += (await Promise.all(eps.slice(i, i + 50).map(answersHttp))).filter(Boolean).length;
-  return ok;
-}
 
-function connects(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect({ host: '127.0.0.1', port }, () => {
-      s.end();
-      resolve(true);
-    });
-    s.on('error', () => resolve(false));
-  });
-}
 
 /** One bare `node server.js`: spawn → its port answers HTTP. The process is killed after. */
 async function bareStart(appDir: string): Promise<number> {
@@ -253,81 +206,9 @@ async function berthStart(): Promise<StartTimes> {
   return { assigned: t.assigned ?? starting, starting, up, published, http };
 }
 
-/** MemAvailable from /proc/meminfo, in bytes: what the host could still give without swapping. */
-function memAvailable(): number {
-  const m = /^MemAvailable:\s+(\d+) kB$/m.exec(readFileSync('/proc/meminfo', 'utf8'));
-  return m ? Number(m[1]) * 1024 : freemem();
-}
 
-/** Sum of the memory cgroups' usage of these apps' dynos, and how many there are. */
-function dynoMemory(of: string[]): { count: number; bytes: number } {
-  const root = join(CGROUP_ROOT, 'memory', 'berth');
-  let count = 0;
-  let bytes = 0;
-  for (const entry of existsSync(root) ? readdirSync(root) : []) {
-    if (!of.some((a) => entry.startsWith(`dyno-${a}.`))) continue;
-    try {
-      bytes += Number(readFileSync(join(root, entry, 'memory.usage_in_bytes'), 'utf8'));
-      count++;
-    } catch {
-      // Gone meanwhile.
-    }
-  }
-  return { count, bytes };
-}
 
-/**
- * A SIGKILLed agent cannot remove its dynos' cgroups (its dynos die with it, their cgroup dirs
- * stay). Removes what is left of this run's dyno cgroups, killing any process still in one.
- */
-async function removeLeftoverCgroups(): Promise<{ removed: number; killed: number }> {
-  let removed = 0;
-  const killed = new Set<number>();
-  for (const ctl of ['pids', 'memory']) {
-    const root = join(CGROUP_ROOT, ctl, 'berth');
-    if (!existsSync(root)) continue;
-    for (const entry of readdirSync(root)) {
-      if (!apps.some((a) => entry.startsWith(`dyno-${a}.`))) continue;
-      const cg = join(root, entry);
-      for (let attempt = 0; attempt < 50; attempt++) {
-        try {
-          for (const pid of readFileSync(join(cg, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)) {
-            try {
-              process.kill(Number(pid), 'SIGKILL');
-              killed.add(Number(pid));
-            } catch {
-              // Exited meanwhile.
-            }
-          }
-          rmdirSync(cg);
-          removed++;
-          break;
-        } catch {
-          if (!existsSync(cg)) break;
-          await sleep(20);
-        }
-      }
-    }
-  }
-  return { removed, killed: killed.size };
-}
 
-/** Warnings and errors in a process's pino output, counted by message. */
-function problems(stderr: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const line of stderr.split('\n')) {
-    if (!line.startsWith('{')) continue;
-    try {
-      const rec = JSON.parse(line) as { level?: number; msg?: string; err?: string };
-      if ((rec.level ?? 0) < 40) continue;
-      const key = `${rec.level === 40 ? 'warn' : 'error'}: ${rec.msg ?? '?'}${rec.err ? ` (${rec.err.slice(0, 120)})` : ''}`;
-      out.set(key, (out.get(key) ?? 0) + 1);
-    } catch {
-      // Not a log record.
-    }
-  }
-  return out;
-}
 
 let cleaning: Promise<void> | undefined;
 function cleanup(): Promise<void> {
@@ -340,7 +221,7 @@ function cleanup(): Promise<void> {
     store = undefined;
     await berth?.stop().catch(() => undefined);
     berth = undefined;
-    const left = await removeLeftoverCgroups();
+    const left = await removeLeftoverCgroups(apps);
     if (left.removed > 0) step(`removed ${left.removed} dyno cgroup dirs left behind (a SIGKILLed agent cannot remove its dynos' cgroups)`);
     if (left.killed > 0) step(`WARNING: killed ${left.killed} processes still running in this run's dyno cgroups after the agents stopped`);
     if (dir) rmSync(dir, { recursive: true, force: true });
@@ -502,7 +383,7 @@ async function run(): Promise<void> {
   step(`  healed at ${secs(Math.max(tMovedUp, tRepublished))} s; ${answeringAfter}/${after.length} endpoints answer HTTP`);
 
   // ---- Report ----
-  const bareP50 = percentile(bare, 50);
+  const bareP50 = median(bare);
   console.log(`Scheduler benchmark: ${N} dynos over ${appCount} app(s) (${bulk.map((a, i) => `web=${quantities[i]}`).join(' + ')}), 3 agents, TTL ${TTL} s`);
   console.log('');
   printTable(
@@ -520,7 +401,7 @@ async function run(): Promise<void> {
   );
   console.log('');
   // Milliseconds matter here: three decimals.
-  const row = (label: string, xs: number[], ratio: string): string[] => [label, ...[percentile(xs, 50), Math.min(...xs), Math.max(...xs)].map((x) => (x / 1000).toFixed(3)), ratio];
+  const row = (label: string, xs: number[], ratio: string): string[] => [label, ...[median(xs), Math.min(...xs), Math.max(...xs)].map((x) => (x / 1000).toFixed(3)), ratio];
   const stage = (f: (s: StartTimes) => number): number[] => starts.map(f);
   printTable(
     [`single dyno start (${STARTS} runs)`, 'p50 s', 'min s', 'max s', 'ratio vs bare (p50)'],
@@ -530,7 +411,7 @@ async function run(): Promise<void> {
       row('berth:   -> status starting', stage((s) => s.starting), '-'),
       row('berth:   -> status up', stage((s) => s.up), '-'),
       row('berth:   -> endpoint published', stage((s) => s.published), '-'),
-      row('berth: scale 0->1 -> endpoint answers HTTP', stage((s) => s.http), (percentile(stage((s) => s.http), 50) / bareP50).toFixed(2)),
+      row('berth: scale 0->1 -> endpoint answers HTTP', stage((s) => s.http), (median(stage((s) => s.http)) / bareP50).toFixed(2)),
     ],
   );
   console.log('');

@@ -11,7 +11,7 @@ import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openStore, type Store } from '../src/store/index.js';
 import { EtcdServer } from '../test/support/etcd-server.js';
-import { printTable as renderTable, runBenchmark } from './lib.js';
+import { percentile, printTable as renderTable, runBenchmark, withTimeout } from './lib.js';
 
 const PUTS = 2000;
 // Concurrent puts group-commit on sqlite; more of them keep that phase long enough to measure.
@@ -37,19 +37,7 @@ interface Result {
 const now = (): bigint => process.hrtime.bigint();
 const secondsSince = (t0: bigint): number => Number(now() - t0) / 1e9;
 
-function withTimeout<T>(what: string, ms: number, p: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
 
-/** Nearest-rank percentile: always a latency that was actually observed. */
-function percentile(sorted: number[], p: number): number {
-  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[i] ?? NaN;
-}
 
 async function seqPuts(store: Store, prefix: string): Promise<number> {
   const t0 = now();

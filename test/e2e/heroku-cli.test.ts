@@ -1,50 +1,19 @@
-import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBerth, type BerthProcess } from '../support/berth-process.js';
+import { runHeroku, type HerokuRun as Run } from '../support/heroku.js';
 import { EtcdServer } from '../support/etcd-server.js';
 
-const HEROKU = join(import.meta.dirname, '../../node_modules/.bin/heroku');
 const ED25519 = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq3bJqZ3k6w0b0b9gS3mC8Zl8mZQnV1xZpN9y2r4s5t alice@laptop\n';
-
-interface Run {
-  code: number;
-  out: string;
-  err: string;
-}
 
 /**
  * The official heroku CLI (npm `heroku`), driven against a live `berth up` the way a user would:
  * HEROKU_HOST + HEROKU_API_KEY, run from a scratch directory with a scratch HOME.
  */
 function cli(berth: BerthProcess, home: string, token: string) {
-  return (...args: string[]): Promise<Run> =>
-    new Promise((resolve) => {
-      execFile(
-        HEROKU,
-        args,
-        {
-          cwd: home,
-          timeout: 30_000,
-          env: {
-            PATH: process.env.PATH ?? '/usr/bin:/bin',
-            HOME: home,
-            HEROKU_HOST: berth.apiUrl,
-            HEROKU_API_KEY: token,
-            // Keep the CLI on loopback and quiet: no telemetry, update checks or billing look-ups.
-            HEROKU_PARTICLEBOARD_URL: berth.apiUrl,
-            DISABLE_TELEMETRY: 'true',
-            HEROKU_SKIP_NEW_VERSION_CHECK: 'true',
-            HEROKU_DISABLE_AUTOUPDATE: '1',
-            NO_COLOR: '1',
-            FORCE_COLOR: '0',
-          },
-        },
-        (error, stdout, stderr) => resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, out: stdout, err: stderr }),
-      );
-    });
+  return (...args: string[]): Promise<Run> => runHeroku({ apiUrl: berth.apiUrl, token, home, timeoutMs: 30_000 }, args);
 }
 
 async function createUser(berth: BerthProcess, admin: string, email: string): Promise<string> {

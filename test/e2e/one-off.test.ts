@@ -1,15 +1,16 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBerth, type BerthProcess } from '../support/berth-process.js';
+import { git } from '../support/e2e.js';
+import { runHeroku } from '../support/heroku.js';
 
 const ADMIN = 'one-off-admin-token-0123456789abcdef';
 const APP = 'one-off-app';
 const ROOT = join(import.meta.dirname, '../..');
 const MAIN = join(ROOT, 'src/cli/main.ts');
-const HEROKU = join(import.meta.dirname, '../../node_modules/.bin/heroku');
 let berth: BerthProcess;
 let dir: string;
 let dataDir: string;
@@ -19,14 +20,6 @@ interface Run {
   code: number | null;
   out: string;
   err: string;
-}
-
-function git(cwd: string, ...args: string[]): Promise<{ code: number; out: string }> {
-  return new Promise((resolve) => {
-    execFile('git', args, { cwd, timeout: 120_000, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: cwd, GIT_TERMINAL_PROMPT: '0' } }, (err, stdout, stderr) =>
-      resolve({ code: err ? 1 : 0, out: stdout + stderr }),
-    );
-  });
 }
 
 async function api<T = unknown>(method: string, path: string, body?: unknown, token = ADMIN): Promise<{ status: number; body: T }> {
@@ -57,32 +50,7 @@ function berthCli(args: string[], onStart?: (child: ChildProcess) => void): Prom
 }
 
 /** The official heroku CLI, as test/e2e/heroku-cli.test.ts drives it. */
-function heroku(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(
-      HEROKU,
-      args,
-      {
-        cwd: home,
-        timeout: 60_000,
-        env: {
-          PATH: process.env.PATH ?? '/usr/bin:/bin',
-          HOME: home,
-          HEROKU_HOST: berth.apiUrl,
-          HEROKU_API_KEY: ADMIN,
-          HEROKU_PARTICLEBOARD_URL: berth.apiUrl,
-          DISABLE_TELEMETRY: 'true',
-          HEROKU_SKIP_NEW_VERSION_CHECK: 'true',
-          HEROKU_DISABLE_AUTOUPDATE: '1',
-          NO_COLOR: '1',
-          FORCE_COLOR: '0',
-          ...env,
-        },
-      },
-      (error, stdout, stderr) => resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, out: stdout, err: stderr }),
-    );
-  });
-}
+const heroku = (args: string[], env: Record<string, string> = {}): Promise<Run> => runHeroku({ apiUrl: berth.apiUrl, token: ADMIN, home, timeoutMs: 60_000, env }, args);
 
 async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 30_000): Promise<T> {
   const end = Date.now() + ms;
