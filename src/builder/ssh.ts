@@ -82,7 +82,7 @@ function loadHostKey(path: string): Buffer {
   }
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, ssh2.utils.generateKeyPairSync('ed25519').private, { mode: 0o600 });
+  writeFileSync(tmp, generateHostKey(), { mode: 0o600 });
   try {
     linkSync(tmp, path);
   } catch (err) {
@@ -91,6 +91,20 @@ function loadHostKey(path: string): Buffer {
     unlinkSync(tmp);
   }
   return checkHostKey(path, readFileSync(path));
+}
+
+/**
+ * ssh2 (1.17) drops the leading zero bytes of an ed25519 public key, so about one key in 256 it
+ * makes cannot be parsed back (mscdex/ssh2#1390, #1513); such a key would stop the node starting.
+ * Drawing again until one parses is exact: the fault depends only on the key's first byte.
+ */
+export function generateHostKey(): string {
+  for (let attempt = 0; attempt < 32; attempt++) {
+    const key = ssh2.utils.generateKeyPairSync('ed25519').private;
+    const parsed = ssh2.utils.parseKey(key);
+    if (!(parsed instanceof Error) && parsed.isPrivateKey()) return key;
+  }
+  throw new Error('could not generate an ed25519 host key ssh2 can read');
 }
 
 function checkHostKey(path: string, key: Buffer): Buffer {

@@ -184,7 +184,7 @@ describe('git over SSH', () => {
       return k;
     };
     const registered = key(readFileSync(`${owner().key}.pub`));
-    const forger = key(ssh2.utils.generateKeyPairSync('ed25519').private);
+    const forger = key(readFileSync(await keygen('forger')));
     class ForgingAgent extends ssh2.BaseAgent<ParsedKey> {
       getIdentities(cb: IdentityCallback<ParsedKey>): void {
         cb(undefined, [registered]);
