@@ -79,7 +79,9 @@ describe('templater', () => {
     const t = templater(r);
     await t.start();
     for (let i = 0; i < 10; i++) await store.put(`/svc/web/${i}`, `10.0.1.${i}:80`);
-    await until(() => readFileSync(r.dest, 'utf8').includes('10.0.1.9:80'));
+    // The file is in place before its reload command has run: wait for the reload itself, then
+    // long enough for a second one to show had the burst not been rendered once.
+    await until(() => readFileSync(r.dest, 'utf8').includes('10.0.1.9:80') && reloads() >= 2);
     await new Promise((res) => setTimeout(res, 150));
     expect(reloads()).toBe(2);
     await store.delete('/svc/web/', { prefix: true });
@@ -100,7 +102,7 @@ describe('templater', () => {
     expect(readdirSync(dir).filter((f) => f.includes('.berth-'))).toEqual([]);
     await store.delete('/svc/web/z');
     await store.put('/svc/web/c', '10.0.0.3:80');
-    await until(() => readFileSync(r.dest, 'utf8').includes('10.0.0.3:80'));
+    await until(() => readFileSync(r.dest, 'utf8').includes('10.0.0.3:80') && reloads() >= 2);
     expect(reloads()).toBe(2);
   });
 
