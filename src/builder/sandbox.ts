@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Writable } from 'node:stream';
 
 /**
  * Runs a command the way builds and dynos must run: bubblewrap with fresh pid/ipc/uts
@@ -28,6 +29,8 @@ export interface SandboxSpec {
   /** Infinity for none (a dyno). */
   timeoutMs: number;
   onOutput?: (chunk: string, stream: 'stdout' | 'stderr') => void;
+  /** Give the command a stdin pipe (`SandboxProcess.stdin`) instead of /dev/null. */
+  stdin?: boolean;
   signal?: AbortSignal;
 }
 
@@ -48,6 +51,8 @@ export interface SandboxProcess {
   exited: Promise<SandboxResult>;
   /** SIGTERM to the sandbox's processes, SIGKILL to all of them after graceMs (at once for 0). */
   stop(graceMs: number): Promise<SandboxResult>;
+  /** The command's stdin, when the spec asked for one. */
+  stdin?: Writable;
 }
 
 const CGROUP_ROOT = process.env.BERTH_CGROUP_ROOT ?? '/sys/fs/cgroup';
@@ -104,10 +109,12 @@ export function spawnSandboxed(spec: SandboxSpec): SandboxProcess {
   const child = spawn(
     '/bin/sh',
     ['-c', script, 'sandbox', join(cg.memory, 'cgroup.procs'), join(cg.pids, 'cgroup.procs'), 'setpriv', `--reuid=${spec.uid}`, `--regid=${spec.gid}`, '--clear-groups', 'bwrap', ...bwrapArgs(spec)],
-    { stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } },
+    { stdio: [spec.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'], detached: true, env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } },
   );
-  child.stdout.setEncoding('utf8').on('data', (d: string) => spec.onOutput?.(d, 'stdout'));
-  child.stderr.setEncoding('utf8').on('data', (d: string) => spec.onOutput?.(d, 'stderr'));
+  // A command that exits (or closes its stdin) while input is still coming: EPIPE is expected.
+  child.stdin?.on('error', () => undefined);
+  child.stdout?.setEncoding('utf8').on('data', (d: string) => spec.onOutput?.(d, 'stdout'));
+  child.stderr?.setEncoding('utf8').on('data', (d: string) => spec.onOutput?.(d, 'stderr'));
   const pid = child.pid ?? 0;
   let timedOut = false;
   let canceled = false;
@@ -149,7 +156,7 @@ export function spawnSandboxed(spec: SandboxSpec): SandboxProcess {
     }
     return exited;
   };
-  return { pid, exited, stop };
+  return { pid, exited, stop, ...(child.stdin ? { stdin: child.stdin } : {}) };
 }
 
 function readSafe(file: string): string {

@@ -13,6 +13,17 @@ export interface CliContext {
   err(text: string): void;
   /** Spinners and prompts only when a person is at a terminal. */
   interactive: boolean;
+  /**
+   * The process's own streams, for a command that relays bytes as they come (`berth run`);
+   * absent where output is captured, and such a command then writes whole lines through `out`.
+   */
+  terminal?: Terminal;
+}
+
+export interface Terminal {
+  stdin: NodeJS.ReadStream;
+  stdout: NodeJS.WriteStream;
+  stderr: NodeJS.WriteStream;
 }
 
 export function processContext(): CliContext {
@@ -23,6 +34,7 @@ export function processContext(): CliContext {
     out: (t) => process.stdout.write(t.endsWith('\n') ? t : `${t}\n`),
     err: (t) => process.stderr.write(t.endsWith('\n') ? t : `${t}\n`),
     interactive: Boolean(process.stderr.isTTY && process.stdin.isTTY),
+    terminal: { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr },
   };
 }
 

@@ -28,7 +28,8 @@ export function formatError(err: unknown): string {
  * otherwise. `done` may say more than "done" ("done, v4").
  */
 export async function step<T>(ctx: CliContext, text: string, fn: () => Promise<T>, done: (v: T) => string = () => 'done'): Promise<T> {
-  const spinner = ctx.interactive ? ora({ text: `${text}...`, stream: process.stderr }).start() : undefined;
+  // ora's stdin discarding would swallow Ctrl-C (it re-emits SIGINT to no listener): keep the tty's.
+  const spinner = ctx.interactive ? ora({ text: `${text}...`, stream: process.stderr, discardStdin: false }).start() : undefined;
   try {
     const value = await fn();
     if (spinner) spinner.stopAndPersist({ symbol: '', text: `${text}... ${done(value)}` });

@@ -32,25 +32,35 @@ async function api<T = unknown>(method: string, path: string, body?: unknown, to
   return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
 }
 
-/** `berth ARGS` as its own process, as a user runs it; the child is handed out for live checks. */
-function berthCli(args: string[], onStart?: (child: ChildProcess) => void): Promise<Run> {
+/**
+ * `berth ARGS` as its own process, as a user runs it; the child is handed out for live checks.
+ * With `input`, that is its stdin (a pipe); `onTerminal` runs it on a pseudo-terminal instead
+ * (util-linux script), as a person at a terminal would, and hands out a way to type.
+ */
+function berthCli(args: string[], onStart?: (child: ChildProcess) => void, o: { input?: string; onTerminal?: boolean } = {}): Promise<Run> {
   return new Promise((resolve) => {
     // From the project, where `--import tsx` resolves; -a names the app.
-    const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], {
+    const argv = [process.execPath, '--import', 'tsx', MAIN, ...args];
+    const quoted = argv.map((a) => `'${a.replaceAll("'", `'\\''`)}'`).join(' ');
+    // script's terminal has no size unless told: give it a usual one.
+    const [bin = '', ...rest] = o.onTerminal ? ['script', '-qefc', `stty rows 30 cols 100; exec ${quoted}`, '/dev/null'] : argv;
+    const child = spawn(bin, rest, {
       cwd: ROOT,
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, BERTH_API_URL: berth.apiUrl, BERTH_API_KEY: ADMIN },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, BERTH_API_URL: berth.apiUrl, BERTH_API_KEY: ADMIN, TERM: 'xterm' },
+      stdio: [o.input !== undefined || o.onTerminal ? 'pipe' : 'ignore', 'pipe', 'pipe'],
     });
+    if (o.input !== undefined) child.stdin?.end(o.input);
     const run: Run = { code: null, out: '', err: '' };
-    child.stdout.on('data', (d: Buffer) => (run.out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (run.err += d.toString()));
+    child.stdout?.on('data', (d: Buffer) => (run.out += d.toString()));
+    child.stderr?.on('data', (d: Buffer) => (run.err += d.toString()));
     child.on('exit', (code) => resolve({ ...run, code }));
     onStart?.(Object.assign(child, { run }));
   });
 }
 
 /** The official heroku CLI, as test/e2e/heroku-cli.test.ts drives it. */
-const heroku = (args: string[], env: Record<string, string> = {}): Promise<Run> => runHeroku({ apiUrl: berth.apiUrl, token: ADMIN, home, timeoutMs: 60_000, env }, args);
+const heroku = (args: string[], env: Record<string, string> = {}, input?: string): Promise<Run> =>
+  runHeroku({ apiUrl: berth.apiUrl, token: ADMIN, home, timeoutMs: 60_000, env, ...(input !== undefined ? { input } : {}) }, args);
 
 async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 30_000): Promise<T> {
   const end = Date.now() + ms;
@@ -127,6 +137,36 @@ describe('one-off dynos', () => {
     expect(text).toContain(`berth[${name}]: Starting process with command \`echo first; sleep 3; echo second >&2; exit 3\` by user admin@berth.localhost`);
     expect(text).toContain(`app[${name}]: first`);
     expect(text).toContain(`berth[${name}]: Process exited with status 3`);
+  }, 60_000);
+
+  it('berth run gives the command its stdin: piped input, then EOF', async () => {
+    const run = await berthCli(['run', '-a', APP, '--', 'read name; echo hello-$name; wc -l; tty || true'], undefined, { input: 'world\nl1\nl2\nl3\n' });
+    expect(run.code, run.err).toBe(0);
+    // From a pipe, no terminal: the dyno reads the lines as sent and its stdin ends with them.
+    expect(run.out).toBe('hello-world\n3\nnot a tty\n');
+  }, 30_000);
+
+  it('berth run on a terminal runs the dyno on a tty: a shell answers what is typed, Ctrl-C interrupts', async () => {
+    const type = (child: ChildProcess, after: RegExp, text: string): void => {
+      const live = child as ChildProcess & { run: Run };
+      void until(`${after} on the terminal`, async () => (after.test(live.run.out) ? true : undefined)).then(() => child.stdin?.write(text), () => child.kill());
+    };
+    const shell = await berthCli(['run', '-a', APP, 'bash'], (child) => type(child, /up, run\.\d+/, 'tty; stty size; echo answer-$((6*7))\nexit 3\n'), { onTerminal: true });
+    expect(shell.code).toBe(3);
+    // Lines end \r\n, as a tty writes them (this side's own tty adds another \r: as heroku's).
+    expect(shell.out).toMatch(/\/dev\/pts\/\d+\r+\n/);
+    // The size of this side's terminal.
+    expect(shell.out).toMatch(/30 100\r+\n/);
+    expect(shell.out).toMatch(/answer-42\r+\n/);
+    expect(shell.out).toMatch(/\$ exit 3\r+\n/);
+
+    // Ctrl-C reaches the dyno's tty, which interrupts its foreground process (128 + SIGINT).
+    const started = Date.now();
+    const interrupted = await berthCli(['run', '-a', APP, '--', 'echo ready; sleep 60; echo never'], (child) => type(child, /\nready\r/, '\u0003'), { onTerminal: true });
+    expect(interrupted.code).toBe(130);
+    expect(interrupted.out).not.toMatch(/\nnever\r/);
+    expect(Date.now() - started).toBeLessThan(30_000);
+    expect(await runDynos()).toEqual([]);
   }, 60_000);
 
   it("sees the release's config vars, --env overrides, DYNO and the Procfile's process types", async () => {
@@ -213,6 +253,14 @@ describe('one-off dynos', () => {
     expect(plain.code, plain.err).toBe(0);
     expect(plain.out).toMatch(/plain run\.\d+/);
     expect(plain.err).toMatch(/Running echo plain \$DYNO on (⬢ )?one-off-app\.\.\. up, run\.\d+/);
+    // Its stdin reaches the dyno: a shell on a tty (the default) reads the commands piped in, and
+    // --no-tty gets a plain pipe whose end (the CLI's ^D) the command reads as EOF.
+    const shell = await heroku(['run', '-a', APP, 'bash'], trusted, 'tty\necho answer-$((6*7))\nexit\n');
+    expect(shell.code, shell.err).toBe(0);
+    expect(shell.out).toMatch(/^\/dev\/pts\/\d+$/m);
+    expect(shell.out).toMatch(/^answer-42$/m);
+    const piped = await heroku(['run', '-a', APP, '--no-tty', '--', 'wc -l; tty'], trusted, 'a\nb\nc\n');
+    expect(piped.out).toBe('3\nnot a tty\n');
     // run:detached and ps:stop: the output goes to the logs; ps:stop ends the dyno.
     const detached = await heroku(['run:detached', '-a', APP, '--', 'echo detached-$GREETING; sleep 600']);
     expect(detached.code, detached.err).toBe(0);

@@ -14,9 +14,9 @@ export interface HerokuRun {
  * Runs the unmodified heroku CLI against a Berth API as one user, from `home` (its scratch HOME),
  * kept on loopback and quiet: no telemetry, update checks or billing look-ups.
  */
-export function runHeroku(o: { apiUrl: string; token: string; home: string; timeoutMs: number; env?: Record<string, string> }, args: string[]): Promise<HerokuRun> {
+export function runHeroku(o: { apiUrl: string; token: string; home: string; timeoutMs: number; env?: Record<string, string>; input?: string }, args: string[]): Promise<HerokuRun> {
   return new Promise((resolve) => {
-    execFile(
+    const child = execFile(
       HEROKU,
       args,
       {
@@ -38,5 +38,7 @@ export function runHeroku(o: { apiUrl: string; token: string; home: string; time
       },
       (error, stdout, stderr) => resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, out: stdout, err: stderr }),
     );
+    // Its stdin, piped (the CLI forwards it to `heroku run`'s dyno); otherwise it stays open.
+    if (o.input !== undefined) child.stdin?.end(o.input);
   });
 }

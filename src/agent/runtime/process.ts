@@ -1,11 +1,12 @@
 import { execFile } from 'node:child_process';
 import { chmodSync, createReadStream, existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import type { Writable } from 'node:stream';
 import { promisify } from 'node:util';
 import { appUid } from '../../builder/builder.js';
 import { extractAs } from '../../builder/safe-fs.js';
 import { reapStaleCgroups, spawnSandboxed, type SandboxProcess } from '../../builder/sandbox.js';
-import type { DynoSpec, RunningDyno, Runtime } from './types.js';
+import type { DynoInput, DynoSpec, RunningDyno, Runtime } from './types.js';
 
 const exec = promisify(execFile);
 
@@ -13,6 +14,9 @@ const exec = promisify(execFile);
 // bash alive until the command has exited: were bash to die first, bwrap's init would follow and
 // take the whole pid namespace down with SIGKILL, cutting the app's graceful shutdown short.
 const SCRIPT = 'trap : TERM; for f in /app/.profile.d/*.sh; do [ -f "$f" ] && . "$f"; done; eval "$BERTH_COMMAND"';
+// util-linux's script gives the command a pseudo-terminal in the sandbox's own devpts (bwrap
+// --dev); -e passes the command's status on, -f writes each chunk as it comes.
+const TTY_SCRIPT = `exec /bin/bash -c '${SCRIPT}'`;
 // An app printing without newlines must not grow a buffer without bound.
 const MAX_LINE = 64 * 1024;
 
@@ -50,6 +54,7 @@ export class ProcessRuntime implements Runtime {
     const uid = appUid(spec.appId);
     const out = lineSplitter('stdout', spec.onOutput);
     const err = lineSplitter('stderr', spec.onOutput);
+    const tty = spec.interactive?.tty;
     let proc: SandboxProcess;
     try {
       mkdirSync(appDir, { recursive: true, mode: 0o700 });
@@ -61,7 +66,7 @@ export class ProcessRuntime implements Runtime {
       await extractAs(uid, createReadStream(spec.slugPath), appDir, true);
       proc = spawnSandboxed({
         id: `dyno-${spec.id}`,
-        argv: ['/bin/bash', '-c', SCRIPT],
+        argv: tty ? ['/usr/bin/script', '-qefc', `stty rows ${tty.lines} cols ${tty.columns} 2>/dev/null; ${TTY_SCRIPT}`, '/dev/null'] : ['/bin/bash', '-c', SCRIPT],
         binds: [{ src: appDir, dest: '/app', writable: true }],
         env: {
           PATH: '/usr/local/bin:/usr/bin:/bin',
@@ -80,7 +85,11 @@ export class ProcessRuntime implements Runtime {
         memoryBytes: spec.memoryBytes,
         pidsMax: spec.pidsMax,
         timeoutMs: Infinity,
-        onOutput: (chunk, stream) => (stream === 'stdout' ? out : err).push(chunk),
+        onOutput: (chunk, stream) => {
+          spec.interactive?.onData(stream, chunk);
+          (stream === 'stdout' ? out : err).push(chunk);
+        },
+        stdin: spec.interactive !== undefined,
       });
     } catch (e) {
       rmSync(root, { recursive: true, force: true });
@@ -108,6 +117,7 @@ export class ProcessRuntime implements Runtime {
         const mine = new Set(readProcs(`dyno-${spec.id}`));
         return (await listeners(port)).some((pid) => mine.has(pid));
       },
+      ...(proc.stdin ? { input: inputOf(proc.stdin) } : {}),
     };
   }
 }
@@ -130,6 +140,16 @@ function listeners(port: number): Promise<number[]> {
       resolve([...stdout.matchAll(/pid=(\d+)/g)].map((m) => Number(m[1])));
     });
   });
+}
+
+function inputOf(stdin: Writable): DynoInput {
+  return {
+    write: (data) => (stdin.writable ? stdin.write(data) : true),
+    drained: () => (stdin.writableNeedDrain && stdin.writable ? new Promise((r) => stdin.once('drain', r).once('close', r)) : Promise.resolve()),
+    end: () => {
+      if (stdin.writable) stdin.end();
+    },
+  };
 }
 
 function lineSplitter(stream: 'stdout' | 'stderr', emit: DynoSpec['onOutput']): { push(chunk: string): void; flush(): void } {

@@ -17,7 +17,25 @@ export interface DynoSpec {
   port?: number;
   memoryBytes: number;
   pidsMax: number;
+  /** Output a line at a time (without its newline): what the log stream keeps. */
   onOutput(stream: 'stdout' | 'stderr', line: string): void;
+  /**
+   * An attached one-off dyno: its stdin is `RunningDyno.input`, and its output also reaches
+   * `onData` as it comes, prompts without a newline included. With `tty` the command runs on a
+   * pseudo-terminal of that size, as Heroku runs `heroku run bash` (stderr then joins stdout).
+   */
+  interactive?: {
+    tty?: { columns: number; lines: number };
+    onData(stream: 'stdout' | 'stderr', chunk: string): void;
+  };
+}
+
+export interface DynoInput {
+  /** False once the command has this much unread: wait for `drained` before writing on. */
+  write(data: string): boolean;
+  drained(): Promise<void>;
+  /** End of input: the command reads EOF (on a tty, once its line is read). */
+  end(): void;
 }
 
 export interface RunningDyno {
@@ -32,6 +50,8 @@ export interface RunningDyno {
    * network, so "the port answers" alone could be another tenant squatting it.
    */
   ownsPort(port: number): Promise<boolean>;
+  /** Set for interactive dynos. */
+  input?: DynoInput;
 }
 
 export interface Runtime {

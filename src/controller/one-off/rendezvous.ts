@@ -6,7 +6,7 @@ import { createServer, type TLSSocket } from 'node:tls';
 import { promisify } from 'node:util';
 import { BerthError, errorMessage } from '../../domain/errors.js';
 import type { Logger } from '../../domain/log.js';
-import type { Sink } from './runner.js';
+import type { Attachment, Sink } from './runner.js';
 
 const exec = promisify(execFile);
 
@@ -18,7 +18,7 @@ export interface RendezvousOptions {
   /** Host names and addresses clients reach this node by: the certificate must name them. */
   names: string[];
   log: Logger;
-  attach(secret: string, sink: Sink): () => void;
+  attach(secret: string, sink: Sink): Attachment;
 }
 
 export interface Rendezvous {
@@ -81,29 +81,48 @@ function serve(socket: TLSSocket, o: RendezvousOptions): void {
     socket.off('data', onData);
     socket.setTimeout(0);
     const secret = line.slice(0, end).trim();
-    // Stdin is not forwarded (the runtime gives dynos none); whatever the client sends is dropped.
-    socket.on('data', () => undefined);
-    let detach: (() => void) | undefined;
     const sink: Sink = {
       started: () => undefined,
-      // LF, as a pipe carries it: the CLI's raw mode (libuv's) keeps the terminal's own LF → CRLF.
-      output: (_stream, text) => {
-        if (socket.writable) socket.write(`${text}\n`);
+      // As the dyno wrote it: from a pty with its CRLFs; from pipes with LF, which the CLI's raw
+      // mode (libuv's) still turns into CRLF on the terminal.
+      output: (_stream, chunk) => {
+        if (socket.writable) socket.write(chunk);
       },
       exited: () => socket.end(),
       failed: (message) => socket.end(`${message}\n`),
     };
+    let attached: Attachment;
     try {
-      detach = o.attach(secret, sink);
+      attached = o.attach(secret, sink);
     } catch (err) {
       // The CLI throws away the first thing it reads: say something it will show after that.
       socket.write('rendezvous\r\n', () => setTimeout(() => socket.end(`Error: ${errorMessage(err)}\n`), 50));
+      socket.on('data', () => undefined);
       return;
     }
     socket.write('rendezvous\r\n');
+    // Anything after the secret line is the client's stdin.
+    const input = (text: string): void => {
+      if (!text) return;
+      // Without a tty the CLI marks the end of its piped stdin with ^D, as a terminal would.
+      const eot = !attached.tty ? text.indexOf('\u0004') : -1;
+      if (eot >= 0) {
+        if (eot > 0) attached.write(text.slice(0, eot));
+        attached.end();
+        socket.off('data', input);
+        socket.on('data', () => undefined);
+        return;
+      }
+      if (!attached.write(text)) {
+        socket.pause();
+        void attached.drained().then(() => socket.resume());
+      }
+    };
+    input(line.slice(end + 1));
+    socket.on('data', input);
     // A client that hangs up (Ctrl-C, closed terminal) must not leave its dyno running.
-    socket.on('close', () => detach?.());
-    socket.on('end', () => detach?.());
+    socket.on('close', () => attached.detach());
+    socket.on('end', () => attached.detach());
   };
   socket.on('data', onData);
 }

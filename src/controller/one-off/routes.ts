@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
-import type { FastifyInstance } from 'fastify';
+import { Readable } from 'node:stream';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { notFound } from '../../domain/errors.js';
 import { appRef } from '../api/serialize.js';
 import { getRun, requestStop, type RunRecord } from '../model/runs.js';
@@ -37,6 +38,7 @@ interface CreateBody {
   env?: Record<string, string | number | boolean | null> | null;
   size?: string | null;
   time_to_live?: number | null;
+  force_no_tty?: boolean | null;
 }
 
 export function dynoShape(app: AppRecord, r: RunRecord, attachUrl: string | null = null): Record<string, unknown> {
@@ -64,9 +66,9 @@ export interface RendezvousInfo {
 /**
  * Heroku's one-off dyno API: `POST /apps/:app/dynos` creates run.N. An attached run starts when
  * its client attaches: `heroku run` through the rendezvous `attach_url`, Berth's CLI through
- * `GET .../dynos/run.N/attach`, which streams NDJSON: `{state: "up", name}`, then
- * `{stream: "stdout"|"stderr", data}` per line, then `{exit: status}` (or `{error}`). Closing that
- * stream stops the dyno.
+ * `GET|POST .../dynos/run.N/attach`, which streams NDJSON: `{state: "up", name}`, then
+ * `{stream: "stdout"|"stderr", data}` as the dyno writes, then `{exit: status}` (or `{error}`).
+ * Closing that stream stops the dyno.
  */
 export function registerOneOffRoutes(api: FastifyInstance, s: Services, runner: OneOffRunner, rendezvous: () => RendezvousInfo | undefined): void {
   api.post('/apps/:app/dynos', { schema: { body: createBody } }, async (req, reply) => {
@@ -82,6 +84,7 @@ export function registerOneOffRoutes(api: FastifyInstance, s: Services, runner: 
       env,
       ...(b.size ? { size: b.size } : {}),
       timeToLive: b.time_to_live ?? DEFAULT_TTL,
+      tty: b.force_no_tty !== true,
     });
     const rv = rendezvous();
     reply.code(201);
@@ -105,7 +108,10 @@ export function registerOneOffRoutes(api: FastifyInstance, s: Services, runner: 
   api.delete(`/apps/:app/dynos/${RUN}`, async (req, reply) => reply.code(202).send(await stop(req)));
   api.post(`/apps/:app/dynos/${RUN}/actions/stop`, async (req, reply) => reply.code(202).send(await stop(req)));
 
-  api.get(`/apps/:app/dynos/${RUN}/attach`, async (req, reply) => {
+  // GET attaches without input; POST streams the request body (application/octet-stream) to
+  // the dyno's stdin while the response streams its output, the way `berth run` forwards a
+  // terminal or a pipe. Ending the body is end of input.
+  const attach = async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
     const { app, dyno } = req.params as { app: string; dyno: string };
     const access = await s.apps.resolve(req.user, app);
     const res = reply.raw;
@@ -116,7 +122,7 @@ export function registerOneOffRoutes(api: FastifyInstance, s: Services, runner: 
     };
     const sink: Sink = {
       started: (name) => send({ state: 'up', name }),
-      output: (stream, line) => send({ stream, data: `${line}\n` }),
+      output: (stream, data) => send({ stream, data }),
       exited: (code) => {
         send({ exit: code });
         res.end();
@@ -127,12 +133,30 @@ export function registerOneOffRoutes(api: FastifyInstance, s: Services, runner: 
       },
     };
     // Throws (not found, already attached) before anything is sent, so errors keep Heroku's shape.
-    const detach = runner.attachByName(access.app.id, dyno, req.user, sink);
+    const attached = runner.attachByName(access.app.id, dyno, req.user, sink);
     reply.hijack();
     res.writeHead(200, { 'Content-Type': 'application/x-ndjson', 'Cache-Control': 'no-cache', 'Request-Id': req.id });
     res.on('close', () => {
-      if (!res.writableEnded) detach();
+      if (!res.writableEnded) attached.detach();
     });
+    const body = req.body;
+    // Nothing to read (GET, or a POST without a stream): the command reads EOF, not a hang.
+    if (!(body instanceof Readable)) return attached.end();
+    body.setEncoding('utf8');
+    body.on('data', (chunk: string) => {
+      if (!attached.write(chunk)) {
+        body.pause();
+        void attached.drained().then(() => body.resume());
+      }
+    });
+    body.on('end', () => attached.end());
+    body.on('error', () => undefined);
+  };
+  void api.register(async (scope) => {
+    // Only here: elsewhere an octet-stream body stays refused (415) instead of reaching a handler.
+    scope.addContentTypeParser('application/octet-stream', (_req, payload, done) => done(null, payload));
+    scope.get(`/apps/:app/dynos/${RUN}/attach`, attach);
+    scope.post(`/apps/:app/dynos/${RUN}/attach`, attach);
   });
 
   // The certificate `heroku run` must trust (NODE_EXTRA_CA_CERTS) to reach the rendezvous port.

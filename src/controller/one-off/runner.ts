@@ -34,15 +34,34 @@ export interface RunRequest {
   size?: string;
   /** Seconds the dyno may live, however it is attached. */
   timeToLive: number;
+  /** An attached run gets a pseudo-terminal unless the client says otherwise (`force_no_tty`). */
+  tty: boolean;
 }
 
 /** Where an attached client's view of the dyno goes: the HTTP stream or a rendezvous socket. */
 export interface Sink {
   started(name: string): void;
-  output(stream: 'stdout' | 'stderr', line: string): void;
+  /** Output as the dyno writes it (not split into lines: a prompt has no newline). */
+  output(stream: 'stdout' | 'stderr', chunk: string): void;
   exited(code: number): void;
   failed(message: string): void;
 }
+
+/** What an attached client holds: its input to the dyno, and hanging up. */
+export interface Attachment {
+  /** Whether the dyno runs on a pseudo-terminal. */
+  readonly tty: boolean;
+  /** False while the dyno has this much unread: wait for `drained`. */
+  write(data: string): boolean;
+  drained(): Promise<void>;
+  /** The client's input has ended: the command reads EOF. */
+  end(): void;
+  /** The client is gone: the dyno stops. */
+  detach(): void;
+}
+
+// Input a client types before its dyno has started is kept, up to this much.
+const MAX_EARLY_INPUT = 1024 * 1024;
 
 interface LocalRun {
   key: string;
@@ -56,6 +75,9 @@ interface LocalRun {
   slugId: string;
   memoryBytes: number;
   userEmail: string;
+  tty?: { columns: number; lines: number };
+  /** Input that came before the dyno could take it. */
+  early: { chunks: string[]; bytes: number; ended: boolean };
   phase: 'pending' | 'starting' | 'running' | 'stopping' | 'done';
   sink?: Sink;
   running?: RunningDyno;
@@ -153,6 +175,8 @@ export class OneOffRunner {
       slugId: release.slug_id,
       memoryBytes: parseMemory(limits.run) ?? SIZE_MEMORY[size] ?? DEFAULT_MEMORY,
       userEmail: user.email,
+      ...(req.attach && req.tty ? { tty: terminalSize(req.env) } : {}),
+      early: { chunks: [], bytes: 0, ended: false },
       phase: 'pending',
       timers: [],
     };
@@ -184,30 +208,46 @@ export class OneOffRunner {
   }
 
   /** Heroku's rendezvous: the attach URL's secret is the only credential. */
-  attachBySecret(secret: string, sink: Sink): () => void {
+  attachBySecret(secret: string, sink: Sink): Attachment {
     const local = this.bySecret.get(secret);
     if (!local) throw notFound('dyno');
     return this.attach(local, sink);
   }
 
   /** Berth's own stream: the API has authenticated the user; only the run's maker may attach. */
-  attachByName(appId: string, name: string, user: UserRecord, sink: Sink): () => void {
+  attachByName(appId: string, name: string, user: UserRecord, sink: Sink): Attachment {
     const local = this.runs.get(keys.run(appId, name));
     if (!local || local.record.user_id !== user.id) throw notFound('dyno');
     return this.attach(local, sink);
   }
 
-  /** Starts the dyno with the sink attached; the returned detach stops it (the client is gone). */
-  private attach(local: LocalRun, sink: Sink): () => void {
+  /** Starts the dyno with the sink attached; its input goes to the dyno, detaching stops it. */
+  private attach(local: LocalRun, sink: Sink): Attachment {
     if (!local.record.attach) throw conflict(`${local.record.name} runs detached; its output is in the app's logs.`);
     if (local.phase !== 'pending' || local.sink) throw conflict(`${local.record.name} is already attached.`);
     local.sink = sink;
     this.bySecret.delete(local.secret);
     void this.run(local);
-    return () => {
-      if (local.sink !== sink) return;
-      local.sink = undefined;
-      void this.stop(local, 'client disconnected');
+    const early = local.early;
+    return {
+      tty: local.tty !== undefined,
+      write: (data) => {
+        if (local.running?.input) return local.running.input.write(data);
+        // Still starting: keep what was typed ahead, as a terminal would; past the cap, drop it.
+        if (!early.ended && early.bytes + data.length <= MAX_EARLY_INPUT) early.chunks.push(data);
+        early.bytes += data.length;
+        return true;
+      },
+      drained: () => local.running?.input?.drained() ?? Promise.resolve(),
+      end: () => {
+        if (local.running?.input) local.running.input.end();
+        else early.ended = true;
+      },
+      detach: () => {
+        if (local.sink !== sink) return;
+        local.sink = undefined;
+        void this.stop(local, 'client disconnected');
+      },
     };
   }
 
@@ -225,12 +265,13 @@ export class OneOffRunner {
         env: local.env,
         memoryBytes: local.memoryBytes,
         pidsMax: 512,
-        onOutput: (stream, line) => {
-          this.o.appLog(local.record.app_id, { source: 'app', dyno: name, message: line });
-          local.sink?.output(stream, line);
-        },
+        onOutput: (_stream, line) => this.o.appLog(local.record.app_id, { source: 'app', dyno: name, message: line }),
+        ...(local.record.attach ? { interactive: { ...(local.tty ? { tty: local.tty } : {}), onData: (stream, chunk) => local.sink?.output(stream, chunk) } } : {}),
       });
       local.running = running;
+      for (const chunk of local.early.chunks) running.input?.write(chunk);
+      if (local.early.ended) running.input?.end();
+      local.early = { chunks: [], bytes: 0, ended: local.early.ended };
       void running.exited.then((exit) => this.finish(local, exit.oomKilled ? 137 : (exit.code ?? 137), exit.oomKilled));
       // Stopped while it was starting (client gone, DELETE, shutdown): now that it exists, stop it.
       if ((local.phase as LocalRun['phase']) === 'stopping') {
@@ -296,6 +337,12 @@ export class OneOffRunner {
     for (const deadline = Date.now() + 15_000; this.runs.size > 0 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 100));
     await this.keeper?.revoke().catch(() => undefined);
   }
+}
+
+/** The client's terminal, as the heroku CLI reports it in the run's env (COLUMNS, LINES). */
+function terminalSize(env: Record<string, string>): { columns: number; lines: number } {
+  const dim = (v: string | undefined, fallback: number): number => (v && /^\d{1,4}$/.test(v) && Number(v) > 0 ? Number(v) : fallback);
+  return { columns: dim(env.COLUMNS, 80), lines: dim(env.LINES, 24) };
 }
 
 function stateOf(value: string): string | undefined {

@@ -1,10 +1,11 @@
 import { CommanderError, type Command } from 'commander';
-import { ApiError, apiToken, clientFor, type ApiClient } from '../../api-client.js';
+import { clientFor } from '../../api-client.js';
 import type { Dyno } from '../../api-types.js';
 import { appName } from '../../app-name.js';
 import { appFlags, enc, type AppFlags, type Register } from '../../command.js';
 import type { CliContext } from '../../context.js';
 import { step } from '../../output.js';
+import { attachDyno, type AttachEvent, type Attached } from './attach.js';
 import { BerthError, invalid } from '../../../domain/errors.js';
 
 export interface RunFlags extends AppFlags {
@@ -13,16 +14,6 @@ export interface RunFlags extends AppFlags {
   type?: string;
   exitCode?: boolean;
   tty?: boolean;
-}
-
-/** What `GET /apps/:app/dynos/run.N/attach` streams, one JSON object per line. */
-interface AttachEvent {
-  state?: string;
-  name?: string;
-  stream?: 'stdout' | 'stderr';
-  data?: string;
-  exit?: number;
-  error?: string;
 }
 
 /**
@@ -78,33 +69,26 @@ export function createBody(command: string, opts: RunFlags, ctx: CliContext, att
   };
 }
 
-async function* attach(api: ApiClient, ctx: CliContext, app: string, dyno: string): AsyncGenerator<AttachEvent> {
-  const res = await fetch(`${api.baseUrl}/apps/${enc(app)}/dynos/${enc(dyno)}/attach`, {
-    headers: { accept: 'application/x-ndjson', authorization: `Bearer ${apiToken(ctx, api.baseUrl) ?? ''}` },
-  }).catch((err: unknown) => {
-    throw new BerthError('unreachable', `Cannot reach the Berth API at ${api.baseUrl}: ${(err as Error).message}`);
-  });
-  if (!res.ok || !res.body) {
-    const e = (await res.json().catch(() => ({}))) as { id?: string; message?: string };
-    throw new ApiError(res.status, e.id ?? `http_${res.status}`, e.message ?? `Attaching to ${dyno} failed with HTTP ${res.status}.`);
-  }
-  const decoder = new TextDecoder();
-  let buffered = '';
-  for await (const chunk of res.body) {
-    buffered += decoder.decode(chunk as Uint8Array, { stream: true });
-    for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
-      const line = buffered.slice(0, nl);
-      buffered = buffered.slice(nl + 1);
-      if (line.trim()) yield JSON.parse(line) as AttachEvent;
-    }
-  }
-}
-
-/** Writes the dyno's output as it comes; resolves with its exit status. */
+/**
+ * Writes the dyno's output as it comes; resolves with its exit status. Through `out`/`err` (no
+ * terminal) only whole lines can be written, so a partial one waits for its end.
+ */
 async function relay(ctx: CliContext, events: AsyncGenerator<AttachEvent>, first: AttachEvent | undefined): Promise<number> {
+  const partial = { stdout: '', stderr: '' };
+  const write = (stream: 'stdout' | 'stderr', data: string): void => {
+    if (ctx.terminal) {
+      ctx.terminal[stream].write(data);
+      return;
+    }
+    const text = partial[stream] + data;
+    const cut = text.lastIndexOf('\n') + 1;
+    partial[stream] = text.slice(cut);
+    if (cut > 0) (stream === 'stderr' ? ctx.err : ctx.out)(text.slice(0, cut));
+  };
   const handle = (e: AttachEvent): number | undefined => {
     if (e.error) throw new BerthError('run_failed', e.error);
-    if (e.data !== undefined) (e.stream === 'stderr' ? ctx.err : ctx.out)(e.data);
+    if (e.data !== undefined) write(e.stream === 'stderr' ? 'stderr' : 'stdout', e.data);
+    if (e.exit !== undefined) for (const stream of ['stdout', 'stderr'] as const) if (partial[stream]) (stream === 'stderr' ? ctx.err : ctx.out)(partial[stream]);
     return e.exit;
   };
   if (first) {
@@ -131,24 +115,37 @@ export const register: Register = (program, ctx) => {
       const command = buildCommand(args);
       if (!command.trim()) throw invalid('Usage: berth run COMMAND\n\nExample: berth run bash');
       const api = clientFor(ctx);
-      let events: AsyncGenerator<AttachEvent> | undefined;
+      const terminal = ctx.terminal;
+      // A pseudo-terminal in the dyno when this side is one, as `heroku run bash` gets.
+      const tty = opts.tty !== false && terminal?.stdin.isTTY === true && terminal.stdout.isTTY === true;
+      const body = createBody(command, opts, ctx, true);
+      body.env = { ...(tty ? { TERM: ctx.env.TERM ?? 'xterm', COLUMNS: terminal.stdout.columns, LINES: terminal.stdout.rows } : {}), ...(body.env as object) };
+      if (!tty) body.force_no_tty = true;
+      let attached: Attached | undefined;
       let first: AttachEvent | undefined;
       await step(
         ctx,
         `Running ${command} on ⬢ ${name}`,
         async () => {
-          const dyno = await api.request<Dyno>('POST', `/apps/${enc(name)}/dynos`, createBody(command, opts, ctx, true));
-          events = attach(api, ctx, name, dyno.name);
+          const dyno = await api.request<Dyno>('POST', `/apps/${enc(name)}/dynos`, body);
+          attached = await attachDyno(api, ctx, name, dyno.name, terminal !== undefined);
           // The dyno starts once attached; its first event says it is up (or why it is not).
-          first = (await events.next()).value ?? undefined;
+          first = (await attached.events.next()).value ?? undefined;
           if (first?.error) throw new BerthError('run_failed', first.error);
           if (first?.state) first = undefined;
           return dyno;
         },
         (d) => `up, ${d.name}`,
       );
-      if (!events) return;
-      const code = await relay(ctx, events, first);
+      if (!attached) return;
+      const restore = terminal ? attached.relayInput(terminal, tty) : () => undefined;
+      let code: number;
+      try {
+        code = await relay(ctx, attached.events, first);
+      } finally {
+        restore();
+        attached.close();
+      }
       if (code !== 0) throw new CommandExit(code);
     });
 };
