@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { chmodSync, createReadStream, existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, createReadStream, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { promisify } from 'node:util';
@@ -59,6 +59,7 @@ export class ProcessRuntime implements Runtime {
     try {
       mkdirSync(appDir, { recursive: true, mode: 0o700 });
       await exec('chown', ['-R', `${uid}:${uid}`, root]);
+      writeIdentity(root, uid);
       chmodSync(root, 0o700);
       chmodSync(appDir, 0o700);
       // A slug holds what a tenant's build wrote (symlinks included): unpack it as the app's uid,
@@ -67,7 +68,7 @@ export class ProcessRuntime implements Runtime {
       proc = spawnSandboxed({
         id: `dyno-${spec.id}`,
         argv: tty ? ['/usr/bin/script', '-qefc', `stty rows ${tty.lines} cols ${tty.columns} 2>/dev/null; ${TTY_SCRIPT}`, '/dev/null'] : ['/bin/bash', '-c', SCRIPT],
-        binds: [{ src: appDir, dest: '/app', writable: true }],
+        binds: [{ src: appDir, dest: '/app', writable: true }, { src: join(root, 'passwd'), dest: '/etc/passwd' }, { src: join(root, 'group'), dest: '/etc/group' }],
         env: {
           PATH: '/usr/local/bin:/usr/bin:/bin',
           LANG: 'C.UTF-8',
@@ -142,10 +143,29 @@ function listeners(port: number): Promise<number[]> {
   });
 }
 
+/**
+ * The dyno's user, named as on Heroku (`u<uid>`, home /app), in a passwd and group of its own:
+ * the host's name nobody by that uid, and `whoami`, `os.userInfo()` or a shell prompt want one.
+ */
+function writeIdentity(root: string, uid: number): void {
+  const passwd = `root:x:0:0:root:/root:/usr/sbin/nologin\nu${uid}:x:${uid}:${uid}::/app:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n`;
+  writeFileSync(join(root, 'passwd'), passwd, { mode: 0o644 });
+  writeFileSync(join(root, 'group'), `root:x:0:\nu${uid}:x:${uid}:\nnogroup:x:65534:\n`, { mode: 0o644 });
+}
+
 function inputOf(stdin: Writable): DynoInput {
   return {
     write: (data) => (stdin.writable ? stdin.write(data) : true),
-    drained: () => (stdin.writableNeedDrain && stdin.writable ? new Promise((r) => stdin.once('drain', r).once('close', r)) : Promise.resolve()),
+    drained: () =>
+      !stdin.writableNeedDrain || !stdin.writable
+        ? Promise.resolve()
+        : new Promise<void>((resolve) => {
+            const done = (): void => {
+              stdin.off('drain', done).off('close', done);
+              resolve();
+            };
+            stdin.once('drain', done).once('close', done);
+          }),
     end: () => {
       if (stdin.writable) stdin.end();
     },
