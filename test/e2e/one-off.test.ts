@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -37,7 +38,7 @@ async function api<T = unknown>(method: string, path: string, body?: unknown, to
  * With `input`, that is its stdin (a pipe); `onTerminal` runs it on a pseudo-terminal instead
  * (util-linux script), as a person at a terminal would, and hands out a way to type.
  */
-function berthCli(args: string[], onStart?: (child: ChildProcess) => void, o: { input?: string; onTerminal?: boolean } = {}): Promise<Run> {
+function berthCli(args: string[], onStart?: (child: ChildProcess) => void, o: { input?: string | Buffer; onTerminal?: boolean } = {}): Promise<Run> {
   return new Promise((resolve) => {
     // From the project, where `--import tsx` resolves; -a names the app.
     const argv = [process.execPath, '--import', 'tsx', MAIN, ...args];
@@ -135,7 +136,8 @@ describe('one-off dynos', () => {
     const text = await logs();
     const name = listed[0]?.name ?? '';
     expect(text).toContain(`berth[${name}]: Starting process with command \`echo first; sleep 3; echo second >&2; exit 3\` by user admin@berth.localhost`);
-    expect(text).toContain(`app[${name}]: first`);
+    // An attached session's output is its client's alone, as on Heroku; run:detached's is logged.
+    expect(text).not.toContain(`app[${name}]: first`);
     expect(text).toContain(`berth[${name}]: Process exited with status 3`);
   }, 60_000);
 
@@ -144,6 +146,11 @@ describe('one-off dynos', () => {
     expect(run.code, run.err).toBe(0);
     // From a pipe, no terminal: the dyno reads the lines as sent and its stdin ends with them.
     expect(run.out).toBe('hello-world\n3\nnot a tty\n');
+    // Bytes arrive as sent, however many: 3 MiB of every byte value, through the pipe's backpressure.
+    const bytes = Buffer.alloc(3 * 1024 * 1024, Buffer.from(Array.from({ length: 256 }, (_, i) => i)));
+    const sum = await berthCli(['run', '-a', APP, '--', 'sha256sum'], undefined, { input: bytes });
+    expect(sum.code, sum.err).toBe(0);
+    expect(sum.out).toBe(`${createHash('sha256').update(bytes).digest('hex')}  -\n`);
   }, 30_000);
 
   it('berth run on a terminal runs the dyno on a tty: a shell answers what is typed, Ctrl-C interrupts', async () => {
@@ -180,10 +187,12 @@ describe('one-off dynos', () => {
   }, 60_000);
 
   it("runs in the app's sandbox: not root, no view of the data dir", async () => {
-    const run = await berthCli(['run', '-a', APP, '--', `id -u; ls ${dataDir}; cat ${join(dataDir, 'admin.token')}`]);
+    const run = await berthCli(['run', '-a', APP, '--', `id -u; whoami; ls ${dataDir}; cat ${join(dataDir, 'admin.token')}`]);
     expect(run.code).not.toBe(0);
     const uid = Number(run.out.split('\n')[0]);
     expect(uid).toBeGreaterThan(0);
+    // Named as on Heroku, though the host has no such user.
+    expect(run.out.split('\n')[1]).toBe(`u${uid}`);
     expect(run.out + run.err).not.toContain(ADMIN);
     expect(run.err).toMatch(/No such file or directory/);
   }, 30_000);

@@ -32,7 +32,7 @@ export interface DynoSpec {
 
 export interface DynoInput {
   /** False once the command has this much unread: wait for `drained` before writing on. */
-  write(data: string): boolean;
+  write(data: string | Buffer): boolean;
   drained(): Promise<void>;
   /** End of input: the command reads EOF (on a tty, once its line is read). */
   end(): void;

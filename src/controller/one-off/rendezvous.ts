@@ -31,6 +31,8 @@ export interface Rendezvous {
 // A secret line is 64 hex digits; anything much longer is not a client of ours.
 const MAX_SECRET_LINE = 256;
 const SECRET_TIMEOUT_MS = 10_000;
+// A client that reads slower than its dyno writes is cut off (its dyno stopped), not buffered for.
+const MAX_BUFFERED = 8 * 1024 * 1024;
 
 /**
  * Heroku's rendezvous protocol, which `heroku run` speaks to the dyno's `attach_url`
@@ -81,15 +83,28 @@ function serve(socket: TLSSocket, o: RendezvousOptions): void {
     socket.off('data', onData);
     socket.setTimeout(0);
     const secret = line.slice(0, end).trim();
+    // The CLI reads its first line as "the dyno is up" and only then sends stdin: so it is sent
+    // once the dyno runs (or, before an error, so that the CLI shows the error and not drops it).
+    let greeted = false;
+    const greet = (): void => {
+      if (!greeted && socket.writable) socket.write('rendezvous\r\n');
+      greeted = true;
+    };
     const sink: Sink = {
-      started: () => undefined,
+      started: greet,
       // As the dyno wrote it: from a pty with its CRLFs; from pipes with LF, which the CLI's raw
-      // mode (libuv's) still turns into CRLF on the terminal.
+      // mode (libuv's) still turns into CRLF on the terminal. `heroku run -x` looks for its
+      // exit-status line (it starts with U+FFFF) within one read, so that line starts a write of
+      // its own, hence a TLS record of its own, never split across two.
       output: (_stream, chunk) => {
-        if (socket.writable) socket.write(chunk);
+        for (const piece of chunk.split(/(?=\uFFFF)/)) if (socket.writable) socket.write(piece);
+        if (socket.writableLength > MAX_BUFFERED) socket.destroy();
       },
       exited: () => socket.end(),
-      failed: (message) => socket.end(`${message}\n`),
+      failed: (message) => {
+        greet();
+        setTimeout(() => socket.end(`${message}\n`), 50);
+      },
     };
     let attached: Attachment;
     try {
@@ -100,7 +115,6 @@ function serve(socket: TLSSocket, o: RendezvousOptions): void {
       socket.on('data', () => undefined);
       return;
     }
-    socket.write('rendezvous\r\n');
     // Anything after the secret line is the client's stdin.
     const input = (text: string): void => {
       if (!text) return;

@@ -142,8 +142,8 @@ export function registerOneOffRoutes(api: FastifyInstance, s: Services, runner: 
     const body = req.body;
     // Nothing to read (GET, or a POST without a stream): the command reads EOF, not a hang.
     if (!(body instanceof Readable)) return attached.end();
-    body.setEncoding('utf8');
-    body.on('data', (chunk: string) => {
+    // Bytes as sent: a piped dump or tarball is not text.
+    body.on('data', (chunk: Buffer) => {
       if (!attached.write(chunk)) {
         body.pause();
         void attached.drained().then(() => body.resume());

@@ -52,7 +52,7 @@ export interface Attachment {
   /** Whether the dyno runs on a pseudo-terminal. */
   readonly tty: boolean;
   /** False while the dyno has this much unread: wait for `drained`. */
-  write(data: string): boolean;
+  write(data: string | Buffer): boolean;
   drained(): Promise<void>;
   /** The client's input has ended: the command reads EOF. */
   end(): void;
@@ -60,7 +60,8 @@ export interface Attachment {
   detach(): void;
 }
 
-// Input a client types before its dyno has started is kept, up to this much.
+// Input that comes before the dyno has started is kept; past this much the client is asked to
+// wait (write returns false) until it has.
 const MAX_EARLY_INPUT = 1024 * 1024;
 
 interface LocalRun {
@@ -77,7 +78,9 @@ interface LocalRun {
   userEmail: string;
   tty?: { columns: number; lines: number };
   /** Input that came before the dyno could take it. */
-  early: { chunks: string[]; bytes: number; ended: boolean };
+  early: { chunks: (string | Buffer)[]; bytes: number; ended: boolean };
+  /** Settles once the dyno is running, or will never run: what early input waits for. */
+  ready: { promise: Promise<void>; resolve(): void };
   phase: 'pending' | 'starting' | 'running' | 'stopping' | 'done';
   sink?: Sink;
   running?: RunningDyno;
@@ -177,6 +180,7 @@ export class OneOffRunner {
       userEmail: user.email,
       ...(req.attach && req.tty ? { tty: terminalSize(req.env) } : {}),
       early: { chunks: [], bytes: 0, ended: false },
+      ready: deferred(),
       phase: 'pending',
       timers: [],
     };
@@ -228,20 +232,20 @@ export class OneOffRunner {
     local.sink = sink;
     this.bySecret.delete(local.secret);
     void this.run(local);
-    const early = local.early;
     return {
       tty: local.tty !== undefined,
       write: (data) => {
         if (local.running?.input) return local.running.input.write(data);
-        // Still starting: keep what was typed ahead, as a terminal would; past the cap, drop it.
-        if (!early.ended && early.bytes + data.length <= MAX_EARLY_INPUT) early.chunks.push(data);
-        early.bytes += data.length;
-        return true;
+        if (local.phase === 'stopping' || local.phase === 'done') return true;
+        // Still starting: kept in order, as a terminal keeps what is typed ahead.
+        local.early.chunks.push(data);
+        local.early.bytes += Buffer.byteLength(data);
+        return local.early.bytes < MAX_EARLY_INPUT;
       },
-      drained: () => local.running?.input?.drained() ?? Promise.resolve(),
+      drained: () => local.running?.input?.drained() ?? local.ready.promise,
       end: () => {
         if (local.running?.input) local.running.input.end();
-        else early.ended = true;
+        else local.early.ended = true;
       },
       detach: () => {
         if (local.sink !== sink) return;
@@ -265,13 +269,18 @@ export class OneOffRunner {
         env: local.env,
         memoryBytes: local.memoryBytes,
         pidsMax: 512,
-        onOutput: (_stream, line) => this.o.appLog(local.record.app_id, { source: 'app', dyno: name, message: line }),
+        // As on Heroku, an attached session (keystrokes echoed, secrets pasted) is its client's
+        // alone; a detached run's output is all anyone will see, so it goes to the logs.
+        onOutput: (_stream, line) => {
+          if (!local.record.attach) this.o.appLog(local.record.app_id, { source: 'app', dyno: name, message: line });
+        },
         ...(local.record.attach ? { interactive: { ...(local.tty ? { tty: local.tty } : {}), onData: (stream, chunk) => local.sink?.output(stream, chunk) } } : {}),
       });
       local.running = running;
       for (const chunk of local.early.chunks) running.input?.write(chunk);
       if (local.early.ended) running.input?.end();
-      local.early = { chunks: [], bytes: 0, ended: local.early.ended };
+      local.early.chunks = [];
+      local.ready.resolve();
       void running.exited.then((exit) => this.finish(local, exit.oomKilled ? 137 : (exit.code ?? 137), exit.oomKilled));
       // Stopped while it was starting (client gone, DELETE, shutdown): now that it exists, stop it.
       if ((local.phase as LocalRun['phase']) === 'stopping') {
@@ -303,6 +312,7 @@ export class OneOffRunner {
   private async finish(local: LocalRun, code?: number, oomKilled = false): Promise<void> {
     if (local.phase === 'done') return;
     local.phase = 'done';
+    local.ready.resolve();
     for (const t of local.timers) clearTimeout(t);
     this.runs.delete(local.key);
     this.bySecret.delete(local.secret);
@@ -337,6 +347,12 @@ export class OneOffRunner {
     for (const deadline = Date.now() + 15_000; this.runs.size > 0 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 100));
     await this.keeper?.revoke().catch(() => undefined);
   }
+}
+
+function deferred(): { promise: Promise<void>; resolve(): void } {
+  let resolve: () => void = () => undefined;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
 }
 
 /** The client's terminal, as the heroku CLI reports it in the run's env (COLUMNS, LINES). */

@@ -19,6 +19,8 @@ export interface Attached {
   events: AsyncGenerator<AttachEvent>;
   /** Starts sending this terminal's input to the dyno; returns what undoes it. */
   relayInput(terminal: Terminal, tty: boolean): () => void;
+  /** Whether the user gave up on the dyno (four Ctrl-Cs). */
+  forced(): boolean;
   close(): void;
 }
 
@@ -59,9 +61,14 @@ export async function attachDyno(api: ApiClient, ctx: CliContext, app: string, d
     })();
     throw new ApiError(res.statusCode ?? 0, e.id ?? `http_${res.statusCode}`, e.message ?? `Attaching to ${dyno} failed with HTTP ${res.statusCode}.`);
   }
+  let forced = false;
   return {
     events: readEvents(res),
-    relayInput: (terminal, tty) => relay(req, terminal, tty),
+    relayInput: (terminal, tty) =>
+      relay(req, terminal, tty, () => {
+        forced = true;
+      }),
+    forced: () => forced,
     close: () => req.destroy(),
   };
 }
@@ -84,7 +91,7 @@ async function* readEvents(res: IncomingMessage): AsyncGenerator<AttachEvent> {
  * interrupt its own process); four Ctrl-Cs within a second give up on the dyno, as the heroku CLI
  * does. From a pipe, input goes as it comes and its end is the dyno's EOF.
  */
-function relay(req: ClientRequest, terminal: Terminal, tty: boolean): () => void {
+function relay(req: ClientRequest, terminal: Terminal, tty: boolean, onForce: () => void): () => void {
   const { stdin } = terminal;
   const raw = tty && stdin.isTTY === true;
   if (raw) stdin.setRawMode(true);
@@ -93,6 +100,7 @@ function relay(req: ClientRequest, terminal: Terminal, tty: boolean): () => void
     if (raw && chunk.length === 1 && chunk[0] === 3) {
       interrupts = [...interrupts, Date.now()].filter((t) => t > Date.now() - 1000);
       if (interrupts.length >= 4) {
+        onForce();
         req.destroy();
         return;
       }

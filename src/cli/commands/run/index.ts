@@ -123,25 +123,33 @@ export const register: Register = (program, ctx) => {
       if (!tty) body.force_no_tty = true;
       let attached: Attached | undefined;
       let first: AttachEvent | undefined;
-      await step(
-        ctx,
-        `Running ${command} on ⬢ ${name}`,
-        async () => {
-          const dyno = await api.request<Dyno>('POST', `/apps/${enc(name)}/dynos`, body);
-          attached = await attachDyno(api, ctx, name, dyno.name, terminal !== undefined);
-          // The dyno starts once attached; its first event says it is up (or why it is not).
-          first = (await attached.events.next()).value ?? undefined;
-          if (first?.error) throw new BerthError('run_failed', first.error);
-          if (first?.state) first = undefined;
-          return dyno;
-        },
-        (d) => `up, ${d.name}`,
-      );
+      try {
+        await step(
+          ctx,
+          `Running ${command} on ⬢ ${name}`,
+          async () => {
+            const dyno = await api.request<Dyno>('POST', `/apps/${enc(name)}/dynos`, body);
+            attached = await attachDyno(api, ctx, name, dyno.name, terminal !== undefined);
+            // The dyno starts once attached; its first event says it is up (or why it is not).
+            first = (await attached.events.next()).value ?? undefined;
+            if (first?.error) throw new BerthError('run_failed', first.error);
+            if (first?.state) first = undefined;
+            return dyno;
+          },
+          (d) => `up, ${d.name}`,
+        );
+      } catch (err) {
+        // The attach request's body is still open: ended here, or it would keep the CLI running.
+        attached?.close();
+        throw err;
+      }
       if (!attached) return;
       const restore = terminal ? attached.relayInput(terminal, tty) : () => undefined;
       let code: number;
       try {
         code = await relay(ctx, attached.events, first);
+      } catch (err) {
+        throw attached.forced() ? new BerthError('run_disconnected', 'Forced the dyno to disconnect (Ctrl-C four times).') : err;
       } finally {
         restore();
         attached.close();
