@@ -90,7 +90,26 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const clean = (r: autocannon.Result): { requests: number; non2xx: number; errors: number; timeouts: number } => ({ requests: r.requests.total, non2xx: r.non2xx, errors: r.errors, timeouts: r.timeouts });
+interface Figures {
+  requests: number;
+  non2xx: number;
+  errors: number;
+  timeouts: number;
+  codes?: unknown;
+  lifecycle?: string[];
+}
+
+/**
+ * The run's figures; when any request failed, also its status codes (503: no endpoint, 502: none
+ * answered) and the web dynos' lifecycle lines, so a failure says which step let it through.
+ */
+async function clean(r: autocannon.Result): Promise<Figures> {
+  const figures = { requests: r.requests.total, non2xx: r.non2xx, errors: r.errors, timeouts: r.timeouts };
+  if (r.non2xx === 0 && r.errors === 0 && r.timeouts === 0) return figures;
+  const session = await api<{ logplex_url: string }>('POST', '/apps/busy/log-sessions', { lines: 200, source: 'berth', dyno: 'web' });
+  const lifecycle = (await (await fetch(session.logplex_url)).text()).split('\n').slice(-40);
+  return { ...figures, codes: (r as unknown as { statusCodeStats?: unknown }).statusCodeStats, lifecycle };
+}
 
 describe('under 50 connections of load, through nginx', () => {
   it('scales 3 → 1 → 3 without a failed request', async () => {
@@ -102,7 +121,7 @@ describe('under 50 connections of load, through nginx', () => {
       await settled(3, version);
     });
     expect(r.requests.total).toBeGreaterThan(500);
-    expect(clean(r)).toMatchObject({ non2xx: 0, errors: 0, timeouts: 0 });
+    expect(await clean(r)).toMatchObject({ non2xx: 0, errors: 0, timeouts: 0 });
   }, 180_000);
 
   it('rolls a config change out without a failed request', async () => {
@@ -111,7 +130,7 @@ describe('under 50 connections of load, through nginx', () => {
       await settled(3, await currentVersion());
     });
     expect(r.requests.total).toBeGreaterThan(500);
-    expect(clean(r)).toMatchObject({ non2xx: 0, errors: 0, timeouts: 0 });
+    expect(await clean(r)).toMatchObject({ non2xx: 0, errors: 0, timeouts: 0 });
   }, 180_000);
 
   it('rolls a git push out without a failed request', async () => {
@@ -124,7 +143,7 @@ describe('under 50 connections of load, through nginx', () => {
       await settled(3, await currentVersion());
     });
     expect(r.requests.total).toBeGreaterThan(500);
-    expect(clean(r)).toMatchObject({ non2xx: 0, errors: 0, timeouts: 0 });
+    expect(await clean(r)).toMatchObject({ non2xx: 0, errors: 0, timeouts: 0 });
   }, 180_000);
 
   it('rolls back without a failed request', async () => {
@@ -142,7 +161,7 @@ describe('under 50 connections of load, through nginx', () => {
       await settled(3, await currentVersion());
     });
     expect(r.requests.total).toBeGreaterThan(500);
-    expect(clean(r)).toMatchObject({ non2xx: 0, errors: 0, timeouts: 0 });
+    expect(await clean(r)).toMatchObject({ non2xx: 0, errors: 0, timeouts: 0 });
   }, 180_000);
 
   it('loses at most the requests in flight on a machine that is SIGKILLed, then heals', async () => {
