@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { routersCaughtUp } from '../../src/domain/routers.js';
 import { openStore, type Store } from '../../src/store/index.js';
 import { startAgent, startBerth, type AgentProcess, type BerthProcess } from '../support/berth-process.js';
 import { apiAs, appRepo, git, until } from '../support/e2e.js';
@@ -30,13 +31,19 @@ interface Dyno {
   release: { version: number };
 }
 
-/** Settled: exactly `n` web dynos, all up, all on `version` (old ones stopped), all published. */
+/**
+ * Settled: exactly `n` web dynos, all up, all on `version` (old ones stopped), all published, and
+ * every router has applied that: load started before then finds nginx without the app's
+ * endpoints (503s for the first few ms after the first dynos come up, which once failed a run).
+ */
 async function settled(n: number, version: number): Promise<void> {
-  await waitFor(`${n} dynos on v${version}`, async () => {
+  const revision = await waitFor(`${n} dynos on v${version}`, async () => {
     const dynos = await api<Dyno[]>('GET', '/apps/busy/dynos');
-    const published = (await store.range('/berth/services/busy/', { prefix: true })).kvs.length;
-    return dynos.length === n && published === n && dynos.every((d) => d.state === 'up' && d.release.version === version) ? true : undefined;
+    const services = await store.range('/berth/services/busy/', { prefix: true });
+    // The newest endpoint's write; removed ones were applied before their dynos stopped.
+    return dynos.length === n && services.kvs.length === n && dynos.every((d) => d.state === 'up' && d.release.version === version) ? Math.max(...services.kvs.map((kv) => kv.modRevision)) : undefined;
   }, 90_000);
+  await waitFor(`the routers at revision ${revision}`, async () => ((await routersCaughtUp(store, revision)) ? true : undefined));
 }
 
 const currentVersion = async (): Promise<number> => (await api<{ version: number; current: boolean }[]>('GET', '/apps/busy/releases')).find((r) => r.current)?.version ?? 0;
@@ -96,19 +103,21 @@ interface Figures {
   errors: number;
   timeouts: number;
   codes?: unknown;
-  lifecycle?: string[];
+  said?: string[];
 }
 
 /**
  * The run's figures; when any request failed, also its status codes (503: no endpoint, 502: none
- * answered) and the web dynos' lifecycle lines, so a failure says which step let it through.
+ * answered) and what the processes said meanwhile (dynos up or stopped, leases lost, router
+ * updates retried), so a failure says which step let it through. The app's own log is no help
+ * here: the router's lines for the load push everything else out of it.
  */
 async function clean(r: autocannon.Result): Promise<Figures> {
   const figures = { requests: r.requests.total, non2xx: r.non2xx, errors: r.errors, timeouts: r.timeouts };
   if (r.non2xx === 0 && r.errors === 0 && r.timeouts === 0) return figures;
-  const session = await api<{ logplex_url: string }>('POST', '/apps/busy/log-sessions', { lines: 200, source: 'berth', dyno: 'web' });
-  const lifecycle = (await (await fetch(session.logplex_url)).text()).split('\n').slice(-40);
-  return { ...figures, codes: (r as unknown as { statusCodeStats?: unknown }).statusCodeStats, lifecycle };
+  const notable = (l: string): boolean => /"level":[4-6]0|"msg":"(dyno|lease|re-?regist)/i.test(l);
+  const said = [berth.stderr(), ...agents.map((a) => a.stderr())].flatMap((text) => text.split('\n').filter(notable).slice(-12));
+  return { ...figures, codes: (r as unknown as { statusCodeStats?: unknown }).statusCodeStats, said };
 }
 
 describe('under 50 connections of load, through nginx', () => {
