@@ -1,13 +1,9 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger } from '../../src/domain/log.js';
-import { Router } from '../../src/router/index.js';
 import { openStore, type Store } from '../../src/store/index.js';
-import { freePort } from '../support/ports.js';
-import { afterReload, call, dyno, until } from './client.js';
+import { afterReload, call, dyno, until, startRouter, type SuiteRouter } from './client.js';
 
 /**
  * A change nginx refuses must not take the router down: the templater checks the staged config
@@ -16,7 +12,7 @@ import { afterReload, call, dyno, until } from './client.js';
  * into the store (the API would refuse it), with PEM markers around garbage.
  */
 let store: Store;
-let router: Router;
+let suite: SuiteRouter;
 let dir: string;
 let port: number;
 const servers: Server[] = [];
@@ -33,19 +29,15 @@ const badCert = {
 };
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'berth-broken-'));
   store = openStore('memory://');
   await store.put('/berth/app-names/keep', 'id-keep');
   await store.put('/berth/services/keep/keep.web.1@v1', (await dyno('keep.1', servers)).endpoint);
-  port = await freePort();
-  router = new Router({ store, log: createLogger('test', { level: 'silent' }), id: 'broken', dir, httpPort: port, httpsPort: await freePort(), controlPort: await freePort(), domain: 'berth.test' });
-  await router.start();
+  suite = await startRouter({ store, id: 'broken', upstreams: servers, https: true });
+  ({ dir, httpPort: port } = suite);
 }, 30_000);
 afterAll(async () => {
-  await router?.stop();
-  for (const s of servers) s.close();
+  await suite?.stop();
   await store?.close();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 describe('a change nginx refuses', () => {

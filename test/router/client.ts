@@ -1,9 +1,13 @@
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type Server } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import { tmpdir } from 'node:os';
 import type { PeerCertificate, TLSSocket } from 'node:tls';
 import { join } from 'node:path';
+import { createLogger } from '../../src/domain/log.js';
+import { Router, type RouterOptions } from '../../src/router/index.js';
+import type { Store } from '../../src/store/index.js';
 import { freePort } from '../support/ports.js';
 
 export interface Reply {
@@ -94,4 +98,43 @@ export async function dyno(name: string, servers: Server[]): Promise<{ endpoint:
   await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
   servers.push(server);
   return { endpoint: `127.0.0.1:${port}`, server };
+}
+
+export interface SuiteRouter {
+  router: Router;
+  /** Its directory (nginx.conf, certificates, logs). */
+  dir: string;
+  httpPort: number;
+  httpsPort: number | undefined;
+  /** Stops the router and the suite's upstream servers, and removes the directory. */
+  stop(): Promise<void>;
+}
+
+/** A suite's router: real nginx in a fresh temp dir on fresh loopback ports, over `store`. */
+export async function startRouter(o: { store: Store; id: string; upstreams: Server[]; https?: boolean; appLog?: RouterOptions['appLog'] }): Promise<SuiteRouter> {
+  const dir = mkdtempSync(join(tmpdir(), `berth-router-${o.id}-`));
+  const [httpPort, httpsPort] = [await freePort(), o.https ? await freePort() : undefined];
+  const router = new Router({
+    store: o.store,
+    log: createLogger('test', { level: 'silent' }),
+    id: o.id,
+    dir,
+    httpPort,
+    ...(httpsPort !== undefined ? { httpsPort } : {}),
+    controlPort: await freePort(),
+    domain: 'berth.test',
+    ...(o.appLog ? { appLog: o.appLog } : {}),
+  });
+  const stop = async (): Promise<void> => {
+    await router.stop();
+    for (const s of o.upstreams) s.close();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await router.start();
+  } catch (err) {
+    await stop().catch(() => undefined);
+    throw err;
+  }
+  return { router, dir, httpPort, httpsPort, stop };
 }

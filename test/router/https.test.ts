@@ -1,17 +1,13 @@
-import { readdirSync, rmSync, statSync, mkdtempSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import type { Server } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger } from '../../src/domain/log.js';
-import { Router } from '../../src/router/index.js';
 import { apiHarness, type Harness } from '../controller/harness.js';
 import { selfSigned } from '../support/certs.js';
-import { freePort } from '../support/ports.js';
-import { afterReload, call, dyno, until, type Reply } from './client.js';
+import { afterReload, call, dyno, until, type Reply, startRouter, type SuiteRouter } from './client.js';
 
 let h: Harness;
-let router: Router;
+let suite: SuiteRouter;
 let dir: string;
 let httpPort: number;
 let httpsPort: number;
@@ -23,22 +19,20 @@ const http = (host: string, path = '/', method = 'GET'): Promise<Reply> => call(
 const refused = (p: Promise<Reply>): Promise<boolean> => p.then(() => false, (err: Error) => /alert|unrecognized name|ECONNRESET|socket hang up/i.test(err.message));
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'berth-router-tls-'));
   h = await apiHarness();
   await h.call(h.tokens.alice, 'POST', '/apps', { name: 'shop' });
   await h.call(h.tokens.alice, 'POST', '/apps', { name: 'idle' });
   await h.call(h.tokens.alice, 'POST', '/apps/shop/domains', { hostname: 'www.shop.example' });
   await h.call(h.tokens.alice, 'POST', '/apps/shop/domains', { hostname: 'api.other.example' });
   await h.store.put('/berth/services/shop/shop.web.1@v1', (await dyno('web.1', servers)).endpoint);
-  [httpPort, httpsPort] = [await freePort(), await freePort()];
-  router = new Router({ store: h.store, log: createLogger('test', { level: 'silent' }), id: 'tls', dir, httpPort, httpsPort, controlPort: await freePort(), domain: 'berth.test' });
-  await router.start();
+  suite = await startRouter({ store: h.store, id: 'tls', upstreams: servers, https: true });
+  dir = suite.dir;
+  httpPort = suite.httpPort;
+  httpsPort = suite.httpsPort ?? 0;
 }, 30_000);
 afterAll(async () => {
-  await router?.stop();
-  for (const s of servers) s.close();
+  await suite?.stop();
   await h?.close();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 describe('router HTTPS (real nginx, SNI)', () => {

@@ -1,17 +1,14 @@
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import type { Server } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
-import { createLogger } from '../../src/domain/log.js';
-import { Router } from '../../src/router/index.js';
 import { apiHarness, type Harness } from '../controller/harness.js';
 import { freePort } from '../support/ports.js';
-import { afterReload, call, dyno, until, workers } from './client.js';
+import { afterReload, call, dyno, until, workers, startRouter, type SuiteRouter } from './client.js';
 
 let h: Harness;
-let router: Router;
+let suite: SuiteRouter;
 let dir: string;
 let port: number;
 const servers: Server[] = [];
@@ -24,21 +21,10 @@ const logOf = (app: string): string[] => lines.filter((l) => l.app === ids[app])
 const conf = (): string => readFileSync(join(dir, 'nginx.conf'), 'utf8');
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'berth-router-logs-'));
   h = await apiHarness();
   for (const name of ['shop', 'idle', 'crashy']) ids[name] = (await h.call(h.tokens.alice, 'POST', '/apps', { name })).body.id as string;
-  port = await freePort();
-  router = new Router({
-    store: h.store,
-    log: createLogger('test', { level: 'silent' }),
-    id: 'logs',
-    dir,
-    httpPort: port,
-    controlPort: await freePort(),
-    domain: 'berth.test',
-    appLog: (app, source, dyno, message) => lines.push({ app, source, dyno, message }),
-  });
-  await router.start();
+  suite = await startRouter({ store: h.store, id: 'logs', upstreams: servers, appLog: (app, source, dyno, message) => lines.push({ app, source, dyno, message }) });
+  ({ dir, httpPort: port } = suite);
   const [a, b] = [await dyno('web.1', servers), await dyno('web.2', servers)];
   // The dyno names come from the unit in the key: <app>.<type>.<n>@v<release>[-<restart>].
   await h.store.put('/berth/services/shop/shop.web.1@v3', a.endpoint);
@@ -47,10 +33,8 @@ beforeAll(async () => {
   await until(async () => (await get('shop.berth.test')).status === 200);
 }, 30_000);
 afterAll(async () => {
-  await router?.stop();
-  for (const s of servers) s.close();
+  await suite?.stop();
   await h?.close();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 describe('router logs (real nginx)', () => {

@@ -1,28 +1,22 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger } from '../../src/domain/log.js';
-import { Router } from '../../src/router/index.js';
 import { openStore, type Store } from '../../src/store/index.js';
-import { freePort } from '../support/ports.js';
-import { afterReload, call, dyno } from './client.js';
+import { afterReload, call, dyno, startRouter, type SuiteRouter } from './client.js';
 
 /** 200 apps, each with its own dyno stand-in, behind one real nginx: every Host reaches its own app. */
 const APPS = 200;
 let store: Store;
-let router: Router;
+let suite: SuiteRouter;
 let dir: string;
 let port: number;
 const servers: Server[] = [];
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'berth-many-'));
   store = openStore('memory://');
-  port = await freePort();
-  router = new Router({ store, log: createLogger('test', { level: 'silent' }), id: 'many', dir, httpPort: port, controlPort: await freePort(), domain: 'berth.test' });
-  await router.start();
+  suite = await startRouter({ store, id: 'many', upstreams: servers });
+  ({ dir, httpPort: port } = suite);
   for (let i = 0; i < APPS; i++) {
     const name = `app-${String(i).padStart(3, '0')}`;
     const { endpoint } = await dyno(name, servers);
@@ -31,10 +25,8 @@ beforeAll(async () => {
   }
 }, 120_000);
 afterAll(async () => {
-  await router?.stop();
-  for (const s of servers) s.close();
+  await suite?.stop();
   await store?.close();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 describe('200 apps on one router', () => {

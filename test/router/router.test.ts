@@ -1,16 +1,14 @@
 import { execFileSync } from 'node:child_process';
 import { createServer, request, type IncomingHttpHeaders, type Server } from 'node:http';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger } from '../../src/domain/log.js';
-import { Router } from '../../src/router/index.js';
 import { openStore, type Store } from '../../src/store/index.js';
 import { freePort } from '../support/ports.js';
+import { startRouter, type SuiteRouter } from './client.js';
 
 let store: Store;
-let router: Router;
+let suite: SuiteRouter;
 let dir: string;
 let port: number;
 const upstreams: Server[] = [];
@@ -52,20 +50,16 @@ async function until(cond: () => Promise<boolean>, ms = 5000): Promise<void> {
 const workerPids = (): string => execFileSync('pgrep', ['-P', readFileSync(join(dir, 'nginx.pid'), 'utf8').trim()]).toString().trim();
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'berth-router-'));
   store = openStore('memory://');
   await store.put('/berth/app-names/shop', 'id-shop');
   await store.put('/berth/app-names/idle', 'id-idle');
   await store.put('/berth/domains/www.shop.example', 'id-shop');
-  port = await freePort();
-  router = new Router({ store, log: createLogger('test', { level: 'silent' }), id: 'r1', dir, httpPort: port, controlPort: await freePort(), domain: 'berth.test' });
-  await router.start();
+  suite = await startRouter({ store, id: 'r1', upstreams });
+  ({ dir, httpPort: port } = suite);
 }, 30_000);
 afterAll(async () => {
-  await router?.stop();
-  for (const s of upstreams) s.close();
+  await suite?.stop();
   await store?.close();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 describe('router (real nginx)', () => {
