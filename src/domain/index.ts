@@ -4,3 +4,5 @@ export * from './keys.js';
 export * from './log.js';
 export * from './units.js';
 export * from './routers.js';
+export * from './codec.js';
+export * from './records.js';
