@@ -1,6 +1,6 @@
 import { connect, createServer } from 'node:net';
 import { randomUUID } from 'node:crypto';
-import type { ReleaseRecord } from '../controller/model/types.js';
+import type { ReleaseRecord } from '../domain/records.js';
 import { errorMessage } from '../domain/errors.js';
 import { keys } from '../domain/keys.js';
 import { unitKey, type MachineInfo, type UnitSpec } from '../domain/units.js';
@@ -8,6 +8,7 @@ import { unitKey, type MachineInfo, type UnitSpec } from '../domain/units.js';
 export type { MachineInfo };
 import { waitForRouters } from '../domain/routers.js';
 import type { Logger } from '../domain/log.js';
+import { allocateUid } from '../sandbox/index.js';
 import { LeaseKeeper, follow, type Following, type Store } from '../store/index.js';
 import type { RunningDyno, Runtime } from './runtime/types.js';
 
@@ -190,12 +191,15 @@ export class Agent {
         d.port = await this.allocatePort();
         this.reserved.delete(d.port);
       }
+      // The app's uid, the same on every machine and for its builds (allocated on first use).
+      const uid = await allocateUid(this.o.store, u.appId);
       if (stale()) return;
       await this.status(d, 'starting', release);
       this.o.appLog(u.appId, 'berth', dynoName(u), `Starting process with command \`${command}\``);
       d.running = await this.o.runtime.start({
         id: `${u.name}-v${u.release}-${randomUUID().slice(0, 8)}`,
         appId: u.appId,
+        uid,
         dyno: dynoName(u),
         command,
         slugPath: await this.o.slugPath(release.slug_id),

@@ -1,6 +1,5 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { reapStaleCgroups } from './sandbox.js';
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { realpath } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -8,8 +7,8 @@ import { promisify } from 'node:util';
 import { keys } from '../domain/keys.js';
 import type { Logger } from '../domain/log.js';
 import type { Store } from '../store/index.js';
+import { allocateUid, readTenantFile, type Sandbox } from '../sandbox/index.js';
 import { BuildError, compile, type Buildpack } from './compile.js';
-import { readTenantFile } from './safe-fs.js';
 import { SlugStore, type SlugRecord } from './slugs.js';
 
 const exec = promisify(execFile);
@@ -21,33 +20,18 @@ export interface BuilderOptions {
   store: Store;
   log: Logger;
   dataDir: string;
+  /** Where every build step and release phase runs. */
+  sandbox: Sandbox;
   /** Default build limits; BUILD_TIMEOUT (seconds) in an app's config overrides the time. */
   timeoutMs?: number;
   memoryBytes?: number;
-  /** Host directories tenants may name as buildpacks (absolute, resolved); none by default. */
+  /** Host directories tenants may name as buildpacks (absolute, resolved; BERTH_BUILDPACK_DIRS); none by default. */
   buildpackDirs?: string[];
 }
 
-export interface BuildRecord {
-  id: string;
-  app: { id: string };
-  status: 'pending' | 'succeeded' | 'failed';
-  source_blob: { checksum: string | null; url: string | null; version: string | null };
-  slug: { id: string } | null;
-  release: { id: string } | null;
-  buildpacks: { url: string; name: string }[];
-  output: string;
-  output_stream_url: string | null;
-  stack: string;
-  user: { id: string; email: string };
-  created_at: string;
-  updated_at: string;
-}
+import type { BuildRecord } from '../domain/records.js';
 
-/** Each app builds as its own unprivileged uid, stable across builds so its cache stays usable. */
-export function appUid(appId: string): number {
-  return 200_000 + (createHash('sha256').update(appId).digest().readUInt32BE(0) % 60_000);
-}
+export type { BuildRecord };
 
 /**
  * Turns source into a slug. The workspace lives under `<data-dir>/work` (mode 0711: the build uid
@@ -56,12 +40,13 @@ export function appUid(appId: string): number {
 export class Builder {
   readonly slugs: SlugStore;
   readonly workDir: string;
+  readonly sandbox: Sandbox;
   /** Why this node cannot build (said to every pusher), or undefined when it can. */
   readonly unavailable: string | undefined;
   private readonly builtins: Buildpack[];
 
   constructor(private readonly options: BuilderOptions) {
-    options.buildpackDirs ??= (process.env.BERTH_BUILDPACK_DIRS ?? '').split(':').filter((d) => d.startsWith('/'));
+    this.sandbox = options.sandbox;
     const dataDir = resolve(options.dataDir);
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     // The data dir may be traversed (not listed) so bwrap, running as a build uid, can reach the
@@ -72,7 +57,7 @@ export class Builder {
     chmodSync(this.workDir, 0o711);
     this.slugs = new SlugStore(options.store, join(dataDir, 'slugs'));
     // A builder killed mid-build leaves its sandboxes' empty cgroups behind.
-    reapStaleCgroups('build-');
+    this.sandbox.reapStaleCgroups('build-');
     this.unavailable = buildsUnavailable(this.workDir);
     if (this.unavailable) options.log.warn({ reason: this.unavailable }, 'builds are unavailable on this node');
     // A world-readable copy of the built-ins, so a checkout under a private home still works.
@@ -84,10 +69,14 @@ export class Builder {
     this.builtins = ['nodejs', 'static', 'procfile'].map((name) => ({ name, hostDir: join(packs, name), mount: `/buildpacks/${name}`, binds: [lib] }));
   }
 
-  /** A fresh workspace for one build: app (the source, becomes the slug), env, and the app's cache. */
+  /**
+   * A fresh workspace for one build: app (the source, becomes the slug), env, and the app's cache.
+   * Each app builds as its own unprivileged uid (allocated in the store), stable across builds so
+   * its cache stays usable.
+   */
   async workspace(appId: string): Promise<{ id: string; root: string; appDir: string; envDir: string; cacheDir: string; uid: number }> {
     const id = randomUUID();
-    const uid = appUid(appId);
+    const uid = await allocateUid(this.options.store, appId);
     const root = join(this.workDir, id);
     const cacheDir = join(this.workDir, 'cache', appId);
     mkdirSync(join(root, 'app'), { recursive: true });
@@ -117,6 +106,7 @@ export class Builder {
     await exec('chown', ['-R', `${ws.uid}:${ws.uid}`, ws.appDir, ...(existsSync(fetched) ? [fetched] : [])]);
     const timeoutSec = Number(config.BUILD_TIMEOUT);
     const result = await compile({
+      sandbox: this.sandbox,
       buildId: ws.id,
       appDir: ws.appDir,
       cacheDir: ws.cacheDir,

@@ -3,8 +3,7 @@ import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { BerthError } from '../domain/errors.js';
 import { parseProcfile } from './procfile.js';
-import { readTenantFile } from './safe-fs.js';
-import { runSandboxed, type Bind } from './sandbox.js';
+import { readTenantFile, type Bind, type Sandbox } from '../sandbox/index.js';
 
 /** A buildpack: a host directory with bin/detect, bin/compile and bin/release, and where it mounts. */
 export interface Buildpack {
@@ -17,6 +16,7 @@ export interface Buildpack {
 }
 
 export interface CompileRequest {
+  sandbox: Sandbox;
   buildId: string;
   /** Host directories, owned by `uid`: the source (becomes the slug), the app's cache, ENV_DIR. */
   appDir: string;
@@ -62,7 +62,7 @@ export async function compile(req: CompileRequest): Promise<CompileResult> {
   const run = async (bp: Buildpack, argv: string[], capture?: (s: string) => void): Promise<number | null> => {
     const left = deadline - Date.now();
     if (left <= 0) throw new BuildError(BuildErrorCode.TimedOut, `Build exceeded its time limit of ${formatDuration(req.timeoutMs)} (set BUILD_TIMEOUT, in seconds, to change it).`);
-    const r = await runSandboxed({
+    const r = await req.sandbox.run({
       id: `build-${req.buildId}-${step++}`,
       argv,
       binds: [

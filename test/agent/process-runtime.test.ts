@@ -3,10 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tar from 'tar';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { appUid } from '../../src/builder/builder.js';
+import { randomInt } from 'node:crypto';
 import { ProcessRuntime } from '../../src/agent/runtime/process.js';
 import type { DynoSpec, RunningDyno } from '../../src/agent/runtime/types.js';
+import { UID_BASE, UID_COUNT } from '../../src/sandbox/index.js';
 import { freePort } from '../support/ports.js';
+import { CGROUP_ROOT, testSandbox } from '../support/sandbox.js';
 
 const SERVER = `
 const http = require('node:http');
@@ -15,7 +17,6 @@ http.createServer((req, res) => {
   res.end(JSON.stringify({ dyno: process.env.DYNO, ps: process.env.PS, home: process.env.HOME, greeting: process.env.GREETING, profile: process.env.FROM_PROFILE, uid: process.getuid() }));
 }).listen(Number(process.env.PORT), () => console.log('listening'));
 `;
-const CGROUP_ROOT = process.env.BERTH_CGROUP_ROOT ?? '/sys/fs/cgroup';
 
 let dir: string;
 let slugPath: string;
@@ -39,7 +40,7 @@ beforeAll(async () => {
   secret = join(dir, 'data', 'admin.token');
   writeFileSync(secret, 'super-secret');
   chmodSync(secret, 0o644);
-  runtime = new ProcessRuntime({ workDir: join(dir, 'work') });
+  runtime = new ProcessRuntime({ workDir: join(dir, 'work'), sandbox: testSandbox() });
 });
 afterEach(async () => {
   await Promise.all(started.splice(0).map((d) => d.stop(0)));
@@ -51,6 +52,8 @@ async function start(command: string, extra: Partial<DynoSpec> = {}): Promise<{ 
   const spec: DynoSpec = {
     id: `t${process.pid}-${n++}`,
     appId: `app-${process.pid}-${n}`,
+    // An app's uid comes from the store (allocateUid); any uid of the app range stands for one here.
+    uid: UID_BASE + randomInt(UID_COUNT),
     dyno: 'web.1',
     command,
     slugPath,
@@ -109,21 +112,22 @@ describe('process runtime', () => {
     const port = await freePort();
     const { dyno, lines, spec } = await start('node server.js', { port, env: { GREETING: 'hello', PORT: '1', DYNO: 'evil', HOME: '/' } });
     const body = await until('the server', async () => (await fetch(`http://127.0.0.1:${port}/`)).json());
-    expect(body).toEqual({ dyno: 'web.1', ps: 'web.1', home: '/app', greeting: 'hello', profile: 'profiled', uid: appUid(spec.appId) });
-    expect(pidsOf(appUid(spec.appId)).length).toBeGreaterThan(0);
+    expect(body).toEqual({ dyno: 'web.1', ps: 'web.1', home: '/app', greeting: 'hello', profile: 'profiled', uid: spec.uid });
+    expect(pidsOf(spec.uid).length).toBeGreaterThan(0);
 
     await dyno.stop(10_000);
     expect(lines).toContain('graceful');
     expect(await dyno.exited).toEqual({ code: 0, oomKilled: false });
-    expect(pidsOf(appUid(spec.appId))).toEqual([]);
+    expect(pidsOf(spec.uid)).toEqual([]);
     expect(cgroupGone(spec.id)).toBe(true);
     expect(existsSync(join(dir, 'work', spec.id))).toBe(false);
   });
 
   it('unpacks a fresh /app on every start', async () => {
     const script = 'test -e /app/leftover && echo stale || echo fresh; touch /app/leftover; ls /app';
-    const first = await run(script, { appId: 'fresh-app' });
-    const second = await run(script, { appId: 'fresh-app' });
+    const app = { appId: 'fresh-app', uid: UID_BASE + randomInt(UID_COUNT) };
+    const first = await run(script, app);
+    const second = await run(script, app);
     expect(first.output).toContain('server.js');
     expect(first.output).toMatch(/^fresh/);
     expect(second.output).toMatch(/^fresh/);
@@ -162,7 +166,7 @@ describe('process runtime', () => {
     expect(Date.now() - t0).toBeGreaterThanOrEqual(450);
     expect(Date.now() - t0).toBeLessThan(5000);
     expect(lines).toContain('ignored TERM');
-    expect(pidsOf(appUid(spec.appId))).toEqual([]);
+    expect(pidsOf(spec.uid)).toEqual([]);
     expect(cgroupGone(spec.id)).toBe(true);
   });
 
@@ -175,11 +179,11 @@ describe('process runtime', () => {
   it('holds a fork bomb to pidsMax and leaves nothing behind', async () => {
     const { dyno, lines, spec } = await start('for i in $(seq 200); do sleep 30 & done; wait', { pidsMax: 50 });
     await until('a fork failure', () => (lines.some((l) => /Resource temporarily unavailable|fork/i.test(l)) ? true : undefined));
-    const count = pidsOf(appUid(spec.appId)).length;
+    const count = pidsOf(spec.uid).length;
     expect(count).toBeGreaterThan(40);
     expect(count).toBeLessThanOrEqual(50);
     await dyno.stop(500);
-    expect(pidsOf(appUid(spec.appId))).toEqual([]);
+    expect(pidsOf(spec.uid)).toEqual([]);
     expect(cgroupGone(spec.id)).toBe(true);
   });
 });

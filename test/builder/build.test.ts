@@ -7,7 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Builder } from '../../src/builder/builder.js';
 import { createLogger } from '../../src/domain/log.js';
 import { isBerthError } from '../../src/domain/errors.js';
+import { keys } from '../../src/domain/keys.js';
 import { openStore, type Store } from '../../src/store/index.js';
+import { testSandbox } from '../support/sandbox.js';
 
 let dir: string;
 let store: Store;
@@ -18,15 +20,21 @@ beforeAll(() => {
   chmodSync(dir, 0o755);
   store = openStore('memory://');
   // The operator allows buildpacks from the test's own directory only.
-  builder = new Builder({ store, log: createLogger('test', { level: 'silent' }), dataDir: join(dir, 'data'), timeoutMs: 120_000, buildpackDirs: [dir] });
+  builder = new Builder({ store, log: createLogger('test', { level: 'silent' }), dataDir: join(dir, 'data'), sandbox: testSandbox(), timeoutMs: 120_000, buildpackDirs: [dir] });
 });
 afterAll(async () => {
   await store.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
+/** A workspace of an app that exists in the store (its uid is allocated there). */
+async function workspace(appId: string): ReturnType<Builder['workspace']> {
+  await store.put(keys.app(appId), JSON.stringify({ id: appId, name: 'test' }));
+  return builder.workspace(appId);
+}
+
 async function buildFiles(appId: string, files: Record<string, string>, config: Record<string, string> = {}) {
-  const ws = await builder.workspace(appId);
+  const ws = await workspace(appId);
   for (const [name, body] of Object.entries(files)) {
     mkdirSync(join(ws.appDir, name, '..'), { recursive: true });
     writeFileSync(join(ws.appDir, name), body);
@@ -90,7 +98,7 @@ describe('builds with the built-in buildpacks', () => {
 
   it('keeps the build away from the data dir and from other apps\' workspaces', async () => {
     writeFileSync(join(dir, 'data', 'state.secret'), 'platform secret');
-    const other = await builder.workspace('00000000-0000-4000-8000-0000000000ff');
+    const other = await workspace('00000000-0000-4000-8000-0000000000ff');
     writeFileSync(join(other.appDir, 'secret.txt'), 'other app source');
     execFileSync('chmod', ['-R', 'go-rwx', other.root]);
     const script = `cat ${join(dir, 'data', 'state.secret')} ${join(other.appDir, 'secret.txt')} ${join(dir, 'data', 'slugs')}/* 2>&1; ls /; exit 0`;

@@ -10,6 +10,8 @@ const args: Record<string, string[]> = {
   config: ['<app>'],
   appTags: ['<app>'],
   appLimits: ['<app>'],
+  appUid: ['<app>'],
+  uid: ['<uid>'],
   collaborator: ['<app>', '<user>'],
   build: ['<app>', '<id>'],
   slug: ['<id>'],

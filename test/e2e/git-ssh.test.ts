@@ -13,6 +13,7 @@ import { Users } from '../../src/controller/model/users.js';
 import { createLogger } from '../../src/domain/log.js';
 import { openStore, type Store } from '../../src/store/index.js';
 import { freePort } from '../support/ports.js';
+import { testSandbox } from '../support/sandbox.js';
 
 interface Run {
   code: number;
@@ -105,7 +106,7 @@ beforeAll(async () => {
       (app, services) => {
         // What builderRoutes does, keeping the pieces the SSH server shares with HTTP.
         const builderLog = services.log.child({ component: 'builder' });
-        const builder = new Builder({ store: services.store, log: builderLog, dataDir });
+        const builder = new Builder({ store: services.store, log: builderLog, dataDir, sandbox: testSandbox() });
         const repos = new GitRepos(join(dataDir, 'repos'));
         const pushes = new PushHandler({ services, builder, repos, log: builderLog, maxParallel: 2 }, `${apiUrl}/internal/git-hook`);
         registerGitRoutes(app, services, repos, pushes);

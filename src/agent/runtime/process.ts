@@ -1,11 +1,9 @@
 import { execFile } from 'node:child_process';
-import { chmodSync, createReadStream, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, createReadStream, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { promisify } from 'node:util';
-import { appUid } from '../../builder/builder.js';
-import { extractAs } from '../../builder/safe-fs.js';
-import { reapStaleCgroups, spawnSandboxed, type SandboxProcess } from '../../builder/sandbox.js';
+import { extractAs, UID_BASE, UID_COUNT, type Sandbox, type SandboxProcess } from '../../sandbox/index.js';
 import type { DynoInput, DynoSpec, RunningDyno, Runtime } from './types.js';
 
 const exec = promisify(execFile);
@@ -23,35 +21,41 @@ const MAX_LINE = 64 * 1024;
 export interface ProcessRuntimeOptions {
   /** Host dir for per-dyno dirs; made 0711 so dyno uids can reach their own dir by name only. */
   workDir: string;
+  /** Where dynos run (the node's one Sandbox, with its cgroup root). */
+  sandbox: Sandbox;
 }
 
 /**
- * Dynos as sandboxed host processes (see sandbox.ts): the slug unpacked fresh into a dir owned by
+ * Dynos as sandboxed host processes (see src/sandbox/): the slug unpacked fresh into a dir owned by
  * the app's uid on every start, so the filesystem is ephemeral as on Heroku. The sandbox shares
  * the host's network namespace, which is how the router reaches a web dyno's PORT.
  */
 export class ProcessRuntime implements Runtime {
   readonly name = 'process';
   private readonly workDir: string;
+  private readonly sandbox: Sandbox;
 
   constructor(options: ProcessRuntimeOptions) {
     this.workDir = resolve(options.workDir);
+    this.sandbox = options.sandbox;
     mkdirSync(this.workDir, { recursive: true });
     chmodSync(this.workDir, 0o711);
     // Dynos die with the agent that started them (bwrap --die-with-parent): whatever a previous
     // agent left here is unpacked slugs of dead dynos.
     for (const entry of readdirSync(this.workDir)) rmSync(join(this.workDir, entry), { recursive: true, force: true });
     // Their cgroups stay behind too when that agent was SIGKILLed (any agent on the host may reap).
-    reapStaleCgroups('dyno-');
+    this.sandbox.reapStaleCgroups('dyno-');
   }
 
   async start(spec: DynoSpec): Promise<RunningDyno> {
     // The id names a host dir and a cgroup; anything path-like could escape both.
     if (!/^[A-Za-z0-9][A-Za-z0-9_.@-]*$/.test(spec.id)) throw new Error(`invalid dyno id: ${spec.id}`);
+    // Only an app uid: never root's or a host user's.
+    if (!Number.isInteger(spec.uid) || spec.uid < UID_BASE || spec.uid >= UID_BASE + UID_COUNT) throw new Error(`invalid dyno uid: ${spec.uid}`);
     const root = join(this.workDir, spec.id);
     if (existsSync(root)) throw new Error(`dyno ${spec.id} is already running`);
     const appDir = join(root, 'app');
-    const uid = appUid(spec.appId);
+    const uid = spec.uid;
     const out = lineSplitter('stdout', spec.onOutput);
     const err = lineSplitter('stderr', spec.onOutput);
     const tty = spec.interactive?.tty;
@@ -65,7 +69,7 @@ export class ProcessRuntime implements Runtime {
       // A slug holds what a tenant's build wrote (symlinks included): unpack it as the app's uid,
       // never as root; setuid bits cannot survive an unprivileged tar either.
       await extractAs(uid, createReadStream(spec.slugPath), appDir, true);
-      proc = spawnSandboxed({
+      proc = this.sandbox.spawn({
         id: `dyno-${spec.id}`,
         argv: tty ? ['/usr/bin/script', '-qefc', `stty rows ${tty.lines} cols ${tty.columns} 2>/dev/null; ${TTY_SCRIPT}`, '/dev/null'] : ['/bin/bash', '-c', SCRIPT],
         binds: [{ src: appDir, dest: '/app', writable: true }, { src: join(root, 'passwd'), dest: '/etc/passwd' }, { src: join(root, 'group'), dest: '/etc/group' }],
@@ -115,21 +119,11 @@ export class ProcessRuntime implements Runtime {
         await exited;
       },
       ownsPort: async (port) => {
-        const mine = new Set(readProcs(`dyno-${spec.id}`));
+        const mine = new Set(this.sandbox.processes(`dyno-${spec.id}`));
         return (await listeners(port)).some((pid) => mine.has(pid));
       },
       ...(proc.stdin ? { input: inputOf(proc.stdin) } : {}),
     };
-  }
-}
-
-const CGROUP_ROOT = process.env.BERTH_CGROUP_ROOT ?? '/sys/fs/cgroup';
-
-function readProcs(cgroup: string): number[] {
-  try {
-    return readFileSync(join(CGROUP_ROOT, 'pids', 'berth', cgroup, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
-  } catch {
-    return [];
   }
 }
 

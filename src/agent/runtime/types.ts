@@ -6,6 +6,8 @@ export interface DynoSpec {
   /** Unique per start (not per dyno): a restart gets a fresh id, so leftovers never collide. */
   id: string;
   appId: string;
+  /** The app's unprivileged uid (`allocateUid`): the dyno's files and processes are its. */
+  uid: number;
   /** The dyno's name, e.g. `web.1`; becomes DYNO and PS. */
   dyno: string;
   command: string;

@@ -5,6 +5,7 @@ import { Agent, ControllerLink, ProcessRuntime, localMachine, parsePorts, parseT
 import { errorMessage, invalid } from '../../domain/errors.js';
 import { keys } from '../../domain/keys.js';
 import { createLogger } from '../../domain/log.js';
+import { DEFAULT_CGROUP_ROOT, Sandbox } from '../../sandbox/index.js';
 import { openStore } from '../../store/index.js';
 import { header, keyValues } from '../output.js';
 import { defaultDataDir } from '../paths.js';
@@ -70,7 +71,7 @@ export function register(program: Command): void {
       // Dyno uids must pass through to their own dirs under dynos/ (by name only: no listing).
       chmodSync(dataDir, 0o711);
       const info = localMachine({ dataDir, ...machine, ...(opts.name ? { name: opts.name } : {}) });
-      const log = createLogger('berth-agent', { destination: process.stderr }).child({ machine: info.name });
+      const log = createLogger('berth-agent', { level: process.env.BERTH_LOG_LEVEL, destination: process.stderr }).child({ machine: info.name });
       process.on('unhandledRejection', (err) => log.error({ err: errorMessage(err) }, 'unhandled rejection'));
       const stopped = new Promise<string>((done) => {
         process.once('SIGINT', () => done('SIGINT'));
@@ -88,7 +89,7 @@ export function register(program: Command): void {
         store,
         log,
         machine: info,
-        runtime: new ProcessRuntime({ workDir: join(dataDir, 'dynos') }),
+        runtime: new ProcessRuntime({ workDir: join(dataDir, 'dynos'), sandbox: new Sandbox({ cgroupRoot: process.env.BERTH_CGROUP_ROOT ?? DEFAULT_CGROUP_ROOT }) }),
         slugPath: link.slugPath(store, join(dataDir, 'slugs')),
         appLog: (appId, source, dyno, message) => link.appLog(appId, source, dyno, message),
         ttl,

@@ -20,7 +20,7 @@ export function register(program: Command): void {
     .option('--interval <s>', 'also re-render everything this often', '60')
     .option('--onetime', 'render once and exit')
     .action(async (opts: { config: string; store?: string; dataDir: string; debounce: string; interval: string; onetime?: boolean }) => {
-      const log = createLogger('berth-templater', { destination: process.stderr });
+      const log = createLogger('berth-templater', { level: process.env.BERTH_LOG_LEVEL, destination: process.stderr });
       const store = openStore(opts.store ?? defaultStoreUrl(resolve(opts.dataDir)));
       const templater = new Templater({
         store,

@@ -13,6 +13,7 @@ import { Users } from '../../controller/model/users.js';
 import { errorMessage, invalid } from '../../domain/errors.js';
 import { keys } from '../../domain/keys.js';
 import { createLogger } from '../../domain/log.js';
+import { DEFAULT_CGROUP_ROOT, Sandbox } from '../../sandbox/index.js';
 import { openStore, type Store } from '../../store/index.js';
 import { header, keyValues } from '../output.js';
 import { defaultDataDir, defaultStoreUrl } from '../paths.js';
@@ -97,7 +98,7 @@ export function register(program: Command): void {
       const httpPort = port(opts.httpPort ?? (process.getuid?.() === 0 ? '80' : '8080'), '--http-port');
       const httpsPort = port(opts.httpsPort ?? (process.getuid?.() === 0 ? '443' : '8443'), '--https-port');
       mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-      const log = createLogger('berth', { destination: process.stderr });
+      const log = createLogger('berth', { level: process.env.BERTH_LOG_LEVEL, destination: process.stderr });
       // One component's unexpected rejection must not take the whole node (and its dynos) down.
       process.on('unhandledRejection', (err) => log.error({ err: errorMessage(err) }, 'unhandled rejection'));
       const storeUrl = opts.store ?? defaultStoreUrl(dataDir);
@@ -109,11 +110,14 @@ export function register(program: Command): void {
       });
       const token = await bootstrap(store, dataDir, opts.adminEmail ?? `admin@${opts.domain}`);
       const apiUrl = opts.apiUrl?.replace(/\/+$/, '') ?? `http://127.0.0.1:${apiPort}`;
-      const builder = createBuilder({ dataDir, hookUrl: `http://127.0.0.1:${apiPort}/internal/git-hook` });
+      // Builds, release phases, one-off and formation dynos all run in this node's one sandbox.
+      const sandbox = new Sandbox({ cgroupRoot: process.env.BERTH_CGROUP_ROOT ?? DEFAULT_CGROUP_ROOT });
+      const buildpackDirs = (process.env.BERTH_BUILDPACK_DIRS ?? '').split(':').filter((d) => d.startsWith('/'));
+      const builder = createBuilder({ dataDir, hookUrl: `http://127.0.0.1:${apiPort}/internal/git-hook`, sandbox, buildpackDirs });
       // One-off dynos run in this process, in a runtime of their own: a ProcessRuntime empties its
       // work dir when made, so it must never share the agent's.
       const rendezvousPort = opts.rendezvousPort === '0' ? 0 : port(opts.rendezvousPort, '--rendezvous-port');
-      const oneOff = createOneOffDynos({ dataDir, node: machineId(dataDir), runtime: new ProcessRuntime({ workDir: join(dataDir, 'run') }), slugPath: (id) => builder.slugPath(id), rendezvous: { host: opts.apiHost, port: rendezvousPort } });
+      const oneOff = createOneOffDynos({ dataDir, node: machineId(dataDir), runtime: new ProcessRuntime({ workDir: join(dataDir, 'run'), sandbox }), slugPath: (id) => builder.slugPath(id), rendezvous: { host: opts.apiHost, port: rendezvousPort } });
       const controller = await startController({ store, log, host: opts.apiHost, port: apiPort, settings: { domain: opts.domain, apiUrl, storeUrl }, routes: [builder.routes, oneOff.routes], logDb: join(dataDir, 'logs.db') });
       await oneOff.start();
       const ssh = await builder.startSsh(opts.apiHost, sshPort);
@@ -124,7 +128,7 @@ export function register(program: Command): void {
             store,
             log: log.child({ component: 'agent' }),
             machine: localMachine({ dataDir, ports: parsePorts(opts.ports) }),
-            runtime: new ProcessRuntime({ workDir: join(dataDir, 'dynos') }),
+            runtime: new ProcessRuntime({ workDir: join(dataDir, 'dynos'), sandbox }),
             slugPath: (id) => builder.slugPath(id),
             appLog: (appId, source, dyno, message) => controller.services.logs.append(appId, { source, dyno, message }),
           })

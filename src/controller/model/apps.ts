@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { conflict, forbidden, invalid, notFound } from '../../domain/errors.js';
+import { get } from '../../domain/codec.js';
 import { keys } from '../../domain/keys.js';
+import { codecs } from '../../domain/records.js';
 import type { Store, TxnOp } from '../../store/index.js';
 import { del, getJson, getMany, put, type Versioned } from './json-store.js';
 import { APP_NAME, generateAppName } from './names.js';
@@ -148,6 +150,8 @@ export class Apps {
     const id = access.app.id;
     const collaborators = (await this.store.range(keys.collaborators(id), { prefix: true })).kvs.map((kv) => JSON.parse(kv.value) as CollaboratorRecord);
     const domains = (await this.store.range(keys.domains(id), { prefix: true })).kvs.map((kv) => JSON.parse(kv.value) as DomainRecord);
+    // The app's uid (`allocateUid`) is freed with it; /berth/apps/<id>/uid goes with the subtree.
+    const uid = await get(this.store, keys.appUid(id), codecs.uid);
     const ops: TxnOp[] = [
       del(keys.app(id)),
       del(`${keys.app(id)}/`, true),
@@ -158,10 +162,18 @@ export class Apps {
       // Outside the app's subtree because the router reads them by prefix.
       del(keys.certs(id), true),
       del(keys.appRouting(id)),
+      ...(uid ? [del(keys.uid(uid.value.uid))] : []),
     ];
     // Every change under an app also rewrites its record, so this compare catches a collaborator or
-    // domain added since they were listed above.
-    const r = await this.store.txn({ compare: [{ key: keys.app(id), target: 'mod', op: '=', value: access.mod }], success: ops });
+    // domain added since they were listed above. A uid is allocated without touching the record:
+    // its own compare catches one allocated since it was read.
+    const r = await this.store.txn({
+      compare: [
+        { key: keys.app(id), target: 'mod', op: '=', value: access.mod },
+        { key: keys.appUid(id), target: 'mod', op: '=', value: uid?.mod ?? 0 },
+      ],
+      success: ops,
+    });
     if (!r.succeeded) throw conflict('The app changed while deleting it; try again.');
   }
 

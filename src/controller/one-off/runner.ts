@@ -3,6 +3,7 @@ import type { RunningDyno, Runtime } from '../../agent/runtime/types.js';
 import { conflict, errorMessage, invalid, notFound } from '../../domain/errors.js';
 import { keys } from '../../domain/keys.js';
 import type { Logger } from '../../domain/log.js';
+import { allocateUid } from '../../sandbox/index.js';
 import { parseMemory } from '../../scheduler/view.js';
 import { DEFAULT_MEMORY, SIZE_MEMORY } from '../../scheduler/types.js';
 import { follow, LeaseKeeper, type Following, type Store } from '../../store/index.js';
@@ -263,6 +264,7 @@ export class OneOffRunner {
       const running = await this.o.runtime.start({
         id: `${local.appName}.${name}-${randomBytes(4).toString('hex')}`,
         appId: local.record.app_id,
+        uid: await allocateUid(this.o.store, local.record.app_id),
         dyno: name,
         command: local.command,
         slugPath: await this.o.slugPath(local.slugId),

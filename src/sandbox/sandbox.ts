@@ -55,7 +55,13 @@ export interface SandboxProcess {
   stdin?: Writable;
 }
 
-const CGROUP_ROOT = process.env.BERTH_CGROUP_ROOT ?? '/sys/fs/cgroup';
+/** What a node's sandboxes need to know about the host; made by the composition root. */
+export interface SandboxConfig {
+  /** Where the v1 cgroup hierarchies are mounted (`<root>/memory`, `<root>/pids`). */
+  cgroupRoot: string;
+}
+
+export const DEFAULT_CGROUP_ROOT = '/sys/fs/cgroup';
 // setTimeout overflows past this and would fire after 1 ms.
 const MAX_TIMER_MS = 2 ** 31 - 1;
 const SYSTEM_DIRS = ['/usr', '/etc'];
@@ -66,9 +72,6 @@ const SYMLINKS: [string, string][] = [
   ['usr/lib64', '/lib64'],
 ];
 
-function cgroupDirs(id: string): { memory: string; pids: string } {
-  return { memory: join(CGROUP_ROOT, 'memory', 'berth', id), pids: join(CGROUP_ROOT, 'pids', 'berth', id) };
-}
 
 export function bwrapArgs(spec: SandboxSpec): string[] {
   const args = ['--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-user', '--die-with-parent', '--new-session', '--hostname', 'berth'];
@@ -82,9 +85,44 @@ export function bwrapArgs(spec: SandboxSpec): string[] {
   return [...args, '--', ...spec.argv];
 }
 
-/** Runs the spec to completion; never throws for the command's own failure, only reports it. */
-export async function runSandboxed(spec: SandboxSpec): Promise<SandboxResult> {
-  const proc = spawnSandboxed(spec);
+/**
+ * The one way builds and dynos run commands on this node. Made once by the composition root with
+ * the host's configuration and handed to the builder and the runtimes.
+ */
+export class Sandbox {
+  constructor(readonly config: SandboxConfig) {}
+
+  /** Runs the spec to completion; never throws for the command's own failure, only reports it. */
+  run(spec: SandboxSpec): Promise<SandboxResult> {
+    return runSandboxed(this.config, spec);
+  }
+
+  /** Starts the spec and returns at once; the caller owns the returned handle's lifetime. */
+  spawn(spec: SandboxSpec): SandboxProcess {
+    return spawnSandboxed(this.config, spec);
+  }
+
+  /** The host pids in a running sandbox (by its spec's id); none once it is gone. */
+  processes(id: string): number[] {
+    return readSafe(join(cgroupDirs(this.config, id).pids, 'cgroup.procs')).split('\n').filter(Boolean).map(Number);
+  }
+
+  /**
+   * Removes the empty cgroups of sandboxes whose owner died without cleaning up (a SIGKILLed agent
+   * or builder: its processes die with it, their cgroup dirs stay). A cgroup with processes cannot
+   * be removed (EBUSY), and young ones are left alone: another process may be about to join one.
+   */
+  reapStaleCgroups(prefix: string, olderThanMs = 60_000): number {
+    return reapStaleCgroups(this.config, prefix, olderThanMs);
+  }
+}
+
+function cgroupDirs(config: SandboxConfig, id: string): { memory: string; pids: string } {
+  return { memory: join(config.cgroupRoot, 'memory', 'berth', id), pids: join(config.cgroupRoot, 'pids', 'berth', id) };
+}
+
+async function runSandboxed(config: SandboxConfig, spec: SandboxSpec): Promise<SandboxResult> {
+  const proc = spawnSandboxed(config, spec);
   const onAbort = (): void => void proc.stop(0);
   if (spec.signal?.aborted) onAbort();
   else spec.signal?.addEventListener('abort', onAbort, { once: true });
@@ -95,9 +133,8 @@ export async function runSandboxed(spec: SandboxSpec): Promise<SandboxResult> {
   }
 }
 
-/** Starts the spec and returns at once; the caller owns the returned handle's lifetime. */
-export function spawnSandboxed(spec: SandboxSpec): SandboxProcess {
-  const cg = cgroupDirs(spec.id);
+function spawnSandboxed(config: SandboxConfig, spec: SandboxSpec): SandboxProcess {
+  const cg = cgroupDirs(config, spec.id);
   for (const dir of [cg.memory, cg.pids]) mkdirSync(dir, { recursive: true });
   writeFileSync(join(cg.memory, 'memory.limit_in_bytes'), String(spec.memoryBytes));
   // Without swap accounting a memory limit could be dodged by swapping; set it where supported.
@@ -182,15 +219,10 @@ function signalCgroup(dir: string, signal: NodeJS.Signals, except?: number): voi
   }
 }
 
-/**
- * Removes the empty cgroups of sandboxes whose owner died without cleaning up (a SIGKILLed agent
- * or builder: its processes die with it, their cgroup dirs stay). A cgroup with processes cannot
- * be removed (EBUSY), and young ones are left alone: another process may be about to join one.
- */
-export function reapStaleCgroups(prefix: string, olderThanMs = 60_000): number {
+function reapStaleCgroups(config: SandboxConfig, prefix: string, olderThanMs: number): number {
   let reaped = 0;
   for (const controller of ['memory', 'pids']) {
-    const parent = join(CGROUP_ROOT, controller, 'berth');
+    const parent = join(config.cgroupRoot, controller, 'berth');
     let entries: string[];
     try {
       entries = readdirSync(parent).filter((e) => e.startsWith(prefix));

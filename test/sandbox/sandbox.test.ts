@@ -2,12 +2,14 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runSandboxed, type SandboxSpec } from '../../src/builder/sandbox.js';
+import type { SandboxSpec } from '../../src/sandbox/index.js';
+import { testSandbox } from '../support/sandbox.js';
 
 let dir: string;
 let app: string;
 let secretDir: string;
 let n = 0;
+const sandbox = testSandbox();
 
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'berth-sandbox-'));
@@ -25,7 +27,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 function run(script: string, extra: Partial<SandboxSpec> = {}): Promise<{ code: number | null; timedOut: boolean; oomKilled: boolean; output: string }> {
   let output = '';
-  return runSandboxed({
+  return sandbox.run({
     id: `test-${process.pid}-${n++}`,
     argv: ['/bin/bash', '-c', script],
     binds: [{ src: app, dest: '/app', writable: true }],
