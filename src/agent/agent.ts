@@ -1,16 +1,18 @@
 import { connect, createServer } from 'node:net';
 import { randomUUID } from 'node:crypto';
-import type { ReleaseRecord } from '../domain/records.js';
+import { decodeAll, get, put } from '../domain/codec.js';
+import { codecs, type DynoState, type ReleaseRecord } from '../domain/records.js';
 import { errorMessage } from '../domain/errors.js';
 import { keys } from '../domain/keys.js';
-import { unitKey, type MachineInfo, type UnitSpec } from '../domain/units.js';
-
-export type { MachineInfo };
+import { dynoStatus, unitKey, type MachineInfo, type UnitSpec } from '../domain/units.js';
 import { waitForRouters } from '../domain/routers.js';
 import type { Logger } from '../domain/log.js';
+import { ControlLoop, Registration } from '../loop/index.js';
 import { allocateUid } from '../sandbox/index.js';
-import { LeaseKeeper, follow, type Following, type Store } from '../store/index.js';
+import type { Store, WatchBatch } from '../store/index.js';
 import type { RunningDyno, Runtime } from './runtime/types.js';
+
+export type { MachineInfo };
 
 /** What the scheduler writes at /berth/units/<machine>/<unit>@v<n>. */
 export type UnitAssignment = UnitSpec;
@@ -26,7 +28,10 @@ export interface AgentOptions {
   appLog: (appId: string, source: string, dyno: string, message: string) => void;
   ttl?: number;
   bootTimeoutMs?: number;
+  /** A pass from memory this often (crash backoffs end; default 5 s). */
   reconcileMs?: number;
+  /** A full re-read of the assignments this often (default 60 s). */
+  repairMs?: number;
 }
 
 interface Dyno {
@@ -59,12 +64,12 @@ const STABLE_MS = 60_000;
  * restarting crashed dynos with backoff, and stopping what is no longer assigned.
  */
 export class Agent {
-  private keeper: LeaseKeeper | undefined;
+  private registration: Registration | undefined;
+  private loop: ControlLoop | undefined;
   private readonly dynos = new Map<string, Dyno>();
-  private timer: NodeJS.Timeout | undefined;
+  /** The units assigned here, by unit key: fed by the watch, read in full only by `load`. */
+  private readonly assigned = new Map<string, UnitAssignment>();
   private stopped = false;
-  private pass: Promise<void> = Promise.resolve();
-  private following: Following | undefined;
   private starting = 0;
   private readonly reserved = new Set<number>();
   private readonly inFlight = new Set<Promise<void>>();
@@ -73,58 +78,64 @@ export class Agent {
 
   async start(): Promise<void> {
     const { store, machine } = this.o;
-    this.keeper = await LeaseKeeper.start(store, {
+    this.registration = await Registration.start({
+      store,
+      log: this.o.log,
       ttl: this.o.ttl ?? 5,
-      onLost: () => {
-        // Our registration and endpoints went with the lease: register again (until it works)
-        // and republish, or the scheduler moves every unit away.
-        this.o.log.warn('machine lease lost; registering again');
-        void this.reRegister();
-      },
+      // Our registration and endpoints go with the lease: a new one gets them all again, or the
+      // scheduler would move every unit away.
+      register: (lease) => this.register(lease),
     });
-    await store.put(keys.machine(machine.id), JSON.stringify({ ...machine, agent_version: '0.1.0', registered_at: new Date().toISOString() }), { lease: this.keeper.id });
+    const prefix = keys.unitsOn(machine.id);
+    this.loop = new ControlLoop({
+      store,
+      log: this.o.log,
+      prefix,
+      load: async () => {
+        const r = await store.range(prefix, { prefix: true });
+        this.assigned.clear();
+        for (const e of decodeAll(codecs.unit, r.kvs, (key) => this.o.log.warn({ key }, 'ignoring a malformed unit'))) this.assigned.set(e.key.slice(prefix.length), e.value);
+        return r.revision;
+      },
+      apply: (batch) => this.applyAssignments(prefix, batch),
+      pass: () => this.reconcileOnce(),
+      debounceMs: 5,
+      maxWaitMs: 100,
+      resyncMs: this.o.reconcileMs ?? 5000,
+      repairMs: this.o.repairMs ?? 60_000,
+    });
+    await this.loop.start();
+  }
+
+  private async register(lease: string): Promise<void> {
+    const { store, machine } = this.o;
+    await put(store, keys.machine(machine.id), codecs.machine, { ...machine, agent_version: '0.1.0', registered_at: new Date().toISOString() }, { lease });
     for (const d of this.dynos.values()) {
       if (d.state !== 'up') continue;
-      await this.publish(d);
-      if (d.release) await this.status(d, 'up', d.release);
-    }
-    if (this.timer) return;
-    const from = (await store.currentRevision()) + 1;
-    this.following = follow(store, keys.unitsOn(machine.id), from, {
-      onBatch: () => void this.reconcile(),
-      onGap: async () => {
-        const revision = await store.currentRevision();
-        void this.reconcile();
-        return revision;
-      },
-      retryMs: 500,
-    });
-    this.timer = setInterval(() => void this.reconcile(), this.o.reconcileMs ?? 5000);
-    void this.reconcile();
-  }
-
-  private async reRegister(): Promise<void> {
-    for (let delay = 200; !this.stopped; delay = Math.min(delay * 2, 5000)) {
-      try {
-        await this.start();
-        return;
-      } catch (err) {
-        this.o.log.warn({ err: errorMessage(err) }, 're-registration failed; retrying');
-        await new Promise((r) => setTimeout(r, delay));
-      }
+      await this.publish(d, lease);
+      if (d.release) await this.status(d, 'up', d.release, undefined, lease);
     }
   }
 
-  /** Serialised: one pass at a time, each idempotent. */
+  private applyAssignments(prefix: string, batch: WatchBatch): boolean {
+    for (const e of batch.events) {
+      const key = e.kv.key.slice(prefix.length);
+      const unit = e.type === 'put' ? decodeAll(codecs.unit, [e.kv])[0]?.value : undefined;
+      if (unit) this.assigned.set(key, unit);
+      else this.assigned.delete(key);
+    }
+    return true;
+  }
+
+  /** A pass soon; passes are serialised and merge, each idempotent. */
   reconcile(): Promise<void> {
-    this.pass = this.pass.then(() => this.reconcileOnce()).catch((err: unknown) => this.o.log.error({ err: errorMessage(err) }, 'reconcile failed'));
-    return this.pass;
+    return this.loop?.kick() ?? Promise.resolve();
   }
 
   private async reconcileOnce(): Promise<void> {
     if (this.stopped) return;
-    const assigned = (await this.o.store.range(keys.unitsOn(this.o.machine.id), { prefix: true })).kvs.map((kv) => JSON.parse(kv.value) as UnitAssignment);
-    const wanted = new Map(assigned.map((u) => [unitKey(u), u]));
+    const assigned = [...this.assigned.values()];
+    const wanted = new Set(assigned.map((u) => unitKey(u)));
     // Starts and stops run side by side (a stop waits on routers and a 30 s grace, a start on a
     // boot): one slow dyno must not hold up the rest. Starts are bounded so 70 new dynos do not
     // unpack 70 slugs at once; each finished start asks for another pass.
@@ -144,7 +155,7 @@ export class Agent {
     this.track(
       this.startDyno(d).finally(() => {
         this.starting--;
-        void this.reconcile();
+        this.loop?.request();
       }),
     );
   }
@@ -181,9 +192,8 @@ export class Agent {
     d.exitReason = undefined;
     let release: ReleaseRecord | undefined;
     try {
-      const kv = await this.o.store.get(keys.release(u.appId, u.release));
-      if (!kv) throw new Error(`release v${u.release} is missing`);
-      release = JSON.parse(kv.value) as ReleaseRecord;
+      release = (await get(this.o.store, keys.release(u.appId, u.release), codecs.release))?.value;
+      if (!release) throw new Error(`release v${u.release} is missing`);
       d.release = release;
       const command = release.process_types[u.type];
       if (!command || !release.slug_id) throw new Error(`release v${u.release} has no ${u.type} process`);
@@ -284,7 +294,7 @@ export class Agent {
     const unpublished = await this.unpublish(d);
     // No router may still send it traffic when it stops: wait until they have all applied the
     // removal (bounded, so a wedged router cannot pin a dyno).
-    if (unpublished > 0) await waitForRouters(this.o.store, unpublished);
+    if (unpublished > 0) await waitForRouters(this.o.store, unpublished, { log: this.o.log.child({ unit: d.unit.name }) });
     this.o.appLog(d.unit.appId, 'berth', dynoName(d.unit), `Stopping process (${why})`);
     await d.running?.stop(30_000).catch(() => undefined);
     this.dynos.delete(unitKey(d.unit));
@@ -297,9 +307,9 @@ export class Agent {
     await this.o.store.delete(keys.status(unitKey(d.unit))).catch(() => undefined);
   }
 
-  private async publish(d: Dyno): Promise<void> {
-    if (d.port === undefined || !this.keeper) return;
-    await this.o.store.put(keys.service(d.unit.appName, unitKey(d.unit)), `${this.o.machine.address}:${d.port}`, { lease: this.keeper.id });
+  private async publish(d: Dyno, lease = this.registration?.leaseId): Promise<void> {
+    if (d.port === undefined || !lease) return;
+    await put(this.o.store, keys.service(d.unit.appName, unitKey(d.unit)), codecs.endpoint, `${this.o.machine.address}:${d.port}`, { lease });
   }
 
   /** Returns the revision of the removal (0 if nothing was published). */
@@ -308,37 +318,21 @@ export class Agent {
     return r && r.deleted > 0 ? r.revision : 0;
   }
 
-  private async status(d: Dyno, state: string, release: ReleaseRecord, reason?: string): Promise<void> {
+  private async status(d: Dyno, state: DynoState, release: ReleaseRecord, reason?: string, lease = this.registration?.leaseId): Promise<void> {
     const u = d.unit;
-    const now = new Date().toISOString();
-    const value = {
-      app_id: u.appId,
-      unit: unitKey(u),
-      name: dynoName(u),
-      type: u.type,
-      state,
-      reason: reason ?? null,
-      restarts: d.restarts,
-      command: release.process_types[u.type] ?? '',
-      release: { id: release.id, version: release.version },
-      machine: this.o.machine.id,
-      port: d.port ?? null,
-      created_at: d.createdAt,
-      updated_at: now,
-    };
-    await this.o.store.put(keys.status(unitKey(u)), JSON.stringify(value), this.keeper ? { lease: this.keeper.id } : {});
+    const value = dynoStatus(u, { state, reason: reason ?? null, restarts: d.restarts, command: release.process_types[u.type] ?? '', release: { id: release.id, version: release.version }, machine: this.o.machine.id, port: d.port ?? null, createdAt: d.createdAt });
+    await put(this.o.store, keys.status(unitKey(u)), codecs.status, value, lease ? { lease } : {});
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
-    clearInterval(this.timer);
-    this.following?.close();
-    await this.pass;
+    // Queued passes are dropped; only one that is running is waited for.
+    await this.loop?.stop();
     // Stops first: they make booting dynos' starts stale, so those give up at once instead of
     // holding the shutdown for a whole boot timeout; then whatever is still running finishes.
     await Promise.allSettled([...this.dynos.values()].filter((d) => d.state !== 'stopping').map((d) => this.stopDyno(d, 'agent stopping')));
     await Promise.allSettled([...this.inFlight]);
-    await this.keeper?.revoke().catch(() => undefined);
+    await this.registration?.stop();
   }
 }
 

@@ -1,33 +1,6 @@
-/** A machine as its agent registers it at /berth/machines/<id> (under the agent's lease). */
-export interface MachineInfo {
-  id: string;
-  name: string;
-  address: string;
-  tags: Record<string, string>;
-  capacity: { memoryBytes: number; cpus: number };
-  /** Host ports the agent hands to web dynos. */
-  ports: { from: number; to: number };
-}
+import type { DynoState, MachineInfo, StatusRecord, UnitSpec } from './records.js';
 
-/**
- * A unit: one dyno the scheduler wants somewhere, as written at /berth/units/<machine>/<key>.
- * Shared by the scheduler (which writes it) and agents (which run it).
- */
-export interface UnitSpec {
-  /** `<app-name>.<type>.<n>` */
-  name: string;
-  appId: string;
-  appName: string;
-  type: string;
-  index: number;
-  /** Release version the unit runs; two releases of one unit coexist during a rollout. */
-  release: number;
-  memoryBytes: number;
-  /** Restart generation (`ps:restart`): same release, new dynos. Absent means 0. */
-  restart?: number;
-  /** The app's placement tags when the unit was placed. */
-  tags?: Record<string, string>;
-}
+export type { MachineInfo, UnitSpec };
 
 /**
  * Units of two releases coexist during a rollout: the design's `<app>.<type>.<n>@vN`, with `-R`
@@ -44,3 +17,28 @@ export const unitNameOf = (key: string): string => {
 /** Which of two units of one name is the later one: release first, then restart generation. */
 export const compareGeneration = (a: Pick<UnitSpec, 'release' | 'restart'>, b: Pick<UnitSpec, 'release' | 'restart'>): number =>
   a.release - b.release || (a.restart ?? 0) - (b.restart ?? 0);
+
+/**
+ * The one way a formation dyno's status record is built, by the agent (starting/up/crashed) and
+ * by the scheduler (pending, with the placement's reason), so both say the same things alike.
+ */
+export function dynoStatus(
+  u: UnitSpec,
+  s: { state: DynoState; reason?: string | null; restarts: number; command: string; release: { id?: string; version: number }; machine: string | null; port: number | null; createdAt?: string },
+): StatusRecord {
+  return {
+    app_id: u.appId,
+    unit: unitKey(u),
+    name: `${u.type}.${u.index}`,
+    type: u.type,
+    state: s.state,
+    reason: s.reason ?? null,
+    restarts: s.restarts,
+    command: s.command,
+    release: s.release,
+    machine: s.machine,
+    port: s.port,
+    // A pending report is the scheduler's note, not a dyno's life: it carries no timestamps.
+    ...(s.createdAt ? { created_at: s.createdAt, updated_at: new Date().toISOString() } : {}),
+  };
+}

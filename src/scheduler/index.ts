@@ -5,5 +5,5 @@
 export { Scheduler, type SchedulerOptions } from './scheduler.js';
 export { unitKey } from '../domain/units.js';
 export { plan } from './placement.js';
-export { readState } from './view.js';
+export { readState, ClusterState } from './state.js';
 export type * from './types.js';

@@ -1,5 +1,6 @@
-import type { AppRecord, ReleaseRecord } from '../controller/model/types.js';
+import { get, list, putOp } from '../domain/codec.js';
 import { keys } from '../domain/keys.js';
+import { codecs, type StatusRecord } from '../domain/records.js';
 import { unitKey } from '../domain/units.js';
 import type { Store, TxnOp } from '../store/index.js';
 import type { AppView, Assignment, Plan } from './types.js';
@@ -7,9 +8,9 @@ import type { AppView, Assignment, Plan } from './types.js';
 /** A new release's dyno that crashed this often without ever coming up fails the release. */
 export const FAIL_AFTER_CRASHES = 3;
 
-/** What an agent reports at /berth/status/<unit> (the fields a rollout reads). */
+/** The fields of a dyno's `StatusRecord` a rollout reads. */
 export interface UnitStatus {
-  state: string;
+  state: StatusRecord['state'] | string;
   reason?: string | null;
   restarts?: number;
 }
@@ -54,27 +55,27 @@ export function failedRollouts(apps: AppView[], assignments: Assignment[], plan:
  * last set, and the next `config:set` or push builds on it.
  */
 export async function failRelease(store: Store, fence: { key: string; revision: number }, f: FailedRollout): Promise<boolean> {
-  const appKv = await store.get(keys.app(f.app.id));
-  const relKv = await store.get(keys.release(f.app.id, f.version));
+  const appKv = await get(store, keys.app(f.app.id), codecs.app);
+  const relKv = await get(store, keys.release(f.app.id, f.version), codecs.release);
   if (!appKv || !relKv) return false;
-  const app = JSON.parse(appKv.value) as AppRecord;
-  const release = JSON.parse(relKv.value) as ReleaseRecord;
+  const app = appKv.value;
+  const release = relKv.value;
   if (release.status !== 'succeeded' || app.current_version !== f.version) return false;
-  const earlier = (await store.range(keys.releases(f.app.id), { prefix: true })).kvs
-    .map((kv) => JSON.parse(kv.value) as ReleaseRecord)
+  const earlier = (await list(store, keys.releases(f.app.id), codecs.release))
+    .map((e) => e.value)
     .filter((r) => r.version < f.version && r.status === 'succeeded' && r.slug_id)
     .sort((a, b) => b.version - a.version)[0];
   if (!earlier) return false;
   const now = new Date().toISOString();
   const ops: TxnOp[] = [
-    { type: 'put', key: keys.release(f.app.id, f.version), value: JSON.stringify({ ...release, status: 'failed', failure_reason: f.reason, updated_at: now }) },
-    { type: 'put', key: keys.app(f.app.id), value: JSON.stringify({ ...app, current_version: earlier.version, updated_at: now }) },
+    putOp(keys.release(f.app.id, f.version), codecs.release, { ...release, status: 'failed', failure_reason: f.reason, updated_at: now }),
+    putOp(keys.app(f.app.id), codecs.app, { ...app, current_version: earlier.version, updated_at: now }),
   ];
   const r = await store.txn({
     compare: [
       { key: fence.key, target: 'create', op: '=', value: fence.revision },
-      { key: keys.app(f.app.id), target: 'mod', op: '=', value: appKv.modRevision },
-      { key: keys.release(f.app.id, f.version), target: 'mod', op: '=', value: relKv.modRevision },
+      { key: keys.app(f.app.id), target: 'mod', op: '=', value: appKv.mod },
+      { key: keys.release(f.app.id, f.version), target: 'mod', op: '=', value: relKv.mod },
     ],
     success: ops,
   });

@@ -1,16 +1,15 @@
+import { putOp, deleteOp } from '../domain/codec.js';
 import { errorMessage } from '../domain/errors.js';
-import { keys } from '../domain/keys.js';
-import { routersCaughtUp } from '../domain/routers.js';
+import { keys, ROOT } from '../domain/keys.js';
 import type { Logger } from '../domain/log.js';
-import { Election, LeaseKeeper, follow, type Following, type Leadership, type Store, type TxnOp } from '../store/index.js';
+import { codecs } from '../domain/records.js';
+import { compareGeneration, dynoStatus, unitKey } from '../domain/units.js';
+import { ControlLoop, Registration } from '../loop/index.js';
+import { Election, type Leadership, type Store, type TxnOp } from '../store/index.js';
 import { plan } from './placement.js';
-import { failRelease, failedRollouts, type UnitStatus } from './rollout.js';
-import { compareGeneration, unitKey } from '../domain/units.js';
+import { failRelease, failedRollouts } from './rollout.js';
+import { ClusterState } from './state.js';
 import type { Assignment, Plan } from './types.js';
-import { readState } from './view.js';
-
-
-const PREFIXES = ['/berth/apps/', '/berth/app-names/', '/berth/machines/', '/berth/units/', '/berth/status/'];
 
 export interface SchedulerOptions {
   store: Store;
@@ -18,25 +17,30 @@ export interface SchedulerOptions {
   /** This candidate's name in the election (a node id). */
   id: string;
   ttl?: number;
+  /** A pass from memory this often (default 10 s); the watch drives every other pass. */
   reconcileMs?: number;
+  /** A full re-read of the cluster this often (default 5 min). */
+  repairMs?: number;
   debounceMs?: number;
+  /** Under steady writes a pass still runs at least this often (default 500 ms). */
+  maxWaitMs?: number;
 }
 
 /**
  * fleet's engine: any number run, one leads (store election under a lease; a dead leader is
- * replaced within one TTL). The leader reads the state, asks the pure `plan` what should change,
- * and writes assignments — every write fenced on its leadership, so a deposed leader writes nothing.
- * Old-release units are removed only once their replacement reports up (the rollout handshake;
- * routers join it when they exist).
+ * replaced within one TTL). The leader keeps the cluster's state in memory from its watch
+ * (`ClusterState`), asks the pure `plan` what should change, and writes assignments — every write
+ * fenced on its leadership, so a deposed leader writes nothing. Old units are removed only once
+ * their replacement is up, published and applied by every live router (the rollout handshake).
  */
 export class Scheduler {
-  private keeper: LeaseKeeper | undefined;
+  private registration: Registration | undefined;
   private leadership: Leadership | undefined;
+  private loop: ControlLoop | undefined;
+  private state = new ClusterState();
   private readonly abort = new AbortController();
-  private timer: NodeJS.Timeout | undefined;
-  private debounce: NodeJS.Timeout | undefined;
-  private pass: Promise<void> = Promise.resolve();
-  private following: Following | undefined;
+  /** Bumped per lease: a campaign from an older lease must not start a loop. */
+  private term = 0;
 
   constructor(private readonly o: SchedulerOptions) {}
 
@@ -45,97 +49,87 @@ export class Scheduler {
   }
 
   async start(): Promise<void> {
-    this.keeper = await LeaseKeeper.start(this.o.store, {
+    this.registration = await Registration.start({
+      store: this.o.store,
+      log: this.o.log,
       ttl: this.o.ttl ?? 5,
+      // Each lease campaigns anew; campaigning waits for as long as another node leads.
+      register: async (lease) => void this.campaign(lease, ++this.term),
       onLost: () => {
-        this.o.log.warn('scheduler lease lost; campaigning again');
         this.leadership = undefined;
-        void this.restart();
+        void this.loop?.stop();
+        this.loop = undefined;
       },
     });
-    void this.campaign(this.keeper.id);
   }
 
-  /** After a lease loss (a store outage, a stall): keep trying, never take the process down. */
-  private async restart(): Promise<void> {
-    this.following?.close();
-    for (let delay = 200; !this.abort.signal.aborted; delay = Math.min(delay * 2, 5000)) {
-      try {
-        await this.start();
-        return;
-      } catch (err) {
-        this.o.log.warn({ err: errorMessage(err) }, 'scheduler could not rejoin; retrying');
-        await new Promise((r) => setTimeout(r, delay));
-      }
-    }
-  }
-
-  private async campaign(lease: string): Promise<void> {
+  private async campaign(lease: string, term: number): Promise<void> {
     try {
-      this.leadership = await new Election(this.o.store, keys.leader('scheduler')).campaign(lease, this.o.id, this.abort.signal);
+      const leadership = await new Election(this.o.store, keys.leader('scheduler')).campaign(lease, this.o.id, this.abort.signal);
+      if (term !== this.term || this.abort.signal.aborted) return;
+      this.leadership = leadership;
       this.o.log.info({ id: this.o.id }, 'elected scheduler leader');
-      const from = (await this.o.store.currentRevision()) + 1;
-      // One watch; only changes to what a plan reads start a pass.
-      this.following = follow(this.o.store, '/berth/', from, {
-        onBatch: (batch) => {
-          if (!batch.events.some((e) => PREFIXES.some((p) => e.kv.key.startsWith(p)))) return;
-          clearTimeout(this.debounce);
-          this.debounce = setTimeout(() => void this.kick(), this.o.debounceMs ?? 50);
-        },
-        onGap: () => this.o.store.currentRevision(),
+      // A new leader trusts nothing it knew before: it reads the cluster once, then follows it.
+      this.state = new ClusterState();
+      const state = this.state;
+      this.loop = new ControlLoop({
+        store: this.o.store,
+        log: this.o.log,
+        prefix: `${ROOT}/`,
+        load: () => state.load(this.o.store),
+        apply: (batch) => state.apply(batch),
+        pass: () => this.schedule(state),
+        debounceMs: this.o.debounceMs ?? 50,
+        maxWaitMs: this.o.maxWaitMs ?? 500,
+        resyncMs: this.o.reconcileMs ?? 10_000,
+        repairMs: this.o.repairMs ?? 300_000,
       });
-      this.timer ??= setInterval(() => void this.kick(), this.o.reconcileMs ?? 2000);
-      void this.kick();
+      await this.loop.start();
     } catch (err) {
       if (!this.abort.signal.aborted) this.o.log.warn({ err: errorMessage(err) }, 'campaign ended');
     }
   }
 
-  /** Runs a scheduling pass after the current one; passes never overlap. */
+  /** A pass now (merged with any waiting); for tests and the CLI. */
   kick(): Promise<void> {
-    this.pass = this.pass.then(() => this.schedule()).catch((err: unknown) => this.o.log.error({ err: errorMessage(err) }, 'scheduling pass failed'));
-    return this.pass;
+    return this.loop?.kick() ?? Promise.resolve();
   }
 
-  private async schedule(): Promise<void> {
+  private async schedule(state: ClusterState): Promise<void> {
     const leadership = this.leadership;
-    if (!leadership || this.abort.signal.aborted) return;
-    const state = await readState(this.o.store);
-    const p = plan(state);
+    if (!leadership || this.abort.signal.aborted || state !== this.state) return;
+    // Only apps whose current release just changed are read; the rest is in memory.
+    await state.fillReleases(this.o.store);
+    const view = state.view();
+    const p = plan(view);
     const ops: TxnOp[] = [];
-    for (const a of p.place) ops.push({ type: 'put', key: keys.unit(a.machine, unitKey(a.unit)), value: JSON.stringify(a.unit) });
-    for (const a of p.remove) ops.push({ type: 'delete', key: keys.unit(a.machine, unitKey(a.unit)) });
-    // A superseded unit goes once the unit replacing it (same name, newer release) is up.
-    const statuses = new Map<string, UnitStatus>();
-    for (const kv of (await this.o.store.range(keys.statuses(), { prefix: true })).kvs) {
-      try {
-        statuses.set(kv.key.slice(keys.statuses().length), JSON.parse(kv.value) as UnitStatus);
-      } catch {
-        // One malformed report must not stop scheduling.
-      }
-    }
+    for (const a of p.place) ops.push(putOp(keys.unit(a.machine, unitKey(a.unit)), codecs.unit, a.unit));
+    for (const a of p.remove) ops.push(deleteOp(keys.unit(a.machine, unitKey(a.unit))));
     // A rollout whose new dynos only crash is given up: the previous release becomes current again
     // and the next pass (the txn's own watch event) plans from there.
     let failedAny = false;
-    for (const f of failedRollouts(state.apps, state.assignments, p, statuses)) {
+    for (const f of failedRollouts(view.apps, view.assignments, p, state.statuses)) {
       if (await failRelease(this.o.store, leadership, f)) {
         failedAny = true;
         this.o.log.warn({ app: f.app.name, release: f.version, reason: f.reason }, 'release failed; the previous release keeps serving');
       }
     }
     if (failedAny) return;
-    const up = new Set([...statuses].filter(([, st]) => st.state === 'up').map(([k]) => k));
+    // A superseded unit goes once the unit replacing it (same name, newer generation) is up — and,
+    // for web, published and applied by every live router.
+    let waiting = false;
     for (const old of p.superseded) {
-      const replacement = state.assignments.find((a) => a.unit.appId === old.unit.appId && a.unit.name === old.unit.name && compareGeneration(a.unit, old.unit) > 0);
-      if (!replacement || !up.has(unitKey(replacement.unit))) continue;
-      // A web replacement must also be published and reach every router before the old one goes.
-      if (replacement.unit.type === 'web') {
-        const published = await this.o.store.get(keys.service(replacement.unit.appName, unitKey(replacement.unit)));
-        if (!published || !(await routersCaughtUp(this.o.store, published.modRevision))) continue;
+      const replacement = view.assignments.find((a) => a.unit.appId === old.unit.appId && a.unit.name === old.unit.name && compareGeneration(a.unit, old.unit) > 0);
+      const ready = replacement && state.statuses.get(unitKey(replacement.unit))?.state === 'up' && (replacement.unit.type !== 'web' || state.publishedAndRouted(keys.service(replacement.unit.appName, unitKey(replacement.unit))));
+      if (!ready) {
+        waiting = true;
+        continue;
       }
-      ops.push({ type: 'delete', key: keys.unit(old.machine, unitKey(old.unit)) });
+      ops.push(deleteOp(keys.unit(old.machine, unitKey(old.unit))));
     }
-    const reports = this.pendingReports(p, statuses);
+    // Endpoints and router reports start passes only while a handshake is pending.
+    state.awaitingHandshake = waiting;
+    const reports = this.pendingReports(p, state);
     // Stale pending reports go first: chunked writes then still delete them before any agent can
     // be told to run the unit and write its own report under that key.
     ops.unshift(...reports.deletes);
@@ -150,19 +144,18 @@ export class Scheduler {
    * is placed — before the placement lands, so it can never delete an agent's report.
    * Unchanged reports are not rewritten: this pass's own writes must not trigger another.
    */
-  private pendingReports(p: Plan, statuses: Map<string, UnitStatus>): { puts: TxnOp[]; deletes: TxnOp[] } {
+  private pendingReports(p: Plan, state: ClusterState): { puts: TxnOp[]; deletes: TxnOp[] } {
     const puts: TxnOp[] = [];
     const deletes: TxnOp[] = [];
     const pending = new Map(p.pending.map((pu) => [unitKey(pu.unit), pu]));
     for (const [key, pu] of pending) {
-      const current = statuses.get(key);
+      const current = state.statuses.get(key);
       if (current && (current.state !== 'pending' || current.reason === pu.reason)) continue;
       this.o.log.warn({ unit: pu.unit.name, reason: pu.reason }, 'unit pending');
-      const u = pu.unit;
-      const value = { app_id: u.appId, unit: key, name: `${u.type}.${u.index}`, type: u.type, state: 'pending', reason: pu.reason, restarts: 0, command: '', release: { version: u.release }, machine: null, port: null };
-      puts.push({ type: 'put', key: keys.status(key), value: JSON.stringify(value), ...(this.keeper ? { lease: this.keeper.id } : {}) });
+      const value = dynoStatus(pu.unit, { state: 'pending', reason: pu.reason, restarts: 0, command: '', release: { version: pu.unit.release }, machine: null, port: null });
+      puts.push(putOp(keys.status(key), codecs.status, value, this.registration?.leaseId));
     }
-    for (const [key, st] of statuses) if (st.state === 'pending' && !pending.has(key)) deletes.push({ type: 'delete', key: keys.status(key) });
+    for (const [key, st] of state.statuses) if (st.state === 'pending' && !pending.has(key)) deletes.push(deleteOp(keys.status(key)));
     return { puts, deletes };
   }
 
@@ -175,7 +168,7 @@ export class Scheduler {
       });
       if (!r.succeeded) {
         this.o.log.warn('no longer the scheduler leader; stopping writes');
-        this.leadership = undefined;
+        if (this.leadership === leadership) this.leadership = undefined;
         return;
       }
     }
@@ -184,12 +177,9 @@ export class Scheduler {
 
   async stop(): Promise<void> {
     this.abort.abort();
-    clearInterval(this.timer);
-    clearTimeout(this.debounce);
-    this.following?.close();
-    await this.pass;
+    await this.loop?.stop();
     await this.leadership?.resign().catch(() => undefined);
-    await this.keeper?.revoke().catch(() => undefined);
+    await this.registration?.stop();
   }
 }
 

@@ -7,7 +7,7 @@ import { Users } from '../../src/controller/model/users.js';
 import { keys } from '../../src/domain/keys.js';
 import { plan } from '../../src/scheduler/placement.js';
 import type { MachineRecord, UnitSpec } from '../../src/scheduler/types.js';
-import { readState } from '../../src/scheduler/view.js';
+import { readState } from '../../src/scheduler/state.js';
 import { openStore, type Store } from '../../src/store/index.js';
 
 const MiB = 1024 * 1024;
@@ -87,8 +87,9 @@ describe('readState', () => {
 
   it('takes the release that should run (current_version), not a newer one still in its release phase', async () => {
     await deployedApp('shop');
-    releases.setReleasePhase(() => new Promise<boolean>(() => undefined));
-    const pending = await releases.deploy(user, await apps.resolve(user, 'shop'), { id: 'slug-v3', process_types: { web: 'npm start', release: 'migrate' }, commit: null });
+    // A release phase that never ends: the release stays pending.
+    const phased = new Releases(store, apps, { runner: { run: () => new Promise<boolean>(() => undefined) } });
+    const pending = await phased.deploy(user, await apps.resolve(user, 'shop'), { id: 'slug-v3', process_types: { web: 'npm start', release: 'migrate' }, commit: null });
     expect(pending.status).toBe('pending');
     const [app] = (await readState(store)).apps;
     expect(app?.release).toEqual({ version: 2, slugId: 'slug-shop', processTypes: expect.objectContaining({ web: 'npm start' }) });
