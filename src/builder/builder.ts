@@ -4,7 +4,6 @@ import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, rmSync, writeFileS
 import { realpath } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { keys } from '../domain/keys.js';
 import type { Logger } from '../domain/log.js';
 import type { Store } from '../store/index.js';
 import { allocateUid, readTenantFile, type Sandbox } from '../sandbox/index.js';
@@ -28,10 +27,6 @@ export interface BuilderOptions {
   /** Host directories tenants may name as buildpacks (absolute, resolved; BERTH_BUILDPACK_DIRS); none by default. */
   buildpackDirs?: string[];
 }
-
-import type { BuildRecord } from '../domain/records.js';
-
-export type { BuildRecord };
 
 /**
  * Turns source into a slug. The workspace lives under `<data-dir>/work` (mode 0711: the build uid
@@ -211,10 +206,6 @@ export class Builder {
 
   removeWorkspace(root: string): void {
     if (root.startsWith(this.workDir) && existsSync(root)) rmSync(root, { recursive: true, force: true });
-  }
-
-  async saveBuild(appId: string, build: BuildRecord): Promise<void> {
-    await this.options.store.put(keys.build(appId, build.id), JSON.stringify(build));
   }
 }
 

@@ -4,46 +4,24 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSy
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { Services } from '../controller/services.js';
+import type { GitAccess } from './ports.js';
 import type { PushHandler, PushSession } from './push.js';
 
 /**
- * The pre-receive hook every app repository gets. git runs it after receiving the objects and
- * before updating any ref; it hands the push to the Berth process (the secret in its environment
- * names the push) and relays the build output, which git shows the pusher as `remote:` lines. A
- * non-zero exit rejects the push, so a failed build leaves the ref where it was.
+ * The pre-receive hook every app repository gets (`hook/pre-receive.cjs`, next to this module in
+ * src/ and in dist/). git runs it after receiving the objects and before updating any ref; it hands
+ * the push to the Berth process and relays the build output as `remote:` lines. A non-zero exit
+ * rejects the push, so a failed build leaves the ref where it was.
  */
-const HOOK = `'use strict';
-// Written by Berth; rewritten on every push.
-const http = require('node:http');
-let input = '';
-process.stdin.on('data', (d) => (input += d));
-process.stdin.on('end', () => {
-  const updates = input.trim().split('\\n').filter(Boolean).map((l) => { const [old, next, ref] = l.split(' '); return { old, new: next, ref }; });
-  const body = JSON.stringify({
-    secret: process.env.BERTH_PUSH_SECRET,
-    updates,
-    objects: { GIT_OBJECT_DIRECTORY: process.env.GIT_OBJECT_DIRECTORY || '', GIT_ALTERNATE_OBJECT_DIRECTORIES: process.env.GIT_ALTERNATE_OBJECT_DIRECTORIES || '', GIT_QUARANTINE_PATH: process.env.GIT_QUARANTINE_PATH || '' },
-  });
-  const req = http.request(process.env.BERTH_HOOK_URL, { method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
-    let tail = '';
-    res.on('data', (d) => {
-      const text = tail + d.toString();
-      const cut = text.lastIndexOf('\\n') + 1;
-      process.stderr.write(text.slice(0, cut).replace(/^@@berth-result .*\\n/m, ''));
-      tail = text.slice(cut);
-      if (/^@@berth-result /m.test(text.slice(0, cut))) process.exitCode = /^@@berth-result ok$/m.test(text.slice(0, cut)) ? 0 : 1;
-    });
-    res.on('end', () => { if (tail && !tail.startsWith('@@berth-result')) process.stderr.write(tail + '\\n'); if (process.exitCode === undefined) process.exitCode = 1; });
-  });
-  req.on('error', (e) => { process.stderr.write('Berth is not reachable: ' + e.message + '\\n'); process.exitCode = 1; });
-  req.end(body);
-});
-`;
+const HOOK_PATH = join(import.meta.dirname, 'hook', 'pre-receive.cjs');
 
 export class GitRepos {
+  /** The hook program, read once at startup. */
+  private readonly hook: string;
+
   constructor(readonly dir: string) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
+    this.hook = readFileSync(HOOK_PATH, 'utf8');
   }
 
   path(appId: string): string {
@@ -59,7 +37,7 @@ export class GitRepos {
     }
     // Rewritten only when Berth's hook changed, and by rename: a push running the hook meanwhile
     // must never read a half-written file.
-    installFile(join(repo, 'hooks', 'berth-hook.cjs'), HOOK, 0o644);
+    installFile(join(repo, 'hooks', 'berth-hook.cjs'), this.hook, 0o644);
     installFile(join(repo, 'hooks', 'pre-receive'), '#!/bin/sh\nexec node "$(dirname "$0")/berth-hook.cjs"\n', 0o755);
     return repo;
   }
@@ -87,25 +65,25 @@ const GIT_TYPES = ['application/x-git-upload-pack-request', 'application/x-git-r
  * git over smart HTTP at `<api>/<app>.git`, the app's git_url: `git http-backend` as a CGI, with
  * the API's own auth (HTTP basic, the token as password) and visibility (others get not found).
  */
-export function registerGitRoutes(api: FastifyInstance, services: Services, repos: GitRepos, pushes: PushHandler): void {
+export function registerGitRoutes(api: FastifyInstance, access: GitAccess, repos: GitRepos, pushes: PushHandler): void {
   // Pack data streams straight through to git; never buffered or parsed.
   api.addContentTypeParser(GIT_TYPES, { bodyLimit: 1024 * 1024 * 1024 }, (_req, payload, done) => done(null, payload));
 
   const serve = async (req: FastifyRequest, reply: FastifyReply, path: string): Promise<void> => {
     const { app: name } = req.params as { app: string };
     // Not found for an app the user cannot see; a store outage stays a 503, not a "no such repo".
-    const access = await services.apps.resolve(req.user, name);
+    const app = await access.resolveApp(req.user, name);
     const service = path === 'info/refs' ? String((req.query as { service?: string }).service ?? '') : path;
-    await repos.ensure(access.app.id);
+    await repos.ensure(app.id);
     let session: PushSession | undefined;
     const env: Record<string, string> = {};
     if (service === 'git-receive-pack') {
-      session = pushes.open(req.user, access.app.id, randomBytes(24).toString('hex'));
+      session = pushes.open(req.user, app.id, randomBytes(24).toString('hex'));
       env.BERTH_PUSH_SECRET = session.secret;
       env.BERTH_HOOK_URL = pushes.hookUrl;
     }
     try {
-      await cgi(req.raw.method ?? 'GET', repos.dir, `/${access.app.id}.git/${path}`, req, reply, env);
+      await cgi(req.raw.method ?? 'GET', repos.dir, `/${app.id}.git/${path}`, req, reply, env);
     } finally {
       if (session) pushes.close(session);
     }

@@ -1,67 +1,114 @@
 /**
- * The builder: git push over smart HTTP, Heroku buildpacks in a sandbox, content-addressed slugs.
- * `builderRoutes` is what `berth up` hands the API server: git at `/<app>.git` and the push hook.
+ * The builder: source → slug. `createBuilder` makes the parts that need nothing from the platform
+ * (buildpacks in the sandbox, the slug store, the app repositories, running a command in a slug);
+ * the controller's deploys drive them through the ports in `ports.ts`. `createBuilderServer` is the
+ * builder's network edge: git over HTTP and SSH, the push hook and slug blobs, handing each push to
+ * a `Deployer` and asking `GitAccess` who may reach what.
  */
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import type { Services } from '../controller/services.js';
+import { keys } from '../domain/keys.js';
+import type { Logger } from '../domain/log.js';
+import type { SlugRecord } from '../domain/records.js';
+import type { Sandbox } from '../sandbox/index.js';
+import type { Store } from '../store/index.js';
 import { Builder } from './builder.js';
 import { GitRepos, registerGitRoutes } from './git.js';
+import type { Deployer, GitAccess, SlugBuilder, SlugRunner } from './ports.js';
 import { PushHandler, registerHookRoute } from './push.js';
-import { releasePhase } from './release-phase.js';
+import { SandboxSlugRunner } from './release-phase.js';
+import { GitSlugBuilder } from './slug-builder.js';
 import { registerSlugRoutes } from './slug-routes.js';
-import { registerBuildRoutes } from './build-routes.js';
 import { startGitSsh } from './ssh.js';
-import type { Logger } from '../domain/log.js';
-import { keys } from '../domain/keys.js';
 
 export { Builder, BUILTIN_BUILDPACKS_DIR } from './builder.js';
 export { parseProcfile } from './procfile.js';
+export type { AppRef, BuildRequest, BuiltSlug, Deployer, GitAccess, PushSource, SlugBuilder, SlugCommand, SlugRunner } from './ports.js';
 
 export interface BuilderOptions {
+  store: Store;
+  log: Logger;
   dataDir: string;
-  /** Where the pre-receive hook reaches this process: the API on loopback. */
-  hookUrl: string;
-  /** Pushes building at once across apps (default: the number of cores). */
-  maxParallel?: number;
-  /** Slugs kept per app: those of its newest N releases (default 10). */
-  retainSlugs?: number;
+  /** Where builds and release phases run. */
+  sandbox: Sandbox;
+  /** Host directories tenants may name as buildpacks; none by default. */
+  buildpackDirs?: string[];
 }
 
 export interface BuilderComponent {
-  /** The API server's extra routes: git at `/<app>.git`, the push hook, slugs and build output. */
-  routes: (api: FastifyInstance, services: Services) => void;
-  /** git over SSH on the same repositories and pushes; call after the API is listening. */
-  startSsh(host: string, port: number): Promise<{ port: number; close(): Promise<void> }>;
-  /** The host path of a slug's tarball on this node (for the embedded agent). */
+  /** Source → slug, for the controller's deploys. */
+  slugs: SlugBuilder;
+  /** A command in a slug, sandboxed (the release phase, postdeploy). */
+  runner: SlugRunner;
+  /** The app repositories git pushes to (`<data-dir>/repos`). */
+  repos: GitRepos;
+  /** The buildpacks, workspaces and slug store behind `slugs` and `runner`. */
+  builder: Builder;
+  /** A slug's record, from the store. */
+  slug(slugId: string): Promise<SlugRecord | undefined>;
+  /** The host path of a slug's tarball on this node (for the embedded agent and one-off dynos). */
   slugPath(slugId: string): Promise<string>;
 }
 
 export function createBuilder(options: BuilderOptions): BuilderComponent {
-  let parts: { services: Services; repos: GitRepos; pushes: PushHandler; log: Logger; builder: Builder } | undefined;
+  const builder = new Builder({ store: options.store, log: options.log.child({ component: 'builder' }), dataDir: options.dataDir, sandbox: options.sandbox, buildpackDirs: options.buildpackDirs ?? [] });
+  const repos = new GitRepos(join(options.dataDir, 'repos'));
+  const slug = async (slugId: string): Promise<SlugRecord | undefined> => {
+    const kv = await options.store.get(keys.slug(slugId));
+    return kv ? (JSON.parse(kv.value) as SlugRecord) : undefined;
+  };
   return {
-    routes(api, services) {
-      const log = services.log.child({ component: 'builder' });
-      const builder = new Builder({ store: services.store, log, dataDir: options.dataDir });
-      const repos = new GitRepos(join(options.dataDir, 'repos'));
-      const pushes = new PushHandler({ services, builder, repos, log, maxParallel: options.maxParallel ?? availableParallelism(), retainSlugs: options.retainSlugs ?? 10 }, options.hookUrl);
-      services.releases.setReleasePhase(releasePhase(services.store, builder));
-      registerGitRoutes(api, services, repos, pushes);
-      registerHookRoute(api, pushes);
-      registerSlugRoutes(api, services, builder.slugs);
-      registerBuildRoutes(api, services, pushes);
-      parts = { services, repos, pushes, log, builder };
-    },
+    slugs: new GitSlugBuilder(builder, repos),
+    runner: new SandboxSlugRunner(options.store, builder),
+    repos,
+    builder,
+    slug,
     async slugPath(slugId) {
-      if (!parts) throw new Error('the builder routes must be registered first');
-      const kv = await parts.services.store.get(keys.slug(slugId));
-      if (!kv) throw new Error(`slug ${slugId} is missing`);
-      return parts.builder.slugs.blobPath((JSON.parse(kv.value) as { checksum: string }).checksum);
+      const record = await slug(slugId);
+      if (!record) throw new Error(`slug ${slugId} is missing`);
+      return builder.slugs.blobPath(record.checksum);
     },
-    async startSsh(host, port) {
-      if (!parts) throw new Error('the builder routes must be registered before SSH starts');
-      return startGitSsh({ host, port, hostKeyPath: join(options.dataDir, 'ssh', 'host_ed25519'), services: parts.services, repos: parts.repos, pushes: parts.pushes, log: parts.log.child({ transport: 'ssh' }) });
+  };
+}
+
+export interface BuilderServerOptions {
+  builder: BuilderComponent;
+  /** Who may reach which app, and whose SSH key is whose (the controller). */
+  access: GitAccess;
+  /** Where an accepted push goes: the controller's deploys. */
+  deployer: Deployer;
+  /** Where the pre-receive hook reaches this process: the API on loopback. */
+  hookUrl: string;
+  /** The SSH server's host key (OpenSSH format); made on first start if missing. */
+  hostKeyPath: string;
+  log: Logger;
+  /** Pushes building at once across apps (default: the number of cores). */
+  maxParallel?: number;
+}
+
+export interface BuilderServer {
+  /** One push at a time per app; shared by both transports. */
+  pushes: PushHandler;
+  /** The API server's extra routes: git at `/<app>.git`, the push hook, slug blobs. */
+  routes(api: FastifyInstance): void;
+  /** git over SSH on the same repositories and pushes; call after the API is listening. */
+  startSsh(host: string, port: number): Promise<{ port: number; close(): Promise<void> }>;
+}
+
+export function createBuilderServer(o: BuilderServerOptions): BuilderServer {
+  const { builder, access, deployer } = o;
+  const log = o.log.child({ component: 'builder' });
+  const pushes = new PushHandler({ access, deployer, builder: builder.slugs, repos: builder.repos, maxParallel: o.maxParallel ?? availableParallelism() }, o.hookUrl);
+  return {
+    pushes,
+    routes(api) {
+      registerGitRoutes(api, access, builder.repos, pushes);
+      registerHookRoute(api, pushes);
+      registerSlugRoutes(api, access, builder.slug, builder.builder.slugs);
+    },
+    startSsh(host, port) {
+      return startGitSsh({ host, port, hostKeyPath: o.hostKeyPath, access, repos: builder.repos, pushes, log: log.child({ transport: 'ssh' }) });
     },
   };
 }

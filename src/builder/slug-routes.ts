@@ -1,19 +1,18 @@
 import { createReadStream } from 'node:fs';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { invalid, notFound } from '../domain/errors.js';
-import { keys } from '../domain/keys.js';
-import type { Services } from '../controller/services.js';
-import type { SlugStore, SlugRecord } from './slugs.js';
+import type { SlugRecord } from '../domain/records.js';
+import type { GitAccess } from './ports.js';
+import type { SlugStore } from './slugs.js';
 
 /**
  * Slug blobs for agents (and `heroku slugs:download`-style clients): the tar.gz by app access, with
  * byte ranges so an interrupted download resumes where it stopped.
  */
-export function registerSlugRoutes(api: FastifyInstance, services: Services, slugs: SlugStore): void {
+export function registerSlugRoutes(api: FastifyInstance, access: Pick<GitAccess, 'resolveApp'>, find: (slugId: string) => Promise<SlugRecord | undefined>, slugs: SlugStore): void {
   const send = async (req: FastifyRequest, reply: FastifyReply, slug: string, appId: string | undefined) => {
     if (!/^[0-9a-f-]{36}$/.test(slug)) throw notFound('slug');
-    const kv = await services.store.get(keys.slug(slug));
-    const record = kv ? (JSON.parse(kv.value) as SlugRecord) : undefined;
+    const record = await find(slug);
     if (!record || (appId !== undefined && record.app_id !== appId)) throw notFound('slug');
     const size = slugs.size(record.checksum);
     const etag = `"${record.checksum}"`;
@@ -38,8 +37,7 @@ export function registerSlugRoutes(api: FastifyInstance, services: Services, slu
 
   api.get('/apps/:app/slugs/:slug/blob', async (req, reply) => {
     const { app, slug } = req.params as { app: string; slug: string };
-    const access = await services.apps.resolve(req.user, app);
-    return send(req, reply, slug, access.app.id);
+    return send(req, reply, slug, (await access.resolveApp(req.user, app)).id);
   });
   // Agents on other machines fetch what they run with the cluster token; they hold no user token.
   api.get('/internal/slugs/:slug/blob', { config: { cluster: true } }, async (req, reply) => send(req, reply, (req.params as { slug: string }).slug, undefined));

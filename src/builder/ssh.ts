@@ -9,13 +9,11 @@ import { linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'no
 import type { AddressInfo } from 'node:net';
 import { dirname } from 'node:path';
 import ssh2, { type Connection, type PublicKeyAuthContext, type ServerChannel, type Session } from 'ssh2';
-import { getJson } from '../controller/model/json-store.js';
-import type { SshKeyRecord, UserRecord } from '../controller/model/types.js';
-import type { Services } from '../controller/services.js';
 import { errorMessage, ErrorCode, isBerthError } from '../domain/errors.js';
-import { keys } from '../domain/keys.js';
 import type { Logger } from '../domain/log.js';
+import type { UserRecord } from '../domain/records.js';
 import type { GitRepos } from './git.js';
+import type { GitAccess } from './ports.js';
 import type { PushHandler, PushSession } from './push.js';
 
 export interface GitSshOptions {
@@ -23,13 +21,14 @@ export interface GitSshOptions {
   port: number;
   /** The server's private host key (OpenSSH format); made on first start if missing. */
   hostKeyPath: string;
-  services: Services;
+  /** Whose key is whose, and which apps they may reach: the controller's answer. */
+  access: GitAccess;
   repos: GitRepos;
   pushes: PushHandler;
   log: Logger;
 }
 
-type Deps = Pick<GitSshOptions, 'services' | 'repos' | 'pushes'>;
+type Deps = Pick<GitSshOptions, 'access' | 'repos' | 'pushes'>;
 
 const REFUSAL = 'Berth only serves git over SSH (git push, fetch, clone); there is no shell.\n';
 // sshd's LoginGraceTime and MaxAuthTries, so a silent or guessing client cannot hold a connection.
@@ -118,16 +117,14 @@ function checkHostKey(path: string, key: Buffer): Buffer {
  * (ssh2 then answers PK_OK); with one, it must verify against the key as registered, else anyone
  * who knows a user's public key would be that user.
  */
-async function keyOwner(services: Services, ctx: PublicKeyAuthContext): Promise<UserRecord | undefined> {
+async function keyOwner(access: GitAccess, ctx: PublicKeyAuthContext): Promise<UserRecord | undefined> {
   const digest = createHash('sha256').update(ctx.key.data).digest('hex');
-  const ref = await getJson<{ user_id: string; key_id: string }>(services.store, keys.fingerprint(digest));
-  if (!ref) return undefined;
-  const record = await getJson<SshKeyRecord>(services.store, keys.sshKey(ref.value.user_id, ref.value.key_id));
-  if (!record) return undefined;
-  const registered = ssh2.utils.parseKey(record.value.public_key);
+  const owner = await access.keyOwner(digest);
+  if (!owner) return undefined;
+  const registered = ssh2.utils.parseKey(owner.publicKey);
   if (registered instanceof Error || !registered.getPublicSSH().equals(ctx.key.data)) return undefined;
   if (ctx.signature && (!ctx.blob || registered.verify(ctx.blob, ctx.signature, ctx.hashAlgo) !== true)) return undefined;
-  return services.users.get(ref.value.user_id).catch(() => undefined);
+  return owner.user;
 }
 
 function serve(conn: Connection, log: Logger, deps: Deps, track: (p: Promise<void>) => void): void {
@@ -143,7 +140,7 @@ function serve(conn: Connection, log: Logger, deps: Deps, track: (p: Promise<voi
       else ctx.reject(['publickey']);
     };
     if (ctx.method !== 'publickey' || ctx.username !== 'git') return refuse();
-    keyOwner(deps.services, ctx).then(
+    keyOwner(deps.access, ctx).then(
       (owner) => {
         if (!owner) return refuse();
         if (ctx.signature) user = owner;
@@ -204,22 +201,22 @@ async function runGit(channel: ServerChannel, command: string, user: UserRecord,
   const path = m[2] ?? m[3] ?? m[4] ?? '';
   const name = REPO.exec(path)?.[1];
   // Not found, whatever the reason, as over HTTP: nobody learns that someone else's app exists.
-  const access = name
-    ? await deps.services.apps.resolve(user, name).catch((err: unknown) => {
+  const app = name
+    ? await deps.access.resolveApp(user, name).catch((err: unknown) => {
         if (!isBerthError(err, ErrorCode.NotFound)) throw err;
         return undefined;
       })
     : undefined;
-  if (!access) {
+  if (!app) {
     const shown = path.replace(/^\//, '').replace(/[^\x20-\x7e]/g, '?').slice(0, 100);
     return finish(channel, 128, `fatal: '${shown}' does not appear to be a git repository\n`);
   }
-  const appLog = log.child({ app: access.app.name, user: user.email, service });
-  const repo = await deps.repos.ensure(access.app.id);
+  const appLog = log.child({ app: app.name, user: user.email, service });
+  const repo = await deps.repos.ensure(app.id);
   const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', ...clientEnv };
   let session: PushSession | undefined;
   if (service === 'receive-pack') {
-    session = deps.pushes.open(user, access.app.id, randomBytes(24).toString('hex'));
+    session = deps.pushes.open(user, app.id, randomBytes(24).toString('hex'));
     env.BERTH_PUSH_SECRET = session.secret;
     env.BERTH_HOOK_URL = deps.pushes.hookUrl;
   }

@@ -11,6 +11,7 @@ import { createServices, type Services } from './services.js';
 
 export { buildApi } from './api/server.js';
 export { createServices, type ServiceOptions, type Services } from './services.js';
+export { Deploys, type RunningBuild } from './model/deploys.js';
 export type { PlatformSettings } from './model/types.js';
 
 export interface Controller {
@@ -21,25 +22,36 @@ export interface Controller {
   close(): Promise<void>;
 }
 
-export async function startController(options: {
+/** What the controller's services are built from, when the caller does not hand them in. */
+export interface ControllerParts {
   store: Store;
   log: Logger;
   settings: PlatformSettings;
-  host: string;
-  port: number;
-  /** Other components' routes on the same server (the builder's git endpoints). */
-  routes?: ((api: FastifyInstance, services: Services) => void)[];
   /** The log database (`<data-dir>/logs.db`); lines are kept in memory only without it. */
   logDb?: string;
-}): Promise<Controller> {
-  const services = createServices(options.store, options.log, options.settings, options.logDb ? { logDb: options.logDb } : {});
-  const api = buildApi(services, options.log.child({ component: 'api' }), options.routes ?? []);
+}
+
+/**
+ * Serves the API on `host:port`. The composition root builds the services (with the builder's
+ * ports) and hands them in; without `services`, they are built here from `store`, `log`,
+ * `settings` and `logDb` (a controller that does not build). `close()` closes them too.
+ */
+export async function startController(
+  options: (ControllerParts | { services: Services }) & {
+    host: string;
+    port: number;
+    /** Other components' routes on the same server (the builder's git endpoints, one-off dynos). */
+    routes?: ((api: FastifyInstance, services: Services) => void)[];
+  },
+): Promise<Controller> {
+  const services = 'services' in options ? options.services : createServices(options.store, options.log, options.settings, options.logDb ? { logDb: options.logDb } : {});
+  const api = buildApi(services, services.log.child({ component: 'api' }), options.routes ?? []);
   await api.listen({ host: options.host, port: options.port });
   await services.drainForwarder.start();
   return {
     api,
     services,
-    url: options.settings.apiUrl,
+    url: services.settings.apiUrl,
     close: async () => {
       await api.close();
       await api.drain(10_000);

@@ -1,11 +1,14 @@
+import type { SlugBuilder, SlugRunner } from '../builder/ports.js';
 import type { Logger } from '../domain/log.js';
 import type { Store } from '../store/index.js';
 import { Apps } from './model/apps.js';
 import { SniEndpoints } from './model/certs.js';
 import { ClusterTokens } from './model/cluster.js';
 import { Collaborators } from './model/collaborators.js';
+import { Deploys } from './model/deploys.js';
 import { Domains } from './model/domains.js';
 import { Formations } from './model/formation.js';
+import { GitAccessService } from './model/git-access.js';
 import { LogDrains } from './model/drains.js';
 import { LogHub, SqliteLogStore } from './model/logs.js';
 import { DrainForwarder } from './drains/forwarder.js';
@@ -24,6 +27,10 @@ export interface Services {
   apps: Apps;
   releases: Releases;
   formations: Formations;
+  /** Pushes: build, release, release phase, first-deploy scale, postdeploy (the builder's `Deployer`). */
+  deploys: Deploys;
+  /** Who may reach which app over git, whose SSH key is whose (the builder's `GitAccess`). */
+  gitAccess: GitAccessService;
   domains: Domains;
   collaborators: Collaborators;
   sshKeys: SshKeys;
@@ -43,6 +50,14 @@ export interface ServiceOptions {
   logDb?: string;
   /** Lines kept per app (default 1,500, as Heroku). */
   logRetain?: number;
+  /**
+   * The builder's ports: source → slug for deploys, and a command in a slug for the release phase
+   * and postdeploy. Without them (a controller that does not build) releases have no release phase
+   * and pushes are refused.
+   */
+  builder?: { slugs: SlugBuilder; runner: SlugRunner };
+  /** Slugs kept per app: those of its newest N releases (default 10). */
+  retainSlugs?: number;
 }
 
 export function createServices(store: Store, log: Logger, settings: PlatformSettings, options: ServiceOptions = {}): Services {
@@ -52,8 +67,23 @@ export function createServices(store: Store, log: Logger, settings: PlatformSett
   const domains = new Domains(store, apps, settings.domain);
   const drainForwarder = new DrainForwarder({ store, hub: logs, log: log.child({ component: 'drains' }) });
   // Release-phase output of config changes and rollbacks goes to the app's log stream.
-  const releases = new Releases(store, apps, (app, text) => {
-    for (const line of text.split('\n').filter((l) => l.trim() !== '')) logs.append(app.id, { source: 'app', dyno: 'release.1', message: line });
+  const releases = new Releases(store, apps, {
+    ...(options.builder ? { runner: options.builder.runner } : {}),
+    onPhaseOutput: (app, text) => {
+      for (const line of text.split('\n').filter((l) => l.trim() !== '')) logs.append(app.id, { source: 'app', dyno: 'release.1', message: line });
+    },
+  });
+  const formations = new Formations(store, apps, releases);
+  const deploys = new Deploys({
+    store,
+    log: log.child({ component: 'deploys' }),
+    settings,
+    apps,
+    releases,
+    formations,
+    logs,
+    ...(options.builder ? { builder: options.builder } : {}),
+    ...(options.retainSlugs ? { retainSlugs: options.retainSlugs } : {}),
   });
   return {
     store,
@@ -62,7 +92,9 @@ export function createServices(store: Store, log: Logger, settings: PlatformSett
     users,
     apps,
     releases,
-    formations: new Formations(store, apps, releases),
+    formations,
+    deploys,
+    gitAccess: new GitAccessService(store, apps, users),
     domains,
     collaborators: new Collaborators(store, apps, users),
     sshKeys: new SshKeys(store),

@@ -4,11 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import ssh2, { type IdentityCallback, type ParsedKey, type SignCallback } from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Builder } from '../../src/builder/builder.js';
-import { GitRepos, registerGitRoutes } from '../../src/builder/git.js';
-import { PushHandler, registerHookRoute } from '../../src/builder/push.js';
-import { startGitSsh } from '../../src/builder/ssh.js';
-import { startController, type Controller, type Services } from '../../src/controller/index.js';
+import { createBuilder, createBuilderServer } from '../../src/builder/index.js';
+import { startGitSsh, type GitSshOptions } from '../../src/builder/ssh.js';
+import { createServices, startController, type Controller } from '../../src/controller/index.js';
 import { Users } from '../../src/controller/model/users.js';
 import { createLogger } from '../../src/domain/log.js';
 import { openStore, type Store } from '../../src/store/index.js';
@@ -33,7 +31,7 @@ let store: Store;
 let controller: Controller;
 let ssh: { port: number; close(): Promise<void> };
 let apiUrl: string;
-let wired: { services: Services; repos: GitRepos; pushes: PushHandler };
+let wired: Pick<GitSshOptions, 'access' | 'repos' | 'pushes'>;
 const users: Record<string, { token: string; key: string }> = {};
 
 /** ssh as git runs it, with nothing from this machine's ssh config or agent. */
@@ -95,28 +93,12 @@ beforeAll(async () => {
   const apiPort = await freePort();
   apiUrl = `http://127.0.0.1:${apiPort}`;
   const dataDir = join(dir, 'data');
-  let parts: typeof wired | undefined;
-  controller = await startController({
-    store,
-    log,
-    host: '127.0.0.1',
-    port: apiPort,
-    settings: { domain: 'berth.test', apiUrl },
-    routes: [
-      (app, services) => {
-        // What builderRoutes does, keeping the pieces the SSH server shares with HTTP.
-        const builderLog = services.log.child({ component: 'builder' });
-        const builder = new Builder({ store: services.store, log: builderLog, dataDir, sandbox: testSandbox() });
-        const repos = new GitRepos(join(dataDir, 'repos'));
-        const pushes = new PushHandler({ services, builder, repos, log: builderLog, maxParallel: 2 }, `${apiUrl}/internal/git-hook`);
-        registerGitRoutes(app, services, repos, pushes);
-        registerHookRoute(app, pushes);
-        parts = { services, repos, pushes };
-      },
-    ],
-  });
-  if (!parts) throw new Error('builder routes were not registered');
-  wired = parts;
+  // As `berth up` wires it, keeping the pieces the SSH server shares with HTTP.
+  const builder = createBuilder({ store, log, dataDir, sandbox: testSandbox() });
+  const services = createServices(store, log, { domain: 'berth.test', apiUrl }, { builder });
+  const server = createBuilderServer({ builder, access: services.gitAccess, deployer: services.deploys, hookUrl: `${apiUrl}/internal/git-hook`, hostKeyPath: join(dataDir, 'ssh', 'host_ed25519'), log, maxParallel: 2 });
+  controller = await startController({ services, host: '127.0.0.1', port: apiPort, routes: [server.routes] });
+  wired = { access: services.gitAccess, repos: builder.repos, pushes: server.pushes };
   ssh = await startGitSsh({ host: '127.0.0.1', port: await freePort(), hostKeyPath: join(dataDir, 'ssh', 'host_ed25519'), log, ...wired });
   await user('owner');
   await user('stranger');

@@ -3,16 +3,18 @@ import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { Agent, ProcessRuntime, localMachine, machineId, parsePorts } from '../../agent/index.js';
-import { createBuilder } from '../../builder/index.js';
+import { createBuilder, createBuilderServer } from '../../builder/index.js';
 import { Router, routerUnavailable } from '../../router/index.js';
 import { Scheduler } from '../../scheduler/index.js';
-import { startController } from '../../controller/index.js';
+import { createServices, startController } from '../../controller/index.js';
 import { ClusterTokens } from '../../controller/model/cluster.js';
 import { createOneOffDynos } from '../../controller/one-off/index.js';
 import { Users } from '../../controller/model/users.js';
+import { putOp } from '../../domain/codec.js';
 import { errorMessage, invalid } from '../../domain/errors.js';
 import { keys } from '../../domain/keys.js';
 import { createLogger } from '../../domain/log.js';
+import { codecs } from '../../domain/records.js';
 import { DEFAULT_CGROUP_ROOT, Sandbox } from '../../sandbox/index.js';
 import { openStore, type Store } from '../../store/index.js';
 import { header, keyValues } from '../output.js';
@@ -57,7 +59,7 @@ function loopbackPort(): Promise<number> {
 async function bootstrap(store: Store, dataDir: string, email: string): Promise<string | undefined> {
   await store.txn({
     compare: [{ key: keys.platform(), target: 'create', op: '=', value: 0 }],
-    success: [{ type: 'put', key: keys.platform(), value: JSON.stringify({ created_at: new Date().toISOString() }) }],
+    success: [putOp(keys.platform(), codecs.platform, { created_at: new Date().toISOString() })],
   });
   const created = await new Users(store).bootstrapAdmin(email, process.env.BERTH_BOOTSTRAP_TOKEN || undefined);
   // Agents on other machines join with this (`berth agent --token`); the store keeps its hash only.
@@ -113,14 +115,18 @@ export function register(program: Command): void {
       // Builds, release phases, one-off and formation dynos all run in this node's one sandbox.
       const sandbox = new Sandbox({ cgroupRoot: process.env.BERTH_CGROUP_ROOT ?? DEFAULT_CGROUP_ROOT });
       const buildpackDirs = (process.env.BERTH_BUILDPACK_DIRS ?? '').split(':').filter((d) => d.startsWith('/'));
-      const builder = createBuilder({ dataDir, hookUrl: `http://127.0.0.1:${apiPort}/internal/git-hook`, sandbox, buildpackDirs });
+      // The builder first (source → slug, commands in a slug); the controller's services drive it
+      // through its ports; its git transports hand pushes to the controller's deploys.
+      const builder = createBuilder({ store, log, dataDir, sandbox, buildpackDirs });
+      const services = createServices(store, log, { domain: opts.domain, apiUrl, storeUrl }, { logDb: join(dataDir, 'logs.db'), builder });
+      const gitServer = createBuilderServer({ builder, access: services.gitAccess, deployer: services.deploys, hookUrl: `http://127.0.0.1:${apiPort}/internal/git-hook`, hostKeyPath: join(dataDir, 'ssh', 'host_ed25519'), log });
       // One-off dynos run in this process, in a runtime of their own: a ProcessRuntime empties its
       // work dir when made, so it must never share the agent's.
       const rendezvousPort = opts.rendezvousPort === '0' ? 0 : port(opts.rendezvousPort, '--rendezvous-port');
       const oneOff = createOneOffDynos({ dataDir, node: machineId(dataDir), runtime: new ProcessRuntime({ workDir: join(dataDir, 'run'), sandbox }), slugPath: (id) => builder.slugPath(id), rendezvous: { host: opts.apiHost, port: rendezvousPort } });
-      const controller = await startController({ store, log, host: opts.apiHost, port: apiPort, settings: { domain: opts.domain, apiUrl, storeUrl }, routes: [builder.routes, oneOff.routes], logDb: join(dataDir, 'logs.db') });
+      const controller = await startController({ services, host: opts.apiHost, port: apiPort, routes: [gitServer.routes, oneOff.routes] });
       await oneOff.start();
-      const ssh = await builder.startSsh(opts.apiHost, sshPort);
+      const ssh = await gitServer.startSsh(opts.apiHost, sshPort);
       const scheduler = new Scheduler({ store, log: log.child({ component: 'scheduler' }), id: machineId(dataDir) });
       await scheduler.start();
       const agent = opts.agent

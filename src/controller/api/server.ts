@@ -10,12 +10,14 @@ import { registerAdminRoutes } from './routes/admin.js';
 import { registerAppRoutes } from './routes/apps.js';
 import { registerCertRoutes } from './routes/certs.js';
 import { registerClusterRoutes } from './routes/cluster.js';
-import { registerDynoActionRoutes } from './routes/dynos.js';
+import { registerBuildRoutes } from './routes/builds.js';
+import { registerDynoRoutes } from './routes/dynos.js';
 import { registerFormationRoutes } from './routes/formation.js';
 import { registerLogRoutes } from './routes/logs.js';
 import { registerPlacementRoutes } from './routes/placement.js';
 import { registerReleaseRoutes } from './routes/releases.js';
 import { registerRouterRoutes } from './routes/router.js';
+import { registerSlugRoutes } from './routes/slugs.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -127,7 +129,9 @@ export function buildApi(services: Services, log: Logger, extraRoutes: ((api: Fa
   registerAppRoutes(app, services);
   registerReleaseRoutes(app, services);
   registerFormationRoutes(app, services);
-  registerDynoActionRoutes(app, services);
+  registerDynoRoutes(app, services);
+  registerBuildRoutes(app, services);
+  registerSlugRoutes(app, services);
   registerAccessRoutes(app, services);
   registerLogRoutes(app, services);
   registerAdminRoutes(app, services);

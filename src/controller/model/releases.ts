@@ -3,6 +3,7 @@ import { conflict, invalid, notFound } from '../../domain/errors.js';
 import { keys } from '../../domain/keys.js';
 import type { Store } from '../../store/index.js';
 import { type AppAccess, type Apps, releaseKey } from './apps.js';
+import type { SlugRunner } from '../../builder/ports.js';
 import { getJson, listJson, put } from './json-store.js';
 import type { AppRecord, ReleaseRecord, UserRecord } from './types.js';
 
@@ -33,12 +34,6 @@ export function validateConfig(changes: ConfigChanges, current: Record<string, s
   return next;
 }
 
-/**
- * Runs a release's `release:` process (migrations and the like) in its slug with its config; the
- * builder provides it. Resolves true when the command exited 0.
- */
-export type ReleasePhase = (app: AppRecord, release: ReleaseRecord, output: (text: string) => void) => Promise<boolean>;
-
 interface NewRelease {
   slug_id: string | null;
   process_types: Record<string, string>;
@@ -52,17 +47,21 @@ interface NewRelease {
  * current config. Concurrent changes to one app are serialised by the compare on the app record.
  */
 export class Releases {
-  private phase: ReleasePhase | undefined;
+  private readonly runner: SlugRunner | undefined;
+  private readonly onPhaseOutput: (app: AppRecord, text: string) => void;
 
+  /**
+   * `runner` runs a release's `release:` process (migrations and the like) in its slug, sandboxed;
+   * without one (no builder on this node) releases succeed at once. `onPhaseOutput` hears the
+   * release phase of config changes and rollbacks, which nobody waits for.
+   */
   constructor(
     private readonly store: Store,
     private readonly apps: Apps,
-    private readonly onPhaseOutput: (app: AppRecord, text: string) => void = () => undefined,
-  ) {}
-
-  /** Installs the release-phase runner (the builder's); without one, releases succeed at once. */
-  setReleasePhase(phase: ReleasePhase): void {
-    this.phase = phase;
+    options: { runner?: SlugRunner; onPhaseOutput?: (app: AppRecord, text: string) => void } = {},
+  ) {
+    this.runner = options.runner;
+    this.onPhaseOutput = options.onPhaseOutput ?? (() => undefined);
   }
 
   /**
@@ -70,14 +69,24 @@ export class Releases {
    * current, failed ones leave the previous release running.
    */
   async runPhase(app: AppRecord, release: ReleaseRecord, output: (text: string) => void): Promise<ReleaseRecord> {
-    if (release.status !== 'pending' || !this.phase) return release;
+    if (release.status !== 'pending' || !this.runner) return release;
     let ok = false;
     try {
-      ok = await this.phase(app, release, output);
+      ok = await this.phase(this.runner, app, release, output);
     } catch (err) {
       output(` !     Release phase could not run: ${(err as Error).message}\n`);
     }
     return this.complete(app.id, release.version, ok);
+  }
+
+  /** The release's `release:` command in its slug with its config; true when it exited 0. */
+  private async phase(runner: SlugRunner, app: AppRecord, release: ReleaseRecord, output: (text: string) => void): Promise<boolean> {
+    const command = release.process_types.release;
+    if (!command || !release.slug_id) return true;
+    output(`-----> Running release command...\n`);
+    const ok = await runner.run({ appId: app.id, slugId: release.slug_id, config: release.config, command, dyno: 'release.1', output });
+    output(ok ? '       Release command succeeded\n' : ` !     Release command failed: v${release.version} is marked failed; the previous release keeps running.\n`);
+    return ok;
   }
 
   private async complete(appId: string, version: number, ok: boolean): Promise<ReleaseRecord> {
@@ -157,7 +166,7 @@ export class Releases {
     return release;
   }
 
-  /** For the builder: a new release of a slug with the app's current config. */
+  /** For deploys: a new release of a slug with the app's current config. */
   async deploy(user: UserRecord, access: AppAccess, slug: { id: string; process_types: Record<string, string>; commit: string | null }): Promise<ReleaseRecord> {
     return this.append(user, access, async (fresh) => ({
       slug_id: slug.id,
@@ -175,7 +184,7 @@ export class Releases {
       const now = new Date().toISOString();
       const version = fresh.app.release_version + 1;
       // A slug with a release process runs it before the release may become current.
-      const pending = Boolean(this.phase && next.slug_id && next.process_types.release);
+      const pending = Boolean(this.runner && next.slug_id && next.process_types.release);
       const release: ReleaseRecord = { id: randomUUID(), version, ...next, user_id: user.id, user_email: user.email, status: pending ? 'pending' : 'succeeded', created_at: now, updated_at: now };
       const app = { ...fresh.app, release_version: version, current_version: pending ? (fresh.app.current_version ?? fresh.app.release_version) : version, released_at: now, updated_at: now };
       const r = await this.store.txn({

@@ -1,0 +1,63 @@
+import { spawn } from 'node:child_process';
+import { extractAs, readTenantFile } from '../sandbox/index.js';
+import type { Builder } from './builder.js';
+import type { GitRepos } from './git.js';
+import type { BuildRequest, BuiltSlug, SlugBuilder } from './ports.js';
+
+/**
+ * Source → slug for a pushed commit: the tree read from the app's repository (git's quarantine,
+ * while the push is undecided) into a fresh workspace, built by the buildpacks, packed as a slug.
+ */
+export class GitSlugBuilder implements SlugBuilder {
+  constructor(
+    private readonly builder: Builder,
+    private readonly repos: GitRepos,
+  ) {}
+
+  get unavailable(): string | undefined {
+    return this.builder.unavailable;
+  }
+
+  async build({ app, source, config, output, signal }: BuildRequest): Promise<BuiltSlug> {
+    output('-----> Building on the Heroku-style stack\n');
+    const ws = await this.builder.workspace(app.id);
+    try {
+      await extract(this.repos.path(app.id), source.commit, source.objects, ws.appDir, ws.uid);
+      const { slug, buildpacks } = await this.builder.build(app, ws, config, source.commit, output, signal);
+      const postdeploy = readPostdeploy(ws.appDir);
+      return { slug, buildpacks, ...(postdeploy ? { postdeploy } : {}) };
+    } finally {
+      this.builder.removeWorkspace(ws.root);
+    }
+  }
+
+  collect(appId: string, keep: Set<string>): Promise<number> {
+    return this.builder.slugs.gc(appId, keep);
+  }
+}
+
+function readPostdeploy(appDir: string): string | undefined {
+  try {
+    const text = readTenantFile(appDir, 'app.json');
+    if (text === undefined) return undefined;
+    const script = (JSON.parse(text) as { scripts?: { postdeploy?: unknown } }).scripts?.postdeploy;
+    return typeof script === 'string' && script.trim() ? script : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The pushed tree, read from git's quarantine (the objects are not in the repository yet) and
+ * unpacked as the app's uid, so the tenant's symlinks can never steer a root write or read.
+ */
+async function extract(repo: string, commit: string, objects: Record<string, string>, dest: string, uid: number): Promise<void> {
+  const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', GIT_DIR: repo };
+  for (const k of ['GIT_OBJECT_DIRECTORY', 'GIT_ALTERNATE_OBJECT_DIRECTORIES', 'GIT_QUARANTINE_PATH']) if (objects[k]) env[k] = objects[k] as string;
+  const child = spawn('git', ['archive', '--format=tar', commit], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number>((resolve) => child.on('close', (code) => resolve(code ?? 1)));
+  await extractAs(uid, child.stdout, dest, false);
+  if ((await exited) !== 0) throw new Error(`could not read commit ${commit.slice(0, 8)}: ${stderr.trim()}`);
+}

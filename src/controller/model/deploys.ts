@@ -1,0 +1,153 @@
+import { randomUUID } from 'node:crypto';
+import type { AppRef, Deployer, PushSource, SlugBuilder, SlugRunner } from '../../builder/ports.js';
+import { put } from '../../domain/codec.js';
+import { errorMessage } from '../../domain/errors.js';
+import { keys } from '../../domain/keys.js';
+import type { Logger } from '../../domain/log.js';
+import { codecs, type BuildRecord, type UserRecord } from '../../domain/records.js';
+import type { Store } from '../../store/index.js';
+import type { Apps } from './apps.js';
+import type { Formations } from './formation.js';
+import type { LogHub } from './logs.js';
+import type { Releases } from './releases.js';
+import type { PlatformSettings, ReleaseRecord } from './types.js';
+
+/** A build in progress: its output so far, who is following it, and how to stop it. */
+export interface RunningBuild {
+  appId: string;
+  output: string;
+  listeners: Set<(text: string) => void>;
+  abort: AbortController;
+  finished: Promise<void>;
+}
+
+export interface DeploysOptions {
+  store: Store;
+  log: Logger;
+  settings: PlatformSettings;
+  apps: Apps;
+  releases: Releases;
+  formations: Formations;
+  logs: LogHub;
+  /** Source → slug, and commands in a slug (postdeploy); absent on a node that does not build. */
+  builder?: { slugs: SlugBuilder; runner: SlugRunner };
+  /** Slugs kept per app: those of its newest N releases (default 10). */
+  retainSlugs?: number;
+}
+
+/**
+ * A push, from built source to running release: the build record (`builds`, its live output and
+ * cancel), the slug (by the builder), release vN+1, its release phase, the first deploy's web=1,
+ * app.json's postdeploy on the first deploy, the app's "Deploy …" and "Release v… created" log
+ * lines, and slug collection. The git transports hand pushes here through the `Deployer` port.
+ */
+export class Deploys implements Deployer {
+  private readonly live = new Map<string, RunningBuild>();
+
+  constructor(private readonly o: DeploysOptions) {}
+
+  /** A build still running on this node, by id. */
+  running(buildId: string): RunningBuild | undefined {
+    return this.live.get(buildId);
+  }
+
+  async deploy(user: UserRecord, app: AppRef, source: PushSource, write: (text: string) => void): Promise<boolean> {
+    const { store, settings, apps, releases, formations, logs } = this.o;
+    if (!this.o.builder) {
+      write(' !     This node does not build.\n');
+      return false;
+    }
+    const { slugs, runner } = this.o.builder;
+    const buildLog = this.o.log.child({ app: app.name, commit: source.commit.slice(0, 8) });
+    const now = new Date().toISOString();
+    const buildId = randomUUID();
+    const record: BuildRecord = {
+      id: buildId,
+      app: { id: app.id },
+      status: 'pending',
+      source_blob: { checksum: null, url: null, version: source.commit },
+      slug: null,
+      release: null,
+      buildpacks: [],
+      output: '',
+      output_stream_url: `${settings.apiUrl}/apps/${app.name}/builds/${buildId}/output`,
+      stack: 'heroku-22',
+      user: { id: user.id, email: user.email },
+      created_at: now,
+      updated_at: now,
+    };
+    let finish!: () => void;
+    const live: RunningBuild = { appId: app.id, output: '', listeners: new Set(), abort: new AbortController(), finished: new Promise((r) => (finish = r)) };
+    this.live.set(record.id, live);
+    const out = (text: string): void => {
+      record.output += text;
+      live.output += text;
+      write(text);
+      for (const l of live.listeners) l(text);
+    };
+    try {
+      await saveBuild(store, record);
+      const fresh = await apps.resolve(user, app.id);
+      const config = await releases.config(fresh);
+      const { slug, buildpacks, postdeploy } = await slugs.build({ app, source, config, output: out, signal: live.abort.signal });
+      // Asked before this release exists: no earlier release carried a slug.
+      const first = firstDeploy(await releases.list(app.id));
+      let release = await releases.deploy(user, fresh, { id: slug.id, process_types: slug.process_types, commit: source.commit });
+      release = await releases.runPhase(fresh.app, release, out);
+      if (release.status === 'failed') {
+        // As on Heroku: the build stands (the push is accepted), the release does not.
+        Object.assign(record, { status: 'succeeded', slug: { id: slug.id }, release: { id: release.id } });
+        out(` !     Release v${release.version} failed in its release phase; the previous release keeps running.\n`);
+        return true;
+      }
+      // As on Heroku, an app's first deploy with a web process starts one web dyno.
+      if (first) {
+        const formation = await formations.list(await apps.resolve(user, app.id));
+        if (formation.length === 0 && slug.process_types.web) {
+          await formations.update(user, await apps.resolve(user, app.id), [{ type: 'web', quantity: 1 }]);
+          out('-----> Scaled web to 1 (first deploy)\n');
+        }
+      }
+      if (first && postdeploy) {
+        out('-----> Running postdeploy script (app.json, first release only)...\n');
+        const ok = await runner.run({ appId: app.id, slugId: slug.id, config: release.config, command: postdeploy, dyno: 'postdeploy', output: out });
+        out(ok ? '       postdeploy succeeded\n' : ' !     postdeploy failed; the release stands.\n');
+      }
+      Object.assign(record, { status: 'succeeded', slug: { id: slug.id }, release: { id: release.id }, buildpacks: buildpacks.map((b) => ({ url: b, name: b })) });
+      const types = Object.keys(slug.process_types);
+      out(`-----> Discovering process types\n       Procfile declares types -> ${types.length ? types.join(', ') : '(none)'}\n`);
+      out(`-----> Launching...\n       Released v${release.version}\n       http://${app.name}.${settings.domain}/ deployed to Berth\n`);
+      await this.collectSlugs(app.id, slugs).catch((e: unknown) => buildLog.warn({ err: errorMessage(e) }, 'slug collection failed'));
+      logs.append(app.id, { source: 'app', dyno: 'api', message: `Deploy ${source.commit.slice(0, 7)} by user ${user.email}` });
+      logs.append(app.id, { source: 'app', dyno: 'api', message: `Release v${release.version} created by user ${user.email}` });
+      buildLog.info({ release: release.version, slug: slug.id }, 'build succeeded');
+      return true;
+    } catch (err) {
+      record.status = 'failed';
+      out(`\n !     ${errorMessage(err)}\n !     Push rejected, failed to compile ${app.name}.\n`);
+      buildLog.info({ err: errorMessage(err) }, 'build failed');
+      return false;
+    } finally {
+      record.updated_at = new Date().toISOString();
+      await saveBuild(store, record).catch((e: unknown) => buildLog.error({ err: e }, 'saving the build record failed'));
+      this.live.delete(record.id);
+      finish();
+    }
+  }
+
+  /** Slugs of the newest `retainSlugs` (10) releases stay; the app's others go. */
+  private async collectSlugs(appId: string, slugs: SlugBuilder): Promise<void> {
+    const list = await this.o.releases.list(appId);
+    const keep = new Set(list.slice(-(this.o.retainSlugs ?? 10)).map((r) => r.slug_id).filter((id): id is string => id !== null));
+    await slugs.collect(appId, keep);
+  }
+}
+
+/** No release so far carries a slug: this push is the app's first deploy. */
+function firstDeploy(releases: Pick<ReleaseRecord, 'slug_id'>[]): boolean {
+  return releases.every((r) => r.slug_id === null);
+}
+
+async function saveBuild(store: Store, build: BuildRecord): Promise<void> {
+  await put(store, keys.build(build.app.id, build.id), codecs.build, build);
+}
