@@ -9,6 +9,7 @@ import type { DynoSpec, RunningDyno } from '../../src/agent/runtime/types.js';
 import { UID_BASE, UID_COUNT } from '../../src/sandbox/index.js';
 import { freePort } from '../support/ports.js';
 import { CGROUP_ROOT, testSandbox } from '../support/sandbox.js';
+import { describeRuntimeConformance, type RuntimeCommands } from './runtime-conformance.js';
 
 const SERVER = `
 const http = require('node:http');
@@ -46,6 +47,22 @@ afterEach(async () => {
   await Promise.all(started.splice(0).map((d) => d.stop(0)));
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+// The contract's cases, in bash from the slug above (server.js serves and shuts down on SIGTERM).
+const COMMANDS: RuntimeCommands = {
+  output: "printf 'one\\ntwo\\r\\n\\npar'; printf 'oops\\n' >&2; sleep 0.2; printf 'tial\\nlast'",
+  env: (names) => names.map((v) => `echo "${v}=\${${v}-<unset>}"`).join('; '),
+  exit: (code) => `exit ${code}`,
+  exitAfter: (ms, code) => `sleep ${ms / 1000}; exit ${code}`,
+  serve: 'node server.js',
+  ignoreSigterm: `node -e 'process.on("SIGTERM", () => console.log("ignored TERM")); console.log("up"); setInterval(() => {}, 1000)'`,
+  allocate: (bytes) => `node -e 'globalThis.held = Buffer.alloc(${bytes}, 1); console.log("allocated")'`,
+  prompt: `printf 'name? '; read -r line; echo "hi $line"; echo bye >&2`,
+  count: 'wc -c',
+  ttyCheck: 'if [ -t 0 ] && [ -t 1 ]; then echo "tty $(stty size)"; else echo "no tty"; fi',
+};
+// The file's own beforeAll (it runs first) made the runtime and the slug; its afterAll removes them.
+describeRuntimeConformance('process', { tty: true }, async () => ({ runtime, slugPath, commands: COMMANDS, teardown: async () => undefined }));
 
 async function start(command: string, extra: Partial<DynoSpec> = {}): Promise<{ dyno: RunningDyno; lines: string[]; spec: DynoSpec }> {
   const lines: string[] = [];
@@ -158,22 +175,14 @@ describe('process runtime', () => {
     expect(procs).toBeLessThan(6);
   });
 
-  it('sends SIGKILL after the grace period to a process that ignores SIGTERM', async () => {
+  // The kill itself (timing, exit code) is the conformance suite's; what it leaves on the host is this runtime's.
+  it('leaves no process or cgroup behind when it kills a process that ignores SIGTERM', async () => {
     const { dyno, lines, spec } = await start(`node -e 'process.on("SIGTERM", () => console.log("ignored TERM")); console.log("up"); setInterval(() => {}, 1000)'`);
     await until('the process', () => (lines.includes('up') ? true : undefined));
-    const t0 = Date.now();
     await dyno.stop(500);
-    expect(Date.now() - t0).toBeGreaterThanOrEqual(450);
-    expect(Date.now() - t0).toBeLessThan(5000);
     expect(lines).toContain('ignored TERM');
     expect(pidsOf(spec.uid)).toEqual([]);
     expect(cgroupGone(spec.id)).toBe(true);
-  });
-
-  it('OOM-kills a process over its memory limit and says so', async () => {
-    const r = await run('node -e "const a = []; for (;;) a.push(Buffer.alloc(1 << 20, 1))"', { memoryBytes: 64 * 1024 * 1024 });
-    expect(r.oomKilled).toBe(true);
-    expect(r.code).not.toBe(0);
   });
 
   it('holds a fork bomb to pidsMax and leaves nothing behind', async () => {
