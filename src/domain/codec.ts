@@ -30,17 +30,20 @@ function malformed(name: string, why: string, key?: string): BerthError {
   return new BerthError(RecordMalformed, `${key ?? 'a store value'} is not a valid ${name}: ${why}`);
 }
 
+function parseJson(name: string, raw: string): unknown {
+  try {
+    return JSON.parse(raw);
+  } catch {
+    throw malformed(name, 'not JSON');
+  }
+}
+
 /** A JSON record checked against its schema on every read. */
 export function jsonCodec<T>(name: string, schema: z.ZodType<T>): Codec<T> {
   return {
     name,
     decode(raw) {
-      let value: unknown;
-      try {
-        value = JSON.parse(raw);
-      } catch {
-        throw malformed(name, 'not JSON');
-      }
+      const value = parseJson(name, raw);
       const r = schema.safeParse(value);
       if (!r.success) throw malformed(name, r.error.issues.map((i) => `${i.path.join('.') || 'value'}: ${i.message}`).join('; '));
       return r.data;
@@ -48,6 +51,17 @@ export function jsonCodec<T>(name: string, schema: z.ZodType<T>): Codec<T> {
     encode: (value) => JSON.stringify(value),
   };
 }
+
+/**
+ * Any JSON, unchecked: only for generic readers that may be pointed at any key, like the
+ * templater's `json(key)` (a template names its keys at run time, so no record type applies).
+ * Everything that knows what it reads uses that record's codec from records.ts instead.
+ */
+export const untypedJson: Codec<unknown> = {
+  name: 'JSON',
+  decode: (raw) => parseJson('JSON', raw),
+  encode: (value) => JSON.stringify(value),
+};
 
 /** A plain-text value (an id, `host:port`, an nginx setting), optionally checked. */
 export function textCodec(name: string, check?: (raw: string) => boolean): Codec<string> {
@@ -95,6 +109,16 @@ export function tryDecode<T>(codec: Codec<T>, kv: KeyValue | undefined): T | und
   }
 }
 
+/** `tryDecode` for a bare value (a template's snapshot holds values without revisions). */
+export function tryDecodeValue<T>(codec: Codec<T>, raw: string | undefined): T | undefined {
+  if (raw === undefined) return undefined;
+  try {
+    return codec.decode(raw);
+  } catch {
+    return undefined;
+  }
+}
+
 export async function get<T>(store: Store, key: Key<T>, codec: Codec<T>, options?: { revision?: number }): Promise<Entry<T> | undefined> {
   const kv = await store.get(key, options);
   return kv ? entry(kv, decode(codec, kv)) : undefined;
@@ -125,6 +149,11 @@ export function decodeAll<T>(codec: Codec<T>, kvs: KeyValue[], onMalformed?: (ke
 /** A put of a record, for a transaction. */
 export function putOp<T>(key: Key<T>, codec: Codec<T>, value: T, lease?: string): TxnOp {
   return { type: 'put', key, value: codec.encode(value), ...(lease && lease !== '0' ? { lease } : {}) };
+}
+
+/** A delete of one key, or of every key under a prefix, for a transaction. */
+export function deleteOp(key: Key<unknown> | Prefix<unknown>, prefix = false): TxnOp {
+  return { type: 'delete', key, prefix };
 }
 
 export async function put<T>(store: Store, key: Key<T>, codec: Codec<T>, value: T, options?: { lease?: string }): Promise<number> {

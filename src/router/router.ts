@@ -4,9 +4,12 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { BerthError, errorMessage } from '../domain/errors.js';
+import { decodeAll, put } from '../domain/codec.js';
 import { keys } from '../domain/keys.js';
 import type { Logger } from '../domain/log.js';
-import { LeaseKeeper, follow, type Following, type Store } from '../store/index.js';
+import { codecs } from '../domain/records.js';
+import { ControlLoop, Registration } from '../loop/index.js';
+import type { Store, WatchBatch } from '../store/index.js';
 import { Templater, type TemplateData } from '../templater/index.js';
 import { LOG_FORMAT, RouterLogTail, type AppLog } from './logs.js';
 import { NGINX_TEMPLATE } from './nginx-template.js';
@@ -32,7 +35,7 @@ export interface RouterOptions {
 }
 
 /** Keys the vhosts depend on; a change there re-renders nginx.conf (and only then reloads). */
-const VHOST_PREFIXES = [keys.appNames(), '/berth/domains/', keys.routerSettings(), keys.allCerts(), keys.allAppRouting()];
+const VHOST_PREFIXES = [keys.appNames(), keys.hostnames(), keys.routerSettings(), keys.allCerts(), keys.allAppRouting()];
 
 const MODULES = ['/usr/lib/nginx/modules/ndk_http_module.so', '/usr/lib/nginx/modules/ngx_http_lua_module.so'];
 
@@ -55,15 +58,18 @@ export class Router {
   private nginx: ChildProcess | undefined;
   private certDir = '';
   private templater: Templater | undefined;
-  private keeper: LeaseKeeper | undefined;
+  private registration: Registration | undefined;
+  private loop: ControlLoop | undefined;
   private stopped = false;
   private reported = 0;
   private readonly controlToken = randomBytes(24).toString('hex');
-  private resync: NodeJS.Timeout | undefined;
-  private sync: Promise<void> = Promise.resolve();
-  private debounce: NodeJS.Timeout | undefined;
-  private following: Following | undefined;
   private logs: RouterLogTail | undefined;
+  /** Published endpoints by service key, fed by the watch: pushing them reads nothing. */
+  private readonly endpoints = new Map<string, string>();
+  /** What the next pass must apply, and the revision the state has reached. */
+  private vhostsDirty = true;
+  private endpointsDirty = true;
+  private seen = 0;
 
   constructor(private readonly o: RouterOptions) {}
 
@@ -117,43 +123,79 @@ export class Router {
     this.spawnNginx(bin, dir, conf);
     this.superviseNginx(bin, dir, conf);
     await this.waitForControl();
-    await this.pushEndpoints();
-    await this.register(initial);
     // One watch over the platform: every batch holds whole revisions, so once the vhosts and
     // endpoints it touches are applied, the router has applied everything up to its revision.
-    this.following = follow(this.o.store, '/berth/', initial + 1, {
-      onBatch: (batch) => {
-        const vhosts = batch.events.some((e) => VHOST_PREFIXES.some((p) => e.kv.key.startsWith(p)));
-        const endpoints = batch.events.some((e) => e.kv.key.startsWith(keys.allServices()));
-        // Only what the router serves counts; its own reports (and everyone's statuses) would
-        // otherwise make every report trigger the next.
-        if (vhosts || endpoints) this.schedule(vhosts, endpoints, batch.revision);
-      },
-      onGap: async () => {
-        const revision = await this.o.store.currentRevision();
-        this.schedule(true, true, revision);
-        return revision;
+    this.loop = new ControlLoop({
+      store: this.o.store,
+      log: this.o.log,
+      prefix: keys.all(),
+      load: () => this.loadEndpoints(),
+      apply: (batch) => this.applyBatch(batch),
+      pass: () => this.applyPass(),
+      // A short debounce turns a rollout's many changes into one update; steady writes still get
+      // one at least every 200 ms.
+      debounceMs: 10,
+      maxWaitMs: 200,
+      // A periodic full read repairs anything a missed event or a hand edit left behind.
+      repairMs: 60_000,
+    });
+    await this.loop.start();
+    await this.loop.kick();
+    // Registered only once the endpoints are in nginx: a report claims they are served.
+    this.registration = await Registration.start({
+      store: this.o.store,
+      log: this.o.log,
+      ttl: this.o.ttl ?? 5,
+      register: async (lease) => {
+        this.reported = 0;
+        await this.report(Math.max(this.seen, 1), lease);
       },
     });
-    // A periodic full pass repairs anything a missed event or a hand edit left behind.
-    this.resync = setInterval(() => void this.apply(true, true, 0), 60_000);
   }
 
-  /**
-   * Takes a fresh lease and reports again. Retried until it works: a router missing from
-   * /berth/routers would let rollouts stop dynos it still sends traffic to.
-   */
-  private async register(revision = this.reported): Promise<void> {
-    for (let delay = 200; !this.stopped; delay = Math.min(delay * 2, 5000)) {
-      try {
-        this.keeper = await LeaseKeeper.start(this.o.store, { ttl: this.o.ttl ?? 5, onLost: () => void this.register() });
-        this.reported = 0;
-        await this.report(Math.max(revision, 1));
-        return;
-      } catch (err) {
-        this.o.log.warn({ err: errorMessage(err) }, 'router registration failed; retrying');
-        await new Promise((r) => setTimeout(r, delay));
+  /** Every endpoint, read at one revision: at start, after a watch gap, on the repair timer. */
+  private async loadEndpoints(): Promise<number> {
+    const r = await this.o.store.range(keys.allServices(), { prefix: true });
+    this.endpoints.clear();
+    for (const e of decodeAll(codecs.endpoint, r.kvs, (key) => this.o.log.warn({ key }, 'ignoring a malformed endpoint'))) this.endpoints.set(e.key, e.value);
+    this.vhostsDirty = this.endpointsDirty = true;
+    this.seen = Math.max(this.seen, r.revision);
+    return r.revision;
+  }
+
+  private applyBatch(batch: WatchBatch): boolean {
+    let relevant = false;
+    for (const e of batch.events) {
+      const key = e.kv.key;
+      if (key.startsWith(keys.allServices())) {
+        const value = e.type === 'put' ? decodeAll(codecs.endpoint, [e.kv])[0]?.value : undefined;
+        if (value) this.endpoints.set(key, value);
+        else this.endpoints.delete(key);
+        this.endpointsDirty = relevant = true;
+      } else if (VHOST_PREFIXES.some((p) => key.startsWith(p))) {
+        this.vhostsDirty = relevant = true;
       }
+    }
+    // Only what the router serves starts a pass; its own reports (and everyone's statuses) would
+    // otherwise make every report trigger the next.
+    if (relevant) this.seen = batch.revision;
+    return relevant;
+  }
+
+  /** Applies what changed, then reports the revision it covers; a failure is retried shortly. */
+  private async applyPass(): Promise<void> {
+    const [vhosts, endpoints, revision] = [this.vhostsDirty, this.endpointsDirty, this.seen];
+    this.vhostsDirty = this.endpointsDirty = false;
+    try {
+      if (vhosts) await this.renderVhosts();
+      if (endpoints) await this.pushEndpoints();
+      await this.report(revision);
+    } catch (err) {
+      // Never claim a revision that is not served: keep it pending and try again shortly.
+      this.o.log.error({ err: errorMessage(err) }, 'router update failed; retrying');
+      this.vhostsDirty ||= vhosts;
+      this.endpointsDirty ||= endpoints;
+      if (!this.stopped) setTimeout(() => this.loop?.request(), 500);
     }
   }
 
@@ -175,57 +217,23 @@ export class Router {
 
   /** Endpoints as the agents published them, one line per app ("host:port|web.1,…"), sorted. */
   private async pushEndpoints(): Promise<void> {
-    const r = await this.o.store.range(keys.allServices(), { prefix: true });
     const byApp = new Map<string, string[]>();
-    for (const kv of r.kvs) {
+    for (const [key, value] of this.endpoints) {
       // /berth/services/<app>/<app>.<type>.<n>@v<n>[-<r>]: the dyno is "<type>.<n>".
-      const [, , , app = '', unit = ''] = kv.key.split('/');
+      const [app = '', unit = ''] = key.slice(keys.allServices().length).split('/');
       const name = unitNameOf(unit);
       const dyno = name.startsWith(`${app}.`) ? name.slice(app.length + 1) : '';
-      byApp.set(app, [...(byApp.get(app) ?? []), /^[\w.-]+$/.test(dyno) ? `${kv.value}|${dyno}` : kv.value]);
+      byApp.set(app, [...(byApp.get(app) ?? []), /^[\w.-]+$/.test(dyno) ? `${value}|${dyno}` : value]);
     }
     const body = [...byApp].sort(([a], [b]) => (a < b ? -1 : 1)).map(([app, eps]) => `${app} ${eps.sort().join(',')}`).join('\n');
     const res = await fetch(`http://127.0.0.1:${this.o.controlPort}/endpoints`, { method: 'POST', body: `${body}\n`, headers: { 'x-berth-control': this.controlToken }, signal: AbortSignal.timeout(5000) });
     if (!res.ok) throw new Error(`nginx refused the endpoints (HTTP ${res.status})`);
   }
 
-  private pendingVhosts = false;
-  private pendingEndpoints = false;
-  private pendingRevision = 0;
-
-  /** A short debounce turns a rollout's many changes into one update; failures are retried. */
-  private schedule(vhosts: boolean, endpoints: boolean, revision: number, delayMs = 10): void {
-    this.pendingVhosts ||= vhosts;
-    this.pendingEndpoints ||= endpoints;
-    this.pendingRevision = Math.max(this.pendingRevision, revision);
-    clearTimeout(this.debounce);
-    this.debounce = setTimeout(() => {
-      const [v, e, r] = [this.pendingVhosts, this.pendingEndpoints, this.pendingRevision];
-      this.pendingVhosts = this.pendingEndpoints = false;
-      void this.apply(v, e, r);
-    }, delayMs);
-  }
-
-  private apply(vhosts: boolean, endpoints: boolean, revision: number): Promise<void> {
-    this.sync = this.sync.then(async () => {
-      try {
-        if (vhosts) await this.renderVhosts();
-        if (endpoints) await this.pushEndpoints();
-        if (revision > 0) await this.report(revision);
-      } catch (err) {
-        // Never claim a revision that is not served: keep it pending and try again shortly.
-        this.o.log.error({ err: errorMessage(err) }, 'router update failed; retrying');
-        if (!this.stopped) this.schedule(vhosts, endpoints, revision, 500);
-      }
-    });
-    return this.sync;
-  }
-
   /** Tells rollouts, under this router's lease, which store revision it has fully applied. */
-  private async report(revision: number): Promise<void> {
-    if (!this.keeper || revision <= this.reported) return;
-    const report = { id: this.o.id, revision, http_port: this.o.httpPort, https_port: this.o.httpsPort ?? null, updated_at: new Date().toISOString() };
-    await this.o.store.put(keys.router(this.o.id), JSON.stringify(report), { lease: this.keeper.id });
+  private async report(revision: number, lease = this.registration?.leaseId): Promise<void> {
+    if (!lease || revision <= this.reported) return;
+    await put(this.o.store, keys.router(this.o.id), codecs.router, { id: this.o.id, revision, http_port: this.o.httpPort, https_port: this.o.httpsPort ?? null, updated_at: new Date().toISOString() }, { lease });
     this.reported = revision;
   }
 
@@ -263,7 +271,14 @@ export class Router {
         if (this.stopped) return;
         this.spawnNginx(bin, dir, conf);
         this.superviseNginx(bin, dir, conf);
-        void this.waitForControl().then(() => this.schedule(false, true, this.reported), (err: unknown) => this.o.log.error({ err: errorMessage(err) }, 'nginx did not come back'));
+        void this.waitForControl().then(
+          () => {
+            // A new nginx starts with no endpoints: give it them all again.
+            this.endpointsDirty = true;
+            this.loop?.request();
+          },
+          (err: unknown) => this.o.log.error({ err: errorMessage(err) }, 'nginx did not come back'),
+        );
       }, 500);
     });
   }
@@ -281,11 +296,9 @@ export class Router {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    clearTimeout(this.debounce);
-    clearInterval(this.resync);
-    this.following?.close();
-    await this.sync;
-    await this.keeper?.revoke().catch(() => undefined);
+    // Queued updates are dropped; a running one is waited for.
+    await this.loop?.stop();
+    await this.registration?.stop();
     const nginx = this.nginx;
     if (nginx && nginx.exitCode === null) {
       // SIGQUIT: graceful shutdown, workers finish what they are serving.

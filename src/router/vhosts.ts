@@ -2,7 +2,9 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { certsForHosts, type CertRecord } from '../domain/certs.js';
-import { ROOT, keys } from '../domain/keys.js';
+import { tryDecodeValue } from '../domain/codec.js';
+import { codecs } from '../domain/records.js';
+import { keys } from '../domain/keys.js';
 import { effectiveRouterSettings, parseAppRouting, type RouterSettingName } from '../domain/router-settings.js';
 import type { TemplateData } from '../templater/index.js';
 
@@ -37,19 +39,13 @@ export function certFiles(certDir: string, c: CertRecord): { cert: string; key: 
   return { cert: join(certDir, `${c.id}-${hash}.crt`), key: join(certDir, `${c.id}-${hash}.key`) };
 }
 
-export function parseCerts(kvs: { value: string }[]): CertRecord[] {
-  const out: CertRecord[] = [];
-  for (const kv of kvs) {
-    try {
-      const c = JSON.parse(kv.value) as CertRecord;
-      // The id names files; the PEMs go to nginx, which refuses its whole config over one bad file.
-      const sane = /^[A-Za-z0-9-]{1,64}$/.test(c.id) && c.app_id && c.certificate_chain?.includes('-----BEGIN CERTIFICATE-----') && c.private_key?.includes('PRIVATE KEY-----');
-      if (sane && Array.isArray(c.ssl_cert?.cert_domains)) out.push(c);
-    } catch {
-      // Not the controller's writing: serve without it rather than refuse every vhost.
-    }
-  }
-  return out;
+export function parseCerts(kvs: { key: string; value: string }[]): CertRecord[] {
+  // Not the controller's writing (a malformed record): serve without it rather than refuse every vhost.
+  return kvs
+    .map((kv) => tryDecodeValue(codecs.cert, kv.value))
+    .filter((c): c is CertRecord => c !== undefined)
+    // The id names files; the PEMs go to nginx, which refuses its whole config over one bad file.
+    .filter((c) => /^[A-Za-z0-9-]{1,64}$/.test(c.id) && c.app_id && c.certificate_chain.includes('-----BEGIN CERTIFICATE-----') && c.private_key.includes('PRIVATE KEY-----'));
 }
 
 /**
@@ -60,7 +56,7 @@ export function parseCerts(kvs: { value: string }[]): CertRecord[] {
 export function planVhosts(it: TemplateData, o: VhostOptions): Vhosts {
   const apps = it.gets(keys.appNames()).map((kv) => ({ name: kv.key.slice(keys.appNames().length), id: kv.value }));
   const customHosts = new Map<string, string[]>();
-  for (const kv of it.gets(`${ROOT}/domains/`)) customHosts.set(kv.value, [...(customHosts.get(kv.value) ?? []), kv.key.slice(`${ROOT}/domains/`.length)]);
+  for (const kv of it.gets(keys.hostnames())) customHosts.set(kv.value, [...(customHosts.get(kv.value) ?? []), kv.key.slice(keys.hostnames().length)]);
   const certsByApp = new Map<string, CertRecord[]>();
   for (const c of parseCerts(it.gets(keys.allCerts()))) certsByApp.set(c.app_id, [...(certsByApp.get(c.app_id) ?? []), c]);
   const servers: ServerBlock[] = [];

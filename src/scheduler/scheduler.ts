@@ -1,6 +1,6 @@
 import { putOp, deleteOp } from '../domain/codec.js';
 import { errorMessage } from '../domain/errors.js';
-import { keys, ROOT } from '../domain/keys.js';
+import { keys } from '../domain/keys.js';
 import type { Logger } from '../domain/log.js';
 import { codecs } from '../domain/records.js';
 import { compareGeneration, dynoStatus, unitKey } from '../domain/units.js';
@@ -75,7 +75,7 @@ export class Scheduler {
       this.loop = new ControlLoop({
         store: this.o.store,
         log: this.o.log,
-        prefix: `${ROOT}/`,
+        prefix: keys.all(),
         load: () => state.load(this.o.store),
         apply: (batch) => state.apply(batch),
         pass: () => this.schedule(state),

@@ -1,5 +1,5 @@
 import { decodeAll, tryDecode } from '../domain/codec.js';
-import { keys, ROOT } from '../domain/keys.js';
+import { keys } from '../domain/keys.js';
 import { codecs, type AppRecord, type Formation, type MemoryLimits, type Restarts, type StatusRecord } from '../domain/records.js';
 import { routersBehind } from '../domain/routers.js';
 import type { KeyValue, Store, WatchBatch } from '../store/index.js';
@@ -96,7 +96,7 @@ export class ClusterState {
     let relevant = false;
     for (const e of batch.events) {
       const kv = e.type === 'put' ? e.kv : undefined;
-      const [kind, a = '', b = '', c = ''] = e.kv.key.slice(ROOT.length + 1).split('/');
+      const [kind, a = '', b = '', c = ''] = e.kv.key.slice(keys.all().length).split('/');
       if (kind === 'apps') relevant = this.onApp(a, b, c, e.kv.key, kv) || relevant;
       else if (kind === 'machines') relevant = this.onMachine(kv, e.kv.key) || true;
       else if (kind === 'units') relevant = this.onUnit(kv, e.kv.key) || true;

@@ -1,16 +1,18 @@
 import { randomBytes, randomInt } from 'node:crypto';
 import type { RunningDyno, Runtime } from '../../agent/runtime/types.js';
+import { get, putOp, tryDecode } from '../../domain/codec.js';
 import { conflict, errorMessage, invalid, notFound } from '../../domain/errors.js';
 import { keys } from '../../domain/keys.js';
 import type { Logger } from '../../domain/log.js';
+import { codecs } from '../../domain/records.js';
 import { allocateUid } from '../../sandbox/index.js';
 import { parseMemory } from '../../scheduler/view.js';
 import { DEFAULT_MEMORY, SIZE_MEMORY } from '../../scheduler/types.js';
-import { follow, LeaseKeeper, type Following, type Store } from '../../store/index.js';
+import { ControlLoop, Registration } from '../../loop/index.js';
+import type { KeyValue, Store } from '../../store/index.js';
 import type { AppAccess } from '../model/apps.js';
-import { getJson } from '../model/json-store.js';
 import type { RunRecord } from '../model/runs.js';
-import type { ReleaseRecord, UserRecord } from '../model/types.js';
+import type { UserRecord } from '../model/types.js';
 
 export interface RunnerOptions {
   store: Store;
@@ -100,61 +102,56 @@ const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 export class OneOffRunner {
   private readonly runs = new Map<string, LocalRun>();
   private readonly bySecret = new Map<string, LocalRun>();
-  private keeper: LeaseKeeper | undefined;
-  private following: Following | undefined;
+  private registration: Registration | undefined;
+  private loop: ControlLoop | undefined;
+  /** Keys of this node's runs someone asked to stop: fed by the watch, acted on by a pass. */
+  private readonly stopRequests = new Set<string>();
   private closed = false;
 
   constructor(private readonly o: RunnerOptions) {}
 
   async start(): Promise<void> {
-    await this.renewLease();
-    const from = (await this.o.store.currentRevision()) + 1;
-    this.following = follow(this.o.store, keys.allRuns(), from, {
-      onBatch: (batch) => {
-        for (const e of batch.events) {
-          const local = this.runs.get(e.kv.key);
-          if (local && e.type === 'put' && stateOf(e.kv.value) === 'stopping') void this.stop(local, 'stopped by user');
-        }
+    this.registration = await Registration.start({
+      store: this.o.store,
+      log: this.o.log,
+      ttl: this.o.leaseTtl ?? 10,
+      // The records go with a lost lease; the dynos do not. Record them again under the new one.
+      register: async (lease) => {
+        for (const local of this.runs.values()) await this.write(local, local.record.state, true, lease);
       },
+    });
+    const noteStop = (kv: KeyValue): boolean => {
+      const wanted = this.runs.has(kv.key) && tryDecode(codecs.run, kv)?.state === 'stopping';
+      if (wanted) this.stopRequests.add(kv.key);
+      return wanted;
+    };
+    this.loop = new ControlLoop({
+      store: this.o.store,
+      log: this.o.log,
+      prefix: keys.allRuns(),
       // Stop requests missed while the watch was down: the records say so now.
-      onGap: async () => {
+      load: async () => {
         const r = await this.o.store.range(keys.allRuns(), { prefix: true });
-        for (const kv of r.kvs) {
-          const local = this.runs.get(kv.key);
-          if (local && stateOf(kv.value) === 'stopping') void this.stop(local, 'stopped by user');
-        }
+        for (const kv of r.kvs) noteStop(kv);
         return r.revision;
       },
-    });
-  }
-
-  private async renewLease(): Promise<void> {
-    this.keeper = await LeaseKeeper.start(this.o.store, {
-      ttl: this.o.leaseTtl ?? 10,
-      onLost: () => {
-        // The records went with the lease; the dynos did not. Record them again under a new one.
-        this.o.log.warn('run lease lost; recording the running one-off dynos again');
-        void this.reRecord();
+      apply: (batch) => batch.events.filter((e) => e.type === 'put' && noteStop(e.kv)).length > 0,
+      pass: async () => {
+        for (const key of this.stopRequests) {
+          this.stopRequests.delete(key);
+          const local = this.runs.get(key);
+          if (local) void this.stop(local, 'stopped by user');
+        }
       },
+      debounceMs: 0,
+      maxWaitMs: 0,
     });
-  }
-
-  private async reRecord(): Promise<void> {
-    for (let delay = 200; !this.closed; delay = Math.min(delay * 2, 5000)) {
-      try {
-        await this.renewLease();
-        for (const local of this.runs.values()) await this.write(local, local.record.state, true);
-        return;
-      } catch (err) {
-        this.o.log.warn({ err: errorMessage(err) }, 'recording one-off dynos failed; retrying');
-        await new Promise((r) => setTimeout(r, delay));
-      }
-    }
+    await this.loop.start();
   }
 
   /** Records a new run.N of the app's current release; it starts now, or once a client attaches. */
   async create(access: AppAccess, user: UserRecord, req: RunRequest): Promise<{ record: RunRecord; secret: string }> {
-    if (this.closed || !this.keeper) throw conflict('This node is not running one-off dynos.');
+    if (this.closed || !this.registration?.leaseId) throw conflict('This node is not running one-off dynos.');
     const command = req.command.trim();
     if (!command) throw invalid('Command is empty. Usage: berth run COMMAND');
     for (const k of Object.keys(req.env)) if (!ENV_NAME.test(k)) throw invalid(`Invalid env var name "${k}": use letters, digits and underscores, not starting with a digit.`);
@@ -163,9 +160,9 @@ export class OneOffRunner {
     const { app } = access;
     // The release that runs (the newest that succeeded), as the scheduler picks it.
     const version = app.current_version || app.release_version;
-    const release = version > 0 ? (await getJson<ReleaseRecord>(this.o.store, keys.release(app.id, version)))?.value : undefined;
+    const release = version > 0 ? (await get(this.o.store, keys.release(app.id, version), codecs.release))?.value : undefined;
     if (!release?.slug_id) throw invalid(`${app.name} has no release with a slug yet. Deploy it with git push first.`);
-    const limits = (await getJson<Record<string, unknown>>(this.o.store, keys.appLimits(app.id)))?.value ?? {};
+    const limits: Record<string, unknown> = (await get(this.o.store, keys.appLimits(app.id), codecs.limits))?.value ?? {};
     const now = new Date().toISOString();
     const base = { app_id: app.id, type: 'run' as const, state: 'starting' as const, command, size, release: { id: release.id, version: release.version }, node: this.o.node, user_id: user.id, attach: req.attach, created_at: now, updated_at: now };
     const local: LocalRun = {
@@ -193,7 +190,7 @@ export class OneOffRunner {
       const record = { ...local.record, name };
       const r = await this.o.store.txn({
         compare: [{ key, target: 'create', op: '=', value: 0 }],
-        success: [{ type: 'put', key, value: JSON.stringify(record), lease: this.keeper.id }],
+        success: [putOp(key, codecs.run, record, this.registration?.leaseId)],
       });
       if (r.succeeded) Object.assign(local, { key, record, mod: r.revision });
     }
@@ -326,12 +323,12 @@ export class OneOffRunner {
   }
 
   /** Our own state changes lose to a stop request written meanwhile (compare on our last write). */
-  private async write(local: LocalRun, state: RunRecord['state'], force = false): Promise<void> {
-    if (!this.keeper) return;
+  private async write(local: LocalRun, state: RunRecord['state'], force = false, lease = this.registration?.leaseId): Promise<void> {
+    if (!lease) return;
     const record: RunRecord = { ...local.record, state, updated_at: new Date().toISOString() };
     const r = await this.o.store.txn({
       compare: force ? [] : [{ key: local.key, target: 'mod', op: '=', value: local.mod }],
-      success: [{ type: 'put', key: local.key, value: JSON.stringify(record), lease: this.keeper.id }],
+      success: [putOp(local.key, codecs.run, record, lease)],
     });
     if (r.succeeded) Object.assign(local, { record, mod: r.revision });
   }
@@ -343,11 +340,11 @@ export class OneOffRunner {
   /** Stops every dyno this node runs (the node is shutting down); their records go with the lease. */
   async close(): Promise<void> {
     this.closed = true;
-    this.following?.close();
+    await this.loop?.stop();
     await Promise.all([...this.runs.values()].map((l) => this.stop(l, 'node shutting down')));
     // Runs still starting stop as soon as they have started.
     for (const deadline = Date.now() + 15_000; this.runs.size > 0 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 100));
-    await this.keeper?.revoke().catch(() => undefined);
+    await this.registration?.stop();
   }
 }
 
@@ -361,14 +358,6 @@ function deferred(): { promise: Promise<void>; resolve(): void } {
 function terminalSize(env: Record<string, string>): { columns: number; lines: number } {
   const dim = (v: string | undefined, fallback: number): number => (v && /^\d{1,4}$/.test(v) && Number(v) > 0 ? Number(v) : fallback);
   return { columns: dim(env.COLUMNS, 80), lines: dim(env.LINES, 24) };
-}
-
-function stateOf(value: string): string | undefined {
-  try {
-    return (JSON.parse(value) as Partial<RunRecord>).state;
-  } catch {
-    return undefined;
-  }
 }
 
 /** `heroku run worker` runs the Procfile's worker command, with any arguments after it. */
