@@ -4,10 +4,10 @@
  * every builder here is documented and every documented key has a builder, with the same record).
  *
  * Every builder returns a `Key<T>` (or `Prefix<T>`) typed to the record it holds; `KEY_RECORDS`
- * names that record's codec at run time. Parameters say what they take: `appId` (the immutable id
+ * names that record's codec at run time (`untypedJson` for a prefix over records of several kinds). Parameters say what they take: `appId` (the immutable id
  * under /berth/apps/) or `appName` (what routers and units are keyed by).
  */
-import type { Key, Prefix } from './codec.js';
+import { untypedJson, type Key, type Prefix } from './codec.js';
 import { codecs } from './records.js';
 import type {
   AccessRecord,
@@ -48,10 +48,19 @@ const seg = (s: string): string => {
 };
 
 export const keys = {
+  /** Everything Berth keeps: what a loop watches when it reacts to several kinds of keys. */
+  all: (): Prefix<unknown> => `${ROOT}/`,
   /** Written once by `berth up`: what this platform is (store format, creation time). */
   platform: (): Key<PlatformRecord> => `${ROOT}/platform`,
   /** Apps are keyed by their immutable id, so a rename rewrites two small keys, not a subtree. */
   app: (appId: string): Key<AppRecord> => `${ROOT}/apps/${seg(appId)}`,
+  /**
+   * Every key under /berth/apps/ (app records and their subtrees, records of several kinds): what
+   * the drain forwarder watches, picking out drains and destroyed apps.
+   */
+  allAppKeys: (): Prefix<unknown> => `${ROOT}/apps/`,
+  /** An app's subtree (config, releases, formation, …): `apps:destroy` deletes it in one op. */
+  appKeys: (appId: string): Prefix<unknown> => `${ROOT}/apps/${seg(appId)}/`,
   appNames: (): Prefix<string> => `${ROOT}/app-names/`,
   appName: (appName: string): Key<string> => `${ROOT}/app-names/${seg(appName)}`,
   config: (appId: string): Key<Record<string, string>> => `${ROOT}/apps/${seg(appId)}/config`,
@@ -100,6 +109,8 @@ export const keys = {
   unitsOn: (machine: string): Prefix<UnitSpec> => `${ROOT}/units/${seg(machine)}/`,
   unit: (machine: string, unit: string): Key<UnitSpec> => `${ROOT}/units/${seg(machine)}/${seg(unit)}`,
   statuses: (): Prefix<StatusRecord> => `${ROOT}/status/`,
+  /** One app's formation dynos: unit names start with the app's name and a dot (names hold none). */
+  appStatuses: (appName: string): Prefix<StatusRecord> => `${ROOT}/status/${seg(appName)}.`,
   status: (unit: string): Key<StatusRecord> => `${ROOT}/status/${seg(unit)}`,
   allServices: (): Prefix<string> => `${ROOT}/services/`,
   services: (appName: string): Prefix<string> => `${ROOT}/services/${seg(appName)}/`,
@@ -130,8 +141,11 @@ export const keys = {
  * column of docs/keys.md. A builder added without an entry here fails to compile.
  */
 export const KEY_RECORDS: { [K in keyof typeof keys]: { readonly name: string } } = {
+  all: untypedJson,
   platform: codecs.platform,
   app: codecs.app,
+  allAppKeys: untypedJson,
+  appKeys: untypedJson,
   appNames: codecs.appId,
   appName: codecs.appId,
   config: codecs.config,
@@ -174,6 +188,7 @@ export const KEY_RECORDS: { [K in keyof typeof keys]: { readonly name: string } 
   unitsOn: codecs.unit,
   unit: codecs.unit,
   statuses: codecs.status,
+  appStatuses: codecs.status,
   status: codecs.status,
   allServices: codecs.endpoint,
   services: codecs.endpoint,
