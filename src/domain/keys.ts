@@ -4,8 +4,9 @@
  * every builder here is documented and every documented key has a builder, with the same record).
  *
  * Every builder returns a `Key<T>` (or `Prefix<T>`) typed to the record it holds; `KEY_RECORDS`
- * names that record's codec at run time (`untypedJson` for a prefix over records of several kinds). Parameters say what they take: `appId` (the immutable id
- * under /berth/apps/) or `appName` (what routers and units are keyed by).
+ * names that record's codec at run time (`untypedJson` for a prefix over records of several
+ * kinds). Parameters say what they take: `appId` (the immutable id under /berth/apps/) or
+ * `appName` (what routers and units are keyed by).
  */
 import { untypedJson, type Key, type Prefix } from './codec.js';
 import { codecs } from './records.js';

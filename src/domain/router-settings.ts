@@ -1,4 +1,5 @@
 import { invalid } from './errors.js';
+import { codecs, type AppRouting } from './records.js';
 
 /**
  * The router's settings: platform-wide ones under /berth/router/<name> (admins, `berth router:set`),
@@ -77,11 +78,7 @@ export function effectiveRouterSettings(stored: (name: RouterSettingName) => str
   return out;
 }
 
-/** Per-app routing, stored as JSON at /berth/app-routing/<app>. */
-export interface AppRouting {
-  /** Plain HTTP requests to a hostname that has a certificate are redirected to HTTPS. */
-  redirect_https: boolean;
-}
+export type { AppRouting };
 
 export const APP_ROUTING_DEFAULTS: AppRouting = { redirect_https: false };
 export const APP_ROUTING_NAMES = Object.keys(APP_ROUTING_DEFAULTS) as (keyof AppRouting)[];
@@ -98,10 +95,11 @@ export function checkAppRouting(name: string, value: unknown): boolean {
   throw invalid(`${name} must be true or false; got "${String(value)}".`);
 }
 
+/** A stored `/berth/app-routing/<app>` value (or none) as the router uses it: a bad value is the defaults. */
 export function parseAppRouting(json: string | undefined): AppRouting {
+  if (json === undefined) return { ...APP_ROUTING_DEFAULTS };
   try {
-    const v = JSON.parse(json ?? '{}') as Partial<AppRouting>;
-    return { redirect_https: v.redirect_https === true };
+    return { redirect_https: codecs.appRouting.decode(json).redirect_https };
   } catch {
     return { ...APP_ROUTING_DEFAULTS };
   }

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { Eta } from 'eta';
+import { decode, untypedJson } from '../domain/codec.js';
 import { errorMessage } from '../domain/errors.js';
 import type { Logger } from '../domain/log.js';
 import { follow, type Following, type KeyValue, type Store } from '../store/index.js';
@@ -27,15 +28,16 @@ export interface TemplateData {
 
 function snapshot(kvs: KeyValue[], revision: number): TemplateData {
   const sorted = [...kvs].sort((a, b) => Buffer.compare(Buffer.from(a.key), Buffer.from(b.key)));
-  const byKey = new Map(sorted.map((kv) => [kv.key, kv.value]));
+  const byKey = new Map(sorted.map((kv) => [kv.key, kv]));
   const under = (prefix: string): KeyValue[] => sorted.filter((kv) => kv.key.startsWith(prefix));
   return {
     revision,
-    get: (key) => byKey.get(key),
-    getv: (key, fallback = '') => byKey.get(key) ?? fallback,
+    get: (key) => byKey.get(key)?.value,
+    getv: (key, fallback = '') => byKey.get(key)?.value ?? fallback,
+    // A template may read any key, so no record type applies: the codec module's untyped JSON.
     json: <T>(key: string) => {
-      const v = byKey.get(key);
-      return v === undefined ? undefined : (JSON.parse(v) as T);
+      const kv = byKey.get(key);
+      return kv === undefined ? undefined : (decode(untypedJson, kv) as T);
     },
     gets: (prefix) => under(prefix).map((kv) => ({ key: kv.key, value: kv.value })),
     getvs: (prefix) => under(prefix).map((kv) => kv.value),

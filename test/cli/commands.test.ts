@@ -5,7 +5,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startController, type Controller } from '../../src/controller/index.js';
 import { Users } from '../../src/controller/model/users.js';
+import { put } from '../../src/domain/codec.js';
+import { keys } from '../../src/domain/keys.js';
 import { createLogger } from '../../src/domain/log.js';
+import { codecs } from '../../src/domain/records.js';
 import { openStore, type Store } from '../../src/store/index.js';
 import { runCli, type CliResult } from '../support/cli.js';
 import { freePort } from '../support/ports.js';
@@ -141,11 +144,12 @@ describe('the berth CLI', () => {
     expect((await as('limits:set', 'web=256m', '-a', 'placed-app')).out).toMatch(/web:\s+256M/);
     expect((await as('limits:set', 'web=10K', '-a', 'placed-app')).err).toMatch(/between 64M and 64G/);
     expect((await as('nodes')).err).toMatch(/needs an admin account/);
-    await store.put('/berth/machines/node-a', JSON.stringify({ id: 'node-a', name: 'a', address: '127.0.0.1', tags: { region: 'eu' }, capacity: { memoryBytes: 8 * 1024 ** 3, cpus: 2 }, ports: { from: 1, to: 2 } }));
-    await store.put('/berth/units/node-a/placed-app.web.1@v1', JSON.stringify({ name: 'placed-app.web.1', memoryBytes: 2 * 1024 ** 3 }));
+    await put(store, keys.machine('node-a'), codecs.machine, { id: 'node-a', name: 'a', address: '127.0.0.1', tags: { region: 'eu' }, capacity: { memoryBytes: 8 * 1024 ** 3, cpus: 2 }, ports: { from: 1, to: 2 }, agent_version: '0.1.0' });
+    const unit = { name: 'placed-app.web.1', appId: 'placed-app-id', appName: 'placed-app', type: 'web', index: 1, release: 1, memoryBytes: 2 * 1024 ** 3 };
+    await put(store, keys.unit('node-a', 'placed-app.web.1@v1'), codecs.unit, unit);
     const nodes = await berth(home, repo, { BERTH_API_KEY: adminToken }, 'nodes');
     expect(nodes.out).toMatch(/a\s+node-a\s+up\s+127\.0\.0\.1\s+region=eu\s+8\.0G\/2cpu\s+25% mem\s+1\n/);
-    await store.delete('/berth/units/node-a/placed-app.web.1@v1');
+    await store.delete(keys.unit('node-a', 'placed-app.web.1@v1'));
   });
 
   it('renames an app and updates the git remote', async () => {

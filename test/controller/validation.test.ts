@@ -3,6 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { keys } from '../../src/domain/keys.js';
 import { apiHarness, type Harness } from './harness.js';
 
 let h: Harness;
@@ -101,5 +102,19 @@ describe('validation: clear 4xx, nothing written', () => {
 
   it('refuses a Range header it cannot read', async () => {
     expect((await h.call(t, 'GET', '/apps', undefined, { range: 'colour ..' })).status).toBe(422);
+  });
+});
+
+describe('a stored value that does not fit its record', () => {
+  it('is a 500 in Heroku\'s error shape that names no key; a list skips it', async () => {
+    const app = (await h.call(t, 'POST', '/apps', { name: 'corrupt-app' })).body as { id: string };
+    await h.store.put(keys.formation(app.id), '{"web": ');
+    const r = await h.call(t, 'GET', '/apps/corrupt-app/formation');
+    expect(r.status).toBe(500);
+    expect(r.body).toEqual({ id: 'internal_server_error', message: 'Internal server error.' });
+    await h.store.put(keys.domain(app.id, 'broken.example.com'), JSON.stringify({ hostname: 'broken.example.com' }));
+    const domains = await h.call(t, 'GET', '/apps/corrupt-app/domains');
+    expect(domains.status).toBe(200);
+    expect(domains.body.map((d: { hostname: string }) => d.hostname)).toEqual(['corrupt-app.berth.test']);
   });
 });

@@ -1,4 +1,5 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { RecordMalformed } from '../../domain/codec.js';
 import { ErrorCode, isBerthError } from '../../domain/errors.js';
 import { StoreErrorCode, isStoreError } from '../../store/index.js';
 
@@ -31,7 +32,9 @@ export function errorHandler(err: FastifyError, request: FastifyRequest, reply: 
   if (isBerthError(err)) {
     const status = STATUS[err.code] ?? (isStoreError(err) ? 503 : 500);
     if (status >= 500) request.log.error({ err }, 'request failed');
-    return sendError(reply, status, status >= 500 && !isStoreError(err) ? 'internal_server_error' : err.code, err.message);
+    // A stored value that does not fit its record (codec.ts) names its key: that is for the log.
+    const message = err.code === RecordMalformed ? 'Internal server error.' : err.message;
+    return sendError(reply, status, status >= 500 && !isStoreError(err) ? 'internal_server_error' : err.code, message);
   }
   if (err.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || err.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || (err.statusCode === 400 && /JSON/i.test(err.message))) {
     return sendError(reply, 400, 'bad_request', `The request body is not valid JSON: ${err.message}`);

@@ -1,6 +1,8 @@
+import { decodeAll, list, tryDecode } from '../../domain/codec.js';
 import { errorMessage } from '../../domain/errors.js';
-import { keys, ROOT } from '../../domain/keys.js';
+import { keys } from '../../domain/keys.js';
 import type { Logger } from '../../domain/log.js';
+import { codecs } from '../../domain/records.js';
 import { follow, type Following } from '../../store/follow.js';
 import type { Store, TxnOp, WatchBatch } from '../../store/index.js';
 import { parseDrainUrl, type DrainRecord } from '../model/drains.js';
@@ -19,7 +21,7 @@ interface Active {
   sender: SyslogSender;
 }
 
-const APPS = `${ROOT}/apps/`;
+const APPS = keys.allAppKeys();
 const DRAIN_KEY = new RegExp(`^${APPS}([^/]+)/drains/([^/]+)$`);
 const APP_KEY = new RegExp(`^${APPS}([^/]+)$`);
 
@@ -52,10 +54,8 @@ export class DrainForwarder {
   /** The drains of an app changed through this controller's API: apply it without waiting for the watch. */
   async changed(appId: string): Promise<void> {
     if (!this.untap || this.closed) return;
-    const r = await this.o.store.range(keys.drains(appId), { prefix: true });
     const seen = new Set<string>();
-    for (const kv of r.kvs) {
-      const d = JSON.parse(kv.value) as DrainRecord;
+    for (const { value: d } of await list(this.o.store, keys.drains(appId), codecs.drain, { onMalformed: this.malformed })) {
       seen.add(d.id);
       this.upsert(appId, d);
     }
@@ -89,13 +89,13 @@ export class DrainForwarder {
    */
   private async reload(): Promise<number> {
     const names = await this.o.store.range(keys.appNames(), { prefix: true });
-    const appIds = names.kvs.map((kv) => kv.value);
+    const appIds = decodeAll(codecs.appId, names.kvs).map((e) => e.value);
     const found = new Map<string, DrainRecord[]>();
     for (let i = 0; i < appIds.length; i += 100) {
       const chunk = appIds.slice(i, i + 100);
       const r = await this.o.store.txn({ compare: [], success: chunk.map((id): TxnOp => ({ type: 'range', key: keys.drains(id), prefix: true })) });
       r.results.forEach((res, j) => {
-        if (res.type === 'range' && res.kvs.length > 0) found.set(chunk[j]!, res.kvs.map((kv) => JSON.parse(kv.value) as DrainRecord));
+        if (res.type === 'range' && res.kvs.length > 0) found.set(chunk[j]!, decodeAll(codecs.drain, res.kvs, this.malformed).map((e) => e.value));
       });
     }
     if (this.closed) return names.revision;
@@ -114,8 +114,13 @@ export class DrainForwarder {
       const drain = DRAIN_KEY.exec(ev.kv.key);
       if (drain) {
         const [, appId, id] = drain as unknown as [string, string, string];
-        if (ev.type === 'delete') this.remove(appId, id);
-        else this.upsert(appId, JSON.parse(ev.kv.value) as DrainRecord);
+        const record = ev.type === 'put' ? tryDecode(codecs.drain, ev.kv) : undefined;
+        if (record) this.upsert(appId, record);
+        else {
+          // Deleted, or no longer readable: as a reload would, it stops.
+          if (ev.type === 'put') this.malformed(ev.kv.key);
+          this.remove(appId, id);
+        }
         continue;
       }
       // A destroyed app: its drain keys go in the same revision, and so do its lines on every node.
@@ -126,6 +131,9 @@ export class DrainForwarder {
       }
     }
   }
+
+  /** A drain record that does not decode is skipped with a warning; the app's other drains go on. */
+  private readonly malformed = (key: string): void => this.o.log.warn({ key }, 'ignoring a malformed drain record');
 
   private upsert(appId: string, record: DrainRecord): void {
     const byId = this.drains.get(appId) ?? new Map<string, Active>();

@@ -1,12 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { conflict, forbidden, invalid, notFound } from '../../domain/errors.js';
-import { get } from '../../domain/codec.js';
+import { decode, deleteOp as del, get, getMany, list, putOp, type Entry, type Key } from '../../domain/codec.js';
 import { keys } from '../../domain/keys.js';
 import { codecs } from '../../domain/records.js';
 import type { Store, TxnOp } from '../../store/index.js';
-import { del, getJson, getMany, put, type Versioned } from './json-store.js';
 import { APP_NAME, generateAppName } from './names.js';
-import type { AppRecord, CollaboratorRecord, DomainRecord, ReleaseRecord, UserRecord } from './types.js';
+import type { AppRecord, ReleaseRecord, UserRecord } from './types.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -19,7 +18,7 @@ export interface AppAccess {
   role: Role;
 }
 
-export function releaseKey(app: string, version: number): string {
+export function releaseKey(app: string, version: number): Key<ReleaseRecord> {
   return keys.release(app, version);
 }
 
@@ -65,12 +64,12 @@ export class Apps {
       const r = await this.store.txn({
         compare: [{ key: keys.appName(appName), target: 'create', op: '=', value: 0 }],
         success: [
-          { type: 'put', key: keys.appName(appName), value: app.id },
-          put(keys.app(app.id), app),
-          put(keys.config(app.id), {}),
-          put(keys.formation(app.id), {}),
-          put(releaseKey(app.id, 1), initial),
-          put(keys.access(user.id, app.id), { role: 'owner' }),
+          putOp(keys.appName(appName), codecs.appId, app.id),
+          putOp(keys.app(app.id), codecs.app, app),
+          putOp(keys.config(app.id), codecs.config, {}),
+          putOp(keys.formation(app.id), codecs.formation, {}),
+          putOp(keys.release(app.id, 1), codecs.release, initial),
+          putOp(keys.access(user.id, app.id), codecs.access, { role: 'owner' }),
         ],
       });
       if (r.succeeded) return app;
@@ -84,11 +83,11 @@ export class Apps {
     let id = nameOrId;
     if (!UUID.test(nameOrId)) {
       if (!APP_NAME.test(nameOrId)) throw notFound('app');
-      const kv = await this.store.get(keys.appName(nameOrId));
-      if (!kv) throw notFound('app');
-      id = kv.value;
+      const name = await get(this.store, keys.appName(nameOrId), codecs.appId);
+      if (!name) throw notFound('app');
+      id = name.value;
     }
-    const rec = await getJson<AppRecord>(this.store, keys.app(id.toLowerCase()));
+    const rec = await get(this.store, keys.app(id.toLowerCase()), codecs.app);
     if (!rec) throw notFound('app');
     const role = await this.roleOf(user, rec.value);
     if (!role) throw notFound('app');
@@ -107,7 +106,7 @@ export class Apps {
   async setMaintenance(access: AppAccess, on: boolean): Promise<AppRecord> {
     if (access.app.maintenance === on) return access.app;
     const app: AppRecord = { ...access.app, maintenance: on, updated_at: new Date().toISOString() };
-    const r = await this.store.txn({ compare: [{ key: keys.app(app.id), target: 'mod', op: '=', value: access.mod }], success: [put(keys.app(app.id), app)] });
+    const r = await this.store.txn({ compare: [{ key: keys.app(app.id), target: 'mod', op: '=', value: access.mod }], success: [putOp(keys.app(app.id), codecs.app, app)] });
     if (!r.succeeded) throw conflict('The app changed meanwhile; try again.');
     return app;
   }
@@ -116,12 +115,12 @@ export class Apps {
   async list(user: UserRecord): Promise<AppRecord[]> {
     let ids: string[];
     if (user.admin) {
-      ids = (await this.store.range(keys.appNames(), { prefix: true })).kvs.map((kv) => kv.value);
+      ids = (await list(this.store, keys.appNames(), codecs.appId)).map((e) => e.value);
     } else {
       const prefix = keys.accessOf(user.id);
       ids = (await this.store.range(prefix, { prefix: true })).kvs.map((kv) => kv.key.slice(prefix.length));
     }
-    const apps = await getMany<AppRecord>(this.store, ids.map((id) => keys.app(id)));
+    const apps = await getMany(this.store, ids.map((id) => keys.app(id)), codecs.app);
     return apps.filter((a): a is AppRecord => a !== undefined).sort((a, b) => a.name.localeCompare(b.name));
   }
 
@@ -135,7 +134,7 @@ export class Apps {
         { key: keys.appName(newName), target: 'create', op: '=', value: 0 },
         { key: keys.app(app.id), target: 'mod', op: '=', value: access.mod },
       ],
-      success: [del(keys.appName(access.app.name)), { type: 'put', key: keys.appName(newName), value: app.id }, put(keys.app(app.id), app)],
+      success: [del(keys.appName(access.app.name)), putOp(keys.appName(newName), codecs.appId, app.id), putOp(keys.app(app.id), codecs.app, app)],
     });
     if (!r.succeeded) {
       if (await this.store.get(keys.appName(newName))) throw conflict(`Name ${newName} is already taken.`);
@@ -148,13 +147,14 @@ export class Apps {
   async destroy(access: AppAccess): Promise<void> {
     requireOwner(access, 'delete');
     const id = access.app.id;
-    const collaborators = (await this.store.range(keys.collaborators(id), { prefix: true })).kvs.map((kv) => JSON.parse(kv.value) as CollaboratorRecord);
-    const domains = (await this.store.range(keys.domains(id), { prefix: true })).kvs.map((kv) => JSON.parse(kv.value) as DomainRecord);
+    // Decoded strictly: a record that cannot be read would leave its pointer behind.
+    const collaborators = (await this.store.range(keys.collaborators(id), { prefix: true })).kvs.map((kv) => decode(codecs.collaborator, kv));
+    const domains = (await this.store.range(keys.domains(id), { prefix: true })).kvs.map((kv) => decode(codecs.domain, kv));
     // The app's uid (`allocateUid`) is freed with it; /berth/apps/<id>/uid goes with the subtree.
     const uid = await get(this.store, keys.appUid(id), codecs.uid);
     const ops: TxnOp[] = [
       del(keys.app(id)),
-      del(`${keys.app(id)}/`, true),
+      del(keys.appKeys(id), true),
       del(keys.appName(access.app.name)),
       del(keys.access(access.app.owner_id, id)),
       ...collaborators.map((c) => del(keys.access(c.user_id, id))),
@@ -178,11 +178,11 @@ export class Apps {
   }
 
   /** Rewrites the record (updated_at) together with `ops`, if the app is unchanged since `access`. */
-  async touch(access: AppAccess, ops: TxnOp[], extraCompare: Parameters<Store['txn']>[0]['compare'] = []): Promise<Versioned<AppRecord> | undefined> {
+  async touch(access: AppAccess, ops: TxnOp[], extraCompare: Parameters<Store['txn']>[0]['compare'] = []): Promise<Pick<Entry<AppRecord>, 'value' | 'mod'> | undefined> {
     const app: AppRecord = { ...access.app, updated_at: new Date().toISOString() };
     const r = await this.store.txn({
       compare: [{ key: keys.app(app.id), target: 'mod', op: '=', value: access.mod }, ...extraCompare],
-      success: [put(keys.app(app.id), app), ...ops],
+      success: [putOp(keys.app(app.id), codecs.app, app), ...ops],
     });
     return r.succeeded ? { value: app, mod: r.revision } : undefined;
   }

@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { certsForHosts, type CertRecord } from '../../domain/certs.js';
 import { conflict, invalid, notFound } from '../../domain/errors.js';
+import { deleteOp as del, list, putOp } from '../../domain/codec.js';
 import { keys } from '../../domain/keys.js';
+import { codecs } from '../../domain/records.js';
 import type { Store } from '../../store/index.js';
 import type { AppAccess, Apps } from './apps.js';
 import type { Domains } from './domains.js';
-import { del, listJson, put } from './json-store.js';
 import { generateAppName } from './names.js';
 import { checkCertificate } from './x509.js';
 
@@ -25,7 +26,7 @@ export class SniEndpoints {
   ) {}
 
   async list(access: AppAccess): Promise<CertRecord[]> {
-    const all = await listJson<CertRecord>(this.store, keys.certs(access.app.id));
+    const all = (await list(this.store, keys.certs(access.app.id), codecs.cert)).map((e) => e.value);
     return all.sort((a, b) => a.name.localeCompare(b.name));
   }
 
@@ -58,7 +59,7 @@ export class SniEndpoints {
       created_at: now,
       updated_at: now,
     };
-    if (!(await this.apps.touch(access, [put(keys.cert(access.app.id, cert.id), cert)]))) throw conflict('The app changed while adding the certificate; try again.');
+    if (!(await this.apps.touch(access, [putOp(keys.cert(access.app.id, cert.id), codecs.cert, cert)]))) throw conflict('The app changed while adding the certificate; try again.');
     return cert;
   }
 
@@ -67,7 +68,7 @@ export class SniEndpoints {
     const current = await this.get(access, idOrName);
     const checked = checkCertificate(certificateChain, privateKey);
     const cert: CertRecord = { ...current, certificate_chain: checked.chain, private_key: checked.key, ssl_cert: checked.info, updated_at: new Date().toISOString() };
-    if (!(await this.apps.touch(access, [put(keys.cert(access.app.id, cert.id), cert)]))) throw conflict('The app changed while updating the certificate; try again.');
+    if (!(await this.apps.touch(access, [putOp(keys.cert(access.app.id, cert.id), codecs.cert, cert)]))) throw conflict('The app changed while updating the certificate; try again.');
     return cert;
   }
 

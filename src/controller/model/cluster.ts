@@ -1,5 +1,7 @@
 import { timingSafeEqual } from 'node:crypto';
+import { get, putOp } from '../../domain/codec.js';
 import { keys } from '../../domain/keys.js';
+import { codecs } from '../../domain/records.js';
 import type { Store } from '../../store/index.js';
 import { hashToken, newToken } from './users.js';
 
@@ -17,16 +19,16 @@ export class ClusterTokens {
     const token = given ?? newToken();
     const r = await this.store.txn({
       compare: [{ key: keys.clusterToken(), target: 'create', op: '=', value: 0 }],
-      success: [{ type: 'put', key: keys.clusterToken(), value: JSON.stringify({ sha256: hashToken(token), created_at: new Date().toISOString() }) }],
+      success: [putOp(keys.clusterToken(), codecs.clusterToken, { sha256: hashToken(token), created_at: new Date().toISOString() })],
     });
     return r.succeeded ? token : undefined;
   }
 
   async verify(token: string | undefined): Promise<boolean> {
     if (!token) return false;
-    const kv = await this.store.get(keys.clusterToken());
-    if (!kv) return false;
-    const want = Buffer.from((JSON.parse(kv.value) as { sha256: string }).sha256, 'hex');
+    const rec = await get(this.store, keys.clusterToken(), codecs.clusterToken);
+    if (!rec) return false;
+    const want = Buffer.from(rec.value.sha256, 'hex');
     const got = Buffer.from(hashToken(token), 'hex');
     return want.length === got.length && timingSafeEqual(want, got);
   }

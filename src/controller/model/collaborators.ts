@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { conflict, invalid, notFound } from '../../domain/errors.js';
+import { deleteOp as del, list, putOp } from '../../domain/codec.js';
 import { keys } from '../../domain/keys.js';
+import { codecs } from '../../domain/records.js';
 import type { Store } from '../../store/index.js';
 import { type AppAccess, type Apps, requireOwner } from './apps.js';
-import { del, listJson, put } from './json-store.js';
 import type { CollaboratorRecord, UserRecord } from './types.js';
 import type { Users } from './users.js';
 
@@ -16,7 +17,7 @@ export class Collaborators {
   ) {}
 
   async list(access: AppAccess): Promise<{ collaborator: CollaboratorRecord; user: UserRecord; role: 'owner' | 'collaborator' }[]> {
-    const records = await listJson<CollaboratorRecord>(this.store, keys.collaborators(access.app.id));
+    const records = (await list(this.store, keys.collaborators(access.app.id), codecs.collaborator)).map((e) => e.value);
     const users = await this.users.getMany([access.app.owner_id, ...records.map((r) => r.user_id)]);
     const owner = users.get(access.app.owner_id);
     const out: { collaborator: CollaboratorRecord; user: UserRecord; role: 'owner' | 'collaborator' }[] = [];
@@ -40,7 +41,7 @@ export class Collaborators {
     const collaborator: CollaboratorRecord = { id: randomUUID(), user_id: user.id, created_at: now, updated_at: now };
     const ok = await this.apps.touch(
       access,
-      [put(keys.collaborator(access.app.id, user.id), collaborator), put(keys.access(user.id, access.app.id), { role: 'collaborator' })],
+      [putOp(keys.collaborator(access.app.id, user.id), codecs.collaborator, collaborator), putOp(keys.access(user.id, access.app.id), codecs.access, { role: 'collaborator' })],
       [{ key: keys.collaborator(access.app.id, user.id), target: 'create', op: '=', value: 0 }],
     );
     if (!ok) {

@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { conflict, invalid, notFound } from '../../domain/errors.js';
+import { deleteOp as del, list, putOp } from '../../domain/codec.js';
 import { keys } from '../../domain/keys.js';
+import { codecs } from '../../domain/records.js';
 import type { Store } from '../../store/index.js';
 import type { AppAccess, Apps } from './apps.js';
-import { del, listJson, put } from './json-store.js';
 import type { DomainRecord } from './types.js';
 
 // RFC 1123 labels, at least two of them, optional leading wildcard label.
@@ -30,7 +31,7 @@ export class Domains {
       created_at: access.app.created_at,
       updated_at: access.app.updated_at,
     };
-    return [builtIn, ...(await listJson<DomainRecord>(this.store, keys.domains(access.app.id)))];
+    return [builtIn, ...(await list(this.store, keys.domains(access.app.id), codecs.domain)).map((e) => e.value)];
   }
 
   async add(access: AppAccess, hostname: string): Promise<DomainRecord> {
@@ -43,7 +44,7 @@ export class Domains {
     const domain: DomainRecord = { id: randomUUID(), hostname: host, kind: 'custom', created_at: now, updated_at: now };
     const ok = await this.apps.touch(
       access,
-      [put(keys.domain(access.app.id, host), domain), { type: 'put', key: keys.hostname(host), value: access.app.id }],
+      [putOp(keys.domain(access.app.id, host), codecs.domain, domain), putOp(keys.hostname(host), codecs.appId, access.app.id)],
       [{ key: keys.hostname(host), target: 'create', op: '=', value: 0 }],
     );
     if (!ok) {

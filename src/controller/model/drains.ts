@@ -1,23 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { conflict, invalid, notFound } from '../../domain/errors.js';
+import { deleteOp as del, list, putOp } from '../../domain/codec.js';
 import { keys } from '../../domain/keys.js';
+import { codecs, type DrainRecord } from '../../domain/records.js';
 import type { Store } from '../../store/index.js';
 import { isInternalAddress, resolveAll } from '../drains/targets.js';
 import type { AppAccess, Apps } from './apps.js';
 import type { UserRecord } from './types.js';
-import { del, listJson, put } from './json-store.js';
 
-/** A log drain as stored under `/berth/apps/<app>/drains/<id>`. */
-export interface DrainRecord {
-  id: string;
-  url: string;
-  /** Sent as the syslog HOSTNAME of every frame, as Heroku does, so a receiver can tell drains apart. */
-  token: string;
-  /** Added by an admin to an internal address (loopback, link-local): only then may it go there. */
-  internal?: boolean;
-  created_at: string;
-  updated_at: string;
-}
+export type { DrainRecord };
 
 /** Enough for any sane setup, and a bound on the connections one app can make a controller open. */
 const MAX_DRAINS = 10;
@@ -44,8 +35,8 @@ export class LogDrains {
     private readonly apps: Apps,
   ) {}
 
-  list(access: AppAccess): Promise<DrainRecord[]> {
-    return listJson<DrainRecord>(this.store, keys.drains(access.app.id));
+  async list(access: AppAccess): Promise<DrainRecord[]> {
+    return (await list(this.store, keys.drains(access.app.id), codecs.drain)).map((e) => e.value);
   }
 
   async add(access: AppAccess, url: string, user: UserRecord): Promise<DrainRecord> {
@@ -65,7 +56,7 @@ export class LogDrains {
     const drain: DrainRecord = { id: randomUUID(), url: normalised, token: `d.${randomUUID()}`, ...(internal ? { internal: true } : {}), created_at: now, updated_at: now };
     // The compare on the app's mod revision (in touch) also serialises concurrent adds: the list
     // above cannot go stale between the duplicate check and the write.
-    if (!(await this.apps.touch(access, [put(keys.drain(access.app.id, drain.id), drain)]))) throw conflict('The app changed while adding the drain; try again.');
+    if (!(await this.apps.touch(access, [putOp(keys.drain(access.app.id, drain.id), codecs.drain, drain)]))) throw conflict('The app changed while adding the drain; try again.');
     return drain;
   }
 

@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { conflict, invalid, notFound } from '../../domain/errors.js';
+import { get, putOp } from '../../domain/codec.js';
 import { keys } from '../../domain/keys.js';
+import { codecs } from '../../domain/records.js';
 import type { Store } from '../../store/index.js';
 import type { AppAccess, Apps } from './apps.js';
-import { getJson, put } from './json-store.js';
 import type { Releases } from './releases.js';
 import type { Formation, FormationEntry, UserRecord } from './types.js';
 
@@ -33,7 +34,7 @@ export class Formations {
   ) {}
 
   async list(access: AppAccess): Promise<FormationEntry[]> {
-    const f = (await getJson<Formation>(this.store, keys.formation(access.app.id)))?.value ?? {};
+    const f = (await get(this.store, keys.formation(access.app.id), codecs.formation))?.value ?? {};
     return Object.values(f).sort((a, b) => a.type.localeCompare(b.type));
   }
 
@@ -49,7 +50,7 @@ export class Formations {
     for (let attempt = 0; attempt < 20; attempt++) {
       const release = await this.releases.current(fresh);
       const known = Object.keys(release.process_types);
-      const stored = await getJson<Formation>(this.store, keys.formation(fresh.app.id));
+      const stored = await get(this.store, keys.formation(fresh.app.id), codecs.formation);
       const formation: Formation = { ...(stored?.value ?? {}) };
       const now = new Date().toISOString();
       const changed: FormationEntry[] = [];
@@ -71,7 +72,7 @@ export class Formations {
         formation[u.type] = entry;
         changed.push(entry);
       }
-      const ok = await this.apps.touch(fresh, [put(keys.formation(fresh.app.id), formation)], [
+      const ok = await this.apps.touch(fresh, [putOp(keys.formation(fresh.app.id), codecs.formation, formation)], [
         { key: keys.formation(fresh.app.id), target: 'mod', op: '=', value: stored?.mod ?? 0 },
       ]);
       if (ok) return changed;
@@ -98,10 +99,10 @@ export class Formations {
     }
     let fresh = access;
     for (let attempt = 0; attempt < 20; attempt++) {
-      const stored = await getJson<Restarts>(this.store, keys.restarts(fresh.app.id));
+      const stored = await get(this.store, keys.restarts(fresh.app.id), codecs.restarts);
       const next: Restarts = { ...(stored?.value ?? {}) };
       for (const b of bumps) next[b] = (next[b] ?? 0) + 1;
-      const ok = await this.apps.touch(fresh, [put(keys.restarts(fresh.app.id), next)], [{ key: keys.restarts(fresh.app.id), target: 'mod', op: '=', value: stored?.mod ?? 0 }]);
+      const ok = await this.apps.touch(fresh, [putOp(keys.restarts(fresh.app.id), codecs.restarts, next)], [{ key: keys.restarts(fresh.app.id), target: 'mod', op: '=', value: stored?.mod ?? 0 }]);
       if (ok) return bumps;
       fresh = await this.apps.resolve(user, access.app.id);
     }

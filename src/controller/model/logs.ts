@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { get, put } from '../../domain/codec.js';
 import { keys } from '../../domain/keys.js';
+import { codecs, type LogSession } from '../../domain/records.js';
 import type { Store } from '../../store/index.js';
 import { SqliteLogStore, type LogFilter, type LogLine, type LogStore } from './log-store.js';
 
@@ -11,15 +13,7 @@ export function formatLogLine(l: LogLine): string {
 
 const SESSION_TTL = 300;
 
-export interface LogSession {
-  app_id: string;
-  /** Who opened it: the stream re-checks that this user can still see the app. */
-  user_id: string;
-  lines: number;
-  tail: boolean;
-  source?: string;
-  dyno?: string;
-}
+export type { LogSession };
 
 /**
  * An app's recent log lines (kept by a `LogStore`, Heroku's 1,500 per app) and live subscribers.
@@ -74,13 +68,12 @@ export class LogHub {
   async createSession(session: LogSession): Promise<string> {
     const id = randomBytes(24).toString('hex');
     const lease = await this.store.grantLease(SESSION_TTL);
-    await this.store.put(keys.logSession(id), JSON.stringify(session), { lease: lease.id });
+    await put(this.store, keys.logSession(id), codecs.logSession, session, { lease: lease.id });
     return id;
   }
 
   async session(id: string): Promise<LogSession | undefined> {
     if (!/^[0-9a-f]{48}$/.test(id)) return undefined;
-    const kv = await this.store.get(keys.logSession(id));
-    return kv ? (JSON.parse(kv.value) as LogSession) : undefined;
+    return (await get(this.store, keys.logSession(id), codecs.logSession))?.value;
   }
 }

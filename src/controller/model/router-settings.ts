@@ -1,5 +1,7 @@
 import { conflict, invalid } from '../../domain/errors.js';
+import { list, putOp } from '../../domain/codec.js';
 import { keys } from '../../domain/keys.js';
+import { codecs } from '../../domain/records.js';
 import {
   ROUTER_SETTINGS,
   ROUTER_SETTING_NAMES,
@@ -29,7 +31,7 @@ export class RouterSettings {
   ) {}
 
   async list(): Promise<RouterSettingView[]> {
-    const stored = new Map((await this.store.range(keys.routerSettings(), { prefix: true })).kvs.map((kv) => [kv.key.slice(keys.routerSettings().length), kv.value]));
+    const stored = new Map((await list(this.store, keys.routerSettings(), codecs.routerSetting)).map((e) => [e.key.slice(keys.routerSettings().length), e.value]));
     return ROUTER_SETTING_NAMES.map((name) => {
       const value = stored.get(name);
       return { name, value: value ?? ROUTER_SETTINGS[name].default, default: value === undefined, description: ROUTER_SETTINGS[name].describe };
@@ -42,7 +44,7 @@ export class RouterSettings {
     for (const [name, value] of Object.entries(changes)) {
       // Unknown names fail the same way whether set or reset.
       if (!isRouterSetting(name)) checkRouterSetting(name, '');
-      ops.push(value === null ? { type: 'delete', key: keys.routerSetting(name) } : { type: 'put', key: keys.routerSetting(name), value: checkRouterSetting(name, value) });
+      ops.push(value === null ? { type: 'delete', key: keys.routerSetting(name) } : putOp(keys.routerSetting(name), codecs.routerSetting, checkRouterSetting(name, value)));
     }
     if (ops.length === 0) throw invalid('Name at least one setting, like body_size=10m.');
     await this.store.txn({ compare: [], success: ops });
@@ -58,7 +60,7 @@ export class RouterSettings {
     const next: AppRouting = { ...(await this.app(access)) };
     for (const [name, value] of Object.entries(changes)) next[name as keyof AppRouting] = checkAppRouting(name, value);
     // With the app record, so apps:destroy (which compares it) cannot miss this key.
-    if (!(await this.apps.touch(access, [{ type: 'put', key: keys.appRouting(access.app.id), value: JSON.stringify(next) }]))) throw conflict('The app changed meanwhile; try again.');
+    if (!(await this.apps.touch(access, [putOp(keys.appRouting(access.app.id), codecs.appRouting, next)]))) throw conflict('The app changed meanwhile; try again.');
     return next;
   }
 }

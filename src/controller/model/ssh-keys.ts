@@ -1,9 +1,10 @@
 import { createHash, randomUUID } from 'node:crypto';
 import ssh2 from 'ssh2';
 import { conflict, invalid, notFound } from '../../domain/errors.js';
+import { deleteOp as del, list, putOp } from '../../domain/codec.js';
 import { keys } from '../../domain/keys.js';
+import { codecs } from '../../domain/records.js';
 import type { Store } from '../../store/index.js';
-import { del, listJson, put } from './json-store.js';
 import type { SshKeyRecord, UserRecord } from './types.js';
 
 const ACCEPTED = new Set(['ssh-ed25519', 'ssh-rsa', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521']);
@@ -63,7 +64,7 @@ export class SshKeys {
   constructor(private readonly store: Store) {}
 
   async list(user: UserRecord): Promise<SshKeyRecord[]> {
-    return listJson<SshKeyRecord>(this.store, keys.sshKeys(user.id));
+    return (await list(this.store, keys.sshKeys(user.id), codecs.sshKey)).map((e) => e.value);
   }
 
   async add(user: UserRecord, publicKey: string): Promise<SshKeyRecord> {
@@ -72,7 +73,7 @@ export class SshKeys {
     const record: SshKeyRecord = { id: randomUUID(), fingerprint: k.fingerprint, public_key: k.publicKey, comment: k.comment, created_at: now, updated_at: now };
     const r = await this.store.txn({
       compare: [{ key: keys.fingerprint(k.digest), target: 'create', op: '=', value: 0 }],
-      success: [put(keys.sshKey(user.id, record.id), record), put(keys.fingerprint(k.digest), { user_id: user.id, key_id: record.id })],
+      success: [putOp(keys.sshKey(user.id, record.id), codecs.sshKey, record), putOp(keys.fingerprint(k.digest), codecs.fingerprint, { user_id: user.id, key_id: record.id })],
     });
     if (!r.succeeded) throw conflict(`The key ${k.fingerprint} is already registered.`);
     return record;

@@ -1,8 +1,9 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { conflict, invalid, notFound } from '../../domain/errors.js';
+import { get, getMany, list, put, putOp } from '../../domain/codec.js';
 import { keys } from '../../domain/keys.js';
+import { codecs } from '../../domain/records.js';
 import type { Store } from '../../store/index.js';
-import { getJson, getMany, listJson, put } from './json-store.js';
 import type { TokenRecord, UserRecord } from './types.js';
 
 const EMAIL = /^[^@\s/]{1,64}@[^@\s/]{1,190}$/;
@@ -36,7 +37,7 @@ export class Users {
         { key: keys.email(normalized), target: 'create', op: '=', value: 0 },
         { key: keys.token(hashToken(token)), target: 'create', op: '=', value: 0 },
       ],
-      success: [put(keys.user(user.id), user), { type: 'put', key: keys.email(normalized), value: user.id }, put(keys.token(hashToken(token)), tokenRecord)],
+      success: [putOp(keys.user(user.id), codecs.user, user), putOp(keys.email(normalized), codecs.userId, user.id), putOp(keys.token(hashToken(token)), codecs.token, tokenRecord)],
     });
     if (!r.succeeded) throw conflict(`A user with email ${normalized} already exists.`);
     return { user, token };
@@ -48,7 +49,7 @@ export class Users {
    * platform already has one.
    */
   async bootstrapAdmin(email: string, token?: string): Promise<{ user: UserRecord; token: string } | undefined> {
-    const marker = keys.setting('bootstrapped');
+    const marker = keys.bootstrapped();
     if (await this.store.get(marker)) return undefined;
     const normalized = email.trim().toLowerCase();
     if (!EMAIL.test(normalized)) throw invalid(`"${email}" is not a valid email address.`);
@@ -62,10 +63,10 @@ export class Users {
         { key: keys.email(normalized), target: 'create', op: '=', value: 0 },
       ],
       success: [
-        put(marker, { user_id: user.id, at: now }),
-        put(keys.user(user.id), user),
-        { type: 'put', key: keys.email(normalized), value: user.id },
-        put(keys.token(hashToken(secret)), { user_id: user.id, created_at: now }),
+        putOp(marker, codecs.bootstrapped, { user_id: user.id, at: now }),
+        putOp(keys.user(user.id), codecs.user, user),
+        putOp(keys.email(normalized), codecs.userId, user.id),
+        putOp(keys.token(hashToken(secret)), codecs.token, { user_id: user.id, created_at: now }),
       ],
     });
     if (r.succeeded) return { user, token: secret };
@@ -74,35 +75,35 @@ export class Users {
   }
 
   async authenticate(token: string): Promise<UserRecord | undefined> {
-    const rec = await getJson<TokenRecord>(this.store, keys.token(hashToken(token)));
+    const rec = await get(this.store, keys.token(hashToken(token)), codecs.token);
     if (!rec) return undefined;
-    return (await getJson<UserRecord>(this.store, keys.user(rec.value.user_id)))?.value;
+    return (await get(this.store, keys.user(rec.value.user_id), codecs.user))?.value;
   }
 
   async issueToken(userId: string): Promise<string> {
     const token = newToken();
-    await this.store.put(keys.token(hashToken(token)), JSON.stringify({ user_id: userId, created_at: new Date().toISOString() }));
+    await put(this.store, keys.token(hashToken(token)), codecs.token, { user_id: userId, created_at: new Date().toISOString() });
     return token;
   }
 
   async get(id: string): Promise<UserRecord> {
-    const u = await getJson<UserRecord>(this.store, keys.user(id));
+    const u = await get(this.store, keys.user(id), codecs.user);
     if (!u) throw notFound('user');
     return u.value;
   }
 
   async byEmail(email: string): Promise<UserRecord> {
-    const id = await this.store.get(keys.email(email.trim().toLowerCase()));
+    const id = await get(this.store, keys.email(email.trim().toLowerCase()), codecs.userId);
     if (!id) throw notFound('user');
     return this.get(id.value);
   }
 
   async list(): Promise<UserRecord[]> {
-    return listJson<UserRecord>(this.store, keys.users());
+    return (await list(this.store, keys.users(), codecs.user)).map((e) => e.value);
   }
 
   async getMany(ids: string[]): Promise<Map<string, UserRecord>> {
-    const users = await getMany<UserRecord>(this.store, ids.map((id) => keys.user(id)));
+    const users = await getMany(this.store, ids.map((id) => keys.user(id)), codecs.user);
     return new Map(users.filter((u): u is UserRecord => u !== undefined).map((u) => [u.id, u]));
   }
 }

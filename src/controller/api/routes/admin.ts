@@ -1,6 +1,8 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { put, tryDecode } from '../../../domain/codec.js';
 import { forbidden } from '../../../domain/errors.js';
 import { keys } from '../../../domain/keys.js';
+import { codecs } from '../../../domain/records.js';
 import type { Services } from '../../services.js';
 import * as shape from '../serialize.js';
 
@@ -12,6 +14,9 @@ const emailBody = { type: 'object', properties: { email: { type: 'string', minLe
 
 /** Berth's own endpoints (not Heroku's): users and platform settings, for `berth users:*`. */
 export function registerAdminRoutes(api: FastifyInstance, s: Services): void {
+  // Anything but a well-formed 'open' is closed.
+  const registrationOpen = async (): Promise<boolean> => tryDecode(codecs.registration, await s.store.get(keys.registration())) === 'open';
+
   api.get('/berth/users', async (req) => {
     requireAdmin(req);
     return (await s.users.list()).map(shape.account);
@@ -27,7 +32,7 @@ export function registerAdminRoutes(api: FastifyInstance, s: Services): void {
 
   api.get('/berth/settings', async (req) => {
     requireAdmin(req);
-    return { open_registration: (await s.store.get(keys.setting('registration')))?.value === 'open' };
+    return { open_registration: await registrationOpen() };
   });
 
   api.patch(
@@ -36,14 +41,14 @@ export function registerAdminRoutes(api: FastifyInstance, s: Services): void {
     async (req) => {
       requireAdmin(req);
       const body = req.body as { open_registration?: boolean };
-      if (body.open_registration !== undefined) await s.store.put(keys.setting('registration'), body.open_registration ? 'open' : 'closed');
-      return { open_registration: (await s.store.get(keys.setting('registration')))?.value === 'open' };
+      if (body.open_registration !== undefined) await put(s.store, keys.registration(), codecs.registration, body.open_registration ? 'open' : 'closed');
+      return { open_registration: await registrationOpen() };
     },
   );
 
   // Self-service sign-up, only while an admin has opened registration.
   api.post('/berth/signup', { config: { public: true }, schema: { body: emailBody } }, async (req, reply) => {
-    if ((await s.store.get(keys.setting('registration')))?.value !== 'open') throw forbidden('Registration is closed; ask an admin for an account.');
+    if (!(await registrationOpen())) throw forbidden('Registration is closed; ask an admin for an account.');
     const { user, token } = await s.users.create((req.body as { email: string }).email);
     reply.code(201);
     return { ...shape.account(user), token };

@@ -1,7 +1,8 @@
 import type { FastifyInstance } from 'fastify';
+import { get, list, putOp, tryDecode, type Codec, type Key } from '../../../domain/codec.js';
 import { forbidden, invalid } from '../../../domain/errors.js';
 import { keys } from '../../../domain/keys.js';
-import { getJson, listJson } from '../../model/json-store.js';
+import { codecs } from '../../../domain/records.js';
 import type { Services } from '../../services.js';
 
 const TAG = /^[A-Za-z0-9_.-]{1,63}$/;
@@ -23,31 +24,31 @@ export function registerPlacementRoutes(api: FastifyInstance, s: Services): void
    * A small `{name: value}` map kept under an app (tags, limits): GET it, PATCH it (null removes
    * a name). `check` validates one entry and returns the value to store.
    */
-  const appMap = (path: string, key: (appId: string) => string, check: (name: string, value: string) => string): void => {
+  const appMap = <T extends Record<string, string | number>>(path: string, key: (appId: string) => Key<T>, codec: Codec<T>, check: (name: string, value: string) => string): void => {
     api.get(`/apps/:app/${path}`, async (req) => {
       const access = await s.apps.resolve(req.user, (req.params as { app: string }).app);
-      return (await getJson<Record<string, string>>(s.store, key(access.app.id)))?.value ?? {};
+      return (await get(s.store, key(access.app.id), codec))?.value ?? {};
     });
     api.patch(`/apps/:app/${path}`, { schema: { body: { type: 'object', additionalProperties: { type: ['string', 'null'] } } } }, async (req) => {
       const access = await s.apps.resolve(req.user, (req.params as { app: string }).app);
-      const current = (await getJson<Record<string, string>>(s.store, key(access.app.id)))?.value ?? {};
+      const current: Record<string, string | number> = (await get(s.store, key(access.app.id), codec))?.value ?? {};
       for (const [name, value] of Object.entries(req.body as Record<string, string | null>)) {
         if (value === null) {
           check(name, '');
           delete current[name];
         } else current[name] = check(name, value);
       }
-      await s.apps.touch(access, [{ type: 'put', key: key(access.app.id), value: JSON.stringify(current) }]);
+      await s.apps.touch(access, [putOp(key(access.app.id), codec, current as T)]);
       return current;
     });
   };
 
-  appMap('tags', keys.appTags, (k, v) => {
+  appMap('tags', keys.appTags, codecs.tags, (k, v) => {
     if (!TAG.test(k) || (v !== '' && !TAG.test(v))) throw invalid(`Tag ${k}=${v} may only use letters, digits, "_", "." and "-".`);
     return v;
   });
 
-  appMap('limits', keys.appLimits, (type, v) => {
+  appMap('limits', keys.appLimits, codecs.limits, (type, v) => {
     if (!/^[A-Za-z0-9_-]+$/.test(type)) throw invalid(`"${type}" is not a process type.`);
     if (v === '') return v;
     parseMemory(v);
@@ -56,16 +57,9 @@ export function registerPlacementRoutes(api: FastifyInstance, s: Services): void
 
   api.get('/berth/machines', async (req) => {
     if (!req.user.admin) throw forbidden('Listing machines needs an admin account.');
-    const machines = await listJson<{ id: string; name: string; address: string; tags: Record<string, string>; capacity: { memoryBytes: number; cpus: number } }>(s.store, keys.machines());
-    const units = (await s.store.range('/berth/units/', { prefix: true })).kvs.map((kv) => {
-      let memory = 0;
-      try {
-        memory = Number((JSON.parse(kv.value) as { memoryBytes?: number }).memoryBytes) || 0;
-      } catch {
-        // A malformed unit counts, without memory.
-      }
-      return { machine: kv.key.split('/')[3] ?? '', memory };
-    });
+    const machines = (await list(s.store, keys.machines(), codecs.machine)).map((e) => e.value);
+    // A malformed unit counts, without memory.
+    const units = (await s.store.range(keys.allUnits(), { prefix: true })).kvs.map((kv) => ({ machine: kv.key.split('/')[3] ?? '', memory: tryDecode(codecs.unit, kv)?.memoryBytes || 0 }));
     // Only live machines are listed: a dead one's registration went with its lease.
     return machines.map((m) => {
       const mine = units.filter((u) => u.machine === m.id);
