@@ -3,7 +3,9 @@ import { createWriteStream, existsSync, mkdirSync, readdirSync, renameSync, rmSy
 import { join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { get } from '../domain/codec.js';
 import { errorMessage } from '../domain/errors.js';
+import { codecs } from '../domain/records.js';
 import { keys } from '../domain/keys.js';
 import type { Logger } from '../domain/log.js';
 import type { Store } from '../store/index.js';
@@ -83,9 +85,9 @@ export class ControllerLink {
   }
 
   private async download(store: Store, cacheDir: string, slugId: string): Promise<string> {
-    const kv = await store.get(keys.slug(slugId));
-    if (!kv) throw new Error(`slug ${slugId} is missing`);
-    const checksum = (JSON.parse(kv.value) as { checksum: string }).checksum;
+    const slug = await get(store, keys.slug(slugId), codecs.slug);
+    if (!slug) throw new Error(`slug ${slugId} is missing`);
+    const checksum = slug.value.checksum;
     const hex = checksum.replace(/^SHA256:/, '');
     if (!/^[0-9a-f]{64}$/.test(hex)) throw new Error(`slug ${slugId} has no usable checksum`);
     const file = join(cacheDir, `${hex}.tgz`);

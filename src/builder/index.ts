@@ -8,7 +8,9 @@
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
+import { get } from '../domain/codec.js';
 import { keys } from '../domain/keys.js';
+import { codecs } from '../domain/records.js';
 import type { Logger } from '../domain/log.js';
 import type { SlugRecord } from '../domain/records.js';
 import type { Sandbox } from '../sandbox/index.js';
@@ -55,8 +57,7 @@ export function createBuilder(options: BuilderOptions): BuilderComponent {
   const builder = new Builder({ store: options.store, log: options.log.child({ component: 'builder' }), dataDir: options.dataDir, sandbox: options.sandbox, buildpackDirs: options.buildpackDirs ?? [] });
   const repos = new GitRepos(join(options.dataDir, 'repos'));
   const slug = async (slugId: string): Promise<SlugRecord | undefined> => {
-    const kv = await options.store.get(keys.slug(slugId));
-    return kv ? (JSON.parse(kv.value) as SlugRecord) : undefined;
+    return (await get(options.store, keys.slug(slugId), codecs.slug))?.value;
   };
   return {
     slugs: new GitSlugBuilder(builder, repos),

@@ -1,10 +1,11 @@
 import { createReadStream } from 'node:fs';
+import { get } from '../domain/codec.js';
 import { keys } from '../domain/keys.js';
+import { codecs } from '../domain/records.js';
 import type { Store } from '../store/index.js';
 import type { Builder } from './builder.js';
 import { extractAs } from '../sandbox/index.js';
 import type { SlugCommand, SlugRunner } from './ports.js';
-import type { SlugRecord } from './slugs.js';
 
 /**
  * Runs one command the way a one-off dyno would: the slug unpacked fresh to /app, the release's
@@ -19,9 +20,8 @@ export class SandboxSlugRunner implements SlugRunner {
   ) {}
 
   async run({ appId, slugId, config, command, dyno, output, timeoutMs = 15 * 60_000 }: SlugCommand): Promise<boolean> {
-    const kv = await this.store.get(keys.slug(slugId));
-    if (!kv) throw new Error(`slug ${slugId} is missing`);
-    const slug = JSON.parse(kv.value) as SlugRecord;
+    const slug = (await get(this.store, keys.slug(slugId), codecs.slug))?.value;
+    if (!slug) throw new Error(`slug ${slugId} is missing`);
     const builder = this.builder;
     const ws = await builder.workspace(appId);
     try {

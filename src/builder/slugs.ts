@@ -4,24 +4,15 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
 import * as tar from 'tar';
+import { list, put } from '../domain/codec.js';
 import { invalid } from '../domain/errors.js';
+import { codecs } from '../domain/records.js';
 import { keys } from '../domain/keys.js';
 import type { Store } from '../store/index.js';
 
-export interface SlugRecord {
-  id: string;
-  app_id: string;
-  /** `SHA256:<hex>` of the tar.gz; also its file name in the slug store. */
-  checksum: string;
-  size: number;
-  process_types: Record<string, string>;
-  commit: string | null;
-  commit_description: string | null;
-  buildpack_provided_description: string | null;
-  stack: { name: string };
-  created_at: string;
-  updated_at: string;
-}
+import type { SlugRecord } from '../domain/records.js';
+
+export type { SlugRecord };
 
 /**
  * Slugs: the built app dir as a tar.gz, content-addressed by SHA-256 in `<data-dir>/slugs`. The
@@ -79,7 +70,7 @@ export class SlugStore {
       created_at: now,
       updated_at: now,
     };
-    await this.store.put(keys.slug(slug.id), JSON.stringify(slug));
+    await put(this.store, keys.slug(slug.id), codecs.slug, slug);
     return slug;
   }
 
@@ -88,7 +79,7 @@ export class SlugStore {
    * the rest; a blob goes only when no slug record of any app points at it any more.
    */
   async gc(appId: string, referenced: Set<string>): Promise<number> {
-    const all = (await this.store.range(keys.slugs(), { prefix: true })).kvs.map((kv) => JSON.parse(kv.value) as SlugRecord);
+    const all = (await list(this.store, keys.slugs(), codecs.slug)).map((e) => e.value);
     const doomed = all.filter((s) => s.app_id === appId && !referenced.has(s.id));
     for (const s of doomed) await this.store.delete(keys.slug(s.id));
     const live = new Set(all.filter((s) => !doomed.includes(s)).map((s) => s.checksum));

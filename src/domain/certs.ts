@@ -4,31 +4,9 @@
  * serves: the app's own hostnames that one of its names covers.
  */
 
-export interface SslCertInfo {
-  /** DNS names the certificate is valid for (its SANs, else its CN), lower case; may hold wildcards. */
-  cert_domains: string[];
-  starts_at: string;
-  expires_at: string;
-  issuer: string;
-  subject: string;
-  /** Signed, through the given chain, by a root CA Node trusts. */
-  'ca_signed?': boolean;
-  /** Signed by its own key. */
-  'self_signed?': boolean;
-}
+import type { CertRecord, SslCertInfo } from './records.js';
 
-export interface CertRecord {
-  id: string;
-  name: string;
-  app_id: string;
-  /** PEM, leaf first. */
-  certificate_chain: string;
-  /** PEM; never returned by the API. */
-  private_key: string;
-  ssl_cert: SslCertInfo;
-  created_at: string;
-  updated_at: string;
-}
+export type { CertRecord, SslCertInfo };
 
 /** A name from a certificate covers a host: equal, or a `*.` wildcard standing for one label. */
 export function certNameCovers(name: string, host: string): boolean {

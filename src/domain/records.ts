@@ -32,7 +32,10 @@ export interface AppRecord {
   released_at: string | null;
   maintenance: boolean;
 }
-const appSchema: z.ZodType<AppRecord> = z.looseObject({ id: str, name: str, owner_id: str, ...stamp, release_version: int, current_version: int, released_at: str.nullable(), maintenance: z.boolean() });
+// Records from before `current_version` existed read as their newest release being current.
+const appSchema: z.ZodType<AppRecord> = z
+  .looseObject({ id: str, name: str, owner_id: str, ...stamp, release_version: int, current_version: int.optional(), released_at: str.nullable(), maintenance: z.boolean() })
+  .transform((a) => ({ ...a, current_version: a.current_version ?? a.release_version }));
 
 export type ReleaseStatus = 'pending' | 'succeeded' | 'failed';
 

@@ -4,7 +4,8 @@ import { keys } from '../../domain/keys.js';
 import type { Store } from '../../store/index.js';
 import { type AppAccess, type Apps, releaseKey } from './apps.js';
 import type { SlugRunner } from '../../builder/ports.js';
-import { getJson, listJson, put } from './json-store.js';
+import { get, list, putOp } from '../../domain/codec.js';
+import { codecs } from '../../domain/records.js';
 import type { AppRecord, ReleaseRecord, UserRecord } from './types.js';
 
 const CONFIG_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -91,8 +92,8 @@ export class Releases {
 
   private async complete(appId: string, version: number, ok: boolean): Promise<ReleaseRecord> {
     for (let attempt = 0; attempt < 20; attempt++) {
-      const app = await getJson<AppRecord>(this.store, keys.app(appId));
-      const rel = await getJson<ReleaseRecord>(this.store, releaseKey(appId, version));
+      const app = await get(this.store, keys.app(appId), codecs.app);
+      const rel = await get(this.store, releaseKey(appId, version), codecs.release);
       if (!app || !rel) throw notFound('release');
       const release: ReleaseRecord = { ...rel.value, status: ok ? 'succeeded' : 'failed', updated_at: new Date().toISOString() };
       const current = ok && version > (app.value.current_version ?? 0) ? version : (app.value.current_version ?? app.value.release_version);
@@ -101,7 +102,7 @@ export class Releases {
           { key: keys.app(appId), target: 'mod', op: '=', value: app.mod },
           { key: releaseKey(appId, version), target: 'mod', op: '=', value: rel.mod },
         ],
-        success: [put(keys.app(appId), { ...app.value, current_version: current }), put(releaseKey(appId, version), release)],
+        success: [putOp(keys.app(appId), codecs.app, { ...app.value, current_version: current }), putOp(releaseKey(appId, version), codecs.release, release)],
       });
       if (r.succeeded) return release;
     }
@@ -109,11 +110,11 @@ export class Releases {
   }
 
   async list(appId: string): Promise<ReleaseRecord[]> {
-    return listJson<ReleaseRecord>(this.store, keys.releases(appId));
+    return (await list(this.store, keys.releases(appId), codecs.release)).map((e) => e.value);
   }
 
   async current(access: AppAccess): Promise<ReleaseRecord> {
-    const r = await getJson<ReleaseRecord>(this.store, releaseKey(access.app.id, access.app.release_version));
+    const r = await get(this.store, releaseKey(access.app.id, access.app.release_version), codecs.release);
     if (!r) throw notFound('release');
     return r.value;
   }
@@ -122,7 +123,7 @@ export class Releases {
   async get(access: AppAccess, versionOrId: string | number): Promise<ReleaseRecord> {
     const v = typeof versionOrId === 'number' ? versionOrId : /^v?\d+$/.test(versionOrId) ? Number(versionOrId.replace(/^v/, '')) : NaN;
     if (Number.isSafeInteger(v) && v > 0) {
-      const r = await getJson<ReleaseRecord>(this.store, releaseKey(access.app.id, v));
+      const r = await get(this.store, releaseKey(access.app.id, v), codecs.release);
       if (!r) throw notFound('release');
       return r.value;
     }
@@ -132,7 +133,7 @@ export class Releases {
   }
 
   async config(access: AppAccess): Promise<Record<string, string>> {
-    return (await getJson<Record<string, string>>(this.store, keys.config(access.app.id)))?.value ?? {};
+    return (await get(this.store, keys.config(access.app.id), codecs.config))?.value ?? {};
   }
 
   async setConfig(user: UserRecord, access: AppAccess, changes: ConfigChanges): Promise<{ config: Record<string, string>; release: ReleaseRecord }> {
@@ -192,7 +193,7 @@ export class Releases {
           { key: keys.app(app.id), target: 'mod', op: '=', value: fresh.mod },
           { key: releaseKey(app.id, version), target: 'create', op: '=', value: 0 },
         ],
-        success: [put(keys.app(app.id), app), put(releaseKey(app.id, version), release), put(keys.config(app.id), next.config)],
+        success: [putOp(keys.app(app.id), codecs.app, app), putOp(releaseKey(app.id, version), codecs.release, release), putOp(keys.config(app.id), codecs.config, next.config)],
       });
       if (r.succeeded) return release;
       fresh = await this.apps.resolve(user, access.app.id);
