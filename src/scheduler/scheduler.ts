@@ -86,7 +86,17 @@ export class Scheduler {
       });
       await this.loop.start();
     } catch (err) {
-      if (!this.abort.signal.aborted) this.o.log.warn({ err: errorMessage(err) }, 'campaign ended');
+      if (this.abort.signal.aborted || term !== this.term) return;
+      this.o.log.warn({ err: errorMessage(err) }, 'campaign ended; campaigning again');
+      // A leader that cannot read the cluster must not sit on the leadership: step down, retry.
+      const leadership = this.leadership;
+      this.leadership = undefined;
+      void this.loop?.stop();
+      this.loop = undefined;
+      await leadership?.resign().catch(() => undefined);
+      setTimeout(() => {
+        if (term === this.term && !this.abort.signal.aborted) void this.campaign(lease, term);
+      }, 1000);
     }
   }
 
