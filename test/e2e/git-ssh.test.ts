@@ -4,14 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import ssh2, { type IdentityCallback, type ParsedKey, type SignCallback } from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createBuilder, createBuilderServer } from '../../src/builder/index.js';
-import { startGitSsh, type GitSshOptions } from '../../src/builder/ssh.js';
-import { createServices, startController, type Controller } from '../../src/controller/index.js';
 import { Users } from '../../src/controller/model/users.js';
 import { createLogger } from '../../src/domain/log.js';
-import { openStore, type Store } from '../../src/store/index.js';
+import { startNode, type Node, type PlatformNodeOptions, type PlatformSummary } from '../../src/node/index.js';
 import { freePort } from '../support/ports.js';
-import { testSandbox } from '../support/sandbox.js';
+import { CGROUP_ROOT } from '../support/sandbox.js';
 
 interface Run {
   code: number;
@@ -27,11 +24,8 @@ function run(cmd: string, args: string[], cwd: string, env: Record<string, strin
 }
 
 let dir: string;
-let store: Store;
-let controller: Controller;
-let ssh: { port: number; close(): Promise<void> };
+let node: Node<PlatformSummary>;
 let apiUrl: string;
-let wired: Pick<GitSshOptions, 'access' | 'repos' | 'pushes'>;
 const users: Record<string, { token: string; key: string }> = {};
 
 /** ssh as git runs it, with nothing from this machine's ssh config or agent. */
@@ -43,7 +37,8 @@ function gitSsh(cwd: string, key: string, ...args: string[]): Promise<Run> {
   return run('git', args, cwd, { GIT_SSH_COMMAND: sshCommand(key) });
 }
 
-const remote = (app: string): string => `ssh://git@127.0.0.1:${ssh.port}/${app}.git`;
+const sshPort = (): number => node.summary.ssh_port as number;
+const remote = (app: string): string => `ssh://git@127.0.0.1:${sshPort()}/${app}.git`;
 
 async function api<T>(token: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
   const res = await fetch(`${apiUrl}${path}`, {
@@ -63,7 +58,7 @@ async function keygen(name: string): Promise<string> {
 
 /** A user with a fresh ed25519 key registered through the API. */
 async function user(name: string): Promise<void> {
-  const { token } = await new Users(store).create(`${name}@example.com`);
+  const { token } = await new Users(node.store).create(`${name}@example.com`);
   const key = await keygen(name);
   const added = await api<{ fingerprint: string }>(token, 'POST', '/account/keys', { public_key: readFileSync(`${key}.pub`, 'utf8') });
   expect(added.status).toBe(201);
@@ -83,32 +78,32 @@ async function checkout(name: string, files: Record<string, string>): Promise<st
 
 const owner = (): { token: string; key: string } => users.owner as { token: string; key: string };
 
+/** A node with the roles git over SSH needs, as `berth up` builds them: the controller and the builder. */
+async function nodeOptions(): Promise<PlatformNodeOptions> {
+  const dataDir = join(dir, 'data');
+  return {
+    dataDir,
+    log: createLogger('test', { level: 'silent' }),
+    store: `sqlite://${join(dataDir, 'state.db')}`,
+    sandbox: { cgroupRoot: CGROUP_ROOT },
+    roles: { controller: { host: '127.0.0.1', port: await freePort(), domain: 'berth.test' }, builder: { sshPort: await freePort(), maxParallel: 2 } },
+  };
+}
+
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'berth-ssh-'));
   // Builds run as unprivileged uids and must traverse the data dir.
   chmodSync(dir, 0o755);
   mkdirSync(join(dir, 'keys'), { mode: 0o700 });
-  store = openStore('memory://');
-  const log = createLogger('test', { level: 'silent' });
-  const apiPort = await freePort();
-  apiUrl = `http://127.0.0.1:${apiPort}`;
-  const dataDir = join(dir, 'data');
-  // As `berth up` wires it, keeping the pieces the SSH server shares with HTTP.
-  const builder = createBuilder({ store, log, dataDir, sandbox: testSandbox() });
-  const services = createServices(store, log, { domain: 'berth.test', apiUrl }, { builder });
-  const server = createBuilderServer({ builder, access: services.gitAccess, deployer: services.deploys, hookUrl: `${apiUrl}/internal/git-hook`, hostKeyPath: join(dataDir, 'ssh', 'host_ed25519'), log, maxParallel: 2 });
-  controller = await startController({ services, host: '127.0.0.1', port: apiPort, routes: [server.routes] });
-  wired = { access: services.gitAccess, repos: builder.repos, pushes: server.pushes };
-  ssh = await startGitSsh({ host: '127.0.0.1', port: await freePort(), hostKeyPath: join(dataDir, 'ssh', 'host_ed25519'), log, ...wired });
+  node = await startNode(await nodeOptions());
+  apiUrl = node.summary.api_url;
   await user('owner');
   await user('stranger');
   expect((await api(owner().token, 'POST', '/apps', { name: 'ssh-push' })).status).toBe(201);
 }, 60_000);
 
 afterAll(async () => {
-  await ssh?.close();
-  await controller?.close();
-  await store?.close();
+  await node?.stop();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -118,8 +113,10 @@ describe('git over SSH', () => {
     const key = readFileSync(path, 'utf8');
     expect(key).toMatch(/^-----BEGIN OPENSSH PRIVATE KEY-----/);
     expect(statSync(path).mode & 0o777).toBe(0o600);
-    const again = await startGitSsh({ host: '127.0.0.1', port: 0, hostKeyPath: path, log: createLogger('test', { level: 'silent' }), ...wired });
-    await again.close();
+    // The node again on the same data dir (and store): same key, the users and app still there.
+    await node.stop();
+    node = await startNode(await nodeOptions());
+    apiUrl = node.summary.api_url;
     expect(readFileSync(path, 'utf8')).toBe(key);
   });
 
@@ -183,7 +180,7 @@ describe('git over SSH', () => {
         resolve('authenticated');
       });
       client.on('error', (err) => resolve(err.message));
-      client.connect({ host: '127.0.0.1', port: ssh.port, username: 'git', agent: new ForgingAgent(), readyTimeout: 10_000 });
+      client.connect({ host: '127.0.0.1', port: sshPort(), username: 'git', agent: new ForgingAgent(), readyTimeout: 10_000 });
     });
     expect(outcome).toMatch(/All configured authentication methods failed/);
   });
@@ -204,7 +201,7 @@ describe('git over SSH', () => {
   });
 
   it('serves no shell and no other command', async () => {
-    const base = ['-F', '/dev/null', '-i', owner().key, '-o', 'IdentitiesOnly=yes', '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR', '-p', String(ssh.port)];
+    const base = ['-F', '/dev/null', '-i', owner().key, '-o', 'IdentitiesOnly=yes', '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR', '-p', String(sshPort())];
     const shell = await run('ssh', [...base, '-T', 'git@127.0.0.1'], dir);
     expect(shell.code).toBe(1);
     expect(shell.out).toMatch(/Hi owner@example\.com! You have authenticated, but Berth only serves git over SSH/);

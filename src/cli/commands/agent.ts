@@ -1,12 +1,12 @@
-import { chmodSync, mkdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { Agent, ControllerLink, ProcessRuntime, localMachine, parsePorts, parseTags } from '../../agent/index.js';
+import { parsePorts, parseTags } from '../../agent/index.js';
 import { errorMessage, invalid } from '../../domain/errors.js';
-import { keys } from '../../domain/keys.js';
 import { createLogger } from '../../domain/log.js';
-import { DEFAULT_CGROUP_ROOT, Sandbox } from '../../sandbox/index.js';
-import { openStore } from '../../store/index.js';
+import { startNode } from '../../node/index.js';
+import { DEFAULT_CGROUP_ROOT } from '../../sandbox/index.js';
 import { header, keyValues } from '../output.js';
 import { defaultDataDir } from '../paths.js';
 
@@ -31,10 +31,11 @@ function clusterToken(o: AgentCliOptions): string {
 }
 
 /**
- * `berth agent`: the composition root of a machine that only runs dynos. It joins through the
- * controller with the cluster token (which hands it the store URL), then runs the same Agent as
- * `berth up` — registered under its own lease, so killing this process is a machine failure the
- * scheduler heals.
+ * `berth agent`: a node of a cluster that only runs dynos, built by `startNode` (src/node/): it
+ * joins through the controller with the cluster token (which hands it the store URL), then runs
+ * the same Agent as `berth up` — registered under its own lease, so killing this process is a
+ * machine failure the scheduler heals. This command parses the flags, reads the environment,
+ * prints the summary and stops the node on SIGINT/SIGTERM.
  */
 export function register(program: Command): void {
   program
@@ -66,47 +67,32 @@ export function register(program: Command): void {
       const remote = !/^(127\.|localhost$|\[?::1\]?$)/.test(controllerHost);
       // Routers on other machines would send this machine's traffic to their own loopback.
       if (remote && !opts.address) throw invalid('--address is required when the controller is on another host: the IP routers reach this machine\'s dynos at.');
-      const machine = { ports: parsePorts(opts.ports), tags: parseTags(opts.tags), address: opts.address ?? '127.0.0.1' };
-      mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-      // Dyno uids must pass through to their own dirs under dynos/ (by name only: no listing).
-      chmodSync(dataDir, 0o711);
-      const info = localMachine({ dataDir, ...machine, ...(opts.name ? { name: opts.name } : {}) });
-      const log = createLogger('berth-agent', { level: process.env.BERTH_LOG_LEVEL, destination: process.stderr }).child({ machine: info.name });
+      const ports = parsePorts(opts.ports);
+      const tags = parseTags(opts.tags);
+      const name = opts.name ?? hostname();
+      const token = clusterToken(opts);
+      const log = createLogger('berth-agent', { level: process.env.BERTH_LOG_LEVEL, destination: process.stderr }).child({ machine: name });
       process.on('unhandledRejection', (err) => log.error({ err: errorMessage(err) }, 'unhandled rejection'));
       const stopped = new Promise<string>((done) => {
         process.once('SIGINT', () => done('SIGINT'));
         process.once('SIGTERM', () => done('SIGTERM'));
       });
-      const link = new ControllerLink(opts.controller, clusterToken(opts), log);
-      const joined = await link.join(info.name);
-      const store = openStore(joined.store_url);
-      // A sqlite:// URL from a controller on another host opens (and creates) an empty file here.
-      if (!(await store.get(keys.platform()))) {
-        await store.close();
-        throw invalid(`The store the controller named (${joined.store_url}) holds no Berth platform from this machine. A sqlite store only reaches agents on the controller's own host; run the platform on etcd (berth up --store etcd://…) for agents on other hosts.`);
-      }
-      const agent = new Agent({
-        store,
+      const node = await startNode({
+        dataDir,
         log,
-        machine: info,
-        runtime: new ProcessRuntime({ workDir: join(dataDir, 'dynos'), sandbox: new Sandbox({ cgroupRoot: process.env.BERTH_CGROUP_ROOT ?? DEFAULT_CGROUP_ROOT }) }),
-        slugPath: link.slugPath(store, join(dataDir, 'slugs')),
-        appLog: (appId, source, dyno, message) => link.appLog(appId, source, dyno, message),
-        ttl,
-        bootTimeoutMs: bootTimeout * 1000,
+        sandbox: { cgroupRoot: process.env.BERTH_CGROUP_ROOT ?? DEFAULT_CGROUP_ROOT },
+        join: { controller: opts.controller, token },
+        roles: { agent: { ports, tags, name, address: opts.address ?? '127.0.0.1', ttl, bootTimeoutMs: bootTimeout * 1000 } },
       });
-      await agent.start();
-      const summary = { machine_id: info.id, name: info.name, controller: opts.controller, store: store.description, ports: `${machine.ports.from}-${machine.ports.to}`, tags: info.tags, ttl };
+      const { summary } = node;
       log.info(summary, 'agent is up');
       if (opts.json) console.log(JSON.stringify(summary));
       else {
-        console.log(header(`Agent ${info.name} joined`));
-        console.log(keyValues([['Machine', info.id], ['Controller', opts.controller], ['Store', store.description], ['Ports', summary.ports], ['TTL', `${ttl}s`]]));
+        console.log(header(`Agent ${summary.name} joined`));
+        console.log(keyValues([['Machine', summary.machine_id], ['Controller', summary.controller], ['Store', summary.store], ['Ports', summary.ports], ['TTL', `${summary.ttl}s`]]));
         console.log('Press Ctrl-C to stop.');
       }
       log.info({ signal: await stopped }, 'stopping');
-      await agent.stop();
-      await link.close();
-      await store.close();
+      await node.stop();
     });
 }

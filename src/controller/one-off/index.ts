@@ -1,7 +1,8 @@
 /**
  * One-off dynos (`berth run`, `heroku run`, `POST /apps/:app/dynos`), run by the controller
- * process itself in the runtime `berth up` hands it. `createOneOffDynos` is wired like the
- * builder: its `routes` join the controller's server, `start` follows once the server is up.
+ * process itself in the runtime the node hands it. `createOneOffDynos` is wired like the builder:
+ * the runner is built from the controller's services (which exist before the API), its `routes`
+ * join the controller's server, and `start` follows once the server is up.
  */
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -15,6 +16,8 @@ import { OneOffRunner } from './runner.js';
 export { OneOffRunner, type Sink } from './runner.js';
 
 export interface OneOffOptions {
+  /** The controller's services: the store, its log, the app log stream, the API URL. */
+  services: Services;
   dataDir: string;
   /** This node's id (the machine id). */
   node: string;
@@ -26,7 +29,10 @@ export interface OneOffOptions {
 }
 
 export interface OneOffDynos {
-  routes(api: FastifyInstance, services: Services): void;
+  readonly runner: OneOffRunner;
+  /** The API's routes for one-off dynos, for `startController({ routes })`. */
+  routes(api: FastifyInstance): void;
+  /** Starts the runner (its lease and stop requests) and the rendezvous listener; after the API is up. */
   start(): Promise<void>;
   /** The rendezvous listener's port and certificate, once started. */
   rendezvous(): { port: number; certPath: string } | undefined;
@@ -35,30 +41,28 @@ export interface OneOffDynos {
 }
 
 export function createOneOffDynos(o: OneOffOptions): OneOffDynos {
-  let parts: { runner: OneOffRunner; services: Services } | undefined;
+  const { services } = o;
+  const runner = new OneOffRunner({
+    store: services.store,
+    log: services.log.child({ component: 'run' }),
+    runtime: o.runtime,
+    slugPath: o.slugPath,
+    appLog: (appId, line) => services.logs.append(appId, line),
+    node: o.node,
+  });
   let listener: (Rendezvous & { url: string }) | undefined;
   const info = (): RendezvousInfo | undefined => listener && { url: listener.url, certPath: listener.certPath };
   return {
-    routes(api, services) {
-      const runner = new OneOffRunner({
-        store: services.store,
-        log: services.log.child({ component: 'run' }),
-        runtime: o.runtime,
-        slugPath: o.slugPath,
-        appLog: (appId, line) => services.logs.append(appId, line),
-        node: o.node,
-      });
-      parts = { runner, services };
+    runner,
+    routes(api) {
       registerOneOffRoutes(api, services, runner, info);
     },
     async start() {
-      if (!parts) throw new Error('the one-off dyno routes must be registered first');
-      await parts.runner.start();
+      await runner.start();
       if (!o.rendezvous) return;
-      const log = parts.services.log.child({ component: 'rendezvous' });
+      const log = services.log.child({ component: 'rendezvous' });
       // The name clients reach the API by is the name they will reach the rendezvous port by.
-      const host = new URL(parts.services.settings.apiUrl).hostname;
-      const runner = parts.runner;
+      const host = new URL(services.settings.apiUrl).hostname;
       try {
         const r = await startRendezvous({
           dir: join(o.dataDir, 'rendezvous'),
@@ -78,7 +82,7 @@ export function createOneOffDynos(o: OneOffOptions): OneOffDynos {
     rendezvous: () => listener && { port: listener.port, certPath: listener.certPath },
     async close() {
       await listener?.close();
-      await parts?.runner.close();
+      await runner.close();
     },
   };
 }

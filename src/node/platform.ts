@@ -1,0 +1,123 @@
+import { mkdirSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { Agent, ProcessRuntime, localMachine, machineId } from '../agent/index.js';
+import { createBuilder, createBuilderServer } from '../builder/index.js';
+import { createServices, startController, type Services } from '../controller/index.js';
+import { createOneOffDynos } from '../controller/one-off/index.js';
+import { Router, routerUnavailable } from '../router/index.js';
+import { Sandbox } from '../sandbox/index.js';
+import { Scheduler } from '../scheduler/index.js';
+import { openStore } from '../store/index.js';
+import { bootstrap } from './bootstrap.js';
+import { Parts, startOrUnwind } from './shutdown.js';
+import type { Node, PlatformNodeOptions, PlatformSummary, Role } from './types.js';
+
+/** A port the kernel hands out on loopback, for the router's private control server. */
+function loopbackPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const p = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(p));
+    });
+  });
+}
+
+/**
+ * A platform node: opens the store and bootstraps it, then builds each role with its dependencies
+ * passed in, nothing late-bound. The builder first (source → slug, commands in a slug); the
+ * controller's services drive it through its ports; its git transports hand pushes to the
+ * controller's deploys; one-off dynos run beside the builder's slugs.
+ */
+export async function startPlatformNode(o: PlatformNodeOptions): Promise<Node<PlatformSummary>> {
+  const { dataDir, log, roles } = o;
+  const c = roles.controller;
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const store = openStore(o.store);
+  const parts = new Parts(log);
+  parts.add('store', () => store.close());
+  const unavailable: Partial<Record<Role, string>> = {};
+  return startOrUnwind(parts, async () => {
+    const token = await bootstrap(store, { dataDir, adminEmail: c.adminEmail ?? `admin@${c.domain}`, adminToken: c.bootstrapToken, clusterToken: c.clusterToken });
+    const apiUrl = c.url?.replace(/\/+$/, '') ?? `http://127.0.0.1:${c.port}`;
+    const node = machineId(dataDir);
+    // Builds, release phases, one-off and formation dynos all run in this node's one sandbox.
+    const sandbox = new Sandbox(o.sandbox);
+    const builder = roles.builder && createBuilder({ store, log, dataDir, sandbox, buildpackDirs: roles.builder.buildpackDirs ?? [] });
+    const services: Services = createServices(store, log, { domain: c.domain, apiUrl, storeUrl: o.store }, { logDb: join(dataDir, 'logs.db'), ...(builder ? { builder } : {}) });
+    parts.add('controller', () => services.close());
+    const appLog = (appId: string, source: string, dyno: string, message: string): void => services.logs.append(appId, { source, dyno, message });
+    const gitServer =
+      builder &&
+      createBuilderServer({ builder, access: services.gitAccess, deployer: services.deploys, hookUrl: `http://127.0.0.1:${c.port}/internal/git-hook`, hostKeyPath: join(dataDir, 'ssh', 'host_ed25519'), log, ...(roles.builder?.maxParallel ? { maxParallel: roles.builder.maxParallel } : {}) });
+    // One-off dynos run in this process, in a runtime of their own: a ProcessRuntime empties its
+    // work dir when made, so it must never share the agent's.
+    const oneOff =
+      builder &&
+      createOneOffDynos({
+        services,
+        dataDir,
+        node,
+        runtime: new ProcessRuntime({ workDir: join(dataDir, 'run'), sandbox }),
+        slugPath: (id) => builder.slugPath(id),
+        ...(c.rendezvousPort !== undefined ? { rendezvous: { host: c.host, port: c.rendezvousPort } } : {}),
+      });
+    const controller = await startController({ services, host: c.host, port: c.port, routes: [...(gitServer ? [gitServer.routes] : []), ...(oneOff ? [oneOff.routes] : [])] });
+    parts.add('controller', () => controller.close());
+    if (oneOff) {
+      parts.add('one-off', () => oneOff.close());
+      await oneOff.start();
+    }
+    const ssh = gitServer && roles.builder ? await gitServer.startSsh(c.host, roles.builder.sshPort) : undefined;
+    if (ssh) parts.add('ssh', () => ssh.close());
+    if (roles.scheduler) {
+      const scheduler = new Scheduler({ store, log: log.child({ component: 'scheduler' }), id: node, ...(roles.scheduler.ttl ? { ttl: roles.scheduler.ttl } : {}) });
+      parts.add('scheduler', () => scheduler.stop());
+      await scheduler.start();
+    }
+    if (roles.agent) {
+      const a = roles.agent;
+      const agent = new Agent({
+        store,
+        log: log.child({ component: 'agent' }),
+        machine: localMachine({ dataDir, ports: a.ports, ...(a.name ? { name: a.name } : {}), ...(a.tags ? { tags: a.tags } : {}), ...(a.address ? { address: a.address } : {}) }),
+        runtime: new ProcessRuntime({ workDir: join(dataDir, 'dynos'), sandbox }),
+        // The builder's slug store is on this node; without a builder here, no slug is.
+        slugPath: (id) => (builder ? builder.slugPath(id) : Promise.reject(new Error(`slug ${id}: this node has no builder`))),
+        appLog,
+        ...(a.ttl ? { ttl: a.ttl } : {}),
+        ...(a.bootTimeoutMs ? { bootTimeoutMs: a.bootTimeoutMs } : {}),
+      });
+      parts.add('agent', () => agent.stop());
+      await agent.start();
+    }
+    const missing = roles.router && routerUnavailable();
+    if (missing) {
+      unavailable.router = missing;
+      log.warn({ reason: missing }, 'the router is not running');
+    }
+    const routed = missing ? undefined : roles.router;
+    if (routed) {
+      const router = new Router({ store, log: log.child({ component: 'router' }), id: node, dir: join(dataDir, 'router'), httpPort: routed.httpPort, httpsPort: routed.httpsPort, controlPort: await loopbackPort(), domain: c.domain, appLog });
+      parts.add('router', () => router.stop());
+      await router.start();
+    }
+    const rendezvous = oneOff?.rendezvous();
+    const summary: PlatformSummary = {
+      data_dir: dataDir,
+      store: store.description,
+      api_url: apiUrl,
+      ssh_port: ssh?.port ?? null,
+      http_port: routed?.httpPort ?? null,
+      https_port: routed?.httpsPort ?? null,
+      domain: c.domain,
+      revision: await store.currentRevision(),
+      admin_token: token ?? null,
+      rendezvous_port: rendezvous?.port ?? null,
+      rendezvous_cert: rendezvous?.certPath ?? null,
+    };
+    return { summary, store, unavailable, stop: () => parts.stop() };
+  });
+}

@@ -1,0 +1,130 @@
+import type { Logger } from '../domain/log.js';
+import type { SandboxConfig } from '../sandbox/index.js';
+import type { Store } from '../store/index.js';
+
+/** The API and what it owns: the store's bootstrap, the app logs, one-off dynos (with a builder). */
+export interface ControllerRole {
+  /** Address the API listens on. */
+  host: string;
+  /** Port of the API and git over HTTP (the push hook reaches it on loopback, so not 0). */
+  port: number;
+  /** URL clients reach the API at (default http://127.0.0.1:<port>). */
+  url?: string;
+  /** Apps are served at <app>.<domain>. */
+  domain: string;
+  /** Email of the first admin, made once per store (default admin@<domain>). */
+  adminEmail?: string;
+  /** The first admin's token, instead of a random one (BERTH_BOOTSTRAP_TOKEN). */
+  bootstrapToken?: string;
+  /** The cluster join token, instead of a random one, set once per store (BERTH_CLUSTER_TOKEN). */
+  clusterToken?: string;
+  /** The TLS port `heroku run` attaches to (0: any free one); no rendezvous listener without it. */
+  rendezvousPort?: number;
+}
+
+/** Source → slug: git over HTTP (on the API) and SSH, buildpacks in the sandbox; one-off dynos run beside it. */
+export interface BuilderRole {
+  /** Port of git over SSH, on the API's address (0: any free one). */
+  sshPort: number;
+  /** Host directories tenants may name as buildpacks (BERTH_BUILDPACK_DIRS). */
+  buildpackDirs?: string[];
+  /** Pushes building at once across apps (default: the number of cores). */
+  maxParallel?: number;
+}
+
+export interface SchedulerRole {
+  /** Lease TTL of its registration and election, in seconds. */
+  ttl?: number;
+}
+
+/** nginx with the Lua module; left out, with the reason in `Node.unavailable`, when it is missing. */
+export interface RouterRole {
+  httpPort: number;
+  httpsPort: number;
+}
+
+/** Runs the dynos the scheduler assigns to this machine. */
+export interface AgentRole {
+  /** Ports for web dynos on this machine. */
+  ports: { from: number; to: number };
+  /** This machine's name (default the host name). */
+  name?: string;
+  /** Placement tags. */
+  tags?: Record<string, string>;
+  /** Address routers reach this machine's dynos at (default 127.0.0.1). */
+  address?: string;
+  /** Lease TTL in seconds: a machine silent this long is dead (default 5). */
+  ttl?: number;
+  /** How long a web dyno has to bind $PORT. */
+  bootTimeoutMs?: number;
+}
+
+interface NodeBase {
+  /** Where the node keeps its state; made if missing. */
+  dataDir: string;
+  log: Logger;
+  /** The host's sandbox settings: builds, release phases and dynos all run in one sandbox. */
+  sandbox: SandboxConfig;
+}
+
+/** A node of the platform (`berth up`): the controller, and whichever other roles are given. */
+export interface PlatformNodeOptions extends NodeBase {
+  /** The store's URL (sqlite://…, etcd://…, memory://); the node opens it, and closes it last. */
+  store: string;
+  roles: { controller: ControllerRole; builder?: BuilderRole; scheduler?: SchedulerRole; router?: RouterRole; agent?: AgentRole };
+}
+
+/** A machine that only runs dynos (`berth agent`): it joins through a controller, which names the store. */
+export interface AgentNodeOptions extends NodeBase {
+  join: {
+    /** The API of a platform node, e.g. http://10.0.0.1:5000. */
+    controller: string;
+    /** The cluster join token. */
+    token: string;
+  };
+  roles: { agent: AgentRole };
+}
+
+export type NodeOptions = PlatformNodeOptions | AgentNodeOptions;
+
+export type Role = keyof PlatformNodeOptions['roles'];
+
+/** What `berth up` prints (`--json`: exactly this object). */
+export interface PlatformSummary {
+  data_dir: string;
+  store: string;
+  api_url: string;
+  /** Null without the builder role. */
+  ssh_port: number | null;
+  /** Null when the router does not run. */
+  http_port: number | null;
+  https_port: number | null;
+  domain: string;
+  revision: number;
+  /** The first admin's token, on the start that made it only. */
+  admin_token: string | null;
+  rendezvous_port: number | null;
+  rendezvous_cert: string | null;
+}
+
+/** What `berth agent` prints (`--json`: exactly this object). */
+export interface AgentSummary {
+  machine_id: string;
+  name: string;
+  controller: string;
+  store: string;
+  /** `from-to`. */
+  ports: string;
+  tags: Record<string, string>;
+  ttl: number;
+}
+
+export interface Node<S> {
+  summary: S;
+  /** The node's store (closed by `stop`). */
+  store: Store;
+  /** Roles asked for that do not run, and why (the router without nginx). */
+  unavailable: Partial<Record<Role, string>>;
+  /** Stops every part in the one shutdown order; a second call is harmless. */
+  stop(): Promise<void>;
+}
