@@ -32,6 +32,8 @@ export interface AgentOptions {
   reconcileMs?: number;
   /** A full re-read of the assignments this often (default 60 s). */
   repairMs?: number;
+  /** The first crash restart's delay, doubled per crash up to 5 min (default 1 s, as Heroku). */
+  crashBackoffMs?: number;
 }
 
 interface Dyno {
@@ -73,6 +75,8 @@ export class Agent {
   private starting = 0;
   private readonly reserved = new Set<number>();
   private readonly inFlight = new Set<Promise<void>>();
+  /** A pass when each crash backoff ends: the 5 s timer pass alone would round every backoff up to it. */
+  private readonly backoffs = new Set<NodeJS.Timeout>();
 
   constructor(private readonly o: AgentOptions) {}
 
@@ -273,7 +277,7 @@ export class Agent {
     await this.status(d, 'crashed', release, why);
   }
 
-  /** Exponential backoff from 1 s, capped at 5 min, as Heroku's crash restarts. */
+  /** Exponential backoff from 1 s (`crashBackoffMs`), capped at 5 min, as Heroku's crash restarts. */
   private crashed(d: Dyno, reason: string): void {
     // A dyno that ran fine for a while and then crashed starts its backoff over, as on Heroku.
     if (d.upSince > 0 && Date.now() - d.upSince > STABLE_MS) d.failures = 0;
@@ -284,7 +288,12 @@ export class Agent {
     // Another process may hold the old port now: the next start asks for a fresh one.
     d.port = undefined;
     d.restarts++;
-    d.nextStart = Date.now() + Math.min(300_000, 1000 * 2 ** Math.min(d.failures - 1, 9));
+    d.nextStart = Date.now() + Math.min(300_000, (this.o.crashBackoffMs ?? 1000) * 2 ** Math.min(d.failures - 1, 9));
+    const timer = setTimeout(() => {
+      this.backoffs.delete(timer);
+      this.loop?.request();
+    }, d.nextStart - Date.now());
+    this.backoffs.add(timer);
     this.o.log.info({ unit: d.unit.name, reason, restartInMs: d.nextStart - Date.now() }, 'dyno crashed');
   }
 
@@ -326,6 +335,8 @@ export class Agent {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    for (const t of this.backoffs) clearTimeout(t);
+    this.backoffs.clear();
     // Queued passes are dropped; only one that is running is waited for.
     await this.loop?.stop();
     // Stops first: they make booting dynos' starts stale, so those give up at once instead of

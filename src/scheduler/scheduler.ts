@@ -48,6 +48,11 @@ export class Scheduler {
     return this.leadership !== undefined;
   }
 
+  /** Passes run since this node last became leader (for tests and metrics). */
+  get passes(): number {
+    return this.loop?.passes.count ?? 0;
+  }
+
   async start(): Promise<void> {
     this.registration = await Registration.start({
       store: this.o.store,
@@ -178,11 +183,24 @@ export class Scheduler {
       });
       if (!r.succeeded) {
         this.o.log.warn('no longer the scheduler leader; stopping writes');
-        if (this.leadership === leadership) this.leadership = undefined;
+        if (this.leadership === leadership) this.deposed();
         return;
       }
     }
     this.o.log.info({ changes: ops.length }, 'assignments updated');
+  }
+
+  /**
+   * The fence refused a write while our lease lives on (the election key was deleted): stop
+   * following the cluster and get back in line under the same lease — otherwise this node would
+   * never lead again until its lease happened to be lost.
+   */
+  private deposed(): void {
+    this.leadership = undefined;
+    void this.loop?.stop();
+    this.loop = undefined;
+    const lease = this.registration?.leaseId;
+    if (lease && !this.abort.signal.aborted) void this.campaign(lease, this.term);
   }
 
   async stop(): Promise<void> {

@@ -1,0 +1,119 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { until } from '../support/until.js';
+import { Cluster } from './harness.js';
+
+let cluster: Cluster;
+afterEach(async () => {
+  await cluster?.close();
+});
+
+/** Start times of a dyno's processes and their exits, from the timeline. */
+function lifecycle(c: Cluster, machine: string, dyno: string): { starts: number[]; exits: number[] } {
+  const starts: number[] = [];
+  const exits: number[] = [];
+  for (const e of c.timeline) {
+    if (e.what.startsWith(`${machine} start ${dyno} `)) starts.push(e.at);
+    if (e.what.startsWith(`${machine} exit ${dyno} `)) exits.push(e.at);
+  }
+  return { starts, exits };
+}
+
+describe('crash restarts', () => {
+  it('restarts a dyno whose command exits with a growing delay, and berth ps shows it crashed with its restarts and why', async () => {
+    cluster = await Cluster.start();
+    // The agent's timer pass stays at its default (5 s): the backoff must not wait for it.
+    await cluster.agent('m1', { agent: { crashBackoffMs: 200 } });
+    await cluster.scheduler('s1');
+    await cluster.app('crashy', { worker: 'sleep 50; exit 3' }, { worker: 1 });
+
+    const crashed = await until('worker.1 crashed twice', async () => {
+      const st = [...(await cluster.statuses('crashy')).values()].find((s) => s.name === 'worker.1');
+      return st?.state === 'crashed' && st.restarts >= 2 ? st : undefined;
+    });
+    expect(crashed).toMatchObject({ state: 'crashed', reason: 'Process exited with status 3', type: 'worker', machine: 'm1' });
+
+    await until('a fourth start', () => lifecycle(cluster, 'm1', 'worker.1').starts.length >= 4, 5000);
+    const { starts, exits } = lifecycle(cluster, 'm1', 'worker.1');
+    // Exit n is followed by start n+1 after 200 ms, 400 ms, 800 ms: doubling, each at least its backoff.
+    const delays = [0, 1, 2].map((i) => (starts[i + 1] as number) - (exits[i] as number));
+    expect(delays[0]).toBeGreaterThanOrEqual(190);
+    expect(delays[1]).toBeGreaterThanOrEqual(390);
+    expect(delays[2]).toBeGreaterThanOrEqual(790);
+    for (const [i, d] of delays.entries()) expect(d).toBeLessThan(200 * 2 ** i + 400);
+    expect(cluster.appLines.filter((l) => l.endsWith('berth[worker.1]: Process exited with status 3')).length).toBeGreaterThanOrEqual(3);
+  });
+
+  it('shows a web dyno that exits before it is up as crashed with the exit as its reason', async () => {
+    cluster = await Cluster.start();
+    await cluster.agent('m1', { agent: { crashBackoffMs: 100 } });
+    await cluster.scheduler('s1');
+    await cluster.app('bootfail', { web: 'echo starting; exit 2' }, { web: 1 });
+    const st = await until('web.1 crashed', async () => {
+      const s = [...(await cluster.statuses('bootfail')).values()].find((x) => x.name === 'web.1');
+      return s?.state === 'crashed' ? s : undefined;
+    });
+    expect(st).toMatchObject({ reason: 'Process exited with status 2', restarts: expect.any(Number) });
+    expect(await cluster.endpoints('bootfail')).toEqual(new Map());
+  });
+});
+
+describe('stop ordering', () => {
+  it('on scale-down: unpublishes, waits until the router has applied that, and only then stops the dyno', async () => {
+    cluster = await Cluster.start();
+    await cluster.router('r1', { delayMs: 300 });
+    await cluster.agent('m1');
+    await cluster.scheduler('s1');
+    await cluster.app('shop', { web: 'serve' }, { web: 2 });
+    await until('two endpoints', async () => ((await cluster.endpoints('shop')).size === 2 ? true : undefined));
+
+    await cluster.scale('shop', { web: 1 });
+    await until('web.2 stopped', () => cluster.indexOf(/^m1 stop web\.2 /) >= 0);
+    const unpublished = cluster.indexOf(/^unpublish shop\.web\.2@v2$/);
+    expect(unpublished).toBeGreaterThanOrEqual(0);
+    const removal = cluster.timeline[unpublished]!;
+    const reported = cluster.timeline.findIndex((e, i) => i > unpublished && e.what.startsWith('router r1 reports ') && (e.revision ?? 0) >= (removal.revision ?? Infinity));
+    const stopped = cluster.indexOf(/^m1 stop web\.2 /);
+    // The router's report of the removal comes between the removal and the stop.
+    expect(reported).toBeGreaterThan(unpublished);
+    expect(stopped).toBeGreaterThan(reported);
+    expect(cluster.timeline[stopped]!.at - removal.at).toBeGreaterThanOrEqual(290);
+    // The unit key went first (the scheduler's decision), and web.1 was never touched.
+    expect(cluster.indexOf(/^remove m1\/shop\.web\.2@v2$/)).toBeLessThan(unpublished);
+    expect(cluster.indexOf(/^m1 stop web\.1 /)).toBe(-1);
+    expect([...(await cluster.endpoints('shop')).keys()]).toEqual(['shop.web.1@v2']);
+  });
+
+  it('on a rollout: the old dyno stops only after its replacement is up and routed, and after the router has applied its own removal', async () => {
+    cluster = await Cluster.start();
+    await cluster.router('r1', { delayMs: 200 });
+    await cluster.agent('m1');
+    await cluster.scheduler('s1');
+    await cluster.app('shop', { web: 'serve' }, { web: 1 });
+    await until('web.1@v2 published', async () => ((await cluster.endpoints('shop')).has('shop.web.1@v2') ? true : undefined));
+
+    await cluster.deploy('shop', { web: 'serve' });
+    await until('the v2 dyno stopped', () => cluster.indexOf(/^m1 stop web\.1 shop\.web\.1-v2-/) >= 0);
+    const at = (re: RegExp): number => cluster.indexOf(re);
+    const published = at(/^publish shop\.web\.1@v3$/);
+    const publishedRev = cluster.timeline[published]!.revision!;
+    const routedNew = cluster.timeline.findIndex((e) => e.what.startsWith('router r1 reports ') && (e.revision ?? 0) >= publishedRev);
+    const removedUnit = at(/^remove m1\/shop\.web\.1@v2$/);
+    const unpublished = at(/^unpublish shop\.web\.1@v2$/);
+    const unpublishedRev = cluster.timeline[unpublished]!.revision!;
+    const routedRemoval = cluster.timeline.findIndex((e) => e.what.startsWith('router r1 reports ') && (e.revision ?? 0) >= unpublishedRev);
+    const stopped = at(/^m1 stop web\.1 shop\.web\.1-v2-/);
+    expect(published).toBeGreaterThanOrEqual(0);
+    expect(routedNew).toBeGreaterThan(published);
+    expect(removedUnit).toBeGreaterThan(routedNew);
+    expect(unpublished).toBeGreaterThan(removedUnit);
+    expect(routedRemoval).toBeGreaterThan(unpublished);
+    expect(stopped).toBeGreaterThan(routedRemoval);
+    // Never without an endpoint once the first was published.
+    let live = 0;
+    for (const e of cluster.timeline.slice(cluster.indexOf(/^publish shop\.web\.1@v2$/))) {
+      if (e.what.startsWith('publish shop.')) live++;
+      if (e.what.startsWith('unpublish shop.')) live--;
+      expect(live).toBeGreaterThanOrEqual(1);
+    }
+  });
+});
