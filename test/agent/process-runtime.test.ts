@@ -9,6 +9,7 @@ import type { DynoSpec, RunningDyno } from '../../src/agent/runtime/types.js';
 import { UID_BASE, UID_COUNT } from '../../src/sandbox/index.js';
 import { freePort } from '../support/ports.js';
 import { CGROUP_ROOT, testSandbox } from '../support/sandbox.js';
+import { until } from '../support/until.js';
 import { describeRuntimeConformance, type RuntimeCommands } from './runtime-conformance.js';
 
 const SERVER = `
@@ -89,16 +90,6 @@ async function run(command: string, extra: Partial<DynoSpec> = {}): Promise<{ co
   const { dyno, lines } = await start(command, extra);
   const r = await dyno.exited;
   return { ...r, output: lines.join('\n') };
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, ms = 10_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await Promise.resolve(probe()).catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 /**

@@ -3,16 +3,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openStore } from '../../src/store/index.js';
+import { apiClient, type ApiReply } from '../support/api.js';
 import { failBerth, startBerth } from '../support/berth-process.js';
 import { EtcdServer } from '../support/etcd-server.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'berth-up-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-async function get(url: string, token?: string): Promise<{ status: number; body: Record<string, unknown> }> {
-  const res = await fetch(url, { headers: token ? { authorization: `Bearer ${token}` } : {} });
-  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
-}
+/** A GET to a node's API, as `token` if given. */
+const get = (apiUrl: string, path: string, token?: string): Promise<ApiReply<Record<string, unknown>>> => apiClient(apiUrl, token)('GET', path);
 
 describe('berth up', () => {
   it('creates the data dir and store, makes the first admin once, serves the API, and stops cleanly', async () => {
@@ -28,9 +27,9 @@ describe('berth up', () => {
       expect(token).toMatch(/^berth_/);
       expect(readFileSync(join(dataDir, 'admin.token'), 'utf8').trim()).toBe(token);
       expect(statSync(join(dataDir, 'admin.token')).mode & 0o777).toBe(0o600);
-      expect((await get(`${first.apiUrl}/health`)).status).toBe(200);
-      expect((await get(`${first.apiUrl}/account`)).status).toBe(401);
-      expect((await get(`${first.apiUrl}/account`, token)).body.email).toBe('admin@berth.localhost');
+      expect((await get(first.apiUrl, '/health')).status).toBe(200);
+      expect((await get(first.apiUrl, '/account')).status).toBe(401);
+      expect((await get(first.apiUrl, '/account', token)).body.email).toBe('admin@berth.localhost');
     } finally {
       expect(await first.stop()).toBe(0);
     }
@@ -39,7 +38,7 @@ describe('berth up', () => {
     try {
       expect(second.summary.admin_token).toBeNull();
       const token = readFileSync(join(dataDir, 'admin.token'), 'utf8').trim();
-      expect((await get(`${second.apiUrl}/account`, token)).status).toBe(200);
+      expect((await get(second.apiUrl, '/account', token)).status).toBe(200);
     } finally {
       expect(await second.stop()).toBe(0);
     }
@@ -55,7 +54,7 @@ describe('berth up', () => {
       const run = await startBerth(['--data-dir', join(dir, 'node2'), '--store', etcd.url], { BERTH_BOOTSTRAP_TOKEN: token });
       try {
         expect(run.summary).toMatchObject({ store: etcd.url, admin_token: token });
-        expect((await get(`${run.apiUrl}/account`, token)).status).toBe(200);
+        expect((await get(run.apiUrl, '/account', token)).status).toBe(200);
       } finally {
         expect(await run.stop()).toBe(0);
       }

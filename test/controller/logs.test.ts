@@ -10,6 +10,7 @@ import { syslogFrame } from '../../src/controller/drains/syslog.js';
 import { createLogger } from '../../src/domain/log.js';
 import { keys } from '../../src/domain/keys.js';
 import { openStore, type Store } from '../../src/store/index.js';
+import { until } from '../support/until.js';
 import { apiHarness, type Harness } from './harness.js';
 
 let dir: string;
@@ -17,16 +18,6 @@ beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'berth-logs-'));
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-async function waitFor<T>(what: string, probe: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 describe('log storage', () => {
   let store: Store;
@@ -161,17 +152,17 @@ describe('log sessions', () => {
     const res = await fetch(`http://127.0.0.1:${port}${new URL(session.body.logplex_url as string).pathname}`, { signal: abort.signal, headers: { accept: 'text/event-stream' } });
     const reader = res.body!.getReader();
     let text = '';
-    const until = async (pattern: RegExp): Promise<void> => {
+    const readUntil = async (pattern: RegExp): Promise<void> => {
       while (!pattern.test(text)) {
         const { value, done } = await reader.read();
         if (done) throw new Error(`stream ended before ${pattern}`);
         text += new TextDecoder().decode(value);
       }
     };
-    await until(/web one last/);
+    await readUntil(/web one last/);
     h.services.logs.append(appId, { source: 'app', dyno: 'worker.1', message: 'not for this tail' });
     h.services.logs.append(appId, { source: 'app', dyno: 'web.2', message: 'tailed line' });
-    await until(/tailed line/);
+    await readUntil(/tailed line/);
     abort.abort();
     const data = text.split('\n').filter((l) => l.startsWith('data: '));
     expect(data).toHaveLength(2);
@@ -257,7 +248,7 @@ describe('log drains', () => {
     h.services.logs.append(appId, { source: 'app', dyno: 'web.1', message: 'hello drain' });
     h.services.logs.append(appId, { source: 'berth', dyno: 'web.1', message: 'State changed from starting to up' });
     h.services.logs.append('some-other-app', { source: 'app', dyno: 'web.1', message: 'not this app' });
-    await waitFor('two frames', () => receiver.frames.length >= 2);
+    await until('two frames', () => receiver.frames.length >= 2);
     const parsed = receiver.frames.map((f) => RFC5424.exec(f));
     expect(parsed.every(Boolean)).toBe(true);
     expect(parsed.map((m) => [m![2], m![3], m![4], m![5]])).toEqual([
@@ -272,11 +263,11 @@ describe('log drains', () => {
     const before = receiver.frames.length;
     await receiver.stop();
     const stats = (): { connected: boolean; connections: number } => Object.values(h.services.drainForwarder.stats())[0]!;
-    await waitFor('the drain to notice', () => !stats().connected);
+    await until('the drain to notice', () => !stats().connected);
     await receiver.listen(receiver.port);
-    await waitFor('a reconnect', () => stats().connected && stats().connections === 2);
+    await until('a reconnect', () => stats().connected && stats().connections === 2);
     h.services.logs.append(appId, { source: 'app', dyno: 'web.2', message: 'after the restart' });
-    await waitFor('the frame after the restart', () => receiver.frames.length > before);
+    await until('the frame after the restart', () => receiver.frames.length > before);
     expect(RFC5424.exec(receiver.frames.at(-1)!)?.slice(3)).toEqual(['app', 'web.2', 'after the restart']);
   });
 
@@ -286,7 +277,7 @@ describe('log drains', () => {
     expect(removed.status).toBe(200);
     expect(removed.body.url).toBe(`syslog://127.0.0.1:${receiver.port}`);
     expect(h.services.drainForwarder.stats()).toEqual({});
-    await waitFor('the connection to close', () => receiver.sockets.size === 0);
+    await until('the connection to close', () => receiver.sockets.size === 0);
     expect((await h.call(h.tokens.alice, 'GET', '/apps/drained/log-drains')).body).toEqual([]);
     expect((await h.call(h.tokens.alice, 'DELETE', '/apps/drained/log-drains/nope')).status).toBe(404);
   });
@@ -297,12 +288,12 @@ describe('log drains', () => {
     // What another node's API writes: this controller learns of it from the store alone.
     const drain = { id: '1c0ffee0-0000-4000-8000-000000000001', url: `syslog://127.0.0.1:${receiver.port}`, token: 'd.1c0ffee0-0000-4000-8000-00000000000a', created_at: now, updated_at: now };
     await h.store.put(keys.drain(other, drain.id), JSON.stringify(drain));
-    await waitFor('the drain from the store', () => h.services.drainForwarder.stats()[drain.id]?.connected);
+    await until('the drain from the store', () => h.services.drainForwarder.stats()[drain.id]?.connected);
     h.services.logs.append(other, { source: 'app', dyno: 'worker.1', message: 'from elsewhere' });
-    await waitFor('its frame', () => receiver.frames.some((f) => f.endsWith('from elsewhere') && f.includes(drain.token)));
+    await until('its frame', () => receiver.frames.some((f) => f.endsWith('from elsewhere') && f.includes(drain.token)));
     expect((await h.call(h.tokens.alice, 'DELETE', '/apps/elsewhere')).status).toBe(200);
-    await waitFor('the drain to go with its app', () => Object.keys(h.services.drainForwarder.stats()).length === 0);
-    await waitFor('the connection to close', () => receiver.sockets.size === 0);
+    await until('the drain to go with its app', () => Object.keys(h.services.drainForwarder.stats()).length === 0);
+    await until('the connection to close', () => receiver.sockets.size === 0);
   });
 
   it('accepts only syslog://host:port, answering 422 {id, message}', async () => {

@@ -6,7 +6,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStore, type Store } from '../../src/store/index.js';
 import { startAgent, startBerth, type AgentProcess, type BerthProcess } from '../support/berth-process.js';
-import { apiAs, appRepo, git, until } from '../support/e2e.js';
+import { apiClient } from '../support/api.js';
+import { appRepo, git } from '../support/e2e.js';
+import { call } from '../support/router.js';
+import { untilWith } from '../support/until.js';
 
 /**
  * A cluster on one host: `berth up --no-agent` and three `berth agent` processes with their own
@@ -20,9 +23,9 @@ let dir: string;
 let store: Store;
 const agents = new Map<string, AgentProcess>();
 
-const api = apiAs(() => berth.apiUrl, ADMIN);
-const waitFor = <T>(what: string, fn: () => Promise<T | undefined>, ms = 60_000): Promise<T> =>
-  until(what, fn, ms, () => `${berth.stderr().slice(-2000)}\n${[...agents.values()].map((a) => a.stderr().slice(-1500)).join('\n')}`);
+const client = apiClient(() => berth.apiUrl, ADMIN);
+const api = client.ok;
+const waitFor = untilWith({ timeoutMs: 60_000, intervalMs: 100, context: () => `${berth.stderr().slice(-2000)}\n${[...agents.values()].map((a) => a.stderr().slice(-1500)).join('\n')}` });
 
 async function push(app: string, files: Record<string, string>): Promise<{ code: number; out: string }> {
   const repo = join(dir, `repo-${app}`);
@@ -30,17 +33,8 @@ async function push(app: string, files: Record<string, string>): Promise<{ code:
   return git(repo, 'push', 'berth', 'main');
 }
 
-/** A request through the router with a Host header (fetch cannot set one). */
-function viaRouter(host: string): Promise<number> {
-  return new Promise((resolve) => {
-    const req = request({ host: '127.0.0.1', port: Number(berth.summary.http_port), path: '/', headers: { host }, agent: false }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    });
-    req.on('error', () => resolve(0));
-    req.end();
-  });
-}
+/** The status of a request through the router to an app's hostname (0: no answer). */
+const viaRouter = (host: string): Promise<number> => call({ port: Number(berth.summary.http_port), host }).then((r) => r.status, () => 0);
 
 interface Dyno {
   name: string;
@@ -75,8 +69,7 @@ describe('a cluster of three agents', () => {
     expect(nodes.map((n) => n.name).sort()).toEqual(['m1', 'm2', 'm3']);
     await expect(startAgent(['--controller', berth.apiUrl, '--token', 'berth_not-the-token-at-all', '--name', 'intruder', '--ports', ports(5), '--data-dir', join(dir, 'intruder')])).rejects.toThrow(/refused to let this agent join: Invalid cluster token/);
     // Nothing a user token can do reaches the agents' routes.
-    const res = await fetch(`${berth.apiUrl}/internal/cluster/join`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }, body: '{"name":"x"}' });
-    expect(res.status).toBe(401);
+    expect((await client('POST', '/internal/cluster/join', { name: 'x' })).status).toBe(401);
   });
 
   it('spreads web=3 one per machine, and heals after an agent is SIGKILLed', async () => {
@@ -133,14 +126,13 @@ describe('a cluster of three agents', () => {
       while (loading && statuses.length < 20_000) statuses.push(await viaRouter('spread.berth.localhost'));
     })();
     const unitsOf = async (): Promise<string[]> => (await store.range('/berth/services/spread/', { prefix: true })).kvs.map((kv) => kv.key.split('/').pop() ?? '').sort();
-    const res = await fetch(`${berth.apiUrl}/apps/spread/dynos/web.2`, { method: 'DELETE', headers: { authorization: `Bearer ${ADMIN}` } });
-    expect(res.status).toBe(202);
+    expect((await client('DELETE', '/apps/spread/dynos/web.2')).status).toBe(202);
     await waitFor('web.2 replaced', async () => {
       const units = await unitsOf();
       return units.length === 3 && units.includes('spread.web.2@v2-1') ? units : undefined;
     });
     expect(await unitsOf()).toEqual(['spread.web.1@v2', 'spread.web.2@v2-1', 'spread.web.3@v2']);
-    expect((await fetch(`${berth.apiUrl}/apps/spread/formations/web/actions/stop`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}` } })).status).toBe(202);
+    expect((await client('POST', '/apps/spread/formations/web/actions/stop')).status).toBe(202);
     await waitFor('every web dyno replaced', async () => {
       const units = await unitsOf();
       return units.join() === 'spread.web.1@v2-1,spread.web.2@v2-2,spread.web.3@v2-1' ? units : undefined;
@@ -151,7 +143,7 @@ describe('a cluster of three agents', () => {
     expect(statuses.length).toBeGreaterThan(20);
     expect(statuses.filter((st) => st !== 200)).toEqual([]);
     // A dyno the formation does not have is not found, as on Heroku.
-    expect((await fetch(`${berth.apiUrl}/apps/spread/dynos/web.9`, { method: 'DELETE', headers: { authorization: `Bearer ${ADMIN}` } })).status).toBe(404);
+    expect((await client('DELETE', '/apps/spread/dynos/web.9')).status).toBe(404);
   }, 120_000);
 
   it('marks a release whose dynos never come up failed, and the previous release keeps serving', async () => {

@@ -3,6 +3,7 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { apiClient } from '../support/api.js';
 import { startBerth, type BerthProcess } from '../support/berth-process.js';
 
 interface Run {
@@ -22,14 +23,7 @@ let berth: BerthProcess;
 let dir: string;
 const ADMIN = 'push-admin-token-0123456789abcdef';
 
-async function api<T>(token: string, method: string, path: string, body?: unknown): Promise<T> {
-  const res = await fetch(`${berth.apiUrl}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-  });
-  return (await res.json()) as T;
-}
+const api = apiClient(() => berth.apiUrl, ADMIN).ok;
 
 /** A git checkout of `files`, with a berth remote carrying `token` as the HTTP password. */
 async function repo(name: string, app: string, token: string, files: Record<string, string>): Promise<string> {
@@ -52,7 +46,7 @@ async function repo(name: string, app: string, token: string, files: Record<stri
 }
 
 async function releases(app: string): Promise<{ version: number; description: string; slug: { id: string } | null }[]> {
-  return api(ADMIN, 'GET', `/apps/${app}/releases`);
+  return api('GET', `/apps/${app}/releases`);
 }
 
 beforeAll(async () => {
@@ -67,8 +61,8 @@ afterAll(async () => {
 
 describe('git push over HTTP', () => {
   it('builds a Node app with a lockfile and a build step into a release', async () => {
-    await api(ADMIN, 'POST', '/apps', { name: 'node-push' });
-    await api(ADMIN, 'PATCH', '/apps/node-push/config-vars', { GREETING: 'hi' });
+    await api('POST', '/apps', { name: 'node-push' });
+    await api('PATCH', '/apps/node-push/config-vars', { GREETING: 'hi' });
     const pkg = { name: 'node-push', version: '1.0.0', scripts: { build: 'node -e "require(\'fs\').writeFileSync(\'dist.txt\', process.env.GREETING)"', start: 'node server.js' } };
     const lock = { name: 'node-push', version: '1.0.0', lockfileVersion: 3, requires: true, packages: { '': { name: 'node-push', version: '1.0.0' } } };
     const path = await repo('node', 'node-push', ADMIN, { 'package.json': JSON.stringify(pkg), 'package-lock.json': JSON.stringify(lock), 'server.js': '', Procfile: 'web: npm start\nworker: node worker.js\n' });
@@ -82,22 +76,22 @@ describe('git push over HTTP', () => {
     const list = await releases('node-push');
     const last = list[list.length - 1];
     expect(last).toMatchObject({ version: 3, description: expect.stringMatching(/^Deploy [0-9a-f]{7}/) });
-    const slug = await api<{ process_types: Record<string, string>; checksum: string; commit: string }>(ADMIN, 'GET', `/apps/node-push/slugs/${last?.slug?.id}`);
+    const slug = await api<{ process_types: Record<string, string>; checksum: string; commit: string }>('GET', `/apps/node-push/slugs/${last?.slug?.id}`);
     expect(slug.process_types).toEqual({ web: 'npm start', worker: 'node worker.js' });
     expect(slug.checksum).toMatch(/^SHA256:/);
-    const builds = await api<{ status: string; output: string }[]>(ADMIN, 'GET', '/apps/node-push/builds');
+    const builds = await api<{ status: string; output: string }[]>('GET', '/apps/node-push/builds');
     expect(builds.map((b) => b.status)).toEqual(['succeeded']);
     // Now web and worker can be scaled: the release defines them.
-    expect((await api<{ quantity: number }[]>(ADMIN, 'PATCH', '/apps/node-push/formation', { updates: [{ type: 'worker', quantity: 1 }] }))[0]?.quantity).toBe(1);
+    expect((await api<{ quantity: number }[]>('PATCH', '/apps/node-push/formation', { updates: [{ type: 'worker', quantity: 1 }] }))[0]?.quantity).toBe(1);
   });
 
   it('builds a static site and a Procfile-only app', async () => {
-    await api(ADMIN, 'POST', '/apps', { name: 'static-push' });
+    await api('POST', '/apps', { name: 'static-push' });
     const site = await repo('static', 'static-push', ADMIN, { 'index.html': '<h1>hello</h1>' });
     const s = await git(site, 'push', 'berth', 'main');
     expect(s.code, s.out).toBe(0);
     expect(s.out).toMatch(/Static site detected/);
-    await api(ADMIN, 'POST', '/apps', { name: 'proc-push' });
+    await api('POST', '/apps', { name: 'proc-push' });
     const proc = await repo('proc', 'proc-push', ADMIN, { Procfile: 'web: python3 -m http.server $PORT\n' });
     const p = await git(proc, 'push', 'berth', 'main');
     expect(p.code, p.out).toBe(0);
@@ -105,7 +99,7 @@ describe('git push over HTTP', () => {
   });
 
   it('rejects a failing build: non-zero exit, no release, ref unchanged; a fixed push then succeeds', async () => {
-    await api(ADMIN, 'POST', '/apps', { name: 'fail-push' });
+    await api('POST', '/apps', { name: 'fail-push' });
     const path = await repo('fail', 'fail-push', ADMIN, { 'package.json': JSON.stringify({ name: 'f', scripts: { build: 'exit 3' } }) });
     const push = await git(path, 'push', 'berth', 'main');
     expect(push.code).not.toBe(0);
@@ -121,18 +115,18 @@ describe('git push over HTTP', () => {
   });
 
   it('refuses other branches and strangers; lets collaborators push and clone', async () => {
-    await api(ADMIN, 'POST', '/apps', { name: 'guarded' });
+    await api('POST', '/apps', { name: 'guarded' });
     const path = await repo('guarded', 'guarded', ADMIN, { Procfile: 'web: sleep 1\n' });
     const branch = await git(path, 'push', 'berth', 'main:feature');
     expect(branch.code).not.toBe(0);
     expect(branch.out).toMatch(/Berth builds main or master only/);
-    const stranger = await api<{ token: string }>(ADMIN, 'POST', '/berth/users', { email: 'stranger@example.com' });
+    const stranger = await api<{ token: string }>('POST', '/berth/users', { email: 'stranger@example.com' });
     const theirs = await repo('stranger', 'guarded', stranger.token, { Procfile: 'web: evil\n' });
     const denied = await git(theirs, 'push', 'berth', 'main');
     expect(denied.code).not.toBe(0);
     expect(denied.out).toMatch(/not found|404/i);
-    const friend = await api<{ token: string }>(ADMIN, 'POST', '/berth/users', { email: 'friend@example.com' });
-    await api(ADMIN, 'POST', '/apps/guarded/collaborators', { user: 'friend@example.com' });
+    const friend = await api<{ token: string }>('POST', '/berth/users', { email: 'friend@example.com' });
+    await api('POST', '/apps/guarded/collaborators', { user: 'friend@example.com' });
     const mine = await repo('friend', 'guarded', friend.token, { Procfile: 'web: sleep 2\n' });
     const ok = await git(mine, 'push', 'berth', 'main');
     expect(ok.code, ok.out).toBe(0);
@@ -144,7 +138,7 @@ describe('git push over HTTP', () => {
   });
 
   it('serialises two concurrent pushes to one app: the second waits, then is refused cleanly, and a re-push lands', async () => {
-    await api(ADMIN, 'POST', '/apps', { name: 'busy' });
+    await api('POST', '/apps', { name: 'busy' });
     const slow = { 'package.json': JSON.stringify({ name: 'b', scripts: { build: 'sleep 2' } }) };
     const a = await repo('busy-a', 'busy', ADMIN, slow);
     const b = await repo('busy-b', 'busy', ADMIN, { ...slow, 'other.txt': 'b' });
@@ -163,8 +157,8 @@ describe('git push over HTTP', () => {
 
 describe('release phase', () => {
   it('runs release: once per release; a failure marks that release failed and keeps the previous one current', async () => {
-    await api(ADMIN, 'POST', '/apps', { name: 'phased' });
-    await api(ADMIN, 'PATCH', '/apps/phased/config-vars', { MIGRATE: 'ok' });
+    await api('POST', '/apps', { name: 'phased' });
+    await api('PATCH', '/apps/phased/config-vars', { MIGRATE: 'ok' });
     const path = await repo('phased', 'phased', ADMIN, {
       Procfile: 'web: sleep 1\nrelease: echo "migrating with $MIGRATE as $DYNO"; test "$MIGRATE" = ok\n',
       'app.json': JSON.stringify({ scripts: { postdeploy: 'echo seeding once' } }),
@@ -180,7 +174,7 @@ describe('release phase', () => {
       [3, 'succeeded', true],
     ]);
     // A config change runs the release phase too; this one fails it.
-    await api(ADMIN, 'PATCH', '/apps/phased/config-vars', { MIGRATE: 'broken' });
+    await api('PATCH', '/apps/phased/config-vars', { MIGRATE: 'broken' });
     for (let i = 0; i < 100; i++) {
       list = await releases('phased');
       if ((list[3] as unknown as { status: string }).status !== 'pending') break;
@@ -194,7 +188,7 @@ describe('release phase', () => {
     writeFileSync(join(path, 'x.txt'), 'x');
     await git(path, 'add', '.');
     await git(path, 'commit', '-qm', 'second');
-    await api(ADMIN, 'PATCH', '/apps/phased/config-vars', { MIGRATE: 'ok' });
+    await api('PATCH', '/apps/phased/config-vars', { MIGRATE: 'ok' });
     const second = await git(path, 'push', 'berth', 'main');
     expect(second.code, second.out).toBe(0);
     expect(second.out).not.toMatch(/seeding once/);
@@ -203,12 +197,12 @@ describe('release phase', () => {
 
 describe('builds and slugs', () => {
   it('serves slug blobs with byte ranges, streams build output, and cancels a running build', async () => {
-    await api(ADMIN, 'POST', '/apps', { name: 'slugged' });
+    await api('POST', '/apps', { name: 'slugged' });
     const path = await repo('slugged', 'slugged', ADMIN, { Procfile: 'web: sleep 1\n', 'data.txt': 'x'.repeat(5000) });
     expect((await git(path, 'push', 'berth', 'main')).code).toBe(0);
     const list = await releases('slugged');
     const slugId = list[list.length - 1]?.slug?.id;
-    const slug = await api<{ blob: { url: string }; checksum: string; size: number }>(ADMIN, 'GET', `/apps/slugged/slugs/${slugId}`);
+    const slug = await api<{ blob: { url: string }; checksum: string; size: number }>('GET', `/apps/slugged/slugs/${slugId}`);
     const auth = { authorization: `Bearer ${ADMIN}` };
     const whole = Buffer.from(await (await fetch(slug.blob.url, { headers: auth })).arrayBuffer());
     expect(whole.length).toBe(slug.size);
@@ -219,7 +213,7 @@ describe('builds and slugs', () => {
     expect(tail.headers.get('content-range')).toBe(`bytes 100-${slug.size - 1}/${slug.size}`);
     expect(Buffer.from(await tail.arrayBuffer()).equals(whole.subarray(100))).toBe(true);
     expect((await fetch(slug.blob.url, { headers: { ...auth, range: `bytes=${slug.size}-` } })).status).toBe(416);
-    const stranger = await api<{ token: string }>(ADMIN, 'POST', '/berth/users', { email: 'slug-stranger@example.com' });
+    const stranger = await api<{ token: string }>('POST', '/berth/users', { email: 'slug-stranger@example.com' });
     expect((await fetch(slug.blob.url, { headers: { authorization: `Bearer ${stranger.token}` } })).status).toBe(404);
 
     // A slow build: follow its output live, then cancel it.
@@ -230,12 +224,12 @@ describe('builds and slugs', () => {
     let running: { id: string; status: string } | undefined;
     for (let i = 0; i < 100 && !running; i++) {
       await new Promise((r) => setTimeout(r, 100));
-      running = (await api<{ id: string; status: string }[]>(ADMIN, 'GET', '/apps/slugged/builds')).find((b) => b.status === 'pending');
+      running = (await api<{ id: string; status: string }[]>('GET', '/apps/slugged/builds')).find((b) => b.status === 'pending');
     }
     expect(running).toBeDefined();
     const output = fetch(`${berth.apiUrl}/apps/slugged/builds/${running?.id}/output`, { headers: auth }).then((r) => r.text());
     for (let i = 0; i < 100; i++) {
-      const b = await api<{ output: string }>(ADMIN, 'GET', `/apps/slugged/builds/${running?.id}`);
+      const b = await api<{ output: string }>('GET', `/apps/slugged/builds/${running?.id}`);
       if (b.output.includes('started-slow-build')) break;
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -246,7 +240,7 @@ describe('builds and slugs', () => {
     expect(push.code).not.toBe(0);
     expect(push.out).toMatch(/Build canceled/);
     expect(await output).toMatch(/started-slow-build[\s\S]*Build canceled/);
-    const after = await api<{ id: string; status: string }[]>(ADMIN, 'GET', '/apps/slugged/builds');
+    const after = await api<{ id: string; status: string }[]>('GET', '/apps/slugged/builds');
     expect(after.find((b) => b.id === running?.id)?.status).toBe('failed');
   }, 60_000);
 });
@@ -257,8 +251,8 @@ describe('git push over SSH to berth up', () => {
     const { readFileSync } = await import('node:fs');
     const keyFile = join(dir, 'id_push');
     execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'pusher@ssh', '-f', keyFile]);
-    await api(ADMIN, 'POST', '/account/keys', { public_key: readFileSync(`${keyFile}.pub`, 'utf8') });
-    await api(ADMIN, 'POST', '/apps', { name: 'ssh-push' });
+    await api('POST', '/account/keys', { public_key: readFileSync(`${keyFile}.pub`, 'utf8') });
+    await api('POST', '/apps', { name: 'ssh-push' });
     const path = await repo('ssh-push', 'ssh-push', ADMIN, { Procfile: 'web: sleep 1\n' });
     await git(path, 'remote', 'set-url', 'berth', `ssh://git@127.0.0.1:${String(berth.summary.ssh_port)}/ssh-push.git`);
     const push = await new Promise<Run>((resolve) =>

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Users } from '../../src/controller/model/users.js';
 import { createLogger } from '../../src/domain/log.js';
 import { startNode, type Node, type PlatformNodeOptions, type PlatformSummary } from '../../src/node/index.js';
+import { apiClient } from '../support/api.js';
 import { freePort } from '../support/ports.js';
 import { CGROUP_ROOT } from '../support/sandbox.js';
 
@@ -40,14 +41,7 @@ function gitSsh(cwd: string, key: string, ...args: string[]): Promise<Run> {
 const sshPort = (): number => node.summary.ssh_port as number;
 const remote = (app: string): string => `ssh://git@127.0.0.1:${sshPort()}/${app}.git`;
 
-async function api<T>(token: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
-  const res = await fetch(`${apiUrl}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-  });
-  return { status: res.status, body: (await res.json()) as T };
-}
+const api = apiClient(() => apiUrl);
 
 async function keygen(name: string): Promise<string> {
   const path = join(dir, 'keys', name);
@@ -60,7 +54,7 @@ async function keygen(name: string): Promise<string> {
 async function user(name: string): Promise<void> {
   const { token } = await new Users(node.store).create(`${name}@example.com`);
   const key = await keygen(name);
-  const added = await api<{ fingerprint: string }>(token, 'POST', '/account/keys', { public_key: readFileSync(`${key}.pub`, 'utf8') });
+  const added = await api<{ fingerprint: string }>('POST', '/account/keys', { public_key: readFileSync(`${key}.pub`, 'utf8') }, { token });
   expect(added.status).toBe(201);
   users[name] = { token, key };
 }
@@ -99,7 +93,7 @@ beforeAll(async () => {
   apiUrl = node.summary.api_url;
   await user('owner');
   await user('stranger');
-  expect((await api(owner().token, 'POST', '/apps', { name: 'ssh-push' })).status).toBe(201);
+  expect((await api('POST', '/apps', { name: 'ssh-push' }, { token: owner().token })).status).toBe(201);
 }, 60_000);
 
 afterAll(async () => {
@@ -126,7 +120,7 @@ describe('git over SSH', () => {
     expect(push.code, push.out).toBe(0);
     expect(push.out).toMatch(/remote: -----> Procfile app detected/);
     expect(push.out).toMatch(/remote: {8}Released v2/);
-    const releases = await api<{ version: number; description: string }[]>(owner().token, 'GET', '/apps/ssh-push/releases');
+    const releases = await api<{ version: number; description: string }[]>('GET', '/apps/ssh-push/releases', undefined, { token: owner().token });
     expect(releases.body.map((r) => r.version)).toEqual([1, 2]);
     expect(releases.body[1]?.description).toMatch(/^Deploy [0-9a-f]{7}/);
   });

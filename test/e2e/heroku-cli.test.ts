@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { apiClient } from '../support/api.js';
 import { startBerth, type BerthProcess } from '../support/berth-process.js';
 import { runHeroku, type HerokuRun as Run } from '../support/heroku.js';
 import { EtcdServer } from '../support/etcd-server.js';
@@ -17,12 +18,7 @@ function cli(berth: BerthProcess, home: string, token: string) {
 }
 
 async function createUser(berth: BerthProcess, admin: string, email: string): Promise<string> {
-  const res = await fetch(`${berth.apiUrl}/berth/users`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ email }),
-  });
-  return ((await res.json()) as { token: string }).token;
+  return (await apiClient(berth.apiUrl, admin).ok<{ token: string }>('POST', '/berth/users', { email })).token;
 }
 
 describe.each(['sqlite', 'etcd'])('the official heroku CLI against berth up (%s store)', (backend) => {

@@ -5,7 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBerth, type BerthProcess } from '../support/berth-process.js';
+import { apiClient } from '../support/api.js';
 import { git } from '../support/e2e.js';
+import { untilWith } from '../support/until.js';
 import { runHeroku } from '../support/heroku.js';
 
 const ADMIN = 'one-off-admin-token-0123456789abcdef';
@@ -23,15 +25,7 @@ interface Run {
   err: string;
 }
 
-async function api<T = unknown>(method: string, path: string, body?: unknown, token = ADMIN): Promise<{ status: number; body: T }> {
-  const res = await fetch(`${berth.apiUrl}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-  });
-  const text = await res.text();
-  return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
-}
+const api = apiClient(() => berth.apiUrl, ADMIN);
 
 /**
  * `berth ARGS` as its own process, as a user runs it; the child is handed out for live checks.
@@ -63,15 +57,7 @@ function berthCli(args: string[], onStart?: (child: ChildProcess) => void, o: { 
 const heroku = (args: string[], env: Record<string, string> = {}, input?: string): Promise<Run> =>
   runHeroku({ apiUrl: berth.apiUrl, token: ADMIN, home, timeoutMs: 60_000, env, ...(input !== undefined ? { input } : {}) }, args);
 
-async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 30_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}:\n${berth.stderr().slice(-3000)}`);
-    await new Promise((r) => setTimeout(r, 150));
-  }
-}
+const until = untilWith({ timeoutMs: 30_000, intervalMs: 150, context: () => berth.stderr().slice(-3000) });
 
 interface DynoJson {
   name: string;
@@ -233,10 +219,10 @@ describe('one-off dynos', () => {
 
   it('answers 404 to a stranger and 422 for an app without a slug or an empty command', async () => {
     const bob = await api<{ token: string }>('POST', '/berth/users', { email: 'bob@example.com' });
-    const stranger = await api<{ id: string }>('POST', `/apps/${APP}/dynos`, { command: 'ls', attach: true }, bob.body.token);
+    const stranger = await api<{ id: string }>('POST', `/apps/${APP}/dynos`, { command: 'ls', attach: true }, { token: bob.body.token });
     expect(stranger.status).toBe(404);
     expect(stranger.body.id).toBe('not_found');
-    expect((await api('DELETE', `/apps/${APP}/dynos/run.1234`, undefined, bob.body.token)).status).toBe(404);
+    expect((await api('DELETE', `/apps/${APP}/dynos/run.1234`, undefined, { token: bob.body.token })).status).toBe(404);
     await api('POST', '/apps', { name: 'bare-app' });
     const bare = await api<{ id: string; message: string }>('POST', '/apps/bare-app/dynos', { command: 'ls' });
     expect(bare.status).toBe(422);

@@ -1,52 +1,28 @@
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStore, type Store } from '../../src/store/index.js';
 import { startBerth, type BerthProcess } from '../support/berth-process.js';
+import { apiClient } from '../support/api.js';
 import { git } from '../support/e2e.js';
+import { call, type Reply } from '../support/router.js';
+import { untilWith } from '../support/until.js';
 
 const ADMIN = 'run-admin-token-0123456789abcdef';
 let berth: BerthProcess;
 let dir: string;
 let store: Store;
 
-async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
-  const res = await fetch(`${berth.apiUrl}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-  });
-  return (await res.json()) as T;
-}
+const api = apiClient(() => berth.apiUrl, ADMIN).ok;
+const until = untilWith({ timeoutMs: 60_000, intervalMs: 200, context: () => berth.stderr().slice(-3000) });
 
-/** A request through the router with a Host header (fetch cannot set one). */
-function viaRouter(host: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port: Number(berth.summary.http_port), path: '/', headers: { host } }, (res) => {
-      let body = '';
-      res.on('data', (d: Buffer) => (body += d.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
+/** A request through the node's router to an app's hostname. */
+const viaRouter = (host: string): Promise<Reply> => call({ port: Number(berth.summary.http_port), host });
 
 /** The published endpoints of an app's web dynos, as the router will see them. */
 async function endpoints(app: string): Promise<string[]> {
   return (await store.range(`/berth/services/${app}/`, { prefix: true })).kvs.map((kv) => kv.value);
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}:\n${berth.stderr().slice(-3000)}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
 }
 
 beforeAll(async () => {

@@ -6,7 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { routersCaughtUp } from '../../src/domain/routers.js';
 import { openStore, type Store } from '../../src/store/index.js';
 import { startAgent, startBerth, type AgentProcess, type BerthProcess } from '../support/berth-process.js';
-import { apiAs, appRepo, git, until } from '../support/e2e.js';
+import { apiClient } from '../support/api.js';
+import { appRepo, git } from '../support/e2e.js';
+import { untilWith } from '../support/until.js';
 
 /**
  * The router issue's promise, end to end: real nginx in front of dynos on two `berth agent`
@@ -22,8 +24,9 @@ let dir: string;
 let store: Store;
 const agents: AgentProcess[] = [];
 
-const api = apiAs(() => berth.apiUrl, ADMIN);
-const waitFor = <T>(what: string, fn: () => Promise<T | undefined>, ms = 60_000): Promise<T> => until(what, fn, ms, () => berth.stderr().slice(-2000));
+const client = apiClient(() => berth.apiUrl, ADMIN);
+const api = client.ok;
+const waitFor = untilWith({ timeoutMs: 60_000, intervalMs: 100, context: () => berth.stderr().slice(-2000) });
 
 interface Dyno {
   name: string;
@@ -163,7 +166,7 @@ describe('under 50 connections of load, through nginx', () => {
     expect(target).toBeDefined();
     // Before the first build there is nothing to run: refused, not a stopped app.
     const slugless = releases.find((rel) => !rel.slug);
-    const refused = await fetch(`${berth.apiUrl}/apps/busy/releases`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }, body: JSON.stringify({ release: slugless?.id }) });
+    const refused = await client('POST', '/apps/busy/releases', { release: slugless?.id });
     expect(refused.status).toBe(422);
     const r = await underLoad('rollback', async () => {
       await api('POST', '/apps/busy/releases', { release: target?.id });

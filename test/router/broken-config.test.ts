@@ -3,7 +3,9 @@ import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStore, type Store } from '../../src/store/index.js';
-import { afterReload, call, dyno, until, startRouter, type SuiteRouter } from './client.js';
+import { routersAt } from '../support/router.js';
+import { until } from '../support/until.js';
+import { afterReload, call, dyno, startRouter, type SuiteRouter } from './client.js';
 
 /**
  * A change nginx refuses must not take the router down: the templater checks the staged config
@@ -23,7 +25,8 @@ const badCert = {
   app_id: 'id-fresh',
   certificate_chain: '-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n',
   private_key: '-----BEGIN PRIVATE KEY-----\ngarbage\n-----END PRIVATE KEY-----\n',
-  ssl_cert: { cert_domains: ['fresh.berth.test'], starts_at: '2026-01-01T00:00:00Z', expires_at: '2036-01-01T00:00:00Z', issuer: 'x', subject: 'x' },
+  // A well-formed record (the router skips malformed ones) whose PEMs nginx cannot load.
+  ssl_cert: { cert_domains: ['fresh.berth.test'], starts_at: '2026-01-01T00:00:00Z', expires_at: '2036-01-01T00:00:00Z', issuer: 'x', subject: 'x', 'ca_signed?': false, 'self_signed?': true },
   created_at: '2026-11-24T00:00:00Z',
   updated_at: '2026-11-24T00:00:00Z',
 };
@@ -42,7 +45,7 @@ afterAll(async () => {
 
 describe('a change nginx refuses', () => {
   it('keeps the old config serving, and recovers with the next good change', async () => {
-    await until(async () => (await call({ port, host: 'keep.berth.test' })).status === 200);
+    await until('keep.berth.test answering', async () => (await call({ port, host: 'keep.berth.test' })).status === 200);
     const before = readFileSync(join(dir, 'nginx.conf'), 'utf8');
     // One txn: a new app and a certificate for it that nginx cannot load.
     await store.txn({
@@ -55,7 +58,7 @@ describe('a change nginx refuses', () => {
     });
     // The router applies the endpoints (no reload needed for them) and reports the revision.
     const revision = await store.currentRevision();
-    await until(async () => ((JSON.parse((await store.get('/berth/routers/broken'))?.value ?? '{}') as { revision?: number }).revision ?? 0) >= revision);
+    await routersAt(store, revision, { id: 'broken' });
     expect(readFileSync(join(dir, 'nginx.conf'), 'utf8')).toBe(before);
     // The running nginx never saw the broken config: the old apps answer, a steady stream of them.
     const answers = await Promise.all(Array.from({ length: 50 }, () => call({ port, host: 'keep.berth.test' })));

@@ -1,49 +1,15 @@
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type Server } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
-import type { PeerCertificate, TLSSocket } from 'node:tls';
 import { join } from 'node:path';
 import { createLogger } from '../../src/domain/log.js';
 import { Router, type RouterOptions } from '../../src/router/index.js';
 import type { Store } from '../../src/store/index.js';
 import { freePort } from '../support/ports.js';
+import { until } from '../support/until.js';
 
-export interface Reply {
-  status: number;
-  body: string;
-  headers: IncomingHttpHeaders;
-  /** The certificate the server presented (HTTPS). */
-  cert?: PeerCertificate;
-}
-
-export interface Call {
-  port: number;
-  host: string;
-  path?: string;
-  method?: string;
-  headers?: Record<string, string>;
-  body?: Buffer | string;
-  /** HTTPS with SNI = host, trusting only `ca`. */
-  tls?: { ca: string };
-}
-
-/** node:http(s), not fetch: fetch will not send a Host header of our choosing, nor SNI to 127.0.0.1. */
-export function call(c: Call): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const options = { host: '127.0.0.1', port: c.port, path: c.path ?? '/', method: c.method ?? 'GET', headers: { host: c.host, ...c.headers }, agent: false as const };
-    const onResponse = (res: IncomingMessage): void => {
-      const chunks: Buffer[] = [];
-      const cert = c.tls ? (res.socket as TLSSocket).getPeerCertificate() : undefined;
-      res.on('data', (d: Buffer) => chunks.push(d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString(), headers: res.headers, ...(cert ? { cert } : {}) }));
-    };
-    const req = c.tls ? httpsRequest({ ...options, servername: c.host, ca: c.tls.ca }, onResponse) : httpRequest(options, onResponse);
-    req.on('error', reject);
-    req.end(c.body);
-  });
-}
+export { call, type Call, type Reply } from '../support/router.js';
 
 /** The nginx workers now running under the router in `dir`. */
 export function workers(dir: string): string[] {
@@ -61,20 +27,16 @@ export function workers(dir: string): string[] {
  * one worker runs.
  */
 export async function afterReload(dir: string, beforeOrCond: string[] | (() => Promise<boolean> | boolean), ms = 8000): Promise<void> {
-  if (typeof beforeOrCond === 'function') await until(beforeOrCond, ms);
+  if (typeof beforeOrCond === 'function') await until('the new config to answer', beforeOrCond, ms);
   const before = typeof beforeOrCond === 'function' ? [] : beforeOrCond;
-  await until(() => {
-    const now = workers(dir);
-    return now.length === 1 && !before.includes(now[0] ?? '');
-  }, ms);
-}
-
-export async function until(cond: () => Promise<boolean> | boolean, ms = 8000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 25));
-  }
+  await until(
+    'one nginx worker, a new one',
+    () => {
+      const now = workers(dir);
+      return now.length === 1 && !before.includes(now[0] ?? '');
+    },
+    ms,
+  );
 }
 
 /**

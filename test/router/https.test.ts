@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apiHarness, type Harness } from '../controller/harness.js';
 import { selfSigned } from '../support/certs.js';
-import { afterReload, call, dyno, until, type Reply, startRouter, type SuiteRouter } from './client.js';
+import { until } from '../support/until.js';
+import { afterReload, call, dyno, type Reply, startRouter, type SuiteRouter } from './client.js';
 
 let h: Harness;
 let suite: SuiteRouter;
@@ -37,7 +38,7 @@ afterAll(async () => {
 
 describe('router HTTPS (real nginx, SNI)', () => {
   it('refuses a TLS handshake for a name no certificate serves', async () => {
-    await until(async () => (await http('shop.berth.test')).status === 200);
+    await until('shop.berth.test answering', async () => (await http('shop.berth.test')).status === 200);
     expect(await refused(https('shop.berth.test'))).toBe(true);
   });
 
@@ -87,10 +88,10 @@ describe('router HTTPS (real nginx, SNI)', () => {
     expect((await h.call(h.tokens.alice, 'PATCH', `/apps/shop/sni-endpoints/${endpoint?.id ?? ''}`, { certificate_chain: renewed.cert, private_key: renewed.key })).status).toBe(200);
     await afterReload(dir, async () => (await https('shop.berth.test', renewed.cert).catch(() => undefined))?.status === 200);
     // The old files go once nginx.conf no longer names them.
-    await until(() => readdirSync(join(dir, 'certs')).length === 2);
+    await until('two certificate files', () => readdirSync(join(dir, 'certs')).length === 2);
     expect((await h.call(h.tokens.alice, 'DELETE', `/apps/shop/sni-endpoints/${endpoint?.id ?? ''}`)).status).toBe(200);
     await afterReload(dir, () => refused(https('shop.berth.test', renewed.cert)));
-    await until(() => readdirSync(join(dir, 'certs')).length === 0);
+    await until('no certificate files', () => readdirSync(join(dir, 'certs')).length === 0);
     expect((await http('shop.berth.test')).status).toBe(200);
   });
 });

@@ -5,7 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
 import { apiHarness, type Harness } from '../controller/harness.js';
 import { freePort } from '../support/ports.js';
-import { afterReload, call, dyno, until, workers, startRouter, type SuiteRouter } from './client.js';
+import { until } from '../support/until.js';
+import { afterReload, call, dyno, workers, startRouter, type SuiteRouter } from './client.js';
 
 let h: Harness;
 let suite: SuiteRouter;
@@ -30,7 +31,7 @@ beforeAll(async () => {
   await h.store.put('/berth/services/shop/shop.web.1@v3', a.endpoint);
   await h.store.put('/berth/services/shop/shop.web.2@v3-1', b.endpoint);
   await h.store.put('/berth/services/crashy/crashy.web.1@v1', `127.0.0.1:${await freePort()}`);
-  await until(async () => (await get('shop.berth.test')).status === 200);
+  await until('shop.berth.test answering', async () => (await get('shop.berth.test')).status === 200);
 }, 30_000);
 afterAll(async () => {
   await suite?.stop();
@@ -42,7 +43,7 @@ describe('router logs (real nginx)', () => {
     const served: string[] = [];
     for (let i = 0; i < 12; i++) served.push((JSON.parse((await get('shop.berth.test', `/hello?i=${i}`, { 'x-request-id': `req-${i}` })).body) as { dyno: string }).dyno);
     const hello = (): string[] => logOf('shop').filter((l) => l.includes('path="/hello'));
-    await until(() => hello().length === 12);
+    await until('12 log lines', () => hello().length === 12);
     expect(lines.every((l) => l.source === 'berth' && l.dyno === 'router')).toBe(true);
     const log = hello();
     for (let i = 0; i < 12; i++) {
@@ -54,7 +55,7 @@ describe('router logs (real nginx)', () => {
   it('logs H14 for an app with no web dynos and H10 when no dyno accepts the connection', async () => {
     expect((await get('idle.berth.test')).status).toBe(503);
     expect((await get('crashy.berth.test')).status).toBe(502);
-    await until(() => logOf('idle').length === 1 && logOf('crashy').length === 1);
+    await until('the H14 and H10 lines', () => logOf('idle').length === 1 && logOf('crashy').length === 1);
     expect(logOf('idle')[0]).toMatch(/^at=error code=H14 desc="No web processes running" method=GET path="\/" host=idle\.berth\.test request_id=[0-9a-f]{32} fwd="127\.0\.0\.1" dyno= connect= service= status=503 bytes=\d+ protocol=http$/);
     expect(logOf('crashy')[0]).toMatch(/^at=error code=H10 desc="App crashed" .* dyno=web\.1 connect= service=\d+ms status=502 /);
   });
@@ -77,7 +78,7 @@ describe('router settings applied (real nginx)', () => {
     await afterReload(dir, before);
     expect(conf()).toContain('client_max_body_size 1m;');
     expect((await post()).status).toBe(413);
-    await until(() => logOf('shop').some((l) => / path="\/upload" .* status=413 /.test(l)));
+    await until('the 413 line', () => logOf('shop').some((l) => / path="\/upload" .* status=413 /.test(l)));
   });
 
   it('answers 504 and logs H12 when a dyno outlasts read_timeout', async () => {
@@ -86,7 +87,7 @@ describe('router settings applied (real nginx)', () => {
     await afterReload(dir, before);
     expect(conf()).toMatch(/worker_connections 1024;[\s\S]*proxy_read_timeout 1s;/);
     expect((await get('shop.berth.test', '/slow')).status).toBe(504);
-    await until(() => logOf('shop').some((l) => l.includes('path="/slow"')));
+    await until('the H12 line', () => logOf('shop').some((l) => l.includes('path="/slow"')));
     expect(logOf('shop').find((l) => l.includes('path="/slow"'))).toMatch(/^at=error code=H12 desc="Request timeout" method=GET path="\/slow" .* dyno=web\.\d connect=\d+ms service=\d{4}ms status=504 /);
     const again = workers(dir);
     await h.call(h.tokens.admin, 'PATCH', '/berth/router', { body_size: null, read_timeout: null, worker_connections: null });
@@ -102,17 +103,17 @@ describe('websockets through the router (real nginx)', () => {
     wss.on('connection', (socket, req) => socket.on('message', (data) => socket.send(`${String(req.headers['x-forwarded-proto'])}:${String(data)}`)));
     await new Promise((r) => wss.once('listening', r));
     await h.store.put('/berth/services/idle/idle.web.1@v1', `127.0.0.1:${wsPort}`);
-    await until(async () => (await get('idle.berth.test')).status !== 503);
+    await until('idle.berth.test routed', async () => (await get('idle.berth.test')).status !== 503);
     const client = new WebSocket(`ws://127.0.0.1:${port}/chat`, { headers: { host: 'idle.berth.test' } });
     await new Promise((resolve, reject) => client.once('open', resolve).once('error', reject));
     const echoes: string[] = [];
     client.on('message', (d) => echoes.push(String(d)));
     for (const m of ['hello', 'through', 'nginx']) client.send(m);
-    await until(() => echoes.length === 3);
+    await until('three echoes', () => echoes.length === 3);
     expect(echoes).toEqual(['http:hello', 'http:through', 'http:nginx']);
     client.close();
     await new Promise((r) => client.once('close', r));
-    await until(() => logOf('idle').some((l) => l.includes('path="/chat"')));
+    await until('the 101 line', () => logOf('idle').some((l) => l.includes('path="/chat"')));
     expect(logOf('idle').find((l) => l.includes('path="/chat"'))).toMatch(/^at=info method=GET path="\/chat" host=idle\.berth\.test .* dyno=web\.1 .* status=101 /);
     await new Promise((r) => wss.close(r));
   });

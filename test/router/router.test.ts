@@ -1,10 +1,12 @@
 import { execFileSync } from 'node:child_process';
-import { createServer, request, type IncomingHttpHeaders, type Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStore, type Store } from '../../src/store/index.js';
 import { freePort } from '../support/ports.js';
+import { call, routersAt, type Reply } from '../support/router.js';
+import { until } from '../support/until.js';
 import { startRouter, type SuiteRouter } from './client.js';
 
 let store: Store;
@@ -26,26 +28,7 @@ async function dyno(name: string): Promise<string> {
   return `127.0.0.1:${p}`;
 }
 
-/** node:http, not fetch: fetch will not send a Host header of our choosing. */
-function get(host: string, path = '/', headers: Record<string, string> = {}): Promise<{ status: number; body: string; headers: IncomingHttpHeaders }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, headers: { host, ...headers } }, (res) => {
-      let body = '';
-      res.on('data', (d: Buffer) => (body += d.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
-
-async function until(cond: () => Promise<boolean>, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+const get = (host: string, path = '/', headers: Record<string, string> = {}): Promise<Reply> => call({ port, host, path, headers });
 
 const workerPids = (): string => execFileSync('pgrep', ['-P', readFileSync(join(dir, 'nginx.pid'), 'utf8').trim()]).toString().trim();
 
@@ -78,7 +61,7 @@ describe('router (real nginx)', () => {
     const b = await dyno('web.2');
     const put = await store.put('/berth/services/shop/shop.web.1@v2', a);
     await store.put('/berth/services/shop/shop.web.2@v2', b);
-    await until(async () => (await get('shop.berth.test')).status === 200);
+    await until('shop.berth.test answering', async () => (await get('shop.berth.test')).status === 200);
     const bodies = new Set<string>();
     for (let i = 0; i < 30; i++) bodies.add((await get('shop.berth.test')).body.split(' ')[0] ?? '');
     expect([...bodies].sort()).toEqual(['web.1', 'web.2']);
@@ -86,7 +69,7 @@ describe('router (real nginx)', () => {
     // Endpoint changes never reload nginx: the same workers serve.
     expect(workerPids()).toBe(workers);
     // The router reports having applied the change.
-    await until(async () => JSON.parse((await store.get('/berth/routers/r1'))?.value ?? '{"revision":0}').revision >= put.revision);
+    await routersAt(store, put.revision, { id: 'r1' });
   });
 
   it('passes X-Request-Id through, or makes one', async () => {
@@ -104,7 +87,7 @@ describe('router (real nginx)', () => {
     await new Promise((r) => setTimeout(r, 100));
     for (let i = 0; i < 20; i++) expect((await get('shop.berth.test')).status).toBe(200);
     await store.delete('/berth/services/shop/', { prefix: true });
-    await until(async () => (await get('shop.berth.test')).status === 503);
+    await until('503 with no endpoints', async () => (await get('shop.berth.test')).status === 503);
   });
 
   it('refuses endpoint changes from anyone without the router\'s secret (dynos share the network)', async () => {
@@ -125,10 +108,10 @@ describe('router (real nginx)', () => {
   it('starts nginx again if it dies, and routes as before', async () => {
     const a = await dyno('web.9');
     await store.put('/berth/services/shop/shop.web.9@v3', a);
-    await until(async () => (await get('shop.berth.test')).status === 200);
+    await until('shop.berth.test answering', async () => (await get('shop.berth.test')).status === 200);
     const oldMaster = readFileSync(join(dir, 'nginx.pid'), 'utf8').trim();
     process.kill(Number(oldMaster), 'SIGKILL');
-    await until(async () => {
+    await until('a new nginx master, routing', async () => {
       const now = readFileSync(join(dir, 'nginx.pid'), 'utf8').trim();
       return now !== oldMaster && (await get('shop.berth.test').catch(() => ({ status: 0 }))).status === 200;
     }, 10_000);
@@ -139,7 +122,7 @@ describe('router (real nginx)', () => {
     const c = await dyno('new.1');
     await store.put('/berth/app-names/fresh', 'id-fresh');
     await store.put('/berth/services/fresh/fresh.web.1@v1', c);
-    await until(async () => (await get('fresh.berth.test')).status === 200, 10_000);
+    await until('fresh.berth.test answering', async () => (await get('fresh.berth.test')).status === 200, 10_000);
     expect((await get('fresh.berth.test')).body.split(' ')[0]).toBe('new.1');
   });
 });

@@ -20,26 +20,3 @@ export async function appRepo(dir: string, apiUrl: string, token: string, app: s
   }
 }
 
-/** Polls `fn` until it returns something; on timeout, says what it waited for and `context()`. */
-export async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 60_000, context: () => string = () => ''): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}:\n${context()}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-/** JSON calls to the API as one user; a non-2xx answer throws with its body unless `raw`. */
-export function apiAs(apiUrl: () => string, token: string): <T>(method: string, path: string, body?: unknown) => Promise<T> {
-  return async <T>(method: string, path: string, body?: unknown): Promise<T> => {
-    const res = await fetch(`${apiUrl()}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-    });
-    if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${await res.text()}`);
-    return (await res.json()) as T;
-  };
-}

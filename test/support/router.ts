@@ -1,3 +1,6 @@
+import { request as httpRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import type { PeerCertificate, TLSSocket } from 'node:tls';
 import { decodeAll, put, tryDecode } from '../../src/domain/codec.js';
 import { keys } from '../../src/domain/keys.js';
 import type { Logger } from '../../src/domain/log.js';
@@ -7,6 +10,47 @@ import { ControlLoop, Registration } from '../../src/loop/index.js';
 import type { Store, WatchBatch } from '../../src/store/index.js';
 import { silentLog } from './log.js';
 import { until } from './until.js';
+
+export interface Reply {
+  status: number;
+  body: string;
+  headers: IncomingHttpHeaders;
+  /** The certificate the server presented (HTTPS). */
+  cert?: PeerCertificate;
+}
+
+export interface Call {
+  /** The router's HTTP (or HTTPS) port on loopback. */
+  port: number;
+  /** The Host header (and SNI name) to send: which app the router should pick. */
+  host: string;
+  path?: string;
+  method?: string;
+  headers?: Record<string, string>;
+  body?: Buffer | string;
+  /** HTTPS with SNI = host, trusting only `ca`. */
+  tls?: { ca: string };
+}
+
+/**
+ * A request through a router to an app by hostname: the one helper every suite that talks to nginx
+ * uses. node:http(s), not fetch: fetch will not send a Host header of our choosing, nor SNI to
+ * 127.0.0.1. A fresh connection each time (no keep-alive), so a reload's old workers are not reused.
+ */
+export function call(c: Call): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const options = { host: '127.0.0.1', port: c.port, path: c.path ?? '/', method: c.method ?? 'GET', headers: { host: c.host, ...c.headers }, agent: false as const };
+    const onResponse = (res: IncomingMessage): void => {
+      const chunks: Buffer[] = [];
+      const cert = c.tls ? (res.socket as TLSSocket).getPeerCertificate() : undefined;
+      res.on('data', (d: Buffer) => chunks.push(d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString(), headers: res.headers, ...(cert ? { cert } : {}) }));
+    };
+    const req = c.tls ? httpsRequest({ ...options, servername: c.host, ca: c.tls.ca }, onResponse) : httpRequest(options, onResponse);
+    req.on('error', reject);
+    req.end(c.body);
+  });
+}
 
 export interface TestRouterOptions {
   store: Store;

@@ -34,3 +34,12 @@ export async function until<T>(what: string, probe: () => Answer<T> | Promise<An
     await new Promise((r) => setTimeout(r, o.intervalMs ?? 25));
   }
 }
+
+/**
+ * `until` with a suite's own defaults (a longer timeout, a slower pace, what to print on failure):
+ * `const waitFor = untilWith({ timeoutMs: 60_000, context: () => berth.stderr() })`. A number or
+ * options given at the call still win.
+ */
+export function untilWith(defaults: UntilOptions): <T>(what: string, probe: () => Answer<T> | Promise<Answer<T>>, options?: number | UntilOptions) => Promise<T> {
+  return (what, probe, options = {}) => until(what, probe, { ...defaults, ...(typeof options === 'number' ? { timeoutMs: options } : options) });
+}

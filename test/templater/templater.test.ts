@@ -6,6 +6,7 @@ import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/domain/log.js';
 import { openStore, type Store } from '../../src/store/index.js';
 import { Templater, loadResources, parseResource, type TemplateResource } from '../../src/templater/index.js';
+import { until } from '../support/until.js';
 
 const root = mkdtempSync(join(tmpdir(), 'berth-templater-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -38,14 +39,6 @@ function resource(extra: Partial<TemplateResource> = {}): TemplateResource {
 
 function reloads(): number {
   return existsSync(join(dir, 'reloads')) ? readFileSync(join(dir, 'reloads'), 'utf8').trim().split('\n').length : 0;
-}
-
-async function until(cond: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 function templater(r: TemplateResource, extra: { resyncMs?: number; onApplied?: (rev: number) => void } = {}): Templater {
@@ -81,11 +74,11 @@ describe('templater', () => {
     for (let i = 0; i < 10; i++) await store.put(`/svc/web/${i}`, `10.0.1.${i}:80`);
     // The file is in place before its reload command has run: wait for the reload itself, then
     // long enough for a second one to show had the burst not been rendered once.
-    await until(() => readFileSync(r.dest, 'utf8').includes('10.0.1.9:80') && reloads() >= 2);
+    await until('the new endpoint rendered and reloaded', () => readFileSync(r.dest, 'utf8').includes('10.0.1.9:80') && reloads() >= 2);
     await new Promise((res) => setTimeout(res, 150));
     expect(reloads()).toBe(2);
     await store.delete('/svc/web/', { prefix: true });
-    await until(() => !readFileSync(r.dest, 'utf8').includes('upstream web'));
+    await until('the upstream gone', () => !readFileSync(r.dest, 'utf8').includes('upstream web'));
     expect(readdirSync(dir).filter((f) => f.includes('.berth-'))).toEqual([]);
   });
 
@@ -96,13 +89,13 @@ describe('templater', () => {
     await t.start();
     const good = readFileSync(r.dest, 'utf8');
     await store.put('/svc/web/z', 'bad:80');
-    await until(() => t.outcomes.get('up') === 'check_failed');
+    await until('a failed check', () => t.outcomes.get('up') === 'check_failed');
     expect(readFileSync(r.dest, 'utf8')).toBe(good);
     expect(reloads()).toBe(1);
     expect(readdirSync(dir).filter((f) => f.includes('.berth-'))).toEqual([]);
     await store.delete('/svc/web/z');
     await store.put('/svc/web/c', '10.0.0.3:80');
-    await until(() => readFileSync(r.dest, 'utf8').includes('10.0.0.3:80') && reloads() >= 2);
+    await until('the good change rendered and reloaded', () => readFileSync(r.dest, 'utf8').includes('10.0.0.3:80') && reloads() >= 2);
     expect(reloads()).toBe(2);
   });
 
@@ -113,7 +106,7 @@ describe('templater', () => {
     await t.start();
     const want = readFileSync(r.dest, 'utf8');
     writeFileSync(r.dest, 'hand edit\n');
-    await until(() => readFileSync(r.dest, 'utf8') === want);
+    await until('the rendered file', () => readFileSync(r.dest, 'utf8') === want);
   });
 
   it('checks a real nginx config with nginx -t before using it', async () => {
@@ -125,7 +118,7 @@ describe('templater', () => {
     await t.start();
     expect(t.outcomes.get('nginx')).toBe('updated');
     await store.put('/svc/web/b', 'not a host:port;;');
-    await until(() => t.outcomes.get('nginx') === 'check_failed');
+    await until('a failed check', () => t.outcomes.get('nginx') === 'check_failed');
     expect(readFileSync(r.dest, 'utf8')).toContain('127.0.0.1:8080');
     expect(readFileSync(r.dest, 'utf8')).not.toContain('not a host');
   });

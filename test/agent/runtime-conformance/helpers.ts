@@ -107,15 +107,7 @@ export function makeContext(started: RunningDyno[]): SuiteContext {
   return ctx;
 }
 
-export async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, ms = 10_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await Promise.resolve(probe()).catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+export { until } from '../../support/until.js';
 
 /** 'pending' when the promise has not settled within ms. */
 export function settledWithin<T>(p: Promise<T>, ms: number): Promise<T | 'pending'> {

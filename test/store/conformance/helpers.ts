@@ -56,15 +56,6 @@ export async function expectCode(p: Promise<unknown>, code: StoreErrorCode): Pro
   expect(isStoreError(err) ? err.code : err).toBe(code);
 }
 
-export async function until(cond: () => Promise<boolean>, timeoutMs: number): Promise<number> {
-  const start = Date.now();
-  while (Date.now() - start < timeoutMs) {
-    if (await cond()) return Date.now() - start;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`condition not met within ${timeoutMs}ms`);
-}
-
 /** The harness and client of one backend's suite, filled in by its beforeAll. */
 export interface SuiteContext {
   h: StoreHarness;

@@ -1,6 +1,7 @@
 import { beforeAll, expect, it } from 'vitest';
 import { Election, LeaseKeeper, StoreErrorCode, isStoreError, type Store, type WatchEvent } from '../../../src/store/index.js';
-import { expectCode, next, take, unique, until, type StoreHarness, type SuiteContext } from './helpers.js';
+import { until } from '../../support/until.js';
+import { expectCode, next, take, unique, type StoreHarness, type SuiteContext } from './helpers.js';
 
 /** Watches, leases, election, compaction and surviving a restart. */
 export function watchLeaseCases(ctx: SuiteContext, capabilities: { restart: boolean }): void {
@@ -72,8 +73,9 @@ export function watchLeaseCases(ctx: SuiteContext, capabilities: { restart: bool
     expect(info.keys).toEqual([`${p}a`, `${p}b`]);
     expect(info.remaining).toBeGreaterThan(0);
     const watch = await store.watch(p, { prefix: true });
-    const elapsed = await until(async () => (await store.get(`${p}a`)) === undefined, 15_000);
-    expect(elapsed).toBeLessThan(10_000);
+    const started = Date.now();
+    await until('the lease to expire', async () => (await store.get(`${p}a`)) === undefined, 15_000);
+    expect(Date.now() - started).toBeLessThan(10_000);
     const events = await take(watch, 2);
     expect(events.map((e) => `${e.type} ${e.kv.key.slice(p.length)}`).sort()).toEqual(['delete a', 'delete b']);
     expect(await store.get(`${p}b`)).toBeUndefined();
@@ -135,11 +137,11 @@ export function watchLeaseCases(ctx: SuiteContext, capabilities: { restart: bool
     expect(await leaderA.isLeader()).toBe(false);
     await expectCode(leaderA.proclaim('still me?'), StoreErrorCode.NotLeader);
     expect((await a.leader())?.value).toBe('node-b');
-    await until(async () => seen.includes('node-b'), 5000);
+    await until('node-b observed', () => seen.includes('node-b'), 5000);
     expect(seen.slice(0, 2)).toEqual(['node-a', 'node-b']);
     // Resigning hands over at once; with no candidates there is no leader.
     await leaderB.resign();
-    await until(async () => seen[seen.length - 1] === undefined, 5000);
+    await until('no leader observed', () => seen[seen.length - 1] === undefined, 5000);
     expect(await a.leader()).toBeUndefined();
     abort.abort();
     await observing;
