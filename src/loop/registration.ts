@@ -40,9 +40,18 @@ export class Registration {
   }
 
   private async acquire(): Promise<void> {
-    const keeper = await LeaseKeeper.start(this.o.store, { ttl: this.o.ttl, onLost: () => this.lost(keeper) });
+    let lostWhileRegistering = false;
+    const keeper = await LeaseKeeper.start(this.o.store, {
+      ttl: this.o.ttl,
+      onLost: () => {
+        lostWhileRegistering = this.keeper !== keeper;
+        this.lost(keeper);
+      },
+    });
     try {
       await this.o.register(keeper.id);
+      // Lost before it was ours: what register wrote went with it, and nobody would notice.
+      if (lostWhileRegistering) throw new Error('the lease was lost while registering');
     } catch (err) {
       await keeper.revoke().catch(() => undefined);
       throw err;

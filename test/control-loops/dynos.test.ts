@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { keys } from '../../src/domain/keys.js';
 import { until } from '../support/until.js';
 import { Cluster } from './harness.js';
 
@@ -115,5 +116,25 @@ describe('stop ordering', () => {
       if (e.what.startsWith('unpublish shop.')) live--;
       expect(live).toBeGreaterThanOrEqual(1);
     }
+  });
+});
+
+describe('an agent that loses its lease', () => {
+  it('registers again, and the cluster converges: every unit placed, one process each, endpoints back', async () => {
+    cluster = await Cluster.start();
+    await cluster.router('r1');
+    const m1 = await cluster.agent('m1', { memoryBytes: 4 * 1024 ** 3 });
+    await cluster.scheduler('s1');
+    await cluster.app('shop', { web: 'serve', worker: 'hang' }, { web: 2, worker: 1 });
+    const upCount = async (): Promise<number> => [...(await cluster.statuses('shop')).values()].filter((s) => s.state === 'up').length;
+    await until('three dynos up', async () => ((await upCount()) === 3 ? true : undefined));
+    const lease = (await cluster.store.get(keys.machine('m1')))?.lease as string;
+    await cluster.store.revokeLease(lease);
+    // Its machine, endpoints and statuses went with the lease; the scheduler moved its units off.
+    await until('its units removed', () => cluster.indexOf(/^remove m1\/shop\.worker\.1@v2$/) >= 0);
+    await until('registered again', async () => ((await cluster.store.get(keys.machine('m1')))?.lease !== lease ? true : undefined), 5000);
+    await until('three dynos up again', async () => ((await upCount()) === 3 && m1.runtime.running().length === 3 ? true : undefined));
+    expect((await cluster.units('shop')).map((u) => u.key).sort()).toEqual(['shop.web.1@v2', 'shop.web.2@v2', 'shop.worker.1@v2']);
+    expect([...(await cluster.endpoints('shop')).keys()].sort()).toEqual(['shop.web.1@v2', 'shop.web.2@v2']);
   });
 });

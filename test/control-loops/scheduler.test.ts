@@ -103,6 +103,30 @@ describe('fencing after losing the leadership', () => {
   });
 });
 
+describe('failover', () => {
+  it('a rollout the old leader began is finished by the new one', async () => {
+    cluster = await Cluster.start();
+    await cluster.router('r1', { delayMs: 300 });
+    const m1 = await cluster.agent('m1', { memoryBytes: 4 * GiB });
+    const a = await cluster.scheduler('a');
+    await until('a leads', () => a.isLeader);
+    const b = await cluster.scheduler('b');
+    await cluster.app('shop', { web: 'serve' }, { web: 2 });
+    await until('v2 published', async () => ((await cluster.endpoints('shop')).size === 2 ? true : undefined));
+    await cluster.deploy('shop', { web: 'serve' });
+    // a places the new units; it goes before the handshake lets it remove the old ones.
+    await until('a v3 unit placed', async () => ((await cluster.units('shop')).some((u) => u.unit.release === 3) ? true : undefined));
+    await a.stop();
+    await until('b leads', () => b.isLeader, 5000);
+    await until('only v3 units', async () => {
+      const units = await cluster.units('shop');
+      return units.length === 2 && units.every((u) => u.unit.release === 3) ? true : undefined;
+    });
+    await until('two processes', () => m1.runtime.running().length === 2);
+    expect([...(await cluster.endpoints('shop')).keys()].sort()).toEqual(['shop.web.1@v3', 'shop.web.2@v3']);
+  });
+});
+
 describe('failed rollouts', () => {
   it('marks a release whose web dynos crash 3 times each failed, with the reason, and the old release keeps running', async () => {
     cluster = await Cluster.start();

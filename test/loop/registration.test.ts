@@ -26,7 +26,9 @@ interface Holder {
 }
 
 /** A holder that writes one key under each lease it is given, and remembers when and with which. */
-async function holder(o: { fail?: (attempt: number) => boolean; onLost?: () => void; log?: ReturnType<typeof silentLog> } = {}): Promise<Holder> {
+async function holder(
+  o: { fail?: (attempt: number) => boolean; after?: (lease: string, attempt: number) => Promise<void>; onLost?: () => void; log?: ReturnType<typeof silentLog> } = {},
+): Promise<Holder> {
   const key = `/reg/${holders++}`;
   const leases: string[] = [];
   const attempts: { lease: string; at: number }[] = [];
@@ -39,6 +41,7 @@ async function holder(o: { fail?: (attempt: number) => boolean; onLost?: () => v
       if (o.fail?.(attempts.length)) throw new Error(`attempt ${attempts.length} refused`);
       await store.put(key, lease, { lease });
       leases.push(lease);
+      await o.after?.(lease, attempts.length);
     },
     ...(o.onLost ? { onLost: o.onLost } : {}),
   });
@@ -91,6 +94,24 @@ describe.concurrent('Registration', () => {
     expect(new Set(attempts.map((a) => a.lease)).size).toBe(5);
     for (const a of attempts.slice(1, 4)) expect((await store.leaseInfo(a.lease)).remaining).toBe(-1);
     expect(reg.leaseId).toBe(leases[1]);
+  });
+
+  it('registers again when the lease is lost while a re-registration is still running, instead of keeping a dead lease', async () => {
+    // The second registration's lease dies after its write, while the registration is still running.
+    const { reg, key, leases, attempts } = await holder({
+      after: async (lease, attempt) => {
+        if (attempt !== 2) return;
+        await store.revokeLease(lease);
+        await new Promise((r) => setTimeout(r, 800));
+      },
+    });
+    await store.revokeLease(leases[0] as string);
+    const live = await until('a live registration', async () => {
+      const id = reg.leaseId;
+      return id && (await store.leaseInfo(id)).remaining > 0 && (await store.get(key))?.lease === id ? id : undefined;
+    }, 5000);
+    expect(attempts.length).toBeGreaterThanOrEqual(3);
+    expect(live).toBe(attempts[attempts.length - 1]?.lease);
   });
 
   it('stop() revokes the lease: what lives under it goes at once', async () => {
