@@ -132,9 +132,16 @@ describe('an agent that loses its lease', () => {
     await cluster.store.revokeLease(lease);
     // Its machine, endpoints and statuses went with the lease; the scheduler moved its units off.
     await until('its units removed', () => cluster.indexOf(/^remove m1\/shop\.worker\.1@v2$/) >= 0);
-    await until('registered again', async () => ((await cluster.store.get(keys.machine('m1')))?.lease !== lease ? true : undefined), 5000);
-    await until('three dynos up again', async () => ((await upCount()) === 3 && m1.runtime.running().length === 3 ? true : undefined));
+    await until('registered again', async () => {
+      const machine = await cluster.store.get(keys.machine('m1'));
+      return machine && machine.lease !== lease ? true : undefined;
+    }, 5000);
+    const ids = (): string[] => m1.runtime.running().map((d) => d.id);
+    await until('three units placed, up and running again', async () => ((await cluster.units('shop')).length === 3 && (await upCount()) === 3 && ids().length === 3 ? true : undefined));
+    await until('both endpoints back', async () => ((await cluster.endpoints('shop')).size === 2 ? true : undefined));
     expect((await cluster.units('shop')).map((u) => u.key).sort()).toEqual(['shop.web.1@v2', 'shop.web.2@v2', 'shop.worker.1@v2']);
     expect([...(await cluster.endpoints('shop')).keys()].sort()).toEqual(['shop.web.1@v2', 'shop.web.2@v2']);
+    // One process per unit: none left over from before the loss.
+    expect(new Set(m1.runtime.running().map((d) => d.spec.dyno))).toEqual(new Set(['web.1', 'web.2', 'worker.1']));
   });
 });

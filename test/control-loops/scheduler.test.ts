@@ -26,7 +26,8 @@ describe('fencing after losing the leadership', () => {
     const aStore = new CountingStore(cluster.store);
     const a = await cluster.scheduler('a', { store: aStore });
     await until('a leads', () => a.isLeader);
-    const b = await cluster.scheduler('b');
+    // b reacts slowly, so a (which does not know yet) is the first to try writing after the coup.
+    const b = await cluster.scheduler('b', { debounceMs: 1000, maxWaitMs: 1000 });
     await cluster.app('one', { web: 'serve' }, { web: 1 });
     await until('one placed', () => placed(cluster, 'one'));
     expect(b.isLeader).toBe(false);
@@ -85,7 +86,8 @@ describe('fencing after losing the leadership', () => {
     await cluster.agent('m1', { memoryBytes: 4 * GiB });
     const a = await cluster.scheduler('a');
     await until('a leads', () => a.isLeader);
-    const b = await cluster.scheduler('b');
+    // b reacts slowly, so a (which does not know yet) is the first to try writing after the coup.
+    const b = await cluster.scheduler('b', { debounceMs: 1000, maxWaitMs: 1000 });
     await cluster.app('one', { web: 'serve' }, { web: 1 });
     await until('one placed', () => placed(cluster, 'one'));
     const [leader] = await candidates(cluster);
