@@ -6,13 +6,13 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from '../domain/log.js';
 import type { Store } from '../store/index.js';
 import { buildApi } from './api/server.js';
-import type { PlatformSettings } from './model/types.js';
-import { createServices, type Services } from './services.js';
+import type { PlatformSettings } from './services/types.js';
+import { createServices, type Services } from './services/index.js';
 
 export { buildApi } from './api/server.js';
-export { createServices, type ServiceOptions, type Services } from './services.js';
-export { Deploys, type RunningBuild } from './model/deploys.js';
-export type { PlatformSettings } from './model/types.js';
+export { createServices, type ServiceOptions, type Services } from './services/index.js';
+export { Deploys, type RunningBuild } from './services/deploys.js';
+export type { PlatformSettings } from './services/types.js';
 
 export interface Controller {
   api: FastifyInstance;

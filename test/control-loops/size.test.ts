@@ -30,7 +30,10 @@ describe('size', () => {
     await new Promise((r) => setTimeout(r, 600));
     const burstPasses = s.passes - before;
     expect(burstPasses).toBeGreaterThanOrEqual(1);
-    expect(burstPasses, `${burstPasses} passes for a burst of ${burstMs} ms`).toBeLessThan(20);
+    // Triggers merge: at most one pass per maximum wait while the burst lasts (plus the last one),
+    // however slow the machine makes the burst — not one per app.
+    expect(burstPasses, `${burstPasses} passes for a burst of ${burstMs} ms`).toBeLessThanOrEqual(Math.ceil(burstMs / 500) + 2);
+    expect(burstPasses).toBeLessThan(100);
     // The state came from the watch: the burst cost no reads at all.
     expect(counted.reads() - readsBefore).toBe(0);
 

@@ -1,4 +1,4 @@
-import type { AppRecord, CollaboratorRecord, DomainRecord, FormationEntry, PlatformSettings, ReleaseRecord, SshKeyRecord, UserRecord } from '../model/types.js';
+import type { AppRecord, CollaboratorRecord, DomainRecord, FormationEntry, PlatformSettings, ReleaseRecord, SshKeyRecord, UserRecord } from '../services/types.js';
 
 /**
  * Heroku Platform API v3 resource shapes. Fields Heroku has and Berth has no notion of are present

@@ -5,8 +5,8 @@ import type { Logger } from '../../domain/log.js';
 import { codecs } from '../../domain/records.js';
 import { follow, type Following } from '../../store/follow.js';
 import type { Store, TxnOp, WatchBatch } from '../../store/index.js';
-import { parseDrainUrl, type DrainRecord } from '../model/drains.js';
-import type { LogHub, LogLine } from '../model/logs.js';
+import { parseDrainUrl, type DrainRecord } from '../services/drains.js';
+import type { LogHub, LogLine } from '../services/logs.js';
 import { SyslogSender, syslogFrame, type SyslogSenderOptions } from './syslog.js';
 
 export interface DrainForwarderOptions {

@@ -2,7 +2,7 @@ import { connect, type Socket } from 'node:net';
 import { guardedLookup } from './targets.js';
 import { errorMessage } from '../../domain/errors.js';
 import type { Logger } from '../../domain/log.js';
-import type { LogLine } from '../model/log-store.js';
+import type { LogLine } from '../services/log-store.js';
 
 /** local7.info, what Heroku's logplex sends for every line. */
 const PRI = 190;

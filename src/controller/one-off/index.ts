@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Runtime } from '../../agent/runtime/types.js';
 import { BerthError, errorMessage } from '../../domain/errors.js';
-import type { Services } from '../services.js';
+import type { Services } from '../services/index.js';
 import { startRendezvous, type Rendezvous } from './rendezvous.js';
 import { registerOneOffRoutes, type RendezvousInfo } from './routes.js';
 import { OneOffRunner } from './runner.js';

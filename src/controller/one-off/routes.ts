@@ -3,9 +3,9 @@ import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { notFound } from '../../domain/errors.js';
 import { appRef } from '../api/serialize.js';
-import { getRun, requestStop, type RunRecord } from '../model/runs.js';
-import type { AppRecord } from '../model/types.js';
-import type { Services } from '../services.js';
+import { getRun, requestStop, type RunRecord } from '../services/runs.js';
+import type { AppRecord } from '../services/types.js';
+import type { Services } from '../services/index.js';
 import { DEFAULT_TTL, type OneOffRunner, type Sink } from './runner.js';
 
 /**

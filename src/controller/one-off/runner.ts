@@ -10,9 +10,9 @@ import { parseMemory } from '../../scheduler/view.js';
 import { DEFAULT_MEMORY, SIZE_MEMORY } from '../../scheduler/types.js';
 import { ControlLoop, Registration } from '../../loop/index.js';
 import type { KeyValue, Store } from '../../store/index.js';
-import type { AppAccess } from '../model/apps.js';
-import type { RunRecord } from '../model/runs.js';
-import type { UserRecord } from '../model/types.js';
+import type { AppAccess } from '../services/apps.js';
+import type { RunRecord } from '../services/runs.js';
+import type { UserRecord } from '../services/types.js';
 
 export interface RunnerOptions {
   store: Store;

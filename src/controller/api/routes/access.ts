@@ -1,9 +1,9 @@
 import type { FastifyInstance } from 'fastify';
 import { certNameCovers, certsForHosts } from '../../../domain/certs.js';
 import { invalid } from '../../../domain/errors.js';
-import type { AppAccess } from '../../model/apps.js';
-import type { DomainRecord } from '../../model/types.js';
-import type { Services } from '../../services.js';
+import type { AppAccess } from '../../services/apps.js';
+import type { DomainRecord } from '../../services/types.js';
+import type { Services } from '../../services/index.js';
 import { sendPage } from '../range.js';
 import * as shape from '../serialize.js';
 

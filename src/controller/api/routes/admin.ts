@@ -3,7 +3,7 @@ import { put, tryDecode } from '../../../domain/codec.js';
 import { forbidden } from '../../../domain/errors.js';
 import { keys } from '../../../domain/keys.js';
 import { codecs } from '../../../domain/records.js';
-import type { Services } from '../../services.js';
+import type { Services } from '../../services/index.js';
 import * as shape from '../serialize.js';
 
 function requireAdmin(req: FastifyRequest): void {

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { notFound } from '../../../domain/errors.js';
-import type { Services } from '../../services.js';
+import type { Services } from '../../services/index.js';
 import { sendPage } from '../range.js';
 import * as shape from '../serialize.js';
 

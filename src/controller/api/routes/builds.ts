@@ -3,7 +3,7 @@ import { conflict, notFound } from '../../../domain/errors.js';
 import { get, list } from '../../../domain/codec.js';
 import { keys } from '../../../domain/keys.js';
 import { codecs, type BuildRecord } from '../../../domain/records.js';
-import type { Services } from '../../services.js';
+import type { Services } from '../../services/index.js';
 import { sendPage } from '../range.js';
 
 /**

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { CertRecord } from '../../../domain/certs.js';
-import type { AppRecord } from '../../model/types.js';
-import type { Services } from '../../services.js';
+import type { AppRecord } from '../../services/types.js';
+import type { Services } from '../../services/index.js';
 import { sendPage } from '../range.js';
 import { appRef } from '../serialize.js';
 

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { invalid } from '../../../domain/errors.js';
-import type { Services } from '../../services.js';
+import type { Services } from '../../services/index.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 

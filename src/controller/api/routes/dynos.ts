@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { list } from '../../../domain/codec.js';
 import { keys } from '../../../domain/keys.js';
 import { codecs } from '../../../domain/records.js';
-import type { Services } from '../../services.js';
+import type { Services } from '../../services/index.js';
 import { sendPage } from '../range.js';
 import * as shape from '../serialize.js';
 

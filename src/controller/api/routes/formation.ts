@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
-import type { FormationUpdate } from '../../model/formation.js';
-import type { Services } from '../../services.js';
+import type { FormationUpdate } from '../../services/formation.js';
+import type { Services } from '../../services/index.js';
 import { sendPage } from '../range.js';
 import * as shape from '../serialize.js';
 

@@ -1,9 +1,9 @@
 import type { FastifyInstance } from 'fastify';
 import { notFound } from '../../../domain/errors.js';
-import type { DrainRecord } from '../../model/drains.js';
-import { formatLogLine, matchesFilter, type LogFilter } from '../../model/logs.js';
-import type { AppRecord } from '../../model/types.js';
-import type { Services } from '../../services.js';
+import type { DrainRecord } from '../../services/drains.js';
+import { formatLogLine, matchesFilter, type LogFilter } from '../../services/logs.js';
+import type { AppRecord } from '../../services/types.js';
+import type { Services } from '../../services/index.js';
 import { sendPage } from '../range.js';
 import { appRef } from '../serialize.js';
 

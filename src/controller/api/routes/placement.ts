@@ -3,7 +3,7 @@ import { get, list, putOp, tryDecode, type Codec, type Key } from '../../../doma
 import { forbidden, invalid } from '../../../domain/errors.js';
 import { keys } from '../../../domain/keys.js';
 import { codecs } from '../../../domain/records.js';
-import type { Services } from '../../services.js';
+import type { Services } from '../../services/index.js';
 
 const TAG = /^[A-Za-z0-9_.-]{1,63}$/;
 const LIMIT = /^\d+(\.\d+)?[KMG]?$/i;

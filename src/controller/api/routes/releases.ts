@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { invalid } from '../../../domain/errors.js';
-import type { Services } from '../../services.js';
+import type { Services } from '../../services/index.js';
 import { sendPage } from '../range.js';
 import * as shape from '../serialize.js';
 

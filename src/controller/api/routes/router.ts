@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { forbidden } from '../../../domain/errors.js';
-import type { Services } from '../../services.js';
+import type { Services } from '../../services/index.js';
 
 const changes = { type: 'object', additionalProperties: { type: ['string', 'boolean', 'null'] } } as const;
 

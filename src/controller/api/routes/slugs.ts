@@ -3,7 +3,7 @@ import { notFound } from '../../../domain/errors.js';
 import { get } from '../../../domain/codec.js';
 import { keys } from '../../../domain/keys.js';
 import { codecs } from '../../../domain/records.js';
-import type { Services } from '../../services.js';
+import type { Services } from '../../services/index.js';
 
 /** A slug's record (`slugs:info`), with where its blob is (served by the builder, `slug-routes.ts`). */
 export function registerSlugRoutes(api: FastifyInstance, s: Services): void {

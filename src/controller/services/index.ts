@@ -1,22 +1,22 @@
-import type { SlugBuilder, SlugRunner } from '../builder/ports.js';
-import type { Logger } from '../domain/log.js';
-import type { Store } from '../store/index.js';
-import { Apps } from './model/apps.js';
-import { SniEndpoints } from './model/certs.js';
-import { ClusterTokens } from './model/cluster.js';
-import { Collaborators } from './model/collaborators.js';
-import { Deploys } from './model/deploys.js';
-import { Domains } from './model/domains.js';
-import { Formations } from './model/formation.js';
-import { GitAccessService } from './model/git-access.js';
-import { LogDrains } from './model/drains.js';
-import { LogHub, SqliteLogStore } from './model/logs.js';
-import { DrainForwarder } from './drains/forwarder.js';
-import { Releases } from './model/releases.js';
-import { RouterSettings } from './model/router-settings.js';
-import { SshKeys } from './model/ssh-keys.js';
-import type { PlatformSettings } from './model/types.js';
-import { Users } from './model/users.js';
+import type { SlugBuilder, SlugRunner } from '../../builder/ports.js';
+import type { Logger } from '../../domain/log.js';
+import type { Store } from '../../store/index.js';
+import { Apps } from './apps.js';
+import { SniEndpoints } from './certs.js';
+import { ClusterTokens } from './cluster.js';
+import { Collaborators } from './collaborators.js';
+import { Deploys } from './deploys.js';
+import { Domains } from './domains.js';
+import { Formations } from './formation.js';
+import { GitAccessService } from './git-access.js';
+import { LogDrains } from './drains.js';
+import { LogHub, SqliteLogStore } from './logs.js';
+import { DrainForwarder } from '../drains/forwarder.js';
+import { Releases } from './releases.js';
+import { RouterSettings } from './router-settings.js';
+import { SshKeys } from './ssh-keys.js';
+import type { PlatformSettings } from './types.js';
+import { Users } from './users.js';
 
 /** Every domain service of the controller, built once per process from its dependencies. */
 export interface Services {
