@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ClusterTokens } from '../controller/model/cluster.js';
-import { Users } from '../controller/model/users.js';
+import { ClusterTokens } from '../controller/services/cluster.js';
+import { Users } from '../controller/services/users.js';
 import { putOp } from '../domain/codec.js';
 import { keys } from '../domain/keys.js';
 import { codecs } from '../domain/records.js';

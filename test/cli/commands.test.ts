@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startController, type Controller } from '../../src/controller/index.js';
-import { Users } from '../../src/controller/model/users.js';
+import { Users } from '../../src/controller/services/users.js';
 import { put } from '../../src/domain/codec.js';
 import { keys } from '../../src/domain/keys.js';
 import { createLogger } from '../../src/domain/log.js';

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startController, type Controller } from '../../src/controller/index.js';
-import { Users } from '../../src/controller/model/users.js';
+import { Users } from '../../src/controller/services/users.js';
 import { createLogger } from '../../src/domain/log.js';
 import { openStore, type Store } from '../../src/store/index.js';
 import { runCli, type CliResult } from '../support/cli.js';

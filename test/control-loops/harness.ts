@@ -1,10 +1,10 @@
 import { Agent, type AgentOptions } from '../../src/agent/agent.js';
 import { FakeRuntime, type FakeCall } from '../../src/agent/runtime/fake.js';
-import { Apps } from '../../src/controller/model/apps.js';
-import { Formations } from '../../src/controller/model/formation.js';
-import { Releases } from '../../src/controller/model/releases.js';
-import type { UserRecord } from '../../src/controller/model/types.js';
-import { Users } from '../../src/controller/model/users.js';
+import { Apps } from '../../src/controller/services/apps.js';
+import { Formations } from '../../src/controller/services/formation.js';
+import { Releases } from '../../src/controller/services/releases.js';
+import type { UserRecord } from '../../src/controller/services/types.js';
+import { Users } from '../../src/controller/services/users.js';
 import { get, list } from '../../src/domain/codec.js';
 import { keys } from '../../src/domain/keys.js';
 import type { Logger } from '../../src/domain/log.js';

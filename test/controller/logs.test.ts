@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startController } from '../../src/controller/index.js';
-import { LogHub, SqliteLogStore } from '../../src/controller/model/logs.js';
+import { LogHub, SqliteLogStore } from '../../src/controller/services/logs.js';
 import { syslogFrame } from '../../src/controller/drains/syslog.js';
 import { createLogger } from '../../src/domain/log.js';
 import { keys } from '../../src/domain/keys.js';

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Users } from '../../src/controller/model/users.js';
+import { Users } from '../../src/controller/services/users.js';
 import { openStore } from '../../src/store/index.js';
 import { apiHarness, type Harness } from './harness.js';
 

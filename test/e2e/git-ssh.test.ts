@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import ssh2, { type IdentityCallback, type ParsedKey, type SignCallback } from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Users } from '../../src/controller/model/users.js';
+import { Users } from '../../src/controller/services/users.js';
 import { createLogger } from '../../src/domain/log.js';
 import { startNode, type Node, type PlatformNodeOptions, type PlatformSummary } from '../../src/node/index.js';
 import { apiClient } from '../support/api.js';

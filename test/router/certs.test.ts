@@ -8,7 +8,7 @@ import { createProgram } from '../../src/cli/program.js';
 import type { CliContext } from '../../src/cli/context.js';
 import { formatError } from '../../src/cli/output.js';
 import { startController, type Controller } from '../../src/controller/index.js';
-import { checkCertificate } from '../../src/controller/model/x509.js';
+import { checkCertificate } from '../../src/controller/services/x509.js';
 import { createLogger } from '../../src/domain/log.js';
 import { openStore, type Store } from '../../src/store/index.js';
 import { apiHarness, type Harness } from '../controller/harness.js';

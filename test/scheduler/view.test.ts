@@ -1,9 +1,9 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Apps } from '../../src/controller/model/apps.js';
-import { Formations } from '../../src/controller/model/formation.js';
-import { Releases } from '../../src/controller/model/releases.js';
-import type { UserRecord } from '../../src/controller/model/types.js';
-import { Users } from '../../src/controller/model/users.js';
+import { Apps } from '../../src/controller/services/apps.js';
+import { Formations } from '../../src/controller/services/formation.js';
+import { Releases } from '../../src/controller/services/releases.js';
+import type { UserRecord } from '../../src/controller/services/types.js';
+import { Users } from '../../src/controller/services/users.js';
 import { keys } from '../../src/domain/keys.js';
 import { plan } from '../../src/scheduler/placement.js';
 import type { MachineRecord, UnitSpec } from '../../src/scheduler/types.js';
