@@ -115,9 +115,14 @@ export class Agent {
     const { store, machine } = this.o;
     await put(store, keys.machine(machine.id), codecs.machine, { ...machine, agent_version: '0.1.0', registered_at: new Date().toISOString() }, { lease });
     for (const d of this.dynos.values()) {
-      if (d.state !== 'up') continue;
+      // A unit taken away while the lease was lost is about to stop: it is not announced again.
+      if (d.state !== 'up' || !this.assigned.has(unitKey(d.unit))) continue;
       await this.publish(d, lease);
       if (d.release) await this.status(d, 'up', d.release, undefined, lease);
+      // A stop that began meanwhile may already have unpublished and forgotten it: take back what
+      // we just wrote, or a stopped dyno would stay published and `up` (its lease is alive). A
+      // crash restart meanwhile writes its own status and endpoint, so it is left alone.
+      if ((d.state as Dyno['state']) === 'stopping' || this.dynos.get(unitKey(d.unit)) !== d) await this.forget(d, lease);
     }
   }
 
@@ -311,9 +316,22 @@ export class Agent {
   }
 
   /** Endpoint first, report last: what a start raced into the store after a stop began goes too. */
-  private async forget(d: Dyno): Promise<void> {
-    await this.unpublish(d);
-    await this.o.store.delete(keys.status(unitKey(d.unit))).catch(() => undefined);
+  private async forget(d: Dyno, lease = this.registration?.leaseId): Promise<void> {
+    await this.unpublish(d, lease);
+    await this.deleteOwn(keys.status(unitKey(d.unit)), lease);
+  }
+
+  /**
+   * Deletes a key only while it is this agent's (written under its lease). A unit's endpoint and
+   * status keys are named for the unit, not the machine: after a failover the same keys belong to
+   * the machine that took the unit over, and an agent coming back must not delete them.
+   */
+  private async deleteOwn(key: string, lease: string | undefined): Promise<number> {
+    // Without a lease this agent holds no key: whatever it wrote went with the lost one.
+    if (!lease) return 0;
+    const r = await this.o.store.txn({ compare: [{ key, target: 'lease', op: '=', value: lease }], success: [{ type: 'delete', key }] }).catch(() => undefined);
+    const del = r?.succeeded ? r.results[0] : undefined;
+    return del?.type === 'delete' && del.deleted > 0 ? (r?.revision ?? 0) : 0;
   }
 
   private async publish(d: Dyno, lease = this.registration?.leaseId): Promise<void> {
@@ -321,16 +339,18 @@ export class Agent {
     await put(this.o.store, keys.service(d.unit.appName, unitKey(d.unit)), codecs.endpoint, `${this.o.machine.address}:${d.port}`, { lease });
   }
 
-  /** Returns the revision of the removal (0 if nothing was published). */
-  private async unpublish(d: Dyno): Promise<number> {
-    const r = await this.o.store.delete(keys.service(d.unit.appName, unitKey(d.unit))).catch(() => undefined);
-    return r && r.deleted > 0 ? r.revision : 0;
+  /** Returns the revision of the removal (0 if nothing of ours was published). */
+  private unpublish(d: Dyno, lease = this.registration?.leaseId): Promise<number> {
+    return this.deleteOwn(keys.service(d.unit.appName, unitKey(d.unit)), lease);
   }
 
   private async status(d: Dyno, state: DynoState, release: ReleaseRecord, reason?: string, lease = this.registration?.leaseId): Promise<void> {
     const u = d.unit;
     const value = dynoStatus(u, { state, reason: reason ?? null, restarts: d.restarts, command: release.process_types[u.type] ?? '', release: { id: release.id, version: release.version }, machine: this.o.machine.id, port: d.port ?? null, createdAt: d.createdAt });
-    await put(this.o.store, keys.status(unitKey(u)), codecs.status, value, lease ? { lease } : {});
+    // Never without a lease: such a report would outlive this machine. The next registration
+    // writes the reports of the dynos that are up again.
+    if (!lease) return;
+    await put(this.o.store, keys.status(unitKey(u)), codecs.status, value, { lease });
   }
 
   async stop(): Promise<void> {

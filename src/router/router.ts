@@ -70,6 +70,8 @@ export class Router {
   private vhostsDirty = true;
   private endpointsDirty = true;
   private seen = 0;
+  /** The revision the last successful pass applied: what a new lease may claim at once. */
+  private applied = 0;
 
   constructor(private readonly o: RouterOptions) {}
 
@@ -148,7 +150,7 @@ export class Router {
       ttl: this.o.ttl ?? 5,
       register: async (lease) => {
         this.reported = 0;
-        await this.report(Math.max(this.seen, 1), lease);
+        await this.report(Math.max(this.applied, 1), lease);
       },
     });
   }
@@ -189,6 +191,7 @@ export class Router {
     try {
       if (vhosts) await this.renderVhosts();
       if (endpoints) await this.pushEndpoints();
+      this.applied = Math.max(this.applied, revision);
       await this.report(revision);
     } catch (err) {
       // Never claim a revision that is not served: keep it pending and try again shortly.

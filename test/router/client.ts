@@ -78,7 +78,7 @@ export async function startRouter(o: { store: Store; id: string; upstreams: Serv
   const [httpPort, httpsPort] = [await freePort(), o.https ? await freePort() : undefined];
   const router = new Router({
     store: o.store,
-    log: createLogger('test', { level: 'silent' }),
+    log: createLogger('test', { level: process.env.ROUTER_TEST_LOG ?? 'silent', destination: process.stderr }),
     id: o.id,
     dir,
     httpPort,

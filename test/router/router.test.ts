@@ -7,7 +7,7 @@ import { openStore, type Store } from '../../src/store/index.js';
 import { freePort } from '../support/ports.js';
 import { call, routersAt, type Reply } from '../support/router.js';
 import { until } from '../support/until.js';
-import { startRouter, type SuiteRouter } from './client.js';
+import { afterReload, startRouter, workers, type SuiteRouter } from './client.js';
 
 let store: Store;
 let suite: SuiteRouter;
@@ -120,9 +120,12 @@ describe('router (real nginx)', () => {
 
   it('reloads gracefully for a new app, and serves it', async () => {
     const c = await dyno('new.1');
+    const before = workers(dir);
     await store.put('/berth/app-names/fresh', 'id-fresh');
     await store.put('/berth/services/fresh/fresh.web.1@v1', c);
     await until('fresh.berth.test answering', async () => (await get('fresh.berth.test')).status === 200, 10_000);
+    // For a few ms after a graceful reload the old worker still accepts, with the old config.
+    await afterReload(dir, before);
     expect((await get('fresh.berth.test')).body.split(' ')[0]).toBe('new.1');
   });
 });
