@@ -97,9 +97,14 @@ export class Agent {
       prefix,
       load: async () => {
         const r = await store.range(prefix, { prefix: true });
-        this.assigned.clear();
-        for (const e of decodeAll(codecs.unit, r.kvs, (key) => this.o.log.warn({ key }, 'ignoring a malformed unit'))) this.assigned.set(e.key.slice(prefix.length), e.value);
-        return r.revision;
+        const units = decodeAll(codecs.unit, r.kvs, (key) => this.o.log.warn({ key }, 'ignoring a malformed unit'));
+        return {
+          revision: r.revision,
+          commit: () => {
+            this.assigned.clear();
+            for (const e of units) this.assigned.set(e.key.slice(prefix.length), e.value);
+          },
+        };
       },
       apply: (batch) => this.applyAssignments(prefix, batch),
       pass: () => this.reconcileOnce(),

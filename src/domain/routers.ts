@@ -27,35 +27,37 @@ export async function routersCaughtUp(store: Store, revision: number): Promise<b
 
 /**
  * Waits (bounded) until every live router has applied `revision`, following their reports with a
- * watch rather than polling. A router that never catches up cannot hold a stop forever: past the
- * timeout this says which ones lagged, and returns false.
+ * watch rather than polling; a broken watch or a failed read is retried until the deadline. A
+ * router that never catches up cannot hold a stop forever: past the timeout this says which
+ * ones lagged, and returns false.
  */
 export async function waitForRouters(store: Store, revision: number, o: { timeoutMs?: number; log?: Logger } = {}): Promise<boolean> {
   const timeoutMs = o.timeoutMs ?? 10_000;
-  let state: Awaited<ReturnType<typeof readReports>>;
-  try {
-    state = await readReports(store);
-  } catch {
-    return false;
-  }
-  const { reports } = state;
-  if (routersBehind(reports, revision).length === 0) return true;
-  const watch = await store.watch(keys.routers(), { prefix: true, startRevision: state.revision + 1 }).catch(() => undefined);
-  if (!watch) return false;
-  const timer = setTimeout(() => watch.close(), timeoutMs);
-  try {
-    for await (const batch of watch) {
-      for (const e of batch.events) {
-        if (e.type === 'delete') reports.delete(e.kv.key);
-        else reports.set(e.kv.key, decodeAll(codecs.router, [e.kv])[0]?.value.revision ?? 0);
-      }
+  const deadline = Date.now() + timeoutMs;
+  let reports = new Map<string, number>();
+  while (Date.now() < deadline) {
+    try {
+      const state = await readReports(store);
+      reports = state.reports;
       if (routersBehind(reports, revision).length === 0) return true;
+      const watch = await store.watch(keys.routers(), { prefix: true, startRevision: state.revision + 1 });
+      const timer = setTimeout(() => watch.close(), Math.max(0, deadline - Date.now()));
+      try {
+        for await (const batch of watch) {
+          for (const e of batch.events) {
+            if (e.type === 'delete') reports.delete(e.kv.key);
+            else reports.set(e.kv.key, decodeAll(codecs.router, [e.kv])[0]?.value.revision ?? 0);
+          }
+          if (routersBehind(reports, revision).length === 0) return true;
+        }
+      } finally {
+        clearTimeout(timer);
+        watch.close();
+      }
+    } catch {
+      // The watch broke or the store did not answer: read again shortly, until the deadline.
+      await new Promise((r) => setTimeout(r, Math.min(200, Math.max(0, deadline - Date.now()))));
     }
-  } catch {
-    // The watch broke (compaction, store restart): the caller goes on as after a timeout.
-  } finally {
-    clearTimeout(timer);
-    watch.close();
   }
   o.log?.warn({ revision, lagging: routersBehind(reports, revision).map((k) => k.slice(keys.routers().length)), timeoutMs }, 'gave up waiting for routers to apply a change');
   return false;

@@ -3,17 +3,28 @@ import type { Logger } from '../domain/log.js';
 import { follow, type Following, type Store, type WatchBatch } from '../store/index.js';
 import { Passes } from './passes.js';
 
+/** Why a full read runs: at start, after the watch broke, or on the slow repair timer. */
+export type LoadReason = 'start' | 'gap' | 'repair';
+
+/**
+ * A full read, not yet in force: `commit` swaps it in synchronously, so no pass ever sees a state
+ * half read, and a read that fails leaves the state it would have replaced untouched.
+ */
+export interface Loaded {
+  revision: number;
+  commit(): void;
+}
+
 export interface ControlLoopOptions {
   store: Store;
   log: Logger;
   /** The prefix the loop follows (one watch). */
   prefix: string;
   /**
-   * A full read of what the loop derives from the store, replacing its state; returns the
-   * revision the read covers. Runs at start, after a watch gap and on the repair timer — never
-   * per change.
+   * A full read of what the loop derives from the store, into new state that `commit` puts in
+   * place of the old. Runs at start, after a watch gap and on the repair timer — never per change.
    */
-  load(): Promise<number>;
+  load(reason: LoadReason): Promise<Loaded>;
   /** Folds one watch batch into the state; true when a pass is needed. */
   apply(batch: WatchBatch): boolean;
   /** Acts on the state (idempotently); passes never overlap and their triggers merge. */
@@ -35,11 +46,14 @@ export interface ControlLoopOptions {
 export class ControlLoop {
   readonly passes: Passes;
   private following: Following | undefined;
-  /** Bumped by each full read; a watch from an older one no longer feeds the state. */
+  /** Bumped when a full read is committed; a watch from before it no longer feeds the state. */
   private generation = 0;
   private resync: NodeJS.Timeout | undefined;
   private repair: NodeJS.Timeout | undefined;
   private stopped = false;
+  /** The full read in progress (one at a time), and whether another was asked for meanwhile. */
+  private loading: Promise<void> | undefined;
+  private again: LoadReason | undefined;
   /** Full reads so far (start, gaps, repairs): for tests and logs. */
   loads = 0;
 
@@ -49,10 +63,10 @@ export class ControlLoop {
 
   /** Reads the state, follows the prefix, and asks for a first pass (not waited for). */
   async start(): Promise<void> {
-    await this.resubscribe();
+    await this.subscribe('start');
     if (this.stopped) return;
     if (this.o.resyncMs) this.resync = setInterval(() => void this.passes.now(), this.o.resyncMs);
-    if (this.o.repairMs) this.repair = setInterval(() => void this.repairNow(), this.o.repairMs);
+    if (this.o.repairMs) this.repair = setInterval(() => this.reload('repair'), this.o.repairMs);
     void this.passes.now();
   }
 
@@ -67,44 +81,53 @@ export class ControlLoop {
   }
 
   /**
-   * Reads everything, then follows from just after that read. Batches of the watch being replaced
-   * are ignored from the moment the read starts: the new watch replays whatever came after it.
+   * Reads everything, swaps it in, then follows from just after that read. Until the swap the old
+   * watch keeps feeding the old state; from the swap on, only the new watch counts, and it
+   * replays whatever came after the read.
    */
-  private async resubscribe(): Promise<void> {
+  private async subscribe(reason: LoadReason): Promise<void> {
+    this.loads++;
+    const loaded = await this.o.load(reason);
+    if (this.stopped) return;
     const generation = ++this.generation;
-    const revision = await this.load();
-    if (this.stopped || generation !== this.generation) return;
+    loaded.commit();
     this.following?.close();
-    this.following = follow(this.o.store, this.o.prefix, revision + 1, {
+    this.following = follow(this.o.store, this.o.prefix, loaded.revision + 1, {
       onBatch: (batch) => {
         if (generation === this.generation && this.o.apply(batch)) this.passes.request();
       },
       onGap: async () => {
-        if (generation !== this.generation) return this.o.store.currentRevision();
-        this.o.log.warn({ prefix: this.o.prefix }, 'watch broke; reading the state again');
-        const r = await this.load();
-        void this.passes.now();
-        return r;
+        if (generation === this.generation) {
+          this.o.log.warn({ prefix: this.o.prefix }, 'watch broke; reading the state again');
+          this.reload('gap');
+        }
+        // The reload replaces this watch; until it does, go on from now.
+        return this.o.store.currentRevision();
       },
     });
   }
 
-  private async load(): Promise<number> {
-    this.loads++;
-    return this.o.load();
-  }
-
-  /** The watch is restarted from the re-read's revision, so no event lands on a stale state. */
-  private async repairNow(): Promise<void> {
+  /** A full read and a new watch, one at a time; asked for during one, it runs again after it. */
+  private reload(reason: LoadReason): void {
     if (this.stopped) return;
-    try {
-      await this.resubscribe();
-      void this.passes.now();
-    } catch (err) {
-      // The old watch no longer feeds the state: read again soon rather than drift.
-      this.o.log.warn({ err: errorMessage(err) }, 'repair read failed; trying again in a second');
-      setTimeout(() => void this.repairNow(), 1000);
+    if (this.loading) {
+      this.again ??= reason;
+      return;
     }
+    this.loading = this.subscribe(reason)
+      .then(
+        () => void this.passes.now(),
+        (err: unknown) => {
+          this.o.log.warn({ err: errorMessage(err), reason }, 'full read failed; trying again in a second');
+          setTimeout(() => this.reload(reason), 1000);
+        },
+      )
+      .finally(() => {
+        this.loading = undefined;
+        const next = this.again;
+        this.again = undefined;
+        if (next) this.reload(next);
+      });
   }
 
   /** Stops following; queued passes are dropped, only a running one is waited for. */

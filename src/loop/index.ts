@@ -4,6 +4,6 @@
  * from the watch (`ControlLoop`), serialised passes whose triggers merge, debounced with a maximum
  * wait (`Passes`).
  */
-export { ControlLoop, type ControlLoopOptions } from './control-loop.js';
+export { ControlLoop, type ControlLoopOptions, type Loaded, type LoadReason } from './control-loop.js';
 export { Passes, type PassesOptions } from './passes.js';
 export { Registration, type RegistrationOptions } from './registration.js';

@@ -25,12 +25,14 @@ export class Registration {
   private keeper: LeaseKeeper | undefined;
   private stopped = false;
   private retrying: Promise<void> | undefined;
+  private started = false;
 
   private constructor(private readonly o: RegistrationOptions) {}
 
   static async start(o: RegistrationOptions): Promise<Registration> {
     const r = new Registration(o);
     await r.acquire();
+    r.started = true;
     return r;
   }
 
@@ -40,29 +42,28 @@ export class Registration {
   }
 
   private async acquire(): Promise<void> {
-    let lostWhileRegistering = false;
-    const keeper = await LeaseKeeper.start(this.o.store, {
-      ttl: this.o.ttl,
-      onLost: () => {
-        lostWhileRegistering = this.keeper !== keeper;
-        this.lost(keeper);
-      },
-    });
+    const keeper = await LeaseKeeper.start(this.o.store, { ttl: this.o.ttl, onLost: () => this.lost(keeper) });
+    if (this.stopped) return void (await keeper.revoke().catch(() => undefined));
+    // In force while registering: what comes up meanwhile (a dyno, a router report) is written
+    // under it too, instead of being skipped for want of a lease and never written at all.
+    this.keeper = keeper;
     try {
       await this.o.register(keeper.id);
-      // Lost before it was ours: what register wrote went with it, and nobody would notice.
-      if (lostWhileRegistering) throw new Error('the lease was lost while registering');
+      // Lost before registering was done: what register wrote went with it, and nobody would notice.
+      if (this.keeper !== keeper) throw new Error('the lease was lost while registering');
     } catch (err) {
+      if (this.keeper === keeper) this.keeper = undefined;
       await keeper.revoke().catch(() => undefined);
       throw err;
     }
-    if (this.stopped) return void (await keeper.revoke().catch(() => undefined));
-    this.keeper = keeper;
+    if (this.stopped) await keeper.revoke().catch(() => undefined);
   }
 
   private lost(keeper: LeaseKeeper): void {
     if (this.stopped || this.keeper !== keeper) return;
     this.keeper = undefined;
+    // The first registration's failure is the caller's (start() throws): no retry behind its back.
+    if (!this.started) return;
     this.o.log.warn('lease lost; registering again');
     this.o.onLost?.();
     this.retrying ??= this.retry().finally(() => (this.retrying = undefined));

@@ -8,7 +8,7 @@ import { decodeAll, put } from '../domain/codec.js';
 import { keys } from '../domain/keys.js';
 import type { Logger } from '../domain/log.js';
 import { codecs } from '../domain/records.js';
-import { ControlLoop, Registration } from '../loop/index.js';
+import { ControlLoop, Registration, type Loaded, type LoadReason } from '../loop/index.js';
 import type { Store, WatchBatch } from '../store/index.js';
 import { Templater, type TemplateData } from '../templater/index.js';
 import { LOG_FORMAT, RouterLogTail, type AppLog } from './logs.js';
@@ -65,7 +65,7 @@ export class Router {
   private readonly controlToken = randomBytes(24).toString('hex');
   private logs: RouterLogTail | undefined;
   /** Published endpoints by service key, fed by the watch: pushing them reads nothing. */
-  private readonly endpoints = new Map<string, string>();
+  private endpoints = new Map<string, string>();
   /** What the next pass must apply, and the revision the state has reached. */
   private vhostsDirty = true;
   private endpointsDirty = true;
@@ -131,7 +131,7 @@ export class Router {
       store: this.o.store,
       log: this.o.log,
       prefix: keys.all(),
-      load: () => this.loadEndpoints(),
+      load: (reason) => this.loadEndpoints(reason),
       apply: (batch) => this.applyBatch(batch),
       pass: () => this.applyPass(),
       // A short debounce turns a rollout's many changes into one update; steady writes still get
@@ -156,13 +156,20 @@ export class Router {
   }
 
   /** Every endpoint, read at one revision: at start, after a watch gap, on the repair timer. */
-  private async loadEndpoints(): Promise<number> {
+  private async loadEndpoints(reason: LoadReason): Promise<Loaded> {
     const r = await this.o.store.range(keys.allServices(), { prefix: true });
-    this.endpoints.clear();
-    for (const e of decodeAll(codecs.endpoint, r.kvs, (key) => this.o.log.warn({ key }, 'ignoring a malformed endpoint'))) this.endpoints.set(e.key, e.value);
-    this.vhostsDirty = this.endpointsDirty = true;
-    this.seen = Math.max(this.seen, r.revision);
-    return r.revision;
+    const endpoints = new Map(decodeAll(codecs.endpoint, r.kvs, (key) => this.o.log.warn({ key }, 'ignoring a malformed endpoint')).map((e) => [e.key, e.value]));
+    return {
+      revision: r.revision,
+      commit: () => {
+        const changed = endpoints.size !== this.endpoints.size || [...endpoints].some(([k, v]) => this.endpoints.get(k) !== v);
+        this.endpoints = endpoints;
+        this.vhostsDirty = this.endpointsDirty = true;
+        // A repair of a healthy watch finds nothing new; claiming its revision anyway would turn
+        // the router's own last report into a change to report, once a minute, forever.
+        if (reason !== 'repair' || changed) this.seen = Math.max(this.seen, r.revision);
+      },
+    };
   }
 
   private applyBatch(batch: WatchBatch): boolean {

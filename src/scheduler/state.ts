@@ -2,6 +2,7 @@ import { decodeAll, tryDecode } from '../domain/codec.js';
 import { keys } from '../domain/keys.js';
 import { codecs, type AppRecord, type Formation, type MemoryLimits, type Restarts, type StatusRecord } from '../domain/records.js';
 import { routersBehind } from '../domain/routers.js';
+import type { Loaded } from '../loop/index.js';
 import type { KeyValue, Store, WatchBatch } from '../store/index.js';
 import type { AppView, Assignment, MachineView, StateView } from './types.js';
 import { appView, machineView, part, releaseView, wantedVersion } from './view.js';
@@ -29,11 +30,43 @@ export class ClusterState {
   readonly services = new Map<string, number>();
   /** Router reports: store key → the revision that router has applied. */
   readonly routers = new Map<string, number>();
+  /**
+   * Apps with a record that exists but cannot be read (a hand edit, hostile data). Their units are
+   * frozen as they are: planning from "absent" would remove every dyno of the app.
+   */
+  private readonly unreadable = new Map<string, Set<string>>();
   /** Set by a pass that left superseded units waiting on the handshake: then endpoints and router reports matter. */
   awaitingHandshake = false;
 
-  /** Reads everything at one revision; returns it. */
-  async load(store: Store): Promise<number> {
+  /**
+   * Reads everything at one revision into a state of its own; `commit` swaps it in at once, so
+   * a pass never plans from a state half read (it would remove the units of every app not read yet).
+   */
+  async load(store: Store): Promise<Loaded> {
+    const next = new ClusterState();
+    const revision = await next.read(store);
+    return { revision, commit: () => this.adopt(next) };
+  }
+
+  private adopt(next: ClusterState): void {
+    const pairs: [Map<string, unknown>, Map<string, unknown>][] = [
+      [this.apps, next.apps],
+      [this.releases, next.releases],
+      [this.machines, next.machines],
+      [this.units, next.units],
+      [this.statuses, next.statuses],
+      [this.services, next.services],
+      [this.routers, next.routers],
+      [this.unreadable, next.unreadable],
+      ...PER_APP.map((k): [Map<string, unknown>, Map<string, unknown>] => [this.parts[k], next.parts[k]]),
+    ];
+    for (const [mine, theirs] of pairs) {
+      mine.clear();
+      for (const [k, v] of theirs) mine.set(k, v);
+    }
+  }
+
+  private async read(store: Store): Promise<number> {
     const names = await store.range(keys.appNames(), { prefix: true });
     const revision = names.revision;
     const at = { prefix: true, revision };
@@ -44,14 +77,13 @@ export class ClusterState {
       store.range(keys.allServices(), at),
       store.range(keys.routers(), at),
     ]);
-    this.clear();
     for (const kv of machines.kvs) this.onMachine(kv);
     for (const kv of units.kvs) this.onUnit(kv);
     for (const kv of statuses.kvs) this.onStatus(kv);
     for (const kv of services.kvs) this.services.set(kv.key, kv.modRevision);
     for (const kv of routers.kvs) this.onRouter(kv);
     // A value that is not a key segment would make the key builders throw; no app lives there anyway.
-    const ids = [...new Set(names.kvs.map((kv) => kv.value))].filter((id) => id.length > 0 && !id.includes('/'));
+    const ids = [...new Set(decodeAll(codecs.appId, names.kvs).map((e) => e.value))];
     await Promise.all(
       ids.map(async (id) => {
         const [app, formation, tags, limits, restarts] = await Promise.all([
@@ -61,21 +93,14 @@ export class ClusterState {
           store.get(keys.appLimits(id), { revision }),
           store.get(keys.restarts(id), { revision }),
         ]);
-        const rec = tryDecode(codecs.app, app);
-        if (!rec) return;
-        this.apps.set(id, rec);
-        this.parts.formation.set(id, part.formation(formation));
-        this.parts.tags.set(id, part.tags(tags));
-        this.parts.limits.set(id, part.limits(limits));
-        this.parts.restarts.set(id, part.restarts(restarts));
+        if (!app) return;
+        this.onApp(id, '', '', app.key, app);
+        const kvs = { formation, tags, limits, restarts };
+        for (const k of PER_APP) if (kvs[k]) this.onApp(id, k, '', `${keys.app(id)}/${k}`, kvs[k]);
       }),
     );
     await this.fillReleases(store, revision);
     return revision;
-  }
-
-  private clear(): void {
-    for (const m of [this.apps, this.releases, this.machines, this.units, this.statuses, this.services, this.routers, ...Object.values(this.parts)]) m.clear();
   }
 
   /** Reads the current release of every app whose current version is not in memory yet. */
@@ -84,6 +109,7 @@ export class ClusterState {
     await Promise.all(
       missing.map(async ([id, app]) => {
         const version = wantedVersion(app);
+        // Null when missing or unreadable: the app is then frozen (see `frozen`), not emptied.
         const view = releaseView(tryDecode(codecs.release, await store.get(keys.release(id, version), revision ? { revision } : undefined)));
         // An event may have moved the app on while this read was in flight.
         if (this.apps.get(id) && wantedVersion(this.apps.get(id) as AppRecord) === version) this.releases.set(id, { version, view });
@@ -117,16 +143,21 @@ export class ClusterState {
     if (!id) return false;
     if (sub === '') {
       const rec = tryDecode(codecs.app, kv);
+      this.mark(id, 'record', kv !== undefined && !rec);
       if (rec) this.apps.set(id, rec);
-      else {
+      else if (!kv) {
         this.apps.delete(id);
         this.releases.delete(id);
+        this.unreadable.delete(id);
         for (const m of Object.values(this.parts)) m.delete(id);
       }
       return true;
     }
     if ((PER_APP as readonly string[]).includes(sub) && key === `${keys.app(id)}/${sub}`) {
-      this.parts[sub as PerApp].set(id, part[sub as PerApp](kv));
+      const value = part[sub as PerApp](kv);
+      this.mark(id, sub, kv !== undefined && value === undefined);
+      // An unreadable part keeps the last one that could be read.
+      if (value !== undefined || kv === undefined) this.parts[sub as PerApp].set(id, value);
       return true;
     }
     if (sub === 'releases' && version) {
@@ -136,6 +167,24 @@ export class ClusterState {
       return true;
     }
     return false;
+  }
+
+  private mark(appId: string, what: string, bad: boolean): void {
+    const set = this.unreadable.get(appId) ?? new Set<string>();
+    if (bad) set.add(what);
+    else set.delete(what);
+    if (set.size > 0) this.unreadable.set(appId, set);
+    else this.unreadable.delete(appId);
+  }
+
+  /** Apps whose units stay exactly as they are: a record of theirs cannot be read, or their current release. */
+  frozen(): Map<string, string[]> {
+    const out = new Map<string, string[]>();
+    for (const [id, what] of this.unreadable) out.set(id, [...what]);
+    for (const [id, app] of this.apps) {
+      if (wantedVersion(app) > 0 && this.releases.get(id)?.version === wantedVersion(app) && this.releases.get(id)?.view === null) out.set(id, [...(out.get(id) ?? []), `release v${wantedVersion(app)}`]);
+    }
+    return out;
   }
 
   private onMachine(kv: KeyValue | undefined, key = kv?.key ?? ''): boolean {
@@ -177,7 +226,9 @@ export class ClusterState {
   /** A consistent snapshot for `plan` (taken synchronously, so no event lands halfway). */
   view(revision?: number): StateView {
     const apps: AppView[] = [];
+    const frozen = this.frozen();
     for (const id of [...this.apps.keys()].sort()) {
+      if (frozen.has(id)) continue;
       const app = this.apps.get(id) as AppRecord;
       const release = wantedVersion(app) > 0 ? (this.releases.get(id)?.view ?? null) : null;
       apps.push(
@@ -198,6 +249,7 @@ export class ClusterState {
 /** The state at one revision, read in full: what a new leader starts from (and what tests read). */
 export async function readState(store: Store): Promise<StateView> {
   const state = new ClusterState();
-  const revision = await state.load(store);
-  return state.view(revision);
+  const loaded = await state.load(store);
+  loaded.commit();
+  return state.view(loaded.revision);
 }

@@ -1,14 +1,14 @@
 /**
  * The scheduler's read-only view of the cluster and the plan it derives from it (Nomad's split:
- * `readState` does the I/O, `plan` is a pure function, the leader applies the result).
+ * `ClusterState` keeps the state from the leader's watch, `plan` is a pure function over its view, the leader applies the result).
  */
 
-import type { MachineInfo, UnitSpec } from '../domain/units.js';
+import type { UnitSpec } from '../domain/units.js';
 
 export type { UnitSpec };
 
 /** What an agent registers at /berth/machines/<id> under its lease. */
-export type MachineRecord = MachineInfo & { agent_version: string };
+export type { MachineRecord } from '../domain/records.js';
 
 export interface MachineView {
   id: string;

@@ -34,13 +34,17 @@ class Follower {
       prefix: PREFIX,
       load: async () => {
         const r = await store.range(PREFIX, { prefix: true });
-        this.state.clear();
-        for (const kv of r.kvs) this.state.set(kv.key, kv.value);
-        this.loads.push(r.revision);
         const hook = this.duringLoad;
         this.duringLoad = undefined;
         await hook?.(r.revision);
-        return r.revision;
+        return {
+          revision: r.revision,
+          commit: () => {
+            this.state.clear();
+            for (const kv of r.kvs) this.state.set(kv.key, kv.value);
+            this.loads.push(r.revision);
+          },
+        };
       },
       apply: (batch: WatchBatch) => {
         for (const e of batch.events) {

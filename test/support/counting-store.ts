@@ -35,8 +35,16 @@ export class CountingStore implements Store {
   /** Transactions whose compare failed (a fenced write refused, a lost race). */
   refusedTxns = 0;
   private readonly live = new Set<BreakableWatch>();
+  /** Every get and range waits this long first: a store across a network, as etcd is. */
+  readDelayMs = 0;
+  /** When set to n, the n-th get from now fails once, as an unreachable store would. */
+  failGetIn = 0;
 
   constructor(readonly inner: Store) {}
+
+  private async slow(): Promise<void> {
+    if (this.readDelayMs > 0) await new Promise((r) => setTimeout(r, this.readDelayMs));
+  }
 
   get description(): string {
     return `counting(${this.inner.description})`;
@@ -59,13 +67,16 @@ export class CountingStore implements Store {
     this.written.push(...keys);
   }
 
-  get(key: string, options?: { revision?: number }): Promise<KeyValue | undefined> {
+  async get(key: string, options?: { revision?: number }): Promise<KeyValue | undefined> {
     this.calls.get++;
+    await this.slow();
+    if (this.failGetIn > 0 && --this.failGetIn === 0) throw new StoreError(StoreErrorCode.Unavailable, 'the store did not answer');
     return this.inner.get(key, options);
   }
 
-  range(key: string, options?: RangeOptions): Promise<RangeResult> {
+  async range(key: string, options?: RangeOptions): Promise<RangeResult> {
     this.calls.range++;
+    await this.slow();
     return this.inner.range(key, options);
   }
 

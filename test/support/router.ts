@@ -94,11 +94,15 @@ export class TestRouter {
       prefix: keys.all(),
       load: async () => {
         const r = await store.range(keys.allServices(), { prefix: true });
-        this.pending.clear();
-        this.endpoints.clear();
-        for (const e of decodeAll(codecs.endpoint, r.kvs)) this.endpoints.set(e.key, e.value);
-        this.seen = Math.max(this.seen, r.revision);
-        return r.revision;
+        return {
+          revision: r.revision,
+          commit: () => {
+            this.pending.clear();
+            this.endpoints.clear();
+            for (const e of decodeAll(codecs.endpoint, r.kvs)) this.endpoints.set(e.key, e.value);
+            this.seen = Math.max(this.seen, r.revision);
+          },
+        };
       },
       apply: (batch) => this.applyBatch(batch),
       pass: () => this.pass(),

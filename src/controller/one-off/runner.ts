@@ -132,8 +132,7 @@ export class OneOffRunner {
       // Stop requests missed while the watch was down: the records say so now.
       load: async () => {
         const r = await this.o.store.range(keys.allRuns(), { prefix: true });
-        for (const kv of r.kvs) noteStop(kv);
-        return r.revision;
+        return { revision: r.revision, commit: () => void r.kvs.forEach(noteStop) };
       },
       apply: (batch) => batch.events.filter((e) => e.type === 'put' && noteStop(e.kv)).length > 0,
       pass: async () => {
@@ -188,9 +187,12 @@ export class OneOffRunner {
       const name = `run.${randomInt(1000, 10000)}`;
       const key = keys.run(app.id, name);
       const record = { ...local.record, name };
+      // Only under this node's lease: a record without one would outlive the node in `ps`.
+      const lease = this.registration?.leaseId;
+      if (!lease) throw conflict('This node is re-registering; try again in a moment.');
       const r = await this.o.store.txn({
         compare: [{ key, target: 'create', op: '=', value: 0 }],
-        success: [putOp(key, codecs.run, record, this.registration?.leaseId)],
+        success: [putOp(key, codecs.run, record, lease)],
       });
       if (r.succeeded) Object.assign(local, { key, record, mod: r.revision });
     }
