@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { conflict, invalid, notFound } from '../../domain/errors.js';
 import { get, putOp } from '../../domain/codec.js';
 import { keys } from '../../domain/keys.js';
-import { codecs } from '../../domain/records.js';
+import { codecs, type Restarts } from '../../domain/records.js';
 import type { Store } from '../../store/index.js';
 import type { AppAccess, Apps } from './apps.js';
 import type { Releases } from './releases.js';
@@ -19,13 +19,12 @@ export interface FormationUpdate {
   size?: string;
 }
 
+export type { Restarts } from '../../domain/records.js';
+
 /**
  * How many dynos of each process type should run. Types must exist in the current release (or be
  * `web` before any build), quantities stay within 0..100, and a batch applies all or nothing.
  */
-/** `{web: 2, "web.1": 1}`: how often each type and each dyno was restarted (`ps:restart`). */
-export type Restarts = Record<string, number>;
-
 export class Formations {
   constructor(
     private readonly store: Store,
