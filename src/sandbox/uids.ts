@@ -21,7 +21,14 @@ const MAX_TRIES = 1000;
  */
 export async function allocateUid(store: Store, appId: string): Promise<number> {
   const existing = await get(store, keys.appUid(appId), codecs.uid);
-  if (existing) return checked(existing.value.uid);
+  if (existing) {
+    const uid = checked(existing.value.uid);
+    // Both records are written and deleted together; one that disagrees with the other was not
+    // written by Berth, and running this app as another app's uid would open that app's files.
+    const owner = await get(store, keys.uid(uid), codecs.uidOwner);
+    if (owner?.value.app_id !== appId) throw new BerthError(RecordMalformed, `app ${appId} names uid ${uid}, which /berth/uids/ gives to ${owner ? 'another app' : 'no app'}; refusing to run it as that uid`);
+    return uid;
+  }
   let free: number[] = [];
   for (let attempt = 0; attempt < MAX_TRIES; attempt++) {
     let uid: number;

@@ -111,4 +111,27 @@ describe.each(['memory', 'sqlite'] as const)('allocateUid on the %s store', (kin
     expect(isBerthError(await allocateUid(s[1], app.id).catch((e: unknown) => e), 'not_found')).toBe(true);
     await close(s);
   });
+
+  it('refuses a uid that the other record gives to another app, instead of running as it', async () => {
+    const s = stores(kind);
+    const [a, b] = [await makeApp(s[0], appId(7)), await makeApp(s[0], appId(8))];
+    const ub = await allocateUid(s[0], b);
+    // Not Berth's writing: app a's record names app b's uid.
+    await s[0].put(keys.appUid(a), JSON.stringify({ uid: ub }));
+    expect(isBerthError(await allocateUid(s[0], a).catch((e: unknown) => e), 'record_malformed')).toBe(true);
+    expect(await allocateUid(s[0], b)).toBe(ub);
+    await close(s);
+  });
+
+  it('destroys an app whose uid record cannot be read', async () => {
+    const s = stores(kind);
+    const { user } = await new Users(s[0]).create('owner@example.com');
+    const apps = new Apps(s[0]);
+    const app = await apps.create(user, 'garbled-uid');
+    await s[0].put(keys.appUid(app.id), '{"uid": "root"}');
+    await apps.destroy(await apps.resolve(user, 'garbled-uid'));
+    expect(await s[0].get(keys.app(app.id))).toBeUndefined();
+    expect(await s[0].get(keys.appUid(app.id))).toBeUndefined();
+    await close(s);
+  });
 });

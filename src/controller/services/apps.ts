@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { conflict, forbidden, invalid, notFound } from '../../domain/errors.js';
-import { decode, deleteOp as del, get, getMany, list, putOp, type Entry, type Key } from '../../domain/codec.js';
+import { decode, deleteOp as del, get, getMany, list, putOp, tryDecode, type Entry, type Key } from '../../domain/codec.js';
 import { keys } from '../../domain/keys.js';
 import { codecs } from '../../domain/records.js';
 import type { Store, TxnOp } from '../../store/index.js';
@@ -151,7 +151,11 @@ export class Apps {
     const collaborators = (await this.store.range(keys.collaborators(id), { prefix: true })).kvs.map((kv) => decode(codecs.collaborator, kv));
     const domains = (await this.store.range(keys.domains(id), { prefix: true })).kvs.map((kv) => decode(codecs.domain, kv));
     // The app's uid (`allocateUid`) is freed with it; /berth/apps/<id>/uid goes with the subtree.
-    const uid = await get(this.store, keys.appUid(id), codecs.uid);
+    // A uid record that cannot be read must not make the app impossible to delete: the record goes
+    // with the subtree, and the uid it named stays taken (one uid of 60,000 lost, nothing shared).
+    const uidKv = await this.store.get(keys.appUid(id));
+    const uidValue = tryDecode(codecs.uid, uidKv);
+    const uid = uidKv ? { mod: uidKv.modRevision, value: uidValue } : undefined;
     const ops: TxnOp[] = [
       del(keys.app(id)),
       del(keys.appKeys(id), true),
@@ -162,7 +166,7 @@ export class Apps {
       // Outside the app's subtree because the router reads them by prefix.
       del(keys.certs(id), true),
       del(keys.appRouting(id)),
-      ...(uid ? [del(keys.uid(uid.value.uid))] : []),
+      ...(uid?.value ? [del(keys.uid(uid.value.uid))] : []),
     ];
     // Every change under an app also rewrites its record, so this compare catches a collaborator or
     // domain added since they were listed above. A uid is allocated without touching the record:
