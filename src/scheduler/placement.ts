@@ -122,7 +122,9 @@ export function plan(state: StateView): Plan {
 
   const desired = new Map<string, UnitSpec>();
   const pending: PendingUnit[] = [];
+  const frozen = new Set(apps.filter((a) => a.frozen).map((a) => a.id));
   for (const app of apps) {
+    if (app.frozen) continue;
     const d = desiredUnits(app);
     for (const u of d.units) desired.set(identity(u), u);
     pending.push(...d.pending);
@@ -137,6 +139,10 @@ export function plan(state: StateView): Plan {
     // The machine's lease expired with it: its units are lost and get placed again below.
     if (!slot) {
       remove.push(a);
+      continue;
+    }
+    if (frozen.has(a.unit.appId)) {
+      occupy(slot, a.unit, true);
       continue;
     }
     const id = identity(a.unit);

@@ -117,13 +117,9 @@ export class Scheduler {
     await state.fillReleases(this.o.store);
     const view = state.view();
     const p = plan(view);
-    // An app a record of which cannot be read is left alone, not emptied: its units are neither
-    // removed (unless their machine is gone) nor added to.
+    // An app a record of which cannot be read is left alone by the plan, not emptied.
     const frozen = state.frozen();
-    if (frozen.size > 0) {
-      p.remove = p.remove.filter((a) => !frozen.has(a.unit.appId) || !state.machines.has(a.machine));
-      this.o.log.warn({ apps: Object.fromEntries(frozen) }, 'records that cannot be read; those apps\' dynos are left as they are');
-    }
+    if (frozen.size > 0) this.o.log.warn({ apps: Object.fromEntries(frozen) }, 'records that cannot be read; those apps\' dynos are left as they are');
     const ops: TxnOp[] = [];
     for (const a of p.place) ops.push(putOp(keys.unit(a.machine, unitKey(a.unit)), codecs.unit, a.unit));
     for (const a of p.remove) ops.push(deleteOp(keys.unit(a.machine, unitKey(a.unit))));

@@ -227,6 +227,9 @@ export class ClusterState {
   view(revision?: number): StateView {
     const apps: AppView[] = [];
     const frozen = this.frozen();
+    for (const id of [...frozen.keys()].sort()) {
+      apps.push({ id, name: this.apps.get(id)?.name ?? '', release: null, formation: {}, placementTags: {}, memoryLimits: {}, frozen: true });
+    }
     for (const id of [...this.apps.keys()].sort()) {
       if (frozen.has(id)) continue;
       const app = this.apps.get(id) as AppRecord;

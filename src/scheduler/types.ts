@@ -41,6 +41,11 @@ export interface AppView {
   memoryLimits: Record<string, number>;
   /** Restart counters (`ps:restart`) by type (`web`) and dyno (`web.1`). */
   restarts?: Record<string, number>;
+  /**
+   * A record of the app (or its current release) cannot be read: its units stay exactly where and
+   * as they are (still counted on their machines), nothing is added, nothing removed.
+   */
+  frozen?: boolean;
 }
 
 export interface StateView {

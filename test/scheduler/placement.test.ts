@@ -234,3 +234,19 @@ describe('plan: determinism', () => {
     }
   });
 });
+
+describe('plan: an app that cannot be read', () => {
+  it('keeps its units where they are, counts their memory, and adds or removes nothing of it', () => {
+    const first = plan(state([machine('m1', { memory: 1 * GiB })], [app('shop', { web: 2 })]));
+    const running = first.place;
+    expect(running).toHaveLength(2);
+    // shop's formation became unreadable: frozen. Another app wants 1 GiB on the full machine.
+    const frozen: AppView = { id: 'id-shop', name: 'shop', release: null, formation: {}, placementTags: {}, memoryLimits: {}, frozen: true };
+    const p = plan(state([machine('m1', { memory: 1 * GiB })], [frozen, app('blog', { web: 1 })], running));
+    expect(p.remove).toEqual([]);
+    expect(p.place).toEqual([]);
+    expect(p.pending.map((u) => u.unit.name)).toEqual(['blog.web.1']);
+    // Its machine gone, a frozen app's units are removed like any others (there is nothing to keep).
+    expect(plan(state([machine('m2')], [frozen], running)).remove).toHaveLength(2);
+  });
+});
