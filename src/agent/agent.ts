@@ -1,6 +1,6 @@
 import { connect, createServer } from 'node:net';
 import { randomUUID } from 'node:crypto';
-import { decodeAll, get, put } from '../domain/codec.js';
+import { decodeAll, get, put, putOp } from '../domain/codec.js';
 import { codecs, type DynoState, type ReleaseRecord } from '../domain/records.js';
 import { errorMessage } from '../domain/errors.js';
 import { keys } from '../domain/keys.js';
@@ -9,7 +9,7 @@ import { waitForRouters } from '../domain/routers.js';
 import type { Logger } from '../domain/log.js';
 import { ControlLoop, Registration } from '../loop/index.js';
 import { allocateUid } from '../sandbox/index.js';
-import type { Store, WatchBatch } from '../store/index.js';
+import type { Store, TxnOp, WatchBatch } from '../store/index.js';
 import type { RunningDyno, Runtime } from './runtime/types.js';
 
 export type { MachineInfo };
@@ -341,7 +341,16 @@ export class Agent {
 
   private async publish(d: Dyno, lease = this.registration?.leaseId): Promise<void> {
     if (d.port === undefined || !lease) return;
-    await put(this.o.store, keys.service(d.unit.appName, unitKey(d.unit)), codecs.endpoint, `${this.o.machine.address}:${d.port}`, { lease });
+    await this.writeIfAssigned(d, putOp(keys.service(d.unit.appName, unitKey(d.unit)), codecs.endpoint, `${this.o.machine.address}:${d.port}`, lease));
+  }
+
+  /**
+   * Writes a unit's endpoint or status only while the store still assigns the unit here: the
+   * store decides, not this agent's cache of its assignments, which lags after a partition — and
+   * by then another machine may own these keys for the same unit.
+   */
+  private async writeIfAssigned(d: Dyno, op: TxnOp): Promise<void> {
+    await this.o.store.txn({ compare: [{ key: keys.unit(this.o.machine.id, unitKey(d.unit)), target: 'version', op: '>', value: 0 }], success: [op] });
   }
 
   /** Returns the revision of the removal (0 if nothing of ours was published). */
@@ -355,7 +364,7 @@ export class Agent {
     // Never without a lease: such a report would outlive this machine. The next registration
     // writes the reports of the dynos that are up again.
     if (!lease) return;
-    await put(this.o.store, keys.status(unitKey(u)), codecs.status, value, { lease });
+    await this.writeIfAssigned(d, putOp(keys.status(unitKey(u)), codecs.status, value, lease));
   }
 
   async stop(): Promise<void> {

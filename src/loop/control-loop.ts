@@ -54,11 +54,18 @@ export class ControlLoop {
   /** The full read in progress (one at a time), and whether another was asked for meanwhile. */
   private loading: Promise<void> | undefined;
   private again: LoadReason | undefined;
+  /** A failed read's retry, and how many have failed in a row. */
+  private retry: NodeJS.Timeout | undefined;
+  private failures = 0;
+  /** Set while a full read is under way or has failed: the state is not to be acted on. */
+  private holding = false;
   /** Full reads so far (start, gaps, repairs): for tests and logs. */
   loads = 0;
 
   constructor(private readonly o: ControlLoopOptions) {
-    this.passes = new Passes({ run: o.pass, log: o.log, ...(o.debounceMs !== undefined ? { debounceMs: o.debounceMs } : {}), ...(o.maxWaitMs !== undefined ? { maxWaitMs: o.maxWaitMs } : {}) });
+    // A pass asked for while the state is held runs after the read is in force (reload asks).
+    const run = (): Promise<void> => (this.holding ? Promise.resolve() : o.pass());
+    this.passes = new Passes({ run, log: o.log, ...(o.debounceMs !== undefined ? { debounceMs: o.debounceMs } : {}), ...(o.maxWaitMs !== undefined ? { maxWaitMs: o.maxWaitMs } : {}) });
   }
 
   /** Reads the state, follows the prefix, and asks for a first pass (not waited for). */
@@ -81,45 +88,60 @@ export class ControlLoop {
   }
 
   /**
-   * Reads everything, swaps it in, then follows from just after that read. Until the swap the old
-   * watch keeps feeding the old state; from the swap on, only the new watch counts, and it
-   * replays whatever came after the read.
+   * Reads everything, swaps it in, then follows from just after that read. From the moment the
+   * read starts until it is in force the state is frozen: watch batches are dropped (the new
+   * watch replays everything after the read, and the read holds everything before it) and passes
+   * wait, so nothing acts on a state the read is about to replace, and a read never rewinds events
+   * applied after it.
    */
   private async subscribe(reason: LoadReason): Promise<void> {
     this.loads++;
+    this.holding = true;
     const loaded = await this.o.load(reason);
     if (this.stopped) return;
     const generation = ++this.generation;
     loaded.commit();
+    this.holding = false;
     this.following?.close();
     this.following = follow(this.o.store, this.o.prefix, loaded.revision + 1, {
       onBatch: (batch) => {
-        if (generation === this.generation && this.o.apply(batch)) this.passes.request();
+        if (generation === this.generation && !this.holding && this.o.apply(batch)) this.passes.request();
       },
       onGap: async () => {
         if (generation === this.generation) {
           this.o.log.warn({ prefix: this.o.prefix }, 'watch broke; reading the state again');
           this.reload('gap');
         }
-        // The reload replaces this watch; until it does, go on from now.
+        // The reload replaces this watch (its batches are dropped meanwhile); go on from now.
         return this.o.store.currentRevision();
       },
     });
   }
 
-  /** A full read and a new watch, one at a time; asked for during one, it runs again after it. */
+  /**
+   * A full read and a new watch, one at a time: asked for during one, it runs once more after it.
+   * A failed read is retried by one timer, backing off to 30 s; requests meanwhile wait for it.
+   */
   private reload(reason: LoadReason): void {
     if (this.stopped) return;
-    if (this.loading) {
-      this.again ??= reason;
+    if (this.loading || this.retry) {
+      if (this.loading) this.again ??= reason;
       return;
     }
     this.loading = this.subscribe(reason)
       .then(
-        () => void this.passes.now(),
+        () => {
+          this.failures = 0;
+          void this.passes.now();
+        },
         (err: unknown) => {
-          this.o.log.warn({ err: errorMessage(err), reason }, 'full read failed; trying again in a second');
-          setTimeout(() => this.reload(reason), 1000);
+          const delay = Math.min(30_000, 1000 * 2 ** this.failures++);
+          this.o.log.warn({ err: errorMessage(err), reason, retryInMs: delay }, 'full read failed; passes wait until one works');
+          this.again = undefined;
+          this.retry = setTimeout(() => {
+            this.retry = undefined;
+            this.reload(reason);
+          }, delay);
         },
       )
       .finally(() => {
@@ -135,6 +157,7 @@ export class ControlLoop {
     this.stopped = true;
     clearInterval(this.resync);
     clearInterval(this.repair);
+    clearTimeout(this.retry);
     this.following?.close();
     await this.passes.stop();
   }

@@ -153,6 +153,8 @@ export class Router {
         await this.report(Math.max(this.applied, 1), lease);
       },
     });
+    // A pass that finished while the first registration ran could not report yet.
+    await this.report(this.applied);
   }
 
   /** Every endpoint, read at one revision: at start, after a watch gap, on the repair timer. */

@@ -83,7 +83,9 @@ export class ClusterState {
     for (const kv of services.kvs) this.services.set(kv.key, kv.modRevision);
     for (const kv of routers.kvs) this.onRouter(kv);
     // A value that is not a key segment would make the key builders throw; no app lives there anyway.
-    const ids = [...new Set(decodeAll(codecs.appId, names.kvs).map((e) => e.value))];
+    // Apps come from the name index, and from the units: an app whose index entry cannot be read
+    // still has its record read (and frozen if that cannot be read either), never dropped.
+    const ids = [...new Set([...decodeAll(codecs.appId, names.kvs).map((e) => e.value), ...[...this.units.values()].map((a) => a.unit.appId)])].filter((id) => id.length > 0 && !id.includes('/'));
     await Promise.all(
       ids.map(async (id) => {
         const [app, formation, tags, limits, restarts] = await Promise.all([
@@ -182,7 +184,10 @@ export class ClusterState {
     const out = new Map<string, string[]>();
     for (const [id, what] of this.unreadable) out.set(id, [...what]);
     for (const [id, app] of this.apps) {
-      if (wantedVersion(app) > 0 && this.releases.get(id)?.version === wantedVersion(app) && this.releases.get(id)?.view === null) out.set(id, [...(out.get(id) ?? []), `release v${wantedVersion(app)}`]);
+      const wanted = wantedVersion(app);
+      // Not read yet (it moved on during the read) or unreadable: nothing is planned for it this time.
+      const entry = this.releases.get(id);
+      if (wanted > 0 && (entry?.version !== wanted || entry.view === null)) out.set(id, [...(out.get(id) ?? []), `release v${wanted}`]);
     }
     return out;
   }

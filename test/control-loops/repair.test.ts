@@ -67,4 +67,16 @@ describe('full reads', () => {
     await cluster.store.put(keys.formation(app.id), good.replace(/"quantity":2/, '"quantity":1'));
     await until('one unit removed', () => removed().length === 1);
   });
+
+  it('reads an app whose name-index entry cannot be read through its units, and keeps them', async () => {
+    cluster = await Cluster.start();
+    await machine('m1');
+    await cluster.app('shop', { web: 'serve' }, { web: 2 });
+    await cluster.scheduler('s1', { reconcileMs: 50, repairMs: 300 });
+    await until('2 units placed', () => placed() >= 2);
+    await cluster.store.put(keys.appName('shop'), 'not/an-id');
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(removed()).toEqual([]);
+  });
 });
+
