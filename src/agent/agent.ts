@@ -1,4 +1,3 @@
-import { connect, createServer } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { decodeAll, get, put, putOp } from '../domain/codec.js';
 import { codecs, type DynoState, type ReleaseRecord } from '../domain/records.js';
@@ -10,6 +9,7 @@ import type { Logger } from '../domain/log.js';
 import { ControlLoop, Registration } from '../loop/index.js';
 import { allocateUid } from '../sandbox/index.js';
 import type { Store, TxnOp, WatchBatch } from '../store/index.js';
+import { portFree, waitForPort } from './ports.js';
 import type { RunningDyno, Runtime } from './runtime/types.js';
 
 export type { MachineInfo };
@@ -379,31 +379,4 @@ export class Agent {
     await Promise.allSettled([...this.inFlight]);
     await this.registration?.stop();
   }
-}
-
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const srv = createServer();
-    srv.once('error', () => resolve(false));
-    srv.listen(port, '0.0.0.0', () => srv.close(() => resolve(true)));
-  });
-}
-
-/** A web dyno is up when its port accepts a connection — and the listener is the dyno itself. */
-async function waitForPort(port: number, timeoutMs: number, abandon: () => boolean, owned: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (abandon()) throw new Error('the dyno exited before it was up');
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = connect({ host: '127.0.0.1', port }, () => {
-        s.end();
-        resolve(true);
-      });
-      s.on('error', () => resolve(false));
-    });
-    if (ok && (await owned())) return;
-    // Most apps bind within a few hundred ms: poll briskly (a connect on loopback is cheap).
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`Web process failed to bind to $PORT within ${Math.round(timeoutMs / 1000)} seconds of launch`);
 }

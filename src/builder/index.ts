@@ -21,7 +21,7 @@ import type { Deployer, GitAccess, SlugBuilder, SlugRunner } from './ports.js';
 import { PushHandler, registerHookRoute } from './push.js';
 import { SandboxSlugRunner } from './release-phase.js';
 import { GitSlugBuilder } from './slug-builder.js';
-import { registerSlugRoutes } from './slug-routes.js';
+import { registerSlugBlobRoutes } from './slug-routes.js';
 import { startGitSsh } from './ssh.js';
 
 export { Builder, BUILTIN_BUILDPACKS_DIR } from './builder.js';
@@ -106,7 +106,7 @@ export function createBuilderServer(o: BuilderServerOptions): BuilderServer {
     routes(api) {
       registerGitRoutes(api, access, builder.repos, pushes);
       registerHookRoute(api, pushes);
-      registerSlugRoutes(api, access, builder.slug, builder.builder.slugs);
+      registerSlugBlobRoutes(api, access, builder.slug, builder.builder.slugs);
     },
     startSsh(host, port) {
       return startGitSsh({ host, port, hostKeyPath: o.hostKeyPath, access, repos: builder.repos, pushes, log: log.child({ transport: 'ssh' }) });

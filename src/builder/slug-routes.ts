@@ -9,7 +9,7 @@ import type { SlugStore } from './slugs.js';
  * Slug blobs for agents (and `heroku slugs:download`-style clients): the tar.gz by app access, with
  * byte ranges so an interrupted download resumes where it stopped.
  */
-export function registerSlugRoutes(api: FastifyInstance, access: Pick<GitAccess, 'resolveApp'>, find: (slugId: string) => Promise<SlugRecord | undefined>, slugs: SlugStore): void {
+export function registerSlugBlobRoutes(api: FastifyInstance, access: Pick<GitAccess, 'resolveApp'>, find: (slugId: string) => Promise<SlugRecord | undefined>, slugs: SlugStore): void {
   const send = async (req: FastifyRequest, reply: FastifyReply, slug: string, appId: string | undefined) => {
     if (!/^[0-9a-f-]{36}$/.test(slug)) throw notFound('slug');
     const record = await find(slug);

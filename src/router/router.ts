@@ -235,7 +235,10 @@ export class Router {
       const [app = '', unit = ''] = key.slice(keys.allServices().length).split('/');
       const name = unitNameOf(unit);
       const dyno = name.startsWith(`${app}.`) ? name.slice(app.length + 1) : '';
-      byApp.set(app, [...(byApp.get(app) ?? []), /^[\w.-]+$/.test(dyno) ? `${value}|${dyno}` : value]);
+      const line = /^[\w.-]+$/.test(dyno) ? `${value}|${dyno}` : value;
+      const eps = byApp.get(app);
+      if (eps) eps.push(line);
+      else byApp.set(app, [line]);
     }
     const body = [...byApp].sort(([a], [b]) => (a < b ? -1 : 1)).map(([app, eps]) => `${app} ${eps.sort().join(',')}`).join('\n');
     const res = await fetch(`http://127.0.0.1:${this.o.controlPort}/endpoints`, { method: 'POST', body: `${body}\n`, headers: { 'x-berth-control': this.controlToken }, signal: AbortSignal.timeout(5000) });

@@ -39,6 +39,8 @@ export class Scheduler {
   private loop: ControlLoop | undefined;
   private state = new ClusterState();
   private readonly abort = new AbortController();
+  /** The frozen apps last logged. */
+  private frozenSaid = '[]';
   /** Bumped per lease: a campaign from an older lease must not start a loop. */
   private term = 0;
 
@@ -60,11 +62,7 @@ export class Scheduler {
       ttl: this.o.ttl ?? 5,
       // Each lease campaigns anew; campaigning waits for as long as another node leads.
       register: async (lease) => void this.campaign(lease, ++this.term),
-      onLost: () => {
-        this.leadership = undefined;
-        void this.loop?.stop();
-        this.loop = undefined;
-      },
+      onLost: () => void this.stepDown(),
     });
   }
 
@@ -94,11 +92,7 @@ export class Scheduler {
       if (this.abort.signal.aborted || term !== this.term) return;
       this.o.log.warn({ err: errorMessage(err) }, 'campaign ended; campaigning again');
       // A leader that cannot read the cluster must not sit on the leadership: step down, retry.
-      const leadership = this.leadership;
-      this.leadership = undefined;
-      void this.loop?.stop();
-      this.loop = undefined;
-      await leadership?.resign().catch(() => undefined);
+      await this.stepDown()?.resign().catch(() => undefined);
       setTimeout(() => {
         if (term === this.term && !this.abort.signal.aborted) void this.campaign(lease, term);
       }, 1000);
@@ -115,11 +109,14 @@ export class Scheduler {
     if (!leadership || this.abort.signal.aborted || state !== this.state) return;
     // Only apps whose current release just changed are read; the rest is in memory.
     await state.fillReleases(this.o.store);
-    const view = state.view();
-    const p = plan(view);
-    // An app a record of which cannot be read is left alone by the plan, not emptied.
+    // An app a record of which cannot be read is left alone by the plan, not emptied; said once
+    // per change, not once per pass.
     const frozen = state.frozen();
-    if (frozen.size > 0) this.o.log.warn({ apps: Object.fromEntries(frozen) }, 'records that cannot be read; those apps\' dynos are left as they are');
+    const said = JSON.stringify([...frozen]);
+    if (said !== this.frozenSaid && frozen.size > 0) this.o.log.warn({ apps: Object.fromEntries(frozen) }, 'records that cannot be read; those apps\' dynos are left as they are');
+    this.frozenSaid = said;
+    const view = state.view(undefined, frozen);
+    const p = plan(view);
     const ops: TxnOp[] = [];
     for (const a of p.place) ops.push(putOp(keys.unit(a.machine, unitKey(a.unit)), codecs.unit, a.unit));
     for (const a of p.remove) ops.push(deleteOp(keys.unit(a.machine, unitKey(a.unit))));
@@ -199,11 +196,18 @@ export class Scheduler {
    * never lead again until its lease happened to be lost.
    */
   private deposed(): void {
+    this.stepDown();
+    const lease = this.registration?.leaseId;
+    if (lease && !this.abort.signal.aborted) void this.campaign(lease, this.term);
+  }
+
+  /** Stops leading: no more passes, no more writes; returns the leadership that was held. */
+  private stepDown(): Leadership | undefined {
+    const leadership = this.leadership;
     this.leadership = undefined;
     void this.loop?.stop();
     this.loop = undefined;
-    const lease = this.registration?.leaseId;
-    if (lease && !this.abort.signal.aborted) void this.campaign(lease, this.term);
+    return leadership;
   }
 
   async stop(): Promise<void> {

@@ -229,9 +229,8 @@ export class ClusterState {
   }
 
   /** A consistent snapshot for `plan` (taken synchronously, so no event lands halfway). */
-  view(revision?: number): StateView {
+  view(revision?: number, frozen = this.frozen()): StateView {
     const apps: AppView[] = [];
-    const frozen = this.frozen();
     for (const id of [...frozen.keys()].sort()) {
       apps.push({ id, name: this.apps.get(id)?.name ?? '', release: null, formation: {}, placementTags: {}, memoryLimits: {}, frozen: true });
     }

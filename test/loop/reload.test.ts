@@ -10,43 +10,57 @@ afterEach(async () => {
   await loop?.stop();
 });
 
+/**
+ * A loop whose state mirrors the prefix in a Map; `slowOnce()` makes the next full read's answer
+ * arrive 300 ms late (the read itself is taken at once).
+ */
+function mirror(store: CountingStore, o: { pass?: (state: Map<string, string>) => Promise<void>; repairMs?: number; resyncMs?: number; debounceMs?: number } = {}): { loop: ControlLoop; state: Map<string, string>; slowOnce(): void } {
+  const state = new Map<string, string>();
+  let slow = false;
+  const l = new ControlLoop({
+    store,
+    log: silentLog(),
+    prefix: '/t/',
+    load: async () => {
+      const r = await store.range('/t/', { prefix: true });
+      if (slow) {
+        slow = false;
+        await new Promise((res) => setTimeout(res, 300));
+      }
+      return {
+        revision: r.revision,
+        commit: () => {
+          state.clear();
+          for (const kv of r.kvs) state.set(kv.key, kv.value);
+        },
+      };
+    },
+    apply: (batch) => {
+      for (const e of batch.events) {
+        if (e.type === 'put') state.set(e.kv.key, e.kv.value);
+        else state.delete(e.kv.key);
+      }
+      return true;
+    },
+    pass: () => o.pass?.(state) ?? Promise.resolve(),
+    ...(o.repairMs !== undefined ? { repairMs: o.repairMs } : {}),
+    ...(o.resyncMs !== undefined ? { resyncMs: o.resyncMs } : {}),
+    ...(o.debounceMs !== undefined ? { debounceMs: o.debounceMs } : {}),
+  });
+  return { loop: l, state, slowOnce: () => (slow = true) };
+}
+
 describe('full reads overlapping', () => {
   it('a slow read after a watch gap and a repair meanwhile run one after the other; the state ends as the store is', async () => {
     const store = new CountingStore(openStore('memory://'));
     await store.put('/t/a', '1');
     await store.put('/t/b', '1');
-    const state = new Map<string, string>();
-    let slowNext = false;
-    loop = new ControlLoop({
-      store,
-      log: silentLog(),
-      prefix: '/t/',
-      load: async () => {
-        const slow = slowNext;
-        slowNext = false;
-        const r = await store.range('/t/', { prefix: true });
-        // The answer is slow to arrive: the repair timer fires meanwhile, and a delete lands.
-        if (slow) await new Promise((res) => setTimeout(res, 300));
-        return {
-          revision: r.revision,
-          commit: () => {
-            state.clear();
-            for (const kv of r.kvs) state.set(kv.key, kv.value);
-          },
-        };
-      },
-      apply: (batch) => {
-        for (const e of batch.events) {
-          if (e.type === 'put') state.set(e.kv.key, e.kv.value);
-          else state.delete(e.kv.key);
-        }
-        return true;
-      },
-      pass: async () => undefined,
-      repairMs: 100,
-    });
+    // A slow read: the repair timer fires meanwhile, and a delete lands.
+    const m = mirror(store, { repairMs: 100 });
+    loop = m.loop;
+    const state = m.state;
     await loop.start();
-    slowNext = true;
+    m.slowOnce();
     store.breakWatches();
     await new Promise((r) => setTimeout(r, 50));
     await store.delete('/t/a');
@@ -60,41 +74,13 @@ describe('full reads overlapping', () => {
   it('never rewinds: an event after a slow read is in the state, and no pass runs on the state the read replaces', async () => {
     const store = new CountingStore(openStore('memory://'));
     await store.put('/t/ep', 'host:1');
-    const state = new Map<string, string>();
-    let slow = false;
     const seenByPasses: boolean[] = [];
-    loop = new ControlLoop({
-      store,
-      log: silentLog(),
-      prefix: '/t/',
-      load: async () => {
-        const r = await store.range('/t/', { prefix: true });
-        if (slow) {
-          slow = false;
-          await new Promise((res) => setTimeout(res, 300));
-        }
-        return {
-          revision: r.revision,
-          commit: () => {
-            state.clear();
-            for (const kv of r.kvs) state.set(kv.key, kv.value);
-          },
-        };
-      },
-      apply: (batch) => {
-        for (const e of batch.events) {
-          if (e.type === 'put') state.set(e.kv.key, e.kv.value);
-          else state.delete(e.kv.key);
-        }
-        return true;
-      },
-      pass: async () => void seenByPasses.push(state.has('/t/ep')),
-      debounceMs: 1,
-      resyncMs: 20,
-    });
+    const m = mirror(store, { pass: async (st) => void seenByPasses.push(st.has('/t/ep')), debounceMs: 1, resyncMs: 20 });
+    loop = m.loop;
+    const state = m.state;
     await loop.start();
     await new Promise((r) => setTimeout(r, 50));
-    slow = true;
+    m.slowOnce();
     store.breakWatches();
     await new Promise((r) => setTimeout(r, 100));
     // The unpublish lands while the slow read (taken before it) is still on its way.
