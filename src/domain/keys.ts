@@ -23,9 +23,11 @@ import type {
   DrainRecord,
   FingerprintRecord,
   Formation,
+  IpRecord,
   LogSession,
   MachineRecord,
   MemoryLimits,
+  NetworkConfigRecord,
   PlatformRecord,
   ReleaseRecord,
   Restarts,
@@ -34,6 +36,7 @@ import type {
   SlugRecord,
   SshKeyRecord,
   StatusRecord,
+  SubnetRecord,
   TokenRecord,
   UidRecord,
   UidOwner,
@@ -135,6 +138,15 @@ export const keys = {
   run: (appId: string, dyno: string): Key<RunRecord> => `${ROOT}/runs/${seg(appId)}/${seg(dyno)}`,
   /** Election candidates for a role; the value is the candidate's name (Election writes it). */
   leader: (role: string): Prefix<string> => `${ROOT}/leader/${seg(role)}`,
+  /** The overlay network (src/network/): its range and backend, set once by the first node. */
+  network: (): Prefix<unknown> => `${ROOT}/network/`,
+  networkConfig: (): Key<NetworkConfigRecord> => `${ROOT}/network/config`,
+  /** Each machine's subnet, named `a.b.c.d-len`, under the subnet's own long lease. */
+  subnets: (): Prefix<SubnetRecord> => `${ROOT}/network/subnets/`,
+  subnet: (cidr: string): Key<SubnetRecord> => `${ROOT}/network/subnets/${seg(cidr.replace('/', '-'))}`,
+  /** Overlay addresses in use, by dyno; every machine's policy follows them. */
+  ips: (): Prefix<IpRecord> => `${ROOT}/network/ips/`,
+  ip: (address: string): Key<IpRecord> => `${ROOT}/network/ips/${seg(address)}`,
 } as const;
 
 /**
@@ -208,4 +220,10 @@ export const KEY_RECORDS: { [K in keyof typeof keys]: { readonly name: string } 
   runs: codecs.run,
   run: codecs.run,
   leader: codecs.candidate,
+  network: untypedJson,
+  networkConfig: codecs.networkConfig,
+  subnets: codecs.subnet,
+  subnet: codecs.subnet,
+  ips: codecs.ip,
+  ip: codecs.ip,
 };

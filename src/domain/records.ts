@@ -4,6 +4,7 @@ import { appSchema, formationSchema, releaseSchema, slugSchema } from './records
 import type { AccessRecord, BootstrapMarker, BuildRecord, ClusterTokenRecord, CollaboratorRecord, DomainRecord, FingerprintRecord, MemoryLimits, PlatformRecord, Restarts, SshKeyRecord, TokenRecord, UidOwner, UidRecord, UserRecord } from './records/apps.js';
 import { certSchema, machineSchema, routerSchema, runSchema, statusSchema, unitSchema } from './records/cluster.js';
 import type { AppRouting, DrainRecord, LogSession } from './records/cluster.js';
+import { ipSchema, networkConfigSchema, subnetSchema } from './records/network.js';
 import { int, num, stamp, str, strings } from './records/schema.js';
 
 /**
@@ -15,6 +16,7 @@ import { int, num, stamp, str, strings } from './records/schema.js';
 
 export type * from './records/apps.js';
 export type * from './records/cluster.js';
+export type * from './records/network.js';
 
 // ─── codecs ─────────────────────────────────────────────────────────────────────────────────────
 
@@ -77,4 +79,7 @@ export const codecs = {
   run: jsonCodec('RunRecord', runSchema),
   /** An election candidate's name (a node id). */
   candidate: textCodec('Candidate'),
+  networkConfig: jsonCodec('NetworkConfigRecord', networkConfigSchema),
+  subnet: jsonCodec('SubnetRecord', subnetSchema),
+  ip: jsonCodec('IpRecord', ipSchema),
 } as const satisfies Record<string, Codec<unknown>>;

@@ -77,6 +77,12 @@ const args: Record<string, string[]> = {
   runs: ['<app>'],
   run: ['<app>', '<dyno>'],
   leader: ['<role>'],
+  network: [],
+  networkConfig: [],
+  subnets: [],
+  subnet: ['<a.b.c.d>/<len>'],
+  ips: [],
+  ip: ['<a.b.c.d>'],
 };
 
 /** Prefixes whose keys someone else completes: `Election` puts each candidate at `<prefix>/<lease>`. */
