@@ -32,7 +32,15 @@ export interface SandboxSpec {
   /** Give the command a stdin pipe (`SandboxProcess.stdin`) instead of /dev/null. */
   stdin?: boolean;
   signal?: AbortSignal;
+  /**
+   * A network namespace (`/run/netns/<name>`) to run in instead of the host's. Entered as root,
+   * before dropping to the uid, so the command lives in a namespace it cannot reconfigure.
+   */
+  netns?: string;
 }
+
+/** What `SandboxSpec.netns` may be: a namespace `ip netns add` made, nothing path-like beyond it. */
+const NETNS_PATH = /^\/run\/netns\/[A-Za-z0-9_.-]+$/;
 
 export interface SandboxResult {
   code: number | null;
@@ -134,6 +142,8 @@ async function runSandboxed(config: SandboxConfig, spec: SandboxSpec): Promise<S
 }
 
 function spawnSandboxed(config: SandboxConfig, spec: SandboxSpec): SandboxProcess {
+  // Checked before anything is made: a bad path must not leave cgroups behind.
+  if (spec.netns !== undefined && (!NETNS_PATH.test(spec.netns) || /\/\.+$/.test(spec.netns))) throw new Error(`invalid network namespace: ${spec.netns}`);
   const cg = cgroupDirs(config, spec.id);
   for (const dir of [cg.memory, cg.pids]) mkdirSync(dir, { recursive: true });
   writeFileSync(join(cg.memory, 'memory.limit_in_bytes'), String(spec.memoryBytes));
@@ -143,9 +153,12 @@ function spawnSandboxed(config: SandboxConfig, spec: SandboxSpec): SandboxProces
   writeFileSync(join(cg.pids, 'pids.max'), String(spec.pidsMax ?? 1024));
   // The shell joins the cgroups before exec, so everything it starts is counted from the first byte.
   const script = 'echo $$ > "$1" && echo $$ > "$2" && shift 2 && exec "$@"';
+  // nsenter runs as root and only then setpriv drops the uid: bwrap needs no --unshare-net, and the
+  // dyno, unprivileged in a namespace it did not make, cannot change its addresses or routes.
+  const netns = spec.netns !== undefined ? ['nsenter', `--net=${spec.netns}`] : [];
   const child = spawn(
     '/bin/sh',
-    ['-c', script, 'sandbox', join(cg.memory, 'cgroup.procs'), join(cg.pids, 'cgroup.procs'), 'setpriv', `--reuid=${spec.uid}`, `--regid=${spec.gid}`, '--clear-groups', 'bwrap', ...bwrapArgs(spec)],
+    ['-c', script, 'sandbox', join(cg.memory, 'cgroup.procs'), join(cg.pids, 'cgroup.procs'), ...netns, 'setpriv', `--reuid=${spec.uid}`, `--regid=${spec.gid}`, '--clear-groups', 'bwrap', ...bwrapArgs(spec)],
     { stdio: [spec.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'], detached: true, env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } },
   );
   // A command that exits (or closes its stdin) while input is still coming: EPIPE is expected.

@@ -1,8 +1,10 @@
+import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SandboxSpec } from '../../src/sandbox/index.js';
+import { scratchNetns } from '../support/network.js';
 import { testSandbox } from '../support/sandbox.js';
 
 let dir: string;
@@ -76,5 +78,25 @@ describe('sandbox', () => {
     const r = await run('(sleep 60 &); sleep 60', { timeoutMs: 500 });
     expect(r.timedOut).toBe(true);
     expect(Date.now() - started).toBeLessThan(5000);
+  });
+
+  it('runs inside the network namespace it is given, unable to reconfigure it', async () => {
+    const ns = await scratchNetns();
+    try {
+      const r = await run('cut -d: -f1 /proc/net/dev | tr -d " " | tail -n +3 | sort | tr "\\n" " "; echo; /usr/sbin/ip addr add 10.9.9.9/32 dev probe0 2>&1; /usr/sbin/ip link set probe0 up 2>&1; echo done', { netns: ns.path });
+      expect(r.output.split('\n')[0]?.trim()).toBe('lo probe0 probe1');
+      expect(r.output).toMatch(/Operation not permitted/);
+      expect(r.output).not.toMatch(/10\.9\.9\.9/);
+      // Nothing changed from the outside either.
+      expect(execFileSync('ip', ['-n', ns.name, '-o', 'addr', 'show', 'dev', 'probe0']).toString()).not.toContain('10.9.9.9');
+    } finally {
+      await ns.remove();
+    }
+  });
+
+  it('refuses a network namespace that is not a /run/netns name', async () => {
+    for (const netns of ['/proc/1/ns/net', '/run/netns/../../proc/1/ns/net', '/run/netns/..', 'x']) {
+      await expect(run('true', { netns })).rejects.toThrow(/invalid network namespace/);
+    }
   });
 });
