@@ -5,3 +5,4 @@
  */
 export type { Attachment, BackendName, DynoAttachRequest, Networks, OverlayNetworkOptions } from './types.js';
 export { LoopbackNetwork } from './loopback.js';
+export { OverlayNetwork, DYNO_PORT } from './network.js';

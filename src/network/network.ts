@@ -1,0 +1,372 @@
+import { mkdirSync } from 'node:fs';
+import { decodeAll, deleteOp, get, putOp } from '../domain/codec.js';
+import { BerthError, errorMessage, invalid } from '../domain/errors.js';
+import { keys } from '../domain/keys.js';
+import type { Logger } from '../domain/log.js';
+import { codecs, type IpRecord, type NetworkConfigRecord, type SubnetRecord } from '../domain/records.js';
+import { waitForRouters } from '../domain/routers.js';
+import { ControlLoop } from '../loop/index.js';
+import type { WatchBatch } from '../store/index.js';
+import { HostGwDriver } from './backends/host-gw.js';
+import type { BackendDevice, OverlayBackendDriver, Peer } from './backends/types.js';
+import { VxlanDriver } from './backends/vxlan.js';
+import { addressAt, formatCidr, parseCidr, size, type Range } from './cidr.js';
+import { ownNamespaces, removeNamespace, wireNamespace } from './namespaces.js';
+import { NftPolicy } from './policy.js';
+import type { PolicyChanges, PolicySnapshot } from './policy-types.js';
+import { checkOverlap, enableForwarding, preflight, resolverFile } from './host.js';
+import { SubnetLease } from './subnets.js';
+import type { Attachment, DynoAttachRequest, Networks, OverlayNetworkOptions } from './types.js';
+
+/** What every web dyno listens on: each has an address of its own, so one port fits all. */
+export const DYNO_PORT = 5000;
+const DEFAULT_NETWORK = '10.244.0.0/16';
+const VXLAN = { vni: 1, port: 8472 };
+/** A previous incarnation's addresses wait this long (its endpoints' lease running out) plus the routers. */
+const STALE_MS = 15_000;
+
+interface State {
+  subnets: Map<string, SubnetRecord>;
+  ips: Map<string, IpRecord>;
+}
+
+/**
+ * The overlay on one machine (see index.ts). Start order: preflight, the range from the store,
+ * an overlap check, the subnet lease, the backend's device, then one loop on /berth/network/ that
+ * loads the whole nftables table atomically and programs every peer's route before anything is
+ * attached, and then follows the store: subnets → routes, addresses → policy elements.
+ */
+export class OverlayNetwork implements Networks {
+  private config: NetworkConfigRecord | undefined;
+  private lease: SubnetLease | undefined;
+  private driver: OverlayBackendDriver | undefined;
+  private device: BackendDevice | undefined;
+  private policy: NftPolicy;
+  private loop: ControlLoop | undefined;
+  private state: State = { subnets: new Map(), ips: new Map() };
+  /** The next pass loads the whole table and re-diffs every route (start, gap, repair). */
+  private full = true;
+  private routesDirty = true;
+  private pending: Required<Pick<PolicyChanges, 'owners' | 'internal' | 'trusted'>> = emptyChanges();
+  /** Local addresses in use (dynos and builds), and those of a previous incarnation not yet freed. */
+  private readonly used = new Set<string>();
+  private cursor = 2;
+  private readonly builds = new Set<string>();
+  private resolvConf: string | undefined;
+  /** Serialises nft transactions: loop passes and build attachments. */
+  private nft: Promise<void> = Promise.resolve();
+  private staleTimer: NodeJS.Timeout | undefined;
+  private rediff: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private readonly log: Logger;
+
+  constructor(private readonly o: OverlayNetworkOptions) {
+    if (!/^[a-z][a-z0-9]{0,5}$/.test(o.name)) throw invalid(`The network name must be 1-6 lowercase letters and digits starting with a letter, got "${o.name}".`);
+    this.log = o.log;
+    this.policy = new NftPolicy({ name: o.name, log: o.log });
+  }
+
+  async start(): Promise<void> {
+    const { store, name } = this.o;
+    await preflight();
+    this.config = await this.configure();
+    const network = parseCidr(this.config.network, 'overlay');
+    await checkOverlap(network, name);
+    await enableForwarding();
+    this.resolvConf = resolverFile(this.o.dir);
+    mkdirSync(this.o.dir, { recursive: true, mode: 0o700 });
+    this.lease = await SubnetLease.acquire({ store, log: this.log, machine: this.o.machine, publicIp: this.o.publicIp, dir: this.o.dir, network, subnetBits: this.config.subnet_len, backend: this.config.backend.type, ttl: this.o.subnetTtl ?? 86_400 });
+    const b = this.config.backend;
+    this.driver = b.type === 'vxlan' ? new VxlanDriver({ vni: b.vni, port: b.port }) : new HostGwDriver({});
+    this.device = await this.driver.setup({ name, subnet: this.lease.cidr, network: this.config.network, publicIp: this.o.publicIp, log: this.log });
+    await this.lease.publish(this.device.vtepMac);
+    // Namespaces of a previous incarnation: their dynos died with it (bwrap --die-with-parent).
+    for (const ns of ownNamespaces(name)) await removeNamespace(ns);
+    this.loop = new ControlLoop({
+      store,
+      log: this.log,
+      prefix: keys.network(),
+      load: async () => {
+        const r = await store.range(keys.network(), { prefix: true });
+        const subnets = new Map(decodeAll(codecs.subnet, r.kvs.filter((kv) => kv.key.startsWith(keys.subnets())), (key) => this.log.warn({ key }, 'ignoring a malformed subnet')).map((e) => [e.key.slice(keys.subnets().length).replace('-', '/'), e.value]));
+        const ips = new Map(decodeAll(codecs.ip, r.kvs.filter((kv) => kv.key.startsWith(keys.ips())), (key) => this.log.warn({ key }, 'ignoring a malformed address')).map((e) => [e.key.slice(keys.ips().length), e.value]));
+        return {
+          revision: r.revision,
+          commit: () => {
+            this.state = { subnets, ips };
+            this.full = true;
+            this.pending = emptyChanges();
+          },
+        };
+      },
+      apply: (batch) => this.applyBatch(batch),
+      pass: () => this.pass(),
+      debounceMs: 5,
+      maxWaitMs: 50,
+      // A full read (and so an atomic reload of the table and a route re-diff) on this timer.
+      repairMs: 600_000,
+    });
+    // Routes are re-diffed against the kernel every minute: a hand-deleted route comes back.
+    this.rediff = setInterval(() => {
+      this.routesDirty = true;
+      this.loop?.request();
+    }, 60_000);
+    await this.loop.start();
+    // Nothing is attached until the table and routes are in force.
+    await this.loop.kick();
+    this.reclaimStale();
+    this.log.info({ subnet: this.lease.cidr, backend: b.type, mtu: this.device.mtu }, 'overlay network up');
+  }
+
+  info(): { network: string; subnet: string; backend: 'vxlan' | 'host-gw'; publicIp: string } {
+    if (!this.config || !this.lease) throw new BerthError('network_not_started', 'the network has not started');
+    return { network: this.config.network, subnet: this.lease.cidr, backend: this.config.backend.type, publicIp: this.o.publicIp };
+  }
+
+  /** The cluster's range and backend: the first node writes them (create-only); the rest must agree. */
+  private async configure(): Promise<NetworkConfigRecord> {
+    const { store } = this.o;
+    const want = this.o.request;
+    const wanted: NetworkConfigRecord = {
+      network: formatCidr(parseCidr(want?.network ?? DEFAULT_NETWORK, 'overlay')),
+      subnet_len: 24,
+      backend: (want?.backend ?? 'vxlan') === 'vxlan' ? { type: 'vxlan', ...VXLAN } : { type: 'host-gw' },
+      created_at: new Date().toISOString(),
+    };
+    if (parseCidr(wanted.network).bits > 22) throw invalid(`The overlay ${wanted.network} is too small: it needs room for several /24 machine subnets (use /22 or larger).`);
+    const key = keys.networkConfig();
+    await store.txn({ compare: [{ key, target: 'version', op: '=', value: 0 }], success: [putOp(key, codecs.networkConfig, wanted)] });
+    const current = await get(store, key, codecs.networkConfig);
+    if (!current) throw new BerthError('network_config_missing', 'the overlay configuration vanished from the store');
+    const c = current.value;
+    if (want?.network && formatCidr(parseCidr(want.network)) !== c.network) throw invalid(`This cluster's overlay is ${c.network}; it cannot be changed to ${want.network} by a node joining it.`);
+    if (want?.backend && want.backend !== c.backend.type) throw invalid(`This cluster's overlay backend is ${c.backend.type}; a node cannot join it with ${want.backend}.`);
+    return c;
+  }
+
+  private applyBatch(batch: WatchBatch): boolean {
+    for (const e of batch.events) {
+      const key = e.kv.key;
+      if (key.startsWith(keys.subnets())) {
+        const cidr = key.slice(keys.subnets().length).replace('-', '/');
+        const before = this.state.subnets.get(cidr);
+        const value = e.type === 'put' ? decodeAll(codecs.subnet, [e.kv])[0]?.value : undefined;
+        if (value) this.state.subnets.set(cidr, value);
+        else this.state.subnets.delete(cidr);
+        this.routesDirty = true;
+        const addrs = (s: SubnetRecord | undefined, c: string): string[] => (s ? [s.public_ip, ...(s.backend.type === 'vxlan' ? [addressAt(parseCidr(c), 0)] : [])] : []);
+        // Our own address and the store's stay whatever a subnet record says.
+        const keep = [this.o.publicIp, ...this.o.internalAddresses];
+        diff(this.pending.trusted, addrs(before, cidr), addrs(value, cidr), keep);
+        diff(this.pending.internal, before ? [before.public_ip] : [], value ? [value.public_ip] : [], keep);
+      } else if (key.startsWith(keys.ips())) {
+        const ip = key.slice(keys.ips().length);
+        const value = e.type === 'put' ? decodeAll(codecs.ip, [e.kv])[0]?.value : undefined;
+        const before = this.state.ips.get(ip);
+        if (value) {
+          this.state.ips.set(ip, value);
+          if (before?.group !== value.group) this.pending.owners.set.push([ip, value.group]);
+        } else if (before) {
+          this.state.ips.delete(ip);
+          this.pending.owners.del.push(ip);
+        }
+      }
+    }
+    return true;
+  }
+
+  private async pass(): Promise<void> {
+    if (this.stopped || !this.driver || !this.lease) return;
+    const full = this.full;
+    this.full = false;
+    const changes = this.pending;
+    this.pending = emptyChanges();
+    if (full) await this.serial(() => this.policy.load(this.snapshot()));
+    else if (changes.owners.set.length + changes.owners.del.length + changes.internal.add.length + changes.internal.del.length + changes.trusted.add.length + changes.trusted.del.length > 0) {
+      await this.serial(() => this.policy.apply(changes));
+    }
+    // Routes are few (one per machine): a full re-diff each time they change, and on the timer.
+    if (full || this.routesDirty) {
+      this.routesDirty = false;
+      await this.driver.sync(this.peers());
+    }
+  }
+
+  private peers(): Peer[] {
+    const own = this.lease?.cidr;
+    return [...this.state.subnets].filter(([cidr]) => cidr !== own).map(([cidr, s]) => ({ subnet: cidr, publicIp: s.public_ip, ...(s.backend.vtep_mac ? { vtepMac: s.backend.vtep_mac } : {}) }));
+  }
+
+  private snapshot(): PolicySnapshot {
+    const subnets = [...this.state.subnets];
+    const machines = new Set([this.o.publicIp, ...subnets.map(([, s]) => s.public_ip)]);
+    const gateways = subnets.filter(([, s]) => s.backend.type === 'vxlan').map(([cidr]) => addressAt(parseCidr(cidr), 0));
+    return {
+      overlay: this.config?.network ?? DEFAULT_NETWORK,
+      publicPorts: this.o.publicPorts,
+      internal: [...new Set([...machines, ...this.o.internalAddresses])],
+      trusted: [...new Set([...machines, ...gateways])],
+      owners: new Map([...this.state.ips].map(([ip, r]) => [ip, r.group])),
+      builds: [...this.builds],
+    };
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const p = this.nft.then(fn);
+    this.nft = p.then(
+      () => undefined,
+      () => undefined,
+    );
+    return p;
+  }
+
+  /** A free address of our subnet, round-robin so a freed one is the last to come back. */
+  private nextAddress(): string {
+    const subnet = this.lease?.subnet as Range;
+    const span = size(subnet) - 3;
+    for (let i = 0; i < span; i++) {
+      const offset = 2 + ((this.cursor - 2 + i) % span);
+      const ip = addressAt(subnet, offset);
+      if (!this.used.has(ip) && !this.state.ips.has(ip)) {
+        this.cursor = offset + 1;
+        this.used.add(ip);
+        return ip;
+      }
+    }
+    throw new BerthError('addresses_exhausted', `No free overlay address left in ${formatCidr(subnet)} on this machine.`, { retryable: true });
+  }
+
+  async attachDyno(r: DynoAttachRequest): Promise<Attachment> {
+    const lease = this.started();
+    let ip: string | undefined;
+    // Create-only: an address another incarnation still names is skipped, never taken over.
+    for (let attempt = 0; attempt < 10 && !ip; attempt++) {
+      const candidate = this.nextAddress();
+      const key = keys.ip(candidate);
+      const record: IpRecord = { app_id: r.appId, group: r.group, owner: r.owner, machine: this.o.machine };
+      const done = await this.o.store.txn({ compare: [{ key, target: 'version', op: '=', value: 0 }], success: [putOp(key, codecs.ip, record, lease.leaseId)] }).catch((err: unknown) => {
+        this.used.delete(candidate);
+        throw err;
+      });
+      if (done.succeeded) ip = candidate;
+    }
+    if (!ip) throw new BerthError('addresses_exhausted', 'No free overlay address could be taken for the dyno.', { retryable: true });
+    const address = ip;
+    const wired = await wireNamespace({ prefix: this.o.name, kind: 'd', address, mtu: this.device?.mtu ?? 1500, ...(this.device?.gateway ? { src: this.device.gateway } : {}) }).catch(async (err: unknown) => {
+      await this.freeAddress(address);
+      throw err;
+    });
+    let released: Promise<void> | undefined;
+    return {
+      address,
+      port: DYNO_PORT,
+      netns: wired.path,
+      ...(this.resolvConf ? { resolvConf: this.resolvConf } : {}),
+      env: { HEROKU_PRIVATE_IP: address },
+      release: () =>
+        (released ??= (async () => {
+          await removeNamespace(wired.name);
+          await this.freeAddress(address);
+        })()),
+    };
+  }
+
+  async attachBuild(id: string): Promise<Attachment> {
+    this.started();
+    const address = this.nextAddress();
+    // In the builds set before anything runs: egress only, from the first packet.
+    this.builds.add(address);
+    try {
+      await this.serial(() => this.policy.apply({ builds: { add: [address], del: [] } }));
+      const wired = await wireNamespace({ prefix: this.o.name, kind: 'b', address, mtu: this.device?.mtu ?? 1500 });
+      let released: Promise<void> | undefined;
+      this.log.debug({ build: id, address }, 'build namespace');
+      return {
+        address,
+        port: 0,
+        netns: wired.path,
+        ...(this.resolvConf ? { resolvConf: this.resolvConf } : {}),
+        env: {},
+        release: () =>
+          (released ??= (async () => {
+            await removeNamespace(wired.name);
+            await this.dropBuild(address);
+          })()),
+      };
+    } catch (err) {
+      await this.dropBuild(address);
+      throw err;
+    }
+  }
+
+  private async dropBuild(address: string): Promise<void> {
+    this.builds.delete(address);
+    await this.serial(() => this.policy.apply({ builds: { add: [], del: [address] } })).catch((err: unknown) => this.log.warn({ err: errorMessage(err), address }, 'removing a build address from the policy failed'));
+    this.used.delete(address);
+  }
+
+  private async freeAddress(address: string): Promise<void> {
+    const key = keys.ip(address);
+    // Only our own record: after a failover the key could name another incarnation's dyno.
+    await this.o.store.txn({ compare: [{ key, target: 'lease', op: '=', value: this.lease?.leaseId ?? '' }], success: [deleteOp(key)] }).catch((err: unknown) => this.log.warn({ err: errorMessage(err), address }, 'freeing an overlay address failed'));
+    this.used.delete(address);
+  }
+
+  /**
+   * Addresses a previous incarnation of this machine left in the store: their dynos are gone, but
+   * routers may still hold endpoints naming them until that incarnation's lease runs out. They stay
+   * taken until then and until every router has caught up; only then are they deleted.
+   */
+  private reclaimStale(): void {
+    const stale = [...this.state.ips].filter(([, r]) => r.machine === this.o.machine).map(([ip]) => ip);
+    if (stale.length === 0) return;
+    for (const ip of stale) this.used.add(ip);
+    this.staleTimer = setTimeout(() => {
+      void (async () => {
+        const rev = await this.o.store.currentRevision();
+        await waitForRouters(this.o.store, rev, { log: this.log });
+        for (const ip of stale) {
+          if (this.stopped) return;
+          const key = keys.ip(ip);
+          const cur = await get(this.o.store, key, codecs.ip).catch(() => undefined);
+          if (cur && cur.value.machine === this.o.machine) await this.o.store.txn({ compare: [{ key, target: 'mod', op: '=', value: cur.mod }], success: [deleteOp(key)] }).catch(() => undefined);
+          this.used.delete(ip);
+        }
+        this.log.info({ addresses: stale.length }, 'freed the addresses a previous incarnation left');
+      })().catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'freeing stale addresses failed'));
+    }, STALE_MS);
+  }
+
+  private started(): SubnetLease {
+    if (!this.lease || this.stopped) throw new BerthError('network_not_started', 'the overlay network is not running on this machine', { retryable: true });
+    return this.lease;
+  }
+
+  /**
+   * Stops following the store and removes this machine's table, device and routes (its dynos and
+   * builds are gone by now). The subnet lease is left to run out, not revoked: a restart takes it
+   * back with its addresses, and peers keep their routes meanwhile.
+   */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    clearTimeout(this.staleTimer);
+    clearInterval(this.rediff);
+    await this.loop?.stop();
+    this.lease?.stop();
+    await this.nft;
+    for (const ns of ownNamespaces(this.o.name)) await removeNamespace(ns);
+    await this.policy.remove().catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'removing the nftables table failed'));
+    await this.driver?.teardown().catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'removing the overlay device failed'));
+  }
+}
+
+function emptyChanges(): Required<Pick<PolicyChanges, 'owners' | 'internal' | 'trusted'>> {
+  return { owners: { set: [], del: [] }, internal: { add: [], del: [] }, trusted: { add: [], del: [] } };
+}
+
+function diff(into: { add: string[]; del: string[] }, before: string[], after: string[], keep: string[]): void {
+  for (const a of before) if (!after.includes(a) && !keep.includes(a)) into.del.push(a);
+  for (const a of after) if (!before.includes(a)) into.add.push(a);
+}
+
