@@ -7,9 +7,10 @@ import { dynoStatus, unitKey, type MachineInfo, type UnitSpec } from '../domain/
 import { waitForRouters } from '../domain/routers.js';
 import type { Logger } from '../domain/log.js';
 import { ControlLoop, Registration } from '../loop/index.js';
+import type { Attachment, Networks } from '../network/index.js';
 import { allocateUid } from '../sandbox/index.js';
 import type { Store, TxnOp, WatchBatch } from '../store/index.js';
-import { portFree, waitForPort } from './ports.js';
+import { waitForPort } from './ports.js';
 import type { RunningDyno, Runtime } from './runtime/types.js';
 
 export type { MachineInfo };
@@ -22,6 +23,8 @@ export interface AgentOptions {
   log: Logger;
   machine: MachineInfo;
   runtime: Runtime;
+  /** A namespace and an address per dyno (the overlay; the loopback network on the fake runtime). */
+  network: Networks;
   /** Host path of a slug's tarball (fetched and checksum-verified if need be). */
   slugPath: (slugId: string) => Promise<string>;
   /** Where dyno output and platform lines go (the app's log stream). */
@@ -38,7 +41,8 @@ export interface AgentOptions {
 
 interface Dyno {
   unit: UnitAssignment;
-  port: number | undefined;
+  /** Its namespace and address, from the first start until it is stopped for good (crash restarts keep it). */
+  attachment: Attachment | undefined;
   running: RunningDyno | undefined;
   state: 'starting' | 'up' | 'crashed' | 'stopping';
   restarts: number;
@@ -55,6 +59,8 @@ interface Dyno {
 }
 
 const dynoName = (u: UnitAssignment): string => `${u.type}.${u.index}`;
+/** Only web dynos listen on $PORT and are published. */
+const webPort = (d: Dyno): number | undefined => (d.unit.type === 'web' ? d.attachment?.port : undefined);
 const MAX_PARALLEL_STARTS = 8;
 /** Up this long, a dyno's next crash is treated as a first one again. */
 const STABLE_MS = 60_000;
@@ -73,7 +79,6 @@ export class Agent {
   private readonly assigned = new Map<string, UnitAssignment>();
   private stopped = false;
   private starting = 0;
-  private readonly reserved = new Set<number>();
   private readonly inFlight = new Set<Promise<void>>();
   /** A pass when each crash backoff ends: the 5 s timer pass alone would round every backoff up to it. */
   private readonly backoffs = new Set<NodeJS.Timeout>();
@@ -159,7 +164,7 @@ export class Agent {
     for (const u of assigned) {
       if (this.starting >= MAX_PARALLEL_STARTS) break;
       const d = this.dynos.get(unitKey(u));
-      if (!d) this.launch({ unit: u, port: undefined, running: undefined, state: 'starting', restarts: 0, failures: 0, nextStart: 0, upSince: 0, createdAt: new Date().toISOString(), generation: 0 });
+      if (!d) this.launch({ unit: u, attachment: undefined, running: undefined, state: 'starting', restarts: 0, failures: 0, nextStart: 0, upSince: 0, createdAt: new Date().toISOString(), generation: 0 });
       else if (d.state === 'crashed' && !d.running && Date.now() >= d.nextStart) this.launch(d);
     }
   }
@@ -177,19 +182,6 @@ export class Agent {
   private track(p: Promise<void>): void {
     this.inFlight.add(p);
     void p.finally(() => this.inFlight.delete(p));
-  }
-
-  /** A port none of our dynos has and nothing on the host is bound to right now. */
-  private async allocatePort(): Promise<number> {
-    const used = new Set([...this.dynos.values()].map((d) => d.port));
-    for (let p = this.o.machine.ports.from; p <= this.o.machine.ports.to; p++) {
-      if (used.has(p) || this.reserved.has(p)) continue;
-      // Held while we probe, so two concurrent starts never settle on the same port.
-      this.reserved.add(p);
-      if (await portFree(p)) return p;
-      this.reserved.delete(p);
-    }
-    throw new Error(`no free port in ${this.o.machine.ports.from}-${this.o.machine.ports.to}`);
   }
 
   private async startDyno(d: Dyno): Promise<void> {
@@ -211,13 +203,17 @@ export class Agent {
       d.release = release;
       const command = release.process_types[u.type];
       if (!command || !release.slug_id) throw new Error(`release v${u.release} has no ${u.type} process`);
-      if (u.type === 'web' && d.port === undefined) {
-        d.port = await this.allocatePort();
-        this.reserved.delete(d.port);
-      }
       // The app's uid, the same on every machine and for its builds (allocated on first use).
       const uid = await allocateUid(this.o.store, u.appId);
       if (stale()) return;
+      if (!d.attachment) {
+        const attachment = await this.o.network.attachDyno({ appId: u.appId, group: uid, owner: unitKey(u) });
+        // A stop that began meanwhile found no attachment to release: this start does it.
+        if (stale()) return void (await this.releaseNetwork(attachment, log));
+        d.attachment = attachment;
+      }
+      const net = d.attachment;
+      const port = webPort(d);
       await this.status(d, 'starting', release);
       this.o.appLog(u.appId, 'berth', dynoName(u), `Starting process with command \`${command}\``);
       d.running = await this.o.runtime.start({
@@ -227,8 +223,11 @@ export class Agent {
         dyno: dynoName(u),
         command,
         slugPath: await this.o.slugPath(release.slug_id),
-        env: release.config,
-        ...(d.port !== undefined ? { port: d.port } : {}),
+        // The platform's variables (HEROKU_PRIVATE_IP) win over config vars of the same name.
+        env: { ...release.config, ...net.env },
+        ...(port !== undefined ? { port } : {}),
+        ...(net.netns !== undefined ? { netns: net.netns } : {}),
+        ...(net.resolvConf !== undefined ? { resolvConf: net.resolvConf } : {}),
         memoryBytes: u.memoryBytes,
         pidsMax: 512,
         onOutput: (_stream, line) => this.o.appLog(u.appId, 'app', dynoName(u), line),
@@ -240,7 +239,7 @@ export class Agent {
       }
       const started = release;
       void running.exited.then((exit) => this.onExit(d, generation, exit, started));
-      if (d.port !== undefined) await waitForPort(d.port, this.o.bootTimeoutMs ?? 60_000, () => d.generation !== generation || !d.running, () => running.ownsPort(d.port as number));
+      if (port !== undefined) await waitForPort(net.address, port, this.o.bootTimeoutMs ?? 60_000, () => d.generation !== generation || !d.running);
       if (stale()) return;
       d.state = 'up';
       d.upSince = Date.now();
@@ -248,10 +247,10 @@ export class Agent {
       if (stale()) return void (await this.forget(d));
       await this.publish(d);
       // A stop that landed during the write has already unpublished: take back what we just wrote,
-      // or the router would keep sending traffic to a port the next dyno may get.
+      // or the router would keep sending traffic to an address the next dyno may get.
       if (stale()) return void (await this.forget(d));
       this.o.appLog(u.appId, 'berth', dynoName(u), 'State changed from starting to up');
-      log.info({ port: d.port }, 'dyno up');
+      log.info({ address: net.address, port }, 'dyno up');
     } catch (err) {
       if (stale()) return;
       const exited = d.exitReason;
@@ -295,8 +294,6 @@ export class Agent {
     d.failures++;
     d.state = 'crashed';
     d.running = undefined;
-    // Another process may hold the old port now: the next start asks for a fresh one.
-    d.port = undefined;
     d.restarts++;
     d.nextStart = Date.now() + Math.min(300_000, (this.o.crashBackoffMs ?? 1000) * 2 ** Math.min(d.failures - 1, 9));
     const timer = setTimeout(() => {
@@ -318,6 +315,16 @@ export class Agent {
     await d.running?.stop(30_000).catch(() => undefined);
     this.dynos.delete(unitKey(d.unit));
     await this.forget(d);
+    // Last: the process is gone and no router sends it traffic. A start still attaching releases
+    // what it gets itself (it sees the stop).
+    const attachment = d.attachment;
+    d.attachment = undefined;
+    if (attachment) await this.releaseNetwork(attachment, this.o.log.child({ unit: d.unit.name }));
+  }
+
+  /** Never throws: a namespace that will not go must not keep a stop from finishing. */
+  private async releaseNetwork(attachment: Attachment, log: Logger): Promise<void> {
+    await attachment.release().catch((err: unknown) => log.warn({ address: attachment.address, err: errorMessage(err) }, 'could not release the dyno\'s network'));
   }
 
   /** Endpoint first, report last: what a start raced into the store after a stop began goes too. */
@@ -340,8 +347,9 @@ export class Agent {
   }
 
   private async publish(d: Dyno, lease = this.registration?.leaseId): Promise<void> {
-    if (d.port === undefined || !lease) return;
-    await this.writeIfAssigned(d, putOp(keys.service(d.unit.appName, unitKey(d.unit)), codecs.endpoint, `${this.o.machine.address}:${d.port}`, lease));
+    const port = webPort(d);
+    if (port === undefined || !d.attachment || !lease) return;
+    await this.writeIfAssigned(d, putOp(keys.service(d.unit.appName, unitKey(d.unit)), codecs.endpoint, `${d.attachment.address}:${port}`, lease));
   }
 
   /**
@@ -360,7 +368,7 @@ export class Agent {
 
   private async status(d: Dyno, state: DynoState, release: ReleaseRecord, reason?: string, lease = this.registration?.leaseId): Promise<void> {
     const u = d.unit;
-    const value = dynoStatus(u, { state, reason: reason ?? null, restarts: d.restarts, command: release.process_types[u.type] ?? '', release: { id: release.id, version: release.version }, machine: this.o.machine.id, port: d.port ?? null, createdAt: d.createdAt });
+    const value = dynoStatus(u, { state, reason: reason ?? null, restarts: d.restarts, command: release.process_types[u.type] ?? '', release: { id: release.id, version: release.version }, machine: this.o.machine.id, port: webPort(d) ?? null, address: d.attachment?.address ?? null, createdAt: d.createdAt });
     // Never without a lease: such a report would outlive this machine. The next registration
     // writes the reports of the dynos that are up again.
     if (!lease) return;

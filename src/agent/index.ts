@@ -8,4 +8,4 @@ export { ProcessRuntime } from './runtime/process.js';
 export { FakeRuntime, type FakeCall, type FakeRuntimeOptions } from './runtime/fake.js';
 export type { Runtime, RunningDyno, DynoSpec } from './runtime/types.js';
 export { ControllerLink, type JoinAnswer } from './remote.js';
-export { localMachine, machineId, parsePorts, parseTags } from './machine.js';
+export { localMachine, machineId, parseTags } from './machine.js';

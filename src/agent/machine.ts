@@ -12,14 +12,6 @@ export function machineId(dataDir: string, name?: string): string {
   return readFileSync(file, 'utf8').trim();
 }
 
-export function parsePorts(range: string): { from: number; to: number } {
-  const m = /^(\d+)-(\d+)$/.exec(range);
-  const from = Number(m?.[1]);
-  const to = Number(m?.[2]);
-  if (!m || from < 1 || to > 65535 || from > to) throw invalid(`--ports must be a range like 20000-20999, got "${range}".`);
-  return { from, to };
-}
-
 /** `k=v,k2=v2` as `berth agent --tags` takes them. */
 export function parseTags(text: string | undefined): Record<string, string> {
   const tags: Record<string, string> = {};
@@ -31,13 +23,12 @@ export function parseTags(text: string | undefined): Record<string, string> {
   return tags;
 }
 
-export function localMachine(o: { dataDir: string; name?: string; address?: string; ports: { from: number; to: number }; tags?: Record<string, string>; memoryBytes?: number }): MachineInfo {
+export function localMachine(o: { dataDir: string; name?: string; address?: string; tags?: Record<string, string>; memoryBytes?: number }): MachineInfo {
   return {
     id: machineId(o.dataDir, o.name),
     name: o.name ?? hostname(),
     address: o.address ?? '127.0.0.1',
     tags: o.tags ?? {},
     capacity: { memoryBytes: o.memoryBytes ?? totalmem(), cpus: availableParallelism() },
-    ports: o.ports,
   };
 }

@@ -1,30 +1,28 @@
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 
-/** How the agent finds a free host port for a web dyno and tells when the dyno listens on it. */
-
-/** Nothing on the host is bound to the port right now. */
-export function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const srv = createServer();
-    srv.once('error', () => resolve(false));
-    srv.listen(port, '0.0.0.0', () => srv.close(() => resolve(true)));
-  });
-}
-
-/** A web dyno is up when its port accepts a connection — and the listener is the dyno itself. */
-export async function waitForPort(port: number, timeoutMs: number, abandon: () => boolean, owned: () => Promise<boolean>): Promise<void> {
+/**
+ * A web dyno is up when its port accepts a connection at its address. In its own namespace at an
+ * overlay address only the dyno can listen there, so the port answering is the dyno answering.
+ */
+export async function waitForPort(address: string, port: number, timeoutMs: number, abandon: () => boolean): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (abandon()) throw new Error('the dyno exited before it was up');
     const ok = await new Promise<boolean>((resolve) => {
-      const s = connect({ host: '127.0.0.1', port }, () => {
+      const s = connect({ host: address, port });
+      // A dropped SYN would otherwise hang until the kernel gives up (minutes).
+      s.setTimeout(1000, () => {
+        s.destroy();
+        resolve(false);
+      });
+      s.once('connect', () => {
         s.end();
         resolve(true);
       });
-      s.on('error', () => resolve(false));
+      s.once('error', () => resolve(false));
     });
-    if (ok && (await owned())) return;
-    // Most apps bind within a few hundred ms: poll briskly (a connect on loopback is cheap).
+    if (ok) return;
+    // Most apps bind within a few hundred ms: poll briskly (a refused connect is cheap).
     await new Promise((r) => setTimeout(r, 25));
   }
   throw new Error(`Web process failed to bind to $PORT within ${Math.round(timeoutMs / 1000)} seconds of launch`);

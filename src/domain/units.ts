@@ -24,7 +24,7 @@ export const compareGeneration = (a: Pick<UnitSpec, 'release' | 'restart'>, b: P
  */
 export function dynoStatus(
   u: UnitSpec,
-  s: { state: DynoState; reason?: string | null; restarts: number; command: string; release: { id?: string; version: number }; machine: string | null; port: number | null; createdAt?: string },
+  s: { state: DynoState; reason?: string | null; restarts: number; command: string; release: { id?: string; version: number }; machine: string | null; port: number | null; address?: string | null; createdAt?: string },
 ): StatusRecord {
   return {
     app_id: u.appId,
@@ -38,6 +38,7 @@ export function dynoStatus(
     release: s.release,
     machine: s.machine,
     port: s.port,
+    address: s.address ?? null,
     // A pending report is the scheduler's note, not a dyno's life: it carries no timestamps.
     ...(s.createdAt ? { created_at: s.createdAt, updated_at: new Date().toISOString() } : {}),
   };

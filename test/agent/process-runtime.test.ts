@@ -7,6 +7,7 @@ import { randomInt } from 'node:crypto';
 import { ProcessRuntime } from '../../src/agent/runtime/process.js';
 import type { DynoSpec, RunningDyno } from '../../src/agent/runtime/types.js';
 import { UID_BASE, UID_COUNT } from '../../src/sandbox/index.js';
+import { scratchNetns } from '../support/network.js';
 import { freePort } from '../support/ports.js';
 import { CGROUP_ROOT, testSandbox } from '../support/sandbox.js';
 import { until } from '../support/until.js';
@@ -195,5 +196,30 @@ describe('process runtime', () => {
     await dyno.stop(500);
     await noneLeft(spec.uid);
     expect(cgroupGone(spec.id)).toBe(true);
+  });
+
+  it('runs a dyno inside the network namespace it is given, with its resolv.conf, unable to reconfigure the namespace', async () => {
+    const ns = await scratchNetns();
+    const resolvConf = join(dir, 'resolv.conf');
+    writeFileSync(resolvConf, 'nameserver 192.0.2.53\n', { mode: 0o644 });
+    try {
+      const script = 'cut -d: -f1 /proc/net/dev | tr -d " " | tail -n +3 | sort | tr "\\n" " "; echo; cat /etc/resolv.conf; /usr/sbin/ip addr add 10.9.9.9/32 dev probe0 2>&1; echo done';
+      const r = await run(script, { netns: ns.path, resolvConf });
+      expect(r.code).toBe(0);
+      const lines = r.output.split('\n');
+      expect(lines[0]?.trim()).toBe('lo probe0 probe1');
+      expect(lines[1]).toBe('nameserver 192.0.2.53');
+      expect(r.output).toMatch(/Operation not permitted/);
+
+      // Its PORT is in its namespace: nothing answers for it on the host's loopback.
+      const port = await freePort();
+      const web = await start('node server.js', { port, netns: ns.path, resolvConf });
+      await until('listening', () => (web.lines.includes('listening') ? true : undefined));
+      const reached = await fetch(`http://127.0.0.1:${port}/`).then(() => true, () => false);
+      expect(reached).toBe(false);
+      await web.dyno.stop(5000);
+    } finally {
+      await ns.remove();
+    }
   });
 });

@@ -145,3 +145,43 @@ describe('an agent that loses its lease', () => {
     expect(new Set(m1.runtime.running().map((d) => d.spec.dyno))).toEqual(new Set(['web.1', 'web.2', 'worker.1']));
   });
 });
+
+describe("a dyno's network", () => {
+  it('is attached once per dyno, kept across crash restarts, released only after the dyno has stopped; its address is published and reported, its env is the platform\'s', async () => {
+    cluster = await Cluster.start();
+    await cluster.agent('m1', { agent: { crashBackoffMs: 100 } });
+    await cluster.scheduler('s1');
+    await cluster.router('r1');
+    await cluster.app('net', { web: 'env HEROKU_PRIVATE_IP PORT; graceful; serve', worker: 'env HEROKU_PRIVATE_IP; crash-after 50 3' });
+    const access = await cluster.apps.resolve(cluster.owner, 'net');
+    // A config var cannot bend what the platform sets.
+    await cluster.releases.setConfig(cluster.owner, access, { HEROKU_PRIVATE_IP: '6.6.6.6' });
+    await cluster.scale('net', { web: 1, worker: 1 });
+
+    const [webKey, endpoint] = await until('web.1 published', async () => [...(await cluster.endpoints('net')).entries()][0]);
+    const attached = cluster.timeline.filter((e) => e.what.startsWith('m1 attach ')).map((e) => e.what);
+    expect(attached).toContain(`m1 attach ${webKey} ${endpoint}`);
+    const web = (await cluster.statuses('net')).get(webKey);
+    expect(web).toMatchObject({ state: 'up', address: '127.0.0.1', port: Number(endpoint.split(':')[1]) });
+    const appId = access.app.id;
+    expect(cluster.appLines).toContain(`${appId} app[web.1]: HEROKU_PRIVATE_IP=127.0.0.1`);
+    expect(cluster.appLines).toContain(`${appId} app[web.1]: PORT=${endpoint.split(':')[1]}`);
+
+    // Three crashes of the worker, one attachment.
+    await until('worker.1 started 3 times', () => cluster.timeline.filter((e) => /^m1 start worker\.1 /.test(e.what)).length >= 3, 10_000);
+    expect(cluster.timeline.filter((e) => /^m1 attach net\.worker\.1@/.test(e.what))).toHaveLength(1);
+    expect(cluster.timeline.filter((e) => /^m1 release net\.worker\.1@/.test(e.what))).toHaveLength(0);
+    expect(cluster.appLines.filter((l) => l.endsWith('app[worker.1]: HEROKU_PRIVATE_IP=127.0.0.1')).length).toBeGreaterThanOrEqual(3);
+    const worker = [...(await cluster.statuses('net')).values()].find((s) => s.name === 'worker.1');
+    // A worker has an address but no port of its own to report.
+    expect(worker).toMatchObject({ address: '127.0.0.1', port: null });
+
+    await cluster.scale('net', { web: 0, worker: 0 });
+    await until('both released', () => cluster.timeline.filter((e) => /^m1 release net\./.test(e.what)).length === 2, 10_000);
+    const released = cluster.indexOf(`m1 release ${webKey}`);
+    const exited = cluster.indexOf(/^m1 exit web\.1 /);
+    expect(exited).toBeGreaterThanOrEqual(0);
+    expect(released).toBeGreaterThan(exited);
+    expect(cluster.timeline.filter((e) => e.what.startsWith('m1 attach ')).length).toBe(2);
+  });
+});

@@ -8,6 +8,7 @@ import { Users } from '../../src/controller/services/users.js';
 import { get, list } from '../../src/domain/codec.js';
 import { keys } from '../../src/domain/keys.js';
 import type { Logger } from '../../src/domain/log.js';
+import { LoopbackNetwork, type Attachment, type DynoAttachRequest, type Networks } from '../../src/network/index.js';
 import { codecs, type AppRecord, type ReleaseRecord, type StatusRecord, type UnitSpec } from '../../src/domain/records.js';
 import { Scheduler, type SchedulerOptions } from '../../src/scheduler/scheduler.js';
 import { openStore, type Store, type Watch } from '../../src/store/index.js';
@@ -15,11 +16,35 @@ import { silentLog } from '../support/log.js';
 import { TestRouter, type TestRouterOptions } from '../support/router.js';
 
 const MiB = 1024 * 1024;
+
+/** The loopback network, with every attach and release on the timeline (`m1 attach <owner> <address:port>`, `m1 release <owner>`). */
+class TimelineNetwork implements Networks {
+  constructor(
+    private readonly inner: Networks,
+    private readonly note: (what: string) => void,
+  ) {}
+
+  async attachDyno(request: DynoAttachRequest): Promise<Attachment> {
+    const a = await this.inner.attachDyno(request);
+    this.note(`attach ${request.owner} ${a.address}:${a.port}`);
+    return {
+      ...a,
+      release: async () => {
+        await a.release();
+        this.note(`release ${request.owner}`);
+      },
+    };
+  }
+
+  attachBuild(id: string): Promise<Attachment> {
+    return this.inner.attachBuild(id);
+  }
+}
 const GiB = 1024 * MiB;
 
 export interface TimelineEntry {
   at: number;
-  /** `publish shop.web.1@v2 @17`, `unpublish …`, `place m1/shop.web.1@v2 @12`, `remove …`, `router r1 reports 19`, `m1 stop web.1 <id>`, … */
+  /** `publish shop.web.1@v2 @17`, `unpublish …`, `place m1/shop.web.1@v2 @12`, `remove …`, `router r1 reports 19`, `m1 stop web.1 <id>`, `m1 attach shop.web.1@v2 127.0.0.1:20001`, `m1 release …` */
   what: string;
   revision?: number;
 }
@@ -31,8 +56,6 @@ export interface TestAgent {
   /** The agent's lease-bound records go with this. */
   stop(): Promise<void>;
 }
-
-let portBase = 20_000 + ((Number(process.env.VITEST_POOL_ID) || 1) % 4) * 2000;
 
 /**
  * Nomad's in-process harness, for Berth: a memory store, real schedulers, real agents on the fake
@@ -112,20 +135,19 @@ export class Cluster {
     return s;
   }
 
-  /** An agent on a machine of its own (1 GiB, no tags, 20 ports unless told otherwise), running dynos in a FakeRuntime. */
+  /** An agent on a machine of its own (1 GiB, no tags unless told otherwise), running dynos in a FakeRuntime on the loopback network. */
   async agent(id: string, o: { memoryBytes?: number; tags?: Record<string, string>; startDelayMs?: number; agent?: Partial<AgentOptions> } = {}): Promise<TestAgent> {
     const runtime = new FakeRuntime({
       ...(o.startDelayMs !== undefined ? { startDelayMs: o.startDelayMs } : {}),
       onCall: (call: FakeCall) => this.note(`${id} ${call.op} ${call.dyno} ${call.id}${call.op === 'exit' ? ` ${call.code}` : ''}`),
     });
-    const from = portBase;
-    portBase += 20;
-    if (portBase > 27_900) portBase = 20_000;
     const agent = new Agent({
       store: this.store,
       log: this.log.child({ agent: id }),
-      machine: { id, name: id, address: '127.0.0.1', tags: o.tags ?? {}, capacity: { memoryBytes: o.memoryBytes ?? GiB, cpus: 2 }, ports: { from, to: from + 19 } },
+      machine: { id, name: id, address: '127.0.0.1', tags: o.tags ?? {}, capacity: { memoryBytes: o.memoryBytes ?? GiB, cpus: 2 } },
       runtime,
+      // The fake's dynos are listeners in this process: each gets a loopback port of its own.
+      network: new TimelineNetwork(new LoopbackNetwork(), (what) => this.note(`${id} ${what}`)),
       slugPath: async (slugId) => `/nonexistent/slugs/${slugId}.tgz`,
       appLog: (appId, source, dyno, message) => this.appLines.push(`${appId} ${source}[${dyno}]: ${message}`),
       ttl: 2,

@@ -5,6 +5,8 @@ import type { DynoInput, DynoSpec, RunningDyno, Runtime } from './types.js';
  * A real in-memory runtime, for in-process tests of the agent, scheduler and one-off runner on the
  * memory store: crash loops, boot failures and stop ordering without bubblewrap, root or slugs. It
  * passes the same conformance suite as the process runtime (test/agent/runtime-conformance.ts).
+ * Its dynos live in the test's own process, on loopback: it pairs with the loopback network
+ * (src/network/loopback.ts) and refuses a spec with a network namespace.
  *
  * A command is a script of steps separated by `;`, interpreted in order:
  *   echo TEXT | echo-err TEXT    a line on stdout | stderr ($NAME: the dyno's env, or $REPLY)
@@ -12,8 +14,8 @@ import type { DynoInput, DynoSpec, RunningDyno, Runtime } from './types.js';
  *   env NAME...                  `NAME=value` per name, `NAME=<unset>` for an unset one
  *   sleep MS | hang              wait MS | until stopped or crashed
  *   exit CODE | crash-after MS [CODE]   exit now | after MS (code 1 by default)
- *   serve                        a real TCP server on 127.0.0.1:$PORT (port probes and ownsPort
- *                                are real); says `listening`, or exits 1 when the port is taken
+ *   serve                        a real TCP server on 127.0.0.1:$PORT (the agent's port probe is
+ *                                real); says `listening`, or exits 1 when the port is taken
  *   graceful | ignore-sigterm    SIGTERM says `graceful` and exits 0 | says `ignored TERM`;
  *                                without either, SIGTERM ends the dyno with 143, as a shell's child
  *   alloc BYTES | oom            holds that much memory | more than spec.memoryBytes: past the
@@ -69,6 +71,7 @@ export class FakeRuntime implements Runtime {
   async start(spec: DynoSpec): Promise<RunningDyno> {
     this.record({ op: 'start', id: spec.id, dyno: spec.dyno });
     if (this.dynos.has(spec.id)) throw new Error(`dyno ${spec.id} is already running`);
+    if (spec.netns !== undefined) throw new Error('fake runtime: its dynos cannot enter a network namespace (use the loopback network)');
     if (this.options.startDelayMs) await new Promise((r) => setTimeout(r, this.options.startDelayMs));
     const failure = this.failStart?.(spec);
     if (failure) throw failure;
@@ -88,8 +91,6 @@ export class FakeRuntime implements Runtime {
         d.stop(graceMs);
         await d.exited;
       },
-      // Only this dyno's own server counts, never whoever else answers on the port.
-      ownsPort: async (port) => d.server?.listening === true && (d.server.address() as { port: number }).port === port,
       ...(spec.interactive ? { input: d.input } : {}),
     };
   }

@@ -27,8 +27,9 @@ export interface ProcessRuntimeOptions {
 
 /**
  * Dynos as sandboxed host processes (see src/sandbox/): the slug unpacked fresh into a dir owned by
- * the app's uid on every start, so the filesystem is ephemeral as on Heroku. The sandbox shares
- * the host's network namespace, which is how the router reaches a web dyno's PORT.
+ * the app's uid on every start, so the filesystem is ephemeral as on Heroku. A dyno runs in the
+ * network namespace the agent attached for it (`DynoSpec.netns`): the router reaches its PORT at
+ * its overlay address, and nothing else on the host listens there.
  */
 export class ProcessRuntime implements Runtime {
   readonly name = 'process';
@@ -72,7 +73,13 @@ export class ProcessRuntime implements Runtime {
       proc = this.sandbox.spawn({
         id: `dyno-${spec.id}`,
         argv: tty ? ['/usr/bin/script', '-qefc', `stty rows ${tty.lines} cols ${tty.columns} 2>/dev/null; ${TTY_SCRIPT}`, '/dev/null'] : ['/bin/bash', '-c', SCRIPT],
-        binds: [{ src: appDir, dest: '/app', writable: true }, { src: join(root, 'passwd'), dest: '/etc/passwd' }, { src: join(root, 'group'), dest: '/etc/group' }],
+        binds: [
+          { src: appDir, dest: '/app', writable: true },
+          { src: join(root, 'passwd'), dest: '/etc/passwd' },
+          { src: join(root, 'group'), dest: '/etc/group' },
+          // The host's resolver may sit on its loopback, out of the namespace's reach.
+          ...(spec.resolvConf !== undefined ? [{ src: spec.resolvConf, dest: '/etc/resolv.conf' }] : []),
+        ],
         env: {
           PATH: '/usr/local/bin:/usr/bin:/bin',
           LANG: 'C.UTF-8',
@@ -95,6 +102,7 @@ export class ProcessRuntime implements Runtime {
           (stream === 'stdout' ? out : err).push(chunk);
         },
         stdin: spec.interactive !== undefined,
+        ...(spec.netns !== undefined ? { netns: spec.netns } : {}),
       });
     } catch (e) {
       rmSync(root, { recursive: true, force: true });
@@ -118,23 +126,9 @@ export class ProcessRuntime implements Runtime {
         await proc.stop(graceMs);
         await exited;
       },
-      ownsPort: async (port) => {
-        const mine = new Set(this.sandbox.processes(`dyno-${spec.id}`));
-        return (await listeners(port)).some((pid) => mine.has(pid));
-      },
       ...(proc.stdin ? { input: inputOf(proc.stdin) } : {}),
     };
   }
-}
-
-/** Pids of processes listening on a TCP port, from iproute2's ss. */
-function listeners(port: number): Promise<number[]> {
-  return new Promise((resolve) => {
-    execFile('ss', ['-Hltnp', `sport = :${port}`], (err, stdout) => {
-      if (err) return resolve([]);
-      resolve([...stdout.matchAll(/pid=(\d+)/g)].map((m) => Number(m[1])));
-    });
-  });
 }
 
 /**

@@ -1,6 +1,7 @@
 /**
  * How the agent runs a dyno, whatever runs it: the process runtime (bubblewrap on the host) now,
- * a Docker runtime later. A runtime owns everything on the host a dyno leaves behind.
+ * a Docker runtime later. A runtime owns everything on the host a dyno leaves behind, except its
+ * network namespace, which the agent attaches before and releases after (src/network/).
  */
 export interface DynoSpec {
   /** Unique per start (not per dyno): a restart gets a fresh id, so leftovers never collide. */
@@ -17,6 +18,13 @@ export interface DynoSpec {
   env: Record<string, string>;
   /** Set for web dynos: the port the process must listen on. */
   port?: number;
+  /**
+   * The dyno's network namespace (`/run/netns/<name>`, made by the network); the host's network
+   * without one (the fake runtime's in-process dynos on loopback).
+   */
+  netns?: string;
+  /** A host file the dyno sees at /etc/resolv.conf: a resolver it can reach from its namespace. */
+  resolvConf?: string;
   memoryBytes: number;
   pidsMax: number;
   /** Output a line at a time (without its newline): what the log stream keeps. */
@@ -47,11 +55,6 @@ export interface RunningDyno {
   exited: Promise<{ code: number | null; oomKilled: boolean }>;
   /** SIGTERM, then SIGKILL after graceMs (Heroku's 30 s by default); settles after `exited`. */
   stop(graceMs?: number): Promise<void>;
-  /**
-   * Whether the process listening on this TCP port is this dyno's own. Dynos share the host's
-   * network, so "the port answers" alone could be another tenant squatting it.
-   */
-  ownsPort(port: number): Promise<boolean>;
   /** Set for interactive dynos. */
   input?: DynoInput;
 }

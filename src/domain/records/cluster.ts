@@ -12,17 +12,20 @@ export interface MachineInfo {
   address: string;
   tags: Record<string, string>;
   capacity: { memoryBytes: number; cpus: number };
-  /** Host ports the agent hands to web dynos. */
-  ports: { from: number; to: number };
 }
-export type MachineRecord = MachineInfo & { agent_version: string; registered_at?: string };
+export type MachineRecord = MachineInfo & {
+  agent_version: string;
+  registered_at?: string;
+  /** Host ports for web dynos, from before dynos had overlay addresses: read, never written. */
+  ports?: { from: number; to: number };
+};
 export const machineSchema: z.ZodType<MachineRecord> = z.looseObject({
   id: str,
   name: str,
   address: str,
   tags: strings,
   capacity: z.looseObject({ memoryBytes: num, cpus: num }),
-  ports: z.looseObject({ from: int, to: int }),
+  ports: z.looseObject({ from: int, to: int }).optional(),
   agent_version: str,
   registered_at: str.optional(),
 });
@@ -65,6 +68,8 @@ export interface StatusRecord {
   release: { id?: string; version: number };
   machine: string | null;
   port: number | null;
+  /** The dyno's overlay address (what its endpoint names); absent from reports written before there was one. */
+  address?: string | null;
   created_at?: string;
   updated_at?: string;
 }
@@ -80,6 +85,7 @@ export const statusSchema: z.ZodType<StatusRecord> = z.looseObject({
   release: z.looseObject({ id: str.optional(), version: int }),
   machine: str.nullable(),
   port: int.nullable(),
+  address: str.nullable().optional(),
   created_at: str.optional(),
   updated_at: str.optional(),
 });
