@@ -33,7 +33,8 @@ function memoryLimits(v: MemoryLimits | undefined): Record<string, number> {
 
 /** The key, not the record, names the machine: it is what /berth/units/<machine>/ uses. */
 export function machineView(id: string, r: MachineRecord): MachineView {
-  return { id, address: r.address, tags: r.tags, capacity: { memoryBytes: r.capacity.memoryBytes, cpus: r.capacity.cpus }, ports: { from: r.ports.from, to: r.ports.to } };
+  // Only records from before dynos had overlay addresses carry host ports.
+  return { id, address: r.address, tags: r.tags, capacity: { memoryBytes: r.capacity.memoryBytes, cpus: r.capacity.cpus }, ...(r.ports ? { ports: { from: r.ports.from, to: r.ports.to } } : {}) };
 }
 
 export function releaseView(r: ReleaseRecord | undefined): AppView['release'] {
