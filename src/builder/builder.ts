@@ -4,10 +4,12 @@ import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, rmSync, writeFileS
 import { realpath } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
+import { errorMessage } from '../domain/errors.js';
 import type { Logger } from '../domain/log.js';
+import type { Attachment, Networks } from '../network/index.js';
 import type { Store } from '../store/index.js';
 import { allocateUid, readTenantFile, type Sandbox } from '../sandbox/index.js';
-import { BuildError, compile, type Buildpack } from './compile.js';
+import { BuildError, compile, type Buildpack, type CompileResult } from './compile.js';
 import { SlugStore, type SlugRecord } from './slugs.js';
 
 const exec = promisify(execFile);
@@ -21,6 +23,8 @@ export interface BuilderOptions {
   dataDir: string;
   /** Where every build step and release phase runs. */
   sandbox: Sandbox;
+  /** Each build and release phase runs in an egress-only namespace of its own from here. */
+  network: Networks;
   /** Default build limits; BUILD_TIMEOUT (seconds) in an app's config overrides the time. */
   timeoutMs?: number;
   memoryBytes?: number;
@@ -85,8 +89,22 @@ export class Builder {
   }
 
   /**
+   * Runs `fn` with an egress-only namespace for build `id` (the outside world, nothing of the
+   * platform's), released afterwards whatever happens.
+   */
+  async withNetwork<T>(id: string, fn: (network: Attachment) => Promise<T>): Promise<T> {
+    const network = await this.options.network.attachBuild(id);
+    try {
+      return await fn(network);
+    } finally {
+      await network.release().catch((err: unknown) => this.options.log.warn({ build: id, err: errorMessage(err) }, 'could not release a build network'));
+    }
+  }
+
+  /**
    * Builds the source already in `ws.appDir` (owned by the app's uid) into a slug. Output goes to
-   * `output` as it happens; failures are BuildErrors with a message for the pusher.
+   * `output` as it happens; failures are BuildErrors with a message for the pusher. Fetching
+   * buildpacks and compiling share the build's namespace.
    */
   async build(
     app: { id: string; name: string },
@@ -96,11 +114,26 @@ export class Builder {
     output: (text: string) => void,
     signal?: AbortSignal,
   ): Promise<{ slug: SlugRecord; buildpacks: string[] }> {
-    const chosen = await this.resolveBuildpacks(config, ws, output);
+    const result = await this.withNetwork(ws.id, (network) => this.compileIn(network, ws, config, commit, output, signal));
+    output('-----> Compressing...\n');
+    const slug = await this.slugs.create(app.id, ws.appDir, { processTypes: result.processTypes, commit, buildpack: result.buildpacks.join(', ') });
+    output(`       Done: ${(slug.size / 1024 / 1024).toFixed(1)}M\n`);
+    return { slug, buildpacks: result.buildpacks };
+  }
+
+  private async compileIn(
+    network: Attachment,
+    ws: { id: string; root: string; appDir: string; envDir: string; cacheDir: string; uid: number },
+    config: Record<string, string>,
+    commit: string | null,
+    output: (text: string) => void,
+    signal?: AbortSignal,
+  ): Promise<CompileResult> {
+    const chosen = await this.resolveBuildpacks(config, ws, output, network.netns);
     const fetched = join(ws.root, 'buildpacks');
     await exec('chown', ['-R', `${ws.uid}:${ws.uid}`, ws.appDir, ...(existsSync(fetched) ? [fetched] : [])]);
     const timeoutSec = Number(config.BUILD_TIMEOUT);
-    const result = await compile({
+    return compile({
       sandbox: this.sandbox,
       buildId: ws.id,
       appDir: ws.appDir,
@@ -115,13 +148,10 @@ export class Builder {
       timeoutMs: Number.isFinite(timeoutSec) && timeoutSec > 0 ? Math.min(timeoutSec, 3600) * 1000 : (this.options.timeoutMs ?? 15 * 60_000),
       memoryBytes: this.options.memoryBytes ?? 2 * 1024 * 1024 * 1024,
       output,
+      network,
       ...(chosen ? { buildpacks: chosen } : {}),
       ...(signal ? { signal } : {}),
     });
-    output('-----> Compressing...\n');
-    const slug = await this.slugs.create(app.id, ws.appDir, { processTypes: result.processTypes, commit, buildpack: result.buildpacks.join(', ') });
-    output(`       Done: ${(slug.size / 1024 / 1024).toFixed(1)}M\n`);
-    return { slug, buildpacks: result.buildpacks };
   }
 
   /**
@@ -129,7 +159,7 @@ export class Builder {
    * "detect among the built-ins". Each entry is `heroku/<name>` (a built-in), a local path, or a
    * git URL (optionally `#ref`), fetched into the workspace so the build uid can read it.
    */
-  private async resolveBuildpacks(config: Record<string, string>, ws: { root: string; appDir: string; uid: number }, output: (t: string) => void): Promise<Buildpack[] | undefined> {
+  private async resolveBuildpacks(config: Record<string, string>, ws: { root: string; appDir: string; uid: number }, output: (t: string) => void, netns: string | undefined): Promise<Buildpack[] | undefined> {
     let urls: string[] = [];
     if (config.BUILDPACK_URL) urls = [config.BUILDPACK_URL];
     else {
@@ -157,7 +187,7 @@ export class Builder {
       }
       const dest = join(ws.root, 'buildpacks', String(i));
       output(`-----> Fetching buildpack ${url}\n`);
-      await this.fetchBuildpack(url, dest, ws.uid);
+      await this.fetchBuildpack(url, dest, ws.uid, netns);
       packs.push({ name: url, hostDir: dest, mount: `/buildpacks/custom-${i}`, binds: [] });
     }
     return packs;
@@ -168,7 +198,7 @@ export class Builder {
    * directories (or file:// repositories) inside the operator's BERTH_BUILDPACK_DIRS — never an
    * arbitrary host path, which root would otherwise copy into the sandbox for them.
    */
-  private async fetchBuildpack(url: string, dest: string, uid: number): Promise<void> {
+  private async fetchBuildpack(url: string, dest: string, uid: number, netns: string | undefined): Promise<void> {
     const [repo = url, ref] = url.split('#');
     const local = repo.startsWith('file://') ? repo.slice('file://'.length) : repo.startsWith('/') ? repo : undefined;
     if (local !== undefined) {
@@ -194,7 +224,10 @@ export class Builder {
         writeFileSync(globalConfig, '[safe]\n\tdirectory = *\n', { mode: 0o644 });
       }
       const args = ['-c', 'protocol.allow=never', '-c', 'protocol.https.allow=always', '-c', 'protocol.file.allow=always', 'clone', '--quiet', '--depth', '1', ...(ref ? ['--branch', ref] : []), '--', source, dest];
-      await exec('setpriv', [`--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', 'git', ...args], {
+      // In the build's namespace: a tenant's URL reaches the outside world, nothing of ours. (The
+      // host's resolv.conf applies: without a mount namespace of its own git cannot get another.)
+      const [cmd, ...argv] = [...(netns !== undefined ? ['nsenter', `--net=${netns}`] : []), 'setpriv', `--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', 'git', ...args];
+      await exec(cmd as string, argv, {
         timeout: 120_000,
         env: { PATH: '/usr/bin:/bin', HOME: '/nonexistent', GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: globalConfig, GIT_TERMINAL_PROMPT: '0', GIT_ASKPASS: '/bin/false', SSH_ASKPASS: '/bin/false' },
       }).catch((err: Error & { stderr?: string }) => {

@@ -33,6 +33,8 @@ export interface CompileRequest {
   memoryBytes: number;
   output: (text: string) => void;
   signal?: AbortSignal;
+  /** The build's egress-only namespace and the resolv.conf that works in it (`Networks.attachBuild`). */
+  network?: { netns?: string; resolvConf?: string };
 }
 
 export interface CompileResult {
@@ -71,6 +73,7 @@ export async function compile(req: CompileRequest): Promise<CompileResult> {
         { src: req.envDir, dest: '/env' },
         { src: bp.hostDir, dest: bp.mount },
         ...bp.binds,
+        ...resolvBind(req.network),
       ],
       env: {
         PATH: '/usr/local/bin:/usr/bin:/bin',
@@ -87,6 +90,7 @@ export async function compile(req: CompileRequest): Promise<CompileResult> {
       timeoutMs: left,
       onOutput: capture ?? req.output,
       ...(req.signal ? { signal: req.signal } : {}),
+      ...(req.network?.netns !== undefined ? { netns: req.network.netns } : {}),
     });
     if (r.canceled) throw new BuildError(BuildErrorCode.Canceled, 'Build canceled.');
     if (r.timedOut) throw new BuildError(BuildErrorCode.TimedOut, `Build exceeded its time limit of ${formatDuration(req.timeoutMs)} (set BUILD_TIMEOUT, in seconds, to change it).`);
@@ -120,6 +124,11 @@ export async function compile(req: CompileRequest): Promise<CompileResult> {
   const procfileText = readTenantFile(req.appDir, 'Procfile');
   const declared = procfileText === undefined ? {} : parseProcfile(procfileText);
   return { processTypes: { ...defaults, ...declared }, buildpacks: chosen.map((b) => b.name) };
+}
+
+/** The namespace's resolver at /etc/resolv.conf (after the /etc bind): the host's may sit on its loopback. */
+export function resolvBind(network: { resolvConf?: string } | undefined): Bind[] {
+  return network?.resolvConf !== undefined ? [{ src: network.resolvConf, dest: '/etc/resolv.conf' }] : [];
 }
 
 function formatDuration(ms: number): string {

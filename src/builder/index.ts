@@ -13,6 +13,7 @@ import { keys } from '../domain/keys.js';
 import { codecs } from '../domain/records.js';
 import type { Logger } from '../domain/log.js';
 import type { SlugRecord } from '../domain/records.js';
+import type { Networks } from '../network/index.js';
 import type { Sandbox } from '../sandbox/index.js';
 import type { Store } from '../store/index.js';
 import { Builder } from './builder.js';
@@ -34,6 +35,8 @@ export interface BuilderOptions {
   dataDir: string;
   /** Where builds and release phases run. */
   sandbox: Sandbox;
+  /** Every build and release phase gets an egress-only namespace of its own (`attachBuild`). */
+  network: Networks;
   /** Host directories tenants may name as buildpacks; none by default. */
   buildpackDirs?: string[];
 }
@@ -54,7 +57,7 @@ export interface BuilderComponent {
 }
 
 export function createBuilder(options: BuilderOptions): BuilderComponent {
-  const builder = new Builder({ store: options.store, log: options.log.child({ component: 'builder' }), dataDir: options.dataDir, sandbox: options.sandbox, buildpackDirs: options.buildpackDirs ?? [] });
+  const builder = new Builder({ store: options.store, log: options.log.child({ component: 'builder' }), dataDir: options.dataDir, sandbox: options.sandbox, network: options.network, buildpackDirs: options.buildpackDirs ?? [] });
   const repos = new GitRepos(join(options.dataDir, 'repos'));
   const slug = async (slugId: string): Promise<SlugRecord | undefined> => {
     return (await get(options.store, keys.slug(slugId), codecs.slug))?.value;

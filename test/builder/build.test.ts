@@ -8,24 +8,40 @@ import { Builder } from '../../src/builder/builder.js';
 import { createLogger } from '../../src/domain/log.js';
 import { isBerthError } from '../../src/domain/errors.js';
 import { keys } from '../../src/domain/keys.js';
+import { OverlayNetwork } from '../../src/network/index.js';
+import { defaultSourceAddress } from '../../src/node/network.js';
 import { openStore, type Store } from '../../src/store/index.js';
+import { testNetwork } from '../support/network.js';
 import { testSandbox } from '../support/sandbox.js';
 
 let dir: string;
 let store: Store;
 let builder: Builder;
+let network: OverlayNetwork;
+const net = testNetwork();
 
-beforeAll(() => {
+beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'berth-build-'));
   chmodSync(dir, 0o755);
   store = openStore('memory://');
+  const log = createLogger('test', { level: 'silent' });
+  // Builds run in egress-only namespaces of the real overlay, as on a node (its own names and range).
+  mkdirSync(join(dir, 'data', 'network'), { recursive: true, mode: 0o711 });
+  network = new OverlayNetwork({ store, log, machine: 'build-test', dir: join(dir, 'data', 'network'), name: net.name, publicIp: (await defaultSourceAddress()) ?? '127.0.0.1', request: { network: net.overlay, backend: net.backend }, publicPorts: [], internalAddresses: [] });
+  await network.start();
   // The operator allows buildpacks from the test's own directory only.
-  builder = new Builder({ store, log: createLogger('test', { level: 'silent' }), dataDir: join(dir, 'data'), sandbox: testSandbox(), timeoutMs: 120_000, buildpackDirs: [dir] });
+  builder = new Builder({ store, log, dataDir: join(dir, 'data'), sandbox: testSandbox(), network, timeoutMs: 120_000, buildpackDirs: [dir] });
 });
 afterAll(async () => {
+  await network?.stop();
   await store.close();
   rmSync(dir, { recursive: true, force: true });
 });
+
+/** The build namespaces of this test's network that exist now. */
+function buildNamespaces(): string[] {
+  return execFileSync('ip', ['netns', 'list']).toString().split('\n').map((l) => l.split(' ')[0] ?? '').filter((n) => n.startsWith(`${net.name}-`));
+}
 
 /** A workspace of an app that exists in the store (its uid is allocated there). */
 async function workspace(appId: string): ReturnType<Builder['workspace']> {
@@ -113,6 +129,26 @@ describe('builds with the built-in buildpacks', () => {
     expect(seen).not.toContain('platform secret');
     expect(seen).not.toContain('other app source');
     expect(seen).toMatch(/No such file or directory/);
+  });
+});
+
+describe("a build's network", () => {
+  it('runs in a namespace of its own with a resolver it can reach, removed once the build is done', async () => {
+    const r = await buildFiles('00000000-0000-4000-8000-00000000006a', {
+      'package.json': JSON.stringify({ name: 'netspy', scripts: { build: 'bash net.sh' } }),
+      'package-lock.json': JSON.stringify({ name: 'netspy', lockfileVersion: 3, requires: true, packages: { '': { name: 'netspy' } } }),
+      'net.sh': 'cut -d: -f1 /proc/net/dev | tail -n +3 | tr -d " " > net.out; cat /etc/resolv.conf > resolv.out; /usr/sbin/ip -o -4 addr show > addr.out 2>&1; exit 0',
+    });
+    if (!('slug' in r)) throw Object.assign(new Error(r.output), { cause: r.err });
+    const links = readFileSync(join(r.extracted, 'net.out'), 'utf8').split('\n').filter(Boolean).sort();
+    // Its loopback and its end of a veth, nothing else; an overlay address, none of the host's.
+    expect(links).toEqual(['eth0', 'lo']);
+    const [base = ''] = net.overlay.split('.0.0/');
+    const addrs = readFileSync(join(r.extracted, 'addr.out'), 'utf8');
+    expect(addrs).toContain(`inet ${base}.`);
+    expect(addrs).not.toContain(`inet ${network.info().publicIp}/`);
+    expect(readFileSync(join(r.extracted, 'resolv.out'), 'utf8')).toMatch(/Written by berth/);
+    expect(buildNamespaces()).toEqual([]);
   });
 });
 
