@@ -7,6 +7,7 @@
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Runtime } from '../../agent/runtime/types.js';
+import type { Networks } from '../../network/index.js';
 import { BerthError, errorMessage } from '../../domain/errors.js';
 import type { Services } from '../services/index.js';
 import { startRendezvous, type Rendezvous } from './rendezvous.js';
@@ -23,6 +24,8 @@ export interface OneOffOptions {
   node: string;
   /** Its own instance: a ProcessRuntime wipes its work dir when made, so never the agent's. */
   runtime: Runtime;
+  /** A namespace and an overlay address per one-off dyno, as formation dynos get. */
+  network: Networks;
   slugPath: (slugId: string) => Promise<string>;
   /** Where the TLS listener for `heroku run` listens (port 0: any free one); none if absent. */
   rendezvous?: { host: string; port: number };
@@ -46,6 +49,7 @@ export function createOneOffDynos(o: OneOffOptions): OneOffDynos {
     store: services.store,
     log: services.log.child({ component: 'run' }),
     runtime: o.runtime,
+    network: o.network,
     slugPath: o.slugPath,
     appLog: (appId, line) => services.logs.append(appId, line),
     node: o.node,

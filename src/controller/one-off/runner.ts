@@ -5,6 +5,7 @@ import { conflict, errorMessage, invalid, notFound } from '../../domain/errors.j
 import { keys } from '../../domain/keys.js';
 import type { Logger } from '../../domain/log.js';
 import { codecs } from '../../domain/records.js';
+import type { Attachment as NetworkAttachment, Networks } from '../../network/index.js';
 import { allocateUid } from '../../sandbox/index.js';
 import { parseMemory } from '../../scheduler/view.js';
 import { DEFAULT_MEMORY, SIZE_MEMORY } from '../../scheduler/types.js';
@@ -19,6 +20,8 @@ export interface RunnerOptions {
   log: Logger;
   /** The same runtime formation dynos run in: one-off dynos are sandboxed exactly alike. */
   runtime: Runtime;
+  /** Each run gets a namespace and an overlay address, as a formation dyno does. */
+  network: Networks;
   slugPath: (slugId: string) => Promise<string>;
   appLog: (appId: string, line: { source: string; dyno: string; message: string }) => void;
   /** This controller node's id, recorded on its runs so a stop request reaches the right node. */
@@ -87,6 +90,8 @@ interface LocalRun {
   phase: 'pending' | 'starting' | 'running' | 'stopping' | 'done';
   sink?: Sink;
   running?: RunningDyno;
+  /** Its namespace, from its start until it has ended. */
+  network?: NetworkAttachment;
   timers: NodeJS.Timeout[];
 }
 
@@ -260,14 +265,21 @@ export class OneOffRunner {
     local.phase = 'starting';
     this.appLog(local, `Starting process with command \`${local.record.command}\` by user ${local.userEmail}`);
     try {
+      const uid = await allocateUid(this.o.store, local.record.app_id);
+      const net = await this.o.network.attachDyno({ appId: local.record.app_id, group: uid, owner: name });
+      // Held by the run from here: finish releases it, whichever way the run ends.
+      local.network = net;
       const running = await this.o.runtime.start({
         id: `${local.appName}.${name}-${randomBytes(4).toString('hex')}`,
         appId: local.record.app_id,
-        uid: await allocateUid(this.o.store, local.record.app_id),
+        uid,
         dyno: name,
         command: local.command,
         slugPath: await this.o.slugPath(local.slugId),
-        env: local.env,
+        // The platform's variables (HEROKU_PRIVATE_IP) win over config vars and the client's env.
+        env: { ...local.env, ...net.env },
+        ...(net.netns !== undefined ? { netns: net.netns } : {}),
+        ...(net.resolvConf !== undefined ? { resolvConf: net.resolvConf } : {}),
         memoryBytes: local.memoryBytes,
         pidsMax: 512,
         // As on Heroku, an attached session (keystrokes echoed, secrets pasted) is its client's
@@ -322,6 +334,14 @@ export class OneOffRunner {
     // Gone from `ps` before its client hears the exit status.
     await this.o.store.delete(local.key).catch((err: unknown) => this.o.log.warn({ key: local.key, err: errorMessage(err) }, 'could not remove a one-off dyno record'));
     if (code !== undefined) local.sink?.exited(code);
+    await this.releaseNetwork(local);
+  }
+
+  /** Its process is gone (or never started): the namespace and address go too. Never throws. */
+  private async releaseNetwork(local: LocalRun): Promise<void> {
+    const net = local.network;
+    local.network = undefined;
+    await net?.release().catch((err: unknown) => this.o.log.warn({ app: local.appName, dyno: local.record.name, err: errorMessage(err) }, "could not release a one-off dyno's network"));
   }
 
   /** Our own state changes lose to a stop request written meanwhile (compare on our last write). */
