@@ -43,6 +43,8 @@ export interface Dyno {
   created_at?: string;
   release?: { version: number } | null;
   machine?: string | null;
+  /** The dyno's overlay address (Berth's own field). */
+  address?: string | null;
   restarts?: number;
   reason?: string | null;
 }

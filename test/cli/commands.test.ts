@@ -135,7 +135,7 @@ describe('the berth CLI', () => {
     expect((await as('apps:destroy', '--confirm', 'cli-made')).code).toBe(0);
   });
 
-  it('sets placement tags and memory limits, and lists nodes for admins', async () => {
+  it('sets placement tags and memory limits, and lists nodes for admins with their subnets', async () => {
     await as('apps:create', 'placed-app');
     const tags = await as('tags:set', 'region=eu', 'disk=ssd', '-a', 'placed-app');
     expect(tags.out).toMatch(/region:\s+eu/);
@@ -144,12 +144,34 @@ describe('the berth CLI', () => {
     expect((await as('limits:set', 'web=256m', '-a', 'placed-app')).out).toMatch(/web:\s+256M/);
     expect((await as('limits:set', 'web=10K', '-a', 'placed-app')).err).toMatch(/between 64M and 64G/);
     expect((await as('nodes')).err).toMatch(/needs an admin account/);
-    await put(store, keys.machine('node-a'), codecs.machine, { id: 'node-a', name: 'a', address: '127.0.0.1', tags: { region: 'eu' }, capacity: { memoryBytes: 8 * 1024 ** 3, cpus: 2 }, ports: { from: 1, to: 2 }, agent_version: '0.1.0' });
+    await put(store, keys.machine('node-a'), codecs.machine, { id: 'node-a', name: 'a', address: '192.0.2.10', tags: { region: 'eu' }, capacity: { memoryBytes: 8 * 1024 ** 3, cpus: 2 }, agent_version: '0.1.0' });
+    await put(store, keys.subnet('10.244.3.0/24'), codecs.subnet, { machine: 'node-a', public_ip: '192.0.2.10', backend: { type: 'vxlan', vtep_mac: '02:00:00:00:00:01' }, acquired_at: new Date().toISOString() });
+    // A record from before overlay networks (host ports) and without a subnet still lists.
+    await put(store, keys.machine('node-b'), codecs.machine, { id: 'node-b', name: 'b', address: '192.0.2.11', tags: {}, capacity: { memoryBytes: 8 * 1024 ** 3, cpus: 2 }, ports: { from: 1, to: 2 }, agent_version: '0.1.0' });
     const unit = { name: 'placed-app.web.1', appId: 'placed-app-id', appName: 'placed-app', type: 'web', index: 1, release: 1, memoryBytes: 2 * 1024 ** 3 };
     await put(store, keys.unit('node-a', 'placed-app.web.1@v1'), codecs.unit, unit);
     const nodes = await berth(home, repo, { BERTH_API_KEY: adminToken }, 'nodes');
-    expect(nodes.out).toMatch(/a\s+node-a\s+up\s+127\.0\.0\.1\s+region=eu\s+8\.0G\/2cpu\s+25% mem\s+1\n/);
+    expect(nodes.out).toMatch(/a\s+node-a\s+up\s+192\.0\.2\.10\s+10\.244\.3\.0\/24\s+vxlan\s+region=eu\s+8\.0G\/2cpu\s+25% mem\s+1\n/);
+    expect(nodes.out).toMatch(/b\s+node-b\s+up\s+192\.0\.2\.11\s+-\s+-\s+-\s+8\.0G\/2cpu\s+0% mem\s+0\n/);
+    const listed = JSON.parse((await berth(home, repo, { BERTH_API_KEY: adminToken }, 'nodes', '--json')).out) as { id: string; subnet: string | null; backend: string | null }[];
+    expect(listed.map((n) => [n.id, n.subnet, n.backend])).toEqual([['node-a', '10.244.3.0/24', 'vxlan'], ['node-b', null, null]]);
     await store.delete(keys.unit('node-a', 'placed-app.web.1@v1'));
+    for (const key of [keys.machine('node-a'), keys.machine('node-b'), keys.subnet('10.244.3.0/24')]) await store.delete(key);
+  });
+
+  it("shows each dyno's overlay address in ps", async () => {
+    const app = JSON.parse((await as('apps:create', 'addressed', '--json')).out) as { id: string };
+    const now = new Date().toISOString();
+    const status = { app_id: app.id, unit: 'addressed.web.1@v1', name: 'web.1', type: 'web', state: 'up' as const, reason: null, restarts: 0, command: 'npm start', release: { id: 'r1', version: 1 }, machine: 'node-a', port: 5000, address: '10.244.3.7', created_at: now, updated_at: now };
+    await put(store, keys.status('addressed.web.1@v1'), codecs.status, status);
+    // A report from before dynos had addresses.
+    const { address: _none, ...old } = { ...status, unit: 'addressed.web.2@v1', name: 'web.2' };
+    await put(store, keys.status('addressed.web.2@v1'), codecs.status, old);
+    const ps = await as('ps', '-a', 'addressed');
+    expect(ps.out).toMatch(/web\.1: up v1 .* on node-a at 10\.244\.3\.7\n/);
+    expect(ps.out).toMatch(/web\.2: up v1 .* on node-a\n/);
+    const json = JSON.parse((await as('ps', '-a', 'addressed', '--json')).out) as { name: string; address: string | null }[];
+    expect(json.map((d) => [d.name, d.address])).toEqual([['web.1', '10.244.3.7'], ['web.2', null]]);
   });
 
   it('renames an app and updates the git remote', async () => {

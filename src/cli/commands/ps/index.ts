@@ -11,10 +11,10 @@ function ago(iso: string): string {
   return s < 60 ? `${s}s` : s < 3600 ? `${Math.round(s / 60)}m` : s < 86_400 ? `${Math.round(s / 3600)}h` : `${Math.round(s / 86_400)}d`;
 }
 
-/** `web.1: up v5 (~ 3m ago) on m1`, and why when it is not up. */
+/** `web.1: up v5 (~ 3m ago) on m1 at 10.244.3.7`, and why when it is not up. */
 function line(d: Dyno): string {
   const release = d.release ? ` v${d.release.version}` : '';
-  const where = d.machine ? ` on ${d.machine}` : '';
+  const where = `${d.machine ? ` on ${d.machine}` : ''}${d.address ? ` at ${d.address}` : ''}`;
   const why = d.state !== 'up' && d.reason ? ` — ${d.reason}${d.restarts ? ` (${d.restarts} restarts)` : ''}` : '';
   return `${d.name}: ${d.state}${release} ${d.updated_at} (~ ${ago(d.updated_at)} ago)${where}${why}`;
 }

@@ -18,6 +18,8 @@ interface DynoStatus {
   updated_at?: string;
   created_at?: string;
   machine?: string | null;
+  /** Its overlay address (formation dynos). */
+  address?: string | null;
   restarts?: number;
   reason?: string | null;
 }
@@ -48,6 +50,7 @@ export function registerDynoRoutes(api: FastifyInstance, s: Services): void {
         release: d.release ?? null,
         // Berth's own: where it runs and why it is not up (Heroku clients ignore unknown fields).
         machine: d.machine ?? null,
+        address: d.address ?? null,
         restarts: d.restarts ?? 0,
         reason: d.reason ?? null,
         created_at: d.created_at ?? d.updated_at ?? access.app.updated_at,

@@ -58,13 +58,16 @@ export function registerPlacementRoutes(api: FastifyInstance, s: Services): void
   api.get('/berth/machines', async (req) => {
     if (!req.user.admin) throw forbidden('Listing machines needs an admin account.');
     const machines = (await list(s.store, keys.machines(), codecs.machine)).map((e) => e.value);
+    // Each machine's overlay subnet, read once: the key names the subnet, the record its machine.
+    const subnets = new Map((await list(s.store, keys.subnets(), codecs.subnet)).map((e) => [e.value.machine, { subnet: e.key.slice(keys.subnets().length).replace('-', '/'), backend: e.value.backend.type }]));
     // A malformed unit counts, without memory.
     const units = (await s.store.range(keys.allUnits(), { prefix: true })).kvs.map((kv) => ({ machine: kv.key.split('/')[3] ?? '', memory: tryDecode(codecs.unit, kv)?.memoryBytes || 0 }));
     // Only live machines are listed: a dead one's registration went with its lease.
     return machines.map((m) => {
       const mine = units.filter((u) => u.machine === m.id);
       const assigned = mine.reduce((a, u) => a + u.memory, 0);
-      return { ...m, state: 'up', units: mine.length, memory_assigned: assigned, load: m.capacity.memoryBytes > 0 ? Math.round((assigned / m.capacity.memoryBytes) * 100) / 100 : null };
+      const net = subnets.get(m.id);
+      return { ...m, state: 'up', units: mine.length, memory_assigned: assigned, load: m.capacity.memoryBytes > 0 ? Math.round((assigned / m.capacity.memoryBytes) * 100) / 100 : null, subnet: net?.subnet ?? null, backend: net?.backend ?? null };
     });
   });
 }
