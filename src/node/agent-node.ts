@@ -5,6 +5,7 @@ import { invalid } from '../domain/errors.js';
 import { keys } from '../domain/keys.js';
 import { Sandbox } from '../sandbox/index.js';
 import { openStore } from '../store/index.js';
+import { nodeNetwork } from './network.js';
 import { Parts, startOrUnwind } from './shutdown.js';
 import type { AgentNodeOptions, AgentSummary, Node } from './types.js';
 
@@ -23,12 +24,12 @@ export async function startAgentNode(o: AgentNodeOptions): Promise<Node<AgentSum
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   // Dyno uids must pass through to their own dirs under dynos/ (by name only: no listing).
   chmodSync(dataDir, 0o711);
-  const info = localMachine({ dataDir, ports: a.ports, ...(a.name ? { name: a.name } : {}), ...(a.tags ? { tags: a.tags } : {}), ...(a.address ? { address: a.address } : {}) });
+  const named = localMachine({ dataDir, ...(a.name ? { name: a.name } : {}), ...(a.tags ? { tags: a.tags } : {}) });
   const parts = new Parts(log);
   const link = new ControllerLink(o.join.controller, o.join.token, log);
   parts.add('link', () => link.close());
   return startOrUnwind(parts, async () => {
-    const joined = await link.join(info.name);
+    const joined = await link.join(named.name);
     const store = openStore(joined.store_url);
     parts.add('store', () => store.close());
     // A sqlite:// URL from a controller on another host opens (and creates) an empty file here.
@@ -36,11 +37,19 @@ export async function startAgentNode(o: AgentNodeOptions): Promise<Node<AgentSum
       throw invalid(`The store the controller named (${joined.store_url}) holds no Berth platform from this machine. A sqlite store only reaches agents on the controller's own host; run the platform on etcd (berth up --store etcd://…) for agents on other hosts.`);
     }
     const ttl = a.ttl ?? AGENT_TTL;
+    // The range and backend are the cluster's (in the store); only the kernel names are this node's.
+    const role = { ...(o.network?.name ? { name: o.network.name } : {}), ...(o.network?.publicIp ? { publicIp: o.network.publicIp } : {}) };
+    // Its dynos may open no port of this machine: it serves neither the API nor a router.
+    const network = await nodeNetwork({ store, storeUrl: joined.store_url, log, dataDir, machine: named.id, role, ...(a.address ? { address: a.address } : {}), publicPorts: [] });
+    parts.add('network', () => network.stop());
+    await network.start();
+    const info = { ...named, address: network.info().publicIp };
     const agent = new Agent({
       store,
       log,
       machine: info,
       runtime: new ProcessRuntime({ workDir: join(dataDir, 'dynos'), sandbox: new Sandbox(o.sandbox) }),
+      network,
       slugPath: link.slugPath(store, join(dataDir, 'slugs')),
       appLog: (appId, source, dyno, message) => link.appLog(appId, source, dyno, message),
       ttl,
@@ -48,7 +57,8 @@ export async function startAgentNode(o: AgentNodeOptions): Promise<Node<AgentSum
     });
     parts.add('agent', () => agent.stop());
     await agent.start();
-    const summary: AgentSummary = { machine_id: info.id, name: info.name, controller: o.join.controller, store: store.description, ports: `${a.ports.from}-${a.ports.to}`, tags: info.tags, ttl };
+    const { subnet, backend } = network.info();
+    const summary: AgentSummary = { machine_id: info.id, name: info.name, controller: o.join.controller, store: store.description, tags: info.tags, ttl, subnet, backend };
     return { summary, store, unavailable: {}, stop: () => parts.stop() };
   });
 }

@@ -5,13 +5,19 @@ import { Agent, ProcessRuntime, localMachine, machineId } from '../agent/index.j
 import { createBuilder, createBuilderServer } from '../builder/index.js';
 import { createServices, startController, type Services } from '../controller/index.js';
 import { createOneOffDynos } from '../controller/one-off/index.js';
+import type { OverlayNetwork } from '../network/index.js';
 import { Router, routerUnavailable } from '../router/index.js';
 import { Sandbox } from '../sandbox/index.js';
 import { Scheduler } from '../scheduler/index.js';
 import { openStore } from '../store/index.js';
 import { bootstrap } from './bootstrap.js';
+import { nodeNetwork } from './network.js';
 import { Parts, startOrUnwind } from './shutdown.js';
 import type { Node, PlatformNodeOptions, PlatformSummary, Role } from './types.js';
+
+function networkSummary(i: ReturnType<OverlayNetwork['info']>): PlatformSummary['network'] {
+  return { network: i.network, subnet: i.subnet, backend: i.backend, public_ip: i.publicIp };
+}
 
 /** A port the kernel hands out on loopback, for the router's private control server. */
 function loopbackPort(): Promise<number> {
@@ -45,7 +51,17 @@ export async function startPlatformNode(o: PlatformNodeOptions): Promise<Node<Pl
     const node = machineId(dataDir);
     // Builds, release phases, one-off and formation dynos all run in this node's one sandbox.
     const sandbox = new Sandbox(o.sandbox);
-    const builder = roles.builder && createBuilder({ store, log, dataDir, sandbox, buildpackDirs: roles.builder.buildpackDirs ?? [] });
+    // Each of them in a namespace of its own: the network is up before any of them starts. A
+    // dyno may open this node's API and router ports, nothing else of it.
+    const network =
+      roles.builder || roles.agent
+        ? await nodeNetwork({ store, storeUrl: o.store, log, dataDir, machine: node, role: o.network ?? {}, ...(roles.agent?.address ? { address: roles.agent.address } : {}), publicPorts: [c.port, ...(roles.router ? [roles.router.httpPort, roles.router.httpsPort] : [])] })
+        : undefined;
+    if (network) {
+      parts.add('network', () => network.stop());
+      await network.start();
+    }
+    const builder = roles.builder && network && createBuilder({ store, log, dataDir, sandbox, network, buildpackDirs: roles.builder.buildpackDirs ?? [] });
     const services: Services = createServices(store, log, { domain: c.domain, apiUrl, storeUrl: o.store }, { logDb: join(dataDir, 'logs.db'), ...(builder ? { builder } : {}) });
     parts.add('controller', () => services.close());
     const appLog = (appId: string, source: string, dyno: string, message: string): void => services.logs.append(appId, { source, dyno, message });
@@ -56,11 +72,13 @@ export async function startPlatformNode(o: PlatformNodeOptions): Promise<Node<Pl
     // work dir when made, so it must never share the agent's.
     const oneOff =
       builder &&
+      network &&
       createOneOffDynos({
         services,
         dataDir,
         node,
         runtime: new ProcessRuntime({ workDir: join(dataDir, 'run'), sandbox }),
+        network,
         slugPath: (id) => builder.slugPath(id),
         ...(c.rendezvousPort !== undefined ? { rendezvous: { host: c.host, port: c.rendezvousPort } } : {}),
       });
@@ -77,13 +95,15 @@ export async function startPlatformNode(o: PlatformNodeOptions): Promise<Node<Pl
       parts.add('scheduler', () => scheduler.stop());
       await scheduler.start();
     }
-    if (roles.agent) {
+    if (roles.agent && network) {
       const a = roles.agent;
       const agent = new Agent({
         store,
         log: log.child({ component: 'agent' }),
-        machine: localMachine({ dataDir, ports: a.ports, ...(a.name ? { name: a.name } : {}), ...(a.tags ? { tags: a.tags } : {}), ...(a.address ? { address: a.address } : {}) }),
+        // Registered at the address its overlay peers reach it at.
+        machine: localMachine({ dataDir, address: network.info().publicIp, ...(a.name ? { name: a.name } : {}), ...(a.tags ? { tags: a.tags } : {}) }),
         runtime: new ProcessRuntime({ workDir: join(dataDir, 'dynos'), sandbox }),
+        network,
         // The builder's slug store is on this node; without a builder here, no slug is.
         slugPath: (id) => (builder ? builder.slugPath(id) : Promise.reject(new Error(`slug ${id}: this node has no builder`))),
         appLog,
@@ -117,6 +137,7 @@ export async function startPlatformNode(o: PlatformNodeOptions): Promise<Node<Pl
       admin_token: token ?? null,
       rendezvous_port: rendezvous?.port ?? null,
       rendezvous_cert: rendezvous?.certPath ?? null,
+      network: network ? networkSummary(network.info()) : null,
     };
     return { summary, store, unavailable, stop: () => parts.stop() };
   });

@@ -5,9 +5,10 @@ import type { Logger } from '../domain/log.js';
  * The one shutdown order of a node. Dynos first (one-off, then formation, then the agent's line to
  * a remote controller, which flushes their last log lines); the router and the scheduler; then
  * SSH (its running pushes still need the API's hook endpoint), the API with the controller's
- * services, and the store last, since everything above writes to it on the way down.
+ * services; the network once nothing runs in a namespace any more (dynos released theirs, builds
+ * ended with the API); and the store last, since everything above writes to it on the way down.
  */
-export const SHUTDOWN_ORDER = ['one-off', 'agent', 'link', 'router', 'scheduler', 'ssh', 'controller', 'store'] as const;
+export const SHUTDOWN_ORDER = ['one-off', 'agent', 'link', 'router', 'scheduler', 'ssh', 'controller', 'network', 'store'] as const;
 
 export type Part = (typeof SHUTDOWN_ORDER)[number];
 

@@ -43,15 +43,31 @@ export interface RouterRole {
   httpsPort: number;
 }
 
+/**
+ * The overlay network of a node that runs tenant code (an agent or a builder): a namespace and an
+ * address per dyno and build (src/network/).
+ */
+export interface NetworkRole {
+  /**
+   * Prefix of every kernel object the node makes (namespaces, veths, the nftables table), so
+   * several platforms can share one kernel; 1-6 lowercase letters and digits (default `berth`).
+   */
+  name?: string;
+  /** The cluster's overlay range, asked for by the first node (default 10.244.0.0/16). */
+  overlay?: string;
+  /** The cluster's backend, asked for by the first node (default vxlan). */
+  backend?: 'vxlan' | 'host-gw';
+  /** The underlay address peers reach this machine at (default: an agent's address, else the source of the default route). */
+  publicIp?: string;
+}
+
 /** Runs the dynos the scheduler assigns to this machine. */
 export interface AgentRole {
-  /** Ports for web dynos on this machine. */
-  ports: { from: number; to: number };
   /** This machine's name (default the host name). */
   name?: string;
   /** Placement tags. */
   tags?: Record<string, string>;
-  /** Address routers reach this machine's dynos at (default 127.0.0.1). */
+  /** This machine's public address: what peers and `berth nodes` know it by (default: the source of the default route). */
   address?: string;
   /** Lease TTL in seconds: a machine silent this long is dead (default 5). */
   ttl?: number;
@@ -65,6 +81,8 @@ interface NodeBase {
   log: Logger;
   /** The host's sandbox settings: builds, release phases and dynos all run in one sandbox. */
   sandbox: SandboxConfig;
+  /** The overlay, made when the node runs an agent or a builder (defaults when absent). */
+  network?: NetworkRole;
 }
 
 /** A node of the platform (`berth up`): the controller, and whichever other roles are given. */
@@ -105,6 +123,8 @@ export interface PlatformSummary {
   admin_token: string | null;
   rendezvous_port: number | null;
   rendezvous_cert: string | null;
+  /** The overlay on this node (null without an agent or builder). */
+  network: { network: string; subnet: string; backend: 'vxlan' | 'host-gw'; public_ip: string } | null;
 }
 
 /** What `berth agent` prints (`--json`: exactly this object). */
@@ -113,10 +133,11 @@ export interface AgentSummary {
   name: string;
   controller: string;
   store: string;
-  /** `from-to`. */
-  ports: string;
   tags: Record<string, string>;
   ttl: number;
+  /** This machine's overlay subnet and the cluster's backend. */
+  subnet: string;
+  backend: 'vxlan' | 'host-gw';
 }
 
 export interface Node<S> {

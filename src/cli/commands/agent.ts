@@ -1,12 +1,14 @@
 import { readFileSync } from 'node:fs';
+import { isIPv4 } from 'node:net';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { parsePorts, parseTags } from '../../agent/index.js';
+import { parseTags } from '../../agent/index.js';
 import { errorMessage, invalid } from '../../domain/errors.js';
 import { createLogger } from '../../domain/log.js';
 import { startNode } from '../../node/index.js';
 import { DEFAULT_CGROUP_ROOT } from '../../sandbox/index.js';
+import { networkName } from '../network-flags.js';
 import { header, keyValues } from '../output.js';
 import { defaultDataDir } from '../paths.js';
 
@@ -15,7 +17,7 @@ interface AgentCliOptions {
   token?: string;
   tokenFile?: string;
   name?: string;
-  ports: string;
+  networkName: string;
   dataDir: string;
   tags?: string;
   address?: string;
@@ -45,10 +47,10 @@ export function register(program: Command): void {
     .option('--token <token>', 'the cluster join token (<data-dir>/cluster.token on the first node)')
     .option('--token-file <file>', 'read the cluster token from this file')
     .option('--name <name>', 'this machine\'s name (several agents on one host need distinct names)')
-    .option('--ports <range>', 'ports for web dynos on this machine', '20000-20999')
+    .option('--network-name <name>', 'prefix of the network namespaces, veths and nftables table this agent makes (distinct per agent sharing a kernel)', 'berth')
     .option('--data-dir <dir>', 'where this agent keeps its slug cache and dyno dirs', join(defaultDataDir(), 'agent'))
     .option('--tags <k=v,...>', 'placement tags this machine carries')
-    .option('--address <ip>', 'address routers reach this machine\'s dynos at (default 127.0.0.1 when the controller is on this host)')
+    .option('--address <ip>', 'this machine\'s public IP: other machines reach its overlay there (default: the source of the default route)')
     .option('--ttl <s>', 'lease TTL: a machine silent this long is dead and its dynos move', '5')
     .option('--boot-timeout <s>', 'how long a web dyno has to bind $PORT', '60')
     .option('--json', 'print the startup summary as JSON')
@@ -58,16 +60,8 @@ export function register(program: Command): void {
       if (!Number.isInteger(ttl) || ttl < 1 || ttl > 300) throw invalid(`--ttl must be whole seconds between 1 and 300, got "${opts.ttl}".`);
       const bootTimeout = Number(opts.bootTimeout);
       if (!(bootTimeout > 0)) throw invalid(`--boot-timeout must be a number of seconds, got "${opts.bootTimeout}".`);
-      let controllerHost: string;
-      try {
-        controllerHost = new URL(opts.controller).hostname;
-      } catch {
-        throw invalid(`--controller must be a URL like http://10.0.0.1:5000, got "${opts.controller}".`);
-      }
-      const remote = !/^(127\.|localhost$|\[?::1\]?$)/.test(controllerHost);
-      // Routers on other machines would send this machine's traffic to their own loopback.
-      if (remote && !opts.address) throw invalid('--address is required when the controller is on another host: the IP routers reach this machine\'s dynos at.');
-      const ports = parsePorts(opts.ports);
+      if (!URL.canParse(opts.controller)) throw invalid(`--controller must be a URL like http://10.0.0.1:5000, got "${opts.controller}".`);
+      if (opts.address !== undefined && !isIPv4(opts.address)) throw invalid(`--address must be an IPv4 address, got "${opts.address}".`);
       const tags = parseTags(opts.tags);
       const name = opts.name ?? hostname();
       const token = clusterToken(opts);
@@ -82,14 +76,16 @@ export function register(program: Command): void {
         log,
         sandbox: { cgroupRoot: process.env.BERTH_CGROUP_ROOT ?? DEFAULT_CGROUP_ROOT },
         join: { controller: opts.controller, token },
-        roles: { agent: { ports, tags, name, address: opts.address ?? '127.0.0.1', ttl, bootTimeoutMs: bootTimeout * 1000 } },
+        // The overlay's range and backend are the cluster's, read from the store.
+        network: { name: networkName(opts.networkName) },
+        roles: { agent: { tags, name, ...(opts.address ? { address: opts.address } : {}), ttl, bootTimeoutMs: bootTimeout * 1000 } },
       });
       const { summary } = node;
       log.info(summary, 'agent is up');
       if (opts.json) console.log(JSON.stringify(summary));
       else {
         console.log(header(`Agent ${summary.name} joined`));
-        console.log(keyValues([['Machine', summary.machine_id], ['Controller', summary.controller], ['Store', summary.store], ['Ports', summary.ports], ['TTL', `${summary.ttl}s`]]));
+        console.log(keyValues([['Machine', summary.machine_id], ['Controller', summary.controller], ['Store', summary.store], ['Subnet', `${summary.subnet} (${summary.backend})`], ['TTL', `${summary.ttl}s`]]));
         console.log('Press Ctrl-C to stop.');
       }
       log.info({ signal: await stopped }, 'stopping');
