@@ -1,5 +1,5 @@
-import { execFile } from 'node:child_process';
-import { BerthError } from '../domain/errors.js';
+import { BerthError, errorMessage } from '../domain/errors.js';
+import { exec } from './commands.js';
 
 /** The code of every failed nft run: the kernel refused the batch, or nft could not run at all. */
 export const NFT_FAILED = 'nft_failed';
@@ -18,16 +18,10 @@ export interface NftOptions {
  * either loads whole or not at all (a typo loads nothing). A non-zero exit throws with nft's
  * stderr, which names the offending line.
  */
-export function runNft(script: string, o: NftOptions = {}): Promise<void> {
+export async function runNft(script: string, o: NftOptions = {}): Promise<void> {
   const args = [...(o.check ? ['-c'] : []), '-f', '-'];
-  const [file, argv] = o.netns ? ['nsenter', [`--net=${o.netns}`, '--', 'nft', ...args]] : ['nft', args];
-  return new Promise((resolve, reject) => {
-    const child = execFile(file, argv, { timeout: o.timeoutMs ?? 30_000, maxBuffer: 16 * 1024 * 1024 }, (err, _stdout, stderr) => {
-      if (!err) return resolve();
-      const status = typeof err.code === 'number' ? `exit ${err.code}` : err.message; // else missing binary or timeout
-      reject(new BerthError(NFT_FAILED, `nft -f failed (${status}): ${stderr.trim() || 'no output'}`, { cause: err }));
-    });
-    child.stdin?.on('error', () => undefined); // nft exiting early closes its stdin; the exit status tells
-    child.stdin?.end(script);
+  const r = await exec('nft', args, { input: script, ...(o.netns ? { netns: o.netns } : {}), timeoutMs: o.timeoutMs ?? 30_000 }).catch((err: unknown) => {
+    throw new BerthError(NFT_FAILED, `nft -f could not run: ${errorMessage(err)}`, { cause: err });
   });
+  if (r.code !== 0) throw new BerthError(NFT_FAILED, `nft -f failed (exit ${r.code}): ${r.stderr.trim() || 'no output'}`);
 }

@@ -1,5 +1,6 @@
 import { BerthError } from '../domain/errors.js';
 import type { Logger } from '../domain/log.js';
+import { toAddress, tryToInt } from './cidr.js';
 import { runNft } from './nft.js';
 import type { PolicyChanges, PolicySnapshot, PolicyTable } from './policy-types.js';
 
@@ -31,26 +32,11 @@ const bad = (message: string): BerthError => new BerthError(PolicyErrorCode.Inva
 // --- IPv4 in numbers: every address is checked and re-printed by us, so nothing a record holds can
 // --- inject nft syntax, and overlapping entries are merged before the kernel sees them.
 
-function toNumber(addr: string): number | undefined {
-  const parts = addr.split('.');
-  if (parts.length !== 4) return undefined;
-  let n = 0;
-  for (const p of parts) {
-    if (!/^(0|[1-9][0-9]{0,2})$/.test(p) || Number(p) > 255) return undefined;
-    n = n * 256 + Number(p);
-  }
-  return n;
-}
-
-function toAddr(n: number): string {
-  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
-}
-
 /** A single address, canonical (`10.250.0.1`). */
 function address(s: string, what: string): string {
-  const n = toNumber(s);
+  const n = tryToInt(s);
   if (n === undefined) throw bad(`${what}: ${JSON.stringify(s)} is not an IPv4 address`);
-  return toAddr(n);
+  return toAddress(n);
 }
 
 interface Range {
@@ -61,11 +47,11 @@ interface Range {
 /** An address or CIDR as a range; a CIDR with host bits set is refused (a typo, not a network). */
 function range(s: string, what: string): Range {
   const [addr = '', len, ...rest] = s.split('/');
-  const n = toNumber(addr);
+  const n = tryToInt(addr);
   const bits = len === undefined ? 32 : /^(0|[1-9][0-9]?)$/.test(len) ? Number(len) : NaN;
   if (n === undefined || rest.length > 0 || !(bits >= 0 && bits <= 32)) throw bad(`${what}: ${JSON.stringify(s)} is not an IPv4 address or CIDR`);
   const size = 2 ** (32 - bits);
-  if (n % size !== 0) throw bad(`${what}: ${s} has host bits set (did you mean ${toAddr(n - (n % size))}/${bits}?)`);
+  if (n % size !== 0) throw bad(`${what}: ${s} has host bits set (did you mean ${toAddress(n - (n % size))}/${bits}?)`);
   return { lo: n, hi: n + size - 1 };
 }
 
@@ -94,8 +80,8 @@ function intervals(entries: Iterable<string>, what: string): string[] {
 function show(r: Range): string {
   const size = r.hi - r.lo + 1;
   const bits = 32 - Math.log2(size);
-  if (Number.isInteger(bits) && r.lo % size === 0) return bits === 32 ? toAddr(r.lo) : `${toAddr(r.lo)}/${bits}`;
-  return `${toAddr(r.lo)}-${toAddr(r.hi)}`;
+  if (Number.isInteger(bits) && r.lo % size === 0) return bits === 32 ? toAddress(r.lo) : `${toAddress(r.lo)}/${bits}`;
+  return `${toAddress(r.lo)}-${toAddress(r.hi)}`;
 }
 
 function group(g: number, ip: string): number {

@@ -1,5 +1,6 @@
 import type { Logger } from '../../domain/log.js';
 import type { BackendDevice, BackendSetup, OverlayBackendDriver, Peer } from './types.js';
+import { parseCidr, type Range } from '../cidr.js';
 import {
   BERTH_ROUTE_PROTO,
   checkPeers,
@@ -7,12 +8,10 @@ import {
   GONE,
   IpRunner,
   listOurRoutes,
-  requireCidr,
   routeKey,
   Serial,
   underlayOf,
   type BatchLine,
-  type Cidr,
   type LinkJson,
   type RouteJson,
 } from './ip.js';
@@ -25,8 +24,8 @@ export interface HostGwOptions {
 }
 
 interface State {
-  network: Cidr;
-  subnet: Cidr;
+  network: Range;
+  subnet: Range;
   underlay: string;
   log: Logger;
 }
@@ -51,8 +50,8 @@ export class HostGwDriver implements OverlayBackendDriver {
   }
 
   private async setupNow(o: BackendSetup): Promise<BackendDevice> {
-    const network = requireCidr('The overlay network', o.network);
-    const subnet = requireCidr("The machine's subnet", o.subnet);
+    const network = parseCidr(o.network, 'overlay network');
+    const subnet = parseCidr(o.subnet, "machine's subnet");
     const underlay = underlayOf(await this.ip.json<LinkJson>('ip', ['-4', 'addr', 'show']), o.publicIp);
     this.state = { network, subnet, underlay: underlay.ifname, log: o.log.child({ backend: this.type, subnet: o.subnet }) };
     return { mtu: underlay.mtu };

@@ -1,5 +1,6 @@
-import { execFile } from 'node:child_process';
-import { invalid } from '../../domain/errors.js';
+import { errorMessage, invalid } from '../../domain/errors.js';
+import { exec, type Exited } from '../commands.js';
+import { formatCidr, isIPv4, isMac, overlaps, sameRange, tryParseCidr, within, type Range } from '../cidr.js';
 
 /**
  * The one way the overlay backends talk to the kernel: `ip` and `bridge` from iproute2, read with
@@ -38,12 +39,6 @@ export class IpCommandError extends Error {
   }
 }
 
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 export interface IpRunnerOptions {
   netns?: string;
   /** Per command; default 15 s (a batch of thousands of lines still takes well under one). */
@@ -56,21 +51,14 @@ export class IpRunner {
 
   constructor(private readonly o: IpRunnerOptions = {}) {}
 
-  private exec(tool: Tool, args: string[], input?: string): Promise<Result> {
-    const [file, argv] = this.o.netns ? ['nsenter', [`--net=${this.o.netns}`, '--', tool, ...args]] : [tool, args];
+  private async exec(tool: Tool, args: string[], input?: string): Promise<Exited> {
     this.commands++;
-    return new Promise((resolve, reject) => {
-      const child = execFile(file, argv, { timeout: this.o.timeoutMs ?? 15_000, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
-        if (err && typeof err.code !== 'number') {
-          // Not an exit status: the binary is missing, or the timeout killed it.
-          reject(new IpCommandError(`${tool} ${args.join(' ')}`, null, `${err.message}${stderr ? `: ${stderr}` : ''}`));
-          return;
-        }
-        resolve({ code: err ? (err.code as number) : 0, stdout, stderr });
-      });
-      child.stdin?.on('error', () => undefined); // a tool that exits early closes its stdin; the exit status tells
-      child.stdin?.end(input ?? '');
-    });
+    try {
+      return await exec(tool, args, { ...(input !== undefined ? { input } : {}), ...(this.o.netns ? { netns: this.o.netns } : {}), timeoutMs: this.o.timeoutMs ?? 15_000 });
+    } catch (err) {
+      // Not an exit status: the binary is missing, or the timeout killed it.
+      throw new IpCommandError(`${tool} ${args.join(' ')}`, null, errorMessage(err));
+    }
   }
 
   /** `tool -j args…`, parsed; what the JSON lists. */
@@ -128,68 +116,6 @@ function batchFailures(stderr: string): Map<number, string> {
   return out;
 }
 
-// --- IPv4 arithmetic: peers come from the store, so everything is parsed strictly before it
-// reaches a batch line (a space or newline in a field would be another command).
-
-const IPV4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
-const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
-
-export function parseIpv4(s: string): number | undefined {
-  const m = IPV4.exec(s);
-  if (!m) return undefined;
-  const parts = m.slice(1).map(Number);
-  if (parts.some((p) => p > 255)) return undefined;
-  return (((parts[0]! << 24) >>> 0) + (parts[1]! << 16) + (parts[2]! << 8) + parts[3]!) >>> 0;
-}
-
-export function formatIpv4(n: number): string {
-  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
-}
-
-export interface Cidr {
-  base: number;
-  len: number;
-}
-
-/** `a.b.c.d/len` with no host bits set; undefined otherwise. A bare address is a /32 (as `ip -j` prints one). */
-export function parseCidr(s: string): Cidr | undefined {
-  const [addr, lenText, extra] = s.split('/');
-  if (extra !== undefined || addr === undefined) return undefined;
-  const len = lenText === undefined ? 32 : /^\d{1,2}$/.test(lenText) ? Number(lenText) : NaN;
-  const base = parseIpv4(addr);
-  if (base === undefined || !(len >= 0 && len <= 32)) return undefined;
-  if ((base & ~mask(len)) >>> 0 !== 0) return undefined;
-  return { base, len };
-}
-
-function mask(len: number): number {
-  return len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
-}
-
-export function formatCidr(c: Cidr): string {
-  return `${formatIpv4(c.base)}/${c.len}`;
-}
-
-/** Whether `inner` lies wholly inside `outer`. */
-export function cidrContains(outer: Cidr, inner: Cidr): boolean {
-  return inner.len >= outer.len && (inner.base & mask(outer.len)) >>> 0 === outer.base;
-}
-
-export function cidrsOverlap(a: Cidr, b: Cidr): boolean {
-  return cidrContains(a, b) || cidrContains(b, a);
-}
-
-export function isMac(s: string): boolean {
-  return MAC.test(s);
-}
-
-/** `10.244.3.0/24` → parsed, or a coded error naming what was wrong (setup's own inputs). */
-export function requireCidr(what: string, s: string): Cidr {
-  const c = parseCidr(s);
-  if (!c) throw invalid(`${what} ${JSON.stringify(s)} is not an IPv4 network (a.b.c.d/len, no host bits).`);
-  return c;
-}
-
 // --- What `ip -j` prints (only the fields used).
 
 export interface LinkJson {
@@ -217,13 +143,13 @@ export function underlayOf(links: LinkJson[], publicIp: string): LinkJson {
 }
 
 /** Routes Berth made inside `network` (main table), from the kernel, re-checked here. */
-export async function listOurRoutes(ip: IpRunner, network: Cidr, dev?: string): Promise<RouteJson[]> {
+export async function listOurRoutes(ip: IpRunner, network: Range, dev?: string): Promise<RouteJson[]> {
   const args = ['route', 'show', 'table', 'main', 'proto', String(BERTH_ROUTE_PROTO), 'root', formatCidr(network)];
   if (dev) args.push('dev', dev);
   const routes = await ip.json<RouteJson>('ip', args);
   return routes.filter((r) => {
-    const c = parseCidr(r.dst);
-    return c !== undefined && cidrContains(network, c);
+    const c = tryParseCidr(r.dst);
+    return c !== undefined && within(network, c);
   });
 }
 
@@ -235,7 +161,7 @@ export function routeKey(dst: string): string {
 // --- Peers: shared checks of both backends.
 
 export interface CheckedPeer {
-  subnet: Cidr;
+  subnet: Range;
   /** `subnet` as the kernel prints it. */
   key: string;
   publicIp: string;
@@ -267,21 +193,21 @@ export class Complaints {
  */
 export function checkPeers(
   peers: { subnet: string; publicIp: string; vtepMac?: string }[],
-  own: { network: Cidr; subnet: Cidr },
+  own: { network: Range; subnet: Range },
   complaints: Complaints,
   complain: (peer: { subnet: string; publicIp: string }, why: string) => void,
 ): CheckedPeer[] {
   const out = new Map<string, CheckedPeer>();
   for (const p of peers) {
-    const subnet = parseCidr(p.subnet);
+    const subnet = tryParseCidr(p.subnet);
     const id = `${p.subnet} ${p.publicIp} ${p.vtepMac ?? ''}`;
     let why: string | undefined;
     if (!subnet) why = 'its subnet is not an IPv4 network';
-    else if (subnet.base === own.subnet.base && subnet.len === own.subnet.len) {
+    else if (sameRange(subnet, own.subnet)) {
       continue; // this machine's own subnet: the caller should have left it out; nothing to route
-    } else if (cidrsOverlap(subnet, own.subnet)) why = "it overlaps this machine's subnet";
-    else if (!cidrContains(own.network, subnet)) why = `its subnet is outside the overlay ${formatCidr(own.network)}`;
-    else if (parseIpv4(p.publicIp) === undefined) why = 'its public address is not an IPv4 address';
+    } else if (overlaps(subnet, own.subnet)) why = "it overlaps this machine's subnet";
+    else if (!within(own.network, subnet)) why = `its subnet is outside the overlay ${formatCidr(own.network)}`;
+    else if (!isIPv4(p.publicIp)) why = 'its public address is not an IPv4 address';
     else if (p.vtepMac !== undefined && !isMac(p.vtepMac)) why = 'its VTEP MAC is malformed';
     if (why || !subnet) {
       complaints.once(id, () => complain(p, why ?? 'malformed'));

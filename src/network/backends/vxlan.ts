@@ -1,20 +1,18 @@
 import type { Logger } from '../../domain/log.js';
 import { invalid } from '../../domain/errors.js';
 import type { BackendDevice, BackendSetup, OverlayBackendDriver, Peer } from './types.js';
+import { parseCidr, toAddress, type Range } from '../cidr.js';
 import {
   BERTH_ROUTE_PROTO,
   checkPeers,
   Complaints,
-  formatIpv4,
   GONE,
   IpRunner,
   listOurRoutes,
-  requireCidr,
   routeKey,
   Serial,
   underlayOf,
   type BatchLine,
-  type Cidr,
   type LinkJson,
 } from './ip.js';
 
@@ -32,8 +30,8 @@ export interface VxlanOptions {
 const VXLAN_OVERHEAD = 50;
 
 interface State {
-  network: Cidr;
-  subnet: Cidr;
+  network: Range;
+  subnet: Range;
   device: string;
   log: Logger;
 }
@@ -54,7 +52,7 @@ interface FdbJson {
  * four address bytes) so a restarted or re-created device keeps the MAC its peers' ARP and FDB
  * entries already carry.
  */
-export function vtepMacFor(subnet: Cidr): string {
+export function vtepMacFor(subnet: Range): string {
   const bytes = [0x0e, 0x42, subnet.base >>> 24, (subnet.base >>> 16) & 255, (subnet.base >>> 8) & 255, subnet.base & 255];
   return bytes.map((b) => b.toString(16).padStart(2, '0')).join(':');
 }
@@ -82,8 +80,8 @@ export class VxlanDriver implements OverlayBackendDriver {
   }
 
   private async setupNow(o: BackendSetup): Promise<BackendDevice> {
-    const network = requireCidr('The overlay network', o.network);
-    const subnet = requireCidr("The machine's subnet", o.subnet);
+    const network = parseCidr(o.network, 'overlay network');
+    const subnet = parseCidr(o.subnet, "machine's subnet");
     const device = `${o.name}.vx`;
     if (!/^[a-z][a-z0-9]*$/.test(o.name) || device.length > 15) throw invalid(`Network name ${JSON.stringify(o.name)} cannot name a device (${device}).`);
     const log = o.log.child({ backend: this.type, device, subnet: o.subnet });
@@ -92,7 +90,7 @@ export class VxlanDriver implements OverlayBackendDriver {
     const underlay = underlayOf(links, o.publicIp);
     const mtu = underlay.mtu - VXLAN_OVERHEAD;
     const mac = vtepMacFor(subnet);
-    const gateway = formatIpv4(subnet.base);
+    const gateway = toAddress(subnet.base);
 
     let existing = links.find((l) => l.ifname === device);
     const lines: BatchLine[] = [];
@@ -155,7 +153,7 @@ export class VxlanDriver implements OverlayBackendDriver {
     const haveNeigh = new Map(neighs.filter((n) => n.state?.includes('PERMANENT')).map((n) => [n.dst, n.lladdr]));
     const haveFdb = new Map(fdb.filter((f) => f.dst).map((f) => [f.mac, f.dst]));
 
-    const want = wanted.map((p) => ({ key: p.key, gw: formatIpv4(p.subnet.base), mac: p.vtepMac!, dst: p.publicIp }));
+    const want = wanted.map((p) => ({ key: p.key, gw: toAddress(p.subnet.base), mac: p.vtepMac!, dst: p.publicIp }));
     const wantKeys = new Set(want.map((w) => w.key));
     const wantGws = new Set(want.map((w) => w.gw));
     const wantMacs = new Set(want.map((w) => w.mac));
