@@ -52,6 +52,8 @@ export class OverlayNetwork implements Networks {
   private readonly used = new Set<string>();
   private cursor = 2;
   private readonly builds = new Set<string>();
+  /** This machine's dynos' records, by address: what a retaken subnet lease writes again. */
+  private readonly live = new Map<string, IpRecord>();
   private resolvConf: string | undefined;
   /** Serialises nft transactions: loop passes and build attachments. */
   private nft: Promise<void> = Promise.resolve();
@@ -75,7 +77,7 @@ export class OverlayNetwork implements Networks {
     await enableForwarding();
     this.resolvConf = resolverFile(this.o.dir);
     mkdirSync(this.o.dir, { recursive: true, mode: 0o700 });
-    this.lease = await SubnetLease.acquire({ store, log: this.log, machine: this.o.machine, publicIp: this.o.publicIp, dir: this.o.dir, network, subnetBits: this.config.subnet_len, backend: this.config.backend.type, ttl: this.o.subnetTtl ?? 86_400 });
+    this.lease = await SubnetLease.acquire({ store, log: this.log, machine: this.o.machine, publicIp: this.o.publicIp, dir: this.o.dir, network, subnetBits: this.config.subnet_len, backend: this.config.backend.type, ttl: this.o.subnetTtl ?? 86_400, onRetaken: () => this.rewriteAddresses() });
     const b = this.config.backend;
     this.driver = b.type === 'vxlan' ? new VxlanDriver({ vni: b.vni, port: b.port }) : new HostGwDriver({});
     this.device = await this.driver.setup({ name, subnet: this.lease.cidr, network: this.config.network, publicIp: this.o.publicIp, log: this.log });
@@ -181,14 +183,21 @@ export class OverlayNetwork implements Networks {
     this.full = false;
     const changes = this.pending;
     this.pending = emptyChanges();
-    if (full) await this.serial(() => this.policy.load(this.snapshot()));
-    else if (changes.owners.set.length + changes.owners.del.length + changes.internal.add.length + changes.internal.del.length + changes.trusted.add.length + changes.trusted.del.length > 0) {
-      await this.serial(() => this.policy.apply(changes));
-    }
-    // Routes are few (one per machine): a full re-diff each time they change, and on the timer.
-    if (full || this.routesDirty) {
-      this.routesDirty = false;
-      await this.driver.sync(this.peers());
+    const routes = full || this.routesDirty;
+    this.routesDirty = false;
+    try {
+      if (full) await this.serial(() => this.policy.load(this.snapshot()));
+      else if (changes.owners.set.length + changes.owners.del.length + changes.internal.add.length + changes.internal.del.length + changes.trusted.add.length + changes.trusted.del.length > 0) {
+        await this.serial(() => this.policy.apply(changes));
+      }
+      // Routes are few (one per machine): a full re-diff each time they change, and on the timer.
+      if (routes) await this.driver.sync(this.peers());
+    } catch (err) {
+      // What failed is not half applied (one nft transaction; routes re-diff): the next pass —
+      // at the latest the minute's re-diff — loads the whole table and every route again.
+      this.full = true;
+      this.routesDirty = true;
+      throw err;
     }
   }
 
@@ -248,7 +257,10 @@ export class OverlayNetwork implements Networks {
         this.used.delete(candidate);
         throw err;
       });
-      if (done.succeeded) ip = candidate;
+      if (done.succeeded) {
+        ip = candidate;
+        this.live.set(candidate, record);
+      } else this.used.delete(candidate); // taken meanwhile: the watch brings its record
     }
     if (!ip) throw new BerthError('addresses_exhausted', 'No free overlay address could be taken for the dyno.', { retryable: true });
     const address = ip;
@@ -306,10 +318,24 @@ export class OverlayNetwork implements Networks {
   }
 
   private async freeAddress(address: string): Promise<void> {
+    this.live.delete(address);
     const key = keys.ip(address);
     // Only our own record: after a failover the key could name another incarnation's dyno.
     await this.o.store.txn({ compare: [{ key, target: 'lease', op: '=', value: this.lease?.leaseId ?? '' }], success: [deleteOp(key)] }).catch((err: unknown) => this.log.warn({ err: errorMessage(err), address }, 'freeing an overlay address failed'));
     this.used.delete(address);
+  }
+
+  /**
+   * The subnet lease was lost (the store away longer than its TTL) and taken again: our dynos'
+   * address records went with the old lease, and every machine's policy dropped them. Put back.
+   */
+  private async rewriteAddresses(): Promise<void> {
+    const lease = this.lease?.leaseId;
+    if (!lease) return;
+    for (const [address, record] of this.live) {
+      await this.o.store.put(keys.ip(address), codecs.ip.encode(record), { lease }).catch((err: unknown) => this.log.warn({ err: errorMessage(err), address }, 'rewriting an address record failed'));
+    }
+    this.log.warn({ addresses: this.live.size }, 'address records written again under the new subnet lease');
   }
 
   /**

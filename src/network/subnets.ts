@@ -21,6 +21,8 @@ export interface SubnetLeaseOptions {
   backend: SubnetRecord['backend']['type'];
   /** Seconds (flannel: 24 h). */
   ttl: number;
+  /** After the lease was lost and taken again: keys under the old lease are gone and must be rewritten. */
+  onRetaken?: () => Promise<void>;
 }
 
 interface SubnetFile {
@@ -93,6 +95,7 @@ export class SubnetLease {
         this.subnet = again.subnet;
         this.leaseId = again.lease;
         this.schedule(this.refreshMs());
+        await this.o.onRetaken?.();
       } catch (e) {
         this.o.log.error({ err: errorMessage(e) }, 'taking a subnet again failed; retrying');
         this.schedule(5000);
