@@ -26,11 +26,17 @@ export async function countAnswering(eps: string[]): Promise<number> {
   return ok;
 }
 
-export function connects(port: number): Promise<boolean> {
+/** Whether `address:port` accepts a TCP connection (within 2 s). */
+export function connects(ep: string): Promise<boolean> {
+  const at = ep.lastIndexOf(':');
   return new Promise((resolve) => {
-    const s = connect({ host: '127.0.0.1', port }, () => {
+    const s = connect({ host: ep.slice(0, at), port: Number(ep.slice(at + 1)) }, () => {
       s.end();
       resolve(true);
+    });
+    s.setTimeout(2000, () => {
+      s.destroy();
+      resolve(false);
     });
     s.on('error', () => resolve(false));
   });

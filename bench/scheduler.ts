@@ -43,9 +43,6 @@ const REQUESTED_DYNOS = intEnv('BENCH_DYNOS', 200, 3, 600);
 const TTL = intEnv('BENCH_TTL', 5, 1, 60);
 const STARTS = intEnv('BENCH_STARTS', 10, 1, 100);
 const TIMEOUT_S = intEnv('BENCH_TIMEOUT_S', 900, 60, 3600);
-// Agents' port ranges: BASE + i*300 .. +299 (a dyno port is free-checked before use anyway).
-const PORT_BASE = intEnv('BENCH_PORT_BASE', 26000, 1024, 64000);
-const PORTS_PER_AGENT = 300;
 const AGENTS = ['m1', 'm2', 'm3'];
 const PER_APP = 100; // src/controller/model/formation.ts MAX_QUANTITY
 const LIMIT = '64M';
@@ -159,7 +156,7 @@ async function bareStart(appDir: string): Promise<number> {
   try {
     await until('bare node server.js to answer', START_TIMEOUT_MS, 10, async () => {
       if (child.exitCode !== null) throw new Error(`bare node exited with ${child.exitCode}`);
-      return (await connects(port)) && (await answersHttp(`127.0.0.1:${port}`)) ? true : undefined;
+      return (await connects(`127.0.0.1:${port}`)) && (await answersHttp(`127.0.0.1:${port}`)) ? true : undefined;
     });
     return now() - t0;
   } finally {
@@ -248,15 +245,12 @@ async function run(): Promise<void> {
   step('starting berth up --no-agent and three agents');
   berth = await startBerth(['--data-dir', data, '--no-agent'], { BERTH_BOOTSTRAP_TOKEN: ADMIN, BERTH_LOG_LEVEL: 'info' });
   store = openStore(`sqlite://${join(data, 'state.db')}`);
-  for (const [i, name] of AGENTS.entries()) {
-    const from = PORT_BASE + i * PORTS_PER_AGENT;
-    agents.set(
-      name,
-      await startAgent(['--controller', berth.apiUrl, '--token-file', join(data, 'cluster.token'), '--name', name, '--ports', `${from}-${from + PORTS_PER_AGENT - 1}`, '--data-dir', join(dir, name), '--ttl', String(TTL)], { BERTH_LOG_LEVEL: 'info' }),
-    );
+  for (const name of AGENTS) {
+    // Each agent its own kernel names (startAgent), its own /24 of the platform's overlay.
+    agents.set(name, await startAgent(['--controller', berth.apiUrl, '--token-file', join(data, 'cluster.token'), '--name', name, '--data-dir', join(dir, name), '--ttl', String(TTL)], { BERTH_LOG_LEVEL: 'info' }));
   }
   const machines = await until('three machines registered', 30_000, 100, async () => {
-    const ms = await api<{ id: string; name: string }[]>('GET', '/berth/machines');
+    const ms = await api<{ id: string; name: string; subnet: string | null }[]>('GET', '/berth/machines');
     return ms.length === AGENTS.length ? ms : undefined;
   });
   const nameOf = new Map(machines.map((m) => [m.id, m.name]));
@@ -332,15 +326,13 @@ async function run(): Promise<void> {
   const victimName = nameOf.get(victimId) ?? '';
   const victim = agents.get(victimName);
   if (!victim) throw new Error(`no agent runs machine ${victimId}`);
-  const victimIndex = AGENTS.indexOf(victimName);
-  const victimPorts = { from: PORT_BASE + victimIndex * PORTS_PER_AGENT, to: PORT_BASE + victimIndex * PORTS_PER_AGENT + PORTS_PER_AGENT - 1 };
+  // Its dynos' endpoints are the addresses of its /24.
+  const victimNet = (machines.find((m) => m.id === victimId)?.subnet ?? '').replace(/0\/24$/, '');
+  const onVictim = (ep: string): boolean => victimNet !== '' && ep.startsWith(victimNet);
   const moved = new Map(bulk.map((a) => [a, new Set((upByApp.get(a) ?? []).filter((d) => d.machine === victimId).map((d) => d.name))]));
   const movedCount = [...moved.values()].reduce((n, s) => n + s.size, 0);
   step(`SIGKILL agent ${victimName} (${movedCount} dynos)`);
-  const victimEps = (await Promise.all(bulk.map(endpoints))).flat().filter((ep) => {
-    const port = Number(ep.split(':').pop());
-    return port >= victimPorts.from && port <= victimPorts.to;
-  });
+  const victimEps = (await Promise.all(bulk.map(endpoints))).flat().filter(onVictim);
   const k0 = now();
   await victim.kill();
   agents.delete(victimName);
@@ -367,19 +359,18 @@ async function run(): Promise<void> {
     }
     if (Number.isNaN(tRepublished)) {
       const all = (await Promise.all(bulk.map(endpoints))).flat();
-      const stale = all.filter((ep) => {
-        const port = Number(ep.split(':').pop());
-        return port >= victimPorts.from && port <= victimPorts.to;
-      });
+      const stale = all.filter(onVictim);
       if (all.length === N && stale.length === 0) tRepublished = at;
     }
     return Number.isNaN(tMovedUp) || Number.isNaN(tRepublished) ? undefined : true;
   });
   const after = (await Promise.all(bulk.map(endpoints))).flat();
   const answeringAfter = await countAnswering(after);
-  // Its dynos die with it (bwrap --die-with-parent): none of their old ports should still answer.
-  const orphans = (await Promise.all(victimEps.map((ep) => connects(Number(ep.split(':').pop()))))).filter(Boolean).length;
-  if (orphans > 0) step(`  WARNING: ${orphans} of ${victimEps.length} ports of ${victimName}'s dynos still accept connections after the kill`);
+  // Its dynos die with it (bwrap --die-with-parent): none of their old addresses should still answer.
+  const orphans = (await Promise.all(victimEps.map(connects))).filter(Boolean).length;
+  if (orphans > 0) step(`  WARNING: ${orphans} of ${victimEps.length} endpoints of ${victimName}'s dynos still accept connections after the kill`);
+  // What the killed agent left in the kernel (namespaces, its nftables table) goes now.
+  await victim.stop();
   step(`  healed at ${secs(Math.max(tMovedUp, tRepublished))} s; ${answeringAfter}/${after.length} endpoints answer HTTP`);
 
   // ---- Report ----
@@ -396,7 +387,7 @@ async function run(): Promise<void> {
       [`scale to ${N}: all ${N} endpoints published`, secs(tPublished), `${answering}/${eps.length} answer HTTP; MemAvailable fell ${(hostGrowth / 1024 ** 3).toFixed(2)} GiB (~${Math.round(hostGrowth / N / 1024 ** 2)} MiB/dyno, ~${mem.count ? Math.round(mem.bytes / mem.count / 1024 ** 2) : 0} MiB charged to its cgroup)`],
       [`failover: ${victimName}'s lease gone`, secs(tLease), `SIGKILL of ${victimName} (${movedCount} dynos); TTL ${TTL} s, less the time since its last keep-alive`],
       [`failover: its ${movedCount} dynos up elsewhere`, secs(tMovedUp), `issue bound: 2xTTL + boot = ${2 * TTL} s + boot`],
-      [`failover: ${N} endpoints published again`, secs(tRepublished), `${answeringAfter}/${after.length} answer HTTP; ${orphans}/${victimEps.length} old ports of ${victimName} still open`],
+      [`failover: ${N} endpoints published again`, secs(tRepublished), `${answeringAfter}/${after.length} answer HTTP; ${orphans}/${victimEps.length} old endpoints of ${victimName} still open`],
     ],
   );
   console.log('');

@@ -6,6 +6,7 @@ import { openStore } from '../../src/store/index.js';
 import { apiClient, type ApiReply } from '../support/api.js';
 import { failBerth, startBerth } from '../support/berth-process.js';
 import { EtcdServer } from '../support/etcd-server.js';
+import { testNetwork, upFlags } from '../support/network.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'berth-up-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -16,9 +17,16 @@ const get = (apiUrl: string, path: string, token?: string): Promise<ApiReply<Rec
 describe('berth up', () => {
   it('creates the data dir and store, makes the first admin once, serves the API, and stops cleanly', async () => {
     const dataDir = join(dir, 'node1');
-    const first = await startBerth(['--data-dir', dataDir]);
+    const net = testNetwork();
+    const first = await startBerth(['--data-dir', dataDir, ...upFlags(net)]);
+    let subnet = '';
     try {
       expect(first.summary).toMatchObject({ data_dir: dataDir, store: `sqlite://${join(dataDir, 'state.db')}`, domain: 'berth.localhost' });
+      // The overlay it was asked for, and a /24 of it for this machine.
+      expect(first.summary.network).toMatchObject({ network: net.overlay, backend: 'host-gw', public_ip: expect.stringMatching(/^\d+\.\d+\.\d+\.\d+$/) });
+      subnet = (first.summary.network as { subnet: string }).subnet;
+      expect(subnet.startsWith(net.overlay.replace(/0\.0\/16$/, ''))).toBe(true);
+      expect(subnet).toMatch(/\/24$/);
       expect(existsSync(join(dataDir, 'state.db'))).toBe(true);
       // Traversable (builds reach their workspace by name), not listable; what is inside is private.
       expect(statSync(dataDir).mode & 0o777).toBe(0o711);
@@ -33,10 +41,12 @@ describe('berth up', () => {
     } finally {
       expect(await first.stop()).toBe(0);
     }
-    // A second start finds the admin and prints no token; the first token still works.
-    const second = await startBerth(['--data-dir', dataDir]);
+    // A second start finds the admin and prints no token; the first token still works. The
+    // machine takes its subnet back.
+    const second = await startBerth(['--data-dir', dataDir, ...upFlags(net)]);
     try {
       expect(second.summary.admin_token).toBeNull();
+      expect((second.summary.network as { subnet: string }).subnet).toBe(subnet);
       const token = readFileSync(join(dataDir, 'admin.token'), 'utf8').trim();
       expect((await get(second.apiUrl, '/account', token)).status).toBe(200);
     } finally {
@@ -71,5 +81,15 @@ describe('berth up', () => {
     const port = await failBerth(['--data-dir', join(dir, 'node4'), '--api-port', 'http']);
     expect(port.code).toBe(1);
     expect(port.stderr).toContain('--api-port must be a port number');
+    for (const [flags, message] of [
+      [['--backend', 'gre'], '--backend must be vxlan or host-gw'],
+      [['--overlay', '10.244.0.0'], '--overlay must be an IPv4 range'],
+      [['--network-name', 'much-too-long'], '--network-name must be 1-6 lowercase letters'],
+      [['--public-ip', 'host.example'], '--public-ip must be an IPv4 address'],
+    ] as const) {
+      const r = await failBerth(['--data-dir', join(dir, 'node5'), ...flags]);
+      expect(r.code, flags.join(' ')).toBe(1);
+      expect(r.stderr).toContain(message);
+    }
   });
 });

@@ -8,6 +8,7 @@ import { Users } from '../../src/controller/services/users.js';
 import { createLogger } from '../../src/domain/log.js';
 import { startNode, type Node, type PlatformNodeOptions, type PlatformSummary } from '../../src/node/index.js';
 import { apiClient } from '../support/api.js';
+import { testNetwork } from '../support/network.js';
 import { freePort } from '../support/ports.js';
 import { CGROUP_ROOT } from '../support/sandbox.js';
 
@@ -72,7 +73,10 @@ async function checkout(name: string, files: Record<string, string>): Promise<st
 
 const owner = (): { token: string; key: string } => users.owner as { token: string; key: string };
 
-/** A node with the roles git over SSH needs, as `berth up` builds them: the controller and the builder. */
+// The same network each time the node starts on its data dir: the store keeps the range.
+const network = testNetwork();
+
+/** A node with the roles git over SSH needs, as `berth up` builds them: the controller and the builder (and so the network). */
 async function nodeOptions(): Promise<PlatformNodeOptions> {
   const dataDir = join(dir, 'data');
   return {
@@ -80,6 +84,7 @@ async function nodeOptions(): Promise<PlatformNodeOptions> {
     log: createLogger('test', { level: 'silent' }),
     store: `sqlite://${join(dataDir, 'state.db')}`,
     sandbox: { cgroupRoot: CGROUP_ROOT },
+    network,
     roles: { controller: { host: '127.0.0.1', port: await freePort(), domain: 'berth.test' }, builder: { sshPort: await freePort(), maxParallel: 2 } },
   };
 }

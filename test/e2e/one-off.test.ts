@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -171,6 +171,17 @@ describe('one-off dynos', () => {
     const type = await berthCli(['run', '-a', APP, 'greet']);
     expect(type.out).toBe('greeting-hello\n');
   }, 60_000);
+
+  it('runs in a namespace of its own at an overlay address (HEROKU_PRIVATE_IP, which --env cannot bend), gone when the run ends', async () => {
+    const run = await berthCli(['run', '-a', APP, '-e', 'HEROKU_PRIVATE_IP=6.6.6.6', '--', 'echo $HEROKU_PRIVATE_IP; /usr/sbin/ip -o -4 addr show dev eth0']);
+    expect(run.code, run.err).toBe(0);
+    const [ip = '', addr = ''] = run.out.split('\n');
+    const subnet = (berth.summary.network as { subnet: string }).subnet;
+    expect(ip.startsWith(subnet.replace(/0\/24$/, ''))).toBe(true);
+    expect(addr).toContain(`inet ${ip}/32`);
+    // Its host route went with its namespace.
+    await until('the route gone', () => (execFileSync('ip', ['route', 'show', `${ip}/32`]).toString().trim() === '' ? true : undefined));
+  }, 30_000);
 
   it("runs in the app's sandbox: not root, no view of the data dir", async () => {
     const run = await berthCli(['run', '-a', APP, '--', `id -u; whoami; ls ${dataDir}; cat ${join(dataDir, 'admin.token')}`]);

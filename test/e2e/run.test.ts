@@ -55,6 +55,9 @@ describe('git push to a running app', () => {
     expect(push.out).toMatch(/Scaled web to 1 \(first deploy\)/);
 
     const [first] = await until('one endpoint', async () => ((await endpoints('live-app')).length === 1 ? endpoints('live-app') : undefined));
+    // The dyno is at an address of the node's overlay subnet, in a namespace of its own.
+    const net = berth.summary.network as { network: string; subnet: string };
+    expect(first).toMatch(new RegExp(`^${net.subnet.replace(/\.0\/24$/, '').replace(/\./g, '\\.')}\\.\\d+:\\d+$`));
     expect(await (await fetch(`http://${first}/`)).text()).toBe('hello v1 from web.1');
     // Through the router, by Host, as a user reaches it.
     const routed = await until('routed', async () => {
@@ -62,8 +65,9 @@ describe('git push to a running app', () => {
       return r.status === 200 ? r : undefined;
     });
     expect(routed.body).toBe('hello v1 from web.1');
-    const dynos = await api<{ name: string; state: string }[]>('GET', '/apps/live-app/dynos');
+    const dynos = await api<{ name: string; state: string; address: string | null }[]>('GET', '/apps/live-app/dynos');
     expect(dynos.map((d) => `${d.name}:${d.state}`)).toEqual(['web.1:up']);
+    expect(dynos[0]?.address).toBe(first?.split(':')[0]);
 
     await api('PATCH', '/apps/live-app/formation', { updates: [{ type: 'web', quantity: 2 }] });
     const two = await until('two endpoints', async () => ((await endpoints('live-app')).length === 2 ? endpoints('live-app') : undefined));

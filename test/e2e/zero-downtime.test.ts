@@ -100,8 +100,8 @@ beforeAll(async () => {
   chmodSync(dir, 0o755);
   berth = await startBerth(['--data-dir', join(dir, 'data'), '--no-agent'], { BERTH_BOOTSTRAP_TOKEN: ADMIN, BERTH_LOG_LEVEL: 'warn' });
   store = openStore(`sqlite://${join(dir, 'data', 'state.db')}`);
-  for (const [i, name] of ['z1', 'z2'].entries()) {
-    agents.push(await startAgent(['--controller', berth.apiUrl, '--token-file', join(dir, 'data', 'cluster.token'), '--name', name, '--ports', `${23000 + i * 100}-${23099 + i * 100}`, '--data-dir', join(dir, name), '--ttl', '2']));
+  for (const name of ['z1', 'z2']) {
+    agents.push(await startAgent(['--controller', berth.apiUrl, '--token-file', join(dir, 'data', 'cluster.token'), '--name', name, '--data-dir', join(dir, name), '--ttl', '2']));
   }
   await api('POST', '/apps', { name: 'busy' });
   await api('PATCH', '/apps/busy/config-vars', { GREETING: 'hello' });

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -7,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger, type Logger } from '../../src/domain/log.js';
 import { keys } from '../../src/domain/keys.js';
 import { startNode, type PlatformNodeOptions } from '../../src/node/index.js';
+import { testNetwork } from '../support/network.js';
 import { freePort } from '../support/ports.js';
 import { CGROUP_ROOT } from '../support/sandbox.js';
 
@@ -106,5 +108,38 @@ describe('startNode (controller + scheduler, in-process)', () => {
     }
     // The API never listened; its services (the log database) and the store are closed.
     expect(stoppedParts(lines)).toEqual(['controller', 'store']);
+  });
+});
+
+describe('startNode with a builder and an agent (the overlay network)', () => {
+  it('starts the network before anything runs in its namespaces, hands it out, and stops it after them, before the store', async () => {
+    const { log, lines } = recordingLogger();
+    const dataDir = join(dir, 'net-data');
+    const net = testNetwork();
+    const node = await startNode({
+      dataDir,
+      log,
+      store: `sqlite://${join(dataDir, 'state.db')}`,
+      sandbox: { cgroupRoot: CGROUP_ROOT },
+      network: net,
+      roles: { controller: { host: '127.0.0.1', port: await freePort(), domain: 'berth.test' }, builder: { sshPort: await freePort() }, agent: {} },
+    });
+    try {
+      const info = node.summary.network;
+      expect(info).toMatchObject({ network: net.overlay, backend: 'host-gw' });
+      expect(info?.subnet.startsWith(net.overlay.replace(/0\.0\/16$/, ''))).toBe(true);
+      // The agent registered at the network's public address, and its subnet is leased to it.
+      const machines = (await node.store.range(keys.machines(), { prefix: true })).kvs.map((kv) => JSON.parse(kv.value) as { id: string; address: string; ports?: unknown });
+      expect(machines).toHaveLength(1);
+      expect(machines[0]?.address).toBe(info?.public_ip);
+      expect(machines[0]).not.toHaveProperty('ports');
+      const subnet = await node.store.get(keys.subnet(info?.subnet ?? ''));
+      expect(JSON.parse(subnet?.value ?? '{}')).toMatchObject({ machine: machines[0]?.id, public_ip: info?.public_ip });
+    } finally {
+      await node.stop();
+    }
+    expect(stoppedParts(lines)).toEqual(['one-off', 'agent', 'ssh', 'controller', 'network', 'store']);
+    // Nothing of the network is left in the kernel: its table is gone.
+    expect(execFileSync('nft', ['list', 'tables']).toString()).not.toContain(` ${net.name}\n`);
   });
 });

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
+import { agentFlags, removeNetwork, testNetwork, upFlags, type TestNetwork } from './network.js';
 import { freePort } from './ports.js';
 
 const MAIN = join(import.meta.dirname, '../../src/cli/main.ts');
@@ -36,16 +37,33 @@ async function started(child: ChildProcess, what: string): Promise<{ summary: Re
   return { summary, stderr: () => stderr, exited };
 }
 
-/** Runs `berth up --json` for real and waits for its summary line. */
+// One network per data dir: a node started again on its data dir (and store) asks for the same
+// range, and takes back its own kernel names.
+const networks = new Map<string, TestNetwork>();
+function networkOf(args: string[]): TestNetwork | undefined {
+  // A network the caller named is the caller's to clean up.
+  if (args.includes('--network-name')) return undefined;
+  const i = args.indexOf('--data-dir');
+  const key = i >= 0 ? (args[i + 1] ?? '') : '';
+  let net = networks.get(key);
+  if (!net) networks.set(key, (net = testNetwork()));
+  return net;
+}
+
+/**
+ * Runs `berth up --json` for real and waits for its summary line. Unless the args name a network,
+ * the node gets a test network of its own (suites run side by side on one kernel).
+ */
 export async function startBerth(args: string[], env: Record<string, string> = {}): Promise<BerthProcess> {
   const apiPort = args.includes('--api-port') ? undefined : await freePort();
   const sshPort = args.includes('--ssh-port') ? undefined : await freePort();
   const httpPort = args.includes('--http-port') ? undefined : await freePort();
   // Not 443/8443: suites run side by side.
   const httpsPort = args.includes('--https-port') ? undefined : await freePort();
+  const net = networkOf(args);
   const child: ChildProcess = spawn(
     process.execPath,
-    ['--import', 'tsx', MAIN, 'up', '--json', '--api-host', '127.0.0.1', ...(apiPort ? ['--api-port', String(apiPort)] : []), ...(sshPort ? ['--ssh-port', String(sshPort)] : []), ...(httpPort ? ['--http-port', String(httpPort)] : []), ...(httpsPort ? ['--https-port', String(httpsPort)] : []), ...args],
+    ['--import', 'tsx', MAIN, 'up', '--json', '--api-host', '127.0.0.1', ...(apiPort ? ['--api-port', String(apiPort)] : []), ...(sshPort ? ['--ssh-port', String(sshPort)] : []), ...(httpPort ? ['--http-port', String(httpPort)] : []), ...(httpsPort ? ['--https-port', String(httpsPort)] : []), ...(net ? upFlags(net) : []), ...args],
     { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } },
   );
   const { summary, stderr, exited } = await started(child, 'berth up');
@@ -54,11 +72,16 @@ export async function startBerth(args: string[], env: Record<string, string> = {
     apiUrl: String(summary.api_url),
     stderr,
     async stop() {
-      if (child.exitCode !== null) return child.exitCode;
+      if (child.exitCode !== null || child.signalCode !== null) {
+        if (child.signalCode !== null && net) await removeNetwork(net.name);
+        return child.exitCode;
+      }
       const kill = setTimeout(() => child.kill('SIGKILL'), 10_000);
       child.kill('SIGTERM');
       const code = await exited;
       clearTimeout(kill);
+      // Only a node that had to be killed leaves kernel objects behind.
+      if (code !== 0 && net) await removeNetwork(net.name);
       return code;
     },
   };
@@ -87,9 +110,10 @@ export interface AgentProcess {
   stop(): Promise<number | null>;
 }
 
-/** Runs `berth agent --json` as its own process (a machine of a test cluster). */
+/** Runs `berth agent --json` as its own process (a machine of a test cluster), with kernel names of its own unless the args name them. */
 export async function startAgent(args: string[], env: Record<string, string> = {}): Promise<AgentProcess> {
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', MAIN, 'agent', '--json', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  const net = networkOf(args);
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', MAIN, 'agent', '--json', ...(net ? agentFlags(net) : []), ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   const { summary, stderr, exited } = await started(child, 'berth agent');
   return {
     summary,
@@ -101,11 +125,16 @@ export async function startAgent(args: string[], env: Record<string, string> = {
       await exited;
     },
     async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+      // A machine killed earlier: what it left in the kernel goes now.
+      if (child.exitCode !== null || child.signalCode !== null) {
+        if (child.signalCode !== null && net) await removeNetwork(net.name);
+        return child.exitCode;
+      }
       const kill = setTimeout(() => child.kill('SIGKILL'), 40_000);
       child.kill('SIGTERM');
       const code = await exited;
       clearTimeout(kill);
+      if (code !== 0 && net) await removeNetwork(net.name);
       return code;
     },
   };

@@ -50,6 +50,18 @@ export function agentFlags(net: TestNetwork = testNetwork()): string[] {
   return ['--network-name', net.name];
 }
 
+/**
+ * Removes whatever a platform of this name left in the kernel: its namespaces (their veths and
+ * host routes go with them), its nftables table and its VXLAN device. A node that stops cleanly
+ * leaves nothing; a SIGKILLed one (a machine failure in a test) leaves all of it, and its routes
+ * would then overlap the range of the next platform this worker starts.
+ */
+export async function removeNetwork(name: string): Promise<void> {
+  await reap(`${name}-`);
+  await exec('nft', ['delete', 'table', 'inet', name], { timeout: 10_000 }).catch(() => undefined);
+  await exec('ip', ['link', 'del', `${name}.vx`], { timeout: 10_000 }).catch(() => undefined);
+}
+
 export interface ScratchNetns {
   name: string;
   /** `/run/netns/<name>`: what SandboxSpec.netns and DynoSpec.netns take. */
