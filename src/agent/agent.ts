@@ -55,6 +55,8 @@ interface Dyno {
   createdAt: string;
   /** Bumped on every start, so a stale exit handler can tell it is stale. */
   generation: number;
+  /** The start in flight, if any: a stop waits for it before it releases the namespace. */
+  starting?: Promise<void>;
   release?: ReleaseRecord;
 }
 
@@ -171,12 +173,13 @@ export class Agent {
 
   private launch(d: Dyno): void {
     this.starting++;
-    this.track(
-      this.startDyno(d).finally(() => {
-        this.starting--;
-        this.loop?.request();
-      }),
-    );
+    const start = this.startDyno(d).finally(() => {
+      this.starting--;
+      if (d.starting === start) d.starting = undefined;
+      this.loop?.request();
+    });
+    d.starting = start;
+    this.track(start);
   }
 
   private track(p: Promise<void>): void {
@@ -315,8 +318,10 @@ export class Agent {
     await d.running?.stop(30_000).catch(() => undefined);
     this.dynos.delete(unitKey(d.unit));
     await this.forget(d);
-    // Last: the process is gone and no router sends it traffic. A start still attaching releases
-    // what it gets itself (it sees the stop).
+    // Last: the process is gone and no router sends it traffic. A start that was under way may
+    // still be starting a process in the namespace: it sees the stop and ends that process first.
+    // (One still attaching releases what it gets itself.)
+    await d.starting?.catch(() => undefined);
     const attachment = d.attachment;
     d.attachment = undefined;
     if (attachment) await this.releaseNetwork(attachment, this.o.log.child({ unit: d.unit.name }));
