@@ -9,6 +9,7 @@ import { int, num, stamp, str, strings } from './schema.js';
 export interface MachineInfo {
   id: string;
   name: string;
+  /** Its public IP: where overlay peers reach it (its subnet lease's public_ip). */
   address: string;
   tags: Record<string, string>;
   capacity: { memoryBytes: number; cpus: number };
