@@ -132,6 +132,38 @@ describe.skipIf(process.getuid?.() !== 0)('network lab (namespace hosts on one b
     expect(leftovers(second.prefix)).toEqual([]);
   });
 
+  it('a gateway puts the test process on the bridge (.254, only the link route) and goes with destroy', async () => {
+    const gw = await createLab({ hosts: 1, gateway: true });
+    try {
+      const id = gw.prefix.slice(2);
+      expect(gw.gateway).toBe(`198.18.${id}.254`);
+      expect(lab.gateway).toBeUndefined();
+      const links = rootLinks(gw.prefix);
+      expect(links).toHaveLength(1);
+      expect(links[0]).toMatch(new RegExp(`^${gw.prefix}g[0-9a-f]{4}$`));
+      // The address and its link route, nothing more: no default route, no other route through it.
+      const addrs = execFileSync('ip', ['-o', '-4', 'addr', 'show', 'dev', links[0]!], { encoding: 'utf8' });
+      expect(addrs).toContain(`inet ${gw.gateway}/24`);
+      const routes = execFileSync('ip', ['-4', 'route', 'show', 'table', 'all', 'dev', links[0]!], { encoding: 'utf8' }).split('\n').filter((l) => l && !/^(local|broadcast) /.test(l));
+      expect(routes).toHaveLength(1);
+      expect(routes[0]).toMatch(new RegExp(`^${gw.underlay.replace(/\./g, '\\.')} proto kernel scope link src ${gw.gateway!.replace(/\./g, '\\.')}`));
+      expect(execFileSync('ip', ['-6', 'route', 'show', 'table', 'all', 'dev', links[0]!], { encoding: 'utf8' }).trim()).toBe('');
+      // The test process itself reaches a server in a host, and the host sees the gateway address.
+      const h1 = gw.hosts[0]!;
+      const server = h1.spawn(process.execPath, ['-e', "require('http').createServer((q, s) => s.end(q.socket.remoteAddress)).listen(8080, process.argv[1])", h1.address]);
+      const seen = await until('the server in h1 to answer the test process', async () => {
+        const r = await fetch(`http://${h1.address}:8080/`, { signal: AbortSignal.timeout(2000) }).catch(() => undefined);
+        return r?.ok ? r.text() : undefined;
+      });
+      expect(seen).toBe(gw.gateway);
+      server.kill('SIGKILL');
+    } finally {
+      await gw.destroy();
+    }
+    expect(leftovers(gw.prefix)).toEqual([]);
+    expect(execFileSync('ip', ['-4', 'route', 'show', 'table', 'all'], { encoding: 'utf8' })).not.toContain(gw.underlay.split('/')[0]!);
+  });
+
   it('destroy kills what the lab spawned and leaves no namespace or root link with its prefix, twice', async () => {
     const sleeper = lab.hosts[1]!.spawn('sleep', ['600'], { stdio: 'ignore' });
     await until('the sleeper to run', () => sleeper.pid !== undefined && alive(sleeper.pid));

@@ -12,14 +12,19 @@
  *   (≤ 15 characters, new hex per incarnation: names of a just-deleted namespace linger for a while);
  * - underlay `198.18.<n>.0/24` (inside 198.18.0.0/15, the benchmarking block): hosts .1, .2, …,
  *   the internet host .250, which is also every host's default gateway (so "the interface of the
- *   default route" finds the underlay, as on a real machine; beyond it there is nothing).
+ *   default route" finds the underlay, as on a real machine; beyond it there is nothing);
+ * - with `gateway: true`, the test process's own (root) namespace joins the bridge too: a veth
+ *   `nl<n>g<4 hex>` in the root namespace holding .254/24 — its link route to the lab's /24 is
+ *   the only thing the lab ever adds there (no default route, no forwarding), so a test can call
+ *   servers on lab hosts directly while the hosts cannot reach anything else of the real machine's
+ *   networks.
  *
  * Hosts are entered with `nsenter --net=/run/netns/<name>` rather than `ip netns exec`, so processes
  * inside stay in the root mount namespace and can create (named) namespaces themselves.
  */
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -64,6 +69,11 @@ export interface Lab {
   /** The underlay CIDR, e.g. `198.18.3.0/24`. */
   underlay: string;
   /**
+   * With `createLab({ gateway: true })`: the root namespace's address on the lab bridge (`.254`),
+   * the source of whatever the test process sends to a lab host. Undefined without a gateway.
+   */
+  gateway?: string;
+  /**
    * Takes a host's link to the bridge down / up again (partition, heal). Its own routes stay. After a
    * heal, poll: ARP for addresses tried during the partition retries only once a second.
    */
@@ -76,6 +86,9 @@ export interface Lab {
 const IFACE = 'eth0';
 const BRIDGE = 'br0';
 const INTERNET_OCTET = 250;
+const GATEWAY_OCTET = 254;
+/** The gateway's end inside the underlay namespace (goes with that namespace). */
+const GATEWAY_PORT = 'gw0';
 const KILL_GRACE_MS = 1000;
 const IP_TIMEOUT_MS = 10_000;
 const ETCD_BIN = process.env.BERTH_ETCD_BIN ?? '/usr/bin/etcd';
@@ -189,6 +202,9 @@ class Host implements LabHost {
 class NetLab implements Lab {
   readonly hosts: Host[];
   readonly internet: Host;
+  readonly gateway: string | undefined;
+  /** The root namespace's end of the gateway veth, named with the prefix so reapLab removes it. */
+  private readonly gatewayLink: string | undefined;
   private readonly children = new Set<ChildProcess>();
   private destroying: Promise<void> | undefined;
 
@@ -199,11 +215,14 @@ class NetLab implements Lab {
     hostCount: number,
     net: string,
     tag: string,
+    gateway: boolean,
     private readonly release: () => void,
   ) {
     const make = (name: string, octet: number): Host => new Host(name, `${net}.${octet}`, `${name}-${tag}`, this.children);
     this.hosts = Array.from({ length: hostCount }, (_, i) => make(`${prefix}h${i + 1}`, i + 1));
     this.internet = make(`${prefix}i`, INTERNET_OCTET);
+    this.gateway = gateway ? `${net}.${GATEWAY_OCTET}` : undefined;
+    this.gatewayLink = gateway ? `${prefix}g${tag}` : undefined;
   }
 
   get machines(): Host[] {
@@ -236,6 +255,17 @@ class NetLab implements Lab {
         if (r.code !== 0) throw new Error(`setting up ${h.name} failed (${r.code}): ${r.stderr.trim()}`);
       }),
     );
+    if (this.gateway && this.gatewayLink) {
+      // Made in the root namespace with its peer sent straight into the underlay namespace. The
+      // address's prefix brings the kernel's link route to the lab's /24 and nothing else.
+      await ipBatch([`link add ${this.gatewayLink} mtu ${mtu} type veth peer name ${GATEWAY_PORT} mtu ${mtu} netns ${u}`]);
+      // No IPv6 on it (set before it is up): a link-local address would add an fe80::/64 route to
+      // the root namespace, and the lab speaks only IPv4.
+      const v6 = `/proc/sys/net/ipv6/conf/${this.gatewayLink}/disable_ipv6`;
+      if (existsSync(v6)) writeFileSync(v6, '1');
+      await ipBatch([`addr add ${this.gateway}/${prefixLen} dev ${this.gatewayLink}`, `link set ${this.gatewayLink} up`]);
+      await ipBatch([`link set ${GATEWAY_PORT} master ${BRIDGE} up`], { netns: u });
+    }
   }
 
   private host(host: LabHost): Host {
@@ -276,13 +306,13 @@ class NetLab implements Lab {
   }
 }
 
-/** Builds a lab of `hosts` hosts plus the internet host; see the file's comment for names and addresses. */
 /**
  * Builds a lab of `hosts` hosts plus the internet host; see the file's comment for names and
  * addresses. `id` pins the lab id (0..99; throws if a live process holds it); by default the worker's
- * id, or the next one free when another live process holds it.
+ * id, or the next one free when another live process holds it. `gateway`: the test process's
+ * namespace joins the bridge at `lab.gateway`, so it can reach servers on the hosts.
  */
-export async function createLab(o: { hosts: number; mtu?: number; id?: number }): Promise<Lab> {
+export async function createLab(o: { hosts: number; mtu?: number; id?: number; gateway?: boolean }): Promise<Lab> {
   if (!Number.isInteger(o.hosts) || o.hosts < 1 || o.hosts >= INTERNET_OCTET) throw new Error(`a lab has 1..${INTERNET_OCTET - 1} hosts, not ${o.hosts}`);
   if (o.id !== undefined && (!Number.isInteger(o.id) || o.id < 0 || o.id > 99)) throw new Error(`lab id must be 0..99, not ${o.id}`);
   const first = o.id ?? workerLabId();
@@ -298,7 +328,7 @@ export async function createLab(o: { hosts: number; mtu?: number; id?: number })
   }
   if (id === undefined || claim === undefined) throw new Error(o.id !== undefined ? `lab id ${o.id} is held by a live process (${claimFile(o.id)})` : 'every lab id 0..99 is held by a live process');
   const prefix = `nl${id}`;
-  const lab = new NetLab(prefix, `198.18.${id}.0/24`, `${prefix}u`, o.hosts, `198.18.${id}`, randomBytes(2).toString('hex'), () => releaseLabId(id, claim));
+  const lab = new NetLab(prefix, `198.18.${id}.0/24`, `${prefix}u`, o.hosts, `198.18.${id}`, randomBytes(2).toString('hex'), o.gateway ?? false, () => releaseLabId(id, claim));
   try {
     await reapLab(prefix);
     await lab.build(o.mtu ?? 1500);
