@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BerthError, invalid } from '../domain/errors.js';
 import { formatCidr, isIPv4, overlaps, parseCidr, type Range } from './cidr.js';
@@ -83,7 +83,9 @@ function nameservers(text: string): string[] {
  * a namespace cannot reach); then systemd-resolved's upstream list, if there is one.
  */
 export function resolverFile(dir: string): string {
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  // 0711: a dyno's uid binds the file by its path, and must pass through the dir (not list it).
+  mkdirSync(dir, { recursive: true, mode: 0o711 });
+  chmodSync(dir, 0o711);
   const reachable = (ns: string): boolean => !ns.startsWith('127.');
   let servers = nameservers(readText('/etc/resolv.conf')).filter(reachable);
   const upstream = '/run/systemd/resolve/resolv.conf';

@@ -36,10 +36,13 @@ export async function wireNamespace(o: WireOptions): Promise<Wired> {
   const hostVeth = `${o.prefix}${id}`;
   // Locally administered, so the namespace's neighbour entry can name it before the link exists.
   const mac = `02:${randomBytes(5).toString('hex').match(/../g)?.join(':') ?? ''}`;
+  // A veth takes at most 65535 (loopback's 65536, on a node whose public address is 127.0.0.1,
+  // would be refused); 9000 is as far as any real underlay goes.
+  const mtu = Math.min(o.mtu, 9000);
   try {
     await ipBatch([
       `netns add ${name}`,
-      `link add ${hostVeth} address ${mac} mtu ${o.mtu} type veth peer name eth0 netns ${name} mtu ${o.mtu}`,
+      `link add ${hostVeth} address ${mac} mtu ${mtu} type veth peer name eth0 netns ${name} mtu ${mtu}`,
       `link set ${hostVeth} up`,
       `route add ${o.address}/32 dev ${hostVeth}${o.src ? ` src ${o.src}` : ''}`,
     ]);

@@ -1,4 +1,3 @@
-import { mkdirSync } from 'node:fs';
 import { decodeAll, deleteOp, get, putOp } from '../domain/codec.js';
 import { BerthError, errorMessage, invalid } from '../domain/errors.js';
 import { keys } from '../domain/keys.js';
@@ -9,7 +8,7 @@ import { ControlLoop } from '../loop/index.js';
 import type { WatchBatch } from '../store/index.js';
 import { HostGwDriver } from './backends/host-gw.js';
 import type { BackendDevice, OverlayBackendDriver, Peer } from './backends/types.js';
-import { VxlanDriver } from './backends/vxlan.js';
+import { VxlanDriver, vtepMacFor } from './backends/vxlan.js';
 import { addressAt, formatCidr, parseCidr, size, type Range } from './cidr.js';
 import { ownNamespaces, removeNamespace, wireNamespace } from './namespaces.js';
 import { NftPolicy } from './policy.js';
@@ -76,8 +75,7 @@ export class OverlayNetwork implements Networks {
     await checkOverlap(network, name);
     await enableForwarding();
     this.resolvConf = resolverFile(this.o.dir);
-    mkdirSync(this.o.dir, { recursive: true, mode: 0o700 });
-    this.lease = await SubnetLease.acquire({ store, log: this.log, machine: this.o.machine, publicIp: this.o.publicIp, dir: this.o.dir, network, subnetBits: this.config.subnet_len, backend: this.config.backend.type, ttl: this.o.subnetTtl ?? 86_400, onRetaken: () => this.rewriteAddresses() });
+    this.lease = await SubnetLease.acquire({ store, log: this.log, machine: this.o.machine, publicIp: this.o.publicIp, dir: this.o.dir, network, subnetBits: this.config.subnet_len, backend: this.config.backend.type, ttl: this.o.subnetTtl ?? 86_400, onRetaken: () => this.rewriteAddresses(), ...(this.config.backend.type === 'vxlan' ? { vtepMacFor } : {}) });
     const b = this.config.backend;
     this.driver = b.type === 'vxlan' ? new VxlanDriver({ vni: b.vni, port: b.port }) : new HostGwDriver({});
     this.device = await this.driver.setup({ name, subnet: this.lease.cidr, network: this.config.network, publicIp: this.o.publicIp, log: this.log });

@@ -23,6 +23,8 @@ export interface SubnetLeaseOptions {
   ttl: number;
   /** After the lease was lost and taken again: keys under the old lease are gone and must be rewritten. */
   onRetaken?: () => Promise<void>;
+  /** VXLAN: the VTEP MAC a subnet's device will have, so the first record already carries it. */
+  vtepMacFor?: (subnet: Range) => string;
 }
 
 interface SubnetFile {
@@ -62,7 +64,7 @@ export class SubnetLease {
   async publish(vtepMac?: string): Promise<void> {
     this.vtepMac = vtepMac;
     const key = keys.subnet(this.cidr);
-    const r = await this.o.store.txn({ compare: [{ key, target: 'lease', op: '=', value: this.leaseId }], success: [putOp(key, codecs.subnet, record(this.o, vtepMac), this.leaseId)] });
+    const r = await this.o.store.txn({ compare: [{ key, target: 'lease', op: '=', value: this.leaseId }], success: [putOp(key, codecs.subnet, record(this.o, this.cidr, vtepMac), this.leaseId)] });
     if (!r.succeeded) throw new BerthError('subnet_lost', `subnet ${this.cidr} is no longer this machine's`, { retryable: true });
   }
 
@@ -110,7 +112,8 @@ export class SubnetLease {
   }
 }
 
-function record(o: SubnetLeaseOptions, vtepMac?: string): SubnetRecord {
+function record(o: SubnetLeaseOptions, cidr: string, known?: string): SubnetRecord {
+  const vtepMac = known ?? o.vtepMacFor?.(parseCidr(cidr));
   return { machine: o.machine, public_ip: o.publicIp, backend: { type: o.backend, ...(vtepMac ? { vtep_mac: vtepMac } : {}) }, acquired_at: new Date().toISOString() };
 }
 
@@ -154,7 +157,7 @@ async function take(o: SubnetLeaseOptions, want: string | undefined, vtepMac?: s
   if (file && inRange(file.subnet)) {
     const kv = listed.kvs.find((k) => k.key === keys.subnet(file.subnet));
     if (kv && kv.lease === file.lease && (await store.keepAliveOnce(file.lease).then(() => true, () => false))) {
-      await store.put(kv.key, codecs.subnet.encode(record(o, vtepMac)), { lease: file.lease });
+      await store.put(kv.key, codecs.subnet.encode(record(o, file.subnet, vtepMac)), { lease: file.lease });
       o.log.info({ subnet: file.subnet }, 'subnet kept (its lease was still alive)');
       return { subnet: parseCidr(file.subnet), lease: file.lease };
     }
@@ -170,7 +173,7 @@ async function take(o: SubnetLeaseOptions, want: string | undefined, vtepMac?: s
     const current = byCidr.get(cidr);
     // Ours by address (a previous incarnation whose lease we lost): replace it only as it was read.
     const compare = current && preferred.includes(cidr) ? { key, target: 'mod' as const, op: '=' as const, value: listed.kvs.find((k) => k.key === key)?.modRevision ?? 0 } : { key, target: 'version' as const, op: '=' as const, value: 0 };
-    const r = await store.txn({ compare: [compare], success: [putOp(key, codecs.subnet, record(o, vtepMac), lease.id)] });
+    const r = await store.txn({ compare: [compare], success: [putOp(key, codecs.subnet, record(o, cidr, vtepMac), lease.id)] });
     return r.succeeded;
   };
   for (const cidr of [...new Set(candidates)]) {

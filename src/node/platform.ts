@@ -31,6 +31,12 @@ function loopbackPort(): Promise<number> {
   });
 }
 
+/** Where this node's own git hook reaches the API: the address it listens on (loopback for a wildcard). */
+function hookBase(host: string, port: number): string {
+  if (host === '0.0.0.0' || host === '::' || host === '') return `http://127.0.0.1:${port}`;
+  return host.includes(':') ? `http://[${host}]:${port}` : `http://${host}:${port}`;
+}
+
 /**
  * A platform node: opens the store and bootstraps it, then builds each role with its dependencies
  * passed in, nothing late-bound. The builder first (source → slug, commands in a slug); the
@@ -67,7 +73,7 @@ export async function startPlatformNode(o: PlatformNodeOptions): Promise<Node<Pl
     const appLog = (appId: string, source: string, dyno: string, message: string): void => services.logs.append(appId, { source, dyno, message });
     const gitServer =
       builder &&
-      createBuilderServer({ builder, access: services.gitAccess, deployer: services.deploys, hookUrl: `http://127.0.0.1:${c.port}/internal/git-hook`, hostKeyPath: join(dataDir, 'ssh', 'host_ed25519'), log, ...(roles.builder?.maxParallel ? { maxParallel: roles.builder.maxParallel } : {}) });
+      createBuilderServer({ builder, access: services.gitAccess, deployer: services.deploys, hookUrl: `${hookBase(c.host, c.port)}/internal/git-hook`, hostKeyPath: join(dataDir, 'ssh', 'host_ed25519'), log, ...(roles.builder?.maxParallel ? { maxParallel: roles.builder.maxParallel } : {}) });
     // One-off dynos run in this process, in a runtime of their own: a ProcessRuntime empties its
     // work dir when made, so it must never share the agent's.
     const oneOff =

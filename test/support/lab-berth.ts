@@ -106,9 +106,8 @@ export async function startBerthIn(host: LabHost, args: string[], env: Record<st
   const given = (flag: string): boolean => args.includes(flag);
   const apiPort = given('--api-port') ? args[args.indexOf('--api-port') + 1] : String(LAB_PORTS.api);
   const defaults: [string, string | number][] = [
-    // Every address of the host's own namespace, loopback included: the builder's git hook calls
-    // the API at 127.0.0.1 (src/node/platform.ts). Clients are told the underlay address below.
-    ['--api-host', '0.0.0.0'],
+    // The underlay address only, as on a real machine (the builder's git hook dials it too).
+    ['--api-host', host.address],
     ['--api-port', LAB_PORTS.api],
     // What clients, agents on other hosts and log sessions are told to use: the host's address.
     ['--api-url', `http://${host.address}:${apiPort}`],
