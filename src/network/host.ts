@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BerthError, invalid } from '../domain/errors.js';
 import { formatCidr, isIPv4, overlaps, parseCidr, type Range } from './cidr.js';
@@ -40,7 +40,10 @@ export async function checkOverlap(network: Range, name: string): Promise<void> 
   const clash = (what: string, cidr: string): never => {
     throw invalid(`The overlay ${formatCidr(network)} overlaps ${what} (${cidr}); choose another range with --overlay.`);
   };
+  const ours = new RegExp(`^${name}([0-9a-f]{8}|\\.vx)$`);
   for (const link of await ipJson<IpAddr>(['addr', 'show'])) {
+    // The policy matches our veths by `<name>*`: a host interface with that prefix would match too.
+    if (link.ifname.startsWith(name) && !ours.test(link.ifname)) throw invalid(`The network name "${name}" is a prefix of this host's interface ${link.ifname}; choose another --network-name.`);
     if (link.ifname.startsWith(name)) continue;
     for (const a of link.addr_info ?? []) {
       if (a.family !== 'inet') continue;
@@ -64,6 +67,18 @@ export async function checkOverlap(network: Range, name: string): Promise<void> 
   for (const ns of nameservers(readText('/etc/resolv.conf'))) {
     if (overlaps(parseCidr(`${ns}/32`), network)) clash('the resolver', ns);
   }
+}
+
+/** The host's IPv4 addresses outside loopback and the overlay: what peers must keep dynos from. */
+export async function hostAddresses(network: Range, name: string): Promise<string[]> {
+  const out = new Set<string>();
+  for (const link of await ipJson<IpAddr>(['-4', 'addr', 'show'])) {
+    if (link.ifname === 'lo' || link.ifname.startsWith(name)) continue;
+    for (const a of link.addr_info ?? []) {
+      if (a.family === 'inet' && isIPv4(a.local) && !a.local.startsWith('127.') && !overlaps(parseCidr(`${a.local}/32`), network)) out.add(a.local);
+    }
+  }
+  return [...out].slice(0, 256);
 }
 
 function readText(file: string): string {
@@ -94,4 +109,33 @@ export function resolverFile(dir: string): string {
   const file = join(dir, 'resolv.conf');
   writeFileSync(file, `# Written by berth for dynos and builds.\n${servers.map((s) => `nameserver ${s}\n`).join('')}${search ? `search ${search}\n` : ''}options timeout:2 attempts:2\n`, { mode: 0o644 });
   return file;
+}
+
+const LOCK_DIR = '/run/berth';
+
+/**
+ * One node per network name per kernel: a second would reap the first's namespaces, reload its
+ * table with its own ports and tear its device down on stop. The lock names the holder's pid;
+ * a dead holder's lock is taken over.
+ */
+export function lockName(name: string): () => void {
+  mkdirSync(LOCK_DIR, { recursive: true, mode: 0o755 });
+  const file = join(LOCK_DIR, `network-${name}.pid`);
+  const holder = Number(readText(file).trim());
+  if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && alive(holder)) {
+    throw invalid(`Another berth node (pid ${holder}) runs the network "${name}" on this machine. Run one node per machine, or give each its own --network-name.`);
+  }
+  writeFileSync(file, `${process.pid}\n`, { mode: 0o644 });
+  return () => {
+    if (Number(readText(file).trim()) === process.pid) rmSync(file, { force: true });
+  };
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
-import { ipBatch, run } from './commands.js';
+import { exec, ipBatch } from './commands.js';
 
 /**
  * A dyno's or build's network namespace: one routed /32 veth (no bridge, so no br_netfilter and
@@ -64,9 +64,15 @@ export async function wireNamespace(o: WireOptions): Promise<Wired> {
   return { name, path: `${NETNS_DIR}/${name}`, hostVeth };
 }
 
-/** Deleting the namespace takes its veth pair and the host route with it. */
+/**
+ * The veth first (the host route goes with it), then the namespace: a process still holding the
+ * namespace open would otherwise keep the veth, and its address's route, alive after the delete.
+ */
 export async function removeNamespace(name: string): Promise<void> {
-  await run('ip', ['netns', 'del', name]).catch(() => undefined);
+  const m = /^(.+)-[db]([0-9a-f]{8})$/.exec(name);
+  const lines = [...(m ? [`link del ${m[1]}${m[2]}`] : []), `netns del ${name}`];
+  // -force: a veth already gone (or a namespace) is not a reason to leave the rest.
+  await exec('ip', ['-force', '-batch', '-'], { input: `${lines.join('\n')}\n` }).catch(() => undefined);
 }
 
 /** Namespaces this node made (by prefix): what a crashed predecessor left behind. */

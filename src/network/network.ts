@@ -1,19 +1,20 @@
-import { decodeAll, deleteOp, get, putOp } from '../domain/codec.js';
+import { decodeAll, get, putOp } from '../domain/codec.js';
 import { BerthError, errorMessage, invalid } from '../domain/errors.js';
 import { keys } from '../domain/keys.js';
 import type { Logger } from '../domain/log.js';
 import { codecs, type IpRecord, type NetworkConfigRecord, type SubnetRecord } from '../domain/records.js';
-import { waitForRouters } from '../domain/routers.js';
 import { ControlLoop } from '../loop/index.js';
-import type { WatchBatch } from '../store/index.js';
+import type { KeyValue, WatchBatch } from '../store/index.js';
 import { HostGwDriver } from './backends/host-gw.js';
 import type { BackendDevice, OverlayBackendDriver, Peer } from './backends/types.js';
 import { VxlanDriver, vtepMacFor } from './backends/vxlan.js';
-import { addressAt, formatCidr, parseCidr, size, type Range } from './cidr.js';
+import { Addresses } from './addresses.js';
+import { addressAt, contains, formatCidr, isIPv4, parseCidr, tryParseCidr, within, type Range } from './cidr.js';
+import { exec } from './commands.js';
 import { ownNamespaces, removeNamespace, wireNamespace } from './namespaces.js';
 import { NftPolicy } from './policy.js';
 import type { PolicyChanges, PolicySnapshot } from './policy-types.js';
-import { checkOverlap, enableForwarding, preflight, resolverFile } from './host.js';
+import { checkOverlap, enableForwarding, hostAddresses, lockName, preflight, resolverFile } from './host.js';
 import { SubnetLease } from './subnets.js';
 import type { Attachment, DynoAttachRequest, Networks, OverlayNetworkOptions } from './types.js';
 
@@ -21,8 +22,6 @@ import type { Attachment, DynoAttachRequest, Networks, OverlayNetworkOptions } f
 export const DYNO_PORT = 5000;
 const DEFAULT_NETWORK = '10.244.0.0/16';
 const VXLAN = { vni: 1, port: 8472 };
-/** A previous incarnation's addresses wait this long (its endpoints' lease running out) plus the routers. */
-const STALE_MS = 15_000;
 
 interface State {
   subnets: Map<string, SubnetRecord>;
@@ -47,35 +46,37 @@ export class OverlayNetwork implements Networks {
   private full = true;
   private routesDirty = true;
   private pending: Required<Pick<PolicyChanges, 'owners' | 'internal' | 'trusted'>> = emptyChanges();
-  /** Local addresses in use (dynos and builds), and those of a previous incarnation not yet freed. */
-  private readonly used = new Set<string>();
-  private cursor = 2;
+  private readonly addresses: Addresses;
   private readonly builds = new Set<string>();
-  /** This machine's dynos' records, by address: what a retaken subnet lease writes again. */
-  private readonly live = new Map<string, IpRecord>();
+  /** Set once the first whole table is loaded: until then nothing is attached. */
+  private loaded = false;
   private resolvConf: string | undefined;
   /** Serialises nft transactions: loop passes and build attachments. */
   private nft: Promise<void> = Promise.resolve();
-  private staleTimer: NodeJS.Timeout | undefined;
   private rediff: NodeJS.Timeout | undefined;
   private stopped = false;
   private readonly log: Logger;
+  private network: Range | undefined;
+  private unlock: (() => void) | undefined;
 
   constructor(private readonly o: OverlayNetworkOptions) {
     if (!/^[a-z][a-z0-9]{0,5}$/.test(o.name)) throw invalid(`The network name must be 1-6 lowercase letters and digits starting with a letter, got "${o.name}".`);
     this.log = o.log;
     this.policy = new NftPolicy({ name: o.name, log: o.log });
+    this.addresses = new Addresses({ store: o.store, log: o.log, machine: o.machine, holdMs: o.holdMs ?? 15_000, lease: () => this.lease, known: (ip) => this.state.ips.has(ip) });
   }
 
   async start(): Promise<void> {
     const { store, name } = this.o;
     await preflight();
+    this.unlock = lockName(name);
     this.config = await this.configure();
     const network = parseCidr(this.config.network, 'overlay');
+    this.network = network;
     await checkOverlap(network, name);
     await enableForwarding();
     this.resolvConf = resolverFile(this.o.dir);
-    this.lease = await SubnetLease.acquire({ store, log: this.log, machine: this.o.machine, publicIp: this.o.publicIp, dir: this.o.dir, network, subnetBits: this.config.subnet_len, backend: this.config.backend.type, ttl: this.o.subnetTtl ?? 86_400, onRetaken: () => this.rewriteAddresses(), ...(this.config.backend.type === 'vxlan' ? { vtepMacFor } : {}) });
+    this.lease = await SubnetLease.acquire({ store, log: this.log, machine: this.o.machine, publicIp: this.o.publicIp, dir: this.o.dir, network, subnetBits: this.config.subnet_len, backend: this.config.backend.type, addresses: await hostAddresses(network, name), ttl: this.o.subnetTtl ?? 86_400, onRetaken: (same) => this.addresses.rewrite(same), ...(this.config.backend.type === 'vxlan' ? { vtepMacFor } : {}) });
     const b = this.config.backend;
     this.driver = b.type === 'vxlan' ? new VxlanDriver({ vni: b.vni, port: b.port }) : new HostGwDriver({});
     this.device = await this.driver.setup({ name, subnet: this.lease.cidr, network: this.config.network, publicIp: this.o.publicIp, log: this.log });
@@ -88,8 +89,14 @@ export class OverlayNetwork implements Networks {
       prefix: keys.network(),
       load: async () => {
         const r = await store.range(keys.network(), { prefix: true });
-        const subnets = new Map(decodeAll(codecs.subnet, r.kvs.filter((kv) => kv.key.startsWith(keys.subnets())), (key) => this.log.warn({ key }, 'ignoring a malformed subnet')).map((e) => [e.key.slice(keys.subnets().length).replace('-', '/'), e.value]));
-        const ips = new Map(decodeAll(codecs.ip, r.kvs.filter((kv) => kv.key.startsWith(keys.ips())), (key) => this.log.warn({ key }, 'ignoring a malformed address')).map((e) => [e.key.slice(keys.ips().length), e.value]));
+        const subnets = new Map<string, SubnetRecord>();
+        const ips = new Map<string, IpRecord>();
+        for (const kv of r.kvs) {
+          const subnet = this.subnetOf(kv);
+          if (subnet) subnets.set(subnet[0], subnet[1]);
+          const ip = this.ipOf(kv);
+          if (ip) ips.set(ip[0], ip[1]);
+        }
         return {
           revision: r.revision,
           commit: () => {
@@ -106,15 +113,27 @@ export class OverlayNetwork implements Networks {
       // A full read (and so an atomic reload of the table and a route re-diff) on this timer.
       repairMs: 600_000,
     });
-    // Routes are re-diffed against the kernel every minute: a hand-deleted route comes back.
+    // Routes are re-diffed against the kernel every minute, and the table reloaded if something
+    // removed it (`systemctl restart nftables` flushes the whole ruleset).
     this.rediff = setInterval(() => {
-      this.routesDirty = true;
-      this.loop?.request();
+      void exec('nft', ['list', 'chain', 'inet', name, 'input']).then(
+        (r) => {
+          if (r.code !== 0 && !this.stopped) {
+            this.log.error({ table: name }, 'the nftables table is gone; loading it again');
+            this.full = true;
+          }
+          this.routesDirty = true;
+          this.loop?.request();
+        },
+        () => undefined,
+      );
     }, 60_000);
     await this.loop.start();
-    // Nothing is attached until the table and routes are in force.
+    // Nothing is attached until the table and routes are in force; a node whose policy cannot
+    // load must not run dynos at all (a failed pass only logs).
     await this.loop.kick();
-    this.reclaimStale();
+    if (!this.loaded) throw new BerthError('network_policy_failed', `The nftables policy could not be loaded (see the log above): refusing to run dynos without it.`);
+    this.addresses.reclaim([...this.state.ips].filter(([, r]) => r.machine === this.o.machine).map(([ip]) => ip));
     this.log.info({ subnet: this.lease.cidr, backend: b.type, mtu: this.device.mtu }, 'overlay network up');
   }
 
@@ -150,7 +169,7 @@ export class OverlayNetwork implements Networks {
       if (key.startsWith(keys.subnets())) {
         const cidr = key.slice(keys.subnets().length).replace('-', '/');
         const before = this.state.subnets.get(cidr);
-        const value = e.type === 'put' ? decodeAll(codecs.subnet, [e.kv])[0]?.value : undefined;
+        const value = e.type === 'put' ? this.subnetOf(e.kv)?.[1] : undefined;
         if (value) this.state.subnets.set(cidr, value);
         else this.state.subnets.delete(cidr);
         this.routesDirty = true;
@@ -158,10 +177,10 @@ export class OverlayNetwork implements Networks {
         // Our own address and the store's stay whatever a subnet record says.
         const keep = [this.o.publicIp, ...this.o.internalAddresses];
         diff(this.pending.trusted, addrs(before, cidr), addrs(value, cidr), keep);
-        diff(this.pending.internal, before ? [before.public_ip] : [], value ? [value.public_ip] : [], keep);
+        diff(this.pending.internal, machineAddresses(before), machineAddresses(value), keep);
       } else if (key.startsWith(keys.ips())) {
         const ip = key.slice(keys.ips().length);
-        const value = e.type === 'put' ? decodeAll(codecs.ip, [e.kv])[0]?.value : undefined;
+        const value = e.type === 'put' ? this.ipOf(e.kv)?.[1] : undefined;
         const before = this.state.ips.get(ip);
         if (value) {
           this.state.ips.set(ip, value);
@@ -184,7 +203,10 @@ export class OverlayNetwork implements Networks {
     const routes = full || this.routesDirty;
     this.routesDirty = false;
     try {
-      if (full) await this.serial(() => this.policy.load(this.snapshot()));
+      if (full) {
+        await this.serial(() => this.policy.load(this.snapshot()));
+        this.loaded = true;
+      }
       else if (changes.owners.set.length + changes.owners.del.length + changes.internal.add.length + changes.internal.del.length + changes.trusted.add.length + changes.trusted.del.length > 0) {
         await this.serial(() => this.policy.apply(changes));
       }
@@ -207,11 +229,12 @@ export class OverlayNetwork implements Networks {
   private snapshot(): PolicySnapshot {
     const subnets = [...this.state.subnets];
     const machines = new Set([this.o.publicIp, ...subnets.map(([, s]) => s.public_ip)]);
+    const everyAddress = subnets.flatMap(([, s]) => machineAddresses(s));
     const gateways = subnets.filter(([, s]) => s.backend.type === 'vxlan').map(([cidr]) => addressAt(parseCidr(cidr), 0));
     return {
       overlay: this.config?.network ?? DEFAULT_NETWORK,
       publicPorts: this.o.publicPorts,
-      internal: [...new Set([...machines, ...this.o.internalAddresses])],
+      internal: [...new Set([...machines, ...everyAddress, ...this.o.internalAddresses])],
       trusted: [...new Set([...machines, ...gateways])],
       owners: new Map([...this.state.ips].map(([ip, r]) => [ip, r.group])),
       builds: [...this.builds],
@@ -227,43 +250,11 @@ export class OverlayNetwork implements Networks {
     return p;
   }
 
-  /** A free address of our subnet, round-robin so a freed one is the last to come back. */
-  private nextAddress(): string {
-    const subnet = this.lease?.subnet as Range;
-    const span = size(subnet) - 3;
-    for (let i = 0; i < span; i++) {
-      const offset = 2 + ((this.cursor - 2 + i) % span);
-      const ip = addressAt(subnet, offset);
-      if (!this.used.has(ip) && !this.state.ips.has(ip)) {
-        this.cursor = offset + 1;
-        this.used.add(ip);
-        return ip;
-      }
-    }
-    throw new BerthError('addresses_exhausted', `No free overlay address left in ${formatCidr(subnet)} on this machine.`, { retryable: true });
-  }
-
   async attachDyno(r: DynoAttachRequest): Promise<Attachment> {
-    const lease = this.started();
-    let ip: string | undefined;
-    // Create-only: an address another incarnation still names is skipped, never taken over.
-    for (let attempt = 0; attempt < 10 && !ip; attempt++) {
-      const candidate = this.nextAddress();
-      const key = keys.ip(candidate);
-      const record: IpRecord = { app_id: r.appId, group: r.group, owner: r.owner, machine: this.o.machine };
-      const done = await this.o.store.txn({ compare: [{ key, target: 'version', op: '=', value: 0 }], success: [putOp(key, codecs.ip, record, lease.leaseId)] }).catch((err: unknown) => {
-        this.used.delete(candidate);
-        throw err;
-      });
-      if (done.succeeded) {
-        ip = candidate;
-        this.live.set(candidate, record);
-      } else this.used.delete(candidate); // taken meanwhile: the watch brings its record
-    }
-    if (!ip) throw new BerthError('addresses_exhausted', 'No free overlay address could be taken for the dyno.', { retryable: true });
-    const address = ip;
-    const wired = await wireNamespace({ prefix: this.o.name, kind: 'd', address, mtu: this.device?.mtu ?? 1500, ...(this.device?.gateway ? { src: this.device.gateway } : {}) }).catch(async (err: unknown) => {
-      await this.freeAddress(address);
+    this.started();
+    const address = await this.addresses.claim({ app_id: r.appId, group: r.group, owner: r.owner, machine: this.o.machine });
+    const wired = await wireNamespace({ prefix: this.o.name, kind: 'd', address, mtu: this.device?.mtu ?? 1500, ...(this.device?.gateway ? { src: this.device.gateway } : {}) }).catch((err: unknown) => {
+      this.addresses.retire(address);
       throw err;
     });
     let released: Promise<void> | undefined;
@@ -276,14 +267,14 @@ export class OverlayNetwork implements Networks {
       release: () =>
         (released ??= (async () => {
           await removeNamespace(wired.name);
-          await this.freeAddress(address);
+          this.addresses.retire(address);
         })()),
     };
   }
 
   async attachBuild(id: string): Promise<Attachment> {
     this.started();
-    const address = this.nextAddress();
+    const address = this.addresses.take();
     // In the builds set before anything runs: egress only, from the first packet.
     this.builds.add(address);
     try {
@@ -312,58 +303,32 @@ export class OverlayNetwork implements Networks {
   private async dropBuild(address: string): Promise<void> {
     this.builds.delete(address);
     await this.serial(() => this.policy.apply({ builds: { add: [], del: [address] } })).catch((err: unknown) => this.log.warn({ err: errorMessage(err), address }, 'removing a build address from the policy failed'));
-    this.used.delete(address);
+    this.addresses.drop(address);
   }
 
-  private async freeAddress(address: string): Promise<void> {
-    this.live.delete(address);
-    const key = keys.ip(address);
-    // Only our own record: after a failover the key could name another incarnation's dyno.
-    await this.o.store.txn({ compare: [{ key, target: 'lease', op: '=', value: this.lease?.leaseId ?? '' }], success: [deleteOp(key)] }).catch((err: unknown) => this.log.warn({ err: errorMessage(err), address }, 'freeing an overlay address failed'));
-    this.used.delete(address);
+  private started(): void {
+    if (!this.lease || !this.loaded || this.stopped) throw new BerthError('network_not_started', 'the overlay network is not running on this machine', { retryable: true });
   }
 
-  /**
-   * The subnet lease was lost (the store away longer than its TTL) and taken again: our dynos'
-   * address records went with the old lease, and every machine's policy dropped them. Put back.
-   */
-  private async rewriteAddresses(): Promise<void> {
-    const lease = this.lease?.leaseId;
-    if (!lease) return;
-    for (const [address, record] of this.live) {
-      await this.o.store.put(keys.ip(address), codecs.ip.encode(record), { lease }).catch((err: unknown) => this.log.warn({ err: errorMessage(err), address }, 'rewriting an address record failed'));
-    }
-    this.log.warn({ addresses: this.live.size }, 'address records written again under the new subnet lease');
+  /** A subnet record the policy and routes can use; anything else is skipped with a warning. */
+  private subnetOf(kv: KeyValue): [string, SubnetRecord] | undefined {
+    if (!kv.key.startsWith(keys.subnets())) return undefined;
+    const cidr = kv.key.slice(keys.subnets().length).replace('-', '/');
+    const value = decodeAll(codecs.subnet, [kv])[0]?.value;
+    const range = tryParseCidr(cidr);
+    if (value && range && isIPv4(value.public_ip) && this.network && within(this.network, range)) return [cidr, value];
+    this.log.warn({ key: kv.key }, 'ignoring a malformed subnet lease');
+    return undefined;
   }
 
-  /**
-   * Addresses a previous incarnation of this machine left in the store: their dynos are gone, but
-   * routers may still hold endpoints naming them until that incarnation's lease runs out. They stay
-   * taken until then and until every router has caught up; only then are they deleted.
-   */
-  private reclaimStale(): void {
-    const stale = [...this.state.ips].filter(([, r]) => r.machine === this.o.machine).map(([ip]) => ip);
-    if (stale.length === 0) return;
-    for (const ip of stale) this.used.add(ip);
-    this.staleTimer = setTimeout(() => {
-      void (async () => {
-        const rev = await this.o.store.currentRevision();
-        await waitForRouters(this.o.store, rev, { log: this.log });
-        for (const ip of stale) {
-          if (this.stopped) return;
-          const key = keys.ip(ip);
-          const cur = await get(this.o.store, key, codecs.ip).catch(() => undefined);
-          if (cur && cur.value.machine === this.o.machine) await this.o.store.txn({ compare: [{ key, target: 'mod', op: '=', value: cur.mod }], success: [deleteOp(key)] }).catch(() => undefined);
-          this.used.delete(ip);
-        }
-        this.log.info({ addresses: stale.length }, 'freed the addresses a previous incarnation left');
-      })().catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'freeing stale addresses failed'));
-    }, STALE_MS);
-  }
-
-  private started(): SubnetLease {
-    if (!this.lease || this.stopped) throw new BerthError('network_not_started', 'the overlay network is not running on this machine', { retryable: true });
-    return this.lease;
+  /** An address record inside the overlay with a usable group; anything else is skipped. */
+  private ipOf(kv: KeyValue): [string, IpRecord] | undefined {
+    if (!kv.key.startsWith(keys.ips())) return undefined;
+    const ip = kv.key.slice(keys.ips().length);
+    const value = decodeAll(codecs.ip, [kv])[0]?.value;
+    if (value && this.network && contains(this.network, ip) && value.group > 0 && value.group <= 0xffffffff) return [ip, value];
+    this.log.warn({ key: kv.key }, 'ignoring a malformed address record');
+    return undefined;
   }
 
   /**
@@ -374,15 +339,21 @@ export class OverlayNetwork implements Networks {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    clearTimeout(this.staleTimer);
     clearInterval(this.rediff);
+    this.addresses.stop();
     await this.loop?.stop();
     this.lease?.stop();
     await this.nft;
     for (const ns of ownNamespaces(this.o.name)) await removeNamespace(ns);
     await this.policy.remove().catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'removing the nftables table failed'));
     await this.driver?.teardown().catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'removing the overlay device failed'));
+    this.unlock?.();
   }
+}
+
+/** A machine's underlay address and every other one it published. */
+function machineAddresses(s: SubnetRecord | undefined): string[] {
+  return s ? [...new Set([s.public_ip, ...(s.addresses ?? []).filter(isIPv4)])] : [];
 }
 
 function emptyChanges(): Required<Pick<PolicyChanges, 'owners' | 'internal' | 'trusted'>> {

@@ -22,7 +22,9 @@ export interface SubnetLeaseOptions {
   /** Seconds (flannel: 24 h). */
   ttl: number;
   /** After the lease was lost and taken again: keys under the old lease are gone and must be rewritten. */
-  onRetaken?: () => Promise<void>;
+  onRetaken?: (sameSubnet: boolean) => Promise<void>;
+  /** The machine's other IPv4 addresses (a second NIC, a private network): published for peers' policies. */
+  addresses?: string[];
   /** VXLAN: the VTEP MAC a subnet's device will have, so the first record already carries it. */
   vtepMacFor?: (subnet: Range) => string;
 }
@@ -94,10 +96,11 @@ export class SubnetLease {
           // Our dynos' addresses are in the old range: nothing can move them; say so loudly.
           this.o.log.error({ was: this.cidr, now: formatCidr(again.subnet) }, 'the subnet lease expired and the subnet was taken; this machine now has another subnet');
         } else this.o.log.warn({ subnet: this.cidr }, 'the subnet lease expired; took the subnet again');
+        const same = again.subnet.base === this.subnet.base;
         this.subnet = again.subnet;
         this.leaseId = again.lease;
         this.schedule(this.refreshMs());
-        await this.o.onRetaken?.();
+        await this.o.onRetaken?.(same);
       } catch (e) {
         this.o.log.error({ err: errorMessage(e) }, 'taking a subnet again failed; retrying');
         this.schedule(5000);
@@ -114,7 +117,7 @@ export class SubnetLease {
 
 function record(o: SubnetLeaseOptions, cidr: string, known?: string): SubnetRecord {
   const vtepMac = known ?? o.vtepMacFor?.(parseCidr(cidr));
-  return { machine: o.machine, public_ip: o.publicIp, backend: { type: o.backend, ...(vtepMac ? { vtep_mac: vtepMac } : {}) }, acquired_at: new Date().toISOString() };
+  return { machine: o.machine, public_ip: o.publicIp, ...(o.addresses?.length ? { addresses: o.addresses } : {}), backend: { type: o.backend, ...(vtepMac ? { vtep_mac: vtepMac } : {}) }, acquired_at: new Date().toISOString() };
 }
 
 function readFile(dir: string): SubnetFile | undefined {
@@ -162,9 +165,10 @@ async function take(o: SubnetLeaseOptions, want: string | undefined, vtepMac?: s
       return { subnet: parseCidr(file.subnet), lease: file.lease };
     }
   }
+  // A live lease of another machine is never taken, even at our address (two nodes behind one
+  // NAT address, or a 127.0.0.1 fallback): only this machine's own record, as it was read.
   const mine = leases.find((l) => l.value.public_ip === o.publicIp && l.value.machine === o.machine);
-  const byAddress = leases.find((l) => l.value.public_ip === o.publicIp);
-  const preferred = [mine, byAddress].flatMap((l) => (l ? [l.key.slice(keys.subnets().length).replace('-', '/')] : []));
+  const preferred = mine ? [mine.key.slice(keys.subnets().length).replace('-', '/')] : [];
   const candidates = [...preferred, ...(file ? [file.subnet] : []), ...(want ? [want] : [])].filter(inRange);
   const total = 2 ** (o.subnetBits - o.network.bits);
   const lease = await store.grantLease(o.ttl);

@@ -32,8 +32,9 @@ export interface DynoAttachRequest {
 
 export interface Networks {
   /**
-   * A dyno's namespace and overlay address. The address is in the store (and so in every
-   * machine's policy as the app's) before this returns. Kept across the dyno's crash restarts.
+   * A dyno's namespace and overlay address. The address is in the store before this returns;
+   * every machine's policy (this one's included) follows it by watch within moments. Kept across
+   * the dyno's crash restarts.
    */
   attachDyno(request: DynoAttachRequest): Promise<Attachment>;
   /** An egress-only namespace for a build or release phase: the outside world, nothing of ours. */
@@ -66,4 +67,9 @@ export interface OverlayNetworkOptions {
   internalAddresses: string[];
   /** Subnet lease TTL in seconds (default 24 h, renewed by a third). */
   subnetTtl?: number;
+  /**
+   * How long a previous incarnation's addresses stay out of use after a restart (default 15 s):
+   * the endpoints naming them live on until the agent's old lease runs out.
+   */
+  holdMs?: number;
 }

@@ -40,7 +40,7 @@ export async function startAgentNode(o: AgentNodeOptions): Promise<Node<AgentSum
     // The range and backend are the cluster's (in the store); only the kernel names are this node's.
     const role = { ...(o.network?.name ? { name: o.network.name } : {}), ...(o.network?.publicIp ? { publicIp: o.network.publicIp } : {}) };
     // Its dynos may open no port of this machine: it serves neither the API nor a router.
-    const network = await nodeNetwork({ store, storeUrl: joined.store_url, log, dataDir, machine: named.id, role, ...(a.address ? { address: a.address } : {}), publicPorts: [] });
+    const network = await nodeNetwork({ store, storeUrl: joined.store_url, log, dataDir, machine: named.id, role, ...(a.address ? { address: a.address } : {}), publicPorts: [], ...(a.ttl ? { agentTtl: a.ttl } : {}) });
     parts.add('network', () => network.stop());
     await network.start();
     const info = { ...named, address: network.info().publicIp };

@@ -1,7 +1,8 @@
 import { execFile } from 'node:child_process';
 import { chmodSync, mkdirSync } from 'node:fs';
 import { lookup } from 'node:dns/promises';
-import { isIPv4 } from 'node:net';
+import { isIP, isIPv4 } from 'node:net';
+import { invalid } from '../domain/errors.js';
 import { join } from 'node:path';
 import type { Logger } from '../domain/log.js';
 import { OverlayNetwork } from '../network/index.js';
@@ -43,9 +44,15 @@ export async function storeAddresses(url: string): Promise<string[]> {
   const out = new Set<string>();
   for (const host of hosts) {
     if (isIPv4(host)) out.add(host);
-    else {
-      // Every address the name has: a dyno must not reach the store by any of them.
-      for (const a of await lookup(host, { all: true, family: 4 }).catch(() => [])) out.add(a.address);
+    else if (isIP(host) === 6) {
+      // The overlay and its policy are IPv4; dynos have no IPv6 at all (the policy drops it).
+      continue;
+    } else {
+      // Every address the name has: a dyno must not reach the store by any of them. A name that
+      // does not resolve now would leave the store open to dynos: refuse to start instead.
+      const found = await lookup(host, { all: true, family: 4 }).catch(() => []);
+      if (found.length === 0) throw invalid(`The store's host ${host} does not resolve to an IPv4 address; the network cannot keep dynos away from it. Fix DNS or name the store by address.`);
+      for (const a of found) out.add(a.address);
     }
   }
   return [...out];
@@ -63,6 +70,8 @@ export interface NodeNetworkOptions {
   address?: string;
   /** This node's public router and API ports: the only ones of it a dyno may open. */
   publicPorts: number[];
+  /** The agent's lease TTL (s): how long a predecessor's endpoints can outlive it. */
+  agentTtl?: number;
 }
 
 /**
@@ -86,5 +95,7 @@ export async function nodeNetwork(o: NodeNetworkOptions): Promise<OverlayNetwork
     ...(Object.keys(request).length > 0 ? { request } : {}),
     publicPorts: [...new Set(o.publicPorts)],
     internalAddresses: await storeAddresses(o.storeUrl),
+    // A restarted node's predecessor's addresses stay out of use until its endpoints' lease is gone.
+    holdMs: ((o.agentTtl ?? 5) + 5) * 1000,
   });
 }

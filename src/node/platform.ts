@@ -61,7 +61,7 @@ export async function startPlatformNode(o: PlatformNodeOptions): Promise<Node<Pl
     // dyno may open this node's API and router ports, nothing else of it.
     const network =
       roles.builder || roles.agent
-        ? await nodeNetwork({ store, storeUrl: o.store, log, dataDir, machine: node, role: o.network ?? {}, ...(roles.agent?.address ? { address: roles.agent.address } : {}), publicPorts: [c.port, ...(roles.router ? [roles.router.httpPort, roles.router.httpsPort] : [])] })
+        ? await nodeNetwork({ store, storeUrl: o.store, log, dataDir, machine: node, role: o.network ?? {}, ...(roles.agent?.address ? { address: roles.agent.address } : {}), publicPorts: [c.port, ...(roles.router ? [roles.router.httpPort, roles.router.httpsPort] : [])], ...(roles.agent?.ttl ? { agentTtl: roles.agent.ttl } : {}) })
         : undefined;
     if (network) {
       parts.add('network', () => network.stop());

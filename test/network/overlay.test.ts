@@ -43,9 +43,9 @@ interface NetNode {
 
 let seq = 0;
 
-async function startNetNode(lab: Lab, host: LabHost, i: number, o: { store: string; dir: string; backend: string; internal: string[] }): Promise<NetNode> {
-  const name = `${lab.prefix}n${i}`;
-  const config = { store: o.store, machine: `m${i}`, dir: join(o.dir, `m${i}`), name, publicIp: host.address, network: '10.244.0.0/16', backend: o.backend, publicPorts: [PUBLIC], internal: o.internal, subnetTtl: TTL };
+async function startNetNode(lab: Lab, host: LabHost, i: number, o: { store: string; dir: string; backend: string; internal: string[]; publicPorts?: number[]; name?: string }): Promise<NetNode> {
+  const name = o.name ?? `${lab.prefix}n${i}`;
+  const config = { store: o.store, machine: `m${i}`, dir: join(o.dir, `m${i}`), name, publicIp: host.address, network: '10.244.0.0/16', backend: o.backend, publicPorts: o.publicPorts ?? [PUBLIC], internal: o.internal, subnetTtl: TTL };
   const child = host.spawn(process.execPath, ['--import', 'tsx', FIXTURE, JSON.stringify(config)], { stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
@@ -98,6 +98,9 @@ function dial(netns: string, host: string, port: number): Promise<string | null>
   });
 }
 
+/** Machine 2's second address, in the lab's underlay. */
+const alias = (lab: Lab): string => lab.underlay.replace(/\.0\/24$/, '.122');
+
 const reaches = (netns: string, host: string, port: number): Promise<string> => until(`${netns} → ${host}:${port}`, async () => (await dial(netns, host, port)) ?? undefined, { timeoutMs: 10_000 });
 
 describe.each(['vxlan', 'host-gw'] as const)('the overlay on three machines (%s)', (backend) => {
@@ -111,6 +114,8 @@ describe.each(['vxlan', 'host-gw'] as const)('the overlay on three machines (%s)
     // Ids of its own (see backends.test.ts): labs of concurrently running files never meet.
     lab = await createLab({ hosts: 3, id: 70 + (Number(process.env.VITEST_POOL_ID ?? 0) % 10) });
     etcd = await startEtcdIn(lab.hosts[0]!, { dataDir: join(dir, 'etcd') });
+    // A second address on machine 2 (a private NIC, say): published, so no dyno reaches it either.
+    await lab.hosts[2]!.exec('ip', ['addr', 'add', `${alias(lab)}/24`, 'dev', lab.hosts[2]!.iface]);
     for (const [i, host] of lab.hosts.entries()) nodes.push(await startNetNode(lab, host, i, { store: etcd.url.replace('http://', 'etcd://'), dir, backend, internal: [lab.hosts[0]!.address] }));
     // Servers standing in for a host's public port, a private one (an agent, SSH…) and the internet.
     for (const h of lab.hosts) {
@@ -168,6 +173,7 @@ describe.each(['vxlan', 'host-gw'] as const)('the overlay on three machines (%s)
     expect(await dial(d.netns!, h1.address, PRIVATE)).toBeNull();
     expect(await dial(d.netns!, h2.address, PRIVATE)).toBeNull();
     expect(await dial(d.netns!, h0.address, 2379)).toBeNull();
+    expect(await dial(d.netns!, alias(lab), PRIVATE)).toBeNull();
     // The other machines' VXLAN/host addresses are theirs too.
     expect(await dial(d.netns!, '169.254.1.1', PRIVATE)).toBeNull();
   });
@@ -208,6 +214,14 @@ describe.each(['vxlan', 'host-gw'] as const)('the overlay on three machines (%s)
       return JSON.stringify(c) === JSON.stringify(before) ? true : undefined;
     });
   }, 60_000);
+
+  it('refuses to start without its policy, and a second node under the same name on one kernel', async () => {
+    const store = etcd.url.replace('http://', 'etcd://');
+    // A port nft cannot take: the table cannot load, and the node must not run dynos without it.
+    // (On the internet host: no other node's VXLAN device there to clash with.)
+    await expect(startNetNode(lab, lab.internet, 9, { store, dir: join(dir, 'bad'), backend, internal: [], publicPorts: [70_000] })).rejects.toThrow(/nftables policy could not be loaded/);
+    await expect(startNetNode(lab, lab.hosts[2]!, 8, { store, dir: join(dir, 'twin'), backend, internal: [], name: nodes[2]!.name })).rejects.toThrow(/Another berth node \(pid \d+\) runs the network/);
+  }, 30_000);
 
   it('takes the same subnet again after a restart', async () => {
     const was = nodes[1]!.info.subnet;

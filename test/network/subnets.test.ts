@@ -74,6 +74,13 @@ describe('subnet leases', () => {
     expect(byFile.cidr).toBe(first.cidr);
   });
 
+  it("never takes another machine's live subnet, even at the same address", async () => {
+    const a = await acquire(options('m1', { publicIp: '192.0.2.50' }));
+    const b = await acquire(options('m2', { publicIp: '192.0.2.50' }));
+    expect(b.cidr).not.toBe(a.cidr);
+    expect((await leases()).get(keys.subnet(a.cidr))).toEqual({ machine: 'm1', lease: a.leaseId });
+  });
+
   it('never hands one subnet to two machines racing for it', async () => {
     const small = parseCidr('10.250.0.0/22');
     const racers = await Promise.allSettled(['a', 'b', 'c', 'd', 'e', 'f'].map((m) => acquire(options(m, { network: small }))));

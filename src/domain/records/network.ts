@@ -21,8 +21,9 @@ const backendSchema: z.ZodType<OverlayBackend> = z.union([
   z.looseObject({ type: z.literal('vxlan'), vni: int.min(1).max(16_777_215), port: int.min(1).max(65_535) }),
   z.looseObject({ type: z.literal('host-gw') }),
 ]);
-const ipv4 = z.string().regex(/^(\d{1,3})(\.\d{1,3}){3}$/);
-const cidr = z.string().regex(/^(\d{1,3})(\.\d{1,3}){3}\/\d{1,2}$/);
+const OCTET = '(25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)';
+const ipv4 = z.string().regex(new RegExp(`^(${OCTET}\\.){3}${OCTET}$`));
+const cidr = z.string().regex(new RegExp(`^(${OCTET}\\.){3}${OCTET}/(3[0-2]|[12]?\\d)$`));
 export const networkConfigSchema: z.ZodType<NetworkConfigRecord> = z.looseObject({ network: cidr, subnet_len: int.min(8).max(30), backend: backendSchema, created_at: str });
 
 /**
@@ -33,12 +34,15 @@ export interface SubnetRecord {
   machine: string;
   /** The underlay address peers send this subnet's traffic to. */
   public_ip: string;
+  /** Every other IPv4 address of the machine: no dyno may reach any of them either. */
+  addresses?: string[];
   backend: { type: OverlayBackend['type']; /** VXLAN: the VTEP's MAC, for peers' ARP and FDB entries. */ vtep_mac?: string };
   acquired_at: string;
 }
 export const subnetSchema: z.ZodType<SubnetRecord> = z.looseObject({
   machine: str,
   public_ip: ipv4,
+  addresses: z.array(ipv4).max(256).optional(),
   backend: z.looseObject({ type: z.enum(['vxlan', 'host-gw']), vtep_mac: z.string().regex(/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/).optional() }),
   acquired_at: str,
 });
@@ -54,4 +58,4 @@ export interface IpRecord {
   owner: string;
   machine: string;
 }
-export const ipSchema: z.ZodType<IpRecord> = z.looseObject({ app_id: str, group: int.positive(), owner: str, machine: str });
+export const ipSchema: z.ZodType<IpRecord> = z.looseObject({ app_id: str, group: int.positive().max(0xffffffff), owner: str, machine: str });

@@ -27,6 +27,7 @@ interface State {
   network: Range;
   subnet: Range;
   underlay: string;
+  publicIp: string;
   log: Logger;
 }
 
@@ -53,7 +54,7 @@ export class HostGwDriver implements OverlayBackendDriver {
     const network = parseCidr(o.network, 'overlay network');
     const subnet = parseCidr(o.subnet, "machine's subnet");
     const underlay = underlayOf(await this.ip.json<LinkJson>('ip', ['-4', 'addr', 'show']), o.publicIp);
-    this.state = { network, subnet, underlay: underlay.ifname, log: o.log.child({ backend: this.type, subnet: o.subnet }) };
+    this.state = { network, subnet, underlay: underlay.ifname, publicIp: o.publicIp, log: o.log.child({ backend: this.type, subnet: o.subnet }) };
     return { mtu: underlay.mtu };
   }
 
@@ -70,7 +71,7 @@ export class HostGwDriver implements OverlayBackendDriver {
 
     // Only peers whose route is missing or different are asked about: an unchanged route was
     // accepted by the kernel as on-link already.
-    const changed = wanted.filter((p) => current.get(p.key)?.gateway !== p.publicIp);
+    const changed = wanted.filter((p) => current.get(p.key)?.gateway !== p.publicIp || current.get(p.key)?.prefsrc !== s.publicIp);
     const paths = await this.pathsTo([...new Set(changed.map((p) => p.publicIp))]);
     const lines: BatchLine[] = [];
     const keep = new Set<string>();
@@ -91,7 +92,8 @@ export class HostGwDriver implements OverlayBackendDriver {
       }
       this.complaints.clear(id);
       keep.add(p.key);
-      lines.push({ line: `route replace ${p.key} via ${p.publicIp} dev ${path.dev} proto ${BERTH_ROUTE_PROTO}` });
+      // Our public address as the source: on a machine with several, peers trust only that one.
+      lines.push({ line: `route replace ${p.key} via ${p.publicIp} dev ${path.dev} src ${s.publicIp} proto ${BERTH_ROUTE_PROTO}` });
     }
     const stale = [...current.keys()].filter((k) => !keep.has(k));
     const dels = stale.map((k) => ({ line: `route del ${k} proto ${BERTH_ROUTE_PROTO} table main`, ignore: GONE }));

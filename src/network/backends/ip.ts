@@ -130,6 +130,7 @@ export interface LinkJson {
 export interface RouteJson {
   dst: string;
   gateway?: string;
+  prefsrc?: string;
   dev?: string;
   flags?: string[];
   type?: string;
