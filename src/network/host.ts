@@ -97,7 +97,7 @@ function nameservers(text: string): string[] {
  * A resolv.conf a namespace can use: the host's, unless it names only loopback resolvers (which
  * a namespace cannot reach); then systemd-resolved's upstream list, if there is one.
  */
-export function resolverFile(dir: string): string {
+export function resolverFile(dir: string): { file: string; servers: string[] } {
   // 0711: a dyno's uid binds the file by its path, and must pass through the dir (not list it).
   mkdirSync(dir, { recursive: true, mode: 0o711 });
   chmodSync(dir, 0o711);
@@ -108,7 +108,7 @@ export function resolverFile(dir: string): string {
   const search = /^\s*search\s+(.+)$/m.exec(readText('/etc/resolv.conf'))?.[1]?.trim();
   const file = join(dir, 'resolv.conf');
   writeFileSync(file, `# Written by berth for dynos and builds.\n${servers.map((s) => `nameserver ${s}\n`).join('')}${search ? `search ${search}\n` : ''}options timeout:2 attempts:2\n`, { mode: 0o644 });
-  return file;
+  return { file, servers };
 }
 
 const LOCK_DIR = '/run/berth';

@@ -45,12 +45,13 @@ export class OverlayNetwork implements Networks {
   /** The next pass loads the whole table and re-diffs every route (start, gap, repair). */
   private full = true;
   private routesDirty = true;
-  private pending: Required<Pick<PolicyChanges, 'owners' | 'internal' | 'trusted'>> = emptyChanges();
+  private pending: Required<Pick<PolicyChanges, 'owners'>> = emptyChanges();
   private readonly addresses: Addresses;
   private readonly builds = new Set<string>();
   /** Set once the first whole table is loaded: until then nothing is attached. */
   private loaded = false;
   private resolvConf: string | undefined;
+  private resolvers: string[] = [];
   /** Serialises nft transactions: loop passes and build attachments. */
   private nft: Promise<void> = Promise.resolve();
   private rediff: NodeJS.Timeout | undefined;
@@ -75,8 +76,10 @@ export class OverlayNetwork implements Networks {
     this.network = network;
     await checkOverlap(network, name);
     await enableForwarding();
-    this.resolvConf = resolverFile(this.o.dir);
-    this.lease = await SubnetLease.acquire({ store, log: this.log, machine: this.o.machine, publicIp: this.o.publicIp, dir: this.o.dir, network, subnetBits: this.config.subnet_len, backend: this.config.backend.type, addresses: await hostAddresses(network, name), ttl: this.o.subnetTtl ?? 86_400, onRetaken: (same) => this.addresses.rewrite(same), ...(this.config.backend.type === 'vxlan' ? { vtepMacFor } : {}) });
+    const resolver = resolverFile(this.o.dir);
+    this.resolvConf = resolver.file;
+    this.resolvers = resolver.servers;
+    this.lease = await SubnetLease.acquire({ store, log: this.log, machine: this.o.machine, publicIp: this.o.publicIp, dir: this.o.dir, network, subnetBits: this.config.subnet_len, backend: this.config.backend.type, addresses: await hostAddresses(network, name), publicPorts: this.o.publicPorts, ttl: this.o.subnetTtl ?? 86_400, onRetaken: (same) => this.addresses.rewrite(same), ...(this.config.backend.type === 'vxlan' ? { vtepMacFor } : {}) });
     const b = this.config.backend;
     this.driver = b.type === 'vxlan' ? new VxlanDriver({ vni: b.vni, port: b.port }) : new HostGwDriver({});
     this.device = await this.driver.setup({ name, subnet: this.lease.cidr, network: this.config.network, publicIp: this.o.publicIp, log: this.log });
@@ -168,16 +171,13 @@ export class OverlayNetwork implements Networks {
       const key = e.kv.key;
       if (key.startsWith(keys.subnets())) {
         const cidr = key.slice(keys.subnets().length).replace('-', '/');
-        const before = this.state.subnets.get(cidr);
         const value = e.type === 'put' ? this.subnetOf(e.kv)?.[1] : undefined;
         if (value) this.state.subnets.set(cidr, value);
         else this.state.subnets.delete(cidr);
+        // Machines come and go rarely and touch four sets (internal, trusted, their public
+        // endpoints, routes): the whole table is reloaded, in one transaction as always.
         this.routesDirty = true;
-        const addrs = (s: SubnetRecord | undefined, c: string): string[] => (s ? [s.public_ip, ...(s.backend.type === 'vxlan' ? [addressAt(parseCidr(c), 0)] : [])] : []);
-        // Our own address and the store's stay whatever a subnet record says.
-        const keep = [this.o.publicIp, ...this.o.internalAddresses];
-        diff(this.pending.trusted, addrs(before, cidr), addrs(value, cidr), keep);
-        diff(this.pending.internal, machineAddresses(before), machineAddresses(value), keep);
+        this.full = true;
       } else if (key.startsWith(keys.ips())) {
         const ip = key.slice(keys.ips().length);
         const value = e.type === 'put' ? this.ipOf(e.kv)?.[1] : undefined;
@@ -207,7 +207,7 @@ export class OverlayNetwork implements Networks {
         await this.serial(() => this.policy.load(this.snapshot()));
         this.loaded = true;
       }
-      else if (changes.owners.set.length + changes.owners.del.length + changes.internal.add.length + changes.internal.del.length + changes.trusted.add.length + changes.trusted.del.length > 0) {
+      else if (changes.owners.set.length + changes.owners.del.length > 0) {
         await this.serial(() => this.policy.apply(changes));
       }
       // Routes are few (one per machine): a full re-diff each time they change, and on the timer.
@@ -238,6 +238,9 @@ export class OverlayNetwork implements Networks {
       trusted: [...new Set([...machines, ...gateways])],
       owners: new Map([...this.state.ips].map(([ip, r]) => [ip, r.group])),
       builds: [...this.builds],
+      publicEndpoints: subnets.flatMap(([, s]) => machineAddresses(s).flatMap((ip) => (s.public_ports ?? []).map((p): [string, number] => [ip, p]))),
+      resolvers: this.resolvers,
+      ...(this.config?.backend.type === 'vxlan' ? { vxlanPort: this.config.backend.port } : {}),
     };
   }
 
@@ -356,12 +359,7 @@ function machineAddresses(s: SubnetRecord | undefined): string[] {
   return s ? [...new Set([s.public_ip, ...(s.addresses ?? []).filter(isIPv4)])] : [];
 }
 
-function emptyChanges(): Required<Pick<PolicyChanges, 'owners' | 'internal' | 'trusted'>> {
-  return { owners: { set: [], del: [] }, internal: { add: [], del: [] }, trusted: { add: [], del: [] } };
-}
-
-function diff(into: { add: string[]; del: string[] }, before: string[], after: string[], keep: string[]): void {
-  for (const a of before) if (!after.includes(a) && !keep.includes(a)) into.del.push(a);
-  for (const a of after) if (!before.includes(a)) into.add.push(a);
+function emptyChanges(): Required<Pick<PolicyChanges, 'owners'>> {
+  return { owners: { set: [], del: [] } };
 }
 

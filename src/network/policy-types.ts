@@ -16,6 +16,12 @@ export interface PolicySnapshot {
   owners: Map<string, number>;
   /** This machine's build namespaces' addresses: egress only. */
   builds: string[];
+  /** Every machine's public ports at each of its addresses: the only ports of `internal` a dyno may open. */
+  publicEndpoints: [ip: string, port: number][];
+  /** The resolvers dynos and builds are given: port 53 of these stays open whatever else they are. */
+  resolvers: string[];
+  /** VXLAN's UDP port: only machines may send to it, and no dyno or build anywhere. */
+  vxlanPort?: number;
 }
 
 /** Element changes, applied in one nft transaction. */

@@ -102,6 +102,9 @@ function checkName(name: string): void {
 interface Loaded {
   overlay: string;
   publicPorts: number[];
+  publicEndpoints: string[];
+  resolvers: string[];
+  vxlanPort: number | undefined;
   internal: Set<string>;
   trusted: Set<string>;
   builds: Set<string>;
@@ -114,6 +117,9 @@ function normalise(s: PolicySnapshot): Loaded {
   return {
     overlay: entry(s.overlay, 'overlay'),
     publicPorts: [...new Set(s.publicPorts.map(port))].sort((a, b) => a - b),
+    publicEndpoints: [...new Set(s.publicEndpoints.map(([ip, p]) => `${address(ip, 'public endpoint')} . ${port(p)}`))],
+    resolvers: [...new Set(s.resolvers.map((ip) => address(ip, 'resolver')))],
+    vxlanPort: s.vxlanPort === undefined ? undefined : port(s.vxlanPort),
     internal: new Set([...s.internal.map((e) => entry(e, 'internal')), LINK_LOCAL]),
     trusted: new Set(s.trusted.map((e) => entry(e, 'trusted'))),
     builds: new Set(s.builds.map((e) => address(e, 'build'))),
@@ -126,6 +132,9 @@ const elements = (xs: (string | number)[]): string => (xs.length > 0 ? `\n    el
 function render(name: string, l: Loaded): string {
   const owners = [...l.owners];
   const veths = `iifname "${name}*" iifname != "${name}.vx"`;
+  // Only machines send to the VTEP (an outsider's frame would be decapsulated as overlay traffic).
+  const vxlanIn = l.vxlanPort === undefined ? '' : `\n    udp dport ${l.vxlanPort} ip saddr != @trusted drop`;
+  const vxlanOut = l.vxlanPort === undefined ? '' : `\n    udp dport ${l.vxlanPort} drop`;
   return `add table inet ${name}
 delete table inet ${name}
 table inet ${name} {
@@ -133,6 +142,8 @@ table inet ${name} {
   set internal { type ipv4_addr; flags interval;${elements(intervals(l.internal, 'internal'))} }
   set trusted { type ipv4_addr; flags interval;${elements(intervals(l.trusted, 'trusted'))} }
   set public_ports { type inet_service;${elements(l.publicPorts)} }
+  set public_endpoints { type ipv4_addr . inet_service;${elements(l.publicEndpoints)} }
+  set resolvers { type ipv4_addr;${elements(l.resolvers)} }
   set builds { type ipv4_addr;${elements([...l.builds])} }
   map owner { type ipv4_addr : mark;${elements(owners.map(([ip, g]) => `${ip} : ${g}`))} }
   set owned { type ipv4_addr . mark;${elements(owners.map(([ip, g]) => `${ip} . ${g}`))} }
@@ -150,11 +161,12 @@ table inet ${name} {
   # The host's own services: an overlay source reaches only the public ports (router, API), and a
   # build nothing at all. Machines (trusted) may use their VXLAN address as a source.
   chain input {
-    type filter hook input priority filter; policy accept;
+    type filter hook input priority filter; policy accept;${vxlanIn}
     ip saddr @overlay jump overlay_in
   }
   chain overlay_in {
     ct state established,related accept
+    ip daddr @resolvers meta l4proto { tcp, udp } th dport 53 accept
     ip saddr @builds drop
     ip saddr @trusted accept
     tcp dport @public_ports accept
@@ -177,11 +189,14 @@ table inet ${name} {
     drop
   }
   # Out of the overlay: the outside world, but no machine, store or link-local address except a
-  # dyno to the public ports; builds get the outside world only.
-  chain overlay_out {
+  # dyno to a machine's public ports (each machine's own), and the resolvers' port 53; builds get
+  # the outside world only. Nothing from a dyno or build may speak VXLAN: a hand-made frame to a
+  # peer's VTEP would arrive there as trusted overlay traffic.
+  chain overlay_out {${vxlanOut}
+    ip daddr @resolvers meta l4proto { tcp, udp } th dport 53 accept
     ip saddr @builds ip daddr @internal drop
     ip saddr @builds accept
-    ip daddr @internal tcp dport @public_ports accept
+    ip daddr . tcp dport @public_endpoints accept
     ip daddr @internal drop
   }
 

@@ -25,6 +25,8 @@ export interface SubnetLeaseOptions {
   onRetaken?: (sameSubnet: boolean) => Promise<void>;
   /** The machine's other IPv4 addresses (a second NIC, a private network): published for peers' policies. */
   addresses?: string[];
+  /** This machine's public ports, published for peers' policies. */
+  publicPorts?: number[];
   /** VXLAN: the VTEP MAC a subnet's device will have, so the first record already carries it. */
   vtepMacFor?: (subnet: Range) => string;
 }
@@ -117,7 +119,7 @@ export class SubnetLease {
 
 function record(o: SubnetLeaseOptions, cidr: string, known?: string): SubnetRecord {
   const vtepMac = known ?? o.vtepMacFor?.(parseCidr(cidr));
-  return { machine: o.machine, public_ip: o.publicIp, ...(o.addresses?.length ? { addresses: o.addresses } : {}), backend: { type: o.backend, ...(vtepMac ? { vtep_mac: vtepMac } : {}) }, acquired_at: new Date().toISOString() };
+  return { machine: o.machine, public_ip: o.publicIp, ...(o.addresses?.length ? { addresses: o.addresses } : {}), ...(o.publicPorts?.length ? { public_ports: o.publicPorts } : {}), backend: { type: o.backend, ...(vtepMac ? { vtep_mac: vtepMac } : {}) }, acquired_at: new Date().toISOString() };
 }
 
 function readFile(dir: string): SubnetFile | undefined {

@@ -136,11 +136,15 @@ describe.skipIf(process.getuid?.() !== 0)('NftPolicy', () => {
   afterAll(reap, 60_000);
 
   const owners = (n: number, groups: number, base = 0): Map<string, number> => new Map(Array.from({ length: n }, (_, i) => [`10.251.${(base + i) >> 8}.${(base + i) & 255}`, 300_000 + (i % groups)]));
-  const snapshot = (o: Partial<PolicySnapshot> = {}): PolicySnapshot => ({ overlay: '10.250.0.0/16', publicPorts: [], internal: [], trusted: [], owners: new Map(), builds: [], ...o });
+  const snapshot = (o: Partial<PolicySnapshot> = {}): PolicySnapshot => ({ overlay: '10.250.0.0/16', publicPorts: [], internal: [], trusted: [], owners: new Map(), builds: [], publicEndpoints: [], resolvers: [], ...o });
 
   it('renders a table nft accepts, empty or with 1,000 owners, and nft -c does catch mistakes', async () => {
     const empty = renderTable('berth', snapshot({ overlay: '10.244.0.0/16' }));
     await runNft(empty, { netns: netns('c'), check: true });
+    const vxlan = renderTable('berth', snapshot({ vxlanPort: 8472, resolvers: ['10.255.255.53'], publicEndpoints: [['198.18.0.1', 80], ['198.18.0.1', 443]] }));
+    await runNft(vxlan, { netns: netns('c'), check: true });
+    expect(vxlan).toContain('udp dport 8472 ip saddr != @trusted drop');
+    expect(vxlan).toMatch(/chain overlay_out \{\n\s+udp dport 8472 drop/);
     expect(empty).toMatch(/^add table inet berth\ndelete table inet berth\ntable inet berth \{/);
     expect(empty).toContain('169.254.0.0/16'); // link-local is always internal
 
@@ -271,6 +275,8 @@ describe.skipIf(process.getuid?.() !== 0)('NftPolicy', () => {
       trusted: [PEER],
       owners: new Map([[A1, APP_A], [A2, APP_A], [B1, APP_B], [REMOTE_B, APP_B]]),
       builds: [BUILD],
+      publicEndpoints: [],
+      resolvers: [],
     });
 
     async function serve(ns: string, specs: string[], onLine?: (l: string) => void): Promise<void> {
@@ -387,8 +393,11 @@ describe.skipIf(process.getuid?.() !== 0)('NftPolicy', () => {
 
       // The outside address becomes a machine's: a dyno reaches only its public ports, a build nothing.
       await policy.apply({ internal: { add: [OUT], del: [] } });
+      expect(await probe({ '9000': () => tcp('a1', OUT, 9000), '8080': () => tcp('a1', OUT, 8080), build: () => tcp('bd', OUT, 8080) })).toEqual({ '9000': null, '8080': null, build: null });
+      // …which it publishes (each machine its own public ports).
+      await policy.load({ ...state(), internal: [HOST, OUT], publicEndpoints: [[OUT, 8080]] });
       expect(await probe({ '9000': () => tcp('a1', OUT, 9000), '8080': () => tcp('a1', OUT, 8080), build: () => tcp('bd', OUT, 8080) })).toEqual({ '9000': null, '8080': HOST, build: null });
-      await policy.apply({ internal: { add: [], del: [OUT] } });
+      await policy.load(state());
       expect(await tcp('a1', OUT, 9000)).toBe(HOST);
 
       // Trusted: the outside address may open connections to dynos while it is in the set.

@@ -36,6 +36,8 @@ export interface SubnetRecord {
   public_ip: string;
   /** Every other IPv4 address of the machine: no dyno may reach any of them either. */
   addresses?: string[];
+  /** Its public router and API ports: the only ones of its addresses a dyno may open. */
+  public_ports?: number[];
   backend: { type: OverlayBackend['type']; /** VXLAN: the VTEP's MAC, for peers' ARP and FDB entries. */ vtep_mac?: string };
   acquired_at: string;
 }
@@ -43,6 +45,7 @@ export const subnetSchema: z.ZodType<SubnetRecord> = z.looseObject({
   machine: str,
   public_ip: ipv4,
   addresses: z.array(ipv4).max(256).optional(),
+  public_ports: z.array(int.min(1).max(65_535)).max(64).optional(),
   backend: z.looseObject({ type: z.enum(['vxlan', 'host-gw']), vtep_mac: z.string().regex(/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/).optional() }),
   acquired_at: str,
 });
