@@ -43,6 +43,8 @@ interface Dyno {
   unit: UnitAssignment;
   /** Its namespace and address, from the first start until it is stopped for good (crash restarts keep it). */
   attachment: Attachment | undefined;
+  /** The revision of the latest removal of its endpoint: its address is freed once routers applied it. */
+  unpublishedAt?: number;
   running: RunningDyno | undefined;
   state: 'starting' | 'up' | 'crashed' | 'stopping';
   restarts: number;
@@ -324,12 +326,12 @@ export class Agent {
     await d.starting?.catch(() => undefined);
     const attachment = d.attachment;
     d.attachment = undefined;
-    if (attachment) await this.releaseNetwork(attachment, this.o.log.child({ unit: d.unit.name }));
+    if (attachment) await this.releaseNetwork(attachment, this.o.log.child({ unit: d.unit.name }), d.unpublishedAt);
   }
 
   /** Never throws: a namespace that will not go must not keep a stop from finishing. */
-  private async releaseNetwork(attachment: Attachment, log: Logger): Promise<void> {
-    await attachment.release().catch((err: unknown) => log.warn({ address: attachment.address, err: errorMessage(err) }, 'could not release the dyno\'s network'));
+  private async releaseNetwork(attachment: Attachment, log: Logger, after?: number): Promise<void> {
+    await attachment.release(after ? { after } : undefined).catch((err: unknown) => log.warn({ address: attachment.address, err: errorMessage(err) }, 'could not release the dyno\'s network'));
   }
 
   /** Endpoint first, report last: what a start raced into the store after a stop began goes too. */
@@ -367,8 +369,10 @@ export class Agent {
   }
 
   /** Returns the revision of the removal (0 if nothing of ours was published). */
-  private unpublish(d: Dyno, lease = this.registration?.leaseId): Promise<number> {
-    return this.deleteOwn(keys.service(d.unit.appName, unitKey(d.unit)), lease);
+  private async unpublish(d: Dyno, lease = this.registration?.leaseId): Promise<number> {
+    const revision = await this.deleteOwn(keys.service(d.unit.appName, unitKey(d.unit)), lease);
+    d.unpublishedAt = Math.max(d.unpublishedAt ?? 0, revision);
+    return revision;
   }
 
   private async status(d: Dyno, state: DynoState, release: ReleaseRecord, reason?: string, lease = this.registration?.leaseId): Promise<void> {

@@ -68,7 +68,7 @@ export class Addresses {
       const leaseId = this.o.lease()?.leaseId ?? '';
       const done = await this.o.store.txn({ compare: [{ key, target: 'version', op: '=', value: 0 }], success: [putOp(key, codecs.ip, record, leaseId)] }).catch((err: unknown) => {
         // The write may have happened: hold the address and retire it like any other.
-        this.retire(candidate);
+        this.retire(candidate, 0);
         throw err;
       });
       if (done.succeeded) {
@@ -81,19 +81,18 @@ export class Addresses {
   }
 
   /**
-   * Frees a dyno's address once every router has caught up with the store (so none still holds
-   * an endpoint naming it), deleting its record only while it is ours; retried in the background.
+   * Frees a dyno's address once every router has applied `after` (the revision that removed its
+   * endpoint: routers report the revisions of what they serve, so no later one), deleting its
+   * record only while it is ours; retried in the background until the store takes it. 0: never
+   * published (one-off dynos, failed starts), nothing to wait for.
    */
-  retire(address: string): void {
+  retire(address: string, after: number): void {
     this.live.delete(address);
     const started = Date.now();
-    // The endpoint's removal happened before this call: routers past this revision have applied it.
-    let revision = 0;
     const attempt = async (delay: number): Promise<void> => {
       if (this.stopped) return;
       try {
-        revision ||= await this.o.store.currentRevision();
-        const caught = await routersCaughtUp(this.o.store, revision);
+        const caught = after <= 0 || (await routersCaughtUp(this.o.store, after));
         if (!caught && Date.now() - started < RETIRE_GIVE_UP_MS) return this.later(() => attempt(Math.min(delay * 2, 5000)), delay);
         if (!caught) this.o.log.warn({ address }, 'freeing an address although a router is still behind (10 min)');
         const key = keys.ip(address);
@@ -109,8 +108,8 @@ export class Addresses {
 
   /**
    * Addresses a previous incarnation of this machine left in the store: their dynos are gone, but
-   * endpoints naming them live until that incarnation's lease runs out. Held that long, then
-   * retired like any other (routers caught up, record deleted).
+   * endpoints naming them live until that incarnation's lease runs out. Held that long (the
+   * lease TTL and some: routers apply a removal within milliseconds), then freed.
    */
   reclaim(stale: string[]): void {
     if (stale.length === 0) return;
@@ -119,7 +118,7 @@ export class Addresses {
       for (const ip of stale) {
         const cur = await get(this.o.store, keys.ip(ip), codecs.ip).catch(() => undefined);
         if (cur && cur.value.machine !== this.o.machine) this.used.delete(ip);
-        else this.retire(ip);
+        else this.retire(ip, 0);
       }
       this.o.log.info({ addresses: stale.length }, 'retiring the addresses a previous incarnation left');
     }, this.o.holdMs);

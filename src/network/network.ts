@@ -257,7 +257,7 @@ export class OverlayNetwork implements Networks {
     this.started();
     const address = await this.addresses.claim({ app_id: r.appId, group: r.group, owner: r.owner, machine: this.o.machine });
     const wired = await wireNamespace({ prefix: this.o.name, kind: 'd', address, mtu: this.device?.mtu ?? 1500, ...(this.device?.gateway ? { src: this.device.gateway } : {}) }).catch((err: unknown) => {
-      this.addresses.retire(address);
+      this.addresses.retire(address, 0);
       throw err;
     });
     let released: Promise<void> | undefined;
@@ -267,10 +267,10 @@ export class OverlayNetwork implements Networks {
       netns: wired.path,
       ...(this.resolvConf ? { resolvConf: this.resolvConf } : {}),
       env: { HEROKU_PRIVATE_IP: address },
-      release: () =>
+      release: (o) =>
         (released ??= (async () => {
           await removeNamespace(wired.name);
-          this.addresses.retire(address);
+          this.addresses.retire(address, o?.after ?? 0);
         })()),
     };
   }

@@ -18,8 +18,12 @@ export interface Attachment {
   resolvConf?: string;
   /** Environment the platform gives the process (HEROKU_PRIVATE_IP for dynos). */
   env: Record<string, string>;
-  /** Removes the namespace and frees the address (the store key last); safe to call twice. */
-  release(): Promise<void>;
+  /**
+   * Removes the namespace and frees the address (the store key last); safe to call twice. `after`:
+   * the store revision that removed the dyno's endpoint — the address is not handed out again
+   * until every router has applied it (in the background; release returns at once).
+   */
+  release(o?: { after?: number }): Promise<void>;
 }
 
 export interface DynoAttachRequest {
