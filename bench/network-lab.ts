@@ -8,11 +8,10 @@
  * fixture test/network/fixtures/net-node.ts, driven by JSON lines as test/network/overlay.test.ts
  * drives it), on a real etcd inside host 0 — a fresh lab and etcd per backend.
  */
-import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
+import { startLineProcess, type LineProcess } from '../test/support/line-process.js';
 import { createLab, startEtcdIn, type Lab, type LabHost } from '../test/support/netlab.js';
 import { until } from '../test/support/until.js';
 import { sleep, step, withTimeout } from './lib.js';
@@ -26,7 +25,6 @@ const IPERF_PORT = 5201;
 const APP_GROUP = 200_001;
 const POLICY_CHANGES = 1000;
 const POLICY_POLL_MS = 20;
-const NODE_START_MS = 30_000;
 const CHANGE_TIMEOUT_MS = 20_000;
 
 export interface ThroughputResult {
@@ -50,80 +48,6 @@ export interface PolicyResult {
   floorDel: number[];
   /** ms one poll of the nft map took (the resolution of add/del), median. */
   pollMs: number;
-}
-
-interface Answer {
-  id?: number;
-  address?: string;
-  netns?: string;
-  subnet?: string;
-  backend?: string;
-  error?: string;
-  ok?: boolean;
-  ms?: number;
-}
-
-/** A process in a lab host speaking JSON lines: the net-node fixture or the store writer. */
-interface LineProcess {
-  child: ChildProcess;
-  first: Answer;
-  send(cmd: Record<string, unknown>, timeoutMs?: number): Promise<Answer>;
-  stop(): Promise<void>;
-}
-
-/**
- * Spawns `script` under tsx inside `host` and waits for its first line (net-node: ready; writer:
- * nothing, so `first` is then the answer to `hello`). Answers carry the command's id when the
- * script echoes it (net-node), else they come back in order (writer).
- */
-async function startLineProcess(what: string, host: LabHost, script: string, config: unknown, hello?: Record<string, unknown>): Promise<LineProcess> {
-  const child = host.spawn(process.execPath, ['--import', 'tsx', script, JSON.stringify(config)], { stdio: ['pipe', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
-  const waiting: ((a: Answer) => void)[] = [];
-  const byId = new Map<number, (a: Answer) => void>();
-  createInterface({ input: child.stdout! }).on('line', (line) => {
-    let a: Answer;
-    try {
-      a = JSON.parse(line) as Answer;
-    } catch {
-      return;
-    }
-    const f = a.id !== undefined ? byId.get(a.id) : waiting.shift();
-    if (a.id !== undefined) byId.delete(a.id);
-    f?.(a);
-  });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  let seq = 0;
-  const send = (cmd: Record<string, unknown>, timeoutMs = 15_000): Promise<Answer> => {
-    const id = ++seq;
-    const answer = new Promise<Answer>((resolve, reject) => {
-      const settle = (a: Answer): void => (a.error ? reject(new Error(`${what}: ${a.error}\n${stderr}`)) : resolve(a));
-      if (hello) waiting.push(settle);
-      else byId.set(id, settle);
-      child.stdin?.write(`${JSON.stringify(hello ? cmd : { ...cmd, id })}\n`);
-    });
-    const gone = exited.then(() => Promise.reject(new Error(`${what} exited: ${stderr}`)));
-    return withTimeout(`${what} ${String(cmd.op)}`, timeoutMs, Promise.race([answer, gone]));
-  };
-  const first = hello
-    ? await send(hello, NODE_START_MS)
-    : await withTimeout(
-        `${what} start`,
-        NODE_START_MS,
-        Promise.race([new Promise<Answer>((resolve) => waiting.push(resolve)), exited.then(() => ({ error: 'exited' }))]),
-      );
-  if (first.error) throw new Error(`${what}: ${first.error}\n${stderr}`);
-  return {
-    child,
-    first,
-    send,
-    stop: async () => {
-      child.stdin?.end();
-      // Closing stdin releases its dynos and removes its table; the lab kills what hangs.
-      await Promise.race([exited, sleep(10_000)]);
-    },
-  };
 }
 
 function startNetNode(lab: Lab, i: number, o: { store: string; dir: string; backend: string }): Promise<LineProcess> {

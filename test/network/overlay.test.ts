@@ -1,10 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { keys } from '../../src/domain/keys.js';
+import { startLineProcess, type Answer } from '../support/line-process.js';
 import { createLab, startEtcdIn, type Lab, type LabHost } from '../support/netlab.js';
 import { until } from '../support/until.js';
 
@@ -21,17 +21,6 @@ const TTL = 8;
 const APP_A = 200_001;
 const APP_B = 200_002;
 
-interface Answer {
-  id?: number;
-  address?: string;
-  netns?: string;
-  subnet?: string;
-  backend?: string;
-  error?: string;
-  released?: string;
-  env?: Record<string, string>;
-}
-
 interface NetNode {
   name: string;
   host: LabHost;
@@ -41,41 +30,11 @@ interface NetNode {
   stop(): Promise<void>;
 }
 
-let seq = 0;
-
 async function startNetNode(lab: Lab, host: LabHost, i: number, o: { store: string; dir: string; backend: string; internal: string[]; publicPorts?: number[]; name?: string }): Promise<NetNode> {
   const name = o.name ?? `${lab.prefix}n${i}`;
   const config = { store: o.store, machine: `m${i}`, dir: join(o.dir, `m${i}`), name, publicIp: host.address, network: '10.244.0.0/16', backend: o.backend, publicPorts: o.publicPorts ?? [PUBLIC], internal: o.internal, subnetTtl: TTL };
-  const child = host.spawn(process.execPath, ['--import', 'tsx', FIXTURE, JSON.stringify(config)], { stdio: ['pipe', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-  const waiting = new Map<number, (a: Answer) => void>();
-  let ready: (a: Answer) => void = () => undefined;
-  const first = new Promise<Answer>((resolve) => (ready = resolve));
-  createInterface({ input: child.stdout! }).on('line', (line) => {
-    const a = JSON.parse(line) as Answer;
-    if (a.id === undefined) ready(a);
-    else waiting.get(a.id)?.(a);
-  });
-  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
-  const info = await Promise.race([first, exited.then(() => ({ error: `net-node exited: ${stderr}` }))]);
-  if (info.error) throw new Error(`${info.error}\n${stderr}`);
-  return {
-    name,
-    host,
-    child,
-    info,
-    send: (cmd) =>
-      new Promise<Answer>((resolve, reject) => {
-        const id = ++seq;
-        waiting.set(id, (a) => (a.error ? reject(new Error(`${a.error}\n${stderr}`)) : resolve(a)));
-        child.stdin?.write(`${JSON.stringify({ ...cmd, id })}\n`);
-      }),
-    stop: async () => {
-      child.stdin?.end();
-      await exited;
-    },
-  };
+  const p = await startLineProcess(`net-node ${host.name}`, host, FIXTURE, config);
+  return { name, host, child: p.child, info: p.first, send: (cmd) => p.send(cmd, 30_000), stop: () => p.stop() };
 }
 
 /** A TCP server in a namespace that answers each connection with the address it came from. */
