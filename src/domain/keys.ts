@@ -18,6 +18,9 @@ import type {
   BuildRecord,
   CertRecord,
   ClusterTokenRecord,
+  MachineCredentialRecord,
+  ServerRecord,
+  SlugCopyRecord,
   CollaboratorRecord,
   DomainRecord,
   DrainRecord,
@@ -132,6 +135,16 @@ export const keys = {
   appRouting: (appId: string): Key<AppRouting> => `${ROOT}/app-routing/${seg(appId)}`,
   /** `{sha256}` of the cluster join token agents present (`berth agent --token`). */
   clusterToken: (): Key<ClusterTokenRecord> => `${ROOT}/cluster/token`,
+  /** Each joined machine's credential (its hash and role). */
+  machineCredentials: (): Prefix<MachineCredentialRecord> => `${ROOT}/cluster/machines/`,
+  machineCredential: (machine: string): Key<MachineCredentialRecord> => `${ROOT}/cluster/machines/${seg(machine)}`,
+  /** Live servers (control plane), under each server node's lease. */
+  servers: (): Prefix<ServerRecord> => `${ROOT}/servers/`,
+  server: (machine: string): Key<ServerRecord> => `${ROOT}/servers/${seg(machine)}`,
+  /** Which machines hold a slug blob, by the blob's SHA-256. */
+  allSlugCopies: (): Prefix<SlugCopyRecord> => `${ROOT}/slug-copies/`,
+  slugCopies: (sha256: string): Prefix<SlugCopyRecord> => `${ROOT}/slug-copies/${seg(sha256)}/`,
+  slugCopy: (sha256: string, machine: string): Key<SlugCopyRecord> => `${ROOT}/slug-copies/${seg(sha256)}/${seg(machine)}`,
   /** One-off dynos (`berth run`), under the lease of the controller node running them. */
   allRuns: (): Prefix<RunRecord> => `${ROOT}/runs/`,
   runs: (appId: string): Prefix<RunRecord> => `${ROOT}/runs/${seg(appId)}/`,
@@ -216,6 +229,13 @@ export const KEY_RECORDS: { [K in keyof typeof keys]: { readonly name: string } 
   allAppRouting: codecs.appRouting,
   appRouting: codecs.appRouting,
   clusterToken: codecs.clusterToken,
+  machineCredentials: codecs.machineCredential,
+  machineCredential: codecs.machineCredential,
+  servers: codecs.server,
+  server: codecs.server,
+  allSlugCopies: codecs.slugCopy,
+  slugCopies: codecs.slugCopy,
+  slugCopy: codecs.slugCopy,
   allRuns: codecs.run,
   runs: codecs.run,
   run: codecs.run,

@@ -196,3 +196,58 @@ export interface AppRouting {
   /** Plain HTTP requests to a hostname that has a certificate are redirected to HTTPS. */
   redirect_https: boolean;
 }
+
+// ─── servers, machine credentials, slug copies (issue 12) ───────────────────────────────────────
+
+/**
+ * A server (`berth up` with the control plane) as it registers at /berth/servers/<machine>, under
+ * its node's lease: where peers and agents reach its API, and its place in etcd.
+ */
+export interface ServerRecord {
+  id: string;
+  name: string;
+  /** The address other machines reach it at (`--advertise`). */
+  address: string;
+  /** Its API (and git over HTTP), as other machines reach it. */
+  api_url: string;
+  /** Its TLS join listener (`https://address:port`), whose certificate the cluster CA signs. */
+  join_url: string;
+  /** Its etcd member, or null for a server beyond the cluster's voters. */
+  etcd: { name: string; client_url: string; peer_url: string } | null;
+  started_at: string;
+}
+export const serverSchema: z.ZodType<ServerRecord> = z.looseObject({
+  id: str,
+  name: str,
+  address: str,
+  api_url: str,
+  join_url: str,
+  etcd: z.looseObject({ name: str, client_url: str, peer_url: str }).nullable(),
+  started_at: str,
+});
+
+/**
+ * A machine's own credential, issued when it joined (`/berth/cluster/machines/<machine>`): only
+ * its SHA-256 is stored. It authenticates the machine's calls to `/internal/` routes; its role
+ * says which.
+ */
+export interface MachineCredentialRecord {
+  sha256: string;
+  role: 'server' | 'agent';
+  name: string;
+  created_at: string;
+}
+export const machineCredentialSchema: z.ZodType<MachineCredentialRecord> = z.looseObject({
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  role: z.enum(['server', 'agent']),
+  name: str,
+  created_at: str,
+});
+
+/** `/berth/slug-copies/<sha256>/<machine>`: the machine holds this slug blob, checked against its SHA-256. */
+export interface SlugCopyRecord {
+  machine: string;
+  size: number;
+  at: string;
+}
+export const slugCopySchema: z.ZodType<SlugCopyRecord> = z.looseObject({ machine: str, size: int, at: str });
