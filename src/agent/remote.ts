@@ -27,6 +27,8 @@ const BATCH_BYTES = 256 * 1024;
 
 export interface JoinAnswer {
   store_url: string;
+  /** This machine's own credential for later calls (the join token grants joining only). */
+  credential: string;
   api_url: string;
   domain: string;
 }
@@ -53,18 +55,21 @@ export class ControllerLink {
   }
 
   private headers(extra: Record<string, string> = {}): Record<string, string> {
-    return { authorization: `Bearer ${this.token}`, ...extra };
+    return { authorization: `Bearer ${this.credential ?? this.token}`, ...extra };
   }
 
-  async join(name: string): Promise<JoinAnswer> {
+  private credential: string | undefined;
+
+  async join(name: string, machine: string): Promise<JoinAnswer> {
     let res: Response;
     try {
-      res = await fetch(`${this.base}/internal/cluster/join`, { method: 'POST', headers: this.headers({ 'content-type': 'application/json' }), body: JSON.stringify({ name }) });
+      res = await fetch(`${this.base}/internal/cluster/join`, { method: 'POST', headers: this.headers({ 'content-type': 'application/json' }), body: JSON.stringify({ name, machine }) });
     } catch (err) {
       throw new Error(`cannot reach the controller at ${this.base}: ${errorMessage(err)}`);
     }
     const body = (await res.json().catch(() => ({}))) as Partial<JoinAnswer> & { message?: string };
-    if (!res.ok || !body.store_url) throw new Error(`the controller at ${this.base} refused to let this agent join: ${body.message ?? res.status}`);
+    if (!res.ok || !body.store_url || !body.credential) throw new Error(`the controller at ${this.base} refused to let this agent join: ${body.message ?? res.status}`);
+    this.credential = body.credential;
     return body as JoinAnswer;
   }
 

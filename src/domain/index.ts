@@ -6,3 +6,4 @@ export * from './units.js';
 export * from './routers.js';
 export * from './codec.js';
 export * from './records.js';
+export * from './peers.js';

@@ -29,7 +29,7 @@ export async function startAgentNode(o: AgentNodeOptions): Promise<Node<AgentSum
   const link = new ControllerLink(o.join.controller, o.join.token, log);
   parts.add('link', () => link.close());
   return startOrUnwind(parts, async () => {
-    const joined = await link.join(named.name);
+    const joined = await link.join(named.name, named.id);
     const store = openStore(joined.store_url);
     parts.add('store', () => store.close());
     // A sqlite:// URL from a controller on another host opens (and creates) an empty file here.

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
-import { unauthorized } from '../../domain/errors.js';
+import { forbidden, unauthorized } from '../../domain/errors.js';
 import type { Logger } from '../../domain/log.js';
+import type { MachineCaller } from '../services/cluster.js';
 import type { UserRecord } from '../services/types.js';
 import type { Services } from '../services/index.js';
 import { errorHandler, sendError } from './errors.js';
@@ -22,6 +23,8 @@ import { registerSlugRoutes } from './routes/slugs.js';
 declare module 'fastify' {
   interface FastifyRequest {
     user: UserRecord;
+    /** On `/internal/` routes: the machine whose credential the call carried. */
+    machine: MachineCaller;
   }
   interface FastifyInstance {
     /** Resolves when no request handler is running (or after `timeoutMs`). */
@@ -30,8 +33,12 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** Routes reachable without a token: the health probe and log stream URLs (secret in the URL). */
     public?: boolean;
-    /** Routes for agents, authenticated by the cluster join token instead of a user's token. */
-    cluster?: boolean;
+    /**
+     * Routes for machines, authenticated by a machine credential (issued at join) instead of a
+     * user's token: `true` for any machine, `'server'` for servers only, `'join'` for the join
+     * token itself (joining is all it grants).
+     */
+    cluster?: true | 'server' | 'join';
   }
 }
 
@@ -116,8 +123,16 @@ export function buildApi(services: Services, log: Logger, extraRoutes: ((api: Fa
     reply.header('Request-Id', request.id);
     if (request.routeOptions.config.public) return;
     const token = tokenFrom(request);
-    if (request.routeOptions.config.cluster) {
+    const cluster = request.routeOptions.config.cluster;
+    if (cluster === 'join') {
       if (!(await services.cluster.verify(token))) throw unauthorized('Invalid cluster token.');
+      return;
+    }
+    if (cluster) {
+      const machine = await services.cluster.authenticate(token);
+      if (!machine) throw unauthorized('Invalid machine credential.');
+      if (cluster === 'server' && machine.role !== 'server') throw forbidden('Only servers may call this.');
+      request.machine = machine;
       return;
     }
     const user = token ? await services.users.authenticate(token) : undefined;

@@ -38,13 +38,18 @@ interface LogBatch {
  * (`/internal/slugs/:id/blob`).
  */
 export function registerClusterRoutes(api: FastifyInstance, s: Services): void {
-  api.post('/internal/cluster/join', { config: { cluster: true } }, async (req) => {
-    const name = (req.body as { name?: unknown } | undefined)?.name;
+  api.post('/internal/cluster/join', { config: { cluster: 'join' } }, async (req) => {
+    const body = req.body as { name?: unknown; machine?: unknown } | undefined;
+    const name = body?.name;
+    const machine = body?.machine;
     if (typeof name !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(name)) throw invalid('name must be 1-63 letters, digits, ".", "_" or "-".');
+    if (typeof machine !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/.test(machine)) throw invalid('machine must be the machine id: 1-128 letters, digits, ".", "_" or "-".');
     // A sqlite:// URL only reaches agents on this host; a multi-host cluster runs on etcd.
     if (!s.settings.storeUrl) throw invalid('This controller was started without a store URL to share.');
-    s.log.info({ machine: name }, 'agent joined');
-    return { store_url: s.settings.storeUrl, api_url: s.settings.apiUrl, domain: s.settings.domain };
+    // The token grants joining; what the agent does afterwards it does with a credential of its own.
+    const credential = await s.cluster.issue(machine, name, 'agent');
+    s.log.info({ machine, name }, 'agent joined');
+    return { store_url: s.settings.storeUrl, api_url: s.settings.apiUrl, domain: s.settings.domain, credential };
   });
 
   api.post('/internal/logs', { config: { cluster: true }, schema: { body: logBatch } }, async (req, reply) => {
