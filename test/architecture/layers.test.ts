@@ -15,14 +15,16 @@ const ALLOWED: Record<string, string[]> = {
   // The overlay: subnet leases, namespaces, nftables; below whatever runs tenant code.
   network: ['domain', 'store', 'loop'],
   templater: ['domain', 'store', 'loop'],
+  // The cluster's machinery: its CA and certificates, the join token, the etcd member Berth runs.
+  cluster: ['domain', 'store', 'loop'],
   agent: ['domain', 'store', 'loop', 'sandbox', 'network'],
   scheduler: ['domain', 'store', 'loop'],
   router: ['domain', 'store', 'loop', 'templater'],
   builder: ['domain', 'store', 'sandbox', 'network'],
   // One-off dynos run in an agent runtime; sizes and memory limits are the scheduler's vocabulary.
   controller: ['domain', 'store', 'loop', 'sandbox', 'network', 'builder', 'agent', 'scheduler'],
-  node: ['domain', 'store', 'loop', 'sandbox', 'network', 'templater', 'agent', 'scheduler', 'router', 'builder', 'controller'],
-  cli: ['domain', 'store', 'loop', 'sandbox', 'network', 'templater', 'agent', 'scheduler', 'router', 'builder', 'controller', 'node'],
+  node: ['domain', 'store', 'loop', 'sandbox', 'network', 'cluster', 'templater', 'agent', 'scheduler', 'router', 'builder', 'controller'],
+  cli: ['domain', 'store', 'loop', 'sandbox', 'network', 'cluster', 'templater', 'agent', 'scheduler', 'router', 'builder', 'controller', 'node'],
 };
 const EXCEPTIONS = new Set(['store → domain/errors.ts']);
 
