@@ -1,5 +1,6 @@
 import type { SlugBuilder, SlugRunner } from '../../builder/ports.js';
 import type { Logger } from '../../domain/log.js';
+import type { ClusterPeers } from '../../domain/peers.js';
 import type { Store } from '../../store/index.js';
 import { Apps } from './apps.js';
 import { SniEndpoints } from './certs.js';
@@ -10,7 +11,7 @@ import { Domains } from './domains.js';
 import { Formations } from './formation.js';
 import { GitAccessService } from './git-access.js';
 import { LogDrains } from './drains.js';
-import { LogHub, SqliteLogStore } from './logs.js';
+import { LogHub, SqliteLogStore, type LogClusterOptions } from './logs.js';
 import { DrainForwarder } from '../drains/forwarder.js';
 import { Releases } from './releases.js';
 import { RouterSettings } from './router-settings.js';
@@ -58,12 +59,24 @@ export interface ServiceOptions {
   builder?: { slugs: SlugBuilder; runner: SlugRunner };
   /** Slugs kept per app: those of its newest N releases (default 10). */
   retainSlugs?: number;
+  /**
+   * The other servers of a cluster: log lines entering here are sent to them, and an app's lines
+   * are caught up from one before this server first serves them. Absent: one server.
+   */
+  peers?: ClusterPeers;
+  /** Timings of that log fan-out and catch-up (tests shorten them). */
+  logCluster?: Pick<LogClusterOptions, 'fanout' | 'catchUp'>;
 }
 
 export function createServices(store: Store, log: Logger, settings: PlatformSettings, options: ServiceOptions = {}): Services {
   const users = new Users(store);
   const apps = new Apps(store);
-  const logs = new LogHub(store, new SqliteLogStore({ path: options.logDb ?? ':memory:', ...(options.logRetain ? { retain: options.logRetain } : {}), log: log.child({ component: 'logs' }) }));
+  const logLog = log.child({ component: 'logs' });
+  const logs = new LogHub(
+    store,
+    new SqliteLogStore({ path: options.logDb ?? ':memory:', ...(options.logRetain ? { retain: options.logRetain } : {}), log: logLog }),
+    options.peers ? { cluster: { peers: options.peers, log: logLog, ...(options.logRetain ? { retain: options.logRetain } : {}), ...options.logCluster } } : {},
+  );
   const domains = new Domains(store, apps, settings.domain);
   const drainForwarder = new DrainForwarder({ store, hub: logs, log: log.child({ component: 'drains' }) });
   // Release-phase output of config changes and rollbacks goes to the app's log stream.

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
@@ -10,6 +11,17 @@ export interface LogLine {
   source: string;
   dyno: string;
   message: string;
+}
+
+/** A line as kept and passed between servers: `id` is given where it entered (`logs/ids.ts`). */
+export interface StoredLine extends LogLine {
+  id: string;
+}
+
+/** A line of some app, as batches carry them. */
+export interface AppLine {
+  app: string;
+  line: StoredLine;
 }
 
 /**
@@ -25,12 +37,22 @@ export function matchesFilter(l: LogLine, f: LogFilter): boolean {
   return (!f.source || l.source === f.source) && (!f.dyno || l.dyno === f.dyno || l.dyno.startsWith(`${f.dyno}.`));
 }
 
-/** Where an app's recent lines are kept, newest `retain` per app. */
+/**
+ * Where an app's recent lines are kept, newest `retain` per app, in id order (time order across
+ * servers), each id once.
+ */
 export interface LogStore {
-  /** Must not block or throw: a chatty dyno calls it for every line. */
-  append(appId: string, line: LogLine): void;
-  /** The newest `n` lines matching `filter`, oldest first, in the order they were appended. */
+  /** Must not block or throw: a chatty dyno calls it for every line. A line whose id is kept already is ignored. */
+  append(appId: string, line: StoredLine): void;
+  /**
+   * Stores lines from elsewhere (another server) now, in one commit, skipping ids already kept;
+   * returns those that were new, in the order given.
+   */
+  merge(batch: AppLine[]): AppLine[];
+  /** The newest `n` lines matching `filter`, oldest first, in id order. */
   recent(appId: string, n: number, filter?: LogFilter): LogLine[];
+  /** The newest `n` lines with ids below `before` (all if absent), oldest first, ids included. */
+  page(appId: string, n: number, before?: string): StoredLine[];
   forget(appId: string): void;
   close(): void;
 }
@@ -45,6 +67,8 @@ export interface SqliteLogStoreOptions {
   log?: Logger;
 }
 
+// `id` is the row's insertion order, kept for the table's history; lines are ordered by `uid`,
+// the line's own id, which every server's copy shares (dedup is the unique index).
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS lines (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -54,8 +78,23 @@ CREATE TABLE IF NOT EXISTS lines (
   dyno TEXT NOT NULL,
   message TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS lines_app ON lines (app, id);
 `;
+
+/**
+ * A database from before line ids: its rows get ids that sort before every new one ("00…", while
+ * a clock id starts "01…") in their old order, with a random part of this database's own, so two
+ * servers' old lines never pass for copies of each other.
+ */
+function migrate(db: Database.Database): void {
+  const columns = db.prepare('PRAGMA table_info(lines)').all() as { name: string }[];
+  if (!columns.some((c) => c.name === 'uid')) {
+    db.transaction(() => {
+      db.exec('ALTER TABLE lines ADD COLUMN uid TEXT');
+      db.prepare("UPDATE lines SET uid = '00' || ? || printf('%016x', id)").run(randomBytes(4).toString('hex'));
+    })();
+  }
+  db.exec('CREATE UNIQUE INDEX IF NOT EXISTS lines_app_uid ON lines (app, uid); DROP INDEX IF EXISTS lines_app;');
+}
 
 /** A flush this large goes now rather than on the timer, so pending lines stay bounded too. */
 const MAX_PENDING = 2000;
@@ -64,21 +103,23 @@ const MAX_PENDING = 2000;
  * Lines in SQLite, so they outlive a restart. Appends are queued and committed in one transaction
  * per flush interval (with synchronous=NORMAL under WAL: no fsync per commit), so a dyno printing
  * thousands of lines a second costs a few commits, not thousands of fsyncs. Reads flush first, so a
- * reader always sees every line appended before it asked. Lines are logs, not state: a kill -9 may
- * lose the last interval's lines, which the store's durability rules do not cover.
+ * reader always sees every line appended before it asked. Batches from other servers (`merge`) are
+ * committed at once, one transaction each, since their caller must learn which lines were new.
+ * Lines are logs, not state: a kill -9 may lose the last interval's lines, which the store's
+ * durability rules do not cover (the other servers hold copies).
  */
 export class SqliteLogStore implements LogStore {
   private readonly db: Database.Database;
   private readonly retain: number;
-  private pending: { app: string; line: LogLine }[] = [];
+  private pending: AppLine[] = [];
   private timer: NodeJS.Timeout | undefined;
   private failures = 0;
   private closed = false;
   private readonly insert: Database.Statement;
   private readonly trim: Database.Statement;
-  /** One prepared statement per filter shape (there are four). */
+  /** One prepared statement per query shape (four filters, two pages). */
   private readonly queries = new Map<string, Database.Statement>();
-  private readonly commit: (batch: { app: string; line: LogLine }[]) => void;
+  private readonly commit: (batch: AppLine[]) => AppLine[];
 
   constructor(private readonly options: SqliteLogStoreOptions) {
     this.retain = options.retain ?? 1500;
@@ -93,20 +134,24 @@ export class SqliteLogStore implements LogStore {
     if (options.path !== ':memory:') this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
     this.db.exec(SCHEMA);
-    this.insert = this.db.prepare('INSERT INTO lines (app, time, source, dyno, message) VALUES (?, ?, ?, ?, ?)');
-    // Everything at or below the id of the (retain+1)-th newest line goes; NULL (fewer lines) keeps all.
-    this.trim = this.db.prepare('DELETE FROM lines WHERE app = ? AND id <= (SELECT id FROM lines WHERE app = ? ORDER BY id DESC LIMIT 1 OFFSET ?)');
-    this.commit = this.db.transaction((batch: { app: string; line: LogLine }[]) => {
+    migrate(this.db);
+    this.insert = this.db.prepare('INSERT OR IGNORE INTO lines (app, uid, time, source, dyno, message) VALUES (?, ?, ?, ?, ?, ?)');
+    // Everything at or below the uid of the (retain+1)-th newest line goes; NULL (fewer lines) keeps all.
+    this.trim = this.db.prepare('DELETE FROM lines WHERE app = ? AND uid <= (SELECT uid FROM lines WHERE app = ? ORDER BY uid DESC LIMIT 1 OFFSET ?)');
+    this.commit = this.db.transaction((batch: AppLine[]) => {
       const apps = new Set<string>();
-      for (const { app, line } of batch) {
-        this.insert.run(app, line.time, line.source, line.dyno, line.message);
+      const added: AppLine[] = [];
+      for (const entry of batch) {
+        const { app, line } = entry;
+        if (this.insert.run(app, line.id, line.time, line.source, line.dyno, line.message).changes > 0) added.push(entry);
         apps.add(app);
       }
       for (const app of apps) this.trim.run(app, app, this.retain);
+      return added;
     });
   }
 
-  append(appId: string, line: LogLine): void {
+  append(appId: string, line: StoredLine): void {
     if (this.closed) return;
     this.pending.push({ app: appId, line });
     if (this.pending.length >= MAX_PENDING) this.flush();
@@ -130,10 +175,26 @@ export class SqliteLogStore implements LogStore {
       where.push('(dyno = ? OR substr(dyno, 1, ?) = ?)');
       params.push(filter.dyno, filter.dyno.length + 1, `${filter.dyno}.`);
     }
-    const sql = `SELECT time, source, dyno, message FROM (SELECT id, time, source, dyno, message FROM lines WHERE ${where.join(' AND ')} ORDER BY id DESC LIMIT ?) ORDER BY id`;
+    return this.query(`SELECT time, source, dyno, message FROM (SELECT uid, time, source, dyno, message FROM lines WHERE ${where.join(' AND ')} ORDER BY uid DESC LIMIT ?) ORDER BY uid`).all(...params, n) as LogLine[];
+  }
+
+  merge(batch: AppLine[]): AppLine[] {
+    if (this.closed || batch.length === 0) return [];
+    return this.commit(batch);
+  }
+
+  page(appId: string, n: number, before?: string): StoredLine[] {
+    if (n <= 0 || this.closed) return [];
+    this.flush();
+    const below = before === undefined ? '' : ' AND uid < ?';
+    const params: (string | number)[] = before === undefined ? [appId, n] : [appId, before, n];
+    return this.query(`SELECT uid AS id, time, source, dyno, message FROM (SELECT uid, time, source, dyno, message FROM lines WHERE app = ?${below} ORDER BY uid DESC LIMIT ?) ORDER BY uid`).all(...params) as StoredLine[];
+  }
+
+  private query(sql: string): Database.Statement {
     let query = this.queries.get(sql);
     if (!query) this.queries.set(sql, (query = this.db.prepare(sql)));
-    return query.all(...params, n) as LogLine[];
+    return query;
   }
 
   forget(appId: string): void {

@@ -1,11 +1,17 @@
 import { randomBytes } from 'node:crypto';
 import { get, put } from '../../domain/codec.js';
 import { keys } from '../../domain/keys.js';
+import type { Logger } from '../../domain/log.js';
+import type { ClusterPeers } from '../../domain/peers.js';
 import { codecs, type LogSession } from '../../domain/records.js';
 import type { Store } from '../../store/index.js';
-import { SqliteLogStore, type LogFilter, type LogLine, type LogStore } from './log-store.js';
+import { LogCatchUp, type CatchUpOptions } from '../logs/catch-up.js';
+import { LogFanout, type LogFanoutOptions, type PeerStats } from '../logs/fanout.js';
+import { LineIds } from '../logs/ids.js';
+import { MAX_MESSAGE, type WireBatch } from '../logs/wire.js';
+import { SqliteLogStore, type LogFilter, type LogLine, type LogStore, type StoredLine } from './log-store.js';
 
-export { matchesFilter, SqliteLogStore, type LogFilter, type LogLine, type LogStore } from './log-store.js';
+export { matchesFilter, SqliteLogStore, type AppLine, type LogFilter, type LogLine, type LogStore, type StoredLine } from './log-store.js';
 
 export function formatLogLine(l: LogLine): string {
   return `${l.time} ${l.source}[${l.dyno}]: ${l.message}`;
@@ -16,29 +22,96 @@ const SESSION_TTL = 300;
 export type { LogSession };
 
 /**
+ * A LogHub among several servers: lines entering here are sent to each other live server, and an
+ * app's lines are caught up from one before this server first serves them.
+ */
+export interface LogClusterOptions {
+  peers: ClusterPeers;
+  log: Logger;
+  /** Lines the `LogStore` keeps per app (what a catch-up asks for; default 1,500). */
+  retain?: number;
+  fanout?: LogFanoutOptions;
+  catchUp?: CatchUpOptions;
+}
+
+export interface LogHubOptions {
+  /** Without it, one server: its lines are its own. */
+  cluster?: LogClusterOptions;
+}
+
+/**
  * An app's recent log lines (kept by a `LogStore`, Heroku's 1,500 per app) and live subscribers.
- * Lines come from this controller (`app[api]`, the release phase) and from agents (this node's, or
- * remote ones posting batches); each line reaches one controller only, so drains get it once.
- * Log sessions live in the store under a short lease, so any controller can serve the URL.
+ * Lines enter at one server — its own events (`app[api]`, the release phase), its agent, router
+ * and builder, or a remote agent's batch — which gives each an id (time-ordered), keeps it, taps
+ * it to drains (so a drain gets it once) and fans it out to every other live server. Those keep it
+ * too and show it to their tails, but neither drain it nor send it on. Log sessions live in the
+ * store under a short lease, so any server can serve the URL.
  */
 export class LogHub {
   private readonly listeners = new Map<string, Set<(line: LogLine) => void>>();
   private readonly taps = new Set<(appId: string, line: LogLine) => void>();
+  private readonly ids = new LineIds();
+  private readonly fanout: LogFanout | undefined;
+  private readonly catchUps: LogCatchUp | undefined;
 
   constructor(
     private readonly store: Store,
     private readonly lines: LogStore = new SqliteLogStore({ path: ':memory:' }),
-  ) {}
+    options: LogHubOptions = {},
+  ) {
+    const c = options.cluster;
+    if (c) {
+      const fanout = new LogFanout(c.peers, c.log.child({ part: 'fanout' }), c.fanout);
+      this.fanout = fanout;
+      this.catchUps = new LogCatchUp(
+        { peers: c.peers, servers: () => fanout.servers(), merge: (appId, got) => this.lines.merge(got.map((line) => ({ app: appId, line }))), log: c.log.child({ part: 'catch-up' }) },
+        { ...(c.retain ? { retain: c.retain } : {}), ...c.catchUp },
+      );
+    }
+  }
 
+  /** A line entering the platform here: this server is its origin. */
   append(appId: string, line: Omit<LogLine, 'time'> & { time?: string }): void {
-    const full: LogLine = { time: line.time ?? new Date().toISOString(), source: line.source, dyno: line.dyno, message: line.message };
+    // Cut where it enters, so every server keeps the same line and a peer never refuses a batch over one.
+    const message = line.message.length > MAX_MESSAGE ? line.message.slice(0, MAX_MESSAGE) : line.message;
+    const full: StoredLine = { id: this.ids.next(), time: line.time ?? new Date().toISOString(), source: line.source, dyno: line.dyno, message };
     this.lines.append(appId, full);
     for (const l of this.listeners.get(appId) ?? []) l(full);
     for (const t of this.taps) t(appId, full);
+    this.fanout?.send(appId, full);
+  }
+
+  /**
+   * A batch another server fanned out: kept (each id once) and shown to this server's tails;
+   * never tapped to drains (the origin did) nor sent on. Returns how many lines were new.
+   */
+  receive(batch: WireBatch): number {
+    const fresh = this.lines.merge(batch.lines.map((l) => ({ app: l.app_id, line: { id: l.id, time: l.time, source: l.source, dyno: l.dyno, message: l.message } })));
+    for (const { app, line } of fresh) for (const l of this.listeners.get(app) ?? []) l(line);
+    for (const appId of batch.forget ?? []) this.forgetHere(appId);
+    return fresh.length;
+  }
+
+  /**
+   * Before this server first serves an app's log since it started: the app's newest lines from
+   * one live peer, merged. Never rejects; a no-op on one server.
+   */
+  catchUp(appId: string): Promise<void> {
+    return this.catchUps?.ensure(appId) ?? Promise.resolve();
   }
 
   recent(appId: string, n: number, filter: LogFilter = {}): LogLine[] {
     return this.lines.recent(appId, n, filter);
+  }
+
+  /** The newest `n` lines below `before`, ids included (what a catching-up server asks for). */
+  page(appId: string, n: number, before?: string): StoredLine[] {
+    return this.lines.page(appId, n, before);
+  }
+
+  /** Per peer server: lines queued, sent, dropped. Empty on one server. */
+  fanoutStats(): Record<string, PeerStats> {
+    return this.fanout?.stats() ?? {};
   }
 
   subscribe(appId: string, fn: (line: LogLine) => void): () => void {
@@ -57,12 +130,21 @@ export class LogHub {
     return () => this.taps.delete(fn);
   }
 
+  /** An app destroyed through this server: its lines go here and on the other servers. */
   forget(appId: string): void {
-    this.lines.forget(appId);
+    this.forgetHere(appId);
+    this.fanout?.forget(appId);
   }
 
   close(): void {
+    this.fanout?.close();
+    this.catchUps?.close();
     this.lines.close();
+  }
+
+  private forgetHere(appId: string): void {
+    this.lines.forget(appId);
+    this.catchUps?.forget(appId);
   }
 
   async createSession(session: LogSession): Promise<string> {

@@ -71,6 +71,8 @@ export function registerLogRoutes(api: FastifyInstance, s: Services): void {
       }
     };
     if (!(await stillAllowed())) throw notFound('log session');
+    // A server that started since it last served this app first merges the lines others took meanwhile.
+    await s.logs.catchUp(session.app_id);
     const filter: LogFilter = { ...(session.source ? { source: session.source } : {}), ...(session.dyno ? { dyno: session.dyno } : {}) };
     const sse = (req.headers.accept ?? '').includes('text/event-stream');
     const frame = (l: Parameters<typeof formatLogLine>[0]): string => (sse ? `data: ${formatLogLine(l)}\n\n` : `${formatLogLine(l)}\n`);
