@@ -12,6 +12,10 @@ export const StoreErrorCode = {
   ValueTooLarge: 'value_too_large',
   LeaseNotFound: 'lease_not_found',
   InvalidUrl: 'invalid_store_url',
+  /** An etcd URL without TLS and client certificates, not explicitly accepted as insecure. */
+  Insecure: 'store_insecure',
+  /** The store refused the caller: unknown user, or a role without access to the key. Not retryable. */
+  PermissionDenied: 'store_permission_denied',
   InvalidArgument: 'invalid_argument',
   /** The backend cannot be reached (etcd down, network). Retryable. */
   Unavailable: 'store_unavailable',

@@ -4,9 +4,9 @@
  */
 export * from './types.js';
 export { StoreError, StoreErrorCode, isStoreError } from './errors.js';
-export { openStore, supportedStoreUrls } from './registry.js';
+export { openStore, supportedStoreUrls, type OpenStoreOptions } from './registry.js';
 export { Election, Leadership, type Leader } from './election.js';
 export { LeaseKeeper, type LeaseKeeperOptions } from './lease-keeper.js';
 export { follow, type Following, type FollowHandlers } from './follow.js';
 export { SqliteStore } from './sqlite/index.js';
-export { EtcdStore } from './etcd/index.js';
+export { EtcdStore, REVISION_PROBE_KEY, type EtcdStoreOptions, type EtcdTls } from './etcd/index.js';

@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import { StoreError, StoreErrorCode } from './errors.js';
-import { EtcdStore } from './etcd/index.js';
+import { EtcdStore, type EtcdTls } from './etcd/index.js';
 import { SqliteStore } from './sqlite/index.js';
 import type { Store } from './types.js';
 
@@ -10,7 +10,14 @@ import type { Store } from './types.js';
  */
 interface Driver {
   example: string;
-  open(raw: string): Store;
+  open(raw: string, options: OpenStoreOptions): Store;
+}
+
+export interface OpenStoreOptions {
+  /** Client TLS for an `etcd://` URL: the cluster CA and this component's certificate (its CN is the etcd user). */
+  etcdTls?: EtcdTls;
+  /** Accept an `etcd://` URL without TLS or authentication. */
+  insecure?: boolean;
 }
 
 function parseUrl(raw: string): URL {
@@ -43,7 +50,7 @@ const DRIVERS: Record<string, Driver> = {
   'etcd:': {
     example: 'etcd://127.0.0.1:2379,127.0.0.2:2379',
     // Parsed by hand: a list of hosts is not a WHATWG URL.
-    open(raw) {
+    open(raw, options) {
       const hosts = raw.slice('etcd://'.length).replace(/\/+$/, '');
       const endpoints = hosts.split(',').map((h) => h.trim());
       for (const e of endpoints) {
@@ -51,6 +58,15 @@ const DRIVERS: Record<string, Driver> = {
         if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) {
           throw new StoreError(StoreErrorCode.InvalidUrl, `store URL ${raw}: endpoint "${e}" is not host:port`);
         }
+      }
+      if (options.etcdTls) return new EtcdStore({ endpoints, tls: options.etcdTls });
+      if (!options.insecure) {
+        throw new StoreError(
+          StoreErrorCode.Insecure,
+          `store URL ${raw} is an etcd without TLS or authentication: whoever reaches it can read every app's config ` +
+            'and write units that run code as root on every machine. Start a secured cluster with berth up --cluster-init ' +
+            '(first server) or berth up --server URL --token TOKEN (the others), or pass --store-insecure to accept an open etcd.',
+        );
       }
       return new EtcdStore({ endpoints });
     },
@@ -66,13 +82,16 @@ export function supportedStoreUrls(): string[] {
   return Object.values(DRIVERS).map((d) => d.example);
 }
 
-/** Opens the store a URL names. Throws `invalid_store_url` naming the problem and the accepted forms. */
-export function openStore(raw: string): Store {
+/**
+ * Opens the store a URL names. Throws `invalid_store_url` naming the problem and the accepted forms,
+ * and `store_insecure` for an etcd without `etcdTls` unless `insecure` accepts it.
+ */
+export function openStore(raw: string, options: OpenStoreOptions = {}): Store {
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(raw)?.[1];
   if (scheme === undefined) parseUrl(raw);
   const driver = DRIVERS[`${scheme?.toLowerCase()}:`];
   if (!driver) {
     throw new StoreError(StoreErrorCode.InvalidUrl, `store URL "${raw}": unknown scheme ${scheme}; use one of: ${supportedStoreUrls().join(', ')}`);
   }
-  return driver.open(raw);
+  return driver.open(raw, options);
 }

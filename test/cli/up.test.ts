@@ -61,7 +61,7 @@ describe('berth up', () => {
     const etcd = await EtcdServer.start();
     try {
       const token = 'automation-token-0123456789abcdef';
-      const run = await startBerth(['--data-dir', join(dir, 'node2'), '--store', etcd.url], { BERTH_BOOTSTRAP_TOKEN: token });
+      const run = await startBerth(['--data-dir', join(dir, 'node2'), '--store', etcd.url, '--store-insecure'], { BERTH_BOOTSTRAP_TOKEN: token });
       try {
         expect(run.summary).toMatchObject({ store: etcd.url, admin_token: token });
         expect((await get(run.apiUrl, '/account', token)).status).toBe(200);

@@ -106,10 +106,10 @@ beforeAll(async () => {
   const storeUrl = etcd.url.replace('http://', 'etcd://');
   berth = await startBerthIn(
     h0,
-    ['--store', storeUrl, '--data-dir', join(dir, 'data'), '--no-agent', '--overlay', OVERLAY, '--backend', 'vxlan', '--network-name', labNetworkName(lab, 'b', 0), '--public-ip', h0.address],
+    ['--store', storeUrl, '--store-insecure', '--data-dir', join(dir, 'data'), '--no-agent', '--overlay', OVERLAY, '--backend', 'vxlan', '--network-name', labNetworkName(lab, 'b', 0), '--public-ip', h0.address],
     { BERTH_BOOTSTRAP_TOKEN: ADMIN },
   );
-  store = openStore(storeUrl);
+  store = openStore(storeUrl, { insecure: true });
   for (const name of NAMES) agents.set(name, await startAgentIn(hostOf(name), agentArgs(name)));
 }, 240_000);
 afterAll(async () => {

@@ -32,7 +32,7 @@ describe.each(['sqlite', 'etcd'])('the official heroku CLI against berth up (%s 
     dir = mkdtempSync(join(tmpdir(), `berth-heroku-${backend}-`));
     if (backend === 'etcd') etcd = await EtcdServer.start();
     const admin = 'e2e-admin-token-0123456789abcdef';
-    berth = await startBerth(['--data-dir', join(dir, 'data'), ...(etcd ? ['--store', etcd.url] : [])], { BERTH_BOOTSTRAP_TOKEN: admin });
+    berth = await startBerth(['--data-dir', join(dir, 'data'), ...(etcd ? ['--store', etcd.url, '--store-insecure'] : [])], { BERTH_BOOTSTRAP_TOKEN: admin });
     const aliceHome = mkdtempSync(join(dir, 'alice-home-'));
     const bobHome = mkdtempSync(join(dir, 'bob-home-'));
     writeFileSync(join(aliceHome, 'id_ed25519.pub'), ED25519);

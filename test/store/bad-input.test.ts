@@ -3,6 +3,7 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { createCa, issueLeaf } from '../../src/cluster/pki.js';
 import { EtcdStore, StoreErrorCode, isStoreError, openStore } from '../../src/store/index.js';
 import { freePort } from '../support/ports.js';
 
@@ -36,6 +37,28 @@ describe('store URLs', () => {
 
   it('lists the accepted forms when the scheme is unknown', () => {
     expect(codeOf(() => openStore('redis://x')).message).toMatch(/sqlite:\/\/\/.*etcd:\/\/.*memory:\/\//);
+  });
+  it('refuses an etcd without TLS with store_insecure, saying why and what to do', () => {
+    const { code, message } = codeOf(() => openStore('etcd://127.0.0.1:2379'));
+    expect(code).toBe(StoreErrorCode.Insecure);
+    expect(message).toContain('without TLS or authentication');
+    expect(message).toContain("read every app's config and write units that run code as root on every machine");
+    expect(message).toMatch(/--cluster-init.*--server URL --token TOKEN.*--store-insecure/);
+  });
+
+  it('opens an etcd without TLS when insecure is accepted, and one with TLS as etcd+tls', async () => {
+    const open = openStore('etcd://127.0.0.1:2379,127.0.0.2:2379', { insecure: true });
+    expect(open.description).toBe('etcd://127.0.0.1:2379,127.0.0.2:2379');
+    await open.close();
+    const ca = await createCa('bad-input CA');
+    const client = await issueLeaf(ca, { commonName: 'root', usages: ['client'], days: 1 });
+    const secured = openStore('etcd://127.0.0.1:2379', { etcdTls: { ca: ca.cert, ...client } });
+    expect(secured.description).toBe('etcd+tls://127.0.0.1:2379');
+    await secured.close();
+    // TLS material that is not PEM is named before any connection is tried.
+    const bad = codeOf(() => openStore('etcd://127.0.0.1:2379', { etcdTls: { ca: ca.cert, cert: client.cert, key: 'not a key' } }));
+    expect(bad.code).toBe(StoreErrorCode.InvalidArgument);
+    expect(bad.message).toContain('the client key is not valid PEM');
   });
 });
 

@@ -7,7 +7,7 @@ describeStoreConformance('etcd', { restart: true }, async () => {
   const open: Store[] = [];
   return {
     open: async () => {
-      const s = openStore(server.url);
+      const s = openStore(server.url, { insecure: true });
       open.push(s);
       return s;
     },

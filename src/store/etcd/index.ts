@@ -1,3 +1,4 @@
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { Etcd3, isRecoverableError, type IKeyValue, type IRequestOp, type IResponseOp, type Watcher } from 'etcd3';
 import { StoreError, StoreErrorCode, isStoreError } from '../errors.js';
 import type {
@@ -22,14 +23,33 @@ import type {
 import { byteRange, checkKey, checkLeaseId, checkRevision, checkTtl, checkTxn, checkValue } from '../validate.js';
 import { WatchQueue, closedError } from '../watch-queue.js';
 
+/** PEM contents: the cluster CA that signed etcd's certificate, and this client's certificate and key. */
+export interface EtcdTls {
+  ca: string;
+  cert: string;
+  key: string;
+}
+
 export interface EtcdStoreOptions {
   /** host:port pairs. */
   endpoints: string[];
+  /**
+   * TLS with a client certificate. etcd (--client-cert-auth) takes the certificate's CN as the user,
+   * so no password is sent; without this the connection is plain and unauthenticated.
+   */
+  tls?: EtcdTls;
   /** Give up on an unreachable cluster after this long (ms), with a coded `store_unavailable`. */
   retryForMs?: number;
   /** Deadline for one call (ms). */
   callTimeoutMs?: number;
 }
+
+/**
+ * The key `currentRevision` reads (count only; it never exists) to learn the revision with a
+ * linearizable read. With etcd auth on, every user needs read permission on it, and on nothing else
+ * outside its own prefixes (src/cluster/etcd-auth.ts grants it).
+ */
+export const REVISION_PROBE_KEY = '\u0000';
 
 const TARGET = { value: 'Value', mod: 'Mod', create: 'Create', version: 'Version', lease: 'Lease' } as const;
 const RESULT = { '=': 'Equal', '!=': 'NotEqual', '<': 'Less', '>': 'Greater' } as const;
@@ -45,6 +65,25 @@ function toKv(kv: IKeyValue): KeyValue {
     lease: String(kv.lease ?? '0'),
   };
 }
+
+/** Fails early, naming the part, on credentials that are not PEM: grpc's own error names none. */
+function checkTls(tls: EtcdTls): void {
+  const check = (what: string, fn: () => unknown): void => {
+    try {
+      fn();
+    } catch (err) {
+      throw new StoreError(StoreErrorCode.InvalidArgument, `etcd TLS: ${what} is not valid PEM: ${(err as Error).message}`, { cause: err });
+    }
+  };
+  check('the CA certificate', () => new X509Certificate(tls.ca));
+  check('the client certificate', () => new X509Certificate(tls.cert));
+  check('the client key', () => createPrivateKey(tls.key));
+}
+
+/** etcd turned the caller away: its certificate (handshake alerts from the server) or its user (etcd auth). */
+const REFUSED = /alert bad certificate|alert certificate required|alert unknown ca|alert certificate (expired|revoked|unknown)|permission denied|user name not found|authentication failed|invalid auth token/i;
+/** This client could not verify etcd's certificate against the CA it was given. */
+const UNTRUSTED = /unable to verify|unable to get local issuer|self.signed certificate|certificate verify failed|certificate has expired|Hostname\/IP does not match|ERR_TLS_CERT_ALTNAME_INVALID/i;
 
 /** Whether a failure happened before the request could reach etcd (nothing to double-apply). */
 function neverSent(err: unknown): boolean {
@@ -73,10 +112,15 @@ export class EtcdStore implements Store {
   private readonly watches = new Set<WatchQueue>();
 
   constructor(private readonly options: EtcdStoreOptions) {
-    this.description = `etcd://${options.endpoints.join(',')}`;
+    this.description = `${options.tls ? 'etcd+tls' : 'etcd'}://${options.endpoints.join(',')}`;
     const timeout = options.callTimeoutMs ?? 5000;
+    const tls = options.tls;
+    if (tls) checkTls(tls);
     this.client = new Etcd3({
-      hosts: options.endpoints.map((e) => `http://${e}`),
+      hosts: options.endpoints.map((e) => `${tls ? 'https' : 'http'}://${e}`),
+      ...(tls
+        ? { credentials: { rootCertificate: Buffer.from(tls.ca), certChain: Buffer.from(tls.cert), privateKey: Buffer.from(tls.key) } }
+        : {}),
       dialTimeout: timeout,
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
     });
@@ -116,6 +160,13 @@ export class EtcdStore implements Store {
     if (is('future revision')) return new StoreError(StoreErrorCode.FutureRevision, `${what}: ${msg}`, { cause: err });
     if (is('lease not found') || err?.constructor?.name === 'EtcdLeaseInvalidError') {
       return new StoreError(StoreErrorCode.LeaseNotFound, `${what}: lease not found (${msg})`, { cause: err });
+    }
+    if (REFUSED.test(msg)) {
+      const who = this.options.tls ? "this client's certificate (is it signed by the cluster CA, and is its CN an etcd user with access to the key?)" : 'this client (etcd requires TLS client certificates?)';
+      return new StoreError(StoreErrorCode.PermissionDenied, `${what}: etcd at ${this.options.endpoints.join(', ')} refused ${who}: ${msg}`, { cause: err });
+    }
+    if (this.options.tls && UNTRUSTED.test(msg)) {
+      return new StoreError(StoreErrorCode.Unavailable, `${what}: etcd at ${this.options.endpoints.join(', ')} has a certificate this client does not trust (not signed by the given CA, or not for this address): ${msg}`, { cause: err, retryable: false });
     }
     if (is('request is too large')) return new StoreError(StoreErrorCode.ValueTooLarge, `${what}: ${msg}`, { cause: err });
     if (is('duplicate key') || is('key is not provided') || is('too many operations') || err?.constructor?.name === 'GRPCInvalidArgumentError') {
@@ -313,7 +364,7 @@ export class EtcdStore implements Store {
   }
 
   async currentRevision(): Promise<number> {
-    const res = await this.call('current revision', () => this.client.kv.range({ key: Buffer.from([0]), limit: 1, count_only: true }));
+    const res = await this.call('current revision', () => this.client.kv.range({ key: Buffer.from(REVISION_PROBE_KEY), limit: 1, count_only: true }));
     return Number(res.header.revision);
   }
 
