@@ -66,6 +66,17 @@ berth_own_nginx() {
   fi
 }
 
+# Debian's etcd-server package starts its own etcd on 127.0.0.1:2379, without TLS or auth; a
+# Berth server runs its own member (with both) on that port, so the distribution's service is
+# stopped and disabled (said, not silent).
+berth_own_etcd() {
+  command -v systemctl >/dev/null 2>&1 || return 0
+  if systemctl is-enabled --quiet etcd 2>/dev/null || systemctl is-active --quiet etcd 2>/dev/null; then
+    berth_say "stopping and disabling the system etcd service: a Berth server runs its own member"
+    systemctl disable --now etcd >/dev/null 2>&1 || true
+  fi
+}
+
 berth_setup() {
   berth_node
   berth_packages "${BERTH_BUILD_PACKAGES[@]}" "$@"

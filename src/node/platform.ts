@@ -10,7 +10,9 @@ import { Router, routerUnavailable } from '../router/index.js';
 import { Sandbox } from '../sandbox/index.js';
 import { Scheduler } from '../scheduler/index.js';
 import { openStore } from '../store/index.js';
+import { bootstrapMachine } from '../cluster/index.js';
 import { bootstrap } from './bootstrap.js';
+import { joinInfoRoutes, joinUrl, serverBootstrap, serverCredential, startClusterServer } from './server.js';
 import { nodeNetwork } from './network.js';
 import { Parts, startOrUnwind } from './shutdown.js';
 import type { Node, PlatformNodeOptions, PlatformSummary, Role } from './types.js';
@@ -47,28 +49,36 @@ export async function startPlatformNode(o: PlatformNodeOptions): Promise<Node<Pl
   const { dataDir, log, roles } = o;
   const c = roles.controller;
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  const store = openStore(o.store);
   const parts = new Parts(log);
-  parts.add('store', () => store.close());
   const unavailable: Partial<Record<Role, string>> = {};
   return startOrUnwind(parts, async () => {
-    const token = await bootstrap(store, { dataDir, adminEmail: c.adminEmail ?? `admin@${c.domain}`, adminToken: c.bootstrapToken, clusterToken: c.clusterToken });
+    const node = machineId(dataDir, o.cluster?.name);
+    // A cluster server brings up (or joins) its etcd member first: that is its store.
+    const cluster = o.cluster ? await bootstrapMachine(serverBootstrap(o, o.cluster, node)) : undefined;
+    const member = cluster?.member;
+    if (member) parts.add('etcd', () => member.stop());
+    const storeUrl = cluster ? `etcd://${cluster.endpoints().join(',')}` : o.store;
+    const store = cluster ? openStore(storeUrl, { etcdTls: cluster.tls }) : openStore(o.store, o.storeInsecure ? { insecure: true } : {});
+    parts.add('store', () => store.close());
+    const token = await bootstrap(store, { dataDir, adminEmail: c.adminEmail ?? `admin@${c.domain}`, adminToken: c.bootstrapToken, clusterToken: cluster?.token ?? c.clusterToken });
     const apiUrl = c.url?.replace(/\/+$/, '') ?? `http://127.0.0.1:${c.port}`;
-    const node = machineId(dataDir);
+    // A server's own credential for its calls to other machines' /internal/ routes.
+    const credential = cluster ? await serverCredential(store, cluster, node) : undefined;
     // Builds, release phases, one-off and formation dynos all run in this node's one sandbox.
     const sandbox = new Sandbox(o.sandbox);
     // Each of them in a namespace of its own: the network is up before any of them starts. A
     // dyno may open this node's API and router ports, nothing else of it.
     const network =
       roles.builder || roles.agent
-        ? await nodeNetwork({ store, storeUrl: o.store, log, dataDir, machine: node, role: o.network ?? {}, ...(roles.agent?.address ? { address: roles.agent.address } : {}), publicPorts: [c.port, ...(roles.router ? [roles.router.httpPort, roles.router.httpsPort] : [])], ...(roles.agent?.ttl ? { agentTtl: roles.agent.ttl } : {}) })
+        ? await nodeNetwork({ store, storeUrl, log, dataDir, machine: node, role: o.network ?? {}, ...(roles.agent?.address ? { address: roles.agent.address } : {}), publicPorts: [c.port, ...(roles.router ? [roles.router.httpPort, roles.router.httpsPort] : [])], ...(roles.agent?.ttl ? { agentTtl: roles.agent.ttl } : {}) })
         : undefined;
     if (network) {
       parts.add('network', () => network.stop());
       await network.start();
     }
     const builder = roles.builder && network && createBuilder({ store, log, dataDir, sandbox, network, buildpackDirs: roles.builder.buildpackDirs ?? [] });
-    const services: Services = createServices(store, log, { domain: c.domain, apiUrl, storeUrl: o.store }, { logDb: join(dataDir, 'logs.db'), ...(builder ? { builder } : {}) });
+    // A cluster's store takes certificates: the agents' old join (which hands out a URL) has none to give.
+    const services: Services = createServices(store, log, { domain: c.domain, apiUrl, ...(cluster ? {} : { storeUrl: o.store }) }, { logDb: join(dataDir, 'logs.db'), ...(builder ? { builder } : {}) });
     parts.add('controller', () => services.close());
     const appLog = (appId: string, source: string, dyno: string, message: string): void => services.logs.append(appId, { source, dyno, message });
     const gitServer =
@@ -88,8 +98,13 @@ export async function startPlatformNode(o: PlatformNodeOptions): Promise<Node<Pl
         slugPath: (id) => builder.slugPath(id),
         ...(c.rendezvousPort !== undefined ? { rendezvous: { host: c.host, port: c.rendezvousPort } } : {}),
       });
-    const controller = await startController({ services, host: c.host, port: c.port, routes: [...(gitServer ? [gitServer.routes] : []), ...(oneOff ? [oneOff.routes] : [])] });
+    const controller = await startController({ services, host: c.host, port: c.port, routes: [...(gitServer ? [gitServer.routes] : []), ...(oneOff ? [oneOff.routes] : []), ...(cluster && o.cluster ? [joinInfoRoutes(joinUrl(cluster, o.cluster))] : [])] });
     parts.add('controller', () => controller.close());
+    if (cluster && o.cluster && credential) {
+      const server = await startClusterServer({ store, services, cluster, role: o.cluster, machine: node, apiUrl, host: c.host, dataDir, log, ttl: roles.agent?.ttl ?? 5 });
+      parts.add('joins', () => server.joins.close());
+      parts.add('server', () => server.registration.stop());
+    }
     if (oneOff) {
       parts.add('one-off', () => oneOff.close());
       await oneOff.start();
@@ -134,6 +149,7 @@ export async function startPlatformNode(o: PlatformNodeOptions): Promise<Node<Pl
     const summary: PlatformSummary = {
       data_dir: dataDir,
       store: store.description,
+      cluster: cluster ? { role: 'server', name: cluster.state.name, advertise: cluster.state.advertise, etcd_member: cluster.member?.clientUrl ?? null, token_file: cluster.token ? join(dataDir, 'cluster.token') : null } : null,
       api_url: apiUrl,
       ssh_port: ssh?.port ?? null,
       http_port: routed?.httpPort ?? null,

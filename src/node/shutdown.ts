@@ -7,8 +7,10 @@ import type { Logger } from '../domain/log.js';
  * SSH (its running pushes still need the API's hook endpoint), the API with the controller's
  * services; the network once nothing runs in a namespace any more (dynos released theirs, builds
  * ended with the API); and the store last, since everything above writes to it on the way down.
+ * A server's record goes first, so peers and agents stop choosing it; its etcd member goes after
+ * the store, which is its client.
  */
-export const SHUTDOWN_ORDER = ['one-off', 'agent', 'link', 'router', 'scheduler', 'ssh', 'controller', 'network', 'store'] as const;
+export const SHUTDOWN_ORDER = ['server', 'one-off', 'agent', 'link', 'router', 'scheduler', 'ssh', 'joins', 'controller', 'network', 'store', 'etcd'] as const;
 
 export type Part = (typeof SHUTDOWN_ORDER)[number];
 

@@ -61,6 +61,25 @@ export interface NetworkRole {
   publicIp?: string;
 }
 
+/**
+ * A server of a secured cluster (`berth up --cluster-init` / `--server URL --token T`): it runs an
+ * etcd member (while the cluster wants voters), a join listener, and registers itself at
+ * /berth/servers/<machine>. The store is that etcd, with TLS and this machine's certificate.
+ */
+export interface ServerClusterRole {
+  /** `init`: make the cluster; `join`: through a server's API URL. A data dir that holds a cluster restarts it either way. */
+  mode: { kind: 'init' } | { kind: 'join'; url: string; token: string };
+  /** This machine's name (also its etcd member's). */
+  name: string;
+  /** The address other machines reach this one at. */
+  advertise: string;
+  /** etcd's client and peer ports (default 2379, 2380). */
+  etcdClientPort?: number;
+  etcdPeerPort?: number;
+  /** The TLS join listener's port (default 5443). */
+  joinPort?: number;
+}
+
 /** Runs the dynos the scheduler assigns to this machine. */
 export interface AgentRole {
   /** This machine's name (default the host name). */
@@ -87,8 +106,12 @@ interface NodeBase {
 
 /** A node of the platform (`berth up`): the controller, and whichever other roles are given. */
 export interface PlatformNodeOptions extends NodeBase {
-  /** The store's URL (sqlite://…, etcd://…, memory://); the node opens it, and closes it last. */
+  /** The store's URL (sqlite://…, etcd://…, memory://); the node opens it, and closes it last. Ignored for a cluster server (its store is the cluster's etcd). */
   store: string;
+  /** Open a plain `etcd://` without TLS or authentication (`--store-insecure`). */
+  storeInsecure?: boolean;
+  /** Run as a server of a secured cluster. */
+  cluster?: ServerClusterRole;
   roles: { controller: ControllerRole; builder?: BuilderRole; scheduler?: SchedulerRole; router?: RouterRole; agent?: AgentRole };
 }
 
@@ -111,6 +134,8 @@ export type Role = keyof PlatformNodeOptions['roles'];
 export interface PlatformSummary {
   data_dir: string;
   store: string;
+  /** This server's place in a secured cluster (null on the one-machine default). */
+  cluster: { role: 'server'; name: string; advertise: string; etcd_member: string | null; token_file: string | null } | null;
   api_url: string;
   /** Null without the builder role. */
   ssh_port: number | null;

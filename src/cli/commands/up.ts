@@ -1,9 +1,11 @@
+import { readFileSync } from 'node:fs';
 import { isIPv4 } from 'node:net';
+import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { errorMessage, invalid } from '../../domain/errors.js';
 import { createLogger } from '../../domain/log.js';
-import { startNode, type NetworkRole } from '../../node/index.js';
+import { startNode, type NetworkRole, type ServerClusterRole } from '../../node/index.js';
 import { DEFAULT_CGROUP_ROOT } from '../../sandbox/index.js';
 import { header, keyValues } from '../output.js';
 import { networkName } from '../network-flags.js';
@@ -21,20 +23,63 @@ interface UpOptions {
   domain: string;
   adminEmail?: string;
   agent: boolean;
-  overlay: string;
-  backend: string;
+  overlay?: string;
+  backend?: string;
   networkName: string;
   publicIp?: string;
   rendezvousPort: string;
+  storeInsecure?: boolean;
+  clusterInit?: boolean;
+  server?: string;
+  token?: string;
+  tokenFile?: string;
+  advertise?: string;
+  name?: string;
+  etcdClientPort: string;
+  etcdPeerPort: string;
+  joinPort: string;
   json?: boolean;
+}
+
+/** The cluster token without it showing in `ps`: --token-file or BERTH_TOKEN, beside --token. */
+export function tokenFrom(o: { token?: string; tokenFile?: string }, env: NodeJS.ProcessEnv): string | undefined {
+  if (o.token) return o.token;
+  if (o.tokenFile) {
+    try {
+      return readFileSync(o.tokenFile, 'utf8').trim();
+    } catch (err) {
+      throw invalid(`--token-file ${o.tokenFile} cannot be read: ${errorMessage(err)}`);
+    }
+  }
+  return env.BERTH_TOKEN || undefined;
+}
+
+/** `--cluster-init` / `--server URL --token T` → the node's cluster role (shapes checked here). */
+function clusterFlags(o: UpOptions): ServerClusterRole | undefined {
+  if (!o.clusterInit && !o.server) {
+    if (o.advertise || o.token || o.tokenFile) throw invalid('--advertise and --token belong with --cluster-init or --server URL.');
+    return undefined;
+  }
+  if (o.clusterInit && o.server) throw invalid('Give --cluster-init (the first server) or --server URL (join one), not both.');
+  if (o.store) throw invalid('A cluster server keeps its store in the etcd member Berth runs; leave out --store.');
+  if (!o.advertise || !isIPv4(o.advertise)) throw invalid(`--advertise must be this machine's IPv4 address, the one the other machines reach it at${o.advertise ? `, got "${o.advertise}"` : ''}.`);
+  const name = o.name ?? hostname();
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(name)) throw invalid(`--name must be 1-63 letters, digits, ".", "_" or "-", got "${name}".`);
+  const common = { name, advertise: o.advertise, etcdClientPort: port(o.etcdClientPort, '--etcd-client-port'), etcdPeerPort: port(o.etcdPeerPort, '--etcd-peer-port'), joinPort: port(o.joinPort, '--join-port') };
+  if (o.clusterInit) return { mode: { kind: 'init' }, ...common };
+  if (!URL.canParse(o.server as string)) throw invalid(`--server must be a server's API URL like http://10.0.0.1:5000, got "${o.server}".`);
+  const token = tokenFrom(o, process.env);
+  if (!token) throw invalid('Joining needs the cluster token: --token, --token-file FILE or BERTH_TOKEN (it is in <data-dir>/cluster.token on any server).');
+  return { mode: { kind: 'join', url: o.server as string, token }, ...common };
 }
 
 /** `--overlay`, `--backend`, `--network-name`, `--public-ip` as the node takes them (shapes checked here, the rest by the network). */
 function networkFlags(o: Pick<UpOptions, 'overlay' | 'backend' | 'networkName' | 'publicIp'>): NetworkRole {
-  if (!/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/.test(o.overlay)) throw invalid(`--overlay must be an IPv4 range like 10.244.0.0/16, got "${o.overlay}".`);
-  if (o.backend !== 'vxlan' && o.backend !== 'host-gw') throw invalid(`--backend must be vxlan or host-gw, got "${o.backend}".`);
+  if (o.overlay !== undefined && !/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/.test(o.overlay)) throw invalid(`--overlay must be an IPv4 range like 10.244.0.0/16, got "${o.overlay}".`);
+  if (o.backend !== undefined && o.backend !== 'vxlan' && o.backend !== 'host-gw') throw invalid(`--backend must be vxlan or host-gw, got "${o.backend}".`);
   if (o.publicIp !== undefined && !isIPv4(o.publicIp)) throw invalid(`--public-ip must be an IPv4 address, got "${o.publicIp}".`);
-  return { name: networkName(o.networkName), overlay: o.overlay, backend: o.backend, ...(o.publicIp ? { publicIp: o.publicIp } : {}) };
+  // Left out, the cluster's range and backend stand (10.244.0.0/16 over VXLAN for the first node).
+  return { name: networkName(o.networkName), ...(o.overlay ? { overlay: o.overlay } : {}), ...(o.backend ? { backend: o.backend as 'vxlan' | 'host-gw' } : {}), ...(o.publicIp ? { publicIp: o.publicIp } : {}) };
 }
 
 function port(value: string, flag: string): number {
@@ -63,11 +108,21 @@ export function register(program: Command): void {
     .option('--domain <domain>', 'apps are served at <app>.<domain>', 'berth.localhost')
     .option('--admin-email <email>', 'email of the first admin (default admin@<domain>)')
     .option('--no-agent', 'do not run dynos on this machine')
-    .option('--overlay <cidr>', "the cluster's overlay range: a /24 of it per machine, an address per dyno (set by the first node)", '10.244.0.0/16')
-    .option('--backend <backend>', 'how the overlay crosses machines: vxlan or host-gw (machines on one L2 segment; set by the first node)', 'vxlan')
+    .option('--overlay <cidr>', "the cluster's overlay range: a /24 of it per machine, an address per dyno (set by the first node; default 10.244.0.0/16)")
+    .option('--backend <backend>', 'how the overlay crosses machines: vxlan or host-gw (machines on one L2 segment; set by the first node; default vxlan)')
     .option('--network-name <name>', 'prefix of the network namespaces, veths and nftables table this node makes, so several platforms can share one kernel', 'berth')
     .option('--public-ip <address>', "the address other machines reach this one's overlay at (default: the source of the default route)")
     .option('--rendezvous-port <port>', 'TLS port `heroku run` attaches to (default: any free port)', '0')
+    .option('--store-insecure', 'accept an etcd --store without TLS or authentication (anyone who reaches it owns the platform)')
+    .option('--cluster-init', 'start the first server of a cluster: an etcd member with TLS and auth, a CA, <data-dir>/cluster.token')
+    .option('--server <url>', "join the cluster of this server (its API URL, e.g. http://10.0.0.1:5000) as another server")
+    .option('--token <token>', 'the cluster token, to join (shows in ps: prefer --token-file or BERTH_TOKEN)')
+    .option('--token-file <file>', 'read the cluster token from this file')
+    .option('--advertise <ip>', "this machine's address, the one the other machines reach it at (with --cluster-init / --server)")
+    .option('--name <name>', "this machine's name in the cluster (default: the host name)")
+    .option('--etcd-client-port <port>', "the etcd member's client port", '2379')
+    .option('--etcd-peer-port <port>', "the etcd member's peer port", '2380')
+    .option('--join-port <port>', 'TLS port other machines join through', '5443')
     .option('--json', 'print the startup summary as JSON')
     .action(async (opts: UpOptions) => {
       const dataDir = resolve(opts.dataDir);
@@ -77,6 +132,9 @@ export function register(program: Command): void {
       const httpsPort = port(opts.httpsPort ?? (process.getuid?.() === 0 ? '443' : '8443'), '--https-port');
       const rendezvousPort = opts.rendezvousPort === '0' ? 0 : port(opts.rendezvousPort, '--rendezvous-port');
       const network = networkFlags(opts);
+      const cluster = clusterFlags(opts);
+      // Other machines reach this one's overlay, dynos and API at the address it advertises.
+      if (cluster && !network.publicIp) network.publicIp = cluster.advertise;
       const log = createLogger('berth', { level: process.env.BERTH_LOG_LEVEL, destination: process.stderr });
       // One component's unexpected rejection must not take the whole node (and its dynos) down.
       process.on('unhandledRejection', (err) => log.error({ err: errorMessage(err) }, 'unhandled rejection'));
@@ -89,13 +147,16 @@ export function register(program: Command): void {
         dataDir,
         log,
         store: opts.store ?? defaultStoreUrl(dataDir),
+        ...(opts.storeInsecure ? { storeInsecure: true } : {}),
+        ...(cluster ? { cluster } : {}),
         sandbox: { cgroupRoot: process.env.BERTH_CGROUP_ROOT ?? DEFAULT_CGROUP_ROOT },
         network,
         roles: {
           controller: {
             host: opts.apiHost,
             port: apiPort,
-            url: opts.apiUrl,
+            // Other machines (agents, peers) need an address they can reach, not loopback.
+            url: opts.apiUrl ?? (cluster ? `http://${cluster.advertise}:${apiPort}` : undefined),
             domain: opts.domain,
             adminEmail: opts.adminEmail,
             bootstrapToken: process.env.BERTH_BOOTSTRAP_TOKEN || undefined,
@@ -105,7 +166,7 @@ export function register(program: Command): void {
           builder: { sshPort, buildpackDirs: (process.env.BERTH_BUILDPACK_DIRS ?? '').split(':').filter((d) => d.startsWith('/')) },
           scheduler: {},
           router: { httpPort, httpsPort },
-          ...(opts.agent ? { agent: {} } : {}),
+          ...(opts.agent ? { agent: cluster ? { name: cluster.name, address: cluster.advertise } : {} } : {}),
         },
       });
       const { summary } = node;
@@ -113,7 +174,7 @@ export function register(program: Command): void {
       if (opts.json) console.log(JSON.stringify(summary));
       else {
         console.log(header('Berth is up'));
-        console.log(keyValues([['API', summary.api_url], ['Git', `${summary.api_url}/<app>.git  or  ssh://git@<host>:${summary.ssh_port}/<app>.git`], ['Apps', summary.http_port !== null ? `http://<app>.${opts.domain}:${summary.http_port}/` : `not routed: ${node.unavailable.router}`], ['Data dir', dataDir], ['Store', summary.store], ['Network', summary.network ? `${summary.network.network} (${summary.network.backend}), this machine ${summary.network.subnet} at ${summary.network.public_ip}` : 'none'], ['heroku run', summary.rendezvous_cert ? `trust ${summary.rendezvous_cert} (NODE_EXTRA_CA_CERTS); TLS port ${summary.rendezvous_port}` : 'unavailable (no openssl)']]));
+        console.log(keyValues([['API', summary.api_url], ['Git', `${summary.api_url}/<app>.git  or  ssh://git@<host>:${summary.ssh_port}/<app>.git`], ['Apps', summary.http_port !== null ? `http://<app>.${opts.domain}:${summary.http_port}/` : `not routed: ${node.unavailable.router}`], ['Data dir', dataDir], ['Store', summary.store], ...(summary.cluster ? ([['Cluster', `server ${summary.cluster.name} at ${summary.cluster.advertise}; etcd member ${summary.cluster.etcd_member ?? 'none (the cluster has its voters)'}`], ['Join token', summary.cluster.token_file ? `${summary.cluster.token_file} (berth up --server ${summary.api_url} --token-file FILE --advertise IP)` : 'none here']] as [string, string][]) : []), ['Network', summary.network ? `${summary.network.network} (${summary.network.backend}), this machine ${summary.network.subnet} at ${summary.network.public_ip}` : 'none'], ['heroku run', summary.rendezvous_cert ? `trust ${summary.rendezvous_cert} (NODE_EXTRA_CA_CERTS); TLS port ${summary.rendezvous_port}` : 'unavailable (no openssl)']]));
         if (summary.admin_token) {
           console.log(`\nAdmin API token (shown once, also in ${join(dataDir, 'admin.token')}):\n  ${summary.admin_token}`);
           console.log(`\nUse it with the heroku CLI:  HEROKU_HOST=${summary.api_url} HEROKU_API_KEY=${summary.admin_token} heroku apps`);
