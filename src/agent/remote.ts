@@ -1,26 +1,9 @@
-import { createHash, randomUUID } from 'node:crypto';
-import { createWriteStream, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, utimesSync } from 'node:fs';
-import { join } from 'node:path';
-import { Readable, Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { get } from '../domain/codec.js';
 import { errorMessage } from '../domain/errors.js';
-import { codecs } from '../domain/records.js';
-import { keys } from '../domain/keys.js';
 import type { Logger } from '../domain/log.js';
 import type { Store } from '../store/index.js';
+import { ServerList, SlugSource } from './slug-source.js';
 
-/** Slugs kept per machine: the most recently used. A dyno started from one removed since reads it
- * through its open file; a later start downloads it again. */
-const CACHE_KEEP = 30;
-
-export function pruneCache(dir: string, keep: number): void {
-  const files = readdirSync(dir)
-    .filter((f) => f.endsWith('.tgz'))
-    .map((f) => ({ f, at: statSync(join(dir, f)).mtimeMs }))
-    .sort((a, b) => b.at - a.at);
-  for (const { f } of files.slice(keep)) rmSync(join(dir, f), { force: true });
-}
+export { pruneCache } from './slug-source.js';
 
 /** Well under the API's 1 MiB body limit, JSON overhead included. */
 const BATCH_BYTES = 256 * 1024;
@@ -33,14 +16,19 @@ export interface JoinAnswer {
   domain: string;
 }
 
+/** A server that does not answer a log batch within this long is passed over for the next. */
+const POST_TIMEOUT_MS = 15_000;
+
 /**
- * An agent's line to the controller when it runs in a process of its own (`berth agent`): it joins
- * with the cluster token, fetches slugs into a per-machine cache, and sends its dynos' log lines.
- * The embedded agent of `berth up` needs none of this: it shares the builder's slug dir and LogHub.
+ * An agent's line to the servers when it runs in a process of its own (`berth agent`): it joins
+ * with the cluster token through the URL it was given, then fetches slugs into a per-machine cache
+ * and sends its dynos' log lines through any live server, moving to another when one fails. The
+ * embedded agent of a server needs none of this: it shares the builder's slug store and LogHub.
  */
 export class ControllerLink {
   private readonly base: string;
-  private readonly fetching = new Map<string, Promise<string>>();
+  /** The join URL first, then every live server once the store is known (`attach`). */
+  readonly servers: ServerList;
   private queue: { app_id: string; source: string; dyno: string; message: string; time: string }[] = [];
   private dropped = 0;
   private flushing: Promise<void> | undefined;
@@ -52,6 +40,12 @@ export class ControllerLink {
     private readonly log: Logger,
   ) {
     this.base = controller.replace(/\/+$/, '');
+    this.servers = new ServerList(this.base, log);
+  }
+
+  /** The store this machine joined: from now on any live server in it is reached, not only the join URL. */
+  attach(store: Store): void {
+    this.servers.attach(store);
   }
 
   private headers(extra: Record<string, string> = {}): Record<string, string> {
@@ -74,50 +68,14 @@ export class ControllerLink {
   }
 
   /**
-   * The host path of a slug, downloaded once per machine and checked against the checksum the
-   * builder recorded: a truncated or tampered download is never run.
+   * The host path of a slug, downloaded once per machine from a live server that holds it and
+   * checked against the checksum the builder recorded: a truncated or tampered download is never
+   * run. Attaches the store (`attach`), so log batches fail over too.
    */
   slugPath(store: Store, cacheDir: string): (slugId: string) => Promise<string> {
-    mkdirSync(cacheDir, { recursive: true, mode: 0o700 });
-    return (slugId) => {
-      let p = this.fetching.get(slugId);
-      if (!p) {
-        p = this.download(store, cacheDir, slugId).finally(() => this.fetching.delete(slugId));
-        this.fetching.set(slugId, p);
-      }
-      return p;
-    };
-  }
-
-  private async download(store: Store, cacheDir: string, slugId: string): Promise<string> {
-    const slug = await get(store, keys.slug(slugId), codecs.slug);
-    if (!slug) throw new Error(`slug ${slugId} is missing`);
-    const checksum = slug.value.checksum;
-    const hex = checksum.replace(/^SHA256:/, '');
-    if (!/^[0-9a-f]{64}$/.test(hex)) throw new Error(`slug ${slugId} has no usable checksum`);
-    const file = join(cacheDir, `${hex}.tgz`);
-    if (existsSync(file)) {
-      // Recently used slugs are the ones the cache keeps.
-      const now = new Date();
-      utimesSync(file, now, now);
-      return file;
-    }
-    const res = await fetch(`${this.base}/internal/slugs/${slugId}/blob`, { headers: this.headers() });
-    if (!res.ok || !res.body) throw new Error(`slug ${slugId} download failed: HTTP ${res.status}`);
-    const part = join(cacheDir, `.${hex}.${randomUUID()}.part`);
-    const hash = createHash('sha256');
-    const tee = new Transform({ transform: (chunk: Buffer, _enc, done) => (hash.update(chunk), done(null, chunk)) });
-    try {
-      await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>), tee, createWriteStream(part, { mode: 0o600 }));
-      const got = hash.digest('hex');
-      if (got !== hex) throw new Error(`slug ${slugId} failed its checksum (got SHA256:${got}, want ${checksum})`);
-      renameSync(part, file);
-    } finally {
-      rmSync(part, { force: true });
-    }
-    this.log.info({ slug: slugId, checksum }, 'slug cached');
-    pruneCache(cacheDir, CACHE_KEEP);
-    return file;
+    this.attach(store);
+    const source = new SlugSource({ store, log: this.log, cacheDir, servers: this.servers, headers: () => this.headers() });
+    return (slugId) => source.path(slugId);
   }
 
   /** Queues a line for the controller; sent in batches so a chatty dyno is not a request per line. */
@@ -143,20 +101,15 @@ export class ControllerLink {
       let n = 0;
       while (n < this.queue.length && n < 2000 && bytes < BATCH_BYTES) bytes += Buffer.byteLength(this.queue[n++]?.message ?? '') + 200;
       const batch = this.queue.splice(0, n);
-      let status = 0;
-      try {
-        const res = await fetch(`${this.base}/internal/logs`, { method: 'POST', headers: this.headers({ 'content-type': 'application/json' }), body: JSON.stringify({ lines: batch }) });
-        status = res.status;
-        if (res.ok) continue;
-      } catch (err) {
-        this.log.warn({ err: errorMessage(err), queued: this.queue.length + batch.length }, 'sending log lines failed; retrying');
-      }
-      // A batch the controller refuses as such (not the token, not a pause) would be refused
+      const outcome = await this.post(JSON.stringify({ lines: batch }));
+      if (outcome === 'sent') continue;
+      // A batch a server refuses as such (not the credential, not a pause) would be refused
       // forever: drop it, counted, rather than stall this machine's logs behind it.
-      if (status >= 400 && status < 500 && status !== 401 && status !== 429) {
+      if (outcome === 'refused') {
         this.dropped += batch.length;
         continue;
       }
+      this.log.warn({ err: outcome.error, queued: this.queue.length + batch.length }, 'no server took the log lines; retrying');
       this.queue.unshift(...batch);
       this.timer ??= setTimeout(() => void this.flush(), 2000);
       return;
@@ -165,6 +118,27 @@ export class ControllerLink {
       this.log.warn({ dropped: this.dropped }, 'log lines dropped (controller unreachable too long, or it refused a batch)');
       this.dropped = 0;
     }
+  }
+
+  /** One batch to the first live server that takes it. */
+  private async post(body: string): Promise<'sent' | 'refused' | { error: string }> {
+    const errors: string[] = [];
+    for (const { url } of await this.servers.list()) {
+      try {
+        const res = await fetch(`${url}/internal/logs`, { method: 'POST', headers: this.headers({ 'content-type': 'application/json' }), body, signal: AbortSignal.timeout(POST_TIMEOUT_MS) });
+        await res.body?.cancel();
+        if (res.ok) {
+          this.servers.worked(url);
+          return 'sent';
+        }
+        if (res.status >= 400 && res.status < 500 && res.status !== 401 && res.status !== 429) return 'refused';
+        errors.push(`${url}: HTTP ${res.status}`);
+      } catch (err) {
+        errors.push(`${url}: ${errorMessage(err)}`);
+      }
+      this.servers.failed(url);
+    }
+    return { error: errors.join('; ') };
   }
 
   close(): Promise<void> {

@@ -30,6 +30,8 @@ export interface BuilderOptions {
   memoryBytes?: number;
   /** Host directories tenants may name as buildpacks (absolute, resolved; BERTH_BUILDPACK_DIRS); none by default. */
   buildpackDirs?: string[];
+  /** This machine's id: the slug store records the blobs it holds under it. */
+  machine?: string;
 }
 
 /**
@@ -54,7 +56,7 @@ export class Builder {
     this.workDir = join(dataDir, 'work');
     mkdirSync(this.workDir, { recursive: true });
     chmodSync(this.workDir, 0o711);
-    this.slugs = new SlugStore(options.store, join(dataDir, 'slugs'));
+    this.slugs = new SlugStore(options.store, join(dataDir, 'slugs'), undefined, options.machine);
     // A builder killed mid-build leaves its sandboxes' empty cgroups behind.
     this.sandbox.reapStaleCgroups('build-');
     this.unavailable = buildsUnavailable(this.workDir);

@@ -12,6 +12,7 @@ import { get } from '../domain/codec.js';
 import { keys } from '../domain/keys.js';
 import { codecs } from '../domain/records.js';
 import type { Logger } from '../domain/log.js';
+import type { ClusterPeers } from '../domain/peers.js';
 import type { SlugRecord } from '../domain/records.js';
 import type { Networks } from '../network/index.js';
 import type { Sandbox } from '../sandbox/index.js';
@@ -21,12 +22,15 @@ import { GitRepos, registerGitRoutes } from './git.js';
 import type { Deployer, GitAccess, SlugBuilder, SlugRunner } from './ports.js';
 import { PushHandler, registerHookRoute } from './push.js';
 import { SandboxSlugRunner } from './release-phase.js';
+import { SlugReplicator, type SlugReplicatorOptions } from './replication.js';
 import { GitSlugBuilder } from './slug-builder.js';
-import { registerSlugBlobRoutes } from './slug-routes.js';
+import { registerSlugBlobRoutes, registerSlugCopyRoutes } from './slug-routes.js';
+import { checksumHex } from './slugs.js';
 import { startGitSsh } from './ssh.js';
 
 export { Builder, BUILTIN_BUILDPACKS_DIR } from './builder.js';
 export { parseProcfile } from './procfile.js';
+export { SlugReplicator, type SlugReplicatorOptions } from './replication.js';
 export type { AppRef, BuildRequest, BuiltSlug, Deployer, GitAccess, PushSource, SlugBuilder, SlugCommand, SlugRunner } from './ports.js';
 
 export interface BuilderOptions {
@@ -39,6 +43,18 @@ export interface BuilderOptions {
   network: Networks;
   /** Host directories tenants may name as buildpacks; none by default. */
   buildpackDirs?: string[];
+  /**
+   * This machine's id, which its slug copy records carry; `peers.self` when peers are given.
+   * Without either, no copy records are written (a node that never joins a cluster).
+   */
+  machine?: string;
+  /**
+   * The other live servers: a build waits for one of them to hold its slug, and blobs this server
+   * lacks are fetched from them. Absent (or none live): one copy, on this server.
+   */
+  peers?: ClusterPeers;
+  /** Timeouts and limits of the replication (defaults in `SlugReplicatorOptions`). */
+  replication?: Pick<SlugReplicatorOptions, 'parallel' | 'copyTimeoutMs' | 'idleTimeoutMs' | 'repairMs' | 'collectGraceMs'>;
 }
 
 export interface BuilderComponent {
@@ -52,27 +68,45 @@ export interface BuilderComponent {
   builder: Builder;
   /** A slug's record, from the store. */
   slug(slugId: string): Promise<SlugRecord | undefined>;
-  /** The host path of a slug's tarball on this node (for the embedded agent and one-off dynos). */
+  /**
+   * The host path of a slug's tarball on this server (for its agent and one-off dynos), fetched
+   * from another server first when this one lacks it.
+   */
   slugPath(slugId: string): Promise<string>;
+  /**
+   * Keeps every live slug on this server and removes dead ones; its routes answer peers' copy
+   * requests. The node starts it on every server (`start()`/`stop()`).
+   */
+  replicator: SlugReplicator;
 }
 
 export function createBuilder(options: BuilderOptions): BuilderComponent {
-  const builder = new Builder({ store: options.store, log: options.log.child({ component: 'builder' }), dataDir: options.dataDir, sandbox: options.sandbox, network: options.network, buildpackDirs: options.buildpackDirs ?? [] });
+  const log = options.log.child({ component: 'builder' });
+  const machine = options.peers?.self ?? options.machine;
+  const builder = new Builder({ store: options.store, log, dataDir: options.dataDir, sandbox: options.sandbox, network: options.network, buildpackDirs: options.buildpackDirs ?? [], ...(machine ? { machine } : {}) });
+  const replicator = new SlugReplicator({ store: options.store, log: log.child({ part: 'slug-replication' }), slugs: builder.slugs, ...(options.peers ? { peers: options.peers } : {}), ...options.replication });
   const repos = new GitRepos(join(options.dataDir, 'repos'));
   const slug = async (slugId: string): Promise<SlugRecord | undefined> => {
     return (await get(options.store, keys.slug(slugId), codecs.slug))?.value;
   };
+  const slugPath = async (slugId: string): Promise<string> => {
+    const record = await get(options.store, keys.slug(slugId), codecs.slug);
+    const hex = record && checksumHex(record.value.checksum);
+    if (!hex) throw new Error(`slug ${slugId} is missing`);
+    // Kept until this server's replicator has seen the record, however far behind its watch is.
+    return replicator.ensure(hex, record.mod);
+  };
+  const runner = new SandboxSlugRunner(options.store, builder);
   return {
-    slugs: new GitSlugBuilder(builder, repos),
-    runner: new SandboxSlugRunner(options.store, builder),
+    slugs: new GitSlugBuilder(builder, repos, replicator, options.store, log),
+    // The release phase may run on a server that has not fetched the slug yet (a rollback, a
+    // config change right after a build elsewhere).
+    runner: { run: async (command) => (await slugPath(command.slugId), runner.run(command)) },
     repos,
     builder,
     slug,
-    async slugPath(slugId) {
-      const record = await slug(slugId);
-      if (!record) throw new Error(`slug ${slugId} is missing`);
-      return builder.slugs.blobPath(record.checksum);
-    },
+    slugPath,
+    replicator,
   };
 }
 
@@ -109,7 +143,8 @@ export function createBuilderServer(o: BuilderServerOptions): BuilderServer {
     routes(api) {
       registerGitRoutes(api, access, builder.repos, pushes);
       registerHookRoute(api, pushes);
-      registerSlugBlobRoutes(api, access, builder.slug, builder.builder.slugs);
+      registerSlugBlobRoutes(api, { store: builder.builder.slugs.store, log, access, find: builder.slug, slugs: builder.builder.slugs, replicator: builder.replicator });
+      registerSlugCopyRoutes(api, { slugs: builder.builder.slugs, replicator: builder.replicator });
     },
     startSsh(host, port) {
       return startGitSsh({ host, port, hostKeyPath: o.hostKeyPath, access, repos: builder.repos, pushes, log: log.child({ transport: 'ssh' }) });

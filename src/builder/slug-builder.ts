@@ -1,17 +1,26 @@
 import { spawn } from 'node:child_process';
+import { errorMessage } from '../domain/errors.js';
+import { keys } from '../domain/keys.js';
+import type { Logger } from '../domain/log.js';
 import { extractAs, readTenantFile } from '../sandbox/index.js';
+import type { Store } from '../store/index.js';
 import type { Builder } from './builder.js';
 import type { GitRepos } from './git.js';
 import type { BuildRequest, BuiltSlug, SlugBuilder } from './ports.js';
+import type { SlugReplicator } from './replication.js';
 
 /**
  * Source → slug for a pushed commit: the tree read from the app's repository (git's quarantine,
- * while the push is undecided) into a fresh workspace, built by the buildpacks, packed as a slug.
+ * while the push is undecided) into a fresh workspace, built by the buildpacks, packed as a slug,
+ * and held by a second server before it is returned (so before any release points at it).
  */
 export class GitSlugBuilder implements SlugBuilder {
   constructor(
     private readonly builder: Builder,
     private readonly repos: GitRepos,
+    private readonly replicator: SlugReplicator,
+    private readonly store: Store,
+    private readonly log: Logger,
   ) {}
 
   get unavailable(): string | undefined {
@@ -24,6 +33,13 @@ export class GitSlugBuilder implements SlugBuilder {
     try {
       await extract(this.repos.path(app.id), source.commit, source.objects, ws.appDir, ws.uid);
       const { slug, buildpacks } = await this.builder.build(app, ws, config, source.commit, output, signal);
+      try {
+        await this.replicator.spread(slug, output);
+      } catch (err) {
+        // No release will point at it: the record goes, and with it (on every server) the blob.
+        await this.store.delete(keys.slug(slug.id)).catch((e: unknown) => this.log.warn({ slug: slug.id, err: errorMessage(e) }, 'could not delete an unreplicated slug record'));
+        throw err;
+      }
       const postdeploy = readPostdeploy(ws.appDir);
       return { slug, buildpacks, ...(postdeploy ? { postdeploy } : {}) };
     } finally {
@@ -31,8 +47,9 @@ export class GitSlugBuilder implements SlugBuilder {
     }
   }
 
+  /** From the replicator's index when it runs (no read of other apps' slugs), else by reading every record. */
   collect(appId: string, keep: Set<string>): Promise<number> {
-    return this.builder.slugs.gc(appId, keep);
+    return this.replicator.running ? this.replicator.collect(appId, keep) : this.builder.slugs.gc(appId, keep);
   }
 }
 
