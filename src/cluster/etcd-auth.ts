@@ -1,6 +1,7 @@
 import { Etcd3, EtcdRoleExistsError, EtcdUserExistsError, isRecoverableError } from 'etcd3';
 import { BerthError, errorMessage } from '../domain/errors.js';
 import { REVISION_PROBE_KEY, type EtcdTls } from '../store/index.js';
+import { byteRange } from '../store/validate.js';
 
 /**
  * etcd users, named for the CNs of the client certificates Berth issues: with --client-cert-auth
@@ -14,17 +15,6 @@ const AGENT_PREFIX = '/berth/';
 const CALL_TIMEOUT_MS = 5000;
 
 export const EtcdAuthErrorCode = 'etcd_auth_failed';
-
-/** [key, range_end) covering every key that starts with `prefix` (etcd's prefix convention). */
-function prefixRange(prefix: string): { key: Buffer; range_end: Buffer } {
-  const key = Buffer.from(prefix);
-  const end = Buffer.from(key);
-  let i = end.length - 1;
-  while (i >= 0 && end[i] === 0xff) i--;
-  if (i < 0) return { key, range_end: Buffer.from([0]) };
-  end[i] = (end[i] ?? 0) + 1;
-  return { key, range_end: end.subarray(0, i + 1) };
-}
 
 async function ignoring<T>(kind: new (...args: never[]) => Error, fn: () => Promise<T>): Promise<void> {
   try {
@@ -68,7 +58,11 @@ export async function enableEtcdAuth(o: { endpoints: string[]; tls: EtcdTls }): 
     step = `add role ${ETCD_USERS.agent}`;
     await ignoring(EtcdRoleExistsError, () => auth.roleAdd({ name: ETCD_USERS.agent }));
     step = `grant ${ETCD_USERS.agent} its keys`;
-    await auth.roleGrantPermission({ name: ETCD_USERS.agent, perm: { permType: 'Readwrite', ...prefixRange(AGENT_PREFIX) } });
+    const agentKeys = byteRange(AGENT_PREFIX, { prefix: true });
+    await auth.roleGrantPermission({
+      name: ETCD_USERS.agent,
+      perm: { permType: 'Readwrite', key: agentKeys.start, range_end: agentKeys.end ?? Buffer.from([0]) },
+    });
     await auth.roleGrantPermission({
       name: ETCD_USERS.agent,
       perm: { permType: 'Read', key: Buffer.from(REVISION_PROBE_KEY), range_end: Buffer.alloc(0) },

@@ -78,6 +78,10 @@ describe('berth up', () => {
     expect(bad.code).toBe(1);
     expect(bad.stderr).toContain('unknown scheme mysql');
     expect(bad.stderr).toContain('invalid_store_url');
+    const open = await failBerth(['--data-dir', join(dir, 'node3'), '--store', 'etcd://127.0.0.1:2379']);
+    expect(open.code).toBe(1);
+    expect(open.stderr).toContain('store_insecure');
+    expect(open.stderr).toContain('--store-insecure');
     const port = await failBerth(['--data-dir', join(dir, 'node4'), '--api-port', 'http']);
     expect(port.code).toBe(1);
     expect(port.stderr).toContain('--api-port must be a port number');
