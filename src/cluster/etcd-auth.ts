@@ -6,7 +6,9 @@ import { byteRange } from '../store/validate.js';
 /**
  * etcd users, named for the CNs of the client certificates Berth issues: with --client-cert-auth
  * etcd takes the CN as the user, so a certificate is the whole credential. `root` is the servers'
- * (member changes, compaction and defragmentation need it).
+ * (member changes and defragmentation need it). etcd 3.4 does not check compaction against roles:
+ * any user may compact, so an agent's certificate can discard history, though read no key outside its
+ * prefixes.
  */
 export const ETCD_USERS = { server: 'root', agent: 'berth-agent' } as const;
 
