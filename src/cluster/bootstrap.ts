@@ -144,7 +144,8 @@ async function joinAs(o: MachineBootstrapOptions & { mode: { kind: 'join'; url: 
   files.write('node.key', keys.privateKey);
   files.write('node.crt', answer.cert);
   files.write('credential', answer.credential);
-  if (answer.token) writeToken(o.dataDir, answer.token);
+  // A server admits later joins with the token it joined with (the cluster's, since it was taken).
+  if (server) writeToken(o.dataDir, formatToken(token));
   if (answer.ssh_host_key && o.sshHostKeyPath) {
     mkdirSync(dirname(o.sshHostKeyPath), { recursive: true, mode: 0o700 });
     writeFileSync(o.sshHostKeyPath, answer.ssh_host_key, { mode: 0o600 });
@@ -177,10 +178,11 @@ async function joinAs(o: MachineBootstrapOptions & { mode: { kind: 'join'; url: 
     member: member ? { name: o.name, client_port: o.etcd.clientPort, peer_port: o.etcd.peerPort } : null,
     endpoints,
     servers: answer.servers,
+    domain: answer.domain,
   };
   files.saveState(state);
   const ca = answer.ca_key ? { cert: answer.ca_cert, key: answer.ca_key } : undefined;
-  return { files, state, tls, ca, member, token: answer.token, credential: answer.credential, created: false, endpoints: () => state.endpoints.map(hostPort) };
+  return { files, state, tls, ca, member, token: server ? formatToken(token) : undefined, credential: answer.credential, created: false, endpoints: () => state.endpoints.map(hostPort) };
 }
 
 /** A restart with the same data dir: the member starts on its own data, the voters are listed afresh. */

@@ -18,6 +18,8 @@ export interface ClusterState {
   endpoints: string[];
   /** The servers' API URLs this machine last knew (an agent's way back in). */
   servers: string[];
+  /** The apps' domain, from the join (an agent's router needs it). */
+  domain?: string;
 }
 
 const stateSchema = z.object({
@@ -27,6 +29,7 @@ const stateSchema = z.object({
   member: z.object({ name: z.string(), client_port: z.number().int(), peer_port: z.number().int() }).nullable(),
   endpoints: z.array(z.string().url()),
   servers: z.array(z.string()),
+  domain: z.string().optional(),
 });
 
 export class ClusterFiles {

@@ -28,8 +28,6 @@ export interface JoinAnswer {
   cert: string;
   /** The machine's credential for `/internal/` calls. */
   credential: string;
-  /** The full token (servers keep it in `<data-dir>/cluster.token` to admit later joins). */
-  token?: string;
   etcd: {
     /** Client URLs of the voters. */
     endpoints: string[];
@@ -40,6 +38,8 @@ export interface JoinAnswer {
   servers: string[];
   /** The cluster's git-over-SSH host key, so every server answers with one identity. */
   ssh_host_key?: string;
+  /** Apps are served at <app>.<domain>: what a machine's router needs. */
+  domain: string;
 }
 
 export interface JoinServerOptions {
@@ -52,10 +52,9 @@ export interface JoinServerOptions {
   etcd: { endpoints: () => string[]; tls: ClientTls };
   verifyToken(token: string): Promise<boolean>;
   issueCredential(machine: string, name: string, role: JoinRole): Promise<string>;
-  /** The full cluster token (handed to joining servers). */
-  token(): string;
   servers(): Promise<string[]>;
   sshHostKey(): string | undefined;
+  domain: string;
   log: Logger;
   voters?: number;
 }
@@ -81,8 +80,8 @@ function check(body: unknown): JoinRequest {
  * The join listener every server runs (k3s's supervisor port): TLS with a leaf of the cluster CA.
  * `GET /cacerts` hands out the CA certificate to anyone (the joiner hashes it and compares with its
  * token before trusting this connection with anything); `POST /join` takes the token and the
- * joiner's public key and answers with its leaf, its credential and, for a server, the CA key, the
- * token and the etcd member it is to start (as a learner; it promotes itself once caught up).
+ * joiner's public key and answers with its leaf, its credential and, for a server, the CA key and
+ * the etcd member it is to start (as a learner; it promotes itself once caught up).
  */
 export class JoinServer {
   private app: FastifyInstance | undefined;
@@ -135,11 +134,12 @@ export class JoinServer {
       const ssh = server ? o.sshHostKey() : undefined;
       return {
         ca_cert: o.ca.cert,
-        ...(server ? { ca_key: o.ca.key, token: o.token() } : {}),
+        ...(server ? { ca_key: o.ca.key } : {}),
         cert,
         credential,
         etcd: { endpoints, member },
         servers: await o.servers(),
+        domain: o.domain,
         ...(ssh ? { ssh_host_key: ssh } : {}),
       };
     } finally {

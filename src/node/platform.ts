@@ -1,5 +1,4 @@
 import { mkdirSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { Agent, ProcessRuntime, localMachine, machineId } from '../agent/index.js';
 import { createBuilder, createBuilderServer } from '../builder/index.js';
@@ -12,25 +11,15 @@ import { Scheduler } from '../scheduler/index.js';
 import { openStore } from '../store/index.js';
 import { bootstrapMachine } from '../cluster/index.js';
 import { bootstrap } from './bootstrap.js';
+import { clusterRoutes } from './cluster-routes.js';
 import { joinInfoRoutes, joinUrl, serverBootstrap, serverCredential, startClusterServer } from './server.js';
 import { nodeNetwork } from './network.js';
+import { loopbackPort } from './ports.js';
 import { Parts, startOrUnwind } from './shutdown.js';
 import type { Node, PlatformNodeOptions, PlatformSummary, Role } from './types.js';
 
 function networkSummary(i: ReturnType<OverlayNetwork['info']>): PlatformSummary['network'] {
   return { network: i.network, subnet: i.subnet, backend: i.backend, public_ip: i.publicIp };
-}
-
-/** A port the kernel hands out on loopback, for the router's private control server. */
-function loopbackPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const p = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(p));
-    });
-  });
 }
 
 /** Where this node's own git hook reaches the API: the address it listens on (loopback for a wildcard). */
@@ -98,10 +87,10 @@ export async function startPlatformNode(o: PlatformNodeOptions): Promise<Node<Pl
         slugPath: (id) => builder.slugPath(id),
         ...(c.rendezvousPort !== undefined ? { rendezvous: { host: c.host, port: c.rendezvousPort } } : {}),
       });
-    const controller = await startController({ services, host: c.host, port: c.port, routes: [...(gitServer ? [gitServer.routes] : []), ...(oneOff ? [oneOff.routes] : []), ...(cluster && o.cluster ? [joinInfoRoutes(joinUrl(cluster, o.cluster))] : [])] });
+    const controller = await startController({ services, host: c.host, port: c.port, routes: [...(gitServer ? [gitServer.routes] : []), ...(oneOff ? [oneOff.routes] : []), ...(cluster && o.cluster ? [joinInfoRoutes(joinUrl(cluster, o.cluster)), clusterRoutes({ store, services, cluster, dataDir })] : [])] });
     parts.add('controller', () => controller.close());
     if (cluster && o.cluster && credential) {
-      const server = await startClusterServer({ store, services, cluster, role: o.cluster, machine: node, apiUrl, host: c.host, dataDir, log, ttl: roles.agent?.ttl ?? 5 });
+      const server = await startClusterServer({ store, services, cluster, role: o.cluster, machine: node, apiUrl, host: c.host, dataDir, log, ttl: roles.scheduler?.ttl ?? roles.agent?.ttl ?? 5, domain: c.domain });
       parts.add('joins', () => server.joins.close());
       parts.add('server', () => server.registration.stop());
     }

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { JoinServer, TOKEN_FILE, type MachineBootstrapOptions, type MachineCluster } from '../cluster/index.js';
+import { JoinServer, type MachineBootstrapOptions, type MachineCluster } from '../cluster/index.js';
 import { ClusterTokens } from '../controller/services/cluster.js';
 import type { Services } from '../controller/index.js';
 import { list, put } from '../domain/codec.js';
@@ -74,6 +74,7 @@ export async function startClusterServer(o: {
   dataDir: string;
   log: Logger;
   ttl: number;
+  domain: string;
 }): Promise<ClusterServerParts> {
   const { cluster, services } = o;
   if (!cluster.ca) throw new Error(`${cluster.files.dir} has no CA key: this data dir belongs to an agent`);
@@ -87,10 +88,9 @@ export async function startClusterServer(o: {
     etcd: { endpoints: () => cluster.state.endpoints, tls: cluster.tls },
     verifyToken: (t) => services.cluster.verify(t),
     issueCredential: (machine, name, role) => services.cluster.issue(machine, name, role),
-    // Read at each join: `berth cluster:rotate-token` rewrites the file on the server that rotates.
-    token: () => readFileSync(join(o.dataDir, TOKEN_FILE), 'utf8').trim(),
     servers: async () => (await list(o.store, keys.servers(), codecs.server)).map((s) => s.value.api_url),
     sshHostKey: () => (existsSync(sshKey) ? readFileSync(sshKey, 'utf8') : undefined),
+    domain: o.domain,
     log: o.log.child({ component: 'join' }),
   });
   await joins.start();

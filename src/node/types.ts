@@ -115,15 +115,31 @@ export interface PlatformNodeOptions extends NodeBase {
   roles: { controller: ControllerRole; builder?: BuilderRole; scheduler?: SchedulerRole; router?: RouterRole; agent?: AgentRole };
 }
 
-/** A machine that only runs dynos (`berth agent`): it joins through a controller, which names the store. */
+/**
+ * A machine that only runs dynos and a router (`berth agent`), no control plane. It joins a
+ * secured cluster through a server (`server`: the TLS join, which gives it a certificate for the
+ * store and a credential) or, the older way, through a controller that names an open store.
+ */
 export interface AgentNodeOptions extends NodeBase {
-  join: {
-    /** The API of a platform node, e.g. http://10.0.0.1:5000. */
-    controller: string;
-    /** The cluster join token. */
-    token: string;
-  };
-  roles: { agent: AgentRole };
+  join: ControllerJoin | ServerJoin;
+  roles: { agent: AgentRole; router?: RouterRole };
+}
+
+export interface ControllerJoin {
+  /** The API of a platform node, e.g. http://10.0.0.1:5000. */
+  controller: string;
+  /** The cluster join token. */
+  token: string;
+  /** Open the store the controller names even without TLS or authentication. */
+  storeInsecure?: boolean;
+}
+
+export interface ServerJoin {
+  /** Any server's API URL, e.g. http://10.0.0.1:5000 (ignored once the data dir holds a cluster). */
+  server: string;
+  token: string;
+  /** The address other machines reach this one at. */
+  advertise: string;
 }
 
 export type NodeOptions = PlatformNodeOptions | AgentNodeOptions;
@@ -156,7 +172,10 @@ export interface PlatformSummary {
 export interface AgentSummary {
   machine_id: string;
   name: string;
+  /** The server (or controller) it joined through. */
   controller: string;
+  /** Null when the router does not run here (nginx missing, or not asked for). */
+  http_port: number | null;
   store: string;
   tags: Record<string, string>;
   ttl: number;

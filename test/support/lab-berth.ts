@@ -7,12 +7,14 @@
  * true })`); overlay addresses are routed inside the lab alone, so reaching a dyno directly takes
  * `dialFrom` (a client run inside a host).
  */
-import type { ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
+import { promisify } from 'node:util';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import type { AgentProcess, BerthProcess } from './berth-process.js';
 import type { Lab, LabHost } from './netlab.js';
 
+const execFileP = promisify(execFile);
 const MAIN = join(import.meta.dirname, '../../src/cli/main.ts');
 /** Generous: `berth up` on etcd with two busy cores has taken tens of seconds. */
 const START_TIMEOUT_MS = 60_000;
@@ -150,6 +152,21 @@ export async function startAgentIn(host: LabHost, args: string[], env: Record<st
     },
     stop: () => terminate(child, exited, 40_000),
   };
+}
+
+/**
+ * A machine dies whole: every process in the host's network namespace (berth, its etcd member,
+ * nginx) gets SIGKILL at once; dynos, in namespaces of their own, die with their sandbox's parent.
+ */
+export async function killHost(host: LabHost): Promise<void> {
+  const r = await execFileP('ip', ['netns', 'pids', host.name]);
+  for (const pid of r.stdout.split(/\s+/).filter(Boolean).map(Number)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // Gone already.
+    }
+  }
 }
 
 export interface HttpAnswer {

@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { isIPv4 } from 'node:net';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -10,10 +9,17 @@ import { startNode } from '../../node/index.js';
 import { DEFAULT_CGROUP_ROOT } from '../../sandbox/index.js';
 import { networkName } from '../network-flags.js';
 import { header, keyValues } from '../output.js';
+import { tokenFrom } from './up.js';
 import { defaultDataDir } from '../paths.js';
 
 interface AgentCliOptions {
-  controller: string;
+  controller?: string;
+  server?: string;
+  advertise?: string;
+  storeInsecure?: boolean;
+  router: boolean;
+  httpPort?: string;
+  httpsPort?: string;
   token?: string;
   tokenFile?: string;
   name?: string;
@@ -27,9 +33,15 @@ interface AgentCliOptions {
 }
 
 function clusterToken(o: AgentCliOptions): string {
-  const token = o.token ?? process.env.BERTH_CLUSTER_TOKEN ?? (o.tokenFile ? readFileSync(o.tokenFile, 'utf8').trim() : undefined);
-  if (!token) throw invalid('The cluster token is missing: pass --token (it is in the first node\'s <data-dir>/cluster.token), --token-file or BERTH_CLUSTER_TOKEN.');
+  const token = tokenFrom(o, process.env) ?? (process.env.BERTH_CLUSTER_TOKEN || undefined);
+  if (!token) throw invalid('The cluster token is missing: pass --token-file FILE, BERTH_TOKEN or --token (it is in <data-dir>/cluster.token on a server).');
   return token;
+}
+
+function port(value: string, flag: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 65535) throw invalid(`${flag} must be a port number (1-65535), got "${value}".`);
+  return n;
 }
 
 /**
@@ -43,8 +55,11 @@ export function register(program: Command): void {
   program
     .command('agent')
     .description('run dynos on this machine as part of a cluster')
-    .requiredOption('--controller <url>', 'the API of a `berth up` node, e.g. http://10.0.0.1:5000')
-    .option('--token <token>', 'the cluster join token (<data-dir>/cluster.token on the first node)')
+    .option('--server <url>', 'join a secured cluster through this server (its API URL, e.g. http://10.0.0.1:5000)')
+    .option('--advertise <ip>', "this machine's address, the one the other machines reach it at (with --server)")
+    .option('--controller <url>', 'the older join: the API of a `berth up` node on an open store, e.g. http://10.0.0.1:5000')
+    .option('--store-insecure', 'with --controller: accept a store without TLS or authentication')
+    .option('--token <token>', 'the cluster token (shows in ps: prefer --token-file or BERTH_TOKEN)')
     .option('--token-file <file>', 'read the cluster token from this file')
     .option('--name <name>', 'this machine\'s name (several agents on one host need distinct names)')
     .option('--network-name <name>', 'prefix of the network namespaces, veths and nftables table this agent makes (distinct per agent sharing a kernel)', 'berth')
@@ -53,6 +68,9 @@ export function register(program: Command): void {
     .option('--address <ip>', 'this machine\'s public IP: other machines reach its overlay there (default: the source of the default route)')
     .option('--ttl <s>', 'lease TTL: a machine silent this long is dead and its dynos move', '5')
     .option('--boot-timeout <s>', 'how long a web dyno has to bind $PORT', '60')
+    .option('--no-router', 'do not run a router on this machine')
+    .option('--http-port <port>', 'port the router serves apps on (default 80 as root, else 8080)')
+    .option('--https-port <port>', 'port the router serves HTTPS on (default 443 as root, else 8443)')
     .option('--json', 'print the startup summary as JSON')
     .action(async (opts: AgentCliOptions) => {
       const dataDir = resolve(opts.dataDir);
@@ -60,8 +78,14 @@ export function register(program: Command): void {
       if (!Number.isInteger(ttl) || ttl < 1 || ttl > 300) throw invalid(`--ttl must be whole seconds between 1 and 300, got "${opts.ttl}".`);
       const bootTimeout = Number(opts.bootTimeout);
       if (!(bootTimeout > 0)) throw invalid(`--boot-timeout must be a number of seconds, got "${opts.bootTimeout}".`);
-      if (!URL.canParse(opts.controller)) throw invalid(`--controller must be a URL like http://10.0.0.1:5000, got "${opts.controller}".`);
+      if ((opts.server === undefined) === (opts.controller === undefined)) throw invalid('Give --server URL (a secured cluster) or --controller URL (an open store), one of them.');
+      const via = (opts.server ?? opts.controller) as string;
+      if (!URL.canParse(via)) throw invalid(`${opts.server ? '--server' : '--controller'} must be a URL like http://10.0.0.1:5000, got "${via}".`);
       if (opts.address !== undefined && !isIPv4(opts.address)) throw invalid(`--address must be an IPv4 address, got "${opts.address}".`);
+      const advertise = opts.advertise ?? opts.address;
+      if (opts.server && (!advertise || !isIPv4(advertise))) throw invalid(`--advertise must be this machine's IPv4 address, the one the other machines reach it at${advertise ? `, got "${advertise}"` : ''}.`);
+      const root = process.getuid?.() === 0;
+      const router = opts.router ? { httpPort: port(opts.httpPort ?? (root ? '80' : '8080'), '--http-port'), httpsPort: port(opts.httpsPort ?? (root ? '443' : '8443'), '--https-port') } : undefined;
       const tags = parseTags(opts.tags);
       const name = opts.name ?? hostname();
       const token = clusterToken(opts);
@@ -75,17 +99,17 @@ export function register(program: Command): void {
         dataDir,
         log,
         sandbox: { cgroupRoot: process.env.BERTH_CGROUP_ROOT ?? DEFAULT_CGROUP_ROOT },
-        join: { controller: opts.controller, token },
+        join: opts.server ? { server: opts.server, token, advertise: advertise as string } : { controller: via, token, ...(opts.storeInsecure ? { storeInsecure: true } : {}) },
         // The overlay's range and backend are the cluster's, read from the store.
         network: { name: networkName(opts.networkName) },
-        roles: { agent: { tags, name, ...(opts.address ? { address: opts.address } : {}), ttl, bootTimeoutMs: bootTimeout * 1000 } },
+        roles: { agent: { tags, name, ...(advertise ? { address: advertise } : {}), ttl, bootTimeoutMs: bootTimeout * 1000 }, ...(router ? { router } : {}) },
       });
       const { summary } = node;
       log.info(summary, 'agent is up');
       if (opts.json) console.log(JSON.stringify(summary));
       else {
         console.log(header(`Agent ${summary.name} joined`));
-        console.log(keyValues([['Machine', summary.machine_id], ['Controller', summary.controller], ['Store', summary.store], ['Subnet', `${summary.subnet} (${summary.backend})`], ['TTL', `${summary.ttl}s`]]));
+        console.log(keyValues([['Machine', summary.machine_id], ['Joined via', summary.controller], ['Router', summary.http_port !== null ? `port ${summary.http_port}` : 'not running'], ['Store', summary.store], ['Subnet', `${summary.subnet} (${summary.backend})`], ['TTL', `${summary.ttl}s`]]));
         console.log('Press Ctrl-C to stop.');
       }
       log.info({ signal: await stopped }, 'stopping');

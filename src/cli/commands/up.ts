@@ -38,6 +38,7 @@ interface UpOptions {
   etcdClientPort: string;
   etcdPeerPort: string;
   joinPort: string;
+  ttl: string;
   json?: boolean;
 }
 
@@ -123,6 +124,7 @@ export function register(program: Command): void {
     .option('--etcd-client-port <port>', "the etcd member's client port", '2379')
     .option('--etcd-peer-port <port>', "the etcd member's peer port", '2380')
     .option('--join-port <port>', 'TLS port other machines join through', '5443')
+    .option('--ttl <s>', "lease TTL of this machine's agent, scheduler and server record: silent this long, it is dead and its work moves", '5')
     .option('--json', 'print the startup summary as JSON')
     .action(async (opts: UpOptions) => {
       const dataDir = resolve(opts.dataDir);
@@ -133,6 +135,8 @@ export function register(program: Command): void {
       const rendezvousPort = opts.rendezvousPort === '0' ? 0 : port(opts.rendezvousPort, '--rendezvous-port');
       const network = networkFlags(opts);
       const cluster = clusterFlags(opts);
+      const ttl = Number(opts.ttl);
+      if (!Number.isInteger(ttl) || ttl < 1 || ttl > 300) throw invalid(`--ttl must be whole seconds between 1 and 300, got "${opts.ttl}".`);
       // Other machines reach this one's overlay, dynos and API at the address it advertises.
       if (cluster && !network.publicIp) network.publicIp = cluster.advertise;
       const log = createLogger('berth', { level: process.env.BERTH_LOG_LEVEL, destination: process.stderr });
@@ -164,9 +168,9 @@ export function register(program: Command): void {
             rendezvousPort,
           },
           builder: { sshPort, buildpackDirs: (process.env.BERTH_BUILDPACK_DIRS ?? '').split(':').filter((d) => d.startsWith('/')) },
-          scheduler: {},
+          scheduler: { ttl },
           router: { httpPort, httpsPort },
-          ...(opts.agent ? { agent: cluster ? { name: cluster.name, address: cluster.advertise } : {} } : {}),
+          ...(opts.agent ? { agent: { ttl, ...(cluster ? { name: cluster.name, address: cluster.advertise } : {}) } } : {}),
         },
       });
       const { summary } = node;

@@ -60,6 +60,9 @@ export function registerPlacementRoutes(api: FastifyInstance, s: Services): void
     const machines = (await list(s.store, keys.machines(), codecs.machine)).map((e) => e.value);
     // Each machine's overlay subnet, read once: the key names the subnet, the record its machine.
     const subnets = new Map((await list(s.store, keys.subnets(), codecs.subnet)).map((e) => [e.value.machine, { subnet: e.key.slice(keys.subnets().length).replace('-', '/'), backend: e.value.backend.type }]));
+    // Servers (the control plane) by id, and which machines run a router that reports.
+    const servers = new Map((await list(s.store, keys.servers(), codecs.server)).map((e) => [e.value.id, e.value]));
+    const routers = new Map((await list(s.store, keys.routers(), codecs.router)).map((e) => [e.value.id, e.value.revision]));
     // A malformed unit counts, without memory.
     const units = (await s.store.range(keys.allUnits(), { prefix: true })).kvs.map((kv) => ({ machine: kv.key.split('/')[3] ?? '', memory: tryDecode(codecs.unit, kv)?.memoryBytes || 0 }));
     // Only live machines are listed: a dead one's registration went with its lease.
@@ -67,7 +70,8 @@ export function registerPlacementRoutes(api: FastifyInstance, s: Services): void
       const mine = units.filter((u) => u.machine === m.id);
       const assigned = mine.reduce((a, u) => a + u.memory, 0);
       const net = subnets.get(m.id);
-      return { ...m, state: 'up', units: mine.length, memory_assigned: assigned, load: m.capacity.memoryBytes > 0 ? Math.round((assigned / m.capacity.memoryBytes) * 100) / 100 : null, subnet: net?.subnet ?? null, backend: net?.backend ?? null };
+      const server = servers.get(m.id);
+      return { ...m, state: 'up', role: server ? 'server' : 'agent', etcd_member: server?.etcd?.name ?? null, router_revision: routers.get(m.id) ?? null, units: mine.length, memory_assigned: assigned, load: m.capacity.memoryBytes > 0 ? Math.round((assigned / m.capacity.memoryBytes) * 100) / 100 : null, subnet: net?.subnet ?? null, backend: net?.backend ?? null };
     });
   });
 }
