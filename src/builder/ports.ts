@@ -43,9 +43,17 @@ export interface BuiltSlug {
 export interface SlugBuilder {
   /** Why this node cannot build (said to every pusher), or undefined when it can. */
   readonly unavailable: string | undefined;
-  /** Builds the pushed commit into a slug (stored, with its record); a failure is a coded BerthError. */
+  /**
+   * Builds the pushed commit into a slug (stored, with its record) and returns once another live
+   * server, if there is one, holds a verified copy; a failure is a coded BerthError
+   * (`slug_replication_failed` when no peer could take the copy).
+   */
   build(request: BuildRequest): Promise<BuiltSlug>;
-  /** Deletes the app's slugs not in `keep`, and their blobs once no slug points at them. */
+  /**
+   * Deletes the app's slug records not in `keep` (those younger than a grace stay: a push on
+   * another server may be about to release one); every server removes its blob of a checksum once
+   * no record points at it.
+   */
   collect(appId: string, keep: Set<string>): Promise<number>;
 }
 

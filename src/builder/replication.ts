@@ -9,6 +9,7 @@ import { codecs, type SlugCopyRecord } from '../domain/records.js';
 import { ControlLoop } from '../loop/index.js';
 import type { Store, WatchBatch } from '../store/index.js';
 import { checksumHex, type SlugRecord, type SlugStore } from './slugs.js';
+import { spreadSlug } from './spread.js';
 
 export interface SlugReplicatorOptions {
   store: Store;
@@ -123,9 +124,12 @@ export class SlugReplicator {
               record: [...local].filter((hex) => this.refs.has(hex) && !mine.has(hex)),
               unrecord: [...mine].filter((hex) => !local.has(hex)),
               // A blob put here for a record the read did not see (a build, a peer's copy
-              // request) is pinned until the watch brings that record: `remove` leaves it.
-              orphans: [...local].filter((hex) => !this.refs.has(hex)),
+              // request) is pinned until the watch brings that record: `remove` leaves it. A
+              // read with no slug record at all while blobs are here looks like the wrong store,
+              // not like everything collected: nothing is removed on its word.
+              orphans: records.length === 0 ? [] : [...local].filter((hex) => !this.refs.has(hex)),
             };
+            if (records.length === 0 && local.size > 0) this.log.warn({ blobs: local.size, store: store.description }, 'the store holds no slug records but this server holds slug blobs; keeping them');
             this.o.slugs.settle(r.revision);
             this.loaded = true;
           },
@@ -380,84 +384,13 @@ export class SlugReplicator {
   }
 
   /**
-   * Before a build returns (and so before its release exists): at least one other live server
-   * holds a verified copy of the slug. Every live peer is asked at once; the first success is
-   * enough and the rest finish in the background. Peers that fail are asked again (the list is
-   * re-read, so a dead server whose record expires stops counting) until `copyTimeoutMs`, then
-   * the build fails with `slug_replication_failed`. Alone, a node has nothing to wait for.
-   * Resolves to the name of the peer that holds the copy, or undefined when there is none.
+   * Before a build returns (and so before its release exists): another live server holds a
+   * verified copy of the slug (see `spreadSlug`). Resolves to that server's name, or undefined
+   * when this server is alone.
    */
-  async spread(slug: SlugRecord, output?: (text: string) => void): Promise<string | undefined> {
-    const { peers, store } = this.o;
-    const hex = checksumHex(slug.checksum);
-    if (!peers || !hex) return undefined;
-    const timeoutMs = this.o.copyTimeoutMs ?? 60_000;
-    const deadline = Date.now() + timeoutMs;
-    // Peers pin the blob until they have seen this revision: the record that makes it live.
-    const revision = (await store.get(keys.slug(slug.id)))?.modRevision;
-    const asking = new Set<string>();
-    const retryAt = new Map<string, number>();
-    const failures = new Map<string, string>();
-    let copied: PeerServer | undefined;
-    let wake: () => void = () => undefined;
-    for (;;) {
-      const servers = await peers.servers().catch((err: unknown) => {
-        failures.set('store', errorMessage(err));
-        return undefined;
-      });
-      if (servers?.length === 0) return undefined;
-      for (const s of servers ?? []) {
-        if (asking.has(s.id) || (retryAt.get(s.id) ?? 0) > Date.now()) continue;
-        asking.add(s.id);
-        void this.ask(s, hex, revision, deadline)
-          .then(
-            () => {
-              if (!copied) copied = s;
-              else this.log.debug({ checksum: hex, peer: s.name }, 'slug copied to another peer in the background');
-            },
-            (err: unknown) => {
-              failures.set(s.name, errorMessage(err));
-              retryAt.set(s.id, Date.now() + 2000);
-              this.log.warn({ checksum: hex, peer: s.name, err: errorMessage(err) }, 'a peer could not copy the slug');
-            },
-          )
-          .finally(() => {
-            asking.delete(s.id);
-            wake();
-          });
-      }
-      const left = deadline - Date.now();
-      if (!copied && left > 0) {
-        await new Promise<void>((resolve) => {
-          const t = setTimeout(resolve, Math.min(left, 1000));
-          wake = () => (clearTimeout(t), resolve());
-        });
-      }
-      if (copied) {
-        output?.(`       Copied to ${copied.name}\n`);
-        return copied.name;
-      }
-      if (Date.now() >= deadline) {
-        const why = [...failures].map(([n, e]) => `${n}: ${e}`).join('; ') || 'no answer';
-        throw new BerthError(
-          'slug_replication_failed',
-          `The slug could not be copied to another server within ${Math.round(timeoutMs / 1000)} s (${why}). No release was created: a release must not depend on one machine while others exist.`,
-          { retryable: true },
-        );
-      }
-    }
-  }
-
-  private async ask(s: PeerServer, hex: string, revision: number | undefined, deadline: number): Promise<void> {
-    const res = await fetch(`${s.url}/internal/slug-copies/${hex}`, {
-      method: 'POST',
-      headers: { ...(this.o.peers?.headers() ?? {}), 'content-type': 'application/json' },
-      body: JSON.stringify(revision !== undefined ? { revision } : {}),
-      signal: AbortSignal.timeout(Math.max(1, deadline - Date.now())),
-    });
-    const body = (await res.json().catch(() => ({}))) as { sha256?: unknown; message?: unknown };
-    if (!res.ok) throw new Error(typeof body.message === 'string' ? body.message.slice(0, 300) : `HTTP ${res.status}`);
-    if (body.sha256 !== hex) throw new Error('it answered for another blob');
+  spread(slug: SlugRecord, output?: (text: string) => void): Promise<string | undefined> {
+    const { store, log, peers, copyTimeoutMs } = this.o;
+    return spreadSlug({ store, log, ...(peers ? { peers } : {}), ...(copyTimeoutMs !== undefined ? { timeoutMs: copyTimeoutMs } : {}) }, slug, output);
   }
 
   /** Whether the index holds this slug record (it has seen it through its read or its watch). */
