@@ -32,6 +32,14 @@ export interface PeerStats {
   failures: number;
 }
 
+type Shared = Required<LogFanoutOptions> & {
+  peers: ClusterPeers;
+  log: Logger;
+  signal: AbortSignal;
+  /** Asks for another tick: lines put back after a failure wait for one. */
+  wake: () => void;
+};
+
 /** Statuses a peer answers a batch it will never take (malformed, too large, no such route): retrying cannot help. */
 const REFUSED = new Set([400, 404, 413, 422]);
 
@@ -55,7 +63,7 @@ class PeerQueue {
 
   constructor(
     public peer: PeerServer,
-    private readonly o: Required<LogFanoutOptions> & { peers: ClusterPeers; log: Logger; signal: AbortSignal },
+    private readonly o: Shared,
   ) {}
 
   push(entries: readonly Entry[]): void {
@@ -78,8 +86,11 @@ class PeerQueue {
     try {
       do await this.sendOne();
       while (this.retryAt === 0 && this.queue.length >= MAX_BATCH_LINES && !this.o.signal.aborted);
+    } catch (err) {
+      this.o.log.error({ peer: this.peer.name, err: errorMessage(err) }, 'sending log lines failed unexpectedly');
     } finally {
       this.sending = false;
+      if (this.busy()) this.o.wake();
     }
   }
 
@@ -160,7 +171,7 @@ class PeerQueue {
  * tail what they get and send nothing on: only the origin fans out.
  */
 export class LogFanout {
-  private readonly o: Required<LogFanoutOptions> & { peers: ClusterPeers; log: Logger; signal: AbortSignal };
+  private readonly o: Shared;
   private readonly queues = new Map<string, PeerQueue>();
   private outbox: Entry[] = [];
   private outboxDropped = 0;
@@ -182,6 +193,7 @@ export class LogFanout {
       peers,
       log,
       signal: this.abort.signal,
+      wake: () => this.arm(),
     };
     void this.refresh();
     this.refreshTimer = setInterval(() => void this.refresh(), this.o.refreshMs);
@@ -203,8 +215,9 @@ export class LogFanout {
     }
     const json = JSON.stringify(toWire(appId, line));
     this.outbox.push({ json, bytes: Buffer.byteLength(json) });
-    // Before the first peer list, hold what a queue would hold.
-    if (this.outbox.length > this.o.queueMax) this.outboxDropped += this.outbox.splice(0, this.outbox.length - this.o.queueMax).length;
+    // Before the first peer list, hold what a queue would hold; after it, each tick empties the
+    // outbox into the peers' queues, which bound (and count) what they drop.
+    if (!this.known && this.outbox.length > this.o.queueMax) this.outboxDropped += this.outbox.splice(0, this.outbox.length - this.o.queueMax).length;
     this.arm();
   }
 

@@ -81,6 +81,8 @@ export function registerLogRoutes(api: FastifyInstance, s: Services): void {
     res.writeHead(200, { 'Content-Type': sse ? 'text/event-stream' : 'text/plain; charset=utf-8', 'Cache-Control': 'no-cache', 'Request-Id': req.id });
     // A short reconnect delay: EventSource clients otherwise linger 3 s after a non-tail stream ends.
     if (sse) res.write('retry: 10\n\n');
+    // A tail with nothing to show yet still answers now: a client waits for the headers.
+    else res.flushHeaders();
     // The initial batch and the subscription happen in one synchronous step: a tail gets every
     // later line exactly once, and none of the batch again.
     for (const l of s.logs.recent(session.app_id, session.lines, filter)) res.write(frame(l));
