@@ -117,8 +117,9 @@ class PeerQueue {
         signal: AbortSignal.any([this.o.signal, AbortSignal.timeout(this.o.timeoutMs)]),
       });
       status = res.status;
-      if (!res.ok) error = (await res.text().catch(() => '')).slice(0, 300);
-      else await res.body?.cancel();
+      // Read to the end either way: a body left unread costs the pooled connection.
+      const text = await res.text().catch(() => '');
+      if (!res.ok) error = text.slice(0, 300);
     } catch (err) {
       error = errorMessage(err);
     }
