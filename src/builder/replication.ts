@@ -251,7 +251,8 @@ export class SlugReplicator {
         this.backoff.delete(hex);
         continue;
       }
-      if (this.inflight.has(hex) || (this.backoff.get(hex)?.at ?? 0) > now) continue;
+      // Alone, there is nobody to fetch from: a missing blob stays missing (and is said so when asked for).
+      if (!this.o.peers || this.inflight.has(hex) || (this.backoff.get(hex)?.at ?? 0) > now) continue;
       if (this.background >= (this.o.parallel ?? 2)) break;
       this.fetchInBackground(hex);
     }
