@@ -126,7 +126,8 @@ export class ControllerLink {
     for (const { url } of await this.servers.list()) {
       try {
         const res = await fetch(`${url}/internal/logs`, { method: 'POST', headers: this.headers({ 'content-type': 'application/json' }), body, signal: AbortSignal.timeout(POST_TIMEOUT_MS) });
-        await res.body?.cancel();
+        // Read to the end (204 or a short error), so the pooled connection is reused.
+        await res.arrayBuffer().catch(() => undefined);
         if (res.ok) {
           this.servers.worked(url);
           return 'sent';

@@ -184,7 +184,10 @@ export class SlugSource {
     const part = join(this.o.cacheDir, `.${hex}.${randomUUID()}.part`);
     try {
       const res = await fetch(`${url}/internal/slugs/${slugId}/blob`, { headers: this.o.headers(), signal: abort.signal });
-      if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}`);
+      if (!res.ok || !res.body) {
+        await res.body?.cancel();
+        throw new Error(`HTTP ${res.status}`);
+      }
       const hash = createHash('sha256');
       let got = 0;
       const tee = new Transform({

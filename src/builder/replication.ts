@@ -364,7 +364,10 @@ export class SlugReplicator {
     const idle = setTimeout(() => abort.abort(new Error(`no data for ${Math.round(idleMs / 1000)} s`)), idleMs);
     try {
       const res = await fetch(`${h.url}/internal/slug-copies/${hex}/blob`, { headers: this.o.peers?.headers() ?? {}, signal: abort.signal });
-      if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}`);
+      if (!res.ok || !res.body) {
+        await res.body?.cancel();
+        throw new Error(`HTTP ${res.status}`);
+      }
       const body = Readable.fromWeb(res.body as WebReadableStream<Uint8Array>);
       return await this.o.slugs.receive(hex, size, body, () => idle.refresh());
     } finally {
