@@ -22,12 +22,21 @@ export function releaseKey(app: string, version: number): Key<ReleaseRecord> {
   return keys.release(app, version);
 }
 
+/** Which app id a name pointed at when last seen (`Lookups`): a hint, checked on the record read. */
+export interface AppNameHints {
+  appId(name: string): string | undefined;
+}
+
 /**
  * Apps and who may see them. Every read goes through `resolve`, which answers "not found" for an
  * app the user cannot see, so the API never reveals that someone else's app exists.
  */
 export class Apps {
-  constructor(private readonly store: Store) {}
+  /** With `names` (the API's `Lookups`), a name seen before costs no read of the name index. */
+  constructor(
+    private readonly store: Store,
+    private readonly names?: AppNameHints,
+  ) {}
 
   async create(user: UserRecord, name?: string): Promise<AppRecord> {
     const explicit = name !== undefined && name !== null;
@@ -78,28 +87,41 @@ export class Apps {
     throw conflict('Could not find a free app name; give one explicitly.');
   }
 
-  /** Finds an app by name or id, as `user` may see it; anything else is not_found. */
+  /**
+   * Finds an app by name or id, as `user` may see it; anything else is not_found. One round trip
+   * when the name is known here (`AppNameHints`), two when it is not.
+   */
   async resolve(user: UserRecord, nameOrId: string): Promise<AppAccess> {
-    let id = nameOrId;
-    if (!UUID.test(nameOrId)) {
-      if (!APP_NAME.test(nameOrId)) throw notFound('app');
-      const name = await get(this.store, keys.appName(nameOrId), codecs.appId);
-      if (!name) throw notFound('app');
-      id = name.value;
+    if (UUID.test(nameOrId)) return this.access(user, await this.read(user, nameOrId));
+    if (!APP_NAME.test(nameOrId)) throw notFound('app');
+    // A hint is checked against the record read anyway: a name given up by a rename or a destroy
+    // is no longer on it, and then the index is read after all.
+    const hint = this.names?.appId(nameOrId);
+    if (hint !== undefined) {
+      const found = await this.read(user, hint);
+      if (found?.app.name === nameOrId) return this.access(user, found);
     }
-    const rec = await get(this.store, keys.app(id.toLowerCase()), codecs.app);
-    if (!rec) throw notFound('app');
-    const role = await this.roleOf(user, rec.value);
-    if (!role) throw notFound('app');
-    return { app: rec.value, mod: rec.mod, role };
+    const name = await get(this.store, keys.appName(nameOrId), codecs.appId);
+    if (!name) throw notFound('app');
+    return this.access(user, await this.read(user, name.value));
   }
 
-  private async roleOf(user: UserRecord, app: AppRecord): Promise<Role | undefined> {
-    if (app.owner_id === user.id) return 'owner';
+  /** The app record and whether `user` collaborates on it, in one round trip (a txn of two reads). */
+  private async read(user: UserRecord, id: string): Promise<{ app: AppRecord; mod: number; collaborator: boolean } | undefined> {
+    const appId = id.toLowerCase();
+    const r = await this.store.txn({ compare: [], success: [{ type: 'range', key: keys.app(appId) }, { type: 'range', key: keys.access(user.id, appId) }] });
+    const [app, access] = r.results;
+    const kv = app?.type === 'range' ? app.kvs[0] : undefined;
+    if (!kv) return undefined;
+    return { app: decode(codecs.app, kv), mod: kv.modRevision, collaborator: access?.type === 'range' && access.kvs.length > 0 };
+  }
+
+  private access(user: UserRecord, found: { app: AppRecord; mod: number; collaborator: boolean } | undefined): AppAccess {
+    if (!found) throw notFound('app');
     // An admin keeps admin powers on apps they also collaborate on.
-    if (user.admin) return 'admin';
-    if (await this.store.get(keys.access(user.id, app.id))) return 'collaborator';
-    return undefined;
+    const role: Role | undefined = found.app.owner_id === user.id ? 'owner' : user.admin ? 'admin' : found.collaborator ? 'collaborator' : undefined;
+    if (!role) throw notFound('app');
+    return { app: found.app, mod: found.mod, role };
   }
 
   /** Puts the app in or out of maintenance mode (the router serves a maintenance page). */

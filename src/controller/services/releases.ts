@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { conflict, invalid, notFound } from '../../domain/errors.js';
 import { keys } from '../../domain/keys.js';
-import type { Store } from '../../store/index.js';
+import type { KeyValue, Store, TxnResult } from '../../store/index.js';
 import { type AppAccess, type Apps, releaseKey } from './apps.js';
 import type { SlugRunner } from '../../builder/ports.js';
-import { get, list, putOp } from '../../domain/codec.js';
+import { decode, get, list, putOp } from '../../domain/codec.js';
 import { codecs } from '../../domain/records.js';
 import type { AppRecord, ReleaseRecord, UserRecord } from './types.js';
 
@@ -35,6 +35,25 @@ export function validateConfig(changes: ConfigChanges, current: Record<string, s
   return next;
 }
 
+/** A compare-and-swap that lost to another server's write tries again, up to this many times... */
+const MAX_ATTEMPTS = 20;
+/** ...after a random pause of up to 5 ms, doubling per attempt up to this (full jitter). */
+const MAX_BACKOFF_MS = 100;
+
+const backoff = (attempt: number): Promise<void> => new Promise((r) => setTimeout(r, Math.random() * Math.min(MAX_BACKOFF_MS, 5 * 2 ** attempt)));
+
+/** The key of each range in a read-only txn, in order. */
+function rangesOf(r: TxnResult): (KeyValue | undefined)[] {
+  return r.results.map((res) => (res.type === 'range' ? res.kvs[0] : undefined));
+}
+
+/** What the next release is built from: the app as it is now, its latest release and its config. */
+interface Snapshot {
+  access: AppAccess;
+  latest: ReleaseRecord;
+  config: Record<string, string>;
+}
+
 interface NewRelease {
   slug_id: string | null;
   process_types: Record<string, string>;
@@ -50,6 +69,8 @@ interface NewRelease {
 export class Releases {
   private readonly runner: SlugRunner | undefined;
   private readonly onPhaseOutput: (app: AppRecord, text: string) => void;
+  /** The tail of each app's queue of release writes on this server (see `serial`). */
+  private readonly queues = new Map<string, Promise<unknown>>();
 
   /**
    * `runner` runs a release's `release:` process (migrations and the like) in its slug, sandboxed;
@@ -91,22 +112,41 @@ export class Releases {
   }
 
   private async complete(appId: string, version: number, ok: boolean): Promise<ReleaseRecord> {
-    for (let attempt = 0; attempt < 20; attempt++) {
-      const app = await get(this.store, keys.app(appId), codecs.app);
-      const rel = await get(this.store, releaseKey(appId, version), codecs.release);
-      if (!app || !rel) throw notFound('release');
-      const release: ReleaseRecord = { ...rel.value, status: ok ? 'succeeded' : 'failed', updated_at: new Date().toISOString() };
-      const current = ok && version > (app.value.current_version ?? 0) ? version : (app.value.current_version ?? app.value.release_version);
-      const r = await this.store.txn({
-        compare: [
-          { key: keys.app(appId), target: 'mod', op: '=', value: app.mod },
-          { key: releaseKey(appId, version), target: 'mod', op: '=', value: rel.mod },
-        ],
-        success: [putOp(keys.app(appId), codecs.app, { ...app.value, current_version: current }), putOp(releaseKey(appId, version), codecs.release, release)],
-      });
-      if (r.succeeded) return release;
-    }
-    throw conflict('Too many concurrent changes while recording the release phase; try again.');
+    return this.serial(appId, async () => {
+      for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+        const [appKv, relKv] = rangesOf(await this.store.txn({ compare: [], success: [{ type: 'range', key: keys.app(appId) }, { type: 'range', key: releaseKey(appId, version) }] }));
+        if (!appKv || !relKv) throw notFound('release');
+        const app = decode(codecs.app, appKv);
+        const release: ReleaseRecord = { ...decode(codecs.release, relKv), status: ok ? 'succeeded' : 'failed', updated_at: new Date().toISOString() };
+        const current = ok && version > (app.current_version ?? 0) ? version : (app.current_version ?? app.release_version);
+        const r = await this.store.txn({
+          compare: [
+            { key: keys.app(appId), target: 'mod', op: '=', value: appKv.modRevision },
+            { key: releaseKey(appId, version), target: 'mod', op: '=', value: relKv.modRevision },
+          ],
+          success: [putOp(keys.app(appId), codecs.app, { ...app, current_version: current }), putOp(releaseKey(appId, version), codecs.release, release)],
+        });
+        if (r.succeeded) return release;
+        await backoff(attempt);
+      }
+      throw conflict('Too many concurrent changes while recording the release phase; try again.');
+    });
+  }
+
+  /**
+   * Runs `fn` after every release write to the same app that this server started before it.
+   * Requests on one server then never race each other's compare-and-swap on the app record (ten
+   * PATCHes to one app would otherwise retry each other into 409s); only another server's write
+   * can still make one retry, after a random pause.
+   */
+  private serial<T>(appId: string, fn: () => Promise<T>): Promise<T> {
+    const run = (this.queues.get(appId) ?? Promise.resolve()).then(fn);
+    const tail = run.catch(() => undefined);
+    this.queues.set(appId, tail);
+    void tail.then(() => {
+      if (this.queues.get(appId) === tail) this.queues.delete(appId);
+    });
+    return run;
   }
 
   async list(appId: string): Promise<ReleaseRecord[]> {
@@ -138,11 +178,12 @@ export class Releases {
 
   async setConfig(user: UserRecord, access: AppAccess, changes: ConfigChanges): Promise<{ config: Record<string, string>; release: ReleaseRecord }> {
     if (Object.keys(changes).length === 0) throw invalid('No config vars given.');
-    return this.append(user, access, async (fresh) => {
-      const current = await this.current(fresh);
-      const config = validateConfig(changes, await this.config(fresh));
-      return { slug_id: current.slug_id, process_types: current.process_types, config, description: describeConfig(changes) };
-    }).then((release) => {
+    return this.append(user, access, (snap) => ({
+      slug_id: snap.latest.slug_id,
+      process_types: snap.latest.process_types,
+      config: validateConfig(changes, snap.config),
+      description: describeConfig(changes),
+    })).then((release) => {
       this.phaseInBackground(access.app, release);
       return { config: release.config, release };
     });
@@ -157,7 +198,7 @@ export class Releases {
     const to = await this.get(access, target);
     // A release from before the first build has no code: rolling back to it would stop the app.
     if (!to.slug_id && (await this.current(access)).slug_id) throw invalid(`Release v${to.version} has no build to run; roll back to a release made after a deploy.`);
-    const release = await this.append(user, access, async () => ({
+    const release = await this.append(user, access, () => ({
       slug_id: to.slug_id,
       process_types: to.process_types,
       config: to.config,
@@ -169,35 +210,63 @@ export class Releases {
 
   /** For deploys: a new release of a slug with the app's current config. */
   async deploy(user: UserRecord, access: AppAccess, slug: { id: string; process_types: Record<string, string>; commit: string | null }): Promise<ReleaseRecord> {
-    return this.append(user, access, async (fresh) => ({
+    return this.append(user, access, (snap) => ({
       slug_id: slug.id,
       process_types: slug.process_types,
-      config: await this.config(fresh),
+      config: snap.config,
       description: `Deploy ${slug.commit ? slug.commit.slice(0, 8) : slug.id.slice(0, 8)}`,
     }));
   }
 
-  /** Appends the next release, re-reading and retrying if another change to the app won the race. */
-  private async append(user: UserRecord, access: AppAccess, build: (fresh: AppAccess) => Promise<NewRelease>): Promise<ReleaseRecord> {
-    let fresh = access;
-    for (let attempt = 0; attempt < 20; attempt++) {
-      const next = await build(fresh);
-      const now = new Date().toISOString();
-      const version = fresh.app.release_version + 1;
-      // A slug with a release process runs it before the release may become current.
-      const pending = Boolean(this.runner && next.slug_id && next.process_types.release);
-      const release: ReleaseRecord = { id: randomUUID(), version, ...next, user_id: user.id, user_email: user.email, status: pending ? 'pending' : 'succeeded', created_at: now, updated_at: now };
-      const app = { ...fresh.app, release_version: version, current_version: pending ? (fresh.app.current_version ?? fresh.app.release_version) : version, released_at: now, updated_at: now };
-      const r = await this.store.txn({
-        compare: [
-          { key: keys.app(app.id), target: 'mod', op: '=', value: fresh.mod },
-          { key: releaseKey(app.id, version), target: 'create', op: '=', value: 0 },
-        ],
-        success: [putOp(keys.app(app.id), codecs.app, app), putOp(releaseKey(app.id, version), codecs.release, release), putOp(keys.config(app.id), codecs.config, next.config)],
-      });
-      if (r.succeeded) return release;
-      fresh = await this.apps.resolve(user, access.app.id);
-    }
-    throw conflict(`Too many concurrent changes to ${access.app.name}; try again.`);
+  /**
+   * Appends the next release: reads the app, its latest release and its config in one round
+   * trip, writes vN+1 if the app is still as read, and otherwise reads again and retries.
+   */
+  private async append(user: UserRecord, access: AppAccess, build: (snap: Snapshot) => NewRelease): Promise<ReleaseRecord> {
+    return this.serial(access.app.id, async () => {
+      let version = access.app.release_version;
+      for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+        const snap = await this.snapshot(access, version);
+        if ('movedTo' in snap) {
+          // A release was appended since `access` was read: read again at the number it has now.
+          version = snap.movedTo;
+          continue;
+        }
+        const next = build(snap);
+        const fresh = snap.access;
+        const now = new Date().toISOString();
+        const number = version + 1;
+        // A slug with a release process runs it before the release may become current.
+        const pending = Boolean(this.runner && next.slug_id && next.process_types.release);
+        const release: ReleaseRecord = { id: randomUUID(), version: number, ...next, user_id: user.id, user_email: user.email, status: pending ? 'pending' : 'succeeded', created_at: now, updated_at: now };
+        const app = { ...fresh.app, release_version: number, current_version: pending ? (fresh.app.current_version ?? fresh.app.release_version) : number, released_at: now, updated_at: now };
+        const r = await this.store.txn({
+          compare: [
+            { key: keys.app(app.id), target: 'mod', op: '=', value: fresh.mod },
+            { key: releaseKey(app.id, number), target: 'create', op: '=', value: 0 },
+          ],
+          success: [putOp(keys.app(app.id), codecs.app, app), putOp(releaseKey(app.id, number), codecs.release, release), putOp(keys.config(app.id), codecs.config, next.config)],
+        });
+        if (r.succeeded) return release;
+        await backoff(attempt);
+      }
+      throw conflict(`Too many concurrent changes to ${access.app.name}; try again.`);
+    });
+  }
+
+  /**
+   * The app, its release `version` and its config, read at one revision; or, when the app's
+   * latest release is no longer `version`, the number it is now.
+   */
+  private async snapshot(access: AppAccess, version: number): Promise<Snapshot | { movedTo: number }> {
+    const id = access.app.id;
+    const [appKv, relKv, configKv] = rangesOf(
+      await this.store.txn({ compare: [], success: [{ type: 'range', key: keys.app(id) }, { type: 'range', key: releaseKey(id, version) }, { type: 'range', key: keys.config(id) }] }),
+    );
+    if (!appKv) throw notFound('app');
+    const app = decode(codecs.app, appKv);
+    if (app.release_version !== version) return { movedTo: app.release_version };
+    if (!relKv) throw notFound('release');
+    return { access: { app, mod: appKv.modRevision, role: access.role }, latest: decode(codecs.release, relKv), config: configKv ? decode(codecs.config, configKv) : {} };
   }
 }

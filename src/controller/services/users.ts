@@ -16,12 +16,22 @@ export function newToken(): string {
   return `berth_${randomBytes(24).toString('hex')}`;
 }
 
+/** Tokens and users known without a read (`Lookups`); `undefined` means "read the store". */
+export interface KnownUsers {
+  tokenUser(sha256: string): string | undefined;
+  user(id: string): UserRecord | undefined;
+}
+
 /**
  * Users and their API tokens. A token is shown once, when made; the store keeps only its SHA-256
  * (tokens are 192 random bits, so a fast hash is the right one: nothing to brute-force).
  */
 export class Users {
-  constructor(private readonly store: Store) {}
+  /** With `known` (the API's `Lookups`), a request's token and user come from memory, not two reads. */
+  constructor(
+    private readonly store: Store,
+    private readonly known?: KnownUsers,
+  ) {}
 
   /** Creates a user with a fresh token (or the one given, for bootstrap automation). */
   async create(email: string, options: { admin?: boolean; token?: string } = {}): Promise<{ user: UserRecord; token: string }> {
@@ -74,10 +84,12 @@ export class Users {
     throw conflict(`A user with email ${normalized} already exists; choose another admin email.`);
   }
 
+  /** What is not known in memory (a token made on another server a moment ago) is read. */
   async authenticate(token: string): Promise<UserRecord | undefined> {
-    const rec = await get(this.store, keys.token(hashToken(token)), codecs.token);
-    if (!rec) return undefined;
-    return (await get(this.store, keys.user(rec.value.user_id), codecs.user))?.value;
+    const hash = hashToken(token);
+    const userId = this.known?.tokenUser(hash) ?? (await get(this.store, keys.token(hash), codecs.token))?.value.user_id;
+    if (userId === undefined) return undefined;
+    return this.known?.user(userId) ?? (await get(this.store, keys.user(userId), codecs.user))?.value;
   }
 
   async issueToken(userId: string): Promise<string> {
