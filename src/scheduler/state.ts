@@ -8,6 +8,21 @@ import type { AppView, Assignment, MachineView, StateView } from './types.js';
 import { appView, machineView, part, releaseView, wantedVersion } from './view.js';
 
 const PER_APP = ['formation', 'tags', 'limits', 'restarts'] as const;
+/**
+ * Apps read at once in a full read. Thousands of reads in flight together queue every other
+ * call of this process behind them: on a three-member etcd an API request waited 0.7 s while a
+ * new leader read 1,000 apps. A few dozen in flight keep the store busy without a queue.
+ */
+const READ_CONCURRENCY = 8;
+
+/** `fn` over `items`, at most `limit` at a time. */
+async function pooled<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) await fn(items[next++] as T);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
 type PerApp = (typeof PER_APP)[number];
 
 /**
@@ -86,21 +101,19 @@ export class ClusterState {
     // Apps come from the name index, and from the units: an app whose index entry cannot be read
     // still has its record read (and frozen if that cannot be read either), never dropped.
     const ids = [...new Set([...decodeAll(codecs.appId, names.kvs).map((e) => e.value), ...[...this.units.values()].map((a) => a.unit.appId)])].filter((id) => id.length > 0 && !id.includes('/'));
-    await Promise.all(
-      ids.map(async (id) => {
-        const [app, formation, tags, limits, restarts] = await Promise.all([
-          store.get(keys.app(id), { revision }),
-          store.get(keys.formation(id), { revision }),
-          store.get(keys.appTags(id), { revision }),
-          store.get(keys.appLimits(id), { revision }),
-          store.get(keys.restarts(id), { revision }),
-        ]);
-        if (!app) return;
-        this.onApp(id, '', '', app.key, app);
-        const kvs = { formation, tags, limits, restarts };
-        for (const k of PER_APP) if (kvs[k]) this.onApp(id, k, '', `${keys.app(id)}/${k}`, kvs[k]);
-      }),
-    );
+    await pooled(ids, READ_CONCURRENCY, async (id) => {
+      const [app, formation, tags, limits, restarts] = await Promise.all([
+        store.get(keys.app(id), { revision }),
+        store.get(keys.formation(id), { revision }),
+        store.get(keys.appTags(id), { revision }),
+        store.get(keys.appLimits(id), { revision }),
+        store.get(keys.restarts(id), { revision }),
+      ]);
+      if (!app) return;
+      this.onApp(id, '', '', app.key, app);
+      const kvs = { formation, tags, limits, restarts };
+      for (const k of PER_APP) if (kvs[k]) this.onApp(id, k, '', `${keys.app(id)}/${k}`, kvs[k]);
+    });
     await this.fillReleases(store, revision);
     return revision;
   }
@@ -108,15 +121,14 @@ export class ClusterState {
   /** Reads the current release of every app whose current version is not in memory yet. */
   async fillReleases(store: Store, revision?: number): Promise<void> {
     const missing = [...this.apps].filter(([id, app]) => wantedVersion(app) > 0 && this.releases.get(id)?.version !== wantedVersion(app));
-    await Promise.all(
-      missing.map(async ([id, app]) => {
-        const version = wantedVersion(app);
-        // Null when missing or unreadable: the app is then frozen (see `frozen`), not emptied.
-        const view = releaseView(tryDecode(codecs.release, await store.get(keys.release(id, version), revision ? { revision } : undefined)));
-        // An event may have moved the app on while this read was in flight.
-        if (this.apps.get(id) && wantedVersion(this.apps.get(id) as AppRecord) === version) this.releases.set(id, { version, view });
-      }),
-    );
+    // Many only at a full read; a pass finds one or two (apps whose release just moved).
+    await pooled(missing, READ_CONCURRENCY * 5, async ([id, app]) => {
+      const version = wantedVersion(app);
+      // Null when missing or unreadable: the app is then frozen (see `frozen`), not emptied.
+      const view = releaseView(tryDecode(codecs.release, await store.get(keys.release(id, version), revision ? { revision } : undefined)));
+      // An event may have moved the app on while this read was in flight.
+      if (this.apps.get(id) && wantedVersion(this.apps.get(id) as AppRecord) === version) this.releases.set(id, { version, view });
+    });
   }
 
   /** Folds a watch batch in; true when the plan may change. */
