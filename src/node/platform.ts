@@ -10,6 +10,7 @@ import { Sandbox } from '../sandbox/index.js';
 import { Scheduler } from '../scheduler/index.js';
 import { openStore } from '../store/index.js';
 import { bootstrapMachine } from '../cluster/index.js';
+import { storePeers } from '../domain/peers.js';
 import { bootstrap } from './bootstrap.js';
 import { clusterRoutes } from './cluster-routes.js';
 import { joinInfoRoutes, joinUrl, serverBootstrap, serverCredential, startClusterServer } from './server.js';
@@ -53,6 +54,8 @@ export async function startPlatformNode(o: PlatformNodeOptions): Promise<Node<Pl
     const apiUrl = c.url?.replace(/\/+$/, '') ?? `http://127.0.0.1:${c.port}`;
     // A server's own credential for its calls to other machines' /internal/ routes.
     const credential = cluster ? await serverCredential(store, cluster, node) : undefined;
+    // The other servers, for log fan-out and slug copies.
+    const peers = credential ? storePeers(store, node, credential) : undefined;
     // Builds, release phases, one-off and formation dynos all run in this node's one sandbox.
     const sandbox = new Sandbox(o.sandbox);
     // Each of them in a namespace of its own: the network is up before any of them starts. A
@@ -65,9 +68,14 @@ export async function startPlatformNode(o: PlatformNodeOptions): Promise<Node<Pl
       parts.add('network', () => network.stop());
       await network.start();
     }
-    const builder = roles.builder && network && createBuilder({ store, log, dataDir, sandbox, network, buildpackDirs: roles.builder.buildpackDirs ?? [] });
+    const builder = roles.builder && network && createBuilder({ store, log, dataDir, sandbox, network, buildpackDirs: roles.builder.buildpackDirs ?? [], ...(peers ? { peers } : { machine: node }) });
+    if (builder) {
+      // Every server keeps every live slug (copies from its peers) and collects dead ones.
+      parts.add('slugs', () => builder.replicator.stop());
+      await builder.replicator.start();
+    }
     // A cluster's store takes certificates: the agents' old join (which hands out a URL) has none to give.
-    const services: Services = createServices(store, log, { domain: c.domain, apiUrl, ...(cluster ? {} : { storeUrl: o.store }) }, { logDb: join(dataDir, 'logs.db'), ...(builder ? { builder } : {}) });
+    const services: Services = createServices(store, log, { domain: c.domain, apiUrl, ...(cluster ? {} : { storeUrl: o.store }) }, { logDb: join(dataDir, 'logs.db'), ...(builder ? { builder } : {}), ...(peers ? { peers } : {}) });
     parts.add('controller', () => services.close());
     const appLog = (appId: string, source: string, dyno: string, message: string): void => services.logs.append(appId, { source, dyno, message });
     const gitServer =

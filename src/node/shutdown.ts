@@ -10,7 +10,7 @@ import type { Logger } from '../domain/log.js';
  * A server's record goes first, so peers and agents stop choosing it; its etcd member goes after
  * the store, which is its client.
  */
-export const SHUTDOWN_ORDER = ['server', 'one-off', 'agent', 'link', 'router', 'scheduler', 'ssh', 'joins', 'controller', 'network', 'store', 'etcd'] as const;
+export const SHUTDOWN_ORDER = ['server', 'one-off', 'agent', 'link', 'router', 'scheduler', 'ssh', 'joins', 'controller', 'slugs', 'network', 'store', 'etcd'] as const;
 
 export type Part = (typeof SHUTDOWN_ORDER)[number];
 

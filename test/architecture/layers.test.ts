@@ -20,7 +20,7 @@ const ALLOWED: Record<string, string[]> = {
   agent: ['domain', 'store', 'loop', 'sandbox', 'network'],
   scheduler: ['domain', 'store', 'loop'],
   router: ['domain', 'store', 'loop', 'templater'],
-  builder: ['domain', 'store', 'sandbox', 'network'],
+  builder: ['domain', 'store', 'loop', 'sandbox', 'network'],
   // One-off dynos run in an agent runtime; sizes and memory limits are the scheduler's vocabulary.
   controller: ['domain', 'store', 'loop', 'sandbox', 'network', 'builder', 'agent', 'scheduler'],
   node: ['domain', 'store', 'loop', 'sandbox', 'network', 'cluster', 'templater', 'agent', 'scheduler', 'router', 'builder', 'controller'],
