@@ -101,7 +101,8 @@ export class JoinServer {
       const code = err instanceof BerthError ? err.code : (err as { statusCode?: number }).statusCode === 400 ? 'invalid_params' : 'internal_server_error';
       const status = (STATUS as Record<string, number>)[code] ?? 500;
       if (status === 500) o.log.error({ err: errorMessage(err) }, 'join failed');
-      void reply.code(status).send({ id: code, message: status === 500 ? 'The join failed on this server; see its log.' : errorMessage(err) });
+      // The joiner holds the token: what went wrong (etcd's words) helps it more than a log it cannot read.
+      void reply.code(status).send({ id: code, message: status === 500 ? `The join failed on this server: ${errorMessage(err)}` : errorMessage(err) });
     });
     app.get('/cacerts', async (_req, reply) => reply.type('application/x-pem-file').send(o.ca.cert));
     app.post('/join', async (req) => {
@@ -169,7 +170,9 @@ export class JoinServer {
     try {
       added = await members.addLearner(peerUrl);
     } catch (err) {
-      if (/too many learner/i.test(errorMessage(err))) throw new BerthError('etcd_busy', 'Another server is joining etcd right now; try again in a few seconds.');
+      // One learner at a time; and etcd refuses a change while not every voter is connected yet
+      // (the previous joiner just promoted): both pass in seconds.
+      if (/too many learner|unhealthy cluster|not enough started members/i.test(errorMessage(err))) throw new BerthError('etcd_busy', `etcd cannot take another member right now (${errorMessage(err)}); try again in a few seconds.`);
       throw err;
     }
     return { id: added.id, name: r.name, initial_cluster: initialCluster(added.members, { id: added.id, name: r.name, peerUrl }) };
