@@ -7,6 +7,7 @@
  */
 export { bootstrapMachine, TOKEN_FILE, type MachineBootstrapOptions, type MachineCluster } from './bootstrap.js';
 export { EtcdMember } from './etcd-member.js';
+export { EtcdMaintenance, type MaintenanceOptions } from './maintenance.js';
 export { ClusterFiles, type ClusterState } from './files.js';
 export { JoinServer, type JoinAnswer, type JoinRequest, type JoinRole, type JoinServerOptions } from './join-server.js';
 export { DEFAULT_VOTERS, EtcdMembers, MAX_VOTERS, removalKeepsQuorum, type ClientTls, type Member, type MemberHealth } from './membership.js';

@@ -96,7 +96,7 @@ export class EtcdMembers {
         const one = client(m.clientUrls, this.tls);
         try {
           const s = await one.maintenance.status();
-          return { id: m.id, reachable: true, leader: String(s.leader) === m.id, dbSize: Number(s.dbSize) };
+          return { id: m.id, reachable: true, leader: String(s.leader) === m.id, dbSize: Number(s.dbSize), dbSizeInUse: Number(s.dbSizeInUse) };
         } catch (err) {
           return { id: m.id, reachable: false, leader: false, error: errorMessage(err) };
         } finally {

@@ -53,7 +53,14 @@ export async function startController(
     services,
     url: services.settings.apiUrl,
     close: async () => {
-      await api.close();
+      // A connection that was opened and never sent a request (a peer's, a port probe) holds
+      // close() until the socket times out: after 10 s the stragglers are cut.
+      const cut = setTimeout(() => api.server.closeAllConnections(), 10_000);
+      try {
+        await api.close();
+      } finally {
+        clearTimeout(cut);
+      }
       await api.drain(10_000);
       await services.close();
     },

@@ -50,8 +50,12 @@ export function clusterRoutes(o: { store: Store; services: Services; cluster: Ma
         if (!removalKeepsQuorum(all, health, target.id)) throw conflict(`Removing ${name} would leave the live members without a quorum; bring another server back first.`);
         await m.remove(target.id);
         // The machine's credential goes with it: a removed server joins again with the token.
-        for (const c of await list(o.store, keys.machineCredentials(), codecs.machineCredential)) {
-          if (c.value.name === name && c.value.role === 'server') await o.services.cluster.revoke(c.key.slice(keys.machineCredentials().length));
+        const gone = (await list(o.store, keys.machineCredentials(), codecs.machineCredential)).filter((c) => c.value.name === name && c.value.role === 'server').map((c) => c.key.slice(keys.machineCredentials().length));
+        for (const id of gone) await o.services.cluster.revoke(id);
+        // Its slug copies went with its disk; an admin's one-off action may read them all.
+        if (gone.length > 0) {
+          const copies = await list(o.store, keys.allSlugCopies(), codecs.slugCopy);
+          for (const c of copies) if (gone.includes(c.value.machine)) await o.store.delete(c.key);
         }
         return { id: target.id, name, removed: true };
       } finally {

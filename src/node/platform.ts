@@ -9,7 +9,7 @@ import { Router, routerUnavailable } from '../router/index.js';
 import { Sandbox } from '../sandbox/index.js';
 import { Scheduler } from '../scheduler/index.js';
 import { openStore } from '../store/index.js';
-import { bootstrapMachine } from '../cluster/index.js';
+import { EtcdMaintenance, bootstrapMachine } from '../cluster/index.js';
 import { storePeers } from '../domain/peers.js';
 import { bootstrap } from './bootstrap.js';
 import { clusterRoutes } from './cluster-routes.js';
@@ -46,7 +46,15 @@ export async function startPlatformNode(o: PlatformNodeOptions): Promise<Node<Pl
     // A cluster server brings up (or joins) its etcd member first: that is its store.
     const cluster = o.cluster ? await bootstrapMachine(serverBootstrap(o, o.cluster, node)) : undefined;
     const member = cluster?.member;
-    if (member) parts.add('etcd', () => member.stop());
+    if (member && cluster) {
+      // Defragmentation of this server's own member when compaction has left enough slack.
+      const upkeep = new EtcdMaintenance({ member: { clientUrl: member.clientUrl }, tls: cluster.tls, log: log.child({ component: 'etcd-maintenance' }) });
+      upkeep.start();
+      parts.add('etcd', async () => {
+        await upkeep.stop();
+        await member.stop();
+      });
+    }
     const storeUrl = cluster ? `etcd://${cluster.endpoints().join(',')}` : o.store;
     const store = cluster ? openStore(storeUrl, { etcdTls: cluster.tls }) : openStore(o.store, o.storeInsecure ? { insecure: true } : {});
     parts.add('store', () => store.close());

@@ -13,6 +13,8 @@ const STATUS: Record<string, number> = {
   [ErrorCode.RateLimit]: 429,
   [StoreErrorCode.ValueTooLarge]: 413,
   [StoreErrorCode.Unavailable]: 503,
+  // No live server holds a slug right now (all its holders down): retry later.
+  slug_unavailable: 503,
 };
 
 export function sendError(reply: FastifyReply, status: number, id: string, message: string): FastifyReply {
@@ -34,7 +36,7 @@ export function errorHandler(err: FastifyError, request: FastifyRequest, reply: 
     if (status >= 500) request.log.error({ err }, 'request failed');
     // A stored value that does not fit its record (codec.ts) names its key: that is for the log.
     const message = err.code === RecordMalformed ? 'Internal server error.' : err.message;
-    return sendError(reply, status, status >= 500 && !isStoreError(err) ? 'internal_server_error' : err.code, message);
+    return sendError(reply, status, status === 500 && !isStoreError(err) ? 'internal_server_error' : err.code, message);
   }
   if (err.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || err.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || (err.statusCode === 400 && /JSON/i.test(err.message))) {
     return sendError(reply, 400, 'bad_request', `The request body is not valid JSON: ${err.message}`);
