@@ -150,13 +150,15 @@ describe('the berth CLI', () => {
     await put(store, keys.machine('node-b'), codecs.machine, { id: 'node-b', name: 'b', address: '192.0.2.11', tags: {}, capacity: { memoryBytes: 8 * 1024 ** 3, cpus: 2 }, ports: { from: 1, to: 2 }, agent_version: '0.1.0' });
     const unit = { name: 'placed-app.web.1', appId: 'placed-app-id', appName: 'placed-app', type: 'web', index: 1, release: 1, memoryBytes: 2 * 1024 ** 3 };
     await put(store, keys.unit('node-a', 'placed-app.web.1@v1'), codecs.unit, unit);
+    await put(store, keys.router('node-a'), codecs.router, { id: 'node-a', revision: 42, http_port: 80, https_port: 443, updated_at: new Date().toISOString() });
     const nodes = await berth(home, repo, { BERTH_API_KEY: adminToken }, 'nodes');
-    expect(nodes.out).toMatch(/a\s+node-a\s+up\s+192\.0\.2\.10\s+10\.244\.3\.0\/24\s+vxlan\s+region=eu\s+8\.0G\/2cpu\s+25% mem\s+1\n/);
-    expect(nodes.out).toMatch(/b\s+node-b\s+up\s+192\.0\.2\.11\s+-\s+-\s+-\s+8\.0G\/2cpu\s+0% mem\s+0\n/);
+    // Role, etcd member (none: no cluster here, whose servers would list them) and the router's applied revision.
+    expect(nodes.out).toMatch(/a\s+agent\s+up\s+192\.0\.2\.10\s+-\s+@42\s+10\.244\.3\.0\/24\s+vxlan\s+region=eu\s+8\.0G\/2cpu\s+25% mem\s+1\n/);
+    expect(nodes.out).toMatch(/b\s+agent\s+up\s+192\.0\.2\.11\s+-\s+-\s+-\s+-\s+-\s+8\.0G\/2cpu\s+0% mem\s+0\n/);
     const listed = JSON.parse((await berth(home, repo, { BERTH_API_KEY: adminToken }, 'nodes', '--json')).out) as { id: string; subnet: string | null; backend: string | null }[];
     expect(listed.map((n) => [n.id, n.subnet, n.backend])).toEqual([['node-a', '10.244.3.0/24', 'vxlan'], ['node-b', null, null]]);
     await store.delete(keys.unit('node-a', 'placed-app.web.1@v1'));
-    for (const key of [keys.machine('node-a'), keys.machine('node-b'), keys.subnet('10.244.3.0/24')]) await store.delete(key);
+    for (const key of [keys.machine('node-a'), keys.machine('node-b'), keys.subnet('10.244.3.0/24'), keys.router('node-a')]) await store.delete(key);
   });
 
   it("shows each dyno's overlay address in ps", async () => {

@@ -138,7 +138,7 @@ describe('startNode with a builder and an agent (the overlay network)', () => {
     } finally {
       await node.stop();
     }
-    expect(stoppedParts(lines)).toEqual(['one-off', 'agent', 'ssh', 'controller', 'network', 'store']);
+    expect(stoppedParts(lines)).toEqual(['one-off', 'agent', 'ssh', 'controller', 'slugs', 'network', 'store']);
     // Nothing of the network is left in the kernel: its table is gone.
     expect(execFileSync('nft', ['list', 'tables']).toString()).not.toContain(` ${net.name}\n`);
   });
