@@ -42,7 +42,7 @@ const hostOf = (name: string): LabHost => lab.hosts[NAMES.indexOf(name as (typeo
 const networkOf = (name: string): string => labNetworkName(lab, 'a', NAMES.indexOf(name as (typeof NAMES)[number]) + 1);
 
 function agentArgs(name: string): string[] {
-  return ['--controller', berth.apiUrl, '--store-insecure', '--no-router', '--token-file', join(dir, 'data', 'cluster.token'), '--name', name, '--data-dir', join(dir, name), '--ttl', String(TTL), '--network-name', networkOf(name)];
+  return ['--controller', berth.apiUrl, '--store-insecure', '--token-file', join(dir, 'data', 'cluster.token'), '--name', name, '--data-dir', join(dir, name), '--ttl', String(TTL), '--network-name', networkOf(name)];
 }
 
 async function push(app: string, files: Record<string, string>): Promise<{ code: number; out: string }> {

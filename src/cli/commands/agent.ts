@@ -17,7 +17,7 @@ interface AgentCliOptions {
   server?: string;
   advertise?: string;
   storeInsecure?: boolean;
-  router: boolean;
+  router?: boolean;
   httpPort?: string;
   httpsPort?: string;
   token?: string;
@@ -68,7 +68,8 @@ export function register(program: Command): void {
     .option('--address <ip>', 'this machine\'s public IP: other machines reach its overlay there (default: the source of the default route)')
     .option('--ttl <s>', 'lease TTL: a machine silent this long is dead and its dynos move', '5')
     .option('--boot-timeout <s>', 'how long a web dyno has to bind $PORT', '60')
-    .option('--no-router', 'do not run a router on this machine')
+    .option('--router', 'run a router on this machine (the default with --server)')
+    .option('--no-router', 'run no router on this machine (the default with --controller)')
     .option('--http-port <port>', 'port the router serves apps on (default 80 as root, else 8080)')
     .option('--https-port <port>', 'port the router serves HTTPS on (default 443 as root, else 8443)')
     .option('--json', 'print the startup summary as JSON')
@@ -85,7 +86,8 @@ export function register(program: Command): void {
       const advertise = opts.advertise ?? opts.address;
       if (opts.server && (!advertise || !isIPv4(advertise))) throw invalid(`--advertise must be this machine's IPv4 address, the one the other machines reach it at${advertise ? `, got "${advertise}"` : ''}.`);
       const root = process.getuid?.() === 0;
-      const router = opts.router ? { httpPort: port(opts.httpPort ?? (root ? '80' : '8080'), '--http-port'), httpsPort: port(opts.httpsPort ?? (root ? '443' : '8443'), '--https-port') } : undefined;
+      // A secured cluster's machines each route every app; the older --controller agents did not.
+      const router = (opts.router ?? Boolean(opts.server)) ? { httpPort: port(opts.httpPort ?? (root ? '80' : '8080'), '--http-port'), httpsPort: port(opts.httpsPort ?? (root ? '443' : '8443'), '--https-port') } : undefined;
       const tags = parseTags(opts.tags);
       const name = opts.name ?? hostname();
       const token = clusterToken(opts);
