@@ -12,8 +12,15 @@ import { byteRange } from '../store/validate.js';
  */
 export const ETCD_USERS = { server: 'root', agent: 'berth-agent' } as const;
 
-/** The prefix the agent role may read and write, for now all of Berth's keys. */
-const AGENT_PREFIX = '/berth/';
+/** What an agent machine reads: Berth's keys (its router follows them all, to know which revision it has applied). */
+const AGENT_READ = '/berth/';
+/**
+ * What it writes: its machine record, its dynos' status and endpoints, its router's report, its
+ * subnet and dyno addresses. Not releases, apps, users or tokens: an agent's certificate cannot
+ * change a release, mint an API token or place units. (Its writes are not limited to its own
+ * records within these prefixes: etcd's ranges cannot say "this machine's units".)
+ */
+export const AGENT_WRITE = ['/berth/machines/', '/berth/status/', '/berth/services/', '/berth/routers/', '/berth/network/'] as const;
 const CALL_TIMEOUT_MS = 5000;
 
 export const EtcdAuthErrorCode = 'etcd_auth_failed';
@@ -28,8 +35,8 @@ async function ignoring<T>(kind: new (...args: never[]) => Error, fn: () => Prom
 
 /**
  * Turns authentication on for an etcd cluster whose client connects with the `root` client
- * certificate: creates `root` (role root) and `berth-agent` (role berth-agent: read and write on
- * /berth/, read on the store's revision probe key), then enables auth. Idempotent: after the first
+ * certificate: creates `root` (role root) and `berth-agent` (role berth-agent: read on /berth/
+ * and the store's revision probe key, write on `AGENT_WRITE`), then enables auth. Idempotent: after the first
  * run the root certificate still has every right, so running it again changes nothing.
  *
  * The users have no password (etcd 3.4's no_password option): a certificate is the only way in, so
@@ -60,11 +67,12 @@ export async function enableEtcdAuth(o: { endpoints: string[]; tls: EtcdTls }): 
     step = `add role ${ETCD_USERS.agent}`;
     await ignoring(EtcdRoleExistsError, () => auth.roleAdd({ name: ETCD_USERS.agent }));
     step = `grant ${ETCD_USERS.agent} its keys`;
-    const agentKeys = byteRange(AGENT_PREFIX, { prefix: true });
-    await auth.roleGrantPermission({
-      name: ETCD_USERS.agent,
-      perm: { permType: 'Readwrite', key: agentKeys.start, range_end: agentKeys.end ?? Buffer.from([0]) },
-    });
+    const grant = async (permType: 'Read' | 'Readwrite', prefix: string): Promise<void> => {
+      const r = byteRange(prefix, { prefix: true });
+      await auth.roleGrantPermission({ name: ETCD_USERS.agent, perm: { permType, key: r.start, range_end: r.end ?? Buffer.from([0]) } });
+    };
+    await grant('Read', AGENT_READ);
+    for (const prefix of AGENT_WRITE) await grant('Readwrite', prefix);
     await auth.roleGrantPermission({
       name: ETCD_USERS.agent,
       perm: { permType: 'Read', key: Buffer.from(REVISION_PROBE_KEY), range_end: Buffer.alloc(0) },

@@ -44,14 +44,20 @@ describe('who gets in', () => {
     await admin.compact(revision);
   });
 
-  it('berth-agent reads, writes and watches under /berth/ and nothing else', async () => {
+  it('berth-agent reads and watches /berth/, writes only its machine, dyno, router and network keys', async () => {
     const agent = storeAs(await server.clientCreds(ETCD_USERS.agent));
-    const watch = await agent.watch('/berth/units/', { prefix: true });
-    const { revision } = await agent.put('/berth/units/m1/u1', 'v');
+    const watch = await agent.watch('/berth/status/', { prefix: true });
+    const { revision } = await agent.put('/berth/status/m1.web.1', 'v');
     expect(await agent.currentRevision()).toBeGreaterThanOrEqual(revision);
     const next = await watch[Symbol.asyncIterator]().next();
-    expect(next.value?.events[0]?.kv.key).toBe('/berth/units/m1/u1');
+    expect(next.value?.events[0]?.kv.key).toBe('/berth/status/m1.web.1');
     watch.close();
+    // It reads what it runs, but writes no release, unit, app, user or token.
+    expect((await agent.get('/berth/apps/a'))?.value).toBe('y');
+    for (const key of ['/berth/apps/a', '/berth/units/m1/u1', '/berth/tokens/abc', '/berth/users/u', '/berth/cluster/machines/m1']) {
+      expect((await failure(agent.put(key, 'forged'))).code, key).toBe(StoreErrorCode.PermissionDenied);
+    }
+    expect((await failure(agent.delete('/berth/apps/', { prefix: true }))).code).toBe(StoreErrorCode.PermissionDenied);
     const lease = await agent.grantLease(10);
     await agent.put('/berth/machines/m1', 'up', { lease: lease.id });
     await agent.revokeLease(lease.id);
@@ -115,11 +121,13 @@ describe('enableEtcdAuth', () => {
       const perms = (await admin.auth.roleGet({ role: ETCD_USERS.agent })).perm.map((p) => [p.permType, p.key.toString(), p.range_end.toString()]);
       expect(perms).toEqual(
         expect.arrayContaining([
-          ['Readwrite', '/berth/', '/berth0'],
+          ['Read', '/berth/', '/berth0'],
+          ['Readwrite', '/berth/machines/', '/berth/machines0'],
+          ['Readwrite', '/berth/network/', '/berth/network0'],
           ['Read', '\u0000', ''],
         ]),
       );
-      expect(perms).toHaveLength(2);
+      expect(perms).toHaveLength(7);
       // Users made without a password cannot authenticate with one.
       await expect(admin.auth.authenticate({ name: ETCD_USERS.server, password: 'root' })).rejects.toThrow(/authentication failed/);
     } finally {
