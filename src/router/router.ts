@@ -13,6 +13,7 @@ import type { Store, WatchBatch } from '../store/index.js';
 import { Templater, type TemplateData } from '../templater/index.js';
 import { LOG_FORMAT, RouterLogTail, type AppLog } from './logs.js';
 import { NGINX_TEMPLATE } from './nginx-template.js';
+import { VhostMirror } from './vhost-mirror.js';
 import { parseCerts, planVhosts, pruneCertFiles, writeCertFiles } from './vhosts.js';
 
 export interface RouterOptions {
@@ -72,6 +73,8 @@ export class Router {
   private seen = 0;
   /** The revision the last successful pass applied: what a new lease may claim at once. */
   private applied = 0;
+  /** What nginx.conf is rendered from, fed by the watch: a vhost change re-renders without reading. */
+  private mirror: VhostMirror | undefined;
 
   constructor(private readonly o: RouterOptions) {}
 
@@ -90,8 +93,9 @@ export class Router {
     writeFileSync(join(dir, 'templates', 'nginx.conf.eta'), NGINX_TEMPLATE);
     const conf = join(dir, 'nginx.conf');
     const pid = join(dir, 'nginx.pid');
+    const mirror = (this.mirror = new VhostMirror(this.o.store, VHOST_PREFIXES));
     this.templater = new Templater({
-      store: this.o.store,
+      store: mirror,
       log: this.o.log.child({ component: 'router-templater' }),
       resources: [
         {
@@ -157,13 +161,15 @@ export class Router {
     await this.report(this.applied);
   }
 
-  /** Every endpoint, read at one revision: at start, after a watch gap, on the repair timer. */
+  /** Every endpoint and vhost key, read at one revision: at start, after a watch gap, on the repair timer. */
   private async loadEndpoints(reason: LoadReason): Promise<Loaded> {
     const r = await this.o.store.range(keys.allServices(), { prefix: true });
     const endpoints = new Map(decodeAll(codecs.endpoint, r.kvs, (key) => this.o.log.warn({ key }, 'ignoring a malformed endpoint')).map((e) => [e.key, e.value]));
+    const vhosts = await this.mirror?.read(r.revision);
     return {
       revision: r.revision,
       commit: () => {
+        vhosts?.();
         const changed = endpoints.size !== this.endpoints.size || [...endpoints].some(([k, v]) => this.endpoints.get(k) !== v);
         this.endpoints = endpoints;
         this.vhostsDirty = this.endpointsDirty = true;
@@ -183,10 +189,9 @@ export class Router {
         if (value) this.endpoints.set(key, value);
         else this.endpoints.delete(key);
         this.endpointsDirty = relevant = true;
-      } else if (VHOST_PREFIXES.some((p) => key.startsWith(p))) {
-        this.vhostsDirty = relevant = true;
       }
     }
+    if (this.mirror?.apply(batch)) this.vhostsDirty = relevant = true;
     // Only what the router serves starts a pass; its own reports (and everyone's statuses) would
     // otherwise make every report trigger the next.
     if (relevant) this.seen = batch.revision;
@@ -216,8 +221,10 @@ export class Router {
    * template renders; files no longer named go once the new config is in place.
    */
   private async renderVhosts(at?: number): Promise<void> {
-    const revision = at ?? (await this.o.store.currentRevision());
-    const certs = parseCerts((await this.o.store.range(keys.allCerts(), { prefix: true, revision })).kvs);
+    // From the mirror once the loop has filled it (reads nothing); the first render reads the store.
+    const store = this.mirror ?? this.o.store;
+    const revision = at ?? (this.mirror?.revision || (await this.o.store.currentRevision()));
+    const certs = parseCerts((await store.range(keys.allCerts(), { prefix: true, revision })).kvs);
     const wanted = writeCertFiles(this.certDir, certs);
     await this.templater?.renderAll(revision);
     // A config nginx refuses (check failed) leaves the old one serving and is logged by the
