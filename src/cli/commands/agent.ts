@@ -9,7 +9,7 @@ import { startNode } from '../../node/index.js';
 import { DEFAULT_CGROUP_ROOT } from '../../sandbox/index.js';
 import { networkName } from '../network-flags.js';
 import { header, keyValues } from '../output.js';
-import { tokenFrom } from './up.js';
+import { port, tokenFrom } from './up.js';
 import { defaultDataDir } from '../paths.js';
 
 interface AgentCliOptions {
@@ -38,11 +38,6 @@ function clusterToken(o: AgentCliOptions): string {
   return token;
 }
 
-function port(value: string, flag: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1 || n > 65535) throw invalid(`${flag} must be a port number (1-65535), got "${value}".`);
-  return n;
-}
 
 /**
  * `berth agent`: a node of a cluster that only runs dynos, built by `startNode` (src/node/): it

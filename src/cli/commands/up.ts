@@ -83,7 +83,7 @@ function networkFlags(o: Pick<UpOptions, 'overlay' | 'backend' | 'networkName' |
   return { name: networkName(o.networkName), ...(o.overlay ? { overlay: o.overlay } : {}), ...(o.backend ? { backend: o.backend as 'vxlan' | 'host-gw' } : {}), ...(o.publicIp ? { publicIp: o.publicIp } : {}) };
 }
 
-function port(value: string, flag: string): number {
+export function port(value: string, flag: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1 || n > 65535) throw invalid(`${flag} must be a port number (1-65535), got "${value}".`);
   return n;
