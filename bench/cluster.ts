@@ -14,7 +14,7 @@
  * probe independent of the others' slow answers. Between rounds the dead machine comes back with its
  * data dir and rejoins, and the next round waits until three etcd voters answer and every dyno is up.
  *
- * `BENCH_ROUNDS` (default 6: three of each kind). Needs root (namespaces), etcd/etcdctl, nginx, bubblewrap.
+ * `BENCH_ROUNDS` (default 10: five of each kind, about 2 minutes). Needs root (namespaces), etcd/etcdctl, nginx, bubblewrap.
  */
 import { execFileSync } from 'node:child_process';
 import { availableParallelism, cpus, loadavg, release } from 'node:os';
@@ -22,7 +22,7 @@ import { performance } from 'node:perf_hooks';
 import { APP, BenchCluster, EtcdViews, NAMES, WRITE_APP, allUp, schedulerLeader, type Name } from './cluster-lab.js';
 import { printTable, runBenchmark, sleep, step } from './lib.js';
 
-const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 6) || 6);
+const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 10) || 10);
 const TTL_S = 2;
 const POLL_MS = 50;
 /** Probes of one kind at once: a stalled one never delays the next by more than a poll. */
@@ -195,10 +195,10 @@ function report(rounds: Round[]): void {
   console.log(
     `\nms from the SIGKILL of the machine's every process. "etcd elected": a survivor's status names a live leader ` +
       `(when etcd's leader survived there is no election: ~0). Ratios per round, then their median; for rounds whose etcd ` +
-      `leader survived, against the median election of the other rounds. Agent/scheduler lease TTL --ttl ${TTL_S} s bounds (a) ` +
-      `and (c) below; when etcd's leader dies too, the new etcd leader re-grants every lease its full TTL, so the dead ` +
-      `machine's keys outlive it by about election + TTL. "rejoin": from the dead machine's restart with its data dir ` +
-      `until three etcd voters answer and every dyno is up. Polled every ${POLL_MS} ms, up to ${IN_FLIGHT} probes of a kind pending.`,
+      `leader survived, against the median election of the other rounds. (a) and (c) wait for the dead machine's leases ` +
+      `(--ttl ${TTL_S} s, renewed every third of it): at least TTL minus the time since the last renewal; when etcd's leader ` +
+      `dies too, the new etcd leader renews every lease in full as it takes over, so they last about election + TTL + etcd's ` +
+      `election timeout (1 s). "rejoin": from the dead machine's restart with its data dir until three etcd voters answer and every dyno is up. Polled every ${POLL_MS} ms, up to ${IN_FLIGHT} probes of a kind pending.`,
   );
 }
 
