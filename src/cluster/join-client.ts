@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import { request as httpsRequest } from 'node:https';
 import { BerthError, errorMessage } from '../domain/errors.js';
 import type { Logger } from '../domain/log.js';
@@ -41,6 +42,20 @@ function https(url: string, o: HttpsOptions): Promise<{ status: number; text: st
   });
 }
 
+/**
+ * The CA certificate a join listener served, as PEM, when it served exactly one: the joiner trusts
+ * what it returns, and Node trusts every certificate in a PEM string while the hash covers only the
+ * first, so a listener serving the cluster's CA followed by its own must not pass.
+ */
+function servedCa(text: string): string | undefined {
+  if (text.match(/-----BEGIN /g)?.length !== 1) return undefined;
+  try {
+    return new X509Certificate(text).toString();
+  } catch {
+    return undefined;
+  }
+}
+
 /** Where a server's join listener is, from its API (public, no secret: the TLS check is what counts). */
 async function joinUrl(apiUrl: string): Promise<string> {
   const base = apiUrl.replace(/\/+$/, '');
@@ -68,11 +83,12 @@ export async function joinCluster(o: { apiUrl: string; token: ClusterToken; requ
   const ca = await https(`${url}/cacerts`, {}).catch((err: unknown) => {
     throw new BerthError('cluster_unreachable', `Cannot reach the join listener at ${url}: ${errorMessage(err)}`);
   });
-  if (ca.status !== 200 || caHash(ca.text) !== o.token.caHash) {
+  const served = ca.status === 200 ? servedCa(ca.text) : undefined;
+  if (!served || caHash(served) !== o.token.caHash) {
     throw new BerthError('cluster_ca_mismatch', `The server at ${url} does not hold the CA this token names; the token was not sent. Check the URL, or take the token from that cluster's <data-dir>/cluster.token.`);
   }
   for (let attempt = 1; ; attempt++) {
-    const res = await https(`${url}/join`, { ca: ca.text, body: { ...o.request, token: formatToken(o.token) } }).catch((err: unknown) => {
+    const res = await https(`${url}/join`, { ca: served, body: { ...o.request, token: formatToken(o.token) } }).catch((err: unknown) => {
       throw new BerthError('cluster_unreachable', `The join at ${url} failed: ${errorMessage(err)}`);
     });
     let body: Partial<JoinAnswer> & { id?: string; message?: string } = {};
@@ -91,7 +107,7 @@ export async function joinCluster(o: { apiUrl: string; token: ClusterToken; requ
     if (typeof body.cert !== 'string' || typeof body.credential !== 'string' || typeof body.ca_cert !== 'string' || !body.etcd || !Array.isArray(body.etcd.endpoints)) {
       throw new BerthError('cluster_join_refused', `The server at ${url} answered the join with something that is not a join answer.`);
     }
-    if (body.ca_cert !== ca.text || !signedBy(body.cert, ca.text)) throw new BerthError('cluster_join_refused', `The server at ${url} answered with a certificate its CA did not sign.`);
+    if (body.ca_cert !== ca.text || !signedBy(body.cert, served)) throw new BerthError('cluster_join_refused', `The server at ${url} answered with a certificate its CA did not sign.`);
     return body as JoinAnswer;
   }
 }
