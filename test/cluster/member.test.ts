@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
@@ -11,31 +11,13 @@ import { createCa, issueLeaf } from '../../src/cluster/pki.js';
 import { captureLog, silentLog } from '../support/log.js';
 import { freePort } from '../support/ports.js';
 import { until } from '../support/until.js';
+import { etcdPids, killLeftovers } from './fixtures/procs.js';
 
 const FIXTURE = join(import.meta.dirname, 'fixtures/member-child.ts');
 
 let dir: string;
 let tls: { ca: string; cert: string; key: string };
 let tlsFiles: { caFile: string; certFile: string; keyFile: string };
-
-/** Live (not zombie) processes whose command line runs etcd on this data dir: the members we started. */
-function etcdPids(dataDir: string): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const args = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
-      const i = args.indexOf('--data-dir');
-      if (i < 0 || args[i + 1] !== dataDir) continue;
-      // A zombie has no cmdline left, but be explicit: state Z is dead.
-      const state = readFileSync(`/proc/${entry}/stat`, 'utf8').replace(/^.*\) /, '')[0];
-      if (state !== 'Z') pids.push(Number(entry));
-    } catch {
-      // Gone between readdir and read.
-    }
-  }
-  return pids;
-}
 
 interface MemberSetup {
   name: string;
@@ -79,7 +61,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const m of started) await m.stop();
   // Whatever a failed test left running on our data dirs (by pid, never by name).
-  for (const d of stray) for (const pid of etcdPids(d)) process.kill(pid, 'SIGKILL');
+  killLeftovers(stray);
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
