@@ -55,6 +55,9 @@ export class ControllerLink {
   private credential: string | undefined;
 
   async join(name: string, machine: string): Promise<JoinAnswer> {
+    // A secured cluster's token is only ever sent over TLS verified against its CA (--server):
+    // this older join would hand it to whoever answers plain HTTP.
+    if (/^B10[0-9a-f]{64}::/.test(this.token.trim())) throw new Error('this is a secured cluster\'s token: join with --server URL (the TLS join), not --controller');
     let res: Response;
     try {
       res = await fetch(`${this.base}/internal/cluster/join`, { method: 'POST', headers: this.headers({ 'content-type': 'application/json' }), body: JSON.stringify({ name, machine }) });
@@ -111,7 +114,8 @@ export class ControllerLink {
       }
       this.log.warn({ err: outcome.error, queued: this.queue.length + batch.length }, 'no server took the log lines; retrying');
       this.queue.unshift(...batch);
-      this.timer ??= setTimeout(() => void this.flush(), 2000);
+      // Once closed, the last attempt was the last: no timer keeps a stopped agent alive.
+      if (!this.closed) this.timer ??= setTimeout(() => void this.flush(), 2000);
       return;
     }
     if (this.dropped > 0) {
@@ -142,7 +146,13 @@ export class ControllerLink {
     return { error: errors.join('; ') };
   }
 
+  private closed = false;
+
+  /** One last attempt to send what is queued; nothing is retried after it. */
   close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
     return this.flush();
   }
 }

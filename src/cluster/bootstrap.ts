@@ -83,8 +83,10 @@ function writeToken(dataDir: string, token: string): void {
 }
 
 /** Waits until etcd lists its members (it has a leader and takes our certificate). */
-async function untilServing(endpoints: string[], tls: ClientTls, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
+async function untilServing(endpoints: string[], tls: ClientTls, timeoutMs = 30_000, log?: Logger): Promise<void> {
+  const started = Date.now();
+  const deadline = started + timeoutMs;
+  let said = started;
   for (;;) {
     const members = new EtcdMembers(endpoints, tls);
     try {
@@ -92,6 +94,10 @@ async function untilServing(endpoints: string[], tls: ClientTls, timeoutMs = 30_
       return;
     } catch (err) {
       if (Date.now() > deadline) throw new BerthError('etcd_unavailable', `etcd at ${endpoints.join(', ')} does not answer: ${errorMessage(err)}`);
+      if (log && Date.now() - said > 10_000) {
+        said = Date.now();
+        log.warn({ endpoints, waited_s: Math.round((said - started) / 1000), err: errorMessage(err) }, 'waiting for a quorum of etcd members');
+      }
     } finally {
       members.close();
     }
@@ -194,9 +200,14 @@ async function restart(o: MachineBootstrapOptions, files: ClusterFiles): Promise
   if (state.member) {
     member = memberOf({ ...o, name: state.member.name, advertise: state.advertise, etcd: { clientPort: state.member.client_port, peerPort: state.member.peer_port } }, files, '', 'existing');
     if (!member.initialised) throw new BerthError('etcd_data_missing', `This server's etcd data (${files.etcdDir}) is gone. Remove the machine from the cluster (berth nodes:remove ${state.name} on another server), delete ${files.dir} and join again.`);
-    await member.start(tls);
+    member.launch();
   }
   const known = [...new Set([...(member ? [member.clientUrl] : []), ...state.endpoints])];
+  // A whole cluster starting again (power came back) has no quorum until most members are up:
+  // wait for it as long as it takes, saying so, rather than give up and leave a member behind.
+  const waiting = untilServing(known, tls, Number.POSITIVE_INFINITY, o.log);
+  if (member) await stoppingOnFailure(member, () => waiting);
+  else await waiting;
   // The voters as they are now; when no quorum answers yet (a whole cluster restarting) the
   // endpoints known from last time serve, and the store client retries them.
   const members = new EtcdMembers(known, tls);

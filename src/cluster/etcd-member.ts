@@ -87,6 +87,9 @@ export class EtcdMember {
       '--cert-file', o.tls.certFile,
       '--key-file', o.tls.keyFile,
       '--peer-client-cert-auth',
+      // Peers are servers: an agent's leaf (same CA, CN berth-agent) must not reach raft or the
+      // peer API, which etcd's user auth does not cover.
+      '--peer-cert-allowed-cn', 'root',
       '--peer-trusted-ca-file', o.tls.caFile,
       '--peer-cert-file', o.tls.certFile,
       '--peer-key-file', o.tls.keyFile,
@@ -133,14 +136,22 @@ export class EtcdMember {
    * member restarting alone waits for its peers, and a learner never reports healthy).
    */
   async start(client: { ca: string; cert: string; key: string }, timeoutMs = 30_000): Promise<void> {
-    this.stopping = false;
-    this.spawnOnce();
+    this.launch();
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       if (await this.answers(client)) return;
       if (Date.now() > deadline) throw new BerthError('etcd_unavailable', `etcd did not start within ${timeoutMs / 1000} s; see ${this.o.logFile}.`);
       await new Promise((r) => setTimeout(r, 200));
     }
+  }
+
+  /**
+   * Starts etcd without waiting for it: a member restarting while most of its peers are down
+   * serves no client until they are back, however long that takes.
+   */
+  launch(): void {
+    this.stopping = false;
+    this.spawnOnce();
   }
 
   /** Whether the member's /health answers (any status) over TLS with this client certificate. */

@@ -150,16 +150,20 @@ export class JoinServer {
 
   /**
    * A learner for the joining server while the cluster has fewer voters than it wants. A member
-   * that never started (a join that died half way) or one already at this peer URL (the same
-   * machine back with an empty data dir) is removed first; another machine's name is refused.
+   * already at this peer URL (the same machine back with an empty data dir, or its own join that
+   * died half way) is removed first; another machine's name is refused, and another machine's
+   * join under way (a learner not started yet) makes this one wait.
    */
   private async addMember(members: EtcdMembers, r: JoinRequest): Promise<JoinAnswer['etcd']['member']> {
     const peerUrl = `https://${r.address}:${r.etcd_peer_port}`;
     let list = await members.list();
     const clash = list.find((m) => m.name === r.name && !m.peerUrls.includes(peerUrl));
     if (clash) throw conflict(`An etcd member named ${r.name} already runs at ${clash.peerUrls.join(', ')}; give this server another --name, or remove that one with berth nodes:remove ${r.name}.`);
+    // A nameless learner elsewhere is another join under way (its member starts seconds after its
+    // answer): leave it, and ask this joiner to come back.
+    if (list.some((m) => m.name === '' && !m.peerUrls.includes(peerUrl))) throw new BerthError('etcd_busy', 'Another server is joining etcd right now; try again in a few seconds.');
     for (const m of list) {
-      if (m.name === '' || m.peerUrls.includes(peerUrl)) {
+      if (m.peerUrls.includes(peerUrl)) {
         this.o.log.warn({ member: m.id, name: m.name, peer: m.peerUrls }, 'removing a stale etcd member before a join');
         await members.remove(m.id);
       }

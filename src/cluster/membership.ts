@@ -126,10 +126,11 @@ export function removalKeepsQuorum(members: Member[], health: MemberHealth[], id
   const voters = members.filter((m) => !m.learner);
   const target = members.find((m) => m.id === id);
   if (!target || target.learner) return true;
+  const live = (list: Member[]): number => list.filter((m) => health.find((h) => h.id === m.id)?.reachable).length;
+  // etcd must commit the removal with the voters it has now, and run with those left after.
+  const now = live(voters) >= Math.floor(voters.length / 2) + 1;
   const after = voters.filter((m) => m.id !== id);
-  const quorum = Math.floor(after.length / 2) + 1;
-  const alive = after.filter((m) => health.find((h) => h.id === m.id)?.reachable).length;
-  return alive >= quorum;
+  return now && live(after) >= Math.floor(after.length / 2) + 1;
 }
 
 /** `name=peer,...` for a member starting with `--initial-cluster-state existing`. */

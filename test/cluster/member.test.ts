@@ -219,6 +219,8 @@ describe('removalKeepsQuorum', () => {
   const three = [m('1'), m('2'), m('3')];
 
   it('lets a voter go when the rest still make a quorum', () => {
+    // Two voters, one dead: etcd cannot commit the removal without the dead one.
+    expect(removalKeepsQuorum([m('1'), m('2')], up('1'), '2')).toBe(false);
     expect(removalKeepsQuorum(three, up('1', '2', '3'), '3')).toBe(true);
     // The one that is down is the one removed: two of two left.
     expect(removalKeepsQuorum(three, up('1', '2'), '3')).toBe(true);

@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { errorMessage, invalid } from '../../domain/errors.js';
 import { createLogger } from '../../domain/log.js';
+import { ClusterFiles } from '../../cluster/index.js';
 import { startNode, type NetworkRole, type ServerClusterRole } from '../../node/index.js';
 import { DEFAULT_CGROUP_ROOT } from '../../sandbox/index.js';
 import { header, keyValues } from '../output.js';
@@ -56,10 +57,17 @@ export function tokenFrom(o: { token?: string; tokenFile?: string }, env: NodeJS
 }
 
 /** `--cluster-init` / `--server URL --token T` → the node's cluster role (shapes checked here). */
-function clusterFlags(o: UpOptions): ServerClusterRole | undefined {
+function clusterFlags(o: UpOptions, dataDir: string): ServerClusterRole | undefined {
   if (!o.clusterInit && !o.server) {
     if (o.advertise || o.token || o.tokenFile) throw invalid('--advertise and --token belong with --cluster-init or --server URL.');
-    return undefined;
+    // A data dir that holds a cluster is that cluster's, flags or not: a second, empty platform
+    // on SQLite beside it would answer on the same ports with none of its apps.
+    const files = new ClusterFiles(dataDir);
+    if (!files.exists()) return undefined;
+    const state = files.state();
+    if (state.role !== 'server') throw invalid(`${dataDir} belongs to an agent of a cluster; start it with berth agent.`);
+    if (o.store) throw invalid(`${dataDir} belongs to a cluster server, whose store is its etcd; leave out --store.`);
+    return { mode: { kind: 'init' }, name: state.name, advertise: state.advertise, etcdClientPort: state.member?.client_port ?? port(o.etcdClientPort, '--etcd-client-port'), etcdPeerPort: state.member?.peer_port ?? port(o.etcdPeerPort, '--etcd-peer-port'), joinPort: port(o.joinPort, '--join-port') };
   }
   if (o.clusterInit && o.server) throw invalid('Give --cluster-init (the first server) or --server URL (join one), not both.');
   if (o.store) throw invalid('A cluster server keeps its store in the etcd member Berth runs; leave out --store.');
@@ -134,7 +142,7 @@ export function register(program: Command): void {
       const httpsPort = port(opts.httpsPort ?? (process.getuid?.() === 0 ? '443' : '8443'), '--https-port');
       const rendezvousPort = opts.rendezvousPort === '0' ? 0 : port(opts.rendezvousPort, '--rendezvous-port');
       const network = networkFlags(opts);
-      const cluster = clusterFlags(opts);
+      const cluster = clusterFlags(opts, dataDir);
       const ttl = Number(opts.ttl);
       if (!Number.isInteger(ttl) || ttl < 1 || ttl > 300) throw invalid(`--ttl must be whole seconds between 1 and 300, got "${opts.ttl}".`);
       // Other machines reach this one's overlay, dynos and API at the address it advertises.
