@@ -246,6 +246,10 @@ function printTable(backends: Backend[]): void {
   console.log(`Medians of ${ROUNDS} interleaved rounds. Throughput ratios: higher means ${base.name} is faster.`);
   console.log(`* Latency ratios: lower is better for ${base.name}.`);
   console.log('etcd calls: grpc_server_handled_total summed over members (a lease keep-alive or watch counts once, when its stream ends).');
+  // Each round's figures, so a round disturbed by something else on the machine shows as one.
+  console.log('');
+  console.log('PATCH config-vars round-robin, each round (req/s, p99 ms):');
+  for (const b of backends) console.log(`  ${b.name.padEnd(8)} ${b.patch.map((p) => `${p.reqPerSec.toFixed(0)} / ${p.p99Ms.toFixed(0)}`).join('   ')}`);
 }
 
 /** Errors measured as throughput make a benchmark lie; the table is printed, then the run fails. */
