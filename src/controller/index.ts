@@ -45,6 +45,7 @@ export async function startController(
   },
 ): Promise<Controller> {
   const services = 'services' in options ? options.services : createServices(options.store, options.log, options.settings, options.logDb ? { logDb: options.logDb } : {});
+  await services.lookups.start();
   const api = buildApi(services, services.log.child({ component: 'api' }), options.routes ?? []);
   await api.listen({ host: options.host, port: options.port });
   await services.drainForwarder.start();

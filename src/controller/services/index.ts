@@ -17,6 +17,7 @@ import { Releases } from './releases.js';
 import { RouterSettings } from './router-settings.js';
 import { SshKeys } from './ssh-keys.js';
 import type { PlatformSettings } from './types.js';
+import { Lookups } from './lookups.js';
 import { Users } from './users.js';
 
 /** Every domain service of the controller, built once per process from its dependencies. */
@@ -42,6 +43,8 @@ export interface Services {
   routerSettings: RouterSettings;
   /** Started by `startController`; idle (forwards nothing) until then. */
   drainForwarder: DrainForwarder;
+  /** Started by `startController` (until then every lookup reads the store). */
+  lookups: Lookups;
   /** Stops forwarding and closes the log database (before the store closes). */
   close(): Promise<void>;
 }
@@ -69,8 +72,10 @@ export interface ServiceOptions {
 }
 
 export function createServices(store: Store, log: Logger, settings: PlatformSettings, options: ServiceOptions = {}): Services {
-  const users = new Users(store);
-  const apps = new Apps(store);
+  // Tokens, users and app names from the watch: a request's auth and app lookup cost no reads.
+  const lookups = new Lookups({ store, log: log.child({ component: 'lookups' }) });
+  const users = new Users(store, lookups);
+  const apps = new Apps(store, lookups);
   const logLog = log.child({ component: 'logs' });
   const logs = new LogHub(
     store,
@@ -117,8 +122,10 @@ export function createServices(store: Store, log: Logger, settings: PlatformSett
     certs: new SniEndpoints(store, apps, domains),
     routerSettings: new RouterSettings(store, apps),
     drainForwarder,
+    lookups,
     async close() {
       drainForwarder.close();
+      await lookups.close();
       logs.close();
     },
   };
