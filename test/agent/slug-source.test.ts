@@ -100,8 +100,9 @@ describe("an agent machine's slugs", () => {
     // server record gone there is none, with A back there is.
     await a.down();
     const direct = await fetch(`${b.url}/internal/slugs/${slug.id}/blob`, { headers: { authorization: `Bearer ${agentCredential}` } });
-    expect(direct.status).toBe(500);
-    await direct.body?.cancel();
+    // No holder live: unavailable for now (503, slug_unavailable), not a server fault.
+    expect(direct.status).toBe(503);
+    expect(((await direct.json()) as { id: string }).id).toBe('slug_unavailable');
     await a.up();
     const served = await fetch(`${b.url}/internal/slugs/${slug.id}/blob`, { headers: { authorization: `Bearer ${agentCredential}` } });
     expect(served.status).toBe(200);
