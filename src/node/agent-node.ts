@@ -111,7 +111,7 @@ export async function startAgentNode(o: AgentNodeOptions): Promise<Node<AgentSum
     parts.add('agent', () => agent.stop());
     await agent.start();
     if (routed) {
-      const router = new Router({ store, log: log.child({ component: 'router' }), id: info.id, dir: join(dataDir, 'router'), httpPort: routed.httpPort, httpsPort: routed.httpsPort, controlPort: await loopbackPort(), domain: j.domain, appLog });
+      const router = new Router({ store, log: log.child({ component: 'router' }), id: info.id, dir: join(dataDir, 'router'), httpPort: routed.httpPort, httpsPort: routed.httpsPort, controlPort: await loopbackPort(), verifyEndpoints: true, domain: j.domain, appLog });
       parts.add('router', () => router.stop());
       await router.start();
     }

@@ -146,7 +146,7 @@ export async function startPlatformNode(o: PlatformNodeOptions): Promise<Node<Pl
     }
     const routed = missing ? undefined : roles.router;
     if (routed) {
-      const router = new Router({ store, log: log.child({ component: 'router' }), id: node, dir: join(dataDir, 'router'), httpPort: routed.httpPort, httpsPort: routed.httpsPort, controlPort: await loopbackPort(), domain: c.domain, appLog });
+      const router = new Router({ store, log: log.child({ component: 'router' }), id: node, dir: join(dataDir, 'router'), httpPort: routed.httpPort, httpsPort: routed.httpsPort, controlPort: await loopbackPort(), verifyEndpoints: true, domain: c.domain, appLog });
       parts.add('router', () => router.stop());
       await router.start();
     }

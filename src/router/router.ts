@@ -13,6 +13,7 @@ import type { Store, WatchBatch } from '../store/index.js';
 import { Templater, type TemplateData } from '../templater/index.js';
 import { LOG_FORMAT, RouterLogTail, type AppLog } from './logs.js';
 import { NGINX_TEMPLATE } from './nginx-template.js';
+import { EndpointGuard } from './endpoint-guard.js';
 import { VhostMirror } from './vhost-mirror.js';
 import { parseCerts, planVhosts, pruneCertFiles, writeCertFiles } from './vhosts.js';
 
@@ -33,6 +34,12 @@ export interface RouterOptions {
   ttl?: number;
   /** Each request's Heroku-style router line goes here; without it nginx logs nothing. */
   appLog?: AppLog;
+  /**
+   * Serve an endpoint only if its unit is assigned to a machine whose overlay subnet holds its
+   * address (`EndpointGuard`). On wherever machines of different trust publish (a cluster); tests
+   * that publish loopback endpoints by hand leave it off.
+   */
+  verifyEndpoints?: boolean;
 }
 
 /** Keys the vhosts depend on; a change there re-renders nginx.conf (and only then reloads). */
@@ -76,7 +83,12 @@ export class Router {
   /** What nginx.conf is rendered from, fed by the watch: a vhost change re-renders without reading. */
   private mirror: VhostMirror | undefined;
 
-  constructor(private readonly o: RouterOptions) {}
+  /** Which endpoints count (with `verifyEndpoints`). */
+  private readonly guard: EndpointGuard | undefined;
+
+  constructor(private readonly o: RouterOptions) {
+    this.guard = o.verifyEndpoints ? new EndpointGuard() : undefined;
+  }
 
   async start(): Promise<void> {
     const bin = this.o.nginxBin ?? '/usr/sbin/nginx';
@@ -164,12 +176,15 @@ export class Router {
   /** Every endpoint and vhost key, read at one revision: at start, after a watch gap, on the repair timer. */
   private async loadEndpoints(reason: LoadReason): Promise<Loaded> {
     const r = await this.o.store.range(keys.allServices(), { prefix: true });
+    // Units and subnets at the endpoints' revision, for the guard.
+    const [units, subnets] = this.guard ? await Promise.all([keys.allUnits(), keys.subnets()].map((p) => this.o.store.range(p, { prefix: true, revision: r.revision }))) : [];
     const endpoints = new Map(decodeAll(codecs.endpoint, r.kvs, (key) => this.o.log.warn({ key }, 'ignoring a malformed endpoint')).map((e) => [e.key, e.value]));
     const vhosts = await this.mirror?.read(r.revision);
     return {
       revision: r.revision,
       commit: () => {
         vhosts?.();
+        if (units && subnets) this.guard?.load(units.kvs, subnets.kvs);
         const changed = endpoints.size !== this.endpoints.size || [...endpoints].some(([k, v]) => this.endpoints.get(k) !== v);
         this.endpoints = endpoints;
         this.vhostsDirty = this.endpointsDirty = true;
@@ -189,7 +204,7 @@ export class Router {
         if (value) this.endpoints.set(key, value);
         else this.endpoints.delete(key);
         this.endpointsDirty = relevant = true;
-      }
+      } else if (this.guard?.apply(e)) this.endpointsDirty = relevant = true;
     }
     if (this.mirror?.apply(batch)) this.vhostsDirty = relevant = true;
     // Only what the router serves starts a pass; its own reports (and everyone's statuses) would
@@ -238,6 +253,7 @@ export class Router {
   private async pushEndpoints(): Promise<void> {
     const byApp = new Map<string, string[]>();
     for (const [key, value] of this.endpoints) {
+      if (this.guard && !this.guard.allows(key, value)) continue;
       // /berth/services/<app>/<app>.<type>.<n>@v<n>[-<r>]: the dyno is "<type>.<n>".
       const [app = '', unit = ''] = key.slice(keys.allServices().length).split('/');
       const name = unitNameOf(unit);

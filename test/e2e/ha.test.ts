@@ -1,4 +1,6 @@
 import { mkdtempSync, readFileSync, rmSync, chmodSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -171,6 +173,26 @@ describe('three servers and no single point of failure', () => {
     }, 90_000);
     await waitFor('routed by s1 again', async () => ((await routed('s1')).body.endsWith('vtwo') ? true : undefined), 60_000);
   }, 180_000);
+
+  it('routes no traffic to an endpoint published for a unit no machine runs (what a hostile agent could write)', async () => {
+    const hijacker = createServer((_q, r) => r.end('hijacked'));
+    await new Promise<void>((r) => hijacker.listen(0, lab.gateway, r));
+    const port = (hijacker.address() as AddressInfo).port;
+    const c = join(dataDir('s2'), 'cluster');
+    const store = openStore(`etcd://${host('s2').address}:2379`, { etcdTls: { ca: readFileSync(join(c, 'ca.crt'), 'utf8'), cert: readFileSync(join(c, 'node.crt'), 'utf8'), key: readFileSync(join(c, 'node.key'), 'utf8') } });
+    const forged = `/berth/services/${APP}/${APP}.web.1@v99`;
+    try {
+      await store.put(forged, `${lab.gateway}:${port}`);
+      await new Promise((r) => setTimeout(r, 1500));
+      const bodies = await Promise.all(Array.from({ length: 30 }, () => routed('s2').then((r) => r.body)));
+      expect(bodies.filter((b) => b === 'hijacked')).toEqual([]);
+      expect(bodies.filter((b) => b.startsWith('hello from')).length).toBeGreaterThan(0);
+    } finally {
+      await store.delete(forged);
+      await store.close();
+      hijacker.close();
+    }
+  }, 60_000);
 
   it('a machine cut off from the others refuses writes, and takes them again once healed', async () => {
     const h3 = host('s3');
