@@ -29,6 +29,13 @@ export interface AgentOptions {
   slugPath: (slugId: string) => Promise<string>;
   /** Where dyno output and platform lines go (the app's log stream). */
   appLog: (appId: string, source: string, dyno: string, message: string) => void;
+  /**
+   * A release of one of this machine's units. Default: read from the store; an agent machine of a
+   * secured cluster, whose certificate reads releases sealed, asks a server (`ControllerLink`).
+   */
+  release?: (appId: string, version: number) => Promise<ReleaseRecord | undefined>;
+  /** The app's uid. Default: allocated in the store; from the same server as `release` otherwise. */
+  uidOf?: (appId: string) => Promise<number>;
   ttl?: number;
   bootTimeoutMs?: number;
   /** A pass from memory this often (crash backoffs end; default 5 s). */
@@ -203,13 +210,13 @@ export class Agent {
     d.exitReason = undefined;
     let release: ReleaseRecord | undefined;
     try {
-      release = (await get(this.o.store, keys.release(u.appId, u.release), codecs.release))?.value;
+      release = this.o.release ? await this.o.release(u.appId, u.release) : (await get(this.o.store, keys.release(u.appId, u.release), codecs.release))?.value;
       if (!release) throw new Error(`release v${u.release} is missing`);
       d.release = release;
       const command = release.process_types[u.type];
       if (!command || !release.slug_id) throw new Error(`release v${u.release} has no ${u.type} process`);
       // The app's uid, the same on every machine and for its builds (allocated on first use).
-      const uid = await allocateUid(this.o.store, u.appId);
+      const uid = this.o.uidOf ? await this.o.uidOf(u.appId) : await allocateUid(this.o.store, u.appId);
       if (stale()) return;
       if (!d.attachment) {
         const attachment = await this.o.network.attachDyno({ appId: u.appId, group: uid, owner: unitKey(u) });

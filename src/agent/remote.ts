@@ -1,4 +1,5 @@
 import { errorMessage } from '../domain/errors.js';
+import { codecs, type ReleaseRecord } from '../domain/records.js';
 import type { Logger } from '../domain/log.js';
 import type { Store } from '../store/index.js';
 import { ServerList, SlugSource } from './slug-source.js';
@@ -147,6 +148,42 @@ export class ControllerLink {
   }
 
   private closed = false;
+  /** Each app's uid, from the answers to `release` (an app's uid never changes). */
+  private readonly uids = new Map<string, number>();
+
+  /**
+   * A release of one of this machine's units, from any live server (which checks the unit is
+   * this machine's): what an agent of a secured cluster runs instead of reading the release,
+   * which its certificate sees sealed. Undefined when no server has it.
+   */
+  async release(appId: string, version: number): Promise<ReleaseRecord | undefined> {
+    const errors: string[] = [];
+    for (const { url } of await this.servers.list()) {
+      try {
+        const res = await fetch(`${url}/internal/releases/${encodeURIComponent(appId)}/${version}`, { headers: this.headers(), signal: AbortSignal.timeout(POST_TIMEOUT_MS) });
+        const body = (await res.json().catch(() => undefined)) as { release?: unknown; uid?: unknown } | undefined;
+        if (res.status === 404) return undefined;
+        if (res.ok && body) {
+          const release = codecs.release.decode(JSON.stringify(body.release));
+          if (typeof body.uid === 'number' && Number.isInteger(body.uid)) this.uids.set(appId, body.uid);
+          this.servers.worked(url);
+          return release;
+        }
+        errors.push(`${url}: HTTP ${res.status}`);
+      } catch (err) {
+        errors.push(`${url}: ${errorMessage(err)}`);
+      }
+      this.servers.failed(url);
+    }
+    throw new Error(`no server answered for release v${version}: ${errors.join('; ')}`);
+  }
+
+  /** The app's uid, as the server that answered `release` allocated it. */
+  async uidOf(appId: string): Promise<number> {
+    const uid = this.uids.get(appId);
+    if (uid === undefined) throw new Error(`no uid known for app ${appId}: its release was not fetched`);
+    return uid;
+  }
 
   /** One last attempt to send what is queued; nothing is retried after it. */
   close(): Promise<void> {

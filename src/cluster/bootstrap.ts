@@ -8,6 +8,7 @@ import { ClusterFiles, type ClusterState } from './files.js';
 import { joinCluster } from './join-client.js';
 import type { JoinAnswer, JoinRole } from './join-server.js';
 import { EtcdMembers, type ClientTls } from './membership.js';
+import { newConfigKey } from './sealing.js';
 import { caHash, createCa, generateKeyPair, issueLeaf, type CertKeyPair } from './pki.js';
 import { formatToken, newSecret, parseToken } from './token.js';
 
@@ -117,6 +118,7 @@ async function init(o: MachineBootstrapOptions, files: ClusterFiles): Promise<Ma
   files.write('ca.crt', ca.cert);
   files.write('node.key', leaf.key);
   files.write('node.crt', leaf.cert);
+  files.write('config.key', newConfigKey().toString('base64'));
   const tls = files.tls();
   // No cluster.json yet: whatever an earlier, failed init left in the etcd dir is not a cluster.
   rmSync(files.etcdDir, { recursive: true, force: true });
@@ -147,6 +149,7 @@ async function joinAs(o: MachineBootstrapOptions & { mode: { kind: 'join'; url: 
   });
   files.write('ca.crt', answer.ca_cert);
   if (answer.ca_key) files.write('ca.key', answer.ca_key);
+  if (answer.config_key) files.write('config.key', answer.config_key);
   files.write('node.key', keys.privateKey);
   files.write('node.crt', answer.cert);
   files.write('credential', answer.credential);

@@ -39,7 +39,7 @@ export class ClusterFiles {
     this.dir = join(dataDir, 'cluster');
   }
 
-  path(name: 'ca.crt' | 'ca.key' | 'node.crt' | 'node.key' | 'credential' | 'cluster.json' | 'etcd.log'): string {
+  path(name: 'ca.crt' | 'ca.key' | 'node.crt' | 'node.key' | 'credential' | 'cluster.json' | 'etcd.log' | 'config.key'): string {
     return join(this.dir, name);
   }
 
@@ -51,16 +51,16 @@ export class ClusterFiles {
     return existsSync(this.path('cluster.json'));
   }
 
-  read(name: 'ca.crt' | 'ca.key' | 'node.crt' | 'node.key' | 'credential'): string {
+  read(name: 'ca.crt' | 'ca.key' | 'node.crt' | 'node.key' | 'credential' | 'config.key'): string {
     return readFileSync(this.path(name), 'utf8');
   }
 
-  has(name: 'ca.key'): boolean {
+  has(name: 'ca.key' | 'config.key'): boolean {
     return existsSync(this.path(name));
   }
 
   /** Written whole and renamed into place, 0600: a crash leaves the old file or the new one. */
-  write(name: 'ca.crt' | 'ca.key' | 'node.crt' | 'node.key' | 'credential' | 'cluster.json', content: string): void {
+  write(name: 'ca.crt' | 'ca.key' | 'node.crt' | 'node.key' | 'credential' | 'cluster.json' | 'config.key', content: string): void {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     const tmp = `${this.path(name)}.tmp`;
     writeFileSync(tmp, content, { mode: 0o600 });
@@ -81,6 +81,11 @@ export class ClusterFiles {
 
   saveState(s: ClusterState): void {
     this.write('cluster.json', `${JSON.stringify(s, null, 2)}\n`);
+  }
+
+  /** The key app configs and releases are sealed with (servers only), or undefined. */
+  configKey(): Buffer | undefined {
+    return this.has('config.key') ? Buffer.from(this.read('config.key').trim(), 'base64') : undefined;
   }
 
   tls(): { ca: string; cert: string; key: string } {

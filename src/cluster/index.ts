@@ -12,4 +12,5 @@ export { ClusterFiles, type ClusterState } from './files.js';
 export { JoinServer, type JoinAnswer, type JoinRequest, type JoinRole, type JoinServerOptions } from './join-server.js';
 export { DEFAULT_VOTERS, EtcdMembers, MAX_VOTERS, removalKeepsQuorum, type ClientTls, type Member, type MemberHealth } from './membership.js';
 export { caHash, type CertKeyPair } from './pki.js';
+export { SealedStore, isSealedKey } from './sealing.js';
 export { formatToken, newSecret, parseToken, type ClusterToken } from './token.js';

@@ -25,6 +25,8 @@ export interface JoinAnswer {
   ca_cert: string;
   /** Servers sign later joins and serve etcd: they hold the CA key. */
   ca_key?: string;
+  /** Servers read app configs and releases: they hold the key those are sealed with (base64). */
+  config_key?: string;
   cert: string;
   /** The machine's credential for `/internal/` calls. */
   credential: string;
@@ -54,6 +56,8 @@ export interface JoinServerOptions {
   issueCredential(machine: string, name: string, role: JoinRole): Promise<string>;
   servers(): Promise<string[]>;
   sshHostKey(): string | undefined;
+  /** The cluster's config key (base64), for joining servers. */
+  configKey(): string | undefined;
   domain: string;
   log: Logger;
   voters?: number;
@@ -135,7 +139,7 @@ export class JoinServer {
       const ssh = server ? o.sshHostKey() : undefined;
       return {
         ca_cert: o.ca.cert,
-        ...(server ? { ca_key: o.ca.key } : {}),
+        ...(server ? { ca_key: o.ca.key, ...(o.configKey() ? { config_key: o.configKey() } : {}) } : {}),
         cert,
         credential,
         etcd: { endpoints, member },

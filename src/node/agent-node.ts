@@ -105,6 +105,8 @@ export async function startAgentNode(o: AgentNodeOptions): Promise<Node<AgentSum
       network,
       slugPath: link.slugPath(store, join(dataDir, 'slugs')),
       appLog,
+      // Releases are sealed to agent certificates: a server hands over those of this machine's units.
+      ...('server' in o.join ? { release: (appId: string, version: number) => link.release(appId, version), uidOf: (appId: string) => link.uidOf(appId) } : {}),
       ttl,
       ...(a.bootTimeoutMs ? { bootTimeoutMs: a.bootTimeoutMs } : {}),
     });

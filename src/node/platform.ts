@@ -9,7 +9,7 @@ import { Router, routerUnavailable } from '../router/index.js';
 import { Sandbox } from '../sandbox/index.js';
 import { Scheduler } from '../scheduler/index.js';
 import { openStore } from '../store/index.js';
-import { EtcdMaintenance, bootstrapMachine } from '../cluster/index.js';
+import { EtcdMaintenance, SealedStore, bootstrapMachine } from '../cluster/index.js';
 import { storePeers } from '../domain/peers.js';
 import { bootstrap } from './bootstrap.js';
 import { clusterRoutes } from './cluster-routes.js';
@@ -56,7 +56,10 @@ export async function startPlatformNode(o: PlatformNodeOptions): Promise<Node<Pl
       });
     }
     const storeUrl = cluster ? `etcd://${cluster.endpoints().join(',')}` : o.store;
-    const store = cluster ? openStore(storeUrl, { etcdTls: cluster.tls }) : openStore(o.store, o.storeInsecure ? { insecure: true } : {});
+    const opened = cluster ? openStore(storeUrl, { etcdTls: cluster.tls }) : openStore(o.store, o.storeInsecure ? { insecure: true } : {});
+    // A server reads and writes app configs and releases sealed with the cluster's key.
+    const configKey = cluster?.files.configKey();
+    const store = configKey ? new SealedStore(opened, configKey) : opened;
     parts.add('store', () => store.close());
     const token = await bootstrap(store, { dataDir, adminEmail: c.adminEmail ?? `admin@${c.domain}`, adminToken: c.bootstrapToken, clusterToken: cluster?.token ?? c.clusterToken });
     const apiUrl = c.url?.replace(/\/+$/, '') ?? `http://127.0.0.1:${c.port}`;

@@ -90,6 +90,7 @@ export async function startClusterServer(o: {
     issueCredential: (machine, name, role) => services.cluster.issue(machine, name, role),
     servers: async () => (await list(o.store, keys.servers(), codecs.server)).map((s) => s.value.api_url),
     sshHostKey: () => (existsSync(sshKey) ? readFileSync(sshKey, 'utf8') : undefined),
+    configKey: () => cluster.files.configKey()?.toString('base64'),
     domain: o.domain,
     log: o.log.child({ component: 'join' }),
   });

@@ -148,6 +148,7 @@ beforeAll(async () => {
     issueCredential: (machine, name, role) => tokens.issue(machine, name, role),
     servers: async () => ['http://127.0.0.1:7000'],
     sshHostKey: () => undefined,
+    configKey: () => undefined,
     domain: 'berth.test',
     log: log.child({ component: 'join' }),
   });

@@ -8,7 +8,7 @@ import { openStore } from '../../src/store/index.js';
 import { apiClient } from '../support/api.js';
 import { runCli } from '../support/cli.js';
 import { appRepo, git } from '../support/e2e.js';
-import { httpTo, killHost, labNetworkName, startAgentIn, startBerthIn, type LabBerthProcess } from '../support/lab-berth.js';
+import { httpTo, killHost, labNetworkName, startAgentIn, startBerthIn, type LabAgentProcess, type LabBerthProcess } from '../support/lab-berth.js';
 import { createLab, type Lab, type LabHost } from '../support/netlab.js';
 import { untilWith } from '../support/until.js';
 
@@ -28,6 +28,7 @@ const SERVER = `const code = require('fs').readFileSync('VERSION', 'utf8').trim(
 let lab: Lab;
 let dir: string;
 const servers = new Map<string, LabBerthProcess>();
+let agent: LabAgentProcess | undefined;
 
 const host = (name: string): LabHost => lab.hosts[NAMES.indexOf(name as (typeof NAMES)[number])]!;
 const dataDir = (name: string): string => join(dir, name);
@@ -77,13 +78,14 @@ fetch(process.argv[1], { method: 'PATCH', headers: { authorization: 'Bearer ' + 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'berth-ha-'));
   chmodSync(dir, 0o755);
-  lab = await createLab({ hosts: 3, gateway: true });
+  lab = await createLab({ hosts: 4, gateway: true });
   await start('s1', true);
   await start('s2');
   await start('s3');
 }, 300_000);
 
 afterAll(async () => {
+  await agent?.stop().catch(() => undefined);
   await Promise.allSettled([...servers.values()].map((s) => s.stop()));
   await lab?.destroy();
   if (dir) rmSync(dir, { recursive: true, force: true });
@@ -207,5 +209,35 @@ describe('three servers and no single point of failure', () => {
     const config = await clients('s1').ok<Record<string, string>>('GET', `/apps/${APP}/config-vars`);
     expect(config.HEALED).toBe('1');
     expect(config.PARTITIONED).toBeUndefined();
+  }, 180_000);
+
+  it('an agent machine joins with --server: runs a dyno of a release a server hands it, routes every app, reads configs only sealed', async () => {
+    const h4 = lab.hosts[3]!;
+    agent = await startAgentIn(h4, ['--server', urlOf('s2'), '--token-file', join(dataDir('s1'), 'cluster.token'), '--name', 'a4', '--data-dir', join(dir, 'a4'), '--network-name', labNetworkName(lab, 'a', 4), '--ttl', String(TTL), '--http-port', '8080', '--https-port', '8443']);
+    const api = clients('s2').ok;
+    const a4 = String(agent.summary.machine_id);
+    await api('PATCH', `/apps/${APP}/formation`, { updates: [{ type: 'web', quantity: 4 }] });
+    await waitFor('a dyno up on the agent machine', async () => {
+      const dynos = await api<Dyno[]>('GET', `/apps/${APP}/dynos`);
+      return dynos.length === 4 && dynos.every((d) => d.state === 'up') && dynos.some((d) => d.machine === a4) ? dynos : undefined;
+    }, 90_000);
+    await waitFor('routed by the agent machine', async () => ((await httpTo({ address: h4.address, port: 8080, host: APP_HOST, timeoutMs: 5000 }).catch(() => ({ status: 0, body: '' }))).body.startsWith('hello from') ? true : undefined));
+    // Its certificate reads the app's config and releases only as ciphertext, and writes none of them.
+    const c = join(dir, 'a4', 'cluster');
+    const store = openStore(`etcd://${host('s2').address}:2379`, { etcdTls: { ca: readFileSync(join(c, 'ca.crt'), 'utf8'), cert: readFileSync(join(c, 'node.crt'), 'utf8'), key: readFileSync(join(c, 'node.key'), 'utf8') } });
+    try {
+      const id = (await api<{ id: string }>('GET', `/apps/${APP}`)).id;
+      const config = await store.get(`/berth/apps/${id}/config`);
+      expect(config?.value).toMatch(/^b1:/);
+      expect(config?.value).not.toContain('hello');
+      const releases = await store.range(`/berth/apps/${id}/releases/`, { prefix: true });
+      expect(releases.kvs.length).toBeGreaterThan(0);
+      for (const kv of releases.kvs) expect(kv.value).toMatch(/^b1:/);
+      await expect(store.put(`/berth/apps/${id}/config`, '{"GREETING":"pwned"}')).rejects.toThrow(/permission denied/);
+    } finally {
+      await store.close();
+    }
+    // The API still shows the config in the clear to its users.
+    expect((await api<Record<string, string>>('GET', `/apps/${APP}/config-vars`)).GREETING).toBe('hello');
   }, 180_000);
 });

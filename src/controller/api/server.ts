@@ -11,6 +11,7 @@ import { registerAdminRoutes } from './routes/admin.js';
 import { registerAppRoutes } from './routes/apps.js';
 import { registerCertRoutes } from './routes/certs.js';
 import { registerClusterRoutes } from './routes/cluster.js';
+import { registerInternalReleaseRoutes } from './routes/internal-releases.js';
 import { registerBuildRoutes } from './routes/builds.js';
 import { registerDynoRoutes } from './routes/dynos.js';
 import { registerFormationRoutes } from './routes/formation.js';
@@ -153,6 +154,7 @@ export function buildApi(services: Services, log: Logger, extraRoutes: ((api: Fa
   registerPlacementRoutes(app, services);
   registerCertRoutes(app, services);
   registerRouterRoutes(app, services);
+  registerInternalReleaseRoutes(app, services);
   registerClusterRoutes(app, services);
   for (const routes of extraRoutes) routes(app, services);
   return app;
