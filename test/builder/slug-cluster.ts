@@ -94,7 +94,10 @@ export async function startSlugServer(o: SlugServerOptions): Promise<SlugServer>
     async close() {
       await store.delete(keys.server(id));
       await parts.replicator.stop();
+      // As startController does: a connection that never sent a request must not hold close().
+      const cut = setTimeout(() => api.server.closeAllConnections(), 1000);
       await api.close();
+      clearTimeout(cut);
       await services.close();
     },
   };
