@@ -1,7 +1,7 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import { BerthError, conflict, errorMessage, invalid, unauthorized } from '../domain/errors.js';
 import type { Logger } from '../domain/log.js';
-import { DEFAULT_VOTERS, EtcdMembers, initialCluster, type ClientTls, type Member } from './membership.js';
+import { EtcdMembers, MAX_VOTERS, initialCluster, type ClientTls, type Member } from './membership.js';
 import { signLeaf, type CertKeyPair } from './pki.js';
 
 export type JoinRole = 'server' | 'agent';
@@ -60,7 +60,8 @@ export interface JoinServerOptions {
   configKey(): string | undefined;
   domain: string;
   log: Logger;
-  voters?: number;
+  /** etcd voters the cluster keeps (3 or 5; read at each join). */
+  voters(): Promise<number>;
 }
 
 const STATUS = { invalid_params: 422, unauthorized: 401, conflict: 409, etcd_busy: 503 };
@@ -173,7 +174,7 @@ export class JoinServer {
       }
     }
     list = await members.list();
-    if (list.length >= (this.o.voters ?? DEFAULT_VOTERS)) return null;
+    if (list.length >= Math.min(await this.o.voters(), MAX_VOTERS)) return null;
     let added: { id: string; members: Member[] };
     try {
       added = await members.addLearner(peerUrl);

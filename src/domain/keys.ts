@@ -18,6 +18,7 @@ import type {
   BuildRecord,
   CertRecord,
   ClusterTokenRecord,
+  ClusterSettingsRecord,
   MachineCredentialRecord,
   ServerRecord,
   SlugCopyRecord,
@@ -135,6 +136,8 @@ export const keys = {
   appRouting: (appId: string): Key<AppRouting> => `${ROOT}/app-routing/${seg(appId)}`,
   /** `{sha256}` of the cluster join token agents present (`berth agent --token`). */
   clusterToken: (): Key<ClusterTokenRecord> => `${ROOT}/cluster/token`,
+  /** The cluster's own settings (etcd voters), written once by the first server. */
+  clusterSettings: (): Key<ClusterSettingsRecord> => `${ROOT}/cluster/settings`,
   /** Each joined machine's credential (its hash and role). */
   machineCredentials: (): Prefix<MachineCredentialRecord> => `${ROOT}/cluster/machines/`,
   machineCredential: (machine: string): Key<MachineCredentialRecord> => `${ROOT}/cluster/machines/${seg(machine)}`,
@@ -229,6 +232,7 @@ export const KEY_RECORDS: { [K in keyof typeof keys]: { readonly name: string } 
   allAppRouting: codecs.appRouting,
   appRouting: codecs.appRouting,
   clusterToken: codecs.clusterToken,
+  clusterSettings: codecs.clusterSettings,
   machineCredentials: codecs.machineCredential,
   machineCredential: codecs.machineCredential,
   servers: codecs.server,

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { jsonCodec, textCodec, type Codec } from './codec.js';
 import { appSchema, formationSchema, releaseSchema, slugSchema } from './records/apps.js';
 import type { AccessRecord, BootstrapMarker, BuildRecord, ClusterTokenRecord, CollaboratorRecord, DomainRecord, FingerprintRecord, MemoryLimits, PlatformRecord, Restarts, SshKeyRecord, TokenRecord, UidOwner, UidRecord, UserRecord } from './records/apps.js';
-import { certSchema, machineCredentialSchema, machineSchema, routerSchema, runSchema, serverSchema, slugCopySchema, statusSchema, unitSchema } from './records/cluster.js';
+import { certSchema, clusterSettingsSchema, machineCredentialSchema, machineSchema, routerSchema, runSchema, serverSchema, slugCopySchema, statusSchema, unitSchema } from './records/cluster.js';
 import type { AppRouting, DrainRecord, LogSession } from './records/cluster.js';
 import { ipSchema, networkConfigSchema, subnetSchema } from './records/network.js';
 import { int, num, stamp, str, strings } from './records/schema.js';
@@ -78,6 +78,7 @@ export const codecs = {
   clusterToken: jsonCodec<ClusterTokenRecord>('ClusterTokenRecord', z.looseObject({ sha256: z.string().regex(/^[0-9a-f]{64}$/), created_at: str })),
   run: jsonCodec('RunRecord', runSchema),
   server: jsonCodec('ServerRecord', serverSchema),
+  clusterSettings: jsonCodec('ClusterSettingsRecord', clusterSettingsSchema),
   machineCredential: jsonCodec('MachineCredentialRecord', machineCredentialSchema),
   slugCopy: jsonCodec('SlugCopyRecord', slugCopySchema),
   /** An election candidate's name (a node id). */

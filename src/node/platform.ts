@@ -13,7 +13,7 @@ import { EtcdMaintenance, SealedStore, bootstrapMachine } from '../cluster/index
 import { storePeers } from '../domain/peers.js';
 import { bootstrap } from './bootstrap.js';
 import { clusterRoutes } from './cluster-routes.js';
-import { joinInfoRoutes, joinUrl, serverBootstrap, serverCredential, startClusterServer } from './server.js';
+import { joinInfoRoutes, joinUrl, recordClusterSettings, serverBootstrap, serverCredential, startClusterServer } from './server.js';
 import { nodeNetwork } from './network.js';
 import { loopbackPort } from './ports.js';
 import { Parts, startOrUnwind } from './shutdown.js';
@@ -64,6 +64,7 @@ export async function startPlatformNode(o: PlatformNodeOptions): Promise<Node<Pl
     const token = await bootstrap(store, { dataDir, adminEmail: c.adminEmail ?? `admin@${c.domain}`, adminToken: c.bootstrapToken, clusterToken: cluster?.token ?? c.clusterToken });
     const apiUrl = c.url?.replace(/\/+$/, '') ?? `http://127.0.0.1:${c.port}`;
     // A server's own credential for its calls to other machines' /internal/ routes.
+    if (cluster?.created && o.cluster) await recordClusterSettings(store, o.cluster);
     const credential = cluster ? await serverCredential(store, cluster, node) : undefined;
     // The other servers, for log fan-out and slug copies.
     const peers = credential ? storePeers(store, node, credential) : undefined;

@@ -1,10 +1,10 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { JoinServer, type MachineBootstrapOptions, type MachineCluster } from '../cluster/index.js';
+import { DEFAULT_VOTERS, JoinServer, type MachineBootstrapOptions, type MachineCluster } from '../cluster/index.js';
 import { ClusterTokens } from '../controller/services/cluster.js';
 import type { Services } from '../controller/index.js';
-import { list, put } from '../domain/codec.js';
+import { get, list, put, putOp } from '../domain/codec.js';
 import type { Logger } from '../domain/log.js';
 import { keys } from '../domain/keys.js';
 import { codecs } from '../domain/records.js';
@@ -53,6 +53,14 @@ export async function serverCredential(store: Store, cluster: MachineCluster, ma
   return credential;
 }
 
+/** The first server records the cluster's settings, once (a later `--etcd-voters` changes nothing). */
+export async function recordClusterSettings(store: Store, role: ServerClusterRole): Promise<void> {
+  await store.txn({
+    compare: [{ key: keys.clusterSettings(), target: 'create', op: '=', value: 0 }],
+    success: [putOp(keys.clusterSettings(), codecs.clusterSettings, { etcd_voters: role.etcdVoters ?? DEFAULT_VOTERS, created_at: new Date().toISOString() })],
+  });
+}
+
 export interface ClusterServerParts {
   joins: JoinServer;
   registration: Registration;
@@ -91,6 +99,7 @@ export async function startClusterServer(o: {
     servers: async () => (await list(o.store, keys.servers(), codecs.server)).map((s) => s.value.api_url),
     sshHostKey: () => (existsSync(sshKey) ? readFileSync(sshKey, 'utf8') : undefined),
     configKey: () => cluster.files.configKey()?.toString('base64'),
+    voters: async () => (await get(o.store, keys.clusterSettings(), codecs.clusterSettings))?.value.etcd_voters ?? DEFAULT_VOTERS,
     domain: o.domain,
     log: o.log.child({ component: 'join' }),
   });

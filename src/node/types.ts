@@ -78,6 +78,8 @@ export interface ServerClusterRole {
   etcdPeerPort?: number;
   /** The TLS join listener's port (default 5443). */
   joinPort?: number;
+  /** etcd voters the cluster keeps, 3 or 5 (taken from the first server only; default 3). */
+  etcdVoters?: 3 | 5;
 }
 
 /** Runs the dynos the scheduler assigns to this machine. */

@@ -149,6 +149,7 @@ beforeAll(async () => {
     servers: async () => ['http://127.0.0.1:7000'],
     sshHostKey: () => undefined,
     configKey: () => undefined,
+    voters: async () => 3,
     domain: 'berth.test',
     log: log.child({ component: 'join' }),
   });

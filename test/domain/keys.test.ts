@@ -73,6 +73,7 @@ const args: Record<string, string[]> = {
   allAppRouting: [],
   appRouting: ['<app>'],
   clusterToken: [],
+  clusterSettings: [],
   machineCredentials: [],
   machineCredential: ['<machine>'],
   servers: [],

@@ -40,6 +40,7 @@ interface UpOptions {
   etcdPeerPort: string;
   joinPort: string;
   ttl: string;
+  etcdVoters: string;
   json?: boolean;
 }
 
@@ -75,7 +76,8 @@ function clusterFlags(o: UpOptions, dataDir: string): ServerClusterRole | undefi
   const name = o.name ?? hostname();
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(name)) throw invalid(`--name must be 1-63 letters, digits, ".", "_" or "-", got "${name}".`);
   const common = { name, advertise: o.advertise, etcdClientPort: port(o.etcdClientPort, '--etcd-client-port'), etcdPeerPort: port(o.etcdPeerPort, '--etcd-peer-port'), joinPort: port(o.joinPort, '--join-port') };
-  if (o.clusterInit) return { mode: { kind: 'init' }, ...common };
+  if (o.etcdVoters !== '3' && o.etcdVoters !== '5') throw invalid(`--etcd-voters must be 3 or 5 (an odd count: 3 keeps working with one machine lost, 5 with two), got "${o.etcdVoters}".`);
+  if (o.clusterInit) return { mode: { kind: 'init' }, ...common, etcdVoters: Number(o.etcdVoters) as 3 | 5 };
   if (!URL.canParse(o.server as string)) throw invalid(`--server must be a server's API URL like http://10.0.0.1:5000, got "${o.server}".`);
   const token = tokenFrom(o, process.env);
   if (!token) throw invalid('Joining needs the cluster token: --token, --token-file FILE or BERTH_TOKEN (it is in <data-dir>/cluster.token on any server).');
@@ -132,6 +134,7 @@ export function register(program: Command): void {
     .option('--etcd-client-port <port>', "the etcd member's client port", '2379')
     .option('--etcd-peer-port <port>', "the etcd member's peer port", '2380')
     .option('--join-port <port>', 'TLS port other machines join through', '5443')
+    .option('--etcd-voters <n>', 'with --cluster-init: etcd voters the cluster keeps, 3 (one machine may fail) or 5 (two)', '3')
     .option('--ttl <s>', "lease TTL of this machine's agent, scheduler and server record: silent this long, it is dead and its work moves", '5')
     .option('--json', 'print the startup summary as JSON')
     .action(async (opts: UpOptions) => {

@@ -251,3 +251,11 @@ export interface SlugCopyRecord {
   at: string;
 }
 export const slugCopySchema: z.ZodType<SlugCopyRecord> = z.looseObject({ machine: str, size: int, at: str });
+
+/** `/berth/cluster/settings`: what the first server was started with for the whole cluster. */
+export interface ClusterSettingsRecord {
+  /** etcd voters wanted: 3 (one machine may fail) or 5 (two). */
+  etcd_voters: 3 | 5;
+  created_at: string;
+}
+export const clusterSettingsSchema: z.ZodType<ClusterSettingsRecord> = z.looseObject({ etcd_voters: z.union([z.literal(3), z.literal(5)]), created_at: str });
