@@ -26,6 +26,8 @@ export interface MachineBootstrapOptions {
   /** Where the builder keeps the git-over-SSH host key (servers share one). */
   sshHostKeyPath?: string;
   log: Logger;
+  /** Ends a wait for quorum that would otherwise last as long as the cluster is down (SIGINT, SIGTERM). */
+  signal?: AbortSignal;
 }
 
 /** What a machine of a secured cluster opens its store with, and what it runs for the cluster. */
@@ -84,7 +86,7 @@ function writeToken(dataDir: string, token: string): void {
 }
 
 /** Waits until etcd lists its members (it has a leader and takes our certificate). */
-async function untilServing(endpoints: string[], tls: ClientTls, timeoutMs = 30_000, log?: Logger): Promise<void> {
+async function untilServing(endpoints: string[], tls: ClientTls, timeoutMs = 30_000, log?: Logger, signal?: AbortSignal): Promise<void> {
   const started = Date.now();
   const deadline = started + timeoutMs;
   let said = started;
@@ -92,8 +94,10 @@ async function untilServing(endpoints: string[], tls: ClientTls, timeoutMs = 30_
     const members = new EtcdMembers(endpoints, tls);
     try {
       await members.list();
+      await members.quorumRead();
       return;
     } catch (err) {
+      if (signal?.aborted) throw new BerthError('start_interrupted', 'Stopped while waiting for a quorum of etcd members.');
       if (Date.now() > deadline) throw new BerthError('etcd_unavailable', `etcd at ${endpoints.join(', ')} does not answer: ${errorMessage(err)}`);
       if (log && Date.now() - said > 10_000) {
         said = Date.now();
@@ -208,7 +212,7 @@ async function restart(o: MachineBootstrapOptions, files: ClusterFiles): Promise
   const known = [...new Set([...(member ? [member.clientUrl] : []), ...state.endpoints])];
   // A whole cluster starting again (power came back) has no quorum until most members are up:
   // wait for it as long as it takes, saying so, rather than give up and leave a member behind.
-  const waiting = untilServing(known, tls, Number.POSITIVE_INFINITY, o.log);
+  const waiting = untilServing(known, tls, Number.POSITIVE_INFINITY, o.log, o.signal);
   if (member) await stoppingOnFailure(member, () => waiting);
   else await waiting;
   // The voters as they are now; when no quorum answers yet (a whole cluster restarting) the

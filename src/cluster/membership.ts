@@ -58,6 +58,14 @@ export class EtcdMembers {
     return (r.members ?? []).map((m) => ({ id: String(m.ID), name: m.name, peerUrls: m.peerURLs, clientUrls: m.clientURLs, learner: Boolean(m.isLearner) }));
   }
 
+  /**
+   * A read only a quorum can answer (etcd 3.4's member list answers from the local member, quorum
+   * or not): a linearizable range of one key.
+   */
+  async quorumRead(): Promise<void> {
+    await this.etcd.get('\0').string();
+  }
+
   /** Adds a learner at this peer URL; etcd 3.4 takes one learner at a time (`too many learner members`). */
   async addLearner(peerUrl: string): Promise<{ id: string; members: Member[] }> {
     const r = await this.etcd.cluster.memberAdd({ peerURLs: [peerUrl], isLearner: true });

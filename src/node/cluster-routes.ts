@@ -43,7 +43,8 @@ export function clusterRoutes(o: { store: Store; services: Services; cluster: Ma
       const m = members();
       try {
         const all = await m.list();
-        const target = all.find((x) => x.name === name);
+        // By name, or by id for a member that never started (a join abandoned half way has no name).
+        const target = all.find((x) => x.name === name) ?? all.find((x) => x.id === name && x.name === '');
         if (!target) throw notFound('etcd member');
         const health = await m.health(all);
         if (health.find((h) => h.id === target.id)?.reachable) throw conflict(`${name}'s etcd member still answers; stop that server first (a live member removed from the cluster would stop on its own).`);

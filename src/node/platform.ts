@@ -11,6 +11,7 @@ import { Scheduler } from '../scheduler/index.js';
 import { openStore } from '../store/index.js';
 import { EtcdMaintenance, SealedStore, bootstrapMachine } from '../cluster/index.js';
 import { storePeers } from '../domain/peers.js';
+import { BerthError } from '../domain/errors.js';
 import { bootstrap } from './bootstrap.js';
 import { clusterRoutes } from './cluster-routes.js';
 import { joinInfoRoutes, joinUrl, recordClusterSettings, serverBootstrap, serverCredential, startClusterServer } from './server.js';
@@ -59,6 +60,8 @@ export async function startPlatformNode(o: PlatformNodeOptions): Promise<Node<Pl
     const opened = cluster ? openStore(storeUrl, { etcdTls: cluster.tls }) : openStore(o.store, o.storeInsecure ? { insecure: true } : {});
     // A server reads and writes app configs and releases sealed with the cluster's key.
     const configKey = cluster?.files.configKey();
+    // Without it this server would write configs in the clear for every agent to read.
+    if (cluster && !configKey) throw new BerthError('cluster_config_key_missing', `${cluster.files.path('config.key')} is missing: this server cannot seal app configs. Copy it from another server (0600), or join again.`);
     const store = configKey ? new SealedStore(opened, configKey) : opened;
     parts.add('store', () => store.close());
     const token = await bootstrap(store, { dataDir, adminEmail: c.adminEmail ?? `admin@${c.domain}`, adminToken: c.bootstrapToken, clusterToken: cluster?.token ?? c.clusterToken });

@@ -31,8 +31,9 @@ export function joinUrl(cluster: MachineCluster, role: ServerClusterRole): strin
 }
 
 /** What `bootstrapMachine` needs for a server. */
-export function serverBootstrap(o: { dataDir: string; log: Logger }, role: ServerClusterRole, machine: string): MachineBootstrapOptions {
+export function serverBootstrap(o: { dataDir: string; log: Logger; signal?: AbortSignal }, role: ServerClusterRole, machine: string): MachineBootstrapOptions {
   return {
+    ...(o.signal ? { signal: o.signal } : {}),
     dataDir: o.dataDir,
     machine,
     name: role.name,

@@ -114,6 +114,8 @@ export interface PlatformNodeOptions extends NodeBase {
   storeInsecure?: boolean;
   /** Run as a server of a secured cluster. */
   cluster?: ServerClusterRole;
+  /** Aborts a start that waits (for an etcd quorum) on SIGINT/SIGTERM. */
+  signal?: AbortSignal;
   roles: { controller: ControllerRole; builder?: BuilderRole; scheduler?: SchedulerRole; router?: RouterRole; agent?: AgentRole };
 }
 

@@ -37,7 +37,10 @@ export class EndpointGuard {
   }
 
   allows(serviceKey: string, endpoint: string): boolean {
-    const unit = serviceKey.slice(keys.allServices().length).split('/')[1] ?? '';
+    const [app = '', unit = ''] = serviceKey.slice(keys.allServices().length).split('/');
+    // A unit is named for its app (`<app>.<type>.<n>…`; app names hold no dot): a machine's own
+    // unit filed under another app's name is not that app's endpoint.
+    if (!unit.startsWith(`${app}.`)) return false;
     const address = endpoint.slice(0, endpoint.lastIndexOf(':'));
     if (!ipaddr.IPv4.isValidFourPartDecimal(address)) return false;
     const ip = ipaddr.IPv4.parse(address);

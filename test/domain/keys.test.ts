@@ -43,7 +43,7 @@ const args: Record<string, string[]> = {
   access: ['<user>', '<app>'],
   registration: [],
   bootstrapped: [],
-  logSession: ['<id>'],
+  logSession: ['<sha256>'],
   releases: ['<app>'],
   release: ['<app>', '<v>'],
   restarts: ['<app>'],

@@ -21,6 +21,8 @@ describe('EndpointGuard', () => {
     // An address outside every subnet (an attacker's host), or no address at all.
     expect(g.allows(svc('bank', 'bank.web.1@v1'), '203.0.113.5:443')).toBe(false);
     expect(g.allows(svc('bank', 'bank.web.1@v1'), 'evil.example:80')).toBe(false);
+    // bank's own unit, on its own machine and address, filed under shop's name.
+    expect(g.allows(svc('shop', 'bank.web.1@v1'), '10.244.2.4:5000')).toBe(false);
     // A unit nobody placed.
     expect(g.allows(svc('bank', 'bank.web.9@v1'), '10.244.2.4:5000')).toBe(false);
   });

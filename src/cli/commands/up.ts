@@ -154,16 +154,18 @@ export function register(program: Command): void {
       // One component's unexpected rejection must not take the whole node (and its dynos) down.
       process.on('unhandledRejection', (err) => log.error({ err: errorMessage(err) }, 'unhandled rejection'));
       // Signals are handled from here on, before anything announces that the node is up.
+      // A signal during the start ends a wait that could last (a server waiting for its etcd quorum).
+      const interrupt = new AbortController();
       const stopped = new Promise<string>((done) => {
-        process.once('SIGINT', () => done('SIGINT'));
-        process.once('SIGTERM', () => done('SIGTERM'));
+        process.once('SIGINT', () => (interrupt.abort(), done('SIGINT')));
+        process.once('SIGTERM', () => (interrupt.abort(), done('SIGTERM')));
       });
       const node = await startNode({
         dataDir,
         log,
         store: opts.store ?? defaultStoreUrl(dataDir),
         ...(opts.storeInsecure ? { storeInsecure: true } : {}),
-        ...(cluster ? { cluster } : {}),
+        ...(cluster ? { cluster, signal: interrupt.signal } : {}),
         sandbox: { cgroupRoot: process.env.BERTH_CGROUP_ROOT ?? DEFAULT_CGROUP_ROOT },
         network,
         roles: {

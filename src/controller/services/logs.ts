@@ -10,6 +10,7 @@ import { LogFanout, type LogFanoutOptions, type PeerStats } from '../logs/fanout
 import { LineIds } from '../logs/ids.js';
 import { MAX_MESSAGE, type WireBatch } from '../logs/wire.js';
 import { SqliteLogStore, type LogFilter, type LogLine, type LogStore, type StoredLine } from './log-store.js';
+import { hashToken } from './users.js';
 
 export { matchesFilter, SqliteLogStore, type AppLine, type LogFilter, type LogLine, type LogStore, type StoredLine } from './log-store.js';
 
@@ -150,12 +151,14 @@ export class LogHub {
   async createSession(session: LogSession): Promise<string> {
     const id = randomBytes(24).toString('hex');
     const lease = await this.store.grantLease(SESSION_TTL);
-    await put(this.store, keys.logSession(id), codecs.logSession, session, { lease: lease.id });
+    // Stored under the id's hash, as API tokens are: whoever reads the store (an agent machine
+    // reads /berth/) learns no URL that streams an app's logs.
+    await put(this.store, keys.logSession(hashToken(id)), codecs.logSession, session, { lease: lease.id });
     return id;
   }
 
   async session(id: string): Promise<LogSession | undefined> {
     if (!/^[0-9a-f]{48}$/.test(id)) return undefined;
-    return (await get(this.store, keys.logSession(id), codecs.logSession))?.value;
+    return (await get(this.store, keys.logSession(hashToken(id)), codecs.logSession))?.value;
   }
 }
