@@ -66,8 +66,9 @@ export async function startPlatformNode(o: PlatformNodeOptions): Promise<Node<Pl
     parts.add('store', () => store.close());
     const token = await bootstrap(store, { dataDir, adminEmail: c.adminEmail ?? `admin@${c.domain}`, adminToken: c.bootstrapToken, clusterToken: cluster?.token ?? c.clusterToken });
     const apiUrl = c.url?.replace(/\/+$/, '') ?? `http://127.0.0.1:${c.port}`;
-    // A server's own credential for its calls to other machines' /internal/ routes.
+    // The first server records what the whole cluster keeps (its etcd voters).
     if (cluster?.created && o.cluster) await recordClusterSettings(store, o.cluster);
+    // A server's own credential for its calls to other machines' /internal/ routes.
     const credential = cluster ? await serverCredential(store, cluster, node) : undefined;
     // The other servers, for log fan-out and slug copies.
     const peers = credential ? storePeers(store, node, credential) : undefined;
