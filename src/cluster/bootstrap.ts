@@ -46,14 +46,22 @@ export interface MachineCluster {
   credential: string | undefined;
   /** True on the start that made the cluster (`--cluster-init` on an empty data dir). */
   created: boolean;
-  /** `host:port` of each etcd voter, for the store URL. */
+  /** `host:port` of each etcd voter. */
   endpoints(): string[];
+  /** The store URL of those voters (opened with `tls`). */
+  storeUrl(): string;
 }
 
 export const TOKEN_FILE = 'cluster.token';
 
 function hostPort(url: string): string {
   return new URL(url).host;
+}
+
+/** The voters as `MachineCluster` hands them out, read afresh from the state each time. */
+function storeOf(state: ClusterState): Pick<MachineCluster, 'endpoints' | 'storeUrl'> {
+  const endpoints = (): string[] => state.endpoints.map(hostPort);
+  return { endpoints, storeUrl: () => `etcd://${endpoints().join(',')}` };
 }
 
 function memberOf(o: MachineBootstrapOptions, files: ClusterFiles, initialCluster: string, state: 'new' | 'existing'): EtcdMember {
@@ -137,7 +145,7 @@ async function init(o: MachineBootstrapOptions, files: ClusterFiles): Promise<Ma
   const state: ClusterState = { role: 'server', name: o.name, advertise: o.advertise, member: { name: o.name, client_port: o.etcd.clientPort, peer_port: o.etcd.peerPort }, endpoints: [member.clientUrl], servers: [] };
   files.saveState(state);
   o.log.info({ member: member.clientUrl }, 'cluster created');
-  return { files, state, tls, ca, member, token, credential: undefined, created: true, endpoints: () => state.endpoints.map(hostPort) };
+  return { files, state, tls, ca, member, token, credential: undefined, created: true, ...storeOf(state) };
 }
 
 /** A server or an agent joining through a running server (`--server URL --token T`). */
@@ -195,7 +203,7 @@ async function joinAs(o: MachineBootstrapOptions & { mode: { kind: 'join'; url: 
   };
   files.saveState(state);
   const ca = answer.ca_key ? { cert: answer.ca_cert, key: answer.ca_key } : undefined;
-  return { files, state, tls, ca, member, token: server ? formatToken(token) : undefined, credential: answer.credential, created: false, endpoints: () => state.endpoints.map(hostPort) };
+  return { files, state, tls, ca, member, token: server ? formatToken(token) : undefined, credential: answer.credential, created: false, ...storeOf(state) };
 }
 
 /** A restart with the same data dir: the member starts on its own data, the voters are listed afresh. */
@@ -234,7 +242,7 @@ async function restart(o: MachineBootstrapOptions, files: ClusterFiles): Promise
   const token = existsSync(tokenPath) ? readFileSync(tokenPath, 'utf8').trim() : undefined;
   const credential = existsSync(files.path('credential')) ? files.read('credential').trim() : undefined;
   o.log.info({ role: state.role, member: member?.clientUrl ?? null, endpoints: state.endpoints }, 'rejoined the cluster');
-  return { files, state, tls, ca, member, token, credential, created: false, endpoints: () => state.endpoints.map(hostPort) };
+  return { files, state, tls, ca, member, token, credential, created: false, ...storeOf(state) };
 }
 
 /**

@@ -35,6 +35,7 @@ export interface EtcdMemberOptions {
 const LOG_RESET_BYTES = 64 * 1024 * 1024;
 const STOP_GRACE_MS = 10_000;
 
+/** `https://address:port`, an IPv6 address in brackets. */
 export function clientUrl(address: string, port: number): string {
   return `https://${address.includes(':') ? `[${address}]` : address}:${port}`;
 }

@@ -6,11 +6,11 @@
  * data dir to rejoin by itself (`files.ts`, `bootstrap.ts`).
  */
 export { bootstrapMachine, TOKEN_FILE, type MachineBootstrapOptions, type MachineCluster } from './bootstrap.js';
-export { EtcdMember } from './etcd-member.js';
+export { EtcdMember, clientUrl } from './etcd-member.js';
 export { EtcdMaintenance, type MaintenanceOptions } from './maintenance.js';
 export { ClusterFiles, type ClusterState } from './files.js';
 export { JoinServer, type JoinAnswer, type JoinRequest, type JoinRole, type JoinServerOptions } from './join-server.js';
 export { DEFAULT_VOTERS, EtcdMembers, MAX_VOTERS, removalKeepsQuorum, type ClientTls, type Member, type MemberHealth } from './membership.js';
 export { caHash, type CertKeyPair } from './pki.js';
 export { SealedStore, isSealedKey } from './sealing.js';
-export { formatToken, newSecret, parseToken, type ClusterToken } from './token.js';
+export { formatToken, newSecret, parseToken, tokenSecret, type ClusterToken } from './token.js';

@@ -23,6 +23,12 @@ export function formatToken(t: ClusterToken): string {
   return `${PREFIX}${t.caHash}::${t.secret}`;
 }
 
+/** The secret part of a token: `B10<CA hash>::<secret>`, or a bare secret (a cluster without a CA). */
+export function tokenSecret(token: string): string {
+  const i = token.indexOf('::');
+  return i >= 0 ? token.slice(i + 2) : token;
+}
+
 /** Parses a full token; anything else is `invalid_params`, never echoing the token back. */
 export function parseToken(raw: string): ClusterToken {
   const token = raw.trim();

@@ -41,7 +41,7 @@ async function joinServer(o: AgentNodeOptions & { join: ServerJoin }, id: string
     log: log.child({ component: 'cluster' }),
   });
   if (!cluster.credential) throw invalid(`${cluster.files.dir} holds no credential; delete it and join again.`);
-  const storeUrl = `etcd://${cluster.endpoints().join(',')}`;
+  const storeUrl = cluster.storeUrl();
   const store = openStore(storeUrl, { etcdTls: cluster.tls });
   parts.add('store', () => store.close());
   // The server it joined through first; any live one once the store says which.

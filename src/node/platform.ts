@@ -56,7 +56,7 @@ export async function startPlatformNode(o: PlatformNodeOptions): Promise<Node<Pl
         await member.stop();
       });
     }
-    const storeUrl = cluster ? `etcd://${cluster.endpoints().join(',')}` : o.store;
+    const storeUrl = cluster ? cluster.storeUrl() : o.store;
     const opened = cluster ? openStore(storeUrl, { etcdTls: cluster.tls }) : openStore(o.store, o.storeInsecure ? { insecure: true } : {});
     // A server reads and writes app configs and releases sealed with the cluster's key.
     const configKey = cluster?.files.configKey();

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { DEFAULT_VOTERS, JoinServer, type MachineBootstrapOptions, type MachineCluster } from '../cluster/index.js';
+import { DEFAULT_VOTERS, JoinServer, clientUrl, type MachineBootstrapOptions, type MachineCluster } from '../cluster/index.js';
 import { ClusterTokens } from '../controller/services/cluster.js';
 import type { Services } from '../controller/index.js';
 import { get, list, put, putOp } from '../domain/codec.js';
@@ -14,10 +14,6 @@ import type { ServerClusterRole } from './types.js';
 
 export const DEFAULT_JOIN_PORT = 5443;
 
-function urlHost(address: string): string {
-  return address.includes(':') ? `[${address}]` : address;
-}
-
 /** Where joiners find this server's TLS join listener: public, no secret (the TLS check against the token's CA hash is what counts). */
 export function joinInfoRoutes(joinUrl: string): (api: FastifyInstance) => void {
   return (api) => {
@@ -27,7 +23,7 @@ export function joinInfoRoutes(joinUrl: string): (api: FastifyInstance) => void 
 
 /** The join listener's URL, as joiners reach it. */
 export function joinUrl(cluster: MachineCluster, role: ServerClusterRole): string {
-  return `https://${urlHost(cluster.state.advertise)}:${role.joinPort ?? DEFAULT_JOIN_PORT}`;
+  return clientUrl(cluster.state.advertise, role.joinPort ?? DEFAULT_JOIN_PORT);
 }
 
 /** What `bootstrapMachine` needs for a server. */

@@ -22,7 +22,7 @@ const ALLOWED: Record<string, string[]> = {
   router: ['domain', 'store', 'loop', 'templater'],
   builder: ['domain', 'store', 'loop', 'sandbox', 'network'],
   // One-off dynos run in an agent runtime; sizes and memory limits are the scheduler's vocabulary.
-  controller: ['domain', 'store', 'loop', 'sandbox', 'network', 'builder', 'agent', 'scheduler'],
+  controller: ['domain', 'store', 'loop', 'sandbox', 'network', 'cluster', 'builder', 'agent', 'scheduler'],
   node: ['domain', 'store', 'loop', 'sandbox', 'network', 'cluster', 'templater', 'agent', 'scheduler', 'router', 'builder', 'controller'],
   cli: ['domain', 'store', 'loop', 'sandbox', 'network', 'cluster', 'templater', 'agent', 'scheduler', 'router', 'builder', 'controller', 'node'],
 };

@@ -1,7 +1,8 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { tokenSecret } from '../../cluster/token.js';
 import { get, put, putOp } from '../../domain/codec.js';
 import { keys } from '../../domain/keys.js';
-import { codecs } from '../../domain/records.js';
+import { codecs, type MachineCredentialRecord } from '../../domain/records.js';
 import type { Store } from '../../store/index.js';
 import { hashToken, newToken } from './users.js';
 
@@ -12,16 +13,15 @@ export interface MachineCaller {
   role: 'server' | 'agent';
 }
 
-/** The secret part of a join token: `B10<CA hash>::<secret>` (k3s's shape), or a bare secret. */
-export function tokenSecret(token: string): string {
-  const i = token.indexOf('::');
-  return i >= 0 ? token.slice(i + 2) : token;
-}
-
 function sameHash(hexA: string, hexB: string): boolean {
   const a = Buffer.from(hexA, 'hex');
   const b = Buffer.from(hexB, 'hex');
   return a.length === b.length && a.length > 0 && timingSafeEqual(a, b);
+}
+
+/** Machine credentials kept in memory (`Lookups`); undefined sends the caller to the store. */
+export interface KnownMachines {
+  machineCredential(id: string): MachineCredentialRecord | undefined;
 }
 
 const MACHINE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
@@ -34,7 +34,10 @@ const MACHINE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
  * told apart by role (server or agent).
  */
 export class ClusterTokens {
-  constructor(private readonly store: Store) {}
+  constructor(
+    private readonly store: Store,
+    private readonly known?: KnownMachines,
+  ) {}
 
   /** Makes the token if the cluster has none; returns it only to the caller that made it. */
   async create(given?: string): Promise<string | undefined> {
@@ -68,15 +71,18 @@ export class ClusterTokens {
     return credential;
   }
 
-  /** The machine a credential belongs to, or undefined. One store read, by the id it names. */
+  /** The machine a credential belongs to, or undefined: from memory, else one store read by the id it names. */
   async authenticate(credential: string | undefined): Promise<MachineCaller | undefined> {
     if (!credential) return undefined;
     const dot = credential.lastIndexOf('.');
     const id = credential.slice(0, dot);
     if (dot <= 0 || !MACHINE_ID.test(id)) return undefined;
-    const rec = await get(this.store, keys.machineCredential(id), codecs.machineCredential);
-    if (!rec || !sameHash(rec.value.sha256, hashToken(credential))) return undefined;
-    return { id, name: rec.value.name, role: rec.value.role };
+    const hash = hashToken(credential);
+    const cached = this.known?.machineCredential(id);
+    // A credential issued elsewhere a moment ago is not in memory yet: the store decides then.
+    const rec = cached && sameHash(cached.sha256, hash) ? cached : (await get(this.store, keys.machineCredential(id), codecs.machineCredential))?.value;
+    if (!rec || !sameHash(rec.sha256, hash)) return undefined;
+    return { id, name: rec.name, role: rec.role };
   }
 
   /** Forgets a machine's credential (`berth nodes:remove`). */

@@ -117,7 +117,7 @@ export function createServices(store: Store, log: Logger, settings: PlatformSett
     collaborators: new Collaborators(store, apps, users),
     sshKeys: new SshKeys(store),
     logs,
-    cluster: new ClusterTokens(store),
+    cluster: new ClusterTokens(store, lookups),
     drains: new LogDrains(store, apps),
     certs: new SniEndpoints(store, apps, domains),
     routerSettings: new RouterSettings(store, apps),

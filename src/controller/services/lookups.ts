@@ -5,6 +5,8 @@ import { codecs } from '../../domain/records.js';
 import { ControlLoop, type Loaded } from '../../loop/index.js';
 import type { Store, WatchBatch } from '../../store/index.js';
 import type { AppNameHints } from './apps.js';
+import type { MachineCredentialRecord } from '../../domain/records.js';
+import type { KnownMachines } from './cluster.js';
 import type { TokenRecord, UserRecord } from './types.js';
 import type { KnownUsers } from './users.js';
 
@@ -97,27 +99,30 @@ class Mirror<T> {
  * (milliseconds). App names are only hints: `Apps.resolve` checks the name on the record it
  * reads anyway, so a stale one costs a second read, never a wrong answer.
  */
-export class Lookups implements KnownUsers, AppNameHints {
+export class Lookups implements KnownUsers, AppNameHints, KnownMachines {
   private readonly tokens: Mirror<TokenRecord>;
   private readonly users: Mirror<UserRecord>;
   private readonly names: Mirror<string>;
+  private readonly machines: Mirror<MachineCredentialRecord>;
   private started = false;
 
   constructor(o: LookupsOptions) {
     this.tokens = new Mirror(TOKENS, codecs.token, o);
     this.users = new Mirror(keys.users(), codecs.user, o);
     this.names = new Mirror(keys.appNames(), codecs.appId, o);
+    // Every /internal/ call (log batches, slug copies) names its machine.
+    this.machines = new Mirror(keys.machineCredentials(), codecs.machineCredential, o);
   }
 
-  /** Reads the three indexes and follows them; until then every lookup reads the store. */
+  /** Reads the four indexes and follows them; until then every lookup reads the store. */
   async start(): Promise<void> {
     if (this.started) return;
     this.started = true;
-    await Promise.all([this.tokens.start(), this.users.start(), this.names.start()]);
+    await Promise.all([this.tokens.start(), this.users.start(), this.names.start(), this.machines.start()]);
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.tokens.stop(), this.users.stop(), this.names.stop()]);
+    await Promise.all([this.tokens.stop(), this.users.stop(), this.names.stop(), this.machines.stop()]);
   }
 
   /** The user id a token hash belongs to, if known here. */
@@ -127,6 +132,11 @@ export class Lookups implements KnownUsers, AppNameHints {
 
   user(id: string): UserRecord | undefined {
     return this.users.get(id);
+  }
+
+  /** A machine's credential record, if known here. */
+  machineCredential(id: string): MachineCredentialRecord | undefined {
+    return this.machines.get(id);
   }
 
   /** The app id a name pointed at when last seen here: a hint to check, never an answer. */
