@@ -29,6 +29,7 @@ import type {
   Formation,
   IpRecord,
   LogSession,
+  MaintenanceRecord,
   MachineRecord,
   MemoryLimits,
   NetworkConfigRecord,
@@ -134,6 +135,9 @@ export const keys = {
   /** Per-app routing (`redirect_https`), beside the other keys the router renders from. */
   allAppRouting: (): Prefix<AppRouting> => `${ROOT}/app-routing/`,
   appRouting: (appId: string): Key<AppRouting> => `${ROOT}/app-routing/${seg(appId)}`,
+  /** Apps in maintenance mode (one small key each, beside the app record): the router watches them. */
+  allMaintenance: (): Prefix<MaintenanceRecord> => `${ROOT}/maintenance/`,
+  maintenance: (appId: string): Key<MaintenanceRecord> => `${ROOT}/maintenance/${seg(appId)}`,
   /** `{sha256}` of the cluster join token agents present (`berth agent --token`). */
   clusterToken: (): Key<ClusterTokenRecord> => `${ROOT}/cluster/token`,
   /** The cluster's own settings (etcd voters), written once by the first server. */
@@ -231,6 +235,8 @@ export const KEY_RECORDS: { [K in keyof typeof keys]: { readonly name: string } 
   routerSetting: codecs.routerSetting,
   allAppRouting: codecs.appRouting,
   appRouting: codecs.appRouting,
+  allMaintenance: codecs.maintenance,
+  maintenance: codecs.maintenance,
   clusterToken: codecs.clusterToken,
   clusterSettings: codecs.clusterSettings,
   machineCredentials: codecs.machineCredential,

@@ -3,7 +3,7 @@ import { jsonCodec, textCodec, type Codec } from './codec.js';
 import { appSchema, formationSchema, releaseSchema, slugSchema } from './records/apps.js';
 import type { AccessRecord, BootstrapMarker, BuildRecord, ClusterTokenRecord, CollaboratorRecord, DomainRecord, FingerprintRecord, MemoryLimits, PlatformRecord, Restarts, SshKeyRecord, TokenRecord, UidOwner, UidRecord, UserRecord } from './records/apps.js';
 import { certSchema, clusterSettingsSchema, machineCredentialSchema, machineSchema, routerSchema, runSchema, serverSchema, slugCopySchema, statusSchema, unitSchema } from './records/cluster.js';
-import type { AppRouting, DrainRecord, LogSession } from './records/cluster.js';
+import type { AppRouting, DrainRecord, LogSession, MaintenanceRecord } from './records/cluster.js';
 import { ipSchema, networkConfigSchema, subnetSchema } from './records/network.js';
 import { int, num, stamp, str, strings } from './records/schema.js';
 
@@ -75,6 +75,7 @@ export const codecs = {
   /** nginx syntax, checked again where it is rendered. */
   routerSetting: textCodec('RouterSetting'),
   appRouting: jsonCodec<AppRouting>('AppRouting', z.looseObject({ redirect_https: z.boolean() })),
+  maintenance: jsonCodec<MaintenanceRecord>('MaintenanceRecord', z.looseObject({ since: str })),
   clusterToken: jsonCodec<ClusterTokenRecord>('ClusterTokenRecord', z.looseObject({ sha256: z.string().regex(/^[0-9a-f]{64}$/), created_at: str })),
   run: jsonCodec('RunRecord', runSchema),
   server: jsonCodec('ServerRecord', serverSchema),

@@ -72,6 +72,8 @@ const args: Record<string, string[]> = {
   routerSetting: ['<setting>'],
   allAppRouting: [],
   appRouting: ['<app>'],
+  allMaintenance: [],
+  maintenance: ['<app>'],
   clusterToken: [],
   clusterSettings: [],
   machineCredentials: [],

@@ -197,6 +197,12 @@ export interface AppRouting {
   redirect_https: boolean;
 }
 
+/** An app in maintenance mode, stored at /berth/maintenance/<app> while it is on. */
+export interface MaintenanceRecord {
+  /** When it was turned on. */
+  since: string;
+}
+
 // ─── servers, machine credentials, slug copies (issue 12) ───────────────────────────────────────
 
 /**
