@@ -6,6 +6,7 @@ import { codecs } from '../domain/records.js';
 import { compareGeneration, dynoStatus, unitKey } from '../domain/units.js';
 import { ControlLoop, Registration } from '../loop/index.js';
 import { Election, type Leadership, type Store, type TxnOp } from '../store/index.js';
+import { Compactor } from './compaction.js';
 import { plan } from './placement.js';
 import { failRelease, failedRollouts } from './rollout.js';
 import { ClusterState } from './state.js';
@@ -24,6 +25,8 @@ export interface SchedulerOptions {
   debounceMs?: number;
   /** Under steady writes a pass still runs at least this often (default 500 ms). */
   maxWaitMs?: number;
+  /** The leader compacts the store's history this often (default 5 min; 0: never). */
+  compactMs?: number;
 }
 
 /**
@@ -43,8 +46,12 @@ export class Scheduler {
   private frozenSaid = '[]';
   /** Bumped per lease: a campaign from an older lease must not start a loop. */
   private term = 0;
+  /** Cuts the store's history while this node leads. */
+  readonly compactor: Compactor;
 
-  constructor(private readonly o: SchedulerOptions) {}
+  constructor(private readonly o: SchedulerOptions) {
+    this.compactor = new Compactor({ store: o.store, log: o.log.child({ part: 'compactor' }), ...(o.compactMs !== undefined ? { intervalMs: o.compactMs } : {}) });
+  }
 
   get isLeader(): boolean {
     return this.leadership !== undefined;
@@ -72,6 +79,7 @@ export class Scheduler {
       if (term !== this.term || this.abort.signal.aborted) return;
       this.leadership = leadership;
       this.o.log.info({ id: this.o.id }, 'elected scheduler leader');
+      this.compactor.start(leadership);
       // A new leader trusts nothing it knew before: it reads the cluster once, then follows it.
       this.state = new ClusterState();
       const state = this.state;
@@ -205,6 +213,7 @@ export class Scheduler {
   private stepDown(): Leadership | undefined {
     const leadership = this.leadership;
     this.leadership = undefined;
+    this.compactor.stop();
     void this.loop?.stop();
     this.loop = undefined;
     return leadership;
@@ -212,6 +221,8 @@ export class Scheduler {
 
   async stop(): Promise<void> {
     this.abort.abort();
+    this.compactor.stop();
+    await this.compactor.settled();
     await this.loop?.stop();
     await this.leadership?.resign().catch(() => undefined);
     await this.registration?.stop();

@@ -33,6 +33,8 @@ export interface DeploysOptions {
   builder?: { slugs: SlugBuilder; runner: SlugRunner };
   /** Slugs kept per app: those of its newest N releases (default 10). */
   retainSlugs?: number;
+  /** Releases past the newest this many drop their config copy once their slug is gone (default 100). */
+  retainReleases?: number;
 }
 
 /**
@@ -140,6 +142,8 @@ export class Deploys implements Deployer {
     const list = await this.o.releases.list(appId);
     const keep = new Set(list.slice(-(this.o.retainSlugs ?? 10)).map((r) => r.slug_id).filter((id): id is string => id !== null));
     await slugs.collect(appId, keep);
+    // Only now, with their slugs gone, may old releases lose their config copy.
+    await this.o.releases.pruneConfigs(appId, keep, this.o.retainReleases ?? 100);
   }
 }
 

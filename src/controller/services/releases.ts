@@ -149,6 +149,29 @@ export class Releases {
     return run;
   }
 
+  /**
+   * Drops the config copy of old releases: those older than the newest `retain` whose slug is not
+   * among `liveSlugs` (collected, so they can never run again). The store then holds one config
+   * per kept release instead of one per release ever made, and compaction frees the rest. Each
+   * write is conditional on the release being as read. The current release's slug is always
+   * among the live ones, so it is never touched. Returns how many were pruned.
+   */
+  async pruneConfigs(appId: string, liveSlugs: Set<string>, retain: number): Promise<number> {
+    return this.serial(appId, async () => {
+      const r = await this.store.range(keys.releases(appId), { prefix: true });
+      const kvs = [...r.kvs].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+      let pruned = 0;
+      for (const kv of kvs.slice(0, Math.max(0, kvs.length - Math.max(1, retain)))) {
+        const release = decode(codecs.release, kv);
+        if (release.config_pruned || (release.slug_id !== null && liveSlugs.has(release.slug_id))) continue;
+        const next: ReleaseRecord = { ...release, config: {}, config_pruned: true };
+        const w = await this.store.txn({ compare: [{ key: kv.key, target: 'mod', op: '=', value: kv.modRevision }], success: [putOp(kv.key, codecs.release, next)] });
+        if (w.succeeded) pruned++;
+      }
+      return pruned;
+    });
+  }
+
   async list(appId: string): Promise<ReleaseRecord[]> {
     return (await list(this.store, keys.releases(appId), codecs.release)).map((e) => e.value);
   }
@@ -196,6 +219,7 @@ export class Releases {
 
   async rollback(user: UserRecord, access: AppAccess, target: string | number): Promise<ReleaseRecord> {
     const to = await this.get(access, target);
+    if (to.config_pruned) throw invalid(`Release v${to.version} is too old to roll back to: its build and config have been pruned.`);
     // A release from before the first build has no code: rolling back to it would stop the app.
     if (!to.slug_id && (await this.current(access)).slug_id) throw invalid(`Release v${to.version} has no build to run; roll back to a release made after a deploy.`);
     const release = await this.append(user, access, () => ({

@@ -43,6 +43,11 @@ export interface ReleaseRecord {
   status: ReleaseStatus;
   /** Why a release failed (its release phase, or a rollout whose dynos never came up). */
   failure_reason?: string;
+  /**
+   * Set once this old release's config copy was dropped (`config` is then empty): it is past the
+   * retention count and its slug is gone, so it can never run again and cannot be rolled back to.
+   */
+  config_pruned?: boolean;
   created_at: string;
   updated_at: string;
 }
@@ -57,6 +62,7 @@ export const releaseSchema: z.ZodType<ReleaseRecord> = z.looseObject({
   user_email: str,
   status: z.enum(['pending', 'succeeded', 'failed']),
   failure_reason: str.optional(),
+  config_pruned: z.boolean().optional(),
   ...stamp,
 });
 
