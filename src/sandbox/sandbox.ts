@@ -26,6 +26,16 @@ export interface SandboxSpec {
   gid: number;
   memoryBytes: number;
   pidsMax?: number;
+  /**
+   * CPU weight among running sandboxes (v1 `cpu.shares`, 2..262144); `DEFAULT_CPU_SHARES` when
+   * absent. Only matters when the CPU is contended: then each sandbox gets time in proportion.
+   */
+  cpuShares?: number;
+  /**
+   * A host dir bound at /tmp instead of a tmpfs: a tmpfs is RAM, uncapped by any disk limit and
+   * charged to the memory cgroup, so a dyno's /tmp lives on its volume (src/sandbox/volume.ts).
+   */
+  tmpDir?: string;
   /** Infinity for none (a dyno). */
   timeoutMs: number;
   onOutput?: (chunk: string, stream: 'stdout' | 'stderr') => void;
@@ -65,8 +75,23 @@ export interface SandboxProcess {
 
 /** What a node's sandboxes need to know about the host; made by the composition root. */
 export interface SandboxConfig {
-  /** Where the v1 cgroup hierarchies are mounted (`<root>/memory`, `<root>/pids`). */
+  /** Where the v1 cgroup hierarchies are mounted (`<root>/memory`, `<root>/pids`, `<root>/cpu`). */
   cgroupRoot: string;
+  /**
+   * Put each sandbox in a cpu cgroup of its own (default true). Without one, CPU time is shared
+   * per process, so an app running many busy processes starves one running a few; false only on
+   * a host without the cpu controller.
+   */
+  cpu?: boolean;
+}
+
+/** A build's weight, and a dyno's whose spec names none: that of a 512 MiB dyno. */
+export const DEFAULT_CPU_SHARES = 1024;
+
+/** A dyno's CPU weight by its size: 1024 per 512 MiB of memory, as Heroku's sizes scale CPU with memory. */
+export function cpuSharesFor(memoryBytes: number): number {
+  const shares = Math.round((memoryBytes / (512 * 1024 * 1024)) * 1024);
+  return Number.isFinite(shares) ? Math.min(262_144, Math.max(2, shares)) : DEFAULT_CPU_SHARES;
 }
 
 export const DEFAULT_CGROUP_ROOT = '/sys/fs/cgroup';
@@ -85,7 +110,7 @@ export function bwrapArgs(spec: SandboxSpec): string[] {
   const args = ['--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-user', '--die-with-parent', '--new-session', '--hostname', 'berth'];
   for (const dir of SYSTEM_DIRS) args.push('--ro-bind', dir, dir);
   for (const [target, link] of SYMLINKS) args.push('--symlink', target, link);
-  args.push('--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp');
+  args.push('--proc', '/proc', '--dev', '/dev', ...(spec.tmpDir !== undefined ? ['--bind', spec.tmpDir, '/tmp'] : ['--tmpfs', '/tmp']));
   for (const b of spec.binds) args.push(b.writable ? '--bind' : '--ro-bind', b.src, b.dest);
   // bwrap's root is a tmpfs the command could otherwise fill; only /tmp and writable binds stay so.
   args.push('--remount-ro', '/', '--chdir', spec.cwd, '--clearenv');
@@ -125,9 +150,18 @@ export class Sandbox {
   }
 }
 
-function cgroupDirs(config: SandboxConfig, id: string): { memory: string; pids: string } {
-  return { memory: join(config.cgroupRoot, 'memory', 'berth', id), pids: join(config.cgroupRoot, 'pids', 'berth', id) };
+interface CgroupDirs {
+  memory: string;
+  pids: string;
+  cpu?: string;
 }
+
+function cgroupDirs(config: SandboxConfig, id: string): CgroupDirs {
+  const dir = (controller: string): string => join(config.cgroupRoot, controller, 'berth', id);
+  return { memory: dir('memory'), pids: dir('pids'), ...(config.cpu !== false ? { cpu: dir('cpu') } : {}) };
+}
+
+const allDirs = (cg: CgroupDirs): string[] => [cg.memory, cg.pids, ...(cg.cpu !== undefined ? [cg.cpu] : [])];
 
 async function runSandboxed(config: SandboxConfig, spec: SandboxSpec): Promise<SandboxResult> {
   const proc = spawnSandboxed(config, spec);
@@ -144,21 +178,24 @@ async function runSandboxed(config: SandboxConfig, spec: SandboxSpec): Promise<S
 function spawnSandboxed(config: SandboxConfig, spec: SandboxSpec): SandboxProcess {
   // Checked before anything is made: a bad path must not leave cgroups behind.
   if (spec.netns !== undefined && (!NETNS_PATH.test(spec.netns) || /\/\.+$/.test(spec.netns))) throw new Error(`invalid network namespace: ${spec.netns}`);
+  const shares = spec.cpuShares ?? DEFAULT_CPU_SHARES;
+  if (!Number.isInteger(shares) || shares < 2 || shares > 262_144) throw new Error(`invalid cpu shares: ${spec.cpuShares}`);
   const cg = cgroupDirs(config, spec.id);
-  for (const dir of [cg.memory, cg.pids]) mkdirSync(dir, { recursive: true });
+  for (const dir of allDirs(cg)) mkdirSync(dir, { recursive: true });
+  if (cg.cpu !== undefined) writeFileSync(join(cg.cpu, 'cpu.shares'), String(shares));
   writeFileSync(join(cg.memory, 'memory.limit_in_bytes'), String(spec.memoryBytes));
   // Without swap accounting a memory limit could be dodged by swapping; set it where supported.
   const memsw = join(cg.memory, 'memory.memsw.limit_in_bytes');
   if (existsSync(memsw)) writeFileSync(memsw, String(spec.memoryBytes));
   writeFileSync(join(cg.pids, 'pids.max'), String(spec.pidsMax ?? 1024));
   // The shell joins the cgroups before exec, so everything it starts is counted from the first byte.
-  const script = 'echo $$ > "$1" && echo $$ > "$2" && shift 2 && exec "$@"';
+  const script = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"';
   // nsenter runs as root and only then setpriv drops the uid: bwrap needs no --unshare-net, and the
   // dyno, unprivileged in a namespace it did not make, cannot change its addresses or routes.
   const netns = spec.netns !== undefined ? ['nsenter', `--net=${spec.netns}`] : [];
   const child = spawn(
     '/bin/sh',
-    ['-c', script, 'sandbox', join(cg.memory, 'cgroup.procs'), join(cg.pids, 'cgroup.procs'), ...netns, 'setpriv', `--reuid=${spec.uid}`, `--regid=${spec.gid}`, '--clear-groups', 'bwrap', ...bwrapArgs(spec)],
+    ['-c', script, 'sandbox', ...allDirs(cg).map((d) => join(d, 'cgroup.procs')), '--', ...netns, 'setpriv', `--reuid=${spec.uid}`, `--regid=${spec.gid}`, '--clear-groups', 'bwrap', ...bwrapArgs(spec)],
     { stdio: [spec.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'], detached: true, env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } },
   );
   // A command that exits (or closes its stdin) while input is still coming: EPIPE is expected.
@@ -234,7 +271,7 @@ function signalCgroup(dir: string, signal: NodeJS.Signals, except?: number): voi
 
 function reapStaleCgroups(config: SandboxConfig, prefix: string, olderThanMs: number): number {
   let reaped = 0;
-  for (const controller of ['memory', 'pids']) {
+  for (const controller of config.cpu !== false ? ['memory', 'pids', 'cpu'] : ['memory', 'pids']) {
     const parent = join(config.cgroupRoot, controller, 'berth');
     let entries: string[];
     try {
@@ -255,10 +292,10 @@ function reapStaleCgroups(config: SandboxConfig, prefix: string, olderThanMs: nu
   return reaped;
 }
 
-async function removeCgroups(cg: { memory: string; pids: string }): Promise<void> {
+async function removeCgroups(cg: CgroupDirs): Promise<void> {
   for (let attempt = 0; attempt < 50; attempt++) {
     try {
-      for (const dir of [cg.memory, cg.pids]) if (existsSync(dir)) rmdirSync(dir);
+      for (const dir of allDirs(cg)) if (existsSync(dir)) rmdirSync(dir);
       return;
     } catch {
       // Processes are still leaving the cgroup.

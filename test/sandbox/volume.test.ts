@@ -1,0 +1,149 @@
+import { execFile, execFileSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, statfsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mountVolume, reapVolumes, type Volume } from '../../src/sandbox/index.js';
+
+const exec = promisify(execFile);
+const MiB = 1024 * 1024;
+const UID = 151_000;
+let dir: string;
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'berth-volume-'));
+  // The owners pass through by name, as they do through a runtime's work dir.
+  chmodSync(dir, 0o711);
+});
+afterAll(async () => {
+  await reapVolumes(dir);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const mounted = (path: string): boolean => readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === path);
+/** Loop devices whose image is under `root` (the kernel's view, so a leak shows even unmounted). */
+const loopsUnder = (root: string): string[] =>
+  readdirSync('/sys/block')
+    .filter((d) => d.startsWith('loop'))
+    .map((d) => {
+      try {
+        return readFileSync(`/sys/block/${d}/loop/backing_file`, 'utf8').trim();
+      } catch {
+        return '';
+      }
+    })
+    .filter((f) => f.startsWith(`${root}/`));
+
+/** Writes as the volume's uid, as a tenant would: dd's status and its complaint. */
+async function writeAs(uid: number, file: string, mib: number): Promise<{ code: number; stderr: string }> {
+  try {
+    await exec('setpriv', [`--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', 'dd', 'if=/dev/zero', `of=${file}`, 'bs=1M', `count=${mib}`, 'conv=fsync']);
+    return { code: 0, stderr: '' };
+  } catch (err) {
+    const e = err as { code: number; stderr: string };
+    return { code: e.code, stderr: e.stderr };
+  }
+}
+
+describe('volumes', () => {
+  it('caps what its owner can write, and takes no more of the host than its size', async () => {
+    const before = statfsSync(dir);
+    const v = await mountVolume({ imagePath: join(dir, 'a.img'), mountpoint: join(dir, 'a'), bytes: 64 * MiB, uid: UID });
+    try {
+      expect(v.path).toBe(join(dir, 'a'));
+      expect(mounted(v.path)).toBe(true);
+      const st = statSync(v.path);
+      expect([st.uid, st.gid, st.mode & 0o777]).toEqual([UID, UID, 0o700]);
+      expect(readdirSync(v.path)).toEqual([]);
+      const r = await writeAs(UID, join(v.path, 'big'), 200);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toMatch(/No space left on device/);
+      const written = statSync(join(v.path, 'big')).size;
+      expect(written).toBeGreaterThan(40 * MiB);
+      expect(written).toBeLessThanOrEqual(64 * MiB);
+      const after = statfsSync(dir);
+      const usedOnHost = (before.bavail - after.bavail) * before.bsize;
+      // Other tests share the disk: only a drop far past the cap would mean the cap leaks.
+      expect(usedOnHost).toBeLessThan(64 * MiB + 32 * MiB);
+      // nosuid, nodev: a tenant's setuid binary or device node means nothing there.
+      const opts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.split(' ')[4] === v.path)?.split(' ')[5] ?? '';
+      expect(opts.split(',')).toEqual(expect.arrayContaining(['nosuid', 'nodev']));
+    } finally {
+      await v.release();
+    }
+    expect(mounted(join(dir, 'a'))).toBe(false);
+    expect(existsSync(join(dir, 'a.img'))).toBe(false);
+    expect(existsSync(join(dir, 'a'))).toBe(false);
+    expect(loopsUnder(dir)).toEqual([]);
+    await v.release();
+  });
+
+  it('unmounts lazily when a process still holds it, and leaks no loop device', async () => {
+    const v = await mountVolume({ imagePath: join(dir, 'b.img'), mountpoint: join(dir, 'b'), bytes: 32 * MiB, uid: UID });
+    const holder = execFile('sleep', ['30'], { cwd: v.path });
+    try {
+      await new Promise((r) => setTimeout(r, 100));
+      await v.release();
+      expect(mounted(join(dir, 'b'))).toBe(false);
+      expect(existsSync(join(dir, 'b.img'))).toBe(false);
+    } finally {
+      holder.kill('SIGKILL');
+    }
+    await new Promise((r) => holder.on('exit', r));
+    // The autoclear loop device goes once the holder has let go.
+    for (let i = 0; i < 50 && readdirSync('/sys/block').some((d) => readFileSyncSafe(`/sys/block/${d}/loop/backing_file`).startsWith(join(dir, 'b.img'))); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(readdirSync('/sys/block').filter((d) => readFileSyncSafe(`/sys/block/${d}/loop/backing_file`).startsWith(join(dir, 'b.img')))).toEqual([]);
+  });
+
+  it('mounts many at once', async () => {
+    const vols = await Promise.all(Array.from({ length: 8 }, (_, i) => mountVolume({ imagePath: join(dir, `c${i}.img`), mountpoint: join(dir, `c${i}`), bytes: 32 * MiB, uid: UID + i })));
+    try {
+      expect(vols.every((v) => mounted(v.path))).toBe(true);
+      expect(new Set(vols.map((v) => statSync(v.path).uid)).size).toBe(8);
+    } finally {
+      await Promise.all(vols.map((v) => v.release()));
+    }
+    expect(loopsUnder(dir)).toEqual([]);
+  });
+
+  it('refuses an image path that exists, leaving it alone', async () => {
+    const victim = join(dir, 'victim');
+    execFileSync('sh', ['-c', `echo keep > ${victim}`]);
+    await expect(mountVolume({ imagePath: victim, mountpoint: join(dir, 'd'), bytes: 32 * MiB, uid: UID })).rejects.toThrow(/EEXIST/);
+    expect(readFileSync(victim, 'utf8')).toBe('keep\n');
+    await expect(mountVolume({ imagePath: join(dir, 'e.img'), mountpoint: join(dir, 'e'), bytes: 1024, uid: UID })).rejects.toThrow(/invalid volume size/);
+  });
+
+  it('reaps what a crashed owner left: mounts below the dir, their images and loop devices', async () => {
+    const crashed = join(dir, 'crashed');
+    // Two owners that never released, one nested in the other's dir, and a bare loop device.
+    await mountVolume({ imagePath: join(dir, 'f.img'), mountpoint: join(crashed, 'dyno1', 'vol'), bytes: 32 * MiB, uid: UID });
+    await mountVolume({ imagePath: join(crashed, 'g.img'), mountpoint: join(crashed, 'dyno2', 'vol'), bytes: 32 * MiB, uid: UID });
+    execFileSync('truncate', ['-s', '32M', join(crashed, 'h.img')]);
+    execFileSync('losetup', ['-f', join(crashed, 'h.img')]);
+    const outside = await mountVolume({ imagePath: join(dir, 'i.img'), mountpoint: join(dir, 'outside'), bytes: 32 * MiB, uid: UID });
+    try {
+      await reapVolumes(crashed);
+      expect(mounted(join(crashed, 'dyno1', 'vol'))).toBe(false);
+      expect(mounted(join(crashed, 'dyno2', 'vol'))).toBe(false);
+      expect(loopsUnder(crashed)).toEqual([]);
+      expect(existsSync(join(crashed, 'g.img'))).toBe(false);
+      expect(existsSync(join(crashed, 'h.img'))).toBe(false);
+      // Outside the reaped dir: not its business, even when it backed a mount inside.
+      expect(existsSync(join(dir, 'f.img'))).toBe(true);
+      expect(mounted(outside.path)).toBe(true);
+    } finally {
+      await outside.release();
+      rmSync(join(dir, 'f.img'), { force: true });
+    }
+  });
+});
+
+function readFileSyncSafe(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return '';
+  }
+}
