@@ -11,6 +11,8 @@ import type { Attachment, Networks } from '../network/index.js';
 import { allocateUid } from '../sandbox/index.js';
 import type { Store, TxnOp, WatchBatch } from '../store/index.js';
 import { waitForPort } from './ports.js';
+import { HealthMonitor, readHealthChecks, runStartupChecks } from './health.js';
+import type { HealthCheck } from '../domain/records/health.js';
 import type { RunningDyno, Runtime } from './runtime/types.js';
 
 export type { MachineInfo };
@@ -67,6 +69,9 @@ interface Dyno {
   /** The start in flight, if any: a stop waits for it before it releases the namespace. */
   starting?: Promise<void>;
   release?: ReleaseRecord;
+  /** Its liveness and readiness checks while it is up; `unready` while one fails (it is unpublished then). */
+  monitor?: HealthMonitor;
+  unready?: boolean;
 }
 
 const dynoName = (u: UnitAssignment): string => `${u.type}.${u.index}`;
@@ -138,7 +143,7 @@ export class Agent {
     for (const d of this.dynos.values()) {
       // A unit taken away while the lease was lost is about to stop: it is not announced again.
       if (d.state !== 'up' || !this.assigned.has(unitKey(d.unit))) continue;
-      await this.publish(d, lease);
+      if (!d.unready) await this.publish(d, lease);
       if (d.release) await this.status(d, 'up', d.release, undefined, lease);
       // A stop that began meanwhile may already have unpublished and forgotten it: take back what
       // we just wrote, or a stopped dyno would stay published and `up` (its lease is alive). A
@@ -241,6 +246,7 @@ export class Agent {
         ...(net.netns !== undefined ? { netns: net.netns } : {}),
         ...(net.resolvConf !== undefined ? { resolvConf: net.resolvConf } : {}),
         memoryBytes: u.memoryBytes,
+        ...(u.diskBytes !== undefined ? { diskBytes: u.diskBytes } : {}),
         pidsMax: 512,
         onOutput: (_stream, line) => this.o.appLog(u.appId, 'app', dynoName(u), line),
       });
@@ -251,7 +257,11 @@ export class Agent {
       }
       const started = release;
       void running.exited.then((exit) => this.onExit(d, generation, exit, started));
-      if (port !== undefined) await waitForPort(net.address, port, this.o.bootTimeoutMs ?? 60_000, () => d.generation !== generation || !d.running);
+      const gone = (): boolean => d.generation !== generation || !d.running;
+      if (port !== undefined) await waitForPort(net.address, port, this.o.bootTimeoutMs ?? 60_000, gone);
+      // An app may open its port before it can serve: its startup checks decide when it is up.
+      const checks = port !== undefined ? await readHealthChecks(this.o.store, u.appId, release.slug_id, u.type, log) : [];
+      if (port !== undefined && !stale()) await runStartupChecks(net.address, port, checks, { abandon: gone, say: (line) => this.o.appLog(u.appId, 'berth', dynoName(u), line) });
       if (stale()) return;
       d.state = 'up';
       d.upSince = Date.now();
@@ -263,6 +273,7 @@ export class Agent {
       if (stale()) return void (await this.forget(d));
       this.o.appLog(u.appId, 'berth', dynoName(u), 'State changed from starting to up');
       log.info({ address: net.address, port }, 'dyno up');
+      if (port !== undefined) this.watch(d, generation, checks.filter((c) => c.type !== 'startup'), net.address, port, started);
     } catch (err) {
       if (stale()) return;
       const exited = d.exitReason;
@@ -284,6 +295,7 @@ export class Agent {
     if (d.generation !== generation || d.state === 'stopping') return;
     const u = d.unit;
     d.running = undefined;
+    d.monitor?.stop();
     const why = exit.oomKilled ? 'Error R15 (Memory quota vastly exceeded) -> killed at its memory limit' : `Process exited with status ${exit.code}`;
     this.o.appLog(u.appId, 'berth', dynoName(u), why);
     // Still booting: the start notices the exit and records the crash itself, with this reason.
@@ -316,9 +328,46 @@ export class Agent {
     this.o.log.info({ unit: d.unit.name, reason, restartInMs: d.nextStart - Date.now() }, 'dyno crashed');
   }
 
+  /**
+   * Liveness and readiness checks while the dyno is up: a failing one unpublishes it until it
+   * passes again; a liveness check failing `attempts` times in a row restarts it like a crash.
+   */
+  private watch(d: Dyno, generation: number, checks: HealthCheck[], address: string, port: number, release: ReleaseRecord): void {
+    d.unready = false;
+    if (checks.length === 0) return;
+    const say = (line: string): void => this.o.appLog(d.unit.appId, 'berth', dynoName(d.unit), line);
+    const current = (): boolean => d.generation === generation && d.state === 'up';
+    d.monitor = new HealthMonitor(address, port, checks, {
+      ready: (ok, line) => {
+        if (!current()) return;
+        d.unready = !ok;
+        say(line);
+        void (ok ? this.publish(d) : this.unpublish(d)).catch(() => undefined);
+      },
+      dead: (why) => {
+        const running = d.running;
+        if (!current() || !running) return;
+        // This generation's exit is ours: its handler stands down, and the restart comes from here.
+        d.generation++;
+        d.unready = true;
+        say(`${why}: restarting`);
+        void (async () => {
+          await this.unpublish(d).catch(() => undefined);
+          await running.stop(10_000).catch(() => undefined);
+          if (d.state !== 'up') return;
+          say('State changed from up to crashed');
+          this.crashed(d, why);
+          await this.status(d, 'crashed', release, why).catch(() => undefined);
+        })();
+      },
+    });
+    d.monitor.start();
+  }
+
   private async stopDyno(d: Dyno, why: string): Promise<void> {
     d.state = 'stopping';
     d.generation++;
+    d.monitor?.stop();
     const unpublished = await this.unpublish(d);
     // No router may still send it traffic when it stops: wait until they have all applied the
     // removal (bounded, so a wedged router cannot pin a dyno).

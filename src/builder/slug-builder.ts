@@ -8,6 +8,7 @@ import type { Builder } from './builder.js';
 import type { GitRepos } from './git.js';
 import type { BuildRequest, BuiltSlug, SlugBuilder } from './ports.js';
 import type { SlugReplicator } from './replication.js';
+import { readAppJsonHealthChecks } from './app-json.js';
 
 /**
  * Source → slug for a pushed commit: the tree read from the app's repository (git's quarantine,
@@ -32,6 +33,8 @@ export class GitSlugBuilder implements SlugBuilder {
     const ws = await this.builder.workspace(app.id);
     try {
       await extract(this.repos.path(app.id), source.commit, source.objects, ws.appDir, ws.uid);
+      // Before the build: a bad health check fails the push at once, not after the compile.
+      for (const note of readAppJsonHealthChecks(ws.appDir).notes) output(`       app.json ${note}\n`);
       const { slug, buildpacks } = await this.builder.build(app, ws, config, source.commit, output, signal);
       try {
         await this.replicator.spread(slug, output);

@@ -27,6 +27,7 @@ import type {
   DrainRecord,
   FingerprintRecord,
   Formation,
+  HealthChecks,
   IpRecord,
   LogSession,
   MaintenanceRecord,
@@ -107,6 +108,8 @@ export const keys = {
   release: (appId: string, version: number): Key<ReleaseRecord> => `${ROOT}/apps/${seg(appId)}/releases/${String(version).padStart(10, '0')}`,
   /** Restart counters per type and dyno (`ps:restart`): a bump rolls the dynos over. */
   restarts: (appId: string): Key<Restarts> => `${ROOT}/apps/${seg(appId)}/restarts`,
+  /** HTTP health checks set with `healthchecks:set`, per process type; they win over app.json's. */
+  healthchecks: (appId: string): Key<HealthChecks> => `${ROOT}/apps/${seg(appId)}/healthchecks`,
   formation: (appId: string): Key<Formation> => `${ROOT}/apps/${seg(appId)}/formation`,
   domains: (appId: string): Prefix<DomainRecord> => `${ROOT}/apps/${seg(appId)}/domains/`,
   domain: (appId: string, host: string): Key<DomainRecord> => `${ROOT}/apps/${seg(appId)}/domains/${seg(host)}`,
@@ -210,6 +213,7 @@ export const KEY_RECORDS: { [K in keyof typeof keys]: { readonly name: string } 
   releases: codecs.release,
   release: codecs.release,
   restarts: codecs.restarts,
+  healthchecks: codecs.healthchecks,
   formation: codecs.formation,
   domains: codecs.domain,
   domain: codecs.domain,

@@ -5,6 +5,7 @@ import type { AccessRecord, BootstrapMarker, BuildRecord, ClusterTokenRecord, Co
 import { certSchema, clusterSettingsSchema, machineCredentialSchema, machineSchema, routerSchema, runSchema, serverSchema, slugCopySchema, statusSchema, unitSchema } from './records/cluster.js';
 import type { AppRouting, DrainRecord, LogSession, MaintenanceRecord } from './records/cluster.js';
 import { ipSchema, networkConfigSchema, subnetSchema } from './records/network.js';
+import { healthChecksSchema } from './records/health.js';
 import { int, num, stamp, str, strings } from './records/schema.js';
 
 /**
@@ -17,6 +18,7 @@ import { int, num, stamp, str, strings } from './records/schema.js';
 export type * from './records/apps.js';
 export type * from './records/cluster.js';
 export type * from './records/network.js';
+export type * from './records/health.js';
 
 // ─── codecs ─────────────────────────────────────────────────────────────────────────────────────
 
@@ -87,4 +89,6 @@ export const codecs = {
   networkConfig: jsonCodec('NetworkConfigRecord', networkConfigSchema),
   subnet: jsonCodec('SubnetRecord', subnetSchema),
   ip: jsonCodec('IpRecord', ipSchema),
+  /** Process type → HTTP health checks, normalised (`normalizeHealthCheck`). */
+  healthchecks: jsonCodec('HealthChecks', healthChecksSchema),
 } as const satisfies Record<string, Codec<unknown>>;

@@ -47,6 +47,7 @@ const args: Record<string, string[]> = {
   releases: ['<app>'],
   release: ['<app>', '<v>'],
   restarts: ['<app>'],
+  healthchecks: ['<app>'],
   formation: ['<app>'],
   domains: ['<app>'],
   domain: ['<app>', '<host>'],

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { int, num, stamp, str, strings } from './schema.js';
+import { healthChecksSchema, type HealthChecks } from './health.js';
 
 /** Records of apps, their releases and builds, and of users and their credentials. */
 
@@ -184,6 +185,8 @@ export interface SlugRecord {
   commit_description: string | null;
   buildpack_provided_description: string | null;
   stack: { name: string };
+  /** app.json's `healthchecks` in the built source (normalised by the builder). */
+  healthchecks?: HealthChecks;
   created_at: string;
   updated_at: string;
 }
@@ -197,5 +200,7 @@ export const slugSchema: z.ZodType<SlugRecord> = z.looseObject({
   commit_description: str.nullable(),
   buildpack_provided_description: str.nullable(),
   stack: z.looseObject({ name: str }),
+  // A malformed value must not make the slug unreadable: it reads as no checks.
+  healthchecks: healthChecksSchema.optional().catch(undefined),
   ...stamp,
 });
