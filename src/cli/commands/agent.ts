@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { parseTags } from '../../agent/index.js';
 import { errorMessage, invalid } from '../../domain/errors.js';
-import { createLogger } from '../../domain/log.js';
+import { createLogger, logFormat } from '../../domain/log.js';
 import { startNode } from '../../node/index.js';
 import { DEFAULT_CGROUP_ROOT } from '../../sandbox/index.js';
 import { networkName } from '../network-flags.js';
@@ -30,6 +30,7 @@ interface AgentCliOptions {
   ttl: string;
   bootTimeout: string;
   json?: boolean;
+  logFormat?: string;
 }
 
 function clusterToken(o: AgentCliOptions): string {
@@ -68,6 +69,7 @@ export function register(program: Command): void {
     .option('--http-port <port>', 'port the router serves apps on (default 80 as root, else 8080)')
     .option('--https-port <port>', 'port the router serves HTTPS on (default 443 as root, else 8443)')
     .option('--json', 'print the startup summary as JSON')
+    .option('--log-format <format>', 'pretty (the default on a terminal) or json (the default otherwise: one JSON object per line)')
     .action(async (opts: AgentCliOptions) => {
       const dataDir = resolve(opts.dataDir);
       const ttl = Number(opts.ttl);
@@ -86,7 +88,7 @@ export function register(program: Command): void {
       const tags = parseTags(opts.tags);
       const name = opts.name ?? hostname();
       const token = clusterToken(opts);
-      const log = createLogger('berth-agent', { level: process.env.BERTH_LOG_LEVEL, destination: process.stderr }).child({ machine: name });
+      const log = createLogger('berth-agent', { level: process.env.BERTH_LOG_LEVEL, destination: process.stderr, format: logFormat(opts.logFormat, process.stderr.isTTY) }).child({ machine: name });
       process.on('unhandledRejection', (err) => log.error({ err: errorMessage(err) }, 'unhandled rejection'));
       const stopped = new Promise<string>((done) => {
         process.once('SIGINT', () => done('SIGINT'));

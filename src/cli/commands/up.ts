@@ -4,7 +4,7 @@ import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { errorMessage, invalid } from '../../domain/errors.js';
-import { createLogger } from '../../domain/log.js';
+import { createLogger, logFormat } from '../../domain/log.js';
 import { ClusterFiles } from '../../cluster/index.js';
 import { startNode, type NetworkRole, type ServerClusterRole } from '../../node/index.js';
 import { DEFAULT_CGROUP_ROOT } from '../../sandbox/index.js';
@@ -42,6 +42,7 @@ interface UpOptions {
   ttl: string;
   etcdVoters: string;
   json?: boolean;
+  logFormat?: string;
 }
 
 /** The cluster token without it showing in `ps`: --token-file or BERTH_TOKEN, beside --token. */
@@ -137,6 +138,7 @@ export function register(program: Command): void {
     .option('--etcd-voters <n>', 'with --cluster-init: etcd voters the cluster keeps, 3 (one machine may fail) or 5 (two)', '3')
     .option('--ttl <s>', "lease TTL of this machine's agent, scheduler and server record: silent this long, it is dead and its work moves", '5')
     .option('--json', 'print the startup summary as JSON')
+    .option('--log-format <format>', 'pretty (the default on a terminal) or json (the default otherwise: one JSON object per line)')
     .action(async (opts: UpOptions) => {
       const dataDir = resolve(opts.dataDir);
       const apiPort = port(opts.apiPort, '--api-port');
@@ -150,7 +152,7 @@ export function register(program: Command): void {
       if (!Number.isInteger(ttl) || ttl < 1 || ttl > 300) throw invalid(`--ttl must be whole seconds between 1 and 300, got "${opts.ttl}".`);
       // Other machines reach this one's overlay, dynos and API at the address it advertises.
       if (cluster && !network.publicIp) network.publicIp = cluster.advertise;
-      const log = createLogger('berth', { level: process.env.BERTH_LOG_LEVEL, destination: process.stderr });
+      const log = createLogger('berth', { level: process.env.BERTH_LOG_LEVEL, destination: process.stderr, format: logFormat(opts.logFormat, process.stderr.isTTY) });
       // One component's unexpected rejection must not take the whole node (and its dynos) down.
       process.on('unhandledRejection', (err) => log.error({ err: errorMessage(err) }, 'unhandled rejection'));
       // Signals are handled from here on, before anything announces that the node is up.

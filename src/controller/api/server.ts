@@ -6,6 +6,7 @@ import type { MachineCaller } from '../services/cluster.js';
 import type { UserRecord } from '../services/types.js';
 import type { Services } from '../services/index.js';
 import { errorHandler, sendError } from './errors.js';
+import { QuietRequestLog } from './request-log.js';
 import { registerAccessRoutes } from './routes/access.js';
 import { registerAdminRoutes } from './routes/admin.js';
 import { registerAppRoutes } from './routes/apps.js';
@@ -64,6 +65,7 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,200}$/;
 export function buildApi(services: Services, log: Logger, extraRoutes: ((api: FastifyInstance, services: Services) => void)[] = []): FastifyInstance {
   const app: FastifyInstance = Fastify({
     loggerInstance: log as FastifyBaseLogger,
+    logController: new QuietRequestLog(),
     bodyLimit: 1024 * 1024,
     requestIdHeader: false,
     // Hostnames run to 253 characters and emails to 254: both appear in paths.
