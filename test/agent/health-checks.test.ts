@@ -1,0 +1,151 @@
+import { createServer, type Server } from 'node:http';
+import { afterEach, describe, expect, it } from 'vitest';
+import { HealthCheckSettings } from '../../src/controller/services/healthchecks.js';
+import { until } from '../support/until.js';
+import { Cluster } from '../control-loops/harness.js';
+
+/**
+ * The agent's HTTP health checks, in process: the fake runtime's dyno only hangs, and the test
+ * itself answers on the port the loopback network gave it, so it decides what the "app" says.
+ */
+
+let cluster: Cluster;
+let app: Server | undefined;
+afterEach(async () => {
+  await cluster?.close();
+  await new Promise((r) => (app ? app.close(r) : r(undefined)));
+  app = undefined;
+});
+
+/** What the test's app answers per path (status), changeable while it runs. */
+type Answers = Record<string, number>;
+
+/** Serves `answers` on the port the unit was attached to, once it has been. */
+async function serveFor(unitPrefix: string, answers: Answers): Promise<{ requests: string[] }> {
+  const port = await until(`${unitPrefix} attached`, () => {
+    const e = cluster.timeline.find((t) => t.what.startsWith(`m1 attach ${unitPrefix}`));
+    return e ? Number(e.what.split(':').pop()) : undefined;
+  });
+  const requests: string[] = [];
+  app = createServer((req, res) => {
+    requests.push(req.url ?? '');
+    const status = answers[req.url ?? ''] ?? 404;
+    res.writeHead(status, { 'content-type': 'text/plain', connection: 'close' }).end(status < 400 ? 'ok ready' : 'not yet');
+  });
+  await new Promise<void>((r) => app?.listen(port, '127.0.0.1', r));
+  return { requests };
+}
+
+async function setCheck(name: string, fields: Record<string, unknown>): Promise<void> {
+  const settings = new HealthCheckSettings(cluster.store, cluster.apps);
+  await settings.set(cluster.owner, await cluster.apps.resolve(cluster.owner, name), 'web', fields);
+}
+
+const lines = (dyno: string): string[] => cluster.appLines.filter((l) => l.includes(`[${dyno}]`));
+
+describe('startup checks', () => {
+  it('publishes a web dyno only once its startup check passes, though its port accepts at once', async () => {
+    cluster = await Cluster.start();
+    await cluster.agent('m1');
+    await cluster.scheduler('s1');
+    await cluster.app('slow', { web: 'hang' });
+    await setCheck('slow', { path: '/health', attempts: 20, wait: 1, timeout: 1 });
+    await cluster.scale('slow', { web: 1 });
+    const answers: Answers = { '/health': 503 };
+    const { requests } = await serveFor('slow.web.1', answers);
+
+    await until('two failed tries', () => (requests.filter((r) => r === '/health').length >= 2 ? true : undefined), 10_000);
+    expect(await cluster.endpoints('slow')).toEqual(new Map());
+    expect([...(await cluster.statuses('slow')).values()][0]?.state).toBe('starting');
+    expect(lines('web.1')).toContainEqual(expect.stringContaining('Startup check GET /health failed (attempt 1/20): HTTP 503'));
+
+    const ready = Date.now();
+    answers['/health'] = 200;
+    await until('published', async () => ((await cluster.endpoints('slow')).size === 1 ? true : undefined), 10_000);
+    const published = cluster.timeline.find((e) => e.what.startsWith('publish slow.web.1'));
+    expect(published?.at).toBeGreaterThanOrEqual(ready);
+    expect([...(await cluster.statuses('slow')).values()][0]?.state).toBe('up');
+  });
+
+  it('marks a dyno whose startup check never passes crashed (R10), never published', async () => {
+    cluster = await Cluster.start();
+    await cluster.agent('m1', { agent: { crashBackoffMs: 60_000 } });
+    await cluster.scheduler('s1');
+    await cluster.app('broken', { web: 'hang' });
+    await setCheck('broken', { path: '/health', attempts: 2, wait: 1, timeout: 1, content: 'ready' });
+    await cluster.scale('broken', { web: 1 });
+    // 200, but without the content the check asks for.
+    app = undefined;
+    const port = await until('attached', () => {
+      const e = cluster.timeline.find((t) => t.what.startsWith('m1 attach broken.web.1'));
+      return e ? Number(e.what.split(':').pop()) : undefined;
+    });
+    app = createServer((_req, res) => res.writeHead(200).end('still warming up'));
+    await new Promise<void>((r) => app?.listen(port, '127.0.0.1', r));
+
+    const st = await until('crashed', async () => {
+      const s = [...(await cluster.statuses('broken')).values()][0];
+      return s?.state === 'crashed' ? s : undefined;
+    }, 10_000);
+    expect(st.reason).toBe('Error R10 (Boot failure) -> startup check GET /health failed 2 times (last: HTTP 200, expected content not found)');
+    expect(cluster.timeline.some((e) => e.what.startsWith('publish broken.'))).toBe(false);
+  });
+
+  it('without checks a web dyno is published as soon as its port accepts (the default)', async () => {
+    cluster = await Cluster.start();
+    await cluster.agent('m1');
+    await cluster.scheduler('s1');
+    await cluster.app('plain', { web: 'hang' }, { web: 1 });
+    const { requests } = await serveFor('plain.web.1', { '/health': 503 });
+    await until('published', async () => ((await cluster.endpoints('plain')).size === 1 ? true : undefined), 10_000);
+    expect(requests).toEqual([]);
+  });
+});
+
+describe('liveness and readiness checks', () => {
+  it('unpublishes a dyno whose liveness check fails and restarts it after `attempts` failures in a row', async () => {
+    cluster = await Cluster.start();
+    await cluster.agent('m1', { agent: { crashBackoffMs: 100 } });
+    await cluster.scheduler('s1');
+    await cluster.app('hung', { web: 'hang' });
+    await setCheck('hung', { type: 'liveness', path: '/live', attempts: 3, wait: 1, timeout: 1 });
+    await cluster.scale('hung', { web: 1 });
+    const answers: Answers = { '/live': 200 };
+    await serveFor('hung.web.1', answers);
+    await until('published', async () => ((await cluster.endpoints('hung')).size === 1 ? true : undefined), 10_000);
+    const starts = (): number => cluster.timeline.filter((e) => /^m1 start web\.1 /.test(e.what)).length;
+    expect(starts()).toBe(1);
+
+    answers['/live'] = 500;
+    // Unpublished at its first failure, long before the restart.
+    await until('unpublished', async () => ((await cluster.endpoints('hung')).size === 0 ? true : undefined), 5000);
+    expect(starts()).toBe(1);
+    await until('restarted', () => (starts() >= 2 ? true : undefined), 10_000);
+    expect(lines('web.1')).toContainEqual(expect.stringContaining('Liveness check GET /live failed 3 times in a row (last: HTTP 500): restarting'));
+    expect(lines('web.1')).toContainEqual(expect.stringContaining('State changed from up to crashed'));
+
+    // The new process answers again: it is published again.
+    answers['/live'] = 200;
+    await until('published again', async () => ((await cluster.endpoints('hung')).size === 1 ? true : undefined), 10_000);
+  });
+
+  it('takes a dyno out while its readiness check fails and back when it passes, without a restart', async () => {
+    cluster = await Cluster.start();
+    await cluster.agent('m1');
+    await cluster.scheduler('s1');
+    await cluster.app('busy', { web: 'hang' });
+    await setCheck('busy', { type: 'readiness', path: '/ready', attempts: 2, wait: 1, timeout: 1 });
+    await cluster.scale('busy', { web: 1 });
+    const answers: Answers = { '/ready': 200 };
+    await serveFor('busy.web.1', answers);
+    await until('published', async () => ((await cluster.endpoints('busy')).size === 1 ? true : undefined), 10_000);
+
+    answers['/ready'] = 503;
+    await until('unpublished', async () => ((await cluster.endpoints('busy')).size === 0 ? true : undefined), 6000);
+    answers['/ready'] = 200;
+    await until('published again', async () => ((await cluster.endpoints('busy')).size === 1 ? true : undefined), 6000);
+    expect(cluster.timeline.filter((e) => /^m1 start web\.1 /.test(e.what))).toHaveLength(1);
+    expect(lines('web.1')).toContainEqual(expect.stringContaining('Readiness check GET /ready failing (HTTP 503): no new requests until it passes'));
+    expect(lines('web.1')).toContainEqual(expect.stringContaining('Health checks pass again: serving requests'));
+  });
+});
