@@ -14,7 +14,7 @@ export type AppLog = (appId: string, source: string, dyno: string, message: stri
  * line cost the router a tenth of its throughput. Timings are nginx's: seconds with millisecond
  * resolution, one per upstream try, "-" for none.
  */
-const FIELDS = ['$berth_app_id', '$request_method', '$request_uri', '$host', '$berth_request_id', '$proxy_add_x_forwarded_for', '$berth_dyno', '$status', '$upstream_status', '$upstream_connect_time', '$upstream_header_time', '$upstream_response_time', '$bytes_sent', '$scheme'];
+const FIELDS = ['$berth_app_id', '$request_method', '$request_uri', '$host', '$berth_request_id', '$proxy_add_x_forwarded_for', '$berth_dyno', '$status', '$upstream_status', '$upstream_connect_time', '$upstream_header_time', '$upstream_response_time', '$bytes_sent', '$scheme', '$berth_error'];
 export const LOG_FORMAT = `escape=json '${FIELDS.join('\t')}'`;
 
 /** A field nginx escaped for JSON, back to what the client sent (most need nothing). */
@@ -31,8 +31,8 @@ const unescape = (v: string): string => {
 export function parseAccessLine(line: string): AccessEntry | undefined {
   const f = line.split('\t');
   if (f.length !== FIELDS.length || !f[0]) return undefined;
-  const [app = '', method = '', path = '', host = '', request_id = '', fwd = '', dyno = '', status = '', upstream_status = '', connect = '', header = '', response = '', bytes = '', protocol = ''] = f;
-  return { app, method, path: unescape(path), host: unescape(host), request_id, fwd: unescape(fwd), dyno, status, upstream_status, connect, header, response, bytes, protocol };
+  const [app = '', method = '', path = '', host = '', request_id = '', fwd = '', dyno = '', status = '', upstream_status = '', connect = '', header = '', response = '', bytes = '', protocol = '', code = ''] = f;
+  return { app, method, path: unescape(path), host: unescape(host), request_id, fwd: unescape(fwd), dyno, status, upstream_status, connect, header, response, bytes, protocol, ...(code ? { code } : {}) };
 }
 
 export interface AccessEntry {
@@ -50,6 +50,8 @@ export interface AccessEntry {
   response: string;
   bytes: string;
   protocol: string;
+  /** The router's own code for an answer it gave without a dyno (`H80`: maintenance mode). */
+  code?: string;
 }
 
 /** nginx lists one value per upstream try ("0.001, 0.002", or " : " across internal redirects). */
@@ -79,6 +81,8 @@ function herokuError(e: AccessEntry): { code: string; desc: string; level: 'erro
   const upstream = last(e.upstream_status);
   const connected = seconds(last(e.connect)) !== undefined;
   const answered = seconds(last(e.header)) !== undefined;
+  // Heroku logs maintenance mode at info: it is the owner's choice, not a failure.
+  if (e.code === 'H80' && status === 503) return { code: 'H80', desc: 'Maintenance mode', level: 'info' };
   if (status === 499) return { code: 'H27', desc: 'Client Request Interrupted', level: 'info' };
   if (!upstream || upstream === '-') return status === 503 && e.dyno === '' ? { code: 'H14', desc: 'No web processes running', level: 'error' } : undefined;
   if (answered) return undefined;

@@ -3,15 +3,19 @@
  * facts are in it (apps, custom domains, certificates, router settings), so it changes — and nginx
  * reloads — only when those do. Endpoints are never in it: they live in the `berth_endpoints`
  * shared dict, which the router updates in place through the loopback control server; shared
- * dicts survive reloads. `it.router` carries the ports, the control and log secrets, and `plan`
- * (vhosts.ts), which turns the store's keys into server blocks.
+ * dicts survive reloads. So do apps in maintenance mode (`berth_maintenance`, app ids), so a toggle
+ * is no reload either. `it.router` carries the ports, the control and log secrets, `plan`
+ * (vhosts.ts), which turns the store's keys into server blocks, and `safe` (conf-values.ts), which
+ * every store value passes through on its way into this file.
  */
 export const NGINX_TEMPLATE = `<%
 const r = it.router;
 const plan = r.plan(it);
 const s = plan.settings;
 const httpsSuffix = r.httpsPort === 443 ? '' : ':' + r.httpsPort;
+const safe = r.safe;
 const page = (title, text) => '<!DOCTYPE html><html><head><title>' + title + '</title></head><body style="font-family:sans-serif;margin:4em"><h1>' + title + '</h1><p>' + text + '</p></body></html>';
+const maintenancePage = page('Offline for maintenance', 'This app is down for maintenance right now. Please try again in a little while.');
 %>
 # Rendered by Berth's router from the store; edits are overwritten.
 load_module /usr/lib/nginx/modules/ndk_http_module.so;
@@ -20,7 +24,7 @@ worker_processes 1;
 pid nginx.pid;
 error_log logs/error.log warn;
 events {
-  worker_connections <%= s.worker_connections %>;
+  worker_connections <%= safe.setting(s.worker_connections) %>;
 }
 http {
   access_log off;
@@ -29,15 +33,16 @@ http {
 <% } %>
   default_type text/html;
   lua_shared_dict berth_endpoints 8m;
-  client_max_body_size <%= s.body_size %>;
+  lua_shared_dict berth_maintenance 1m;
+  client_max_body_size <%= safe.setting(s.body_size) %>;
   client_body_temp_path tmp/body;
   proxy_temp_path tmp/proxy;
   fastcgi_temp_path tmp/fastcgi;
   uwsgi_temp_path tmp/uwsgi;
   scgi_temp_path tmp/scgi;
-  proxy_connect_timeout <%= s.connect_timeout %>;
-  proxy_read_timeout <%= s.read_timeout %>;
-  proxy_send_timeout <%= s.read_timeout %>;
+  proxy_connect_timeout <%= safe.setting(s.connect_timeout) %>;
+  proxy_read_timeout <%= safe.setting(s.read_timeout) %>;
+  proxy_send_timeout <%= safe.setting(s.read_timeout) %>;
 <% if (r.httpsPort) { %>
   ssl_protocols TLSv1.2 TLSv1.3;
   ssl_session_cache shared:berth_tls:10m;
@@ -88,6 +93,8 @@ http {
     set $berth_app "";
     set $berth_app_id "";
     set $berth_dyno "";
+    # Heroku's router code for an answer the router gives itself without a dyno (H80), for the log.
+    set $berth_error "";
     location = /health {
       default_type text/plain;
       return 200 "ok\\n";
@@ -111,20 +118,31 @@ http {
 <% for (const v of plan.servers) { %>
   server {
     listen <%= v.port %><%= v.ssl ? ' ssl http2' : '' %>;
-    server_name <%= v.hosts.join(' ') %>;
+    server_name <%= v.hosts.map(safe.host).join(' ') %>;
 <% if (v.ssl) { %>
-    ssl_certificate "<%= v.ssl.cert %>";
-    ssl_certificate_key "<%= v.ssl.key %>";
+    ssl_certificate "<%= safe.path(v.ssl.cert) %>";
+    ssl_certificate_key "<%= safe.path(v.ssl.key) %>";
 <% } %>
-    set $berth_app "<%= v.app.name %>";
-    set $berth_app_id "<%= v.app.id %>";
+    set $berth_app "<%= safe.name(v.app.name) %>";
+    set $berth_app_id "<%= safe.id(v.app.id) %>";
     set $berth_dyno "";
+    set $berth_error "";
 <% if (r.logFile) { %>
     # Buffered: one write per 64k of lines, not one per request; the router reads the file.
     access_log "<%= r.logFile %>" berth_router buffer=64k flush=200ms;
 <% } %>
 <% if (v.redirect) { %>
     location / {
+      # Maintenance first: every hostname of the app answers the page, over plain HTTP too.
+      # set_by_lua runs in order with \`if\`, before the redirect's \`return\`.
+      set_by_lua_block $berth_maintenance {
+        return ngx.shared.berth_maintenance:get(ngx.var.berth_app_id) and "1" or ""
+      }
+      if ($berth_maintenance) {
+        set $berth_error H80;
+        add_header Retry-After 60 always;
+        return 503 '<%= maintenancePage %>';
+      }
       # 308 keeps the method and body; browsers and old clients know 301 for GET.
       if ($request_method ~ ^(GET|HEAD)$) {
         return 301 https://$host<%= httpsSuffix %>$request_uri;
@@ -134,6 +152,15 @@ http {
 <% } else { %>
     location / {
       access_by_lua_block {
+        -- Looked up per request in a shared dict the router sets: maintenance:on/off is no reload.
+        if ngx.shared.berth_maintenance:get(ngx.var.berth_app_id) then
+          ngx.var.berth_error = "H80"
+          ngx.status = 503
+          ngx.header["Content-Type"] = "text/html"
+          ngx.header["Retry-After"] = "60"
+          ngx.print('<%= maintenancePage %>')
+          return ngx.exit(503)
+        end
         local value = ngx.shared.berth_endpoints:get(ngx.var.berth_app)
         if not value or value == "" then
           ngx.status = 503
@@ -192,6 +219,28 @@ http {
         end
         for _, app in ipairs(dict:get_keys(0)) do
           if not seen[app] then dict:delete(app) end
+        end
+        ngx.say("ok")
+      }
+    }
+    location = /maintenance {
+      client_body_buffer_size 1m;
+      client_max_body_size 1m;
+      content_by_lua_block {
+        if ngx.req.get_headers()["x-berth-control"] ~= "<%= r.controlToken %>" then
+          return ngx.exit(403)
+        end
+        ngx.req.read_body()
+        local body = ngx.req.get_body_data() or ""
+        local dict = ngx.shared.berth_maintenance
+        local seen = {}
+        -- One app id per line: the apps in maintenance mode now; a full snapshot.
+        for id in body:gmatch("[^\\n]+") do
+          seen[id] = true
+          dict:set(id, true)
+        end
+        for _, id in ipairs(dict:get_keys(0)) do
+          if not seen[id] then dict:delete(id) end
         end
         ngx.say("ok")
       }

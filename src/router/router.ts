@@ -3,7 +3,7 @@ import { unitNameOf } from '../domain/units.js';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { BerthError, errorMessage } from '../domain/errors.js';
+import { BerthError, errorMessage, invalid } from '../domain/errors.js';
 import { decodeAll, put } from '../domain/codec.js';
 import { keys } from '../domain/keys.js';
 import type { Logger } from '../domain/log.js';
@@ -14,6 +14,8 @@ import { Templater, type TemplateData } from '../templater/index.js';
 import { LOG_FORMAT, RouterLogTail, type AppLog } from './logs.js';
 import { NGINX_TEMPLATE } from './nginx-template.js';
 import { EndpointGuard } from './endpoint-guard.js';
+import { isSafeAppName, isSafeHostname, isSafePath, renderChecks } from './conf-values.js';
+import { MaintenanceSet } from './maintenance.js';
 import { VhostMirror } from './vhost-mirror.js';
 import { parseCerts, planVhosts, pruneCertFiles, writeCertFiles } from './vhosts.js';
 
@@ -77,6 +79,9 @@ export class Router {
   /** What the next pass must apply, and the revision the state has reached. */
   private vhostsDirty = true;
   private endpointsDirty = true;
+  /** Apps in maintenance mode, fed by the watch; pushed like the endpoints, never a reload. */
+  private readonly maintenance = new MaintenanceSet();
+  private maintenanceDirty = true;
   private seen = 0;
   /** The revision the last successful pass applied: what a new lease may claim at once. */
   private applied = 0;
@@ -86,7 +91,11 @@ export class Router {
   /** Which endpoints count (with `verifyEndpoints`). */
   private readonly guard: EndpointGuard | undefined;
 
+  /** DNS names are case-blind; the hostname checks take them lowercase. */
+  private readonly domain: string;
+
   constructor(private readonly o: RouterOptions) {
+    this.domain = o.domain.toLowerCase();
     this.guard = o.verifyEndpoints ? new EndpointGuard() : undefined;
   }
 
@@ -95,6 +104,10 @@ export class Router {
     const missing = routerUnavailable(bin);
     if (missing) throw new BerthError('router_unavailable', missing);
     const dir = resolve(this.o.dir);
+    // Both end up in nginx.conf: a path that needs quoting, or a domain that is no DNS name, is a
+    // configuration mistake to refuse here rather than a config nginx cannot parse.
+    if (!isSafePath(dir)) throw invalid(`The router's directory ${JSON.stringify(dir)} may hold only letters, digits and ._/+@:- (it is written into nginx.conf).`);
+    if (!isSafeHostname(`app.${this.domain}`)) throw invalid(`The router's domain ${JSON.stringify(this.o.domain)} is not a DNS name.`);
     for (const sub of ['', 'logs', 'tmp', 'templates']) mkdirSync(join(dir, sub), { recursive: true });
     chmodSync(dir, 0o711);
     // Every app's requests are logged there; nginx's master opens the files, its workers never do.
@@ -130,7 +143,12 @@ export class Router {
           controlToken: this.controlToken,
           logFile: this.logs ? logFile : undefined,
           logFormat: LOG_FORMAT,
-          plan: (it: TemplateData) => planVhosts(it, { domain: this.o.domain, httpPort: this.o.httpPort, httpsPort: this.o.httpsPort, certDir: this.certDir }),
+          safe: renderChecks,
+          plan: (it: TemplateData) => {
+            const plan = planVhosts(it, { domain: this.domain, httpPort: this.o.httpPort, httpsPort: this.o.httpsPort, certDir: this.certDir });
+            for (const r of plan.refused) this.o.log.warn({ what: r.what, value: r.value.slice(0, 200), key: r.key?.slice(0, 200) }, 'left out of nginx.conf: not a value nginx.conf can hold safely');
+            return plan;
+          },
         },
       },
     });
@@ -180,10 +198,13 @@ export class Router {
     const [units, subnets] = this.guard ? await Promise.all([keys.allUnits(), keys.subnets()].map((p) => this.o.store.range(p, { prefix: true, revision: r.revision }))) : [];
     const endpoints = new Map(decodeAll(codecs.endpoint, r.kvs, (key) => this.o.log.warn({ key }, 'ignoring a malformed endpoint')).map((e) => [e.key, e.value]));
     const vhosts = await this.mirror?.read(r.revision);
+    const maintenance = await this.o.store.range(keys.allMaintenance(), { prefix: true, revision: r.revision });
     return {
       revision: r.revision,
       commit: () => {
         vhosts?.();
+        this.maintenance.load(maintenance.kvs);
+        this.maintenanceDirty = true;
         if (units && subnets) this.guard?.load(units.kvs, subnets.kvs);
         const changed = endpoints.size !== this.endpoints.size || [...endpoints].some(([k, v]) => this.endpoints.get(k) !== v);
         this.endpoints = endpoints;
@@ -204,7 +225,8 @@ export class Router {
         if (value) this.endpoints.set(key, value);
         else this.endpoints.delete(key);
         this.endpointsDirty = relevant = true;
-      } else if (this.guard?.apply(e)) this.endpointsDirty = relevant = true;
+      } else if (this.maintenance.apply(e)) this.maintenanceDirty = relevant = true;
+      else if (this.guard?.apply(e)) this.endpointsDirty = relevant = true;
     }
     if (this.mirror?.apply(batch)) this.vhostsDirty = relevant = true;
     // Only what the router serves starts a pass; its own reports (and everyone's statuses) would
@@ -215,10 +237,11 @@ export class Router {
 
   /** Applies what changed, then reports the revision it covers; a failure is retried shortly. */
   private async applyPass(): Promise<void> {
-    const [vhosts, endpoints, revision] = [this.vhostsDirty, this.endpointsDirty, this.seen];
-    this.vhostsDirty = this.endpointsDirty = false;
+    const [vhosts, endpoints, maintenance, revision] = [this.vhostsDirty, this.endpointsDirty, this.maintenanceDirty, this.seen];
+    this.vhostsDirty = this.endpointsDirty = this.maintenanceDirty = false;
     try {
       if (vhosts) await this.renderVhosts();
+      if (maintenance) await this.control('/maintenance', this.maintenance.body());
       if (endpoints) await this.pushEndpoints();
       this.applied = Math.max(this.applied, revision);
       await this.report(revision);
@@ -227,6 +250,7 @@ export class Router {
       this.o.log.error({ err: errorMessage(err) }, 'router update failed; retrying');
       this.vhostsDirty ||= vhosts;
       this.endpointsDirty ||= endpoints;
+      this.maintenanceDirty ||= maintenance;
       if (!this.stopped) setTimeout(() => this.loop?.request(), 500);
     }
   }
@@ -256,6 +280,9 @@ export class Router {
       if (this.guard && !this.guard.allows(key, value)) continue;
       // /berth/services/<app>/<app>.<type>.<n>@v<n>[-<r>]: the dyno is "<type>.<n>".
       const [app = '', unit = ''] = key.slice(keys.allServices().length).split('/');
+      // The app name starts a line of the control protocol: a name with a space or a newline in
+      // its key could set another app's endpoints.
+      if (!isSafeAppName(app)) continue;
       const name = unitNameOf(unit);
       const dyno = name.startsWith(`${app}.`) ? name.slice(app.length + 1) : '';
       const line = /^[\w.-]+$/.test(dyno) ? `${value}|${dyno}` : value;
@@ -264,8 +291,13 @@ export class Router {
       else byApp.set(app, [line]);
     }
     const body = [...byApp].sort(([a], [b]) => (a < b ? -1 : 1)).map(([app, eps]) => `${app} ${eps.sort().join(',')}`).join('\n');
-    const res = await fetch(`http://127.0.0.1:${this.o.controlPort}/endpoints`, { method: 'POST', body: `${body}\n`, headers: { 'x-berth-control': this.controlToken }, signal: AbortSignal.timeout(5000) });
-    if (!res.ok) throw new Error(`nginx refused the endpoints (HTTP ${res.status})`);
+    await this.control('/endpoints', `${body}\n`);
+  }
+
+  /** A full snapshot to one of nginx's shared dicts, through the loopback control server. */
+  private async control(path: '/endpoints' | '/maintenance', body: string): Promise<void> {
+    const res = await fetch(`http://127.0.0.1:${this.o.controlPort}${path}`, { method: 'POST', body, headers: { 'x-berth-control': this.controlToken }, signal: AbortSignal.timeout(5000) });
+    if (!res.ok) throw new Error(`nginx refused ${path.slice(1)} (HTTP ${res.status})`);
   }
 
   /** Tells rollouts, under this router's lease, which store revision it has fully applied. */
@@ -311,8 +343,8 @@ export class Router {
         this.superviseNginx(bin, dir, conf);
         void this.waitForControl().then(
           () => {
-            // A new nginx starts with no endpoints: give it them all again.
-            this.endpointsDirty = true;
+            // A new nginx starts with empty dicts: give it every endpoint and maintenance flag again.
+            this.endpointsDirty = this.maintenanceDirty = true;
             this.loop?.request();
           },
           (err: unknown) => this.o.log.error({ err: errorMessage(err) }, 'nginx did not come back'),

@@ -7,6 +7,7 @@ import { codecs } from '../domain/records.js';
 import { keys } from '../domain/keys.js';
 import { effectiveRouterSettings, parseAppRouting, type RouterSettingName } from '../domain/router-settings.js';
 import type { TemplateData } from '../templater/index.js';
+import { fileUnder, isSafeAppName, isSafeHostname, isSafeId, isSafeSetting } from './conf-values.js';
 
 /** One nginx server block: some of an app's hostnames on one port, proxied or redirected. */
 export interface ServerBlock {
@@ -22,6 +23,8 @@ export interface ServerBlock {
 export interface Vhosts {
   settings: Record<RouterSettingName, string>;
   servers: ServerBlock[];
+  /** Store values left out of nginx.conf because they could not be rendered safely, for the log. */
+  refused: { what: string; value: string; key?: string }[];
 }
 
 export interface VhostOptions {
@@ -33,10 +36,15 @@ export interface VhostOptions {
   certDir: string;
 }
 
-/** Where a certificate's files go, named by content so a renewal never overwrites files in use. */
-export function certFiles(certDir: string, c: CertRecord): { cert: string; key: string } {
+/**
+ * Where a certificate's files go, named by content so a renewal never overwrites files in use;
+ * undefined for an id that would not make a plain file name inside `certDir`.
+ */
+export function certFiles(certDir: string, c: CertRecord): { cert: string; key: string } | undefined {
+  if (!isSafeId(c.id)) return undefined;
   const hash = createHash('sha256').update(c.certificate_chain).update('\0').update(c.private_key).digest('hex').slice(0, 16);
-  return { cert: join(certDir, `${c.id}-${hash}.crt`), key: join(certDir, `${c.id}-${hash}.key`) };
+  const [cert, key] = [fileUnder(certDir, `${c.id}-${hash}.crt`), fileUnder(certDir, `${c.id}-${hash}.key`)];
+  return cert && key ? { cert, key } : undefined;
 }
 
 export function parseCerts(kvs: { key: string; value: string }[]): CertRecord[] {
@@ -45,7 +53,7 @@ export function parseCerts(kvs: { key: string; value: string }[]): CertRecord[] 
     .map((kv) => tryDecodeValue(codecs.cert, kv.value))
     .filter((c): c is CertRecord => c !== undefined)
     // The id names files; the PEMs go to nginx, which refuses its whole config over one bad file.
-    .filter((c) => /^[A-Za-z0-9-]{1,64}$/.test(c.id) && c.app_id && c.certificate_chain.includes('-----BEGIN CERTIFICATE-----') && c.private_key.includes('PRIVATE KEY-----'));
+    .filter((c) => isSafeId(c.id) && isSafeId(c.app_id) && c.certificate_chain.includes('-----BEGIN CERTIFICATE-----') && c.private_key.includes('PRIVATE KEY-----'));
 }
 
 /**
@@ -54,9 +62,24 @@ export function parseCerts(kvs: { key: string; value: string }[]): CertRecord[] 
  * grouped by the certificate that covers them. Sorted input gives the same blocks in the same order.
  */
 export function planVhosts(it: TemplateData, o: VhostOptions): Vhosts {
-  const apps = it.gets(keys.appNames()).map((kv) => ({ name: kv.key.slice(keys.appNames().length), id: kv.value }));
+  const refused: Vhosts['refused'] = [];
+  // Names and ids from keys and values anyone with write access could have put there: one that
+  // could break out of its nginx token leaves out its own vhost (or hostname), never the config.
+  const apps: ServerBlock['app'][] = [];
+  for (const kv of it.gets(keys.appNames())) {
+    const name = kv.key.slice(keys.appNames().length);
+    if (isSafeAppName(name) && isSafeId(kv.value) && isSafeHostname(`${name}.${o.domain}`)) apps.push({ name, id: kv.value });
+    else refused.push({ what: 'app', value: `${name} ${kv.value}`, key: kv.key });
+  }
   const customHosts = new Map<string, string[]>();
-  for (const kv of it.gets(keys.hostnames())) customHosts.set(kv.value, [...(customHosts.get(kv.value) ?? []), kv.key.slice(keys.hostnames().length)]);
+  for (const kv of it.gets(keys.hostnames())) {
+    const host = kv.key.slice(keys.hostnames().length);
+    if (!isSafeHostname(host) || !isSafeId(kv.value)) {
+      refused.push({ what: 'hostname', value: host, key: kv.key });
+      continue;
+    }
+    customHosts.set(kv.value, [...(customHosts.get(kv.value) ?? []), host]);
+  }
   const certsByApp = new Map<string, CertRecord[]>();
   for (const c of parseCerts(it.gets(keys.allCerts()))) certsByApp.set(c.app_id, [...(certsByApp.get(c.app_id) ?? []), c]);
   const servers: ServerBlock[] = [];
@@ -69,9 +92,22 @@ export function planVhosts(it: TemplateData, o: VhostOptions): Vhosts {
     if (redirected.length) servers.push({ port: o.httpPort, hosts: redirected, app, redirect: true });
     const byCert = new Map<string, { cert: CertRecord; hosts: string[] }>();
     for (const [host, cert] of chosen) byCert.set(cert.id, { cert, hosts: [...(byCert.get(cert.id)?.hosts ?? []), host] });
-    for (const { cert, hosts: served } of byCert.values()) servers.push({ port: o.httpsPort as number, hosts: served, app, ssl: certFiles(o.certDir, cert), redirect: false });
+    for (const { cert, hosts: served } of byCert.values()) {
+      const ssl = certFiles(o.certDir, cert);
+      if (ssl) servers.push({ port: o.httpsPort as number, hosts: served, app, ssl, redirect: false });
+      else refused.push({ what: 'certificate', value: cert.id });
+    }
   }
-  return { settings: effectiveRouterSettings((name) => it.get(keys.routerSetting(name))), servers };
+  const settings = effectiveRouterSettings((name) => {
+    const v = it.get(keys.routerSetting(name));
+    // effectiveRouterSettings checks each value's syntax; this is the nginx-token check on top.
+    if (v !== undefined && !isSafeSetting(v.trim())) {
+      refused.push({ what: 'router setting', value: v, key: keys.routerSetting(name) });
+      return undefined;
+    }
+    return v;
+  });
+  return { settings, servers, refused };
 }
 
 /**
@@ -84,6 +120,7 @@ export function writeCertFiles(certDir: string, certs: CertRecord[]): Set<string
   const wanted = new Set<string>();
   for (const c of certs) {
     const files = certFiles(certDir, c);
+    if (!files) continue;
     for (const [path, content] of [[files.cert, c.certificate_chain], [files.key, c.private_key]] as const) {
       wanted.add(basename(path));
       if (existsSync(path)) continue;

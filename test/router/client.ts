@@ -73,12 +73,12 @@ export interface SuiteRouter {
 }
 
 /** A suite's router: real nginx in a fresh temp dir on fresh loopback ports, over `store`. */
-export async function startRouter(o: { store: Store; id: string; upstreams: Server[]; https?: boolean; appLog?: RouterOptions['appLog'] }): Promise<SuiteRouter> {
+export async function startRouter(o: { store: Store; id: string; upstreams: Server[]; https?: boolean; appLog?: RouterOptions['appLog']; log?: RouterOptions['log'] }): Promise<SuiteRouter> {
   const dir = mkdtempSync(join(tmpdir(), `berth-router-${o.id}-`));
   const [httpPort, httpsPort] = [await freePort(), o.https ? await freePort() : undefined];
   const router = new Router({
     store: o.store,
-    log: createLogger('test', { level: process.env.ROUTER_TEST_LOG ?? 'silent', destination: process.stderr }),
+    log: o.log ?? createLogger('test', { level: process.env.ROUTER_TEST_LOG ?? 'silent', destination: process.stderr }),
     id: o.id,
     dir,
     httpPort,

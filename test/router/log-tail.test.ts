@@ -10,7 +10,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** One access line as nginx's LOG_FORMAT writes it. */
 function accessLine(i: number): string {
-  const fields: Record<string, string> = { app: 'id-shop', method: 'GET', path: `/é/${i}`, host: 'shop.berth.test', request_id: `r${i}`, fwd: '127.0.0.1', dyno: 'web.1', status: '200', upstream_status: '200', connect: '0.000', header: '0.001', response: '0.002', bytes: '10', protocol: 'http' };
+  const fields: Record<string, string> = { app: 'id-shop', method: 'GET', path: `/é/${i}`, host: 'shop.berth.test', request_id: `r${i}`, fwd: '127.0.0.1', dyno: 'web.1', status: '200', upstream_status: '200', connect: '0.000', header: '0.001', response: '0.002', bytes: '10', protocol: 'http', code: '' };
   return `${Object.values(fields).join('\t')}\n`;
 }
 
@@ -43,7 +43,7 @@ describe('following the access log', () => {
   });
 
   it('reads back what escape=json wrote: quotes, tabs and backslashes in a path stay in their field', () => {
-    const line = ['id-shop', 'GET', '/a\\"b\\tc\\\\d', 'shop.berth.test', 'r1', '127.0.0.1', 'web.1', '200', '200', '0.000', '0.001', '0.002', '10', 'http'].join('\t');
+    const line = ['id-shop', 'GET', '/a\\"b\\tc\\\\d', 'shop.berth.test', 'r1', '127.0.0.1', 'web.1', '200', '200', '0.000', '0.001', '0.002', '10', 'http', ''].join('\t');
     expect(parseAccessLine(line)).toMatchObject({ app: 'id-shop', path: '/a"b\tc\\d', dyno: 'web.1', status: '200' });
     expect(parseAccessLine('not\tours')).toBeUndefined();
   });

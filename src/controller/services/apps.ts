@@ -124,11 +124,23 @@ export class Apps {
     return { app: found.app, mod: found.mod, role };
   }
 
-  /** Puts the app in or out of maintenance mode (the router serves a maintenance page). */
+  /**
+   * Puts the app in or out of maintenance mode. The flag lives on the record (what the API shows)
+   * and, while on, as /berth/maintenance/<app>, written in the same txn: the router watches that
+   * small prefix rather than every app record, and serves the maintenance page without a reload.
+   */
   async setMaintenance(access: AppAccess, on: boolean): Promise<AppRecord> {
-    if (access.app.maintenance === on) return access.app;
-    const app: AppRecord = { ...access.app, maintenance: on, updated_at: new Date().toISOString() };
-    const r = await this.store.txn({ compare: [{ key: keys.app(app.id), target: 'mod', op: '=', value: access.mod }], success: [putOp(keys.app(app.id), codecs.app, app)] });
+    const now = new Date().toISOString();
+    const marker = on ? putOp(keys.maintenance(access.app.id), codecs.maintenance, { since: now }) : del(keys.maintenance(access.app.id));
+    if (access.app.maintenance === on) {
+      // Written again all the same: a flag set before the router knew the key (or a marker lost
+      // to a hand edit) is repaired by the command a user would try first.
+      if (on === Boolean(await this.store.get(keys.maintenance(access.app.id)))) return access.app;
+      await this.store.txn({ compare: [{ key: keys.app(access.app.id), target: 'mod', op: '=', value: access.mod }], success: [marker] });
+      return access.app;
+    }
+    const app: AppRecord = { ...access.app, maintenance: on, updated_at: now };
+    const r = await this.store.txn({ compare: [{ key: keys.app(app.id), target: 'mod', op: '=', value: access.mod }], success: [putOp(keys.app(app.id), codecs.app, app), marker] });
     if (!r.succeeded) throw conflict('The app changed meanwhile; try again.');
     return app;
   }
@@ -188,6 +200,7 @@ export class Apps {
       // Outside the app's subtree because the router reads them by prefix.
       del(keys.certs(id), true),
       del(keys.appRouting(id)),
+      del(keys.maintenance(id)),
       ...(uid?.value ? [del(keys.uid(uid.value.uid))] : []),
     ];
     // Every change under an app also rewrites its record, so this compare catches a collaborator or
