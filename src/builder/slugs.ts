@@ -9,6 +9,7 @@ import { BerthError, invalid } from '../domain/errors.js';
 import { codecs } from '../domain/records.js';
 import { keys } from '../domain/keys.js';
 import type { Store, TxnOp } from '../store/index.js';
+import { readAppJsonHealthChecks } from './app-json.js';
 
 import type { SlugRecord } from '../domain/records.js';
 
@@ -103,6 +104,7 @@ export class SlugStore {
       renameSync(tmp, join(this.dir, `${hex}.tgz`));
       const now = new Date().toISOString();
       const slug: SlugRecord = {
+    const health = readAppJsonHealthChecks(appDir);
         id: randomUUID(),
         app_id: appId,
         checksum: `SHA256:${hex}`,
@@ -131,6 +133,8 @@ export class SlugStore {
   pin(hex: string, revision: number): void {
     if (revision > this.seen && revision > (this.pins.get(hex) ?? 0)) this.pins.set(hex, revision);
   }
+        // The checks of the app.json packed in this slug (checked, with notes, before the build).
+        ...(health.checks ? { healthchecks: health.checks } : {}),
 
   pinned(hex: string): boolean {
     return this.holds.has(hex) || (this.pins.get(hex) ?? 0) > this.seen;

@@ -52,12 +52,15 @@ import { register as clusterRotateToken } from './commands/cluster/rotate-token.
 import { register as tagsSet } from './commands/tags/set.js';
 import { register as limitsSet } from './commands/limits/set.js';
 import { register as buildsOutput } from './commands/builds/output.js';
+import { register as healthchecks } from './commands/healthchecks/index.js';
+import { register as healthchecksSet } from './commands/healthchecks/set.js';
+import { register as healthchecksUnset } from './commands/healthchecks/unset.js';
 import { register as buildsCancel } from './commands/builds/cancel.js';
 import { register as usersAdd } from './commands/users/add.js';
 import { register as usersRegistration } from './commands/users/registration.js';
 
 /** Every command, in the order `berth --help` lists them. */
-const COMMANDS: Register[] = [authLogin, authLogout, authWhoami, apps, appsCreate, appsInfo, appsRename, appsDestroy, appsOpen, gitRemote, config, configGet, configSet, configUnset, releases, releasesInfo, releasesRollback, builds, buildsOutput, buildsCancel, ps, psScale, psRestart, run, runDetached, nodes, nodesRemove, clusterRotateToken, tagsSet, limitsSet, domains, domainsAdd, domainsRemove, certs, certsAdd, certsRemove, router, routerSet, logs, drains, drainsAdd, drainsRemove, keys, keysAdd, keysRemove, access, accessAdd, accessRemove, users, usersAdd, usersRegistration];
+const COMMANDS: Register[] = [authLogin, authLogout, authWhoami, apps, appsCreate, appsInfo, appsRename, appsDestroy, appsOpen, gitRemote, config, configGet, configSet, configUnset, releases, releasesInfo, releasesRollback, builds, buildsOutput, buildsCancel, ps, psScale, psRestart, run, runDetached, nodes, nodesRemove, clusterRotateToken, tagsSet, limitsSet, healthchecks, healthchecksSet, healthchecksUnset, domains, domainsAdd, domainsRemove, certs, certsAdd, certsRemove, router, routerSet, logs, drains, drainsAdd, drainsRemove, keys, keysAdd, keysRemove, access, accessAdd, accessRemove, users, usersAdd, usersRegistration];
 
 /** Builds the `berth` program for one context (the process's, or a test's). */
 export function createProgram(ctx: CliContext): Command {

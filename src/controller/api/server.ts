@@ -16,6 +16,7 @@ import { registerInternalReleaseRoutes } from './routes/internal-releases.js';
 import { registerBuildRoutes } from './routes/builds.js';
 import { registerDynoRoutes } from './routes/dynos.js';
 import { registerFormationRoutes } from './routes/formation.js';
+import { registerHealthCheckRoutes } from './routes/healthchecks.js';
 import { registerLogRoutes } from './routes/logs.js';
 import { registerPlacementRoutes } from './routes/placement.js';
 import { registerReleaseRoutes } from './routes/releases.js';
@@ -154,6 +155,7 @@ export function buildApi(services: Services, log: Logger, extraRoutes: ((api: Fa
   registerLogRoutes(app, services);
   registerAdminRoutes(app, services);
   registerPlacementRoutes(app, services);
+  registerHealthCheckRoutes(app, services);
   registerCertRoutes(app, services);
   registerRouterRoutes(app, services);
   registerInternalReleaseRoutes(app, services);
