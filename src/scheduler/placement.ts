@@ -1,5 +1,5 @@
 import { compareGeneration } from '../domain/units.js';
-import { formatBytes, unitMemory, type AppView, type Assignment, type MachineView, type PendingUnit, type Plan, type StateView, type UnitSpec } from './types.js';
+import { formatBytes, unitDisk, unitMemory, type AppView, type Assignment, type MachineView, type PendingUnit, type Plan, type StateView, type UnitSpec } from './types.js';
 
 /**
  * Placement as a pure function of the state view (Nomad's scheduler shape): no I/O, no clock, no
@@ -52,6 +52,8 @@ function desiredUnits(app: AppView): { units: UnitSpec[]; pending: PendingUnit[]
         release: release.version,
         ...(restart(app, type, index) > 0 ? { restart: restart(app, type, index) } : {}),
         memoryBytes: unitMemory(app, type, entry.size),
+        // Only when limits:set asked for one: the runtime's default is the same everywhere.
+        ...(app.diskLimits?.[type] !== undefined ? { diskBytes: unitDisk(app, type) } : {}),
         ...(Object.keys(tags).length > 0 ? { tags } : {}),
       };
       if (defined) units.push(unit);

@@ -3,7 +3,7 @@
  * `ClusterState` keeps the state from the leader's watch, `plan` is a pure function over its view, the leader applies the result).
  */
 
-import type { UnitSpec } from '../domain/units.js';
+import { DEFAULT_DISK_BYTES, type UnitSpec } from '../domain/units.js';
 
 export type { UnitSpec };
 
@@ -39,6 +39,8 @@ export interface AppView {
   placementTags: Record<string, string>;
   /** Per process type memory in bytes (`berth limits:set`), overriding the size's default. */
   memoryLimits: Record<string, number>;
+  /** Per process type writable space in bytes (`berth limits:set TYPE.disk=`); the default when absent. */
+  diskLimits?: Record<string, number>;
   /** Restart counters (`ps:restart`) by type (`web`) and dyno (`web.1`). */
   restarts?: Record<string, number>;
   /**
@@ -94,6 +96,11 @@ export function unitMemory(app: Pick<AppView, 'memoryLimits'>, type: string, siz
   const limit = app.memoryLimits[type];
   if (limit !== undefined && Number.isFinite(limit) && limit > 0) return limit;
   return SIZE_MEMORY[size.toLowerCase()] ?? DEFAULT_MEMORY;
+}
+
+export function unitDisk(app: Pick<AppView, 'diskLimits'>, type: string): number {
+  const limit = app.diskLimits?.[type];
+  return limit !== undefined && Number.isSafeInteger(limit) && limit > 0 ? limit : DEFAULT_DISK_BYTES;
 }
 
 /** "512 MiB", "1 GiB", "2.5 GiB": how reasons and logs name amounts of memory. */

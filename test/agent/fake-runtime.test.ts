@@ -15,6 +15,7 @@ describeRuntimeConformance('fake', { tty: false }, async () => ({
     serve: 'graceful; serve',
     ignoreSigterm: 'ignore-sigterm; echo up; hang',
     allocate: (bytes) => `alloc ${bytes}; echo allocated`,
+    fill: (dir, mib) => `fill ${dir} ${mib}`,
     prompt: 'write "name? "; read; echo hi $REPLY; echo-err bye',
     count: 'count',
     ttyCheck: 'tty',

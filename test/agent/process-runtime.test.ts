@@ -59,6 +59,7 @@ const COMMANDS: RuntimeCommands = {
   serve: 'node server.js',
   ignoreSigterm: `node -e 'process.on("SIGTERM", () => console.log("ignored TERM")); console.log("up"); setInterval(() => {}, 1000)'`,
   allocate: (bytes) => `node -e 'globalThis.held = Buffer.alloc(${bytes}, 1); console.log("allocated")'`,
+  fill: (dir, mib) => `out=$(dd if=/dev/zero of=${dir}/fill.$$.$RANDOM bs=1M count=${mib} 2>&1) && echo wrote || case "$out" in *"No space left"*) echo "no space";; *) echo "$out";; esac`,
   prompt: `printf 'name? '; read -r line; echo "hi $line"; echo bye >&2`,
   count: 'wc -c',
   ttyCheck: 'if [ -t 0 ] && [ -t 1 ]; then echo "tty $(stty size)"; else echo "no tty"; fi',
@@ -123,7 +124,7 @@ function pidsOf(uid: number): number[] {
 }
 
 function cgroupGone(id: string): boolean {
-  return !existsSync(join(CGROUP_ROOT, 'pids', 'berth', `dyno-${id}`)) && !existsSync(join(CGROUP_ROOT, 'memory', 'berth', `dyno-${id}`));
+  return ['pids', 'memory', 'cpu'].every((c) => !existsSync(join(CGROUP_ROOT, c, 'berth', `dyno-${id}`)));
 }
 
 describe('process runtime', () => {
@@ -165,7 +166,7 @@ describe('process runtime', () => {
   it("cannot see another app's /app, files or processes", async () => {
     const other = await start('echo other-secret > /app/secret.txt; echo ready; sleep 30');
     await until('the other dyno', () => (other.lines.includes('ready') ? true : undefined));
-    const hostDir = join(dir, 'work', other.spec.id, 'app');
+    const hostDir = join(dir, 'work', other.spec.id, 'disk', 'app');
     expect(readFileSync(join(hostDir, 'secret.txt'), 'utf8')).toBe('other-secret\n');
     // Same host paths, different app: neither the file, nor the dir, nor its sleep is visible.
     const r = await run(`cat ${hostDir}/secret.txt 2>&1; ls ${join(dir, 'work')} 2>&1; ls /proc | grep -c '^[0-9]'; cat /app/secret.txt 2>&1 || echo own-app-clean`);

@@ -1,4 +1,5 @@
 import { createServer, type Server } from 'node:net';
+import { DEFAULT_DISK_BYTES } from '../../domain/units.js';
 import type { DynoInput, DynoSpec, RunningDyno, Runtime } from './types.js';
 
 /**
@@ -20,6 +21,8 @@ import type { DynoInput, DynoSpec, RunningDyno, Runtime } from './types.js';
  *                                without either, SIGTERM ends the dyno with 143, as a shell's child
  *   alloc BYTES | oom            holds that much memory | more than spec.memoryBytes: past the
  *                                limit the dyno is OOM-killed (137, oomKilled), as the cgroup does
+ *   fill DIR MIB                 writes MIB MiB to a file in DIR (/app or /tmp, one disk of
+ *                                spec.diskBytes): says `wrote`, or `no space` past the disk (ENOSPC)
  *   read | cat | count           a line of input into $REPLY | input to stdout | prints the input's
  *                                byte count, until EOF
  *   tty                          says `no tty`: the fake has no terminal (stderr still joins stdout)
@@ -111,6 +114,7 @@ class FakeDyno {
   private onTerm: 'default' | 'graceful' | 'ignore' = 'default';
   private terminating = false;
   private memory = 0;
+  private disk = 0;
   private reply = '';
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly partial = { stdout: '', stderr: '' };
@@ -161,6 +165,14 @@ class FakeDyno {
             return true;
           }
           break;
+        case 'fill': {
+          // What a full filesystem does: the write stops at the edge, the bytes up to it stay.
+          const room = (this.spec.diskBytes ?? DEFAULT_DISK_BYTES) - this.disk;
+          const want = n(1) * 1024 * 1024;
+          this.disk += Math.min(room, want);
+          this.print('stdout', want > room ? 'no space\n' : 'wrote\n');
+          break;
+        }
         case 'read': this.reply = ((await this.input.read(true))?.toString() ?? '').replace(/\r?\n$/, ''); break;
         case 'cat': for (let b; (b = await this.input.read()) !== null; ) this.print('stdout', b.toString()); break;
         case 'count': { let total = 0; for (let b; (b = await this.input.read()) !== null; ) total += b.length; this.print('stdout', `${total}\n`); break; }

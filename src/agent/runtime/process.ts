@@ -1,12 +1,9 @@
-import { execFile } from 'node:child_process';
-import { chmodSync, createReadStream, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, createReadStream, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
-import { promisify } from 'node:util';
-import { extractAs, UID_BASE, UID_COUNT, type Sandbox, type SandboxProcess } from '../../sandbox/index.js';
+import { DEFAULT_DISK_BYTES } from '../../domain/units.js';
+import { cpuSharesFor, extractAs, mountVolume, reapVolumes, UID_BASE, UID_COUNT, type Sandbox, type SandboxProcess, type Volume } from '../../sandbox/index.js';
 import type { DynoInput, DynoSpec, RunningDyno, Runtime } from './types.js';
-
-const exec = promisify(execFile);
 
 // Sourcing .profile.d is what buildpacks rely on to put their runtimes on PATH. The TERM trap keeps
 // bash alive until the command has exited: were bash to die first, bwrap's init would follow and
@@ -17,6 +14,9 @@ const SCRIPT = 'trap : TERM; for f in /app/.profile.d/*.sh; do [ -f "$f" ] && . 
 const TTY_SCRIPT = `exec /bin/bash -c '${SCRIPT}'`;
 // An app printing without newlines must not grow a buffer without bound.
 const MAX_LINE = 64 * 1024;
+// A dyno's disk: less leaves no room for a slug; more is beyond what limits:set lets anyone ask.
+const MIN_DISK = 64 * 1024 * 1024;
+const MAX_DISK = 64 * 1024 ** 3;
 
 export interface ProcessRuntimeOptions {
   /** Host dir for per-dyno dirs; made 0711 so dyno uids can reach their own dir by name only. */
@@ -26,8 +26,11 @@ export interface ProcessRuntimeOptions {
 }
 
 /**
- * Dynos as sandboxed host processes (see src/sandbox/): the slug unpacked fresh into a dir owned by
- * the app's uid on every start, so the filesystem is ephemeral as on Heroku. A dyno runs in the
+ * Dynos as sandboxed host processes (see src/sandbox/): the slug unpacked fresh on every start, so
+ * the filesystem is ephemeral as on Heroku, into a filesystem of the dyno's own (a loop-mounted
+ * volume of `diskBytes` owned by the app's uid) that also holds its /tmp: a dyno that fills its
+ * disk gets ENOSPC, and the host loses no more than that. It runs in a cpu cgroup weighted by its
+ * size, so many busy processes in one dyno do not starve another dyno's few. A dyno runs in the
  * network namespace the agent attached for it (`DynoSpec.netns`): the router reaches its PORT at
  * its overlay address, and nothing else on the host listens there.
  */
@@ -36,14 +39,22 @@ export class ProcessRuntime implements Runtime {
   private readonly workDir: string;
   private readonly sandbox: Sandbox;
 
+  /** Settles once what a previous agent left in the work dir is gone; every start waits for it. */
+  private readonly ready: Promise<void>;
+
   constructor(options: ProcessRuntimeOptions) {
     this.workDir = resolve(options.workDir);
     this.sandbox = options.sandbox;
     mkdirSync(this.workDir, { recursive: true });
     chmodSync(this.workDir, 0o711);
     // Dynos die with the agent that started them (bwrap --die-with-parent): whatever a previous
-    // agent left here is unpacked slugs of dead dynos.
-    for (const entry of readdirSync(this.workDir)) rmSync(join(this.workDir, entry), { recursive: true, force: true });
+    // agent left here is the disks of dead dynos. Unmounted first: removing the dir tree would
+    // otherwise only empty the mounted filesystems and leave them, their images and loop devices.
+    this.ready = reapVolumes(this.workDir).then(() => {
+      for (const entry of readdirSync(this.workDir)) rmSync(join(this.workDir, entry), { recursive: true, force: true });
+    });
+    // Reported by the first start that waits for it; unobserved until then, not a crash.
+    this.ready.catch(() => undefined);
     // Their cgroups stay behind too when that agent was SIGKILLed (any agent on the host may reap).
     this.sandbox.reapStaleCgroups('dyno-');
   }
@@ -53,20 +64,36 @@ export class ProcessRuntime implements Runtime {
     if (!/^[A-Za-z0-9][A-Za-z0-9_.@-]*$/.test(spec.id)) throw new Error(`invalid dyno id: ${spec.id}`);
     // Only an app uid: never root's or a host user's.
     if (!Number.isInteger(spec.uid) || spec.uid < UID_BASE || spec.uid >= UID_BASE + UID_COUNT) throw new Error(`invalid dyno uid: ${spec.uid}`);
+    const diskBytes = spec.diskBytes ?? DEFAULT_DISK_BYTES;
+    if (!Number.isSafeInteger(diskBytes) || diskBytes < MIN_DISK || diskBytes > MAX_DISK) throw new Error(`invalid dyno disk size: ${spec.diskBytes}`);
+    const cpuShares = spec.cpuShares ?? cpuSharesFor(spec.memoryBytes);
+    await this.ready;
     const root = join(this.workDir, spec.id);
-    if (existsSync(root)) throw new Error(`dyno ${spec.id} is already running`);
-    const appDir = join(root, 'app');
+    // mkdir, not a check: two starts of one id race, and only one may make the dir.
+    try {
+      mkdirSync(root, { mode: 0o711 });
+    } catch (e) {
+      if ((e as { code?: string }).code === 'EEXIST') throw new Error(`dyno ${spec.id} is already running`);
+      throw e;
+    }
     const uid = spec.uid;
     const out = lineSplitter('stdout', spec.onOutput);
     const err = lineSplitter('stderr', spec.onOutput);
     const tty = spec.interactive?.tty;
     let proc: SandboxProcess;
+    let volume: Volume | undefined;
+    // The root stays root's (0711: the dyno's uid passes through by name); /app and /tmp are the
+    // dyno's, on a filesystem of diskBytes of its own.
+    const appDir = join(root, 'disk', 'app');
+    const tmpDir = join(root, 'disk', 'tmp');
     try {
-      mkdirSync(appDir, { recursive: true, mode: 0o700 });
-      await exec('chown', ['-R', `${uid}:${uid}`, root]);
       writeIdentity(root, uid);
-      chmodSync(root, 0o700);
-      chmodSync(appDir, 0o700);
+      volume = await mountVolume({ imagePath: join(root, 'disk.img'), mountpoint: join(root, 'disk'), bytes: diskBytes, uid });
+      for (const [dir, mode] of [[appDir, 0o700], [tmpDir, 0o1777]] as const) {
+        mkdirSync(dir, { mode });
+        chmodSync(dir, mode);
+        chownSync(dir, uid, uid);
+      }
       // A slug holds what a tenant's build wrote (symlinks included): unpack it as the app's uid,
       // never as root; setuid bits cannot survive an unprivileged tar either.
       await extractAs(uid, createReadStream(spec.slugPath), appDir, true);
@@ -96,6 +123,8 @@ export class ProcessRuntime implements Runtime {
         gid: uid,
         memoryBytes: spec.memoryBytes,
         pidsMax: spec.pidsMax,
+        cpuShares,
+        tmpDir,
         timeoutMs: Infinity,
         onOutput: (chunk, stream) => {
           spec.interactive?.onData(stream, chunk);
@@ -105,17 +134,13 @@ export class ProcessRuntime implements Runtime {
         ...(spec.netns !== undefined ? { netns: spec.netns } : {}),
       });
     } catch (e) {
-      rmSync(root, { recursive: true, force: true });
+      await removeDynoDir(root, volume);
       throw e;
     }
-    const exited = proc.exited.then((r) => {
+    const exited = proc.exited.then(async (r) => {
       out.flush();
       err.flush();
-      try {
-        rmSync(root, { recursive: true, force: true });
-      } catch {
-        // A leftover dir costs disk; a rejected `exited` would leave the agent blind to the exit.
-      }
+      await removeDynoDir(root, volume);
       return { code: r.code, oomKilled: r.oomKilled };
     });
     return {
@@ -128,6 +153,16 @@ export class ProcessRuntime implements Runtime {
       },
       ...(proc.stdin ? { input: inputOf(proc.stdin) } : {}),
     };
+  }
+}
+
+/** A dyno's disk and dir, after it is gone. Never throws: a rejected `exited` would leave the agent blind to the exit. */
+async function removeDynoDir(root: string, volume: Volume | undefined): Promise<void> {
+  try {
+    await volume?.release();
+    rmSync(root, { recursive: true, force: true });
+  } catch {
+    // A leftover costs disk until the next agent start reaps it.
   }
 }
 

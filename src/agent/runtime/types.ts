@@ -27,6 +27,13 @@ export interface DynoSpec {
   resolvConf?: string;
   memoryBytes: number;
   pidsMax: number;
+  /**
+   * The dyno's writable space, /app and /tmp together (`DEFAULT_DISK_BYTES` when absent): past
+   * it, writes fail with ENOSPC. The slug is unpacked into it, so it counts too.
+   */
+  diskBytes?: number;
+  /** CPU weight against other dynos when the CPU is contended; by memory when absent (`cpuSharesFor`). */
+  cpuShares?: number;
   /** Output a line at a time (without its newline): what the log stream keeps. */
   onOutput(stream: 'stdout' | 'stderr', line: string): void;
   /**

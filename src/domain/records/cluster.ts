@@ -45,12 +45,14 @@ export interface UnitSpec {
   /** Release version the unit runs; two releases of one unit coexist during a rollout. */
   release: number;
   memoryBytes: number;
+  /** Writable space (`limits:set TYPE.disk=`); absent means the runtime's default (1 GiB). */
+  diskBytes?: number;
   /** Restart generation (`ps:restart`): same release, new dynos. Absent means 0. */
   restart?: number;
   /** The app's placement tags when the unit was placed. */
   tags?: Record<string, string>;
 }
-export const unitSchema: z.ZodType<UnitSpec> = z.looseObject({ name: str, appId: str, appName: str, type: str, index: int, release: int, memoryBytes: num, restart: int.optional(), tags: strings.optional() });
+export const unitSchema: z.ZodType<UnitSpec> = z.looseObject({ name: str, appId: str, appName: str, type: str, index: int, release: int, memoryBytes: num, diskBytes: int.optional(), restart: int.optional(), tags: strings.optional() });
 
 export type DynoState = 'pending' | 'starting' | 'up' | 'crashed';
 

@@ -22,6 +22,8 @@ export interface RuntimeCommands {
   ignoreSigterm: string;
   /** Holds `bytes` of memory, says `allocated`, exits 0. */
   allocate(bytes: number): string;
+  /** Writes `mib` MiB to a new file in `dir` (/app or /tmp); says `wrote`, or `no space` when the disk filled first (ENOSPC). */
+  fill(dir: '/app' | '/tmp', mib: number): string;
   /** Says `name? ` without a newline, reads a line, says `hi <line>` on stdout and `bye` on stderr, exits 0. */
   prompt: string;
   /** Reads its input to EOF, prints how many bytes that was, exits 0. */

@@ -131,4 +131,15 @@ export function lifecycleCases(ctx: SuiteContext): void {
     expect(exit.code).not.toBe(0);
     expect(over.out()).not.toContain('allocated');
   });
+
+  it('caps /app and /tmp together at diskBytes: a write past it fails with ENOSPC, one under it succeeds', async () => {
+    const fill = ctx.h.commands.fill;
+    const d = await ctx.start(`${fill('/app', 40)}; ${fill('/tmp', 40)}`, { diskBytes: 64 * MiB });
+    expect(await d.dyno.exited).toEqual({ code: 0, oomKilled: false });
+    expect(d.out()).toEqual(['wrote', 'no space']);
+
+    const roomy = await ctx.start(`${fill('/app', 40)}; ${fill('/tmp', 40)}`, { diskBytes: 128 * MiB });
+    expect(await roomy.dyno.exited).toEqual({ code: 0, oomKilled: false });
+    expect(roomy.out()).toEqual(['wrote', 'wrote']);
+  });
 }

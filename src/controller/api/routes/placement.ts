@@ -3,6 +3,7 @@ import { get, list, putOp, tryDecode, type Codec, type Key } from '../../../doma
 import { forbidden, invalid } from '../../../domain/errors.js';
 import { keys } from '../../../domain/keys.js';
 import { codecs } from '../../../domain/records.js';
+import { DISK_LIMIT_RANGE, MAX_RUNS_LIMIT, parseBytes } from '../../../domain/units.js';
 import type { Services } from '../../services/index.js';
 
 const TAG = /^[A-Za-z0-9_.-]{1,63}$/;
@@ -16,6 +17,21 @@ export function parseMemory(value: string): number {
   const bytes = Math.round(n * (unit === 'K' ? 1024 : unit === 'M' ? 1024 ** 2 : unit === 'G' ? 1024 ** 3 : 1));
   if (bytes < 64 * 1024 ** 2 || bytes > 64 * 1024 ** 3) throw invalid(`Memory limit ${value} must be between 64M and 64G.`);
   return bytes;
+}
+
+/** Parses a disk limit ("2G"): a tenant sets it, and the host's disk pays, so it has a ceiling. */
+export function parseDisk(value: string): number {
+  if (!LIMIT.test(value)) throw invalid(`Disk limit "${value}" must be a number of bytes or like 512M / 2G.`);
+  const bytes = parseBytes(value) ?? 0;
+  const { min, max } = DISK_LIMIT_RANGE;
+  if (bytes < min || bytes > max) throw invalid(`Disk limit ${value} must be between ${min / 1024 ** 2}M and ${max / 1024 ** 3}G.`);
+  return bytes;
+}
+
+function parseMaxRuns(value: string): number {
+  const n = /^\d{1,3}$/.test(value) ? Number(value) : NaN;
+  if (!(n >= 1 && n <= MAX_RUNS_LIMIT)) throw invalid(`run.max must be a whole number from 1 to ${MAX_RUNS_LIMIT}, not "${value}".`);
+  return n;
 }
 
 /** Berth's own placement controls: app tags and memory limits (read by the scheduler), and nodes. */
@@ -48,10 +64,15 @@ export function registerPlacementRoutes(api: FastifyInstance, s: Services): void
     return v;
   });
 
-  appMap('limits', keys.appLimits, codecs.limits, (type, v) => {
-    if (!/^[A-Za-z0-9_-]+$/.test(type)) throw invalid(`"${type}" is not a process type.`);
+  // `web` is web's memory, `web.disk` its writable space, `run.max` how many one-off dynos may run at once.
+  appMap('limits', keys.appLimits, codecs.limits, (name, v) => {
+    const m = /^([A-Za-z0-9_-]+)(?:\.(disk|max))?$/.exec(name);
+    if (!m?.[1]) throw invalid(`"${name}" is not a limit: use TYPE (memory), TYPE.disk (disk space) or run.max (concurrent one-off dynos).`);
+    if (m[2] === 'max' && m[1] !== 'run') throw invalid(`Only one-off dynos have a count limit: run.max, not ${name}.`);
     if (v === '') return v;
-    parseMemory(v);
+    if (m[2] === 'max') return String(parseMaxRuns(v));
+    if (m[2] === 'disk') parseDisk(v);
+    else parseMemory(v);
     return v.toUpperCase();
   });
 
