@@ -159,6 +159,9 @@ export const keys = {
   allRuns: (): Prefix<RunRecord> => `${ROOT}/runs/`,
   runs: (appId: string): Prefix<RunRecord> => `${ROOT}/runs/${seg(appId)}/`,
   run: (appId: string, dyno: string): Key<RunRecord> => `${ROOT}/runs/${seg(appId)}/${seg(dyno)}`,
+  /** Slots 0..run.max-1 of an app's concurrent one-off dynos, each created with its run, under the same lease. */
+  runSlots: (appId: string): Prefix<string> => `${ROOT}/run-slots/${seg(appId)}/`,
+  runSlot: (appId: string, slot: number): Key<string> => `${ROOT}/run-slots/${seg(appId)}/${seg(String(slot))}`,
   /** Election candidates for a role; the value is the candidate's name (Election writes it). */
   leader: (role: string): Prefix<string> => `${ROOT}/leader/${seg(role)}`,
   /** The overlay network (src/network/): its range and backend, set once by the first node. */
@@ -253,6 +256,8 @@ export const KEY_RECORDS: { [K in keyof typeof keys]: { readonly name: string } 
   allRuns: codecs.run,
   runs: codecs.run,
   run: codecs.run,
+  runSlots: codecs.runSlot,
+  runSlot: codecs.runSlot,
   leader: codecs.candidate,
   network: untypedJson,
   networkConfig: codecs.networkConfig,

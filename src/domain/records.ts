@@ -80,6 +80,8 @@ export const codecs = {
   maintenance: jsonCodec<MaintenanceRecord>('MaintenanceRecord', z.looseObject({ since: str })),
   clusterToken: jsonCodec<ClusterTokenRecord>('ClusterTokenRecord', z.looseObject({ sha256: z.string().regex(/^[0-9a-f]{64}$/), created_at: str })),
   run: jsonCodec('RunRecord', runSchema),
+  /** The one-off dyno (`run.N`) holding a slot of its app's `run.max`. */
+  runSlot: textCodec('RunSlot', (v) => /^run\.\d{1,9}$/.test(v)),
   server: jsonCodec('ServerRecord', serverSchema),
   clusterSettings: jsonCodec('ClusterSettingsRecord', clusterSettingsSchema),
   machineCredential: jsonCodec('MachineCredentialRecord', machineCredentialSchema),

@@ -87,6 +87,8 @@ const args: Record<string, string[]> = {
   allRuns: [],
   runs: ['<app>'],
   run: ['<app>', '<dyno>'],
+  runSlots: ['<app>'],
+  runSlot: ['<app>', '<n>'],
   leader: ['<role>'],
   network: [],
   networkConfig: [],

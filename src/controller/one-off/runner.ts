@@ -1,19 +1,20 @@
-import { randomBytes, randomInt } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { RunningDyno, Runtime } from '../../agent/runtime/types.js';
 import { get, putOp, tryDecode } from '../../domain/codec.js';
+import { readLimits } from '../../domain/units.js';
 import { conflict, errorMessage, invalid, notFound } from '../../domain/errors.js';
 import { keys } from '../../domain/keys.js';
 import type { Logger } from '../../domain/log.js';
 import { codecs } from '../../domain/records.js';
 import type { Attachment as NetworkAttachment, Networks } from '../../network/index.js';
 import { allocateUid } from '../../sandbox/index.js';
-import { parseMemory } from '../../scheduler/view.js';
 import { DEFAULT_MEMORY, SIZE_MEMORY } from '../../scheduler/types.js';
 import { ControlLoop, Registration } from '../../loop/index.js';
 import type { KeyValue, Store } from '../../store/index.js';
 import type { AppAccess } from '../services/apps.js';
 import type { RunRecord } from '../services/runs.js';
 import type { UserRecord } from '../services/types.js';
+import { createRun, deleteRun, reclaimSlot } from './slots.js';
 
 export interface RunnerOptions {
   store: Store;
@@ -72,6 +73,8 @@ const MAX_EARLY_INPUT = 1024 * 1024;
 
 interface LocalRun {
   key: string;
+  /** The slot of the app's run.max it holds (slots.ts). */
+  slotKey: string;
   record: RunRecord;
   /** Mod revision of our last write: a stop request written since must not be overwritten. */
   mod: number;
@@ -81,6 +84,7 @@ interface LocalRun {
   env: Record<string, string>;
   slugId: string;
   memoryBytes: number;
+  diskBytes?: number;
   userEmail: string;
   tty?: { columns: number; lines: number };
   /** Input that came before the dyno could take it. */
@@ -122,7 +126,10 @@ export class OneOffRunner {
       ttl: this.o.leaseTtl ?? 10,
       // The records go with a lost lease; the dynos do not. Record them again under the new one.
       register: async (lease) => {
-        for (const local of this.runs.values()) await this.write(local, local.record.state, true, lease);
+        for (const local of this.runs.values()) {
+          await this.write(local, local.record.state, true, lease);
+          await reclaimSlot(this.o.store, local.slotKey, local.record.name, lease);
+        }
       },
     });
     const noteStop = (kv: KeyValue): boolean => {
@@ -166,11 +173,12 @@ export class OneOffRunner {
     const version = app.current_version || app.release_version;
     const release = version > 0 ? (await get(this.o.store, keys.release(app.id, version), codecs.release))?.value : undefined;
     if (!release?.slug_id) throw invalid(`${app.name} has no release with a slug yet. Deploy it with git push first.`);
-    const limits: Record<string, unknown> = (await get(this.o.store, keys.appLimits(app.id), codecs.limits))?.value ?? {};
+    const limits = readLimits((await get(this.o.store, keys.appLimits(app.id), codecs.limits))?.value);
     const now = new Date().toISOString();
     const base = { app_id: app.id, type: 'run' as const, state: 'starting' as const, command, size, release: { id: release.id, version: release.version }, node: this.o.node, user_id: user.id, attach: req.attach, created_at: now, updated_at: now };
     const local: LocalRun = {
       key: '',
+      slotKey: '',
       record: { ...base, name: '' },
       mod: 0,
       secret: randomBytes(32).toString('hex'),
@@ -178,7 +186,9 @@ export class OneOffRunner {
       command: expandProcessType(command, release.process_types),
       env: { ...release.config, ...req.env },
       slugId: release.slug_id,
-      memoryBytes: parseMemory(limits.run) ?? SIZE_MEMORY[size] ?? DEFAULT_MEMORY,
+      // Sized like the app's other dynos: `limits:set run=…` and `run.disk=…`, else the size's memory.
+      memoryBytes: limits.memory.run ?? SIZE_MEMORY[size] ?? DEFAULT_MEMORY,
+      ...(limits.disk.run !== undefined ? { diskBytes: limits.disk.run } : {}),
       userEmail: user.email,
       ...(req.attach && req.tty ? { tty: terminalSize(req.env) } : {}),
       early: { chunks: [], bytes: 0, ended: false },
@@ -186,21 +196,10 @@ export class OneOffRunner {
       phase: 'pending',
       timers: [],
     };
-    // Heroku numbers one-off dynos at random (run.4821): unique per app by a create-only write.
-    for (let attempt = 0; !local.key; attempt++) {
-      if (attempt === 50) throw conflict('Could not pick a free run.N name; try again.');
-      const name = `run.${randomInt(1000, 10000)}`;
-      const key = keys.run(app.id, name);
-      const record = { ...local.record, name };
-      // Only under this node's lease: a record without one would outlive the node in `ps`.
-      const lease = this.registration?.leaseId;
-      if (!lease) throw conflict('This node is re-registering; try again in a moment.');
-      const r = await this.o.store.txn({
-        compare: [{ key, target: 'create', op: '=', value: 0 }],
-        success: [putOp(key, codecs.run, record, lease)],
-      });
-      if (r.succeeded) Object.assign(local, { key, record, mod: r.revision });
-    }
+    // Heroku numbers one-off dynos at random (run.4821): unique per app by a create-only write,
+    // in one of the app's run.max slots (429 when none is free).
+    const created = await createRun(this.o.store, { appName: app.name, maxRuns: limits.maxRuns, lease: () => this.registration?.leaseId, record: base });
+    Object.assign(local, { key: created.key, slotKey: created.slotKey, record: created.record, mod: created.revision });
     this.runs.set(local.key, local);
     this.bySecret.set(local.secret, local);
     local.timers.push(setTimeout(() => void this.stop(local, 'time to live exceeded'), req.timeToLive * 1000));
@@ -281,6 +280,7 @@ export class OneOffRunner {
         ...(net.netns !== undefined ? { netns: net.netns } : {}),
         ...(net.resolvConf !== undefined ? { resolvConf: net.resolvConf } : {}),
         memoryBytes: local.memoryBytes,
+        ...(local.diskBytes !== undefined ? { diskBytes: local.diskBytes } : {}),
         pidsMax: 512,
         // As on Heroku, an attached session (keystrokes echoed, secrets pasted) is its client's
         // alone; a detached run's output is all anyone will see, so it goes to the logs.
@@ -332,7 +332,7 @@ export class OneOffRunner {
     if (oomKilled) this.appLog(local, 'Error R15 (Memory quota vastly exceeded) -> killed at its memory limit');
     if (code !== undefined) this.appLog(local, `Process exited with status ${code}`);
     // Gone from `ps` before its client hears the exit status.
-    await this.o.store.delete(local.key).catch((err: unknown) => this.o.log.warn({ key: local.key, err: errorMessage(err) }, 'could not remove a one-off dyno record'));
+    await deleteRun(this.o.store, local, local.record.name).catch((err: unknown) => this.o.log.warn({ key: local.key, err: errorMessage(err) }, 'could not remove a one-off dyno record'));
     if (code !== undefined) local.sink?.exited(code);
     await this.releaseNetwork(local);
   }

@@ -1,0 +1,73 @@
+import { randomInt } from 'node:crypto';
+import { putOp, tryDecode } from '../../domain/codec.js';
+import { BerthError, conflict, ErrorCode } from '../../domain/errors.js';
+import { keys } from '../../domain/keys.js';
+import { codecs } from '../../domain/records.js';
+import type { Store } from '../../store/index.js';
+import type { RunRecord } from '../services/runs.js';
+
+/**
+ * How many one-off dynos an app runs at once, across every node: each run holds one of the app's
+ * `run.max` slots (`/berth/run-slots/<app>/<n>`), created in the same create-only txn as its record
+ * and under the same lease, so two nodes racing for the last slot cannot both win, and a dead
+ * node's slots go with its lease.
+ */
+
+export interface CreatedRun {
+  key: string;
+  slotKey: string;
+  record: RunRecord;
+  /** The txn's revision: the record's mod revision. */
+  revision: number;
+}
+
+const MAX_ATTEMPTS = 50;
+
+/** Records `run.N` (N at random, as Heroku numbers them) in a free slot, or refuses with 429. */
+export async function createRun(store: Store, o: { appName: string; maxRuns: number; lease: () => string | undefined; record: Omit<RunRecord, 'name'> }): Promise<CreatedRun> {
+  const appId = o.record.app_id;
+  for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+    const r = await store.range(keys.runSlots(appId), { prefix: true });
+    const taken = new Set(r.kvs.filter((kv) => tryDecode(codecs.runSlot, kv) !== undefined).map((kv) => kv.key));
+    // Slots past a lowered run.max still count until their runs end.
+    if (taken.size >= o.maxRuns) {
+      throw new BerthError(
+        ErrorCode.RateLimit,
+        `Cannot run more than ${o.maxRuns} one-off dynos at once for ${o.appName}. Wait for one to exit, stop one with \`berth ps:stop run.N\`, or raise the limit with \`berth limits:set run.max=N\`.`,
+      );
+    }
+    let slot = 0;
+    while (taken.has(keys.runSlot(appId, slot))) slot++;
+    const name = `run.${randomInt(1000, 10000)}`;
+    const key = keys.run(appId, name);
+    const slotKey = keys.runSlot(appId, slot);
+    const record: RunRecord = { ...o.record, name };
+    // Only under the node's lease: a record without one would outlive the node in `ps`.
+    const lease = o.lease();
+    if (!lease) throw conflict('This node is re-registering; try again in a moment.');
+    const t = await store.txn({
+      compare: [
+        { key, target: 'create', op: '=', value: 0 },
+        { key: slotKey, target: 'create', op: '=', value: 0 },
+      ],
+      success: [putOp(key, codecs.run, record, lease), putOp(slotKey, codecs.runSlot, name, lease)],
+    });
+    // Lost: the name was taken, or another run took the slot. Look again.
+    if (t.succeeded) return { key, slotKey, record, revision: t.revision };
+  }
+  throw conflict('Could not pick a free run.N name; try again.');
+}
+
+/** The run has ended: its record goes, and its slot if it still holds it (after a lost lease another run may). */
+export async function deleteRun(store: Store, run: Pick<CreatedRun, 'key' | 'slotKey'>, name: string): Promise<void> {
+  await store.txn({
+    compare: [{ key: run.slotKey, target: 'value', op: '=', value: name }],
+    success: [{ type: 'delete', key: run.key }, { type: 'delete', key: run.slotKey }],
+    failure: [{ type: 'delete', key: run.key }],
+  });
+}
+
+/** Under a new lease (the old one was lost): the slot again, if nobody took it meanwhile. */
+export async function reclaimSlot(store: Store, slotKey: string, name: string, lease: string): Promise<void> {
+  await store.txn({ compare: [{ key: slotKey, target: 'create', op: '=', value: 0 }], success: [putOp(slotKey, codecs.runSlot, name, lease)] });
+}
