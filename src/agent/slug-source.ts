@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { createWriteStream, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, utimesSync } from 'node:fs';
+import { createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, utimesSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -21,6 +21,16 @@ export function pruneCache(dir: string, keep: number): void {
     .map((f) => ({ f, at: statSync(join(dir, f)).mtimeMs }))
     .sort((a, b) => b.at - a.at);
   for (const { f } of files.slice(keep)) rmSync(join(dir, f), { force: true });
+}
+
+/** What changes when a file's bytes may have: inode, size, mtime and ctime (which no one can set back). */
+function identity(path: string): string | undefined {
+  try {
+    const st = statSync(path, { bigint: true });
+    return `${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+  } catch {
+    return undefined;
+  }
 }
 
 export interface ServerEntry {
@@ -124,6 +134,8 @@ export interface SlugSourceOptions {
  */
 export class SlugSource {
   private readonly fetching = new Map<string, Promise<string>>();
+  /** Cached files whose bytes were hashed, with the file's identity then: unchanged ones are not read again. */
+  private readonly verified = new Map<string, string>();
 
   constructor(private readonly o: SlugSourceOptions) {
     mkdirSync(o.cacheDir, { recursive: true, mode: 0o700 });
@@ -147,16 +159,27 @@ export class SlugSource {
     if (!/^[0-9a-f]{64}$/.test(hex)) throw new Error(`slug ${slugId} has no usable checksum`);
     const file = join(cacheDir, `${hex}.tgz`);
     if (existsSync(file)) {
-      // Recently used slugs are the ones the cache keeps.
-      const now = new Date();
-      utimesSync(file, now, now);
-      return file;
+      // A cached file is unpacked as it is: one whose bytes are not the slug's (a disk fault, a
+      // file changed behind the agent's back) is deleted and downloaded again, never unpacked.
+      if (await this.intact(file, hex)) {
+        // Recently used slugs are the ones the cache keeps; the touch is ours, so still checked.
+        const now = new Date();
+        utimesSync(file, now, now);
+        const id = identity(file);
+        if (id !== undefined) this.verified.set(file, id);
+        return file;
+      }
+      log.error({ slug: slugId, checksum }, 'a cached slug failed its checksum; deleted, downloading it again');
+      this.verified.delete(file);
+      rmSync(file, { force: true });
     }
     const size = Number.isSafeInteger(slug.value.size) && slug.value.size > 0 ? slug.value.size : undefined;
     const errors: string[] = [];
     for (const server of await this.candidates(hex)) {
       try {
         await this.fetchFrom(server.url, slugId, hex, size, file);
+        const id = identity(file);
+        if (id !== undefined) this.verified.set(file, id);
         this.o.servers.worked(server.url);
         log.info({ slug: slugId, checksum, from: server.url }, 'slug cached');
         pruneCache(cacheDir, CACHE_KEEP);
@@ -168,6 +191,21 @@ export class SlugSource {
       }
     }
     throw new Error(`slug ${slugId} could not be downloaded from any server (${errors.join('; ') || 'none known'})`);
+  }
+
+  /** Whether `file` hashes to `hex`: read only when it changed since it last did. */
+  private async intact(file: string, hex: string): Promise<boolean> {
+    const before = identity(file);
+    if (before !== undefined && this.verified.get(file) === before) return true;
+    const hash = createHash('sha256');
+    try {
+      for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+    } catch {
+      return false;
+    }
+    if (hash.digest('hex') !== hex) return false;
+    if (before !== undefined && identity(file) === before) this.verified.set(file, before);
+    return true;
   }
 
   /** Every known server, those whose copy record says they hold the blob first (the rest fetch it on demand). */

@@ -1,6 +1,6 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { realpath } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -9,6 +9,7 @@ import type { Logger } from '../domain/log.js';
 import type { Attachment, Networks } from '../network/index.js';
 import type { Store } from '../store/index.js';
 import { allocateUid, readTenantFile, type Sandbox } from '../sandbox/index.js';
+import { mountVolume, reapVolumes, type Volume } from '../sandbox/volume.js';
 import { BuildError, compile, type Buildpack, type CompileResult } from './compile.js';
 import { SlugStore, type SlugRecord } from './slugs.js';
 
@@ -25,9 +26,15 @@ export interface BuilderOptions {
   sandbox: Sandbox;
   /** Each build and release phase runs in an egress-only namespace of its own from here. */
   network: Networks;
-  /** Default build limits; BUILD_TIMEOUT (seconds) in an app's config overrides the time. */
+  /** Default build time (15 min); BUILD_TIMEOUT (seconds) in an app's config overrides it up to `maxTimeoutMs`. */
   timeoutMs?: number;
+  /** The most BUILD_TIMEOUT may ask for (default 60 min); a bigger value is clamped, with a line saying so. */
+  maxTimeoutMs?: number;
   memoryBytes?: number;
+  /** Bytes a build or release phase may print before it is stopped (default 100 MB). */
+  outputLimitBytes?: number;
+  /** A build's (or release phase's) writable space: app dir, /tmp and cache together (default 2 GiB). */
+  diskBytes?: number;
   /** Host directories tenants may name as buildpacks (absolute, resolved; BERTH_BUILDPACK_DIRS); none by default. */
   buildpackDirs?: string[];
   /** This machine's id: the slug store records the blobs it holds under it. */
@@ -38,6 +45,19 @@ export interface BuilderOptions {
  * Turns source into a slug. The workspace lives under `<data-dir>/work` (mode 0711: the build uid
  * can reach its own directory by name, list nothing); each build's directory belongs to that uid.
  */
+export interface Workspace {
+  id: string;
+  /** The mountpoint of the workspace's own volume, owned by `uid`. */
+  root: string;
+  appDir: string;
+  envDir: string;
+  cacheDir: string;
+  tmpDir: string;
+  uid: number;
+}
+
+export const DEFAULT_BUILD_DISK = 2 * 1024 * 1024 * 1024;
+
 export class Builder {
   readonly slugs: SlugStore;
   readonly workDir: string;
@@ -45,6 +65,9 @@ export class Builder {
   /** Why this node cannot build (said to every pusher), or undefined when it can. */
   readonly unavailable: string | undefined;
   private readonly builtins: Buildpack[];
+  private readonly volumes = new Map<string, Volume>();
+  /** Leftovers of a builder killed mid-build, unmounted and removed before the first workspace. */
+  private readonly reaped: Promise<void>;
 
   constructor(private readonly options: BuilderOptions) {
     this.sandbox = options.sandbox;
@@ -68,26 +91,74 @@ export class Builder {
     chmodSync(packs, 0o755);
     const lib = { src: join(packs, 'lib.sh'), dest: '/buildpacks/lib.sh' };
     this.builtins = ['nodejs', 'static', 'procfile'].map((name) => ({ name, hostDir: join(packs, name), mount: `/buildpacks/${name}`, binds: [lib] }));
+    this.reaped = this.reap().catch((err: unknown) => options.log.warn({ err: errorMessage(err) }, 'could not remove the workspaces of an earlier run'));
+  }
+
+  private async reap(): Promise<void> {
+    await reapVolumes(this.workDir);
+    for (const f of readdirSync(this.workDir)) if (WORKSPACE.test(f)) rmSync(join(this.workDir, f), { recursive: true, force: true });
   }
 
   /**
-   * A fresh workspace for one build: app (the source, becomes the slug), env, and the app's cache.
-   * Each app builds as its own unprivileged uid (allocated in the store), stable across builds so
-   * its cache stays usable.
+   * A fresh workspace for one build or release phase: app (the source, becomes the slug), env,
+   * /tmp and (unless `cache` is false) a copy of the app's build cache, all on one volume of `diskBytes`, so
+   * a build that writes more gets ENOSPC and the host's disk holds no more than that for it. Each
+   * app builds as its own unprivileged uid (allocated in the store), stable across builds so its
+   * cache stays usable.
    */
-  async workspace(appId: string): Promise<{ id: string; root: string; appDir: string; envDir: string; cacheDir: string; uid: number }> {
+  async workspace(appId: string, o: { cache?: boolean } = {}): Promise<Workspace> {
+    // The id names a host path: checked here, where root uses it, whatever the store said.
+    if (!APP_ID.test(appId)) throw new BuildError('invalid_app', `"${appId.slice(0, 64)}" is not an app id.`);
+    await this.reaped;
     const id = randomUUID();
     const uid = await allocateUid(this.options.store, appId);
     const root = join(this.workDir, id);
-    const cacheDir = join(this.workDir, 'cache', appId);
-    mkdirSync(join(root, 'app'), { recursive: true });
-    mkdirSync(join(root, 'env'), { recursive: true });
-    mkdirSync(cacheDir, { recursive: true });
-    chmodSync(join(this.workDir, 'cache'), 0o711);
-    await exec('chown', ['-R', `${uid}:${uid}`, root, cacheDir]);
-    chmodSync(root, 0o700);
-    chmodSync(cacheDir, 0o700);
-    return { id, root, appDir: join(root, 'app'), envDir: join(root, 'env'), cacheDir, uid };
+    const volume = await mountVolume({ imagePath: join(this.workDir, `${id}.img`), mountpoint: root, bytes: this.options.diskBytes ?? DEFAULT_BUILD_DISK, uid });
+    this.volumes.set(root, volume);
+    try {
+      // A fresh filesystem no tenant process has touched yet: root may make its directories.
+      for (const d of ['app', 'env', 'tmp', 'cache']) mkdirSync(join(root, d), { mode: 0o700 });
+      await exec('chown', ['-R', `${uid}:${uid}`, root]);
+      const ws = { id, root, appDir: join(root, 'app'), envDir: join(root, 'env'), cacheDir: join(root, 'cache'), tmpDir: join(root, 'tmp'), uid };
+      if (o.cache !== false) await this.loadCache(appId, ws);
+      return ws;
+    } catch (err) {
+      await this.releaseWorkspace(root);
+      throw err;
+    }
+  }
+
+  /** The app's cache as its last successful build left it, copied in as the app's uid. */
+  private async loadCache(appId: string, ws: Workspace): Promise<void> {
+    const saved = join(this.workDir, 'cache', appId);
+    if (!existsSync(saved)) return;
+    await exec('setpriv', [`--reuid=${ws.uid}`, `--regid=${ws.uid}`, '--clear-groups', 'cp', '-a', '--', `${saved}/.`, `${ws.cacheDir}/`], { timeout: 600_000 }).catch((err: Error) => {
+      // A cache that does not fit (the limit was lowered) or cannot be read: build without it.
+      this.options.log.warn({ app: appId, err: errorMessage(err) }, 'build cache not restored');
+    });
+  }
+
+  /**
+   * Keeps the build's /cache for the app's next build: copied out as the app's uid (no larger than
+   * the volume it was written in), then swapped in place of the old one.
+   */
+  private async saveCache(appId: string, ws: Workspace, output: (text: string) => void): Promise<void> {
+    const dir = join(this.workDir, 'cache');
+    mkdirSync(dir, { recursive: true });
+    chmodSync(dir, 0o711);
+    const saved = join(dir, appId);
+    const fresh = join(dir, `.${appId}.${ws.id}`);
+    mkdirSync(fresh, { mode: 0o700 });
+    chownSync(fresh, ws.uid, ws.uid);
+    try {
+      await exec('setpriv', [`--reuid=${ws.uid}`, `--regid=${ws.uid}`, '--clear-groups', 'cp', '-a', '--', `${ws.cacheDir}/.`, `${fresh}/`], { timeout: 600_000 });
+      rmSync(saved, { recursive: true, force: true });
+      renameSync(fresh, saved);
+    } catch (err) {
+      rmSync(fresh, { recursive: true, force: true });
+      output(` !     The build cache could not be saved; the next build starts without it.\n`);
+      this.options.log.warn({ app: appId, err: errorMessage(err) }, 'build cache not saved');
+    }
   }
 
   /**
@@ -110,13 +181,14 @@ export class Builder {
    */
   async build(
     app: { id: string; name: string },
-    ws: { id: string; root: string; appDir: string; envDir: string; cacheDir: string; uid: number },
+    ws: Workspace,
     config: Record<string, string>,
     commit: string | null,
     output: (text: string) => void,
     signal?: AbortSignal,
   ): Promise<{ slug: SlugRecord; buildpacks: string[] }> {
     const result = await this.withNetwork(ws.id, (network) => this.compileIn(network, ws, config, commit, output, signal));
+    await this.saveCache(app.id, ws, output);
     output('-----> Compressing...\n');
     const slug = await this.slugs.create(app.id, ws.appDir, { processTypes: result.processTypes, commit, buildpack: result.buildpacks.join(', ') });
     output(`       Done: ${(slug.size / 1024 / 1024).toFixed(1)}M\n`);
@@ -125,7 +197,7 @@ export class Builder {
 
   private async compileIn(
     network: Attachment,
-    ws: { id: string; root: string; appDir: string; envDir: string; cacheDir: string; uid: number },
+    ws: Workspace,
     config: Record<string, string>,
     commit: string | null,
     output: (text: string) => void,
@@ -134,21 +206,21 @@ export class Builder {
     const chosen = await this.resolveBuildpacks(config, ws, output, network.netns);
     const fetched = join(ws.root, 'buildpacks');
     await exec('chown', ['-R', `${ws.uid}:${ws.uid}`, ws.appDir, ...(existsSync(fetched) ? [fetched] : [])]);
-    const timeoutSec = Number(config.BUILD_TIMEOUT);
     return compile({
       sandbox: this.sandbox,
       buildId: ws.id,
       appDir: ws.appDir,
       cacheDir: ws.cacheDir,
       envDir: ws.envDir,
+      tmpDir: ws.tmpDir,
       config,
       commit,
       builtins: this.builtins,
       uid: ws.uid,
       gid: ws.uid,
-      // Tenants may lower or raise the limit, up to an hour.
-      timeoutMs: Number.isFinite(timeoutSec) && timeoutSec > 0 ? Math.min(timeoutSec, 3600) * 1000 : (this.options.timeoutMs ?? 15 * 60_000),
+      timeoutMs: buildTimeout(config.BUILD_TIMEOUT, this.options.timeoutMs ?? DEFAULT_BUILD_TIMEOUT_MS, this.options.maxTimeoutMs ?? MAX_BUILD_TIMEOUT_MS, output),
       memoryBytes: this.options.memoryBytes ?? 2 * 1024 * 1024 * 1024,
+      ...(this.options.outputLimitBytes !== undefined ? { outputLimitBytes: this.options.outputLimitBytes } : {}),
       output,
       network,
       ...(chosen ? { buildpacks: chosen } : {}),
@@ -239,12 +311,50 @@ export class Builder {
     if (!existsSync(join(dest, 'bin', 'compile'))) throw new BuildError('invalid_buildpack', `Buildpack ${url} has no bin/compile.`);
   }
 
+  /** Unmounts and deletes a workspace's volume in the background. */
   removeWorkspace(root: string): void {
-    if (root.startsWith(this.workDir) && existsSync(root)) rmSync(root, { recursive: true, force: true });
+    void this.releaseWorkspace(root);
+  }
+
+  /** Unmounts and deletes a workspace's volume; never rejects (it runs in `finally` blocks). */
+  async releaseWorkspace(root: string): Promise<void> {
+    const volume = this.volumes.get(root);
+    this.volumes.delete(root);
+    try {
+      await volume?.release();
+      if (root.startsWith(`${this.workDir}/`) && existsSync(root)) rmSync(root, { recursive: true, force: true });
+    } catch (err) {
+      this.options.log.warn({ workspace: root, err: errorMessage(err) }, 'could not remove a workspace');
+    }
   }
 }
 
 export { BuildError };
+
+/** A workspace's mountpoint or image, by name (a UUID). */
+const WORKSPACE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(\.img)?$/;
+const APP_ID = /^[A-Za-z0-9][A-Za-z0-9-]{0,63}$/;
+
+export const DEFAULT_BUILD_TIMEOUT_MS = 15 * 60_000;
+export const MAX_BUILD_TIMEOUT_MS = 60 * 60_000;
+
+/**
+ * The build's time limit: the tenant's BUILD_TIMEOUT (seconds) when it is a positive number, at
+ * most the operator's maximum (a bigger one is clamped, and the build says so), else the default.
+ */
+export function buildTimeout(raw: string | undefined, defaultMs: number, maxMs: number, output: (text: string) => void): number {
+  if (raw === undefined || raw.trim() === '') return Math.min(defaultMs, maxMs);
+  const sec = Number(raw);
+  if (!Number.isFinite(sec) || sec <= 0) {
+    output(` !     BUILD_TIMEOUT=${JSON.stringify(raw.slice(0, 32))} is not a positive number of seconds; using ${Math.round(Math.min(defaultMs, maxMs) / 1000)} s.\n`);
+    return Math.min(defaultMs, maxMs);
+  }
+  if (sec * 1000 > maxMs) {
+    output(` !     BUILD_TIMEOUT=${raw.trim()} is above this platform's maximum; the build is limited to ${Math.round(maxMs / 1000)} s.\n`);
+    return maxMs;
+  }
+  return sec * 1000;
+}
 
 /**
  * Builds need root (cgroups, dropping to per-app uids) and a data dir that the build uids can

@@ -2,6 +2,7 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { BerthError } from '../domain/errors.js';
+import { OutputGuard } from './output.js';
 import { parseProcfile } from './procfile.js';
 import { readTenantFile, type Bind, type Sandbox } from '../sandbox/index.js';
 
@@ -33,6 +34,10 @@ export interface CompileRequest {
   memoryBytes: number;
   output: (text: string) => void;
   signal?: AbortSignal;
+  /** Bytes all steps together may print before the build is stopped (default `DEFAULT_OUTPUT_LIMIT`). */
+  outputLimitBytes?: number;
+  /** Host directory bound at /tmp (inside the build's volume, so /tmp counts toward its disk). */
+  tmpDir?: string;
   /** The build's egress-only namespace and the resolv.conf that works in it (`Networks.attachBuild`). */
   network?: { netns?: string; resolvConf?: string };
 }
@@ -60,7 +65,9 @@ export class BuildError extends BerthError {}
 export async function compile(req: CompileRequest): Promise<CompileResult> {
   const deadline = Date.now() + req.timeoutMs;
   let step = 0;
-  writeEnvDir(req.envDir, req.config);
+  // Every step's output counts toward one limit; past it the build stops (the tenant prints it all).
+  const guard = new OutputGuard(req.outputLimitBytes, req.signal);
+  writeEnvDir(req.envDir, req.config, req.output);
   const run = async (bp: Buildpack, argv: string[], capture?: (s: string) => void): Promise<number | null> => {
     const left = deadline - Date.now();
     if (left <= 0) throw new BuildError(BuildErrorCode.TimedOut, `Build exceeded its time limit of ${formatDuration(req.timeoutMs)} (set BUILD_TIMEOUT, in seconds, to change it).`);
@@ -88,10 +95,12 @@ export async function compile(req: CompileRequest): Promise<CompileResult> {
       gid: req.gid,
       memoryBytes: req.memoryBytes,
       timeoutMs: left,
-      onOutput: capture ?? req.output,
-      ...(req.signal ? { signal: req.signal } : {}),
+      onOutput: (s) => guard.pass(s, capture ?? req.output),
+      signal: guard.signal,
+      ...(req.tmpDir !== undefined ? { tmpDir: req.tmpDir } : {}),
       ...(req.network?.netns !== undefined ? { netns: req.network.netns } : {}),
     });
+    if (guard.exceeded) throw guard.exceeded;
     if (r.canceled) throw new BuildError(BuildErrorCode.Canceled, 'Build canceled.');
     if (r.timedOut) throw new BuildError(BuildErrorCode.TimedOut, `Build exceeded its time limit of ${formatDuration(req.timeoutMs)} (set BUILD_TIMEOUT, in seconds, to change it).`);
     if (r.oomKilled) throw new BuildError(BuildErrorCode.OutOfMemory, `Build ran out of memory (limit ${Math.round(req.memoryBytes / 1024 / 1024)} MB).`);
@@ -102,7 +111,8 @@ export async function compile(req: CompileRequest): Promise<CompileResult> {
   if (chosen.length === 0) {
     for (const bp of req.builtins) {
       let name = '';
-      if ((await run(bp, [`${bp.mount}/bin/detect`, '/app'], (s) => (name += s))) === 0) {
+      // What detect prints is a name: a line, not a place to keep megabytes.
+      if ((await run(bp, [`${bp.mount}/bin/detect`, '/app'], (s) => (name = (name + s).slice(0, 1024)))) === 0) {
         chosen = [{ ...bp, name: name.trim() || bp.name }];
         break;
       }
@@ -118,8 +128,13 @@ export async function compile(req: CompileRequest): Promise<CompileResult> {
   }
   const last = chosen[chosen.length - 1] as Buildpack;
   let yaml = '';
-  const releaseCode = await run(last, [`${last.mount}/bin/release`, '/app'], (s) => (yaml += s));
+  let yamlTooLong = false;
+  const releaseCode = await run(last, [`${last.mount}/bin/release`, '/app'], (s) => {
+    if (yaml.length + s.length > MAX_RELEASE_YAML) yamlTooLong = true;
+    else yaml += s;
+  });
   if (releaseCode !== 0) throw new BuildError(BuildErrorCode.Failed, `${last.name} buildpack's bin/release failed (exit ${releaseCode}).`);
+  if (yamlTooLong) throw new BuildError(BuildErrorCode.Failed, `${last.name} buildpack's bin/release printed more than ${MAX_RELEASE_YAML / 1024} KB.`);
   const defaults = ((parseYaml(yaml) ?? {}) as { default_process_types?: Record<string, string> }).default_process_types ?? {};
   const procfileText = readTenantFile(req.appDir, 'Procfile');
   const declared = procfileText === undefined ? {} : parseProcfile(procfileText);
@@ -135,9 +150,24 @@ function formatDuration(ms: number): string {
   return ms >= 60_000 ? `${Math.round(ms / 60_000)} min` : `${Math.round(ms / 1000)} s`;
 }
 
-/** ENV_DIR as Heroku lays it out: one file per config var, named by the key. */
-function writeEnvDir(dir: string, config: Record<string, string>): void {
+const MAX_RELEASE_YAML = 256 * 1024;
+
+/** A config var name that can be a file name in ENV_DIR (and a shell variable). */
+export const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/**
+ * ENV_DIR as Heroku lays it out: one file per config var, named by the key. The names come from
+ * the store: checked again here, where root turns them into paths, and skipped with a line if not
+ * a plain variable name (`../../x` must never reach the filesystem).
+ */
+export function writeEnvDir(dir: string, config: Record<string, string>, output: (text: string) => void): void {
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true, mode: 0o755 });
-  for (const [k, v] of Object.entries(config)) writeFileSync(join(dir, k), v, { mode: 0o644 });
+  for (const [k, v] of Object.entries(config)) {
+    if (!ENV_NAME.test(k)) {
+      output(` !     Config var ${JSON.stringify(k.slice(0, 64))} is not a valid variable name; it is left out of the build's ENV_DIR.\n`);
+      continue;
+    }
+    writeFileSync(join(dir, k), v, { mode: 0o644, flag: 'wx' });
+  }
 }

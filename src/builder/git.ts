@@ -128,9 +128,20 @@ function cgi(
   return new Promise((resolve) => {
     let head = Buffer.alloc(0);
     let headersDone = false;
+    // A client that stops reading stops git (and, through it, the hook's relay of the build's
+    // output) rather than having git's output queue in this process. One that hangs up is
+    // drained, so git can finish.
+    const pass = (chunk: Buffer): void => {
+      if (res.destroyed) return;
+      if (!res.write(chunk)) {
+        child.stdout.pause();
+        res.once('drain', () => child.stdout.resume());
+      }
+    };
+    res.on('close', () => child.stdout.resume());
     child.stdout.on('data', (chunk: Buffer) => {
       if (headersDone) {
-        res.write(chunk);
+        pass(chunk);
         return;
       }
       head = Buffer.concat([head, chunk]);
@@ -147,7 +158,7 @@ function cgi(
       }
       res.setHeader('Request-Id', req.id);
       res.writeHead(status);
-      res.write(head.subarray(end));
+      pass(head.subarray(end));
     });
     child.stderr.on('data', (d: Buffer) => req.log.warn({ git: d.toString().trim() }, 'git http-backend'));
     child.on('close', () => {

@@ -9,6 +9,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { get } from '../domain/codec.js';
+import { errorMessage, isBerthError } from '../domain/errors.js';
 import { keys } from '../domain/keys.js';
 import { codecs } from '../domain/records.js';
 import type { Logger } from '../domain/log.js';
@@ -53,8 +54,22 @@ export interface BuilderOptions {
    * lacks are fetched from them. Absent (or none live): one copy, on this server.
    */
   peers?: ClusterPeers;
+  /** What builds may use; each has a default (`BuildLimits`). */
+  limits?: BuildLimits;
   /** Timeouts and limits of the replication (defaults in `SlugReplicatorOptions`). */
   replication?: Pick<SlugReplicatorOptions, 'parallel' | 'copyTimeoutMs' | 'idleTimeoutMs' | 'repairMs' | 'collectGraceMs'>;
+}
+
+/** An operator's limits on builds (and release phases), all optional. */
+export interface BuildLimits {
+  /** Default build time (15 min). */
+  timeoutMs?: number;
+  /** The most an app's BUILD_TIMEOUT may ask for (60 min); more is clamped with a warning line. */
+  maxTimeoutMs?: number;
+  /** Bytes a build or release phase may print before it is stopped (100 MB). */
+  outputLimitBytes?: number;
+  /** A build's writable space: its app dir, /tmp and cache (2 GiB; `--build-disk`). */
+  diskBytes?: number;
 }
 
 export interface BuilderComponent {
@@ -83,7 +98,7 @@ export interface BuilderComponent {
 export function createBuilder(options: BuilderOptions): BuilderComponent {
   const log = options.log.child({ component: 'builder' });
   const machine = options.peers?.self ?? options.machine;
-  const builder = new Builder({ store: options.store, log, dataDir: options.dataDir, sandbox: options.sandbox, network: options.network, buildpackDirs: options.buildpackDirs ?? [], ...(machine ? { machine } : {}) });
+  const builder = new Builder({ store: options.store, log, dataDir: options.dataDir, sandbox: options.sandbox, network: options.network, buildpackDirs: options.buildpackDirs ?? [], ...(machine ? { machine } : {}), ...options.limits });
   const replicator = new SlugReplicator({ store: options.store, log: log.child({ part: 'slug-replication' }), slugs: builder.slugs, ...(options.peers ? { peers: options.peers } : {}), ...options.replication });
   const repos = new GitRepos(join(options.dataDir, 'repos'));
   const slug = async (slugId: string): Promise<SlugRecord | undefined> => {
@@ -94,9 +109,18 @@ export function createBuilder(options: BuilderOptions): BuilderComponent {
     const hex = record && checksumHex(record.value.checksum);
     if (!hex) throw new Error(`slug ${slugId} is missing`);
     // Kept until this server's replicator has seen the record, however far behind its watch is.
-    return replicator.ensure(hex, record.mod);
+    await replicator.ensure(hex, record.mod);
+    try {
+      return await builder.slugs.verify(hex);
+    } catch (err) {
+      if (!isBerthError(err, 'slug_checksum_mismatch')) throw err;
+      // The bad blob is gone: fetched again from a peer that holds it, and checked again.
+      log.error({ slug: slugId, err: errorMessage(err) }, 'a slug blob failed its checksum; fetching it again');
+      await replicator.ensure(hex, record.mod);
+      return builder.slugs.verify(hex);
+    }
   };
-  const runner = new SandboxSlugRunner(options.store, builder);
+  const runner = new SandboxSlugRunner(options.store, builder, options.limits?.outputLimitBytes);
   return {
     slugs: new GitSlugBuilder(builder, repos, replicator, options.store, log),
     // The release phase may run on a server that has not fetched the slug yet (a rollback, a

@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { errorMessage } from '../domain/errors.js';
 import type { UserRecord } from '../domain/records.js';
 import type { GitRepos } from './git.js';
+import { boundedWriter } from './output.js';
 import type { Deployer, GitAccess, SlugBuilder } from './ports.js';
 
 export interface PushSession {
@@ -138,8 +139,11 @@ export function registerHookRoute(api: FastifyInstance, pushes: PushHandler): vo
     reply.hijack();
     const res = reply.raw;
     res.writeHead(200, { 'Content-Type': 'text/plain; charset=utf-8' });
-    const ok = await pushes.handle(req.body as HookBody, (t) => res.write(t)).catch((err: unknown) => {
-      res.write(` !     ${errorMessage(err)}\n`);
+    // git stops reading the hook when the pusher stops reading git: output is then skipped, never
+    // queued here. The verdict is written whatever is queued.
+    const out = boundedWriter(res).write;
+    const ok = await pushes.handle(req.body as HookBody, out).catch((err: unknown) => {
+      out(` !     ${errorMessage(err)}\n`);
       return false;
     });
     res.end(`@@berth-result ${ok ? 'ok' : 'fail'}\n`);

@@ -6,6 +6,7 @@ import type { Store } from '../store/index.js';
 import type { Builder } from './builder.js';
 import { extractAs } from '../sandbox/index.js';
 import { resolvBind } from './compile.js';
+import { OutputGuard } from './output.js';
 import type { SlugCommand, SlugRunner } from './ports.js';
 
 /**
@@ -18,13 +19,19 @@ export class SandboxSlugRunner implements SlugRunner {
   constructor(
     private readonly store: Store,
     private readonly builder: Builder,
+    /** Bytes the command may print before it is stopped (default `DEFAULT_OUTPUT_LIMIT`). */
+    private readonly outputLimitBytes?: number,
   ) {}
 
   async run({ appId, slugId, config, command, dyno, output, timeoutMs = 15 * 60_000 }: SlugCommand): Promise<boolean> {
     const slug = (await get(this.store, keys.slug(slugId), codecs.slug))?.value;
     if (!slug) throw new Error(`slug ${slugId} is missing`);
     const builder = this.builder;
-    const ws = await builder.workspace(appId);
+    // Never unpack bytes that are not the slug's: a blob that fails its checksum is deleted here.
+    await builder.slugs.verify(slug.checksum);
+    const ws = await builder.workspace(appId, { cache: false });
+    // The command prints what it likes; past the limit it is stopped, and the output says why.
+    const guard = new OutputGuard(this.outputLimitBytes, undefined, 'Release phase');
     try {
       // Slugs hold what a tenant's build wrote: unpack as the app's uid, never as root.
       await extractAs(ws.uid, createReadStream(builder.slugs.blobPath(slug.checksum)), ws.appDir, true);
@@ -41,15 +48,18 @@ export class SandboxSlugRunner implements SlugRunner {
           gid: ws.uid,
           memoryBytes: 512 * 1024 * 1024,
           timeoutMs,
-          onOutput: output,
+          onOutput: (s) => guard.pass(s, output),
+          signal: guard.signal,
+          tmpDir: ws.tmpDir,
           ...(network.netns !== undefined ? { netns: network.netns } : {}),
         }),
       );
+      if (guard.exceeded) output(`\n !     ${dyno}: ${guard.exceeded.message} It was stopped.\n`);
       if (r.timedOut) output(` !     ${dyno} timed out after ${Math.round(timeoutMs / 60000)} min.\n`);
       if (r.oomKilled) output(` !     ${dyno} ran out of memory (512 MB).\n`);
-      return r.code === 0 && !r.timedOut && !r.oomKilled;
+      return r.code === 0 && !r.timedOut && !r.oomKilled && !guard.exceeded;
     } finally {
-      builder.removeWorkspace(ws.root);
+      await builder.releaseWorkspace(ws.root);
     }
   }
 }

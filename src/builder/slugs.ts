@@ -50,6 +50,22 @@ function meter(limit: number, tooBig: () => Error, onChunk?: () => void): { stre
   return { stream, size: () => size, digest: () => hash.digest('hex') };
 }
 
+/** What changes when a file's bytes may have: inode, size, mtime and ctime (which no one can set back). */
+function identity(path: string): string | undefined {
+  try {
+    const st = statSync(path, { bigint: true });
+    return `${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+  } catch {
+    return undefined;
+  }
+}
+
+export async function sha256File(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
 /**
  * Slugs: the built app dir as a tar.gz, content-addressed by SHA-256 in `<data-dir>/slugs`. The
  * record (`/berth/slugs/<id>`) is what releases point at; identical builds share one blob. Each
@@ -66,6 +82,8 @@ export class SlugStore {
   /** Blobs being put in place right now (a create between its rename and its record), with a count. */
   private readonly holds = new Map<string, number>();
   private seen = 0;
+  /** Blobs whose bytes were hashed, by hex, with the file's identity then: unchanged files are not hashed again. */
+  private readonly verified = new Map<string, string>();
 
   constructor(
     readonly store: Store,
@@ -86,6 +104,7 @@ export class SlugStore {
   }
 
   async create(appId: string, appDir: string, meta: { processTypes: Record<string, string>; commit: string | null; buildpack: string | null }): Promise<SlugRecord> {
+    const health = readAppJsonHealthChecks(appDir);
     const tmp = join(this.dir, `.${randomUUID()}.tmp`);
     const m = meter(this.maxBytes, () => invalid(`Slug is larger than the ${shownLimit(this.maxBytes)} limit; remove large files from the build (or commit fewer of them).`));
     try {
@@ -102,9 +121,9 @@ export class SlugStore {
     this.holds.set(hex, (this.holds.get(hex) ?? 0) + 1);
     try {
       renameSync(tmp, join(this.dir, `${hex}.tgz`));
+      this.hashed(hex);
       const now = new Date().toISOString();
       const slug: SlugRecord = {
-    const health = readAppJsonHealthChecks(appDir);
         id: randomUUID(),
         app_id: appId,
         checksum: `SHA256:${hex}`,
@@ -114,6 +133,8 @@ export class SlugStore {
         commit_description: null,
         buildpack_provided_description: meta.buildpack,
         stack: { name: 'heroku-22' },
+        // The checks of the app.json packed in this slug (checked, with notes, before the build).
+        ...(health.checks ? { healthchecks: health.checks } : {}),
         created_at: now,
         updated_at: now,
       };
@@ -133,8 +154,6 @@ export class SlugStore {
   pin(hex: string, revision: number): void {
     if (revision > this.seen && revision > (this.pins.get(hex) ?? 0)) this.pins.set(hex, revision);
   }
-        // The checks of the app.json packed in this slug (checked, with notes, before the build).
-        ...(health.checks ? { healthchecks: health.checks } : {}),
 
   pinned(hex: string): boolean {
     return this.holds.has(hex) || (this.pins.get(hex) ?? 0) > this.seen;
@@ -163,11 +182,42 @@ export class SlugStore {
       if (got !== hex) throw new BerthError('slug_copy_corrupt', `the blob failed its checksum (got SHA256:${got})`);
       if (expectedSize !== undefined && m.size() !== expectedSize) throw new BerthError('slug_copy_corrupt', `the blob has ${m.size()} bytes, ${expectedSize} expected`);
       renameSync(tmp, join(this.dir, `${hex}.tgz`));
+      this.hashed(hex);
     } finally {
       rmSync(tmp, { force: true });
     }
     await this.record(hex, m.size());
     return join(this.dir, `${hex}.tgz`);
+  }
+
+  /**
+   * Checks that this machine's blob of `checksum` hashes to it before anyone unpacks it (a disk
+   * fault, or a file changed behind Berth's back); one that does not is deleted with its copy
+   * record, and `slug_checksum_mismatch` is thrown. A blob this process wrote or already checked,
+   * unchanged since (same inode, size, mtime and ctime), is not read again.
+   */
+  async verify(checksum: string): Promise<string> {
+    const hex = mustHex(checksum);
+    const path = join(this.dir, `${hex}.tgz`);
+    const before = identity(path);
+    if (before !== undefined && this.verified.get(hex) === before) return path;
+    const got = await sha256File(path).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') throw new BerthError('slug_missing', `slug blob SHA256:${hex} is not on this machine`);
+      throw err;
+    });
+    if (got !== hex) {
+      this.verified.delete(hex);
+      await this.remove(hex, true);
+      throw new BerthError('slug_checksum_mismatch', `slug blob SHA256:${hex} on this machine hashes to SHA256:${got}; it was deleted and will not be unpacked`);
+    }
+    if (before !== undefined && identity(path) === before) this.verified.set(hex, before);
+    return path;
+  }
+
+  /** `hex`'s blob was just hashed while it was written. */
+  private hashed(hex: string): void {
+    const id = identity(join(this.dir, `${hex}.tgz`));
+    if (id !== undefined) this.verified.set(hex, id);
   }
 
   /** Says in the store that this machine holds `hex`. */
@@ -184,6 +234,7 @@ export class SlugStore {
   async remove(hex: string, force = false): Promise<boolean> {
     mustHex(hex);
     if (this.pinned(hex) && !force) return false;
+    this.verified.delete(hex);
     rmSync(join(this.dir, `${hex}.tgz`), { force: true });
     await this.unrecord(hex);
     return true;

@@ -7,6 +7,8 @@
 'use strict';
 const http = require('node:http');
 
+// Rejected unless Berth's verdict arrives: a dropped connection must not accept a push.
+process.exitCode = 1;
 let input = '';
 process.stdin.on('data', (d) => (input += d));
 process.stdin.on('end', () => {
@@ -30,17 +32,33 @@ process.stdin.on('end', () => {
   });
   const req = http.request(process.env.BERTH_HOOK_URL || '', { method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
     let tail = '';
-    res.on('data', (d) => {
-      const text = tail + d.toString();
-      const cut = text.lastIndexOf('\n') + 1;
-      // Whole lines only; the last line, `@@berth-result ok|fail`, is the verdict, not output.
-      process.stderr.write(text.slice(0, cut).replace(/^@@berth-result .*\n/m, ''));
+    let last = '';
+    /** @param {string} text */
+    const relay = (text) => {
+      // git reads this slower than Berth writes when the pusher is slow: wait for it (Berth skips
+      // output for a slow reader) rather than buffer here.
+      if (!process.stderr.write(text)) {
+        res.pause();
+        process.stderr.once('drain', () => res.resume());
+      }
+    };
+    res.setEncoding('utf8');
+    res.on('data', (/** @type {string} */ d) => {
+      let text = tail + d;
+      let cut = text.lastIndexOf('\n') + 1;
+      // Whole lines only, except past 64 KB without a newline (a line is not a place to buffer).
+      if (cut === 0 && text.length > 65536) cut = text.length;
+      const lines = text.slice(0, cut);
       tail = text.slice(cut);
-      if (/^@@berth-result /m.test(text.slice(0, cut))) process.exitCode = /^@@berth-result ok$/m.test(text.slice(0, cut)) ? 0 : 1;
+      if (lines) last = lines.slice(lines.lastIndexOf('\n', lines.length - 2) + 1);
+      // The verdict, `@@berth-result ok|fail`, is the response's last line and not output; only
+      // that last line counts (a build may print anything, that line included).
+      relay(lines.replace(/^@@berth-result .*\n/gm, ''));
     });
     res.on('end', () => {
-      if (tail && !tail.startsWith('@@berth-result')) process.stderr.write(tail + '\n');
-      if (process.exitCode === undefined) process.exitCode = 1;
+      const final = (tail || last).replace(/\n$/, '');
+      if (tail && !tail.startsWith('@@berth-result')) relay(tail + '\n');
+      process.exitCode = final === '@@berth-result ok' ? 0 : 1;
     });
   });
   req.on('error', (e) => {

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { KeptOutput, StreamCap } from '../../builder/output.js';
 import type { AppRef, Deployer, PushSource, SlugBuilder, SlugRunner } from '../../builder/ports.js';
 import { put } from '../../domain/codec.js';
 import { errorMessage } from '../../domain/errors.js';
@@ -12,10 +13,10 @@ import type { LogHub } from './logs.js';
 import type { Releases } from './releases.js';
 import type { PlatformSettings, ReleaseRecord } from './types.js';
 
-/** A build in progress: its output so far, who is following it, and how to stop it. */
+/** A build in progress: its output so far (its start and its end), who is following it, and how to stop it. */
 export interface RunningBuild {
   appId: string;
-  output: string;
+  output: KeptOutput;
   listeners: Set<(text: string) => void>;
   abort: AbortController;
   finished: Promise<void>;
@@ -35,6 +36,11 @@ export interface DeploysOptions {
   retainSlugs?: number;
   /** Releases past the newest this many drop their config copy once their slug is gone (default 100). */
   retainReleases?: number;
+  /**
+   * What a build keeps of its output in memory and in its record (the first `headChars` and the
+   * last `tailChars`, default 64 K and 192 K), and streams to the pusher (`streamBytes`, 16 MB).
+   */
+  output?: { headChars?: number; tailChars?: number; streamBytes?: number };
 }
 
 /**
@@ -79,12 +85,16 @@ export class Deploys implements Deployer {
       updated_at: now,
     };
     let finish!: () => void;
-    const live: RunningBuild = { appId: app.id, output: '', listeners: new Set(), abort: new AbortController(), finished: new Promise((r) => (finish = r)) };
+    // A tenant prints the output: what is kept and what the pusher is sent stay bounded however
+    // much it prints (the builder stops it past its own limit).
+    const o = this.o.output ?? {};
+    const kept = new KeptOutput(o.headChars, o.tailChars);
+    const toPusher = new StreamCap(write, o.streamBytes);
+    const live: RunningBuild = { appId: app.id, output: kept, listeners: new Set(), abort: new AbortController(), finished: new Promise((r) => (finish = r)) };
     this.live.set(record.id, live);
     const out = (text: string): void => {
-      record.output += text;
-      live.output += text;
-      write(text);
+      kept.append(text);
+      toPusher.write(text);
       for (const l of live.listeners) l(text);
     };
     try {
@@ -130,6 +140,8 @@ export class Deploys implements Deployer {
       buildLog.info({ err: errorMessage(err) }, 'build failed');
       return false;
     } finally {
+      toPusher.end();
+      record.output = kept.text();
       record.updated_at = new Date().toISOString();
       await saveBuild(store, record).catch((e: unknown) => buildLog.error({ err: e }, 'saving the build record failed'));
       this.live.delete(record.id);

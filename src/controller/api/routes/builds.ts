@@ -5,6 +5,7 @@ import { keys } from '../../../domain/keys.js';
 import { codecs, type BuildRecord } from '../../../domain/records.js';
 import type { Services } from '../../services/index.js';
 import { sendPage } from '../range.js';
+import { boundedWriter, StreamCap } from '../../../builder/output.js';
 
 /**
  * Builds (`builds`, `builds:info`), a build's output as it happens (`output_stream_url`,
@@ -39,12 +40,16 @@ export function registerBuildRoutes(api: FastifyInstance, s: Services): void {
       res.end(build.output);
       return;
     }
-    res.write(live.output);
-    const follow = (text: string): void => void res.write(text);
+    // A follower that reads slowly is skipped ahead rather than queued for: the build's output is
+    // the tenant's, and nothing it prints may pile up in this process.
+    const stream = new StreamCap(boundedWriter(res).write);
+    stream.write(live.output.text());
+    const follow = (text: string): void => stream.write(text);
     live.listeners.add(follow);
     req.raw.on('close', () => live.listeners.delete(follow));
     await live.finished;
     live.listeners.delete(follow);
+    stream.end();
     res.end();
   });
 
