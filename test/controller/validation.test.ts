@@ -82,8 +82,8 @@ describe('validation: clear 4xx, nothing written', () => {
     expect((await h.call(t, 'POST', '/apps/valid-app/domains', { hostname: 'shop.example.org' })).status).toBe(201);
     await h.call(h.tokens.bob, 'POST', '/apps', { name: 'bobs-app' });
     const taken = await h.call(h.tokens.bob, 'POST', '/apps/bobs-app/domains', { hostname: 'SHOP.example.org' });
-    expect(taken.status).toBe(409);
-    expect(taken.body.id).toBe('conflict');
+    expect(taken.status).toBe(422);
+    expect(taken.body.id).toBe('invalid_params');
   });
 
   it('parses SSH keys: ed25519, ecdsa and rsa ≥ 2048 accepted; short rsa, garbage and private keys refused', async () => {

@@ -87,18 +87,16 @@ export function buildApi(services: Services, log: Logger, extraRoutes: ((api: Fa
   app.setNotFoundHandler((request, reply) =>
     sendError(reply, 404, 'not_found', `The requested API endpoint ${request.method} ${request.url.split('?')[0]} was not found.`),
   );
-  // Heroku clients send vendor JSON types; parse them as JSON.
-  app.addContentTypeParser(/^application\/(vnd\.heroku\+)?json/, { parseAs: 'string' }, (_req, body, done) => {
+  // Heroku clients send vendor JSON types; parse them as JSON. Fastify's own application/json
+  // parser refuses an empty body, yet clients send `Content-Type: application/json` on a DELETE
+  // without one (400 before any handler ran): an empty body is no body, whatever the type says.
+  // Non-empty bodies still go through Fastify's parser, which refuses prototype poisoning.
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser(/^application\/(vnd\.heroku\+)?json/, { parseAs: 'string' }, (req, body, done) => {
     const text = typeof body === 'string' ? body : body.toString('utf8');
     if (text.trim() === '') return done(null, {});
-    try {
-      done(null, JSON.parse(text));
-    } catch (err) {
-      const e = err as Error & { statusCode?: number; code?: string };
-      e.statusCode = 400;
-      e.code = 'FST_ERR_CTP_INVALID_JSON_BODY';
-      done(e, undefined);
-    }
+    void parseJson(req, text, done);
   });
   // Handlers still running when the server closes (their client gone) must finish before the store
   // closes under them: `drain` waits for them.
@@ -155,9 +153,9 @@ export function buildApi(services: Services, log: Logger, extraRoutes: ((api: Fa
   registerLogRoutes(app, services);
   registerAdminRoutes(app, services);
   registerPlacementRoutes(app, services);
-  registerHealthCheckRoutes(app, services);
   registerCertRoutes(app, services);
   registerRouterRoutes(app, services);
+  registerHealthCheckRoutes(app, services);
   registerInternalReleaseRoutes(app, services);
   registerClusterRoutes(app, services);
   for (const routes of extraRoutes) routes(app, services);

@@ -4,7 +4,7 @@ import { deleteOp as del, list, putOp } from '../../domain/codec.js';
 import { keys } from '../../domain/keys.js';
 import { codecs, type DrainRecord } from '../../domain/records.js';
 import type { Store } from '../../store/index.js';
-import { isInternalAddress, resolveAll } from '../drains/targets.js';
+import type { DrainTargets } from '../drains/targets.js';
 import type { AppAccess, Apps } from './apps.js';
 import type { UserRecord } from './types.js';
 
@@ -33,6 +33,8 @@ export class LogDrains {
   constructor(
     private readonly store: Store,
     private readonly apps: Apps,
+    /** What a tenant's drain may not reach: special ranges and the cluster's own addresses. */
+    private readonly targets: DrainTargets,
   ) {}
 
   async list(access: AppAccess): Promise<DrainRecord[]> {
@@ -42,13 +44,10 @@ export class LogDrains {
   async add(access: AppAccess, url: string, user: UserRecord): Promise<DrainRecord> {
     const normalised = url.trim();
     const target = parseDrainUrl(normalised);
-    let internal = false;
-    try {
-      internal = (await resolveAll(target.host)).some(isInternalAddress);
-    } catch {
-      // Not resolvable now: it may be later. The sender checks every address it connects to.
-    }
-    if (internal && !user.admin) throw invalid(`${target.host} is an internal address (this host, link-local or unspecified); drains must go to a log service elsewhere.`);
+    // Checked here and again at every connect (the name may resolve elsewhere by then).
+    const problem = await this.targets.problem(target.host);
+    if (problem && !user.admin) throw invalid(`${problem}; drains must go to a log service on the internet, outside this cluster.`);
+    const internal = problem !== undefined;
     const existing = await this.list(access);
     if (existing.some((d) => d.url === normalised)) throw invalid(`${normalised} is already a drain of ${access.app.name}.`);
     if (existing.length >= MAX_DRAINS) throw invalid(`${access.app.name} already has ${MAX_DRAINS} drains; remove one first.`);

@@ -11,6 +11,7 @@ import { Domains } from './domains.js';
 import { Formations } from './formation.js';
 import { GitAccessService } from './git-access.js';
 import { LogDrains } from './drains.js';
+import { DrainTargets } from '../drains/targets.js';
 import { LogHub, SqliteLogStore, type LogClusterOptions } from './logs.js';
 import { DrainForwarder } from '../drains/forwarder.js';
 import { Releases } from './releases.js';
@@ -82,7 +83,7 @@ export function createServices(store: Store, log: Logger, settings: PlatformSett
     new SqliteLogStore({ path: options.logDb ?? ':memory:', ...(options.logRetain ? { retain: options.logRetain } : {}), log: logLog }),
     options.peers ? { cluster: { peers: options.peers, log: logLog, ...(options.logRetain ? { retain: options.logRetain } : {}), ...options.logCluster } } : {},
   );
-  const domains = new Domains(store, apps, settings.domain);
+  const domains = new Domains(store, apps, settings);
   const drainForwarder = new DrainForwarder({ store, hub: logs, log: log.child({ component: 'drains' }) });
   // Release-phase output of config changes and rollbacks goes to the app's log stream.
   const releases = new Releases(store, apps, {
@@ -118,7 +119,7 @@ export function createServices(store: Store, log: Logger, settings: PlatformSett
     sshKeys: new SshKeys(store),
     logs,
     cluster: new ClusterTokens(store, lookups),
-    drains: new LogDrains(store, apps),
+    drains: new LogDrains(store, apps, new DrainTargets({ store, log: log.child({ component: 'drain-targets' }) })),
     certs: new SniEndpoints(store, apps, domains),
     routerSettings: new RouterSettings(store, apps),
     drainForwarder,
