@@ -11,9 +11,10 @@ import { Cluster } from '../control-loops/harness.js';
 
 let cluster: Cluster;
 let app: Server | undefined;
+const more: Server[] = [];
 afterEach(async () => {
   await cluster?.close();
-  await new Promise((r) => (app ? app.close(r) : r(undefined)));
+  for (const s of [app, ...more.splice(0)]) await new Promise((r) => (s ? s.close(r) : r(undefined)));
   app = undefined;
 });
 
@@ -27,6 +28,7 @@ async function serveFor(unitPrefix: string, answers: Answers): Promise<{ request
     return e ? Number(e.what.split(':').pop()) : undefined;
   });
   const requests: string[] = [];
+  if (app) more.push(app);
   app = createServer((req, res) => {
     requests.push(req.url ?? '');
     const status = answers[req.url ?? ''] ?? 404;
@@ -147,5 +149,37 @@ describe('liveness and readiness checks', () => {
     expect(cluster.timeline.filter((e) => /^m1 start web\.1 /.test(e.what))).toHaveLength(1);
     expect(lines('web.1')).toContainEqual(expect.stringContaining('Readiness check GET /ready failing (HTTP 503): no new requests until it passes'));
     expect(lines('web.1')).toContainEqual(expect.stringContaining('Health checks pass again: serving requests'));
+  });
+});
+
+describe('rollouts', () => {
+  it("keeps the old dyno serving until the new release's dyno passes its startup check", async () => {
+    cluster = await Cluster.start();
+    await cluster.router('r1');
+    await cluster.agent('m1');
+    await cluster.scheduler('s1');
+    await cluster.app('roll', { web: 'hang' });
+    await setCheck('roll', { path: '/health', attempts: 30, wait: 1, timeout: 1 });
+    await cluster.scale('roll', { web: 1 });
+    await serveFor('roll.web.1@v2', { '/health': 200 });
+    await until('v2 published', async () => ((await cluster.endpoints('roll')).size === 1 ? true : undefined), 10_000);
+
+    await cluster.deploy('roll', { web: 'hang' });
+    const next: Answers = { '/health': 503 };
+    const { requests } = await serveFor('roll.web.1@v3', next);
+    await until('v3 checked twice', () => (requests.length >= 2 ? true : undefined), 10_000);
+    // The old dyno still serves, alone; the new one is not published.
+    expect([...(await cluster.endpoints('roll')).keys()]).toEqual([expect.stringMatching(/^roll\.web\.1@v2/)]);
+    expect(cluster.indexOf(/^m1 stop web\.1 /)).toBe(-1);
+
+    next['/health'] = 200;
+    await until('v3 alone', async () => {
+      const keys = [...(await cluster.endpoints('roll')).keys()];
+      return keys.length === 1 && keys[0]?.startsWith('roll.web.1@v3') ? true : undefined;
+    }, 15_000);
+    const published = cluster.indexOf(/^publish roll\.web\.1@v3/);
+    const unpublished = cluster.indexOf(/^unpublish roll\.web\.1@v2/);
+    expect(published).toBeGreaterThanOrEqual(0);
+    expect(unpublished).toBeGreaterThan(published);
   });
 });
