@@ -25,18 +25,38 @@ interface HookBody {
 const ZERO = /^0+$/;
 const DEPLOY_REFS = new Set(['refs/heads/main', 'refs/heads/master']);
 
-/** Waits its turn: pushes to one app run one at a time, all pushes at most `max` at once. */
-class Gate {
-  private readonly apps = new Map<string, Promise<void>>();
+/**
+ * Waits its turn: pushes to one app run one at a time, all pushes at most `max` at once. A push
+ * queues for a build slot only once its app's previous push is done, so one app holds at most one
+ * slot and slots go to apps in the order they asked; an app may have one push waiting behind its
+ * running one, and a third is refused (`undefined`) rather than queued without end.
+ */
+export class Gate {
+  private readonly apps = new Map<string, { tail: Promise<void>; count: number }>();
   private running = 0;
   private readonly waiting: (() => void)[] = [];
-  constructor(private readonly max: number) {}
+  constructor(
+    private readonly max: number,
+    private readonly perApp = 2,
+  ) {}
 
-  async enter(appId: string, onWait: () => void): Promise<() => void> {
-    const before = this.apps.get(appId);
+  async enter(appId: string, onWait: () => void): Promise<(() => void) | undefined> {
+    const entry = this.apps.get(appId);
+    if (entry && entry.count >= this.perApp) return undefined;
+    const before = entry?.tail;
     let release!: () => void;
     const mine = new Promise<void>((r) => (release = r));
-    this.apps.set(appId, (before ?? Promise.resolve()).then(() => mine));
+    const next = { tail: (before ?? Promise.resolve()).then(() => mine), count: (entry?.count ?? 0) + 1 };
+    this.apps.set(appId, next);
+    let left = false;
+    const leave = (): void => {
+      if (left) return;
+      left = true;
+      // The app's entry goes with its last push: the map holds apps with pushes, not every app ever.
+      const now = this.apps.get(appId);
+      if (now && --now.count === 0) this.apps.delete(appId);
+      release();
+    };
     if (before) {
       // The previous push may only be handing over (git finishing its ref update): say "waiting"
       // only when the wait is real.
@@ -47,9 +67,10 @@ class Gate {
     if (this.running >= this.max) await new Promise<void>((r) => this.waiting.push(r));
     this.running++;
     return () => {
+      if (left) return;
       this.running--;
       this.waiting.shift()?.();
-      release();
+      leave();
     };
   }
 }
@@ -107,7 +128,12 @@ export class PushHandler {
     }
     const app = await access.resolveApp(session.user, session.appId);
     // Held until git has moved the ref (close()), so the next push checks the ref git really has.
-    session.leave = await this.gate.enter(app.id, () => write(`-----> Waiting for another build of ${app.name} to finish...\n`));
+    const leave = await this.gate.enter(app.id, () => write(`-----> Waiting for another build of ${app.name} to finish...\n`));
+    if (!leave) {
+      write(` !     ${app.name} already has a build running and another push waiting.\n !     Push again once they have finished.\n`);
+      return false;
+    }
+    session.leave = leave;
     if (session.closed) {
       // git died while this push waited: nobody will call close() again, so let go now.
       session.leave();
