@@ -351,14 +351,14 @@ export class Agent {
         d.generation++;
         d.unready = true;
         say(`${why}: restarting`);
-        void (async () => {
+        this.track((async () => {
           await this.unpublish(d).catch(() => undefined);
           await running.stop(10_000).catch(() => undefined);
           if (d.state !== 'up') return;
           say('State changed from up to crashed');
           this.crashed(d, why);
           await this.status(d, 'crashed', release, why).catch(() => undefined);
-        })();
+        })());
       },
     });
     d.monitor.start();
