@@ -28,10 +28,6 @@ export class MaintenanceSet {
     return true;
   }
 
-  has(appId: string): boolean {
-    return this.ids.has(appId);
-  }
-
   /** The control server's body: one app id per line, sorted; a full snapshot. */
   body(): string {
     return [...this.ids].sort().map((id) => `${id}\n`).join('');
