@@ -2,12 +2,16 @@ import { errorMessage } from '../domain/errors.js';
 import { codecs, type ReleaseRecord } from '../domain/records.js';
 import type { Logger } from '../domain/log.js';
 import type { Store } from '../store/index.js';
+import { LOGPLEX_DYNO, LogRateLimiter, type LogRateOptions } from './log-limiter.js';
 import { ServerList, SlugSource } from './slug-source.js';
 
 export { pruneCache } from './slug-source.js';
 
 /** Well under the API's 1 MiB body limit, JSON overhead included. */
 const BATCH_BYTES = 256 * 1024;
+/** Lines held while no server takes them: at most this many, and about this many bytes. */
+const QUEUE_LINES = 20_000;
+const QUEUE_BYTES = 16 * 1024 * 1024;
 
 export interface JoinAnswer {
   store_url: string;
@@ -31,7 +35,10 @@ export class ControllerLink {
   /** The join URL first, then every live server once the store is known (`attach`). */
   readonly servers: ServerList;
   private queue: { app_id: string; source: string; dyno: string; message: string; time: string }[] = [];
+  private queuedBytes = 0;
   private dropped = 0;
+  /** An app's lines past its rate go no further than this machine (an L10 line says so). */
+  private readonly limiter: LogRateLimiter;
   private flushing: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
 
@@ -39,7 +46,9 @@ export class ControllerLink {
     controller: string,
     private readonly token: string,
     private readonly log: Logger,
+    logRate: LogRateOptions = {},
   ) {
+    this.limiter = new LogRateLimiter(logRate, (appId, message) => this.enqueue(appId, 'berth', LOGPLEX_DYNO, message));
     this.base = controller.replace(/\/+$/, '');
     this.servers = new ServerList(this.base, log);
   }
@@ -82,11 +91,21 @@ export class ControllerLink {
     return (slugId) => source.path(slugId);
   }
 
-  /** Queues a line for the controller; sent in batches so a chatty dyno is not a request per line. */
+  /**
+   * Queues a line for the controller; sent in batches so a chatty dyno is not a request per line.
+   * Past the app's rate the line is dropped here, before it costs a byte on the wire.
+   */
   appLog(appId: string, source: string, dyno: string, message: string): void {
+    if (this.limiter.admit(appId)) this.enqueue(appId, source, dyno, message);
+  }
+
+  private enqueue(appId: string, source: string, dyno: string, message: string): void {
     this.queue.push({ app_id: appId, source, dyno, message, time: new Date().toISOString() });
+    this.queuedBytes += message.length;
     // Bounded while the controller is away: the oldest lines go first, and are counted.
-    if (this.queue.length > 20_000) this.dropped += this.queue.splice(0, this.queue.length - 20_000).length;
+    let n = 0;
+    while (this.queue.length - n > 1 && (this.queue.length - n > QUEUE_LINES || this.queuedBytes > QUEUE_BYTES)) this.queuedBytes -= this.queue[n++]?.message.length ?? 0;
+    if (n > 0) this.dropped += this.queue.splice(0, n).length;
     this.timer ??= setTimeout(() => void this.flush(), 200);
   }
 
@@ -105,6 +124,7 @@ export class ControllerLink {
       let n = 0;
       while (n < this.queue.length && n < 2000 && bytes < BATCH_BYTES) bytes += Buffer.byteLength(this.queue[n++]?.message ?? '') + 200;
       const batch = this.queue.splice(0, n);
+      for (const l of batch) this.queuedBytes -= l.message.length;
       const outcome = await this.post(JSON.stringify({ lines: batch }));
       if (outcome === 'sent') continue;
       // A batch a server refuses as such (not the credential, not a pause) would be refused
@@ -115,6 +135,7 @@ export class ControllerLink {
       }
       this.log.warn({ err: outcome.error, queued: this.queue.length + batch.length }, 'no server took the log lines; retrying');
       this.queue.unshift(...batch);
+      for (const l of batch) this.queuedBytes += l.message.length;
       // Once closed, the last attempt was the last: no timer keeps a stopped agent alive.
       if (!this.closed) this.timer ??= setTimeout(() => void this.flush(), 2000);
       return;
@@ -187,6 +208,7 @@ export class ControllerLink {
 
   /** One last attempt to send what is queued; nothing is retried after it. */
   close(): Promise<void> {
+    this.limiter.close();
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;

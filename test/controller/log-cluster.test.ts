@@ -240,7 +240,13 @@ describe('a server lost or restarted', () => {
   it('keeps the newest 1,500 lines on the others after the origin and its data dir are gone', async () => {
     const { a, b } = servers as Record<string, Server>;
     const appId = await createApp(b!, 'busy');
-    for (let i = 0; i < 1600; i++) a!.controller.services.logs.append(appId, { source: 'app', dyno: 'web.1', message: `busy ${i}` });
+    const append = (from: number, to: number): void => {
+      for (let i = from; i < to; i++) a!.controller.services.logs.append(appId, { source: 'app', dyno: 'web.1', message: `busy ${i}` });
+    };
+    // An app's lines enter at 1,000 at once and 500 a second after (past that, L10): the rest later.
+    append(0, 1000);
+    await new Promise((r) => setTimeout(r, 1500));
+    append(1000, 1600);
     await until('the last line on B', () => messages(b!, appId).includes('busy 1599'));
     await stopServer(a!, { forgetRecord: true });
     rmSync(a!.dir, { recursive: true, force: true });

@@ -1,3 +1,4 @@
+import { LOGPLEX_DYNO } from '../../agent/log-limiter.js';
 import { decodeAll, list, tryDecode } from '../../domain/codec.js';
 import { errorMessage } from '../../domain/errors.js';
 import { keys } from '../../domain/keys.js';
@@ -13,7 +14,7 @@ export interface DrainForwarderOptions {
   store: Store;
   hub: LogHub;
   log: Logger;
-  sender?: Pick<SyslogSenderOptions, 'queueMax' | 'minBackoffMs' | 'maxBackoffMs'>;
+  sender?: Pick<SyslogSenderOptions, 'queueMax' | 'queueBytes' | 'minBackoffMs' | 'maxBackoffMs'>;
 }
 
 interface Active {
@@ -147,7 +148,8 @@ export class DrainForwarder {
       this.o.log.warn({ app_id: appId, drain: record.id, err: errorMessage(err) }, 'ignoring a drain with an unusable URL');
       return;
     }
-    const sender = new SyslogSender({ ...target, ...this.o.sender, allowInternal: record.internal === true, log: this.o.log.child({ app_id: appId, drain: record.id }) });
+    const notice = (message: string): string => syslogFrame(record.token, { time: new Date().toISOString(), source: 'berth', dyno: LOGPLEX_DYNO, message });
+    const sender = new SyslogSender({ ...target, ...this.o.sender, notice, allowInternal: record.internal === true, log: this.o.log.child({ app_id: appId, drain: record.id }) });
     byId.set(record.id, { record, sender });
     this.drains.set(appId, byId);
   }

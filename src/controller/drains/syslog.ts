@@ -1,4 +1,5 @@
 import { connect, type Socket } from 'node:net';
+import { overflowNotice } from '../../agent/log-limiter.js';
 import { guardedLookup } from './targets.js';
 import { errorMessage } from '../../domain/errors.js';
 import type { Logger } from '../../domain/log.js';
@@ -28,6 +29,13 @@ export interface SyslogSenderOptions {
   log: Logger;
   /** Frames held while the drain is unreachable or slow; beyond it the oldest are dropped. */
   queueMax?: number;
+  /** Bytes of frames held at most, whatever their number (default 4 MiB): lines may be 64 KiB each. */
+  queueBytes?: number;
+  /**
+   * The frame of a line telling the drain how many lines it lost (Heroku's L10), sent once it
+   * takes lines again; without it, drops are only logged here.
+   */
+  notice?: (message: string) => string;
   /** Reconnect backoff, doubling from min to max (ms). */
   minBackoffMs?: number;
   maxBackoffMs?: number;
@@ -43,6 +51,10 @@ export interface SyslogSenderOptions {
  */
 export class SyslogSender {
   private queue: string[] = [];
+  private queuedBytes = 0;
+  /** Drops not yet told to the drain, and when the first of them happened. */
+  private untold = 0;
+  private untoldSince = 0;
   private socket: Socket | undefined;
   private connected = false;
   private writable = false;
@@ -63,10 +75,18 @@ export class SyslogSender {
   send(frame: string): void {
     if (this.closed) return;
     this.queue.push(frame);
+    this.queuedBytes += frame.length;
     const max = this.o.queueMax ?? 1000;
-    if (this.queue.length > max) {
-      this.dropped += this.queue.length - max;
-      this.queue.splice(0, this.queue.length - max);
+    const maxBytes = this.o.queueBytes ?? 4 * 1024 * 1024;
+    let n = 0;
+    let bytes = this.queuedBytes;
+    while (this.queue.length - n > 1 && (this.queue.length - n > max || bytes > maxBytes)) bytes -= (this.queue[n++] as string).length;
+    if (n > 0) {
+      this.queue.splice(0, n);
+      this.queuedBytes = bytes;
+      this.dropped += n;
+      if (this.untold === 0) this.untoldSince = Date.now();
+      this.untold += n;
     }
     this.pump();
   }
@@ -81,6 +101,7 @@ export class SyslogSender {
     this.socket?.destroy();
     this.socket = undefined;
     this.queue = [];
+    this.queuedBytes = 0;
   }
 
   private connect(): void {
@@ -131,8 +152,15 @@ export class SyslogSender {
       this.o.log.warn({ host: this.o.host, port: this.o.port, dropped: this.dropped - this.reportedDrops, total: this.dropped }, 'log drain fell behind; dropped the oldest lines');
       this.reportedDrops = this.dropped;
     }
+    if (this.untold > 0 && this.o.notice && this.socket && this.connected && this.writable) {
+      // Before the lines that are left: where the gap is, as Heroku's logplex tells a drain.
+      this.writable = this.socket.write(this.o.notice(overflowNotice('L10', this.untold, this.untoldSince)));
+      this.untold = 0;
+    }
     while (this.socket && this.connected && this.writable && this.queue.length > 0) {
-      this.writable = this.socket.write(this.queue.shift()!);
+      const frame = this.queue.shift()!;
+      this.queuedBytes -= frame.length;
+      this.writable = this.socket.write(frame);
     }
   }
 }

@@ -8,15 +8,21 @@ import type { Store } from '../../store/index.js';
 import { LogCatchUp, type CatchUpOptions } from '../logs/catch-up.js';
 import { LogFanout, type LogFanoutOptions, type PeerStats } from '../logs/fanout.js';
 import { LineIds } from '../logs/ids.js';
+import { sanitizeMessage, validTime } from '../logs/sanitize.js';
+import { LOGPLEX_DYNO, LogRateLimiter, type LogRateOptions } from '../../agent/log-limiter.js';
 import { MAX_MESSAGE, type WireBatch } from '../logs/wire.js';
 import { SqliteLogStore, type LogFilter, type LogLine, type LogStore, type StoredLine } from './log-store.js';
 import { hashToken } from './users.js';
 
 export { matchesFilter, SqliteLogStore, type AppLine, type LogFilter, type LogLine, type LogStore, type StoredLine } from './log-store.js';
 
+/** One line as `logs` shows it; the message made safe again, for lines kept from before that was done at entry. */
 export function formatLogLine(l: LogLine): string {
-  return `${l.time} ${l.source}[${l.dyno}]: ${l.message}`;
+  return `${l.time} ${l.source}[${l.dyno}]: ${sanitizeMessage(l.message)}`;
 }
+
+/** The platform's own lines about an app's log stream (L10, L11) are `berth[logplex]`. */
+const PLATFORM_SOURCE = 'berth';
 
 const SESSION_TTL = 300;
 
@@ -38,6 +44,8 @@ export interface LogClusterOptions {
 export interface LogHubOptions {
   /** Without it, one server: its lines are its own. */
   cluster?: LogClusterOptions;
+  /** Each app's lines entering here, past which they are dropped with an L10 notice (default 500/s, burst 1,000). */
+  rate?: LogRateOptions;
 }
 
 /**
@@ -54,12 +62,14 @@ export class LogHub {
   private readonly ids = new LineIds();
   private readonly fanout: LogFanout | undefined;
   private readonly catchUps: LogCatchUp | undefined;
+  private readonly limiter: LogRateLimiter;
 
   constructor(
     private readonly store: Store,
     private readonly lines: LogStore = new SqliteLogStore({ path: ':memory:' }),
     options: LogHubOptions = {},
   ) {
+    this.limiter = new LogRateLimiter(options.rate ?? {}, (appId, message) => this.append(appId, { source: PLATFORM_SOURCE, dyno: LOGPLEX_DYNO, message }));
     const c = options.cluster;
     if (c) {
       const fanout = new LogFanout(c.peers, c.log.child({ part: 'fanout' }), c.fanout);
@@ -71,11 +81,17 @@ export class LogHub {
     }
   }
 
-  /** A line entering the platform here: this server is its origin. */
+  /**
+   * A line entering the platform here: this server is its origin. Past the app's rate it is
+   * dropped, counted for the app's next L10 line (which is never dropped itself: only the platform
+   * writes `berth[logplex]`, an agent's dyno lines being `app[...]`).
+   */
   append(appId: string, line: Omit<LogLine, 'time'> & { time?: string }): void {
-    // Cut where it enters, so every server keeps the same line and a peer never refuses a batch over one.
-    const message = line.message.length > MAX_MESSAGE ? line.message.slice(0, MAX_MESSAGE) : line.message;
-    const full: StoredLine = { id: this.ids.next(), time: line.time ?? new Date().toISOString(), source: line.source, dyno: line.dyno, message };
+    if (!(line.source === PLATFORM_SOURCE && line.dyno === LOGPLEX_DYNO) && !this.limiter.admit(appId)) return;
+    // Cut where it enters, so every server keeps the same line and a peer never refuses a batch
+    // over one; made safe here, so no line kept or sent on can forge another's prefix.
+    const message = sanitizeMessage(line.message.length > MAX_MESSAGE ? line.message.slice(0, MAX_MESSAGE) : line.message);
+    const full: StoredLine = { id: this.ids.next(), time: validTime(line.time) ?? new Date().toISOString(), source: line.source, dyno: line.dyno, message };
     this.lines.append(appId, full);
     for (const l of this.listeners.get(appId) ?? []) l(full);
     for (const t of this.taps) t(appId, full);
@@ -138,6 +154,7 @@ export class LogHub {
   }
 
   close(): void {
+    this.limiter.close();
     this.fanout?.close();
     this.catchUps?.close();
     this.lines.close();

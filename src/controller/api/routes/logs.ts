@@ -1,6 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import { notFound } from '../../../domain/errors.js';
 import type { DrainRecord } from '../../services/drains.js';
+import { LOGPLEX_DYNO } from '../../../agent/log-limiter.js';
+import { TailWriter } from '../../logs/tail.js';
 import { formatLogLine, matchesFilter, type LogFilter } from '../../services/logs.js';
 import type { AppRecord } from '../../services/types.js';
 import type { Services } from '../../services/index.js';
@@ -83,22 +85,25 @@ export function registerLogRoutes(api: FastifyInstance, s: Services): void {
     if (sse) res.write('retry: 10\n\n');
     // A tail with nothing to show yet still answers now: a client waits for the headers.
     else res.flushHeaders();
+    // A client slower than the app's log holds a bounded amount here; past it, lines are dropped
+    // and an L11 line says so once it has caught up.
+    const out = new TailWriter(res, { notice: (message) => frame({ time: new Date().toISOString(), source: 'berth', dyno: LOGPLEX_DYNO, message }) });
     // The initial batch and the subscription happen in one synchronous step: a tail gets every
     // later line exactly once, and none of the batch again.
-    for (const l of s.logs.recent(session.app_id, session.lines, filter)) res.write(frame(l));
+    out.start(s.logs.recent(session.app_id, session.lines, filter).map(frame));
     if (!session.tail) {
-      res.end();
+      out.end();
       return;
     }
     const unsubscribe = s.logs.subscribe(session.app_id, (l) => {
-      if (matchesFilter(l, filter)) res.write(frame(l));
+      if (matchesFilter(l, filter)) out.push(frame(l));
     });
     // Comments keep idle proxies from closing a quiet tail; the same beat ends a tail whose maker
     // has lost access to the app (removed collaborator, deleted app).
     const keepAlive = setInterval(() => {
       void stillAllowed().then((ok) => {
-        if (ok) res.write(sse ? ': keep-alive\n\n' : '');
-        else res.end();
+        if (!ok) res.end();
+        else if (sse) out.push(': keep-alive\n\n');
       });
     }, 10_000);
     req.raw.on('close', () => {
