@@ -1,7 +1,9 @@
 # Sourced by ./berth and scripts/test: installs what Berth needs, idempotently.
-#   berth_setup <debian packages...>
-# Debian packages are installed with apt-get when missing (as root; otherwise it says what to run),
-# then `npm ci` runs only when package-lock.json changed since the last install, then the build.
+#   berth_setup <debian packages...>   everything: Debian packages, npm dependencies, the build
+#   berth_quick                        the build only when it is missing or stale (every other command)
+# Debian packages are installed with apt-get when missing (as root; otherwise it says what to run);
+# npm dependencies when package-lock.json changed since the last install; the build when a file under
+# src/, package-lock.json or a tsconfig is newer than the last build's stamp.
 set -euo pipefail
 
 BERTH_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -43,13 +45,49 @@ berth_npm() {
   local want
   want="$(sha256sum "$BERTH_ROOT/package-lock.json" | cut -d' ' -f1)"
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then return 0; fi
-  berth_say "installing npm dependencies (npm ci)"
-  (cd "$BERTH_ROOT" && npm ci --no-audit --no-fund --loglevel=error)
+  if [ -d "$BERTH_ROOT/node_modules" ]; then
+    # An existing tree is brought to the lockfile in place: `npm ci` would delete it first, pulling
+    # it from under every berth process and test running from this checkout meanwhile.
+    berth_say "updating npm dependencies to package-lock.json (npm install)"
+    (cd "$BERTH_ROOT" && npm install --no-audit --no-fund --loglevel=error)
+  else
+    berth_say "installing npm dependencies (npm ci)"
+    (cd "$BERTH_ROOT" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
   echo "$want" > "$stamp"
 }
 
+BERTH_BUILD_STAMP="$BERTH_ROOT/dist/.berth-build-stamp"
+
+# True when the last build is newer than everything it was made from. Cheap (a few ms): mtimes
+# only, and find stops at the first newer file. A deleted source file shows as its directory's mtime.
+berth_built() {
+  local stamp="$BERTH_BUILD_STAMP" f
+  [ -f "$stamp" ] && [ -f "$BERTH_ROOT/node_modules/.berth-lock-sha256" ] || return 1
+  for f in package-lock.json tsconfig.json tsconfig.build.json; do
+    [ "$BERTH_ROOT/$f" -nt "$stamp" ] && return 1
+  done
+  [ -z "$(find "$BERTH_ROOT/src" -newer "$stamp" -print -quit)" ]
+}
+
 berth_build() {
+  berth_built && return 0
+  # Stamped with the time the build started: a file saved during the build makes the next run build again.
+  mkdir -p "$BERTH_ROOT/dist"
+  touch "$BERTH_BUILD_STAMP.new"
   (cd "$BERTH_ROOT" && npx --no-install tsc -p tsconfig.build.json)
+  mv "$BERTH_BUILD_STAMP.new" "$BERTH_BUILD_STAMP"
+}
+
+# Runs "$@" holding the checkout's setup lock: two commands started together must not run npm or
+# tsc over each other (two npm installs into one node_modules break it).
+berth_locked() {
+  if ! command -v flock >/dev/null 2>&1; then "$@"; return; fi
+  mkdir -p "$BERTH_ROOT/dist"
+  (
+    flock 9
+    "$@"
+  ) 9>"$BERTH_ROOT/dist/.berth-setup.lock"
 }
 
 # Build tools for better-sqlite3's native module, which compiles from source when no prebuilt
@@ -80,6 +118,34 @@ berth_own_etcd() {
 berth_setup() {
   berth_node
   berth_packages "${BERTH_BUILD_PACKAGES[@]}" "$@"
-  berth_npm
-  berth_build
+  berth_locked berth_npm
+  berth_locked berth_build
+}
+
+# What every command but up/agent needs: a build that matches the sources. No Debian package checks
+# (dpkg-query per package), no npm, no tsc when nothing changed.
+berth_quick() {
+  berth_built && return 0
+  berth_node
+  # npm may have to compile better-sqlite3 (a fresh checkout, a new lockfile).
+  berth_packages "${BERTH_BUILD_PACKAGES[@]}"
+  berth_locked berth_npm
+  berth_locked berth_build
+}
+
+# A `berth` command on the PATH: as root, /usr/local/bin/berth -> this checkout's wrapper, unless
+# that name is already taken by something else (said, and left alone).
+berth_link() {
+  local link=/usr/local/bin/berth target="$BERTH_ROOT/berth"
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v berth >/dev/null 2>&1 || berth_say "to run berth from anywhere: ln -s $target ~/.local/bin/berth (a directory on your PATH)"
+    return 0
+  fi
+  if [ -L "$link" ] && [ "$(readlink -f "$link")" = "$(readlink -f "$target")" ]; then return 0; fi
+  if [ -e "$link" ] || [ -L "$link" ]; then
+    berth_say "$link exists and is not this checkout's berth; left as it is"
+    return 0
+  fi
+  ln -s "$target" "$link"
+  berth_say "installed the berth command: $link -> $target"
 }
