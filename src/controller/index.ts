@@ -5,11 +5,11 @@
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from '../domain/log.js';
 import type { Store } from '../store/index.js';
-import { buildApi } from './api/server.js';
+import { buildApi, type ApiOptions } from './api/server.js';
 import type { PlatformSettings } from './services/types.js';
 import { createServices, type Services } from './services/index.js';
 
-export { buildApi } from './api/server.js';
+export { buildApi, DEFAULT_RATE_LIMIT, type ApiOptions } from './api/server.js';
 export { createServices, type ServiceOptions, type Services } from './services/index.js';
 export { Deploys, type RunningBuild } from './services/deploys.js';
 export type { PlatformSettings } from './services/types.js';
@@ -42,11 +42,13 @@ export async function startController(
     port: number;
     /** Other components' routes on the same server (the builder's git endpoints, one-off dynos). */
     routes?: ((api: FastifyInstance, services: Services) => void)[];
+    /** The per-token rate limit and TLS of the listener. */
+    api?: ApiOptions;
   },
 ): Promise<Controller> {
   const services = 'services' in options ? options.services : createServices(options.store, options.log, options.settings, options.logDb ? { logDb: options.logDb } : {});
   await services.lookups.start();
-  const api = buildApi(services, services.log.child({ component: 'api' }), options.routes ?? []);
+  const api = buildApi(services, services.log.child({ component: 'api' }), options.routes ?? [], options.api ?? {});
   await api.listen({ host: options.host, port: options.port });
   await services.drainForwarder.start();
   return {

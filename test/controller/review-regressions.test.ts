@@ -65,7 +65,8 @@ describe('edge cases found in review', () => {
     expect((await h.call(t, 'PATCH', '/apps/edge-app', { maintenance: true })).body.maintenance).toBe(true);
     expect((await h.call(t, 'GET', '/apps/edge-app')).body.maintenance).toBe(true);
     const proto = await h.call(t, 'PATCH', '/apps/edge-app/config-vars', '{"__proto__": "x"}', { 'content-type': 'application/vnd.heroku+json; version=3' });
-    expect(proto.status).toBe(422);
+    // Refused as prototype poisoning by the JSON parser, before it could be a config name.
+    expect(proto.status).toBe(400);
     const session = await h.call(t, 'POST', '/apps/edge-app/log-sessions', { lines: 0 });
     expect((await h.call(undefined, 'GET', new URL(session.body.logplex_url as string).pathname)).body).toBe('');
   });

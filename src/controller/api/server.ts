@@ -1,6 +1,7 @@
-import { randomUUID } from 'node:crypto';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
-import { forbidden, unauthorized } from '../../domain/errors.js';
+import { createHash, randomUUID } from 'node:crypto';
+import rateLimit from '@fastify/rate-limit';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { BerthError, ErrorCode, forbidden, unauthorized } from '../../domain/errors.js';
 import type { Logger } from '../../domain/log.js';
 import type { MachineCaller } from '../services/cluster.js';
 import type { UserRecord } from '../services/types.js';
@@ -62,9 +63,23 @@ export function tokenFrom(request: FastifyRequest): string | undefined {
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,200}$/;
 
+/** Heroku's: 4,500 requests an hour per token. */
+export const DEFAULT_RATE_LIMIT = 4500;
+
+export interface ApiOptions {
+  /**
+   * Requests one token may make per hour (default Heroku's 4,500; 0: no limit). Counted in this
+   * process's memory: each server of a cluster counts its own, and a restart forgets.
+   */
+  rateLimit?: number;
+  /** TLS for the listener (PEM); plain HTTP without it. */
+  https?: { cert: string; key: string };
+}
+
 /** The Heroku Platform API v3 subset, as a Fastify instance (tests drive it with `.inject()`). */
-export function buildApi(services: Services, log: Logger, extraRoutes: ((api: FastifyInstance, services: Services) => void)[] = []): FastifyInstance {
+export function buildApi(services: Services, log: Logger, extraRoutes: ((api: FastifyInstance, services: Services) => void)[] = [], options: ApiOptions = {}): FastifyInstance {
   const app: FastifyInstance = Fastify({
+    ...(options.https ? { https: { cert: options.https.cert, key: options.https.key } } : {}),
     loggerInstance: log as FastifyBaseLogger,
     logController: new QuietRequestLog(),
     bodyLimit: 1024 * 1024,
@@ -121,6 +136,26 @@ export function buildApi(services: Services, log: Logger, extraRoutes: ((api: Fa
   });
   app.addHook('onResponse', async (request) => done(request));
   app.addHook('onRequestAbort', async (request) => done(request));
+  // Per token, as Heroku limits; the header Heroku clients read is `RateLimit-Remaining` (the
+  // draft spec's name), sent on every counted response.
+  const max = options.rateLimit ?? DEFAULT_RATE_LIMIT;
+  let limit: ((request: FastifyRequest, reply: FastifyReply) => Promise<void>) | undefined;
+  if (max > 0) {
+    void app.register(rateLimit, {
+      global: false,
+      max,
+      timeWindow: '1 hour',
+      enableDraftSpec: true,
+      keyGenerator: (request) => createHash('sha256').update(tokenFrom(request) ?? '').digest('hex'),
+      addHeaders: { 'ratelimit-limit': false, 'ratelimit-reset': false, 'ratelimit-remaining': true, 'retry-after': true },
+      addHeadersOnExceeding: { 'ratelimit-limit': false, 'ratelimit-reset': false, 'ratelimit-remaining': true },
+      errorResponseBuilder: () => new BerthError(ErrorCode.RateLimit, 'Your account reached the API rate limit. Please wait a few minutes before making new requests.'),
+    });
+    app.after(() => {
+      const handler = app.rateLimit();
+      limit = (request, reply) => handler.call(app, request, reply) as Promise<void>;
+    });
+  }
   app.addHook('onRequest', async (request, reply) => {
     reply.header('Request-Id', request.id);
     if (request.routeOptions.config.public) return;
@@ -140,6 +175,9 @@ export function buildApi(services: Services, log: Logger, extraRoutes: ((api: Fa
     const user = token ? await services.users.authenticate(token) : undefined;
     if (!user) throw unauthorized('Invalid credentials provided.');
     request.user = user;
+    // Only a user's token is counted, after it proved valid: machines' calls, public routes and
+    // bad tokens (refused above at no cost to anyone's budget) are not.
+    if (limit) await limit(request, reply);
   });
 
   app.get('/health', { config: { public: true } }, async () => ({ status: 'ok' }));
