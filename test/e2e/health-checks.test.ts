@@ -1,5 +1,5 @@
 import { request } from 'node:http';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -88,6 +88,24 @@ describe('HTTP health checks through the router', () => {
     const checks = await api<{ process_type: string; type: string; path: string; source: string }[]>('GET', '/apps/gated/healthchecks');
     expect(checks).toMatchObject([{ process_type: 'web', type: 'startup', path: '/health', source: 'app.json' }]);
   }, 120_000);
+
+  it("refuses a push whose app.json has a bad check before building, and notes the checks it cannot run", async () => {
+    await api('POST', '/apps', { name: 'badcheck' });
+    const repo = join(dir, 'badcheck');
+    const appJson = JSON.stringify({ healthchecks: { web: [{ command: ['/app/check.sh'] }, { path: '/ok\r\nX-Forged: 1' }] } });
+    await appRepo(repo, berth.apiUrl, ADMIN, 'badcheck', { 'server.js': SERVER, Procfile: 'web: node server.js\n', 'app.json': appJson });
+    const push = await git(repo, 'push', 'berth', 'main');
+    expect(push.code).not.toBe(0);
+    expect(push.out).toContain('app.json: healthchecks.web[1]: path must start with /');
+    expect(push.out).not.toContain('Compressing');
+
+    // Fixed: the check Berth cannot run is skipped with a note, and the push goes through.
+    writeFileSync(join(repo, 'app.json'), JSON.stringify({ healthchecks: { web: [{ command: ['/app/check.sh'] }, { path: '/ok' }] } }));
+    await git(repo, '-c', 'user.email=a@b', '-c', 'user.name=a', 'commit', '-qam', 'fix');
+    const fixed = await git(repo, 'push', 'berth', 'main');
+    expect(fixed.code, fixed.out).toBe(0);
+    expect(fixed.out).toContain('app.json healthchecks.web[0]: skipped (Berth runs HTTP path checks only, not "command" checks)');
+  }, 60_000);
 
   it('without a check, the dyno is published once its port accepts and clients get the not-ready answer', async () => {
     const seen = await deployAndWatch('ungated', {});
