@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mountVolume, reapVolumes, type Volume } from '../../src/sandbox/index.js';
+import { mountVolume, reapVolumes } from '../../src/sandbox/index.js';
 
 const exec = promisify(execFile);
 const MiB = 1024 * 1024;
