@@ -134,9 +134,9 @@ berth_quick() {
 }
 
 # A `berth` command on the PATH: as root, /usr/local/bin/berth -> this checkout's wrapper, unless
-# that name is already taken by something else (said, and left alone).
+# that name is already taken by something else (said, and left alone). BERTH_BIN_DIR: another directory.
 berth_link() {
-  local link=/usr/local/bin/berth target="$BERTH_ROOT/berth"
+  local link="${BERTH_BIN_DIR:-/usr/local/bin}/berth" target="$BERTH_ROOT/berth"
   if [ "$(id -u)" -ne 0 ]; then
     command -v berth >/dev/null 2>&1 || berth_say "to run berth from anywhere: ln -s $target ~/.local/bin/berth (a directory on your PATH)"
     return 0
