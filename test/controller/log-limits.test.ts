@@ -4,6 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LogRateLimiter } from '../../src/agent/log-limiter.js';
 import { ControllerLink } from '../../src/agent/remote.js';
 import { SyslogSender } from '../../src/controller/drains/syslog.js';
+import { LineIds } from '../../src/controller/logs/ids.js';
+import { LogFanout } from '../../src/controller/logs/fanout.js';
 import { sanitizeMessage } from '../../src/controller/logs/sanitize.js';
 import { formatLogLine, LogHub } from '../../src/controller/services/logs.js';
 import { createLogger } from '../../src/domain/log.js';
@@ -127,6 +129,8 @@ describe('a line cannot forge another', () => {
       h.services.logs.append(appId, { source: 'app', dyno: 'web.1', message: FORGED });
       // An agent's batch names its time: one that is not a time is replaced, not shown.
       h.services.logs.append(appId, { source: 'app', dyno: 'web.1', message: 'late', time: '2026-01-01T00:00:00Z\rberth[router]: x' });
+      // Kept made safe, so what drains and other servers get is safe too.
+      expect(h.services.logs.recent(appId, 5, { dyno: 'web.1' }).map((l) => l.message)[0]).toBe(sanitizeMessage(FORGED));
       const session = await h.call(h.tokens.alice, 'POST', '/apps/forger/log-sessions', { lines: 10, dyno: 'web.1' });
       const url = new URL(session.body.logplex_url as string).pathname;
       const plain = (await h.call(undefined, 'GET', url)).body as string;
@@ -235,4 +239,22 @@ describe('backpressure', () => {
       await new Promise((r) => server.close(r));
     }
   });
+});
+
+it('a server that is down holds at most queueBytes of lines for it in the fan-out, whatever their number', async () => {
+  // Nothing listens there: every send fails and the queue is all that grows.
+  const peers = { self: 'me', servers: async () => [{ id: 'p0', name: 'p0', url: 'http://127.0.0.1:9' }], headers: () => ({}) };
+  const fanout = new LogFanout(peers, log, { intervalMs: 10, queueMax: 20_000, queueBytes: 1024 * 1024, refreshMs: 60_000, minBackoffMs: 10_000 });
+  try {
+    await until('the peer list', () => Object.keys(fanout.stats()).length === 1, 5000);
+    const ids = new LineIds();
+    const body = 'z'.repeat(60 * 1024);
+    for (let i = 0; i < 200; i++) fanout.send('0b6b7c66-1a38-4a3b-9f6c-2c2f8e6d6e5f', { id: ids.next(), time: new Date().toISOString(), source: 'app', dyno: 'web.1', message: body });
+    await until('the lines queued', () => fanout.stats().p0!.queued + fanout.stats().p0!.dropped === 200, 5000);
+    // 12 MB sent, 1 MiB held (about 17 lines of 60 KiB): the rest dropped, counted.
+    expect(fanout.stats().p0!.queued).toBeLessThanOrEqual(18);
+    expect(fanout.stats().p0!.dropped).toBeGreaterThanOrEqual(182);
+  } finally {
+    fanout.close();
+  }
 });

@@ -9,6 +9,8 @@ export interface LogFanoutOptions {
   intervalMs?: number;
   /** Lines held per peer while it is unreachable; the oldest go first, counted (default 20,000). */
   queueMax?: number;
+  /** Bytes of lines held per peer, whatever their number (default 32 MiB): a line may be 64 KiB. */
+  queueBytes?: number;
   /** How often the list of live servers is re-read (ms; default 5 s). */
   refreshMs?: number;
   minBackoffMs?: number;
@@ -52,6 +54,7 @@ const DROP_LOG_MS = 10_000;
  */
 class PeerQueue {
   private queue: Entry[] = [];
+  private queuedBytes = 0;
   private forgets: string[] = [];
   private sending = false;
   private retryAt = 0;
@@ -67,7 +70,10 @@ class PeerQueue {
   ) {}
 
   push(entries: readonly Entry[]): void {
-    for (const e of entries) this.queue.push(e);
+    for (const e of entries) {
+      this.queue.push(e);
+      this.queuedBytes += e.bytes;
+    }
     this.trim();
   }
 
@@ -105,6 +111,7 @@ class PeerQueue {
     while (n < this.queue.length && n < MAX_BATCH_LINES && (n === 0 || bytes + (this.queue[n]?.bytes ?? 0) <= BATCH_BYTES)) bytes += this.queue[n++]?.bytes ?? 0;
     // Off the queue while in flight, so trimming meanwhile cannot drop the wrong lines.
     const batch = this.queue.splice(0, n);
+    this.queuedBytes -= bytes;
     const forgets = this.forgets.splice(0);
     const body = `{"lines":[${batch.map((e) => e.json).join(',')}]${forgets.length ? `,"forget":${JSON.stringify(forgets)}` : ''}}`;
     let status = 0;
@@ -141,15 +148,20 @@ class PeerQueue {
     this.retryAt = Date.now() + backoff * (0.5 + Math.random() / 2);
     if (this.failures === 1 || this.failures % 10 === 0) this.o.log.warn({ peer: this.peer.name, status, error, failures: this.failures, queued: this.queue.length + batch.length }, 'sending log lines to a server failed; retrying');
     this.queue = batch.concat(this.queue);
+    this.queuedBytes += bytes;
     this.forgets = forgets.concat(this.forgets).slice(0, 1000);
     this.trim();
   }
 
   private trim(): void {
-    const excess = this.queue.length - this.o.queueMax;
-    if (excess > 0) {
-      this.queue.splice(0, excess);
-      this.drop(excess);
+    let n = Math.max(0, this.queue.length - this.o.queueMax);
+    let bytes = 0;
+    for (let i = 0; i < n; i++) bytes += this.queue[i]?.bytes ?? 0;
+    while (n < this.queue.length - 1 && this.queuedBytes - bytes > this.o.queueBytes) bytes += this.queue[n++]?.bytes ?? 0;
+    if (n > 0) {
+      this.queue.splice(0, n);
+      this.queuedBytes -= bytes;
+      this.drop(n);
     }
   }
 
@@ -187,6 +199,7 @@ export class LogFanout {
     this.o = {
       intervalMs: options.intervalMs ?? 100,
       queueMax: options.queueMax ?? 20_000,
+      queueBytes: options.queueBytes ?? 32 * 1024 * 1024,
       refreshMs: options.refreshMs ?? 5000,
       minBackoffMs: options.minBackoffMs ?? 200,
       maxBackoffMs: options.maxBackoffMs ?? 10_000,
