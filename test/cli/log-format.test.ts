@@ -8,7 +8,11 @@ import { Users } from '../../src/controller/services/users.js';
 import { createLogger, logFormat, prettyLine } from '../../src/domain/log.js';
 import { openStore } from '../../src/store/index.js';
 import { startBerth, type BerthProcess } from '../support/berth-process.js';
+import { removeNetwork } from '../support/network.js';
 import { freePort } from '../support/ports.js';
+
+// A network of this file's own: testNetwork()'s names repeat across vitest runs side by side.
+const NET = ['--network-name', 'btlf', '--overlay', '10.237.0.0/16', '--backend', 'host-gw'];
 
 function sink(): { stream: Writable; text: () => string } {
   let text = '';
@@ -47,6 +51,7 @@ describe('API request logging', () => {
   let berth: BerthProcess | undefined;
   afterAll(async () => {
     await berth?.stop();
+  await removeNetwork('btlf');
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -68,7 +73,7 @@ describe('API request logging', () => {
   });
 
   it('berth up --log-format pretty prints readable lines', async () => {
-    berth = await startBerth(['--data-dir', join(dir, 'data'), '--no-agent', '--log-format', 'pretty']);
+    berth = await startBerth(['--data-dir', join(dir, 'data'), '--no-agent', ...NET, '--log-format', 'pretty']);
     expect(berth.stderr()).toMatch(/^\d\d:\d\d:\d\d\.\d{3} INFO {2}berth: berth is up/m);
     expect(berth.stderr()).not.toMatch(/"level":/);
   }, 60_000);
