@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -136,5 +136,20 @@ describe('a build on a server with peers', () => {
     expect(sha256(path)).toBe(hexOf(slug));
     expect(await holds(store, c, slug)).toBe(true);
     expect(existsSync(a.slugs.blobPath(hexOf(slug)))).toBe(true);
+  });
+
+  it("a server's slugPath never hands out a blob that fails its checksum: it is deleted and fetched again", async () => {
+    const [, , c] = servers as [SlugServer, SlugServer, SlugServer];
+    const [kv] = (await store.range(keys.slugs(), { prefix: true })).kvs;
+    const slug = codecs.slug.decode(kv?.value as string);
+    const path = c.slugs.blobPath(hexOf(slug));
+    // Same size, other bytes: a disk fault, or a file changed behind the server's back.
+    const bytes = readFileSync(path);
+    bytes[bytes.length - 5] = (bytes[bytes.length - 5] ?? 0) ^ 0xff;
+    writeFileSync(path, bytes);
+    expect(sha256(path)).not.toBe(hexOf(slug));
+    expect(await (builders.get('srv-c') as BuilderComponent).slugPath(slug.id)).toBe(path);
+    expect(sha256(path)).toBe(hexOf(slug));
+    expect(await holds(store, c, slug)).toBe(true);
   });
 });
