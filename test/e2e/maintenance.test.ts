@@ -48,7 +48,7 @@ function curl(host: string): Promise<Curl> {
 /** Until every router has applied the app record's latest write (the toggle's txn). */
 async function applied(): Promise<void> {
   const revision = (await store.get(keys.app(appId)))?.modRevision ?? 0;
-  await waitFor(`the routers at revision ${revision}`, async () => ((await routersCaughtUp(store, revision)) ? true : undefined));
+  await waitFor(`the routers at revision ${revision}`, async () => ((await routersCaughtUp(store, revision)) ? true : undefined), 15_000);
 }
 
 beforeAll(async () => {
@@ -94,7 +94,7 @@ describe('maintenance mode with the official heroku CLI', () => {
     await waitFor('the H80 line in heroku logs', async () => {
       const logs = await heroku('logs', '-a', APP, '-n', '50');
       return /router\]: at=info code=H80 desc="Maintenance mode" method=GET path="\/" host=maint-app\.berth\.localhost .*status=503/.test(logs.out) ? true : undefined;
-    });
+    }, 20_000);
   }, 60_000);
 
   it('maintenance:off: served again, the first request once the router has the change', async () => {
