@@ -97,6 +97,9 @@ export class Builder {
   private async reap(): Promise<void> {
     await reapVolumes(this.workDir);
     for (const f of readdirSync(this.workDir)) if (WORKSPACE.test(f)) rmSync(join(this.workDir, f), { recursive: true, force: true });
+    // Caches half saved when the builder died: the old copy is still in place beside them.
+    const caches = join(this.workDir, 'cache');
+    if (existsSync(caches)) for (const f of readdirSync(caches)) if (f.startsWith('.')) rmSync(join(caches, f), { recursive: true, force: true });
   }
 
   /**

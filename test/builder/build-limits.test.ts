@@ -101,6 +101,22 @@ describe("a build's disk", () => {
     expect(before - free()).toBeLessThan(DISK);
   }, 60_000);
 
+  it('unmounts and removes the workspaces a builder killed mid-build left, before its next build', async () => {
+    const work = join(dir, 'data', 'work');
+    const app = '00000000-0000-4000-8000-0000000001a5';
+    await store.put(keys.app(app), JSON.stringify({ id: app, name: 'limits' }));
+    // Never released: what a SIGKILL leaves behind.
+    const left = await builder.workspace(app);
+    expect(mountsUnder(work)).toEqual([left.root]);
+    const next = new Builder({ store, log: createLogger('test', { level: 'silent' }), dataDir: join(dir, 'data'), sandbox: testSandbox(), network, diskBytes: DISK });
+    const ws = await next.workspace(app);
+    expect(mountsUnder(work)).toEqual([ws.root]);
+    expect(existsSync(left.root)).toBe(false);
+    expect(existsSync(`${left.root}.img`)).toBe(false);
+    await next.releaseWorkspace(ws.root);
+    expect(mountsUnder(work)).toEqual([]);
+  }, 60_000);
+
   it('keeps the cache between builds, inside the same limit', async () => {
     const app = '00000000-0000-4000-8000-0000000001a2';
     const bp = buildpack('cache', 'echo "cache had: $(cat "$2/n" 2>/dev/null || echo none)"; echo one > "$2/n"');
