@@ -12,6 +12,7 @@ import { openStore } from '../store/index.js';
 import { EtcdMaintenance, SealedStore, bootstrapMachine } from '../cluster/index.js';
 import { storePeers } from '../domain/peers.js';
 import { BerthError } from '../domain/errors.js';
+import { apiTls, startHookRelay } from './api-tls.js';
 import { bootstrap } from './bootstrap.js';
 import { clusterRoutes } from './cluster-routes.js';
 import { joinInfoRoutes, joinUrl, recordClusterSettings, serverBootstrap, serverCredential, startClusterServer } from './server.js';
@@ -65,7 +66,14 @@ export async function startPlatformNode(o: PlatformNodeOptions): Promise<Node<Pl
     const store = configKey ? new SealedStore(opened, configKey) : opened;
     parts.add('store', () => store.close());
     const token = await bootstrap(store, { dataDir, adminEmail: c.adminEmail ?? `admin@${c.domain}`, adminToken: c.bootstrapToken, clusterToken: cluster?.token ?? c.clusterToken });
-    const apiUrl = c.url?.replace(/\/+$/, '') ?? `http://127.0.0.1:${c.port}`;
+    // The API over HTTPS (opt-in here; `berth up` decides its default): its URL, the git URLs it
+    // hands out and the printed HEROKU_HOST all say https then.
+    const urlHost = c.url && URL.canParse(c.url) ? new URL(c.url).hostname.replace(/^\[(.*)\]$/, '$1') : undefined;
+    const tls = c.tls ? await apiTls(dataDir, c.tls, [c.host, ...(urlHost ? [urlHost] : []), ...(o.cluster ? [o.cluster.advertise] : [])]) : undefined;
+    const apiUrl = c.url?.replace(/\/+$/, '') ?? `${tls ? 'https' : 'http'}://127.0.0.1:${c.port}`;
+    // The git hook speaks plain HTTP to loopback: with TLS on, it goes through a relay of its route only.
+    const relay = tls && roles.builder ? await startHookRelay('/internal/git-hook') : undefined;
+    if (relay) parts.add('controller', () => relay.close());
     // The first server records what the whole cluster keeps (its etcd voters).
     if (cluster?.created && o.cluster) await recordClusterSettings(store, o.cluster);
     // A server's own credential for its calls to other machines' /internal/ routes.
@@ -96,7 +104,7 @@ export async function startPlatformNode(o: PlatformNodeOptions): Promise<Node<Pl
     const appLog = (appId: string, source: string, dyno: string, message: string): void => services.logs.append(appId, { source, dyno, message });
     const gitServer =
       builder &&
-      createBuilderServer({ builder, access: services.gitAccess, deployer: services.deploys, hookUrl: `${hookBase(c.host, c.port)}/internal/git-hook`, hostKeyPath: join(dataDir, 'ssh', 'host_ed25519'), log, ...(roles.builder?.maxParallel ? { maxParallel: roles.builder.maxParallel } : {}) });
+      createBuilderServer({ builder, access: services.gitAccess, deployer: services.deploys, hookUrl: `${relay ? relay.base : hookBase(c.host, c.port)}/internal/git-hook`, hostKeyPath: join(dataDir, 'ssh', 'host_ed25519'), log, ...(roles.builder?.maxParallel ? { maxParallel: roles.builder.maxParallel } : {}) });
     // One-off dynos run in this process, in a runtime of their own: a ProcessRuntime empties its
     // work dir when made, so it must never share the agent's.
     const oneOff =
@@ -111,8 +119,9 @@ export async function startPlatformNode(o: PlatformNodeOptions): Promise<Node<Pl
         slugPath: (id) => builder.slugPath(id),
         ...(c.rendezvousPort !== undefined ? { rendezvous: { host: c.host, port: c.rendezvousPort } } : {}),
       });
-    const controller = await startController({ services, host: c.host, port: c.port, routes: [...(gitServer ? [gitServer.routes] : []), ...(oneOff ? [oneOff.routes] : []), ...(cluster && o.cluster ? [joinInfoRoutes(joinUrl(cluster, o.cluster)), clusterRoutes({ store, services, cluster, dataDir })] : [])] });
+    const controller = await startController({ services, host: c.host, port: c.port, routes: [...(gitServer ? [gitServer.routes] : []), ...(oneOff ? [oneOff.routes] : []), ...(cluster && o.cluster ? [joinInfoRoutes(joinUrl(cluster, o.cluster)), clusterRoutes({ store, services, cluster, dataDir })] : [])], api: { ...(c.rateLimit !== undefined ? { rateLimit: c.rateLimit } : {}), ...(tls ? { https: { cert: tls.cert, key: tls.key } } : {}) } });
     parts.add('controller', () => controller.close());
+    relay?.attach(controller.api);
     if (cluster && o.cluster && credential) {
       const server = await startClusterServer({ store, services, cluster, role: o.cluster, machine: node, apiUrl, host: c.host, dataDir, log, ttl: roles.scheduler?.ttl ?? roles.agent?.ttl ?? 5, domain: c.domain });
       parts.add('joins', () => server.joins.close());
@@ -164,6 +173,7 @@ export async function startPlatformNode(o: PlatformNodeOptions): Promise<Node<Pl
       store: store.description,
       cluster: cluster ? { role: 'server', name: cluster.state.name, advertise: cluster.state.advertise, etcd_member: cluster.member?.clientUrl ?? null, token_file: cluster.token ? join(dataDir, 'cluster.token') : null } : null,
       api_url: apiUrl,
+      api_tls: tls ? { cert: tls.certPath, fingerprint_sha256: tls.fingerprint, self_signed: tls.selfSigned } : null,
       ssh_port: ssh?.port ?? null,
       http_port: routed?.httpPort ?? null,
       https_port: routed?.httpsPort ?? null,

@@ -1,6 +1,7 @@
 import type { Logger } from '../domain/log.js';
 import type { SandboxConfig } from '../sandbox/index.js';
 import type { Store } from '../store/index.js';
+import type { ApiTlsRole } from './api-tls.js';
 
 /** The API and what it owns: the store's bootstrap, the app logs, one-off dynos (with a builder). */
 export interface ControllerRole {
@@ -20,6 +21,10 @@ export interface ControllerRole {
   clusterToken?: string;
   /** The TLS port `heroku run` attaches to (0: any free one); no rendezvous listener without it. */
   rendezvousPort?: number;
+  /** The API over HTTPS: an operator's certificate, or a self-signed one made once under the data dir. Plain HTTP without it. */
+  tls?: ApiTlsRole;
+  /** Requests one token may make per hour (default Heroku's 4,500; 0: no limit). */
+  rateLimit?: number;
 }
 
 /** Source → slug: git over HTTP (on the API) and SSH, buildpacks in the sandbox; one-off dynos run beside it. */
@@ -157,6 +162,8 @@ export interface PlatformSummary {
   /** This server's place in a secured cluster (null on the one-machine default). */
   cluster: { role: 'server'; name: string; advertise: string; etcd_member: string | null; token_file: string | null } | null;
   api_url: string;
+  /** The API's certificate when it speaks HTTPS: the file clients trust and its SHA-256 fingerprint. */
+  api_tls: { cert: string; fingerprint_sha256: string; self_signed: boolean } | null;
   /** Null without the builder role. */
   ssh_port: number | null;
   /** Null when the router does not run. */

@@ -7,6 +7,7 @@ import { errorMessage, invalid } from '../../domain/errors.js';
 import { createLogger, logFormat } from '../../domain/log.js';
 import { ClusterFiles } from '../../cluster/index.js';
 import { startNode, type NetworkRole, type ServerClusterRole } from '../../node/index.js';
+import type { ApiTlsRole } from '../../node/api-tls.js';
 import { DEFAULT_CGROUP_ROOT } from '../../sandbox/index.js';
 import { header, keyValues } from '../output.js';
 import { networkName } from '../network-flags.js';
@@ -42,6 +43,10 @@ interface UpOptions {
   ttl: string;
   etcdVoters: string;
   json?: boolean;
+  tlsCert?: string;
+  tlsKey?: string;
+  tls: boolean;
+  rateLimit: string;
   logFormat?: string;
 }
 
@@ -94,6 +99,30 @@ function networkFlags(o: Pick<UpOptions, 'overlay' | 'backend' | 'networkName' |
   return { name: networkName(o.networkName), ...(o.overlay ? { overlay: o.overlay } : {}), ...(o.backend ? { backend: o.backend as 'vxlan' | 'host-gw' } : {}), ...(o.publicIp ? { publicIp: o.publicIp } : {}) };
 }
 
+/** Loopback only: an address no other machine can send to. */
+function loopbackOnly(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\./.test(host);
+}
+
+/**
+ * `--tls-cert/--tls-key`, else a self-signed certificate when the API listens beyond loopback on a
+ * single machine (tokens and config vars would cross the network in clear), unless `--no-tls` or
+ * an `--api-url` that says http:// (a proxy in front that terminates TLS, say).
+ */
+function tlsFlags(o: Pick<UpOptions, 'tlsCert' | 'tlsKey' | 'tls' | 'apiHost' | 'apiUrl'>, cluster: boolean): ApiTlsRole | undefined {
+  if (!o.tlsCert !== !o.tlsKey) throw invalid('--tls-cert and --tls-key go together: the certificate (PEM, its chain after it) and its private key.');
+  const plainUrl = o.apiUrl?.toLowerCase().startsWith('http://') === true;
+  if (o.tlsCert && (!o.tls || plainUrl)) throw invalid(`--tls-cert contradicts ${o.tls ? `--api-url ${o.apiUrl}` : '--no-tls'}.`);
+  // A cluster's servers and agents call each other's APIs and trust only the cluster CA so far.
+  if (cluster) {
+    if (o.tlsCert || o.apiUrl?.toLowerCase().startsWith('https://')) throw invalid('The API over TLS is not supported on a cluster server yet: its machines call each other over the API URL and trust only the cluster CA.');
+    return undefined;
+  }
+  if (o.tlsCert && o.tlsKey) return { certFile: resolve(o.tlsCert), keyFile: resolve(o.tlsKey) };
+  const wanted = o.apiUrl?.toLowerCase().startsWith('https://') === true || !loopbackOnly(o.apiHost);
+  return o.tls && !plainUrl && wanted ? { selfSigned: true } : undefined;
+}
+
 export function port(value: string, flag: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1 || n > 65535) throw invalid(`${flag} must be a port number (1-65535), got "${value}".`);
@@ -138,6 +167,10 @@ export function register(program: Command): void {
     .option('--etcd-voters <n>', 'with --cluster-init: etcd voters the cluster keeps, 3 (one machine may fail) or 5 (two)', '3')
     .option('--ttl <s>', "lease TTL of this machine's agent, scheduler and server record: silent this long, it is dead and its work moves", '5')
     .option('--json', 'print the startup summary as JSON')
+    .option('--tls-cert <file>', "the API's certificate (PEM): the API, git over HTTP and HEROKU_HOST use https")
+    .option('--tls-key <file>', "the API certificate's private key (PEM)")
+    .option('--no-tls', 'serve the API over plain HTTP even beyond loopback (by default a self-signed certificate is made under the data dir when --api-host is not loopback)')
+    .option('--rate-limit <n>', 'API requests one token may make per hour (0: no limit)', '4500')
     .option('--log-format <format>', 'pretty (the default on a terminal) or json (the default otherwise: one JSON object per line)')
     .action(async (opts: UpOptions) => {
       const dataDir = resolve(opts.dataDir);
@@ -148,6 +181,9 @@ export function register(program: Command): void {
       const rendezvousPort = opts.rendezvousPort === '0' ? 0 : port(opts.rendezvousPort, '--rendezvous-port');
       const network = networkFlags(opts);
       const cluster = clusterFlags(opts, dataDir);
+      const tls = tlsFlags(opts, cluster !== undefined);
+      const rateLimit = Number(opts.rateLimit);
+      if (!Number.isInteger(rateLimit) || rateLimit < 0) throw invalid(`--rate-limit must be a whole number of requests per hour (0: no limit), got "${opts.rateLimit}".`);
       const ttl = Number(opts.ttl);
       if (!Number.isInteger(ttl) || ttl < 1 || ttl > 300) throw invalid(`--ttl must be whole seconds between 1 and 300, got "${opts.ttl}".`);
       // Other machines reach this one's overlay, dynos and API at the address it advertises.
@@ -181,6 +217,8 @@ export function register(program: Command): void {
             bootstrapToken: process.env.BERTH_BOOTSTRAP_TOKEN || undefined,
             clusterToken: process.env.BERTH_CLUSTER_TOKEN || undefined,
             rendezvousPort,
+            ...(tls ? { tls } : {}),
+            rateLimit,
           },
           builder: { sshPort, buildpackDirs: (process.env.BERTH_BUILDPACK_DIRS ?? '').split(':').filter((d) => d.startsWith('/')) },
           scheduler: { ttl },
@@ -193,10 +231,11 @@ export function register(program: Command): void {
       if (opts.json) console.log(JSON.stringify(summary));
       else {
         console.log(header('Berth is up'));
-        console.log(keyValues([['API', summary.api_url], ['Git', `${summary.api_url}/<app>.git  or  ssh://git@<host>:${summary.ssh_port}/<app>.git`], ['Apps', summary.http_port !== null ? `http://<app>.${opts.domain}:${summary.http_port}/` : `not routed: ${node.unavailable.router}`], ['Data dir', dataDir], ['Store', summary.store], ...(summary.cluster ? ([['Cluster', `server ${summary.cluster.name} at ${summary.cluster.advertise}; etcd member ${summary.cluster.etcd_member ?? 'none (the cluster has its voters)'}`], ['Join token', summary.cluster.token_file ? `${summary.cluster.token_file} (berth up --server ${summary.api_url} --token-file FILE --advertise IP)` : 'none here']] as [string, string][]) : []), ['Network', summary.network ? `${summary.network.network} (${summary.network.backend}), this machine ${summary.network.subnet} at ${summary.network.public_ip}` : 'none'], ['heroku run', summary.rendezvous_cert ? `trust ${summary.rendezvous_cert} (NODE_EXTRA_CA_CERTS); TLS port ${summary.rendezvous_port}` : 'unavailable (no openssl)']]));
+        console.log(keyValues([['API', summary.api_url], ...(summary.api_tls ? ([['API TLS', `${summary.api_tls.self_signed ? 'self-signed ' : ''}certificate ${summary.api_tls.cert}, SHA-256 ${summary.api_tls.fingerprint_sha256}; clients trust it with NODE_EXTRA_CA_CERTS (heroku, berth) and GIT_SSL_CAINFO (git)`]] as [string, string][]) : []), ['Git', `${summary.api_url}/<app>.git  or  ssh://git@<host>:${summary.ssh_port}/<app>.git`], ['Apps', summary.http_port !== null ? `http://<app>.${opts.domain}:${summary.http_port}/` : `not routed: ${node.unavailable.router}`], ['Data dir', dataDir], ['Store', summary.store], ...(summary.cluster ? ([['Cluster', `server ${summary.cluster.name} at ${summary.cluster.advertise}; etcd member ${summary.cluster.etcd_member ?? 'none (the cluster has its voters)'}`], ['Join token', summary.cluster.token_file ? `${summary.cluster.token_file} (berth up --server ${summary.api_url} --token-file FILE --advertise IP)` : 'none here']] as [string, string][]) : []), ['Network', summary.network ? `${summary.network.network} (${summary.network.backend}), this machine ${summary.network.subnet} at ${summary.network.public_ip}` : 'none'], ['heroku run', summary.rendezvous_cert ? `trust ${summary.rendezvous_cert} (NODE_EXTRA_CA_CERTS); TLS port ${summary.rendezvous_port}` : 'unavailable (no openssl)']]));
         if (summary.admin_token) {
           console.log(`\nAdmin API token (shown once, also in ${join(dataDir, 'admin.token')}):\n  ${summary.admin_token}`);
-          console.log(`\nUse it with the heroku CLI:  HEROKU_HOST=${summary.api_url} HEROKU_API_KEY=${summary.admin_token} heroku apps`);
+          const trust = summary.api_tls ? `NODE_EXTRA_CA_CERTS=${summary.api_tls.cert} ` : '';
+          console.log(`\nUse it with the heroku CLI:  ${trust}HEROKU_HOST=${summary.api_url} HEROKU_API_KEY=${summary.admin_token} heroku apps`);
         }
         console.log('Press Ctrl-C to stop.');
       }
