@@ -96,7 +96,8 @@ export class ControllerLink {
    * Past the app's rate the line is dropped here, before it costs a byte on the wire.
    */
   appLog(appId: string, source: string, dyno: string, message: string): void {
-    if (this.limiter.admit(appId)) this.enqueue(appId, source, dyno, message);
+    // The agent's own L10 line (its dynos' reading limit) is not counted again.
+    if ((source === 'berth' && dyno === LOGPLEX_DYNO) || this.limiter.admit(appId)) this.enqueue(appId, source, dyno, message);
   }
 
   private enqueue(appId: string, source: string, dyno: string, message: string): void {
