@@ -8,6 +8,8 @@ import { register as authLogin } from './commands/auth/login.js';
 import { register as authLogout } from './commands/auth/logout.js';
 import { register as authWhoami } from './commands/auth/whoami.js';
 import { register as gitCredentials } from './commands/auth/git-credentials.js';
+import { register as serviceInstall } from './commands/service/install.js';
+import { register as serviceUninstall } from './commands/service/uninstall.js';
 import { register as apps } from './commands/apps/index.js';
 import { register as appsCreate } from './commands/apps/create.js';
 import { register as appsInfo } from './commands/apps/info.js';
@@ -61,7 +63,7 @@ import { register as usersAdd } from './commands/users/add.js';
 import { register as usersRegistration } from './commands/users/registration.js';
 
 /** Every command, in the order `berth --help` lists them. */
-const COMMANDS: Register[] = [authLogin, authLogout, authWhoami, gitCredentials, apps, appsCreate, appsInfo, appsRename, appsDestroy, appsOpen, gitRemote, config, configGet, configSet, configUnset, releases, releasesInfo, releasesRollback, builds, buildsOutput, buildsCancel, ps, psScale, psRestart, run, runDetached, nodes, nodesRemove, clusterRotateToken, tagsSet, limitsSet, healthchecks, healthchecksSet, healthchecksUnset, domains, domainsAdd, domainsRemove, certs, certsAdd, certsRemove, router, routerSet, logs, drains, drainsAdd, drainsRemove, keys, keysAdd, keysRemove, access, accessAdd, accessRemove, users, usersAdd, usersRegistration];
+const COMMANDS: Register[] = [authLogin, authLogout, authWhoami, gitCredentials, apps, appsCreate, appsInfo, appsRename, appsDestroy, appsOpen, gitRemote, config, configGet, configSet, configUnset, releases, releasesInfo, releasesRollback, builds, buildsOutput, buildsCancel, ps, psScale, psRestart, run, runDetached, nodes, nodesRemove, clusterRotateToken, tagsSet, limitsSet, healthchecks, healthchecksSet, healthchecksUnset, domains, domainsAdd, domainsRemove, certs, certsAdd, certsRemove, router, routerSet, logs, drains, drainsAdd, drainsRemove, keys, keysAdd, keysRemove, access, accessAdd, accessRemove, users, usersAdd, usersRegistration, serviceInstall, serviceUninstall];
 
 /** Builds the `berth` program for one context (the process's, or a test's). */
 export function createProgram(ctx: CliContext): Command {
