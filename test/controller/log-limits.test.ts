@@ -1,4 +1,8 @@
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LogRateLimiter } from '../../src/agent/log-limiter.js';
@@ -7,7 +11,7 @@ import { SyslogSender } from '../../src/controller/drains/syslog.js';
 import { LineIds } from '../../src/controller/logs/ids.js';
 import { LogFanout } from '../../src/controller/logs/fanout.js';
 import { sanitizeMessage } from '../../src/controller/logs/sanitize.js';
-import { formatLogLine, LogHub } from '../../src/controller/services/logs.js';
+import { formatLogLine, LogHub, SqliteLogStore } from '../../src/controller/services/logs.js';
 import { createLogger } from '../../src/domain/log.js';
 import { openStore, type Store } from '../../src/store/index.js';
 import { until } from '../support/until.js';
@@ -256,5 +260,24 @@ it('a server that is down holds at most queueBytes of lines for it in the fan-ou
     expect(fanout.stats().p0!.dropped).toBeGreaterThanOrEqual(182);
   } finally {
     fanout.close();
+  }
+});
+
+it('writes lines to the log database off the per-line path: queued, then committed together per interval', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'berth-log-batch-'));
+  const path = join(dir, 'logs.db');
+  const lines = new SqliteLogStore({ path, flushMs: 100 });
+  const other = new Database(path, { readonly: true });
+  try {
+    const ids = new LineIds();
+    for (let i = 0; i < 1000; i++) lines.append('app', { id: ids.next(), time: new Date().toISOString(), source: 'app', dyno: 'web.1', message: `line ${i}` });
+    // Nothing committed by the appends themselves (another connection sees no row yet) ...
+    expect(other.prepare('SELECT count(*) AS n FROM lines').get()).toEqual({ n: 0 });
+    // ... all of them once the interval's one commit ran.
+    await until('the commit', () => (other.prepare('SELECT count(*) AS n FROM lines').get() as { n: number }).n === 1000, 5000);
+  } finally {
+    other.close();
+    lines.close();
+    rmSync(dir, { recursive: true, force: true });
   }
 });
