@@ -16,6 +16,7 @@ import { NGINX_TEMPLATE } from './nginx-template.js';
 import { EndpointGuard } from './endpoint-guard.js';
 import { isSafeAppName, isSafeHostname, isSafePath, renderChecks } from './conf-values.js';
 import { MaintenanceSet } from './maintenance.js';
+import { PemCheck } from './pem-check.js';
 import { VhostMirror } from './vhost-mirror.js';
 import { parseCerts, planVhosts, pruneCertFiles, writeCertFiles } from './vhosts.js';
 
@@ -81,6 +82,8 @@ export class Router {
   private endpointsDirty = true;
   /** Apps in maintenance mode, fed by the watch; pushed like the endpoints, never a reload. */
   private readonly maintenance = new MaintenanceSet();
+  /** Certificates nginx could not load are left out, not allowed to fail the whole config. */
+  private readonly pems = new PemCheck();
   private maintenanceDirty = true;
   private seen = 0;
   /** The revision the last successful pass applied: what a new lease may claim at once. */
@@ -145,7 +148,7 @@ export class Router {
           logFormat: LOG_FORMAT,
           safe: renderChecks,
           plan: (it: TemplateData) => {
-            const plan = planVhosts(it, { domain: this.domain, httpPort: this.o.httpPort, httpsPort: this.o.httpsPort, certDir: this.certDir });
+            const plan = planVhosts(it, { domain: this.domain, httpPort: this.o.httpPort, httpsPort: this.o.httpsPort, certDir: this.certDir, pems: this.pems });
             for (const r of plan.refused) this.o.log.warn({ what: r.what, value: r.value.slice(0, 200), key: r.key?.slice(0, 200) }, 'left out of nginx.conf: not a value nginx.conf can hold safely');
             return plan;
           },
@@ -263,7 +266,7 @@ export class Router {
     // From the mirror once the loop has filled it (reads nothing); the first render reads the store.
     const store = this.mirror ?? this.o.store;
     const revision = at ?? (this.mirror?.revision || (await this.o.store.currentRevision()));
-    const certs = parseCerts((await store.range(keys.allCerts(), { prefix: true, revision })).kvs);
+    const certs = parseCerts((await store.range(keys.allCerts(), { prefix: true, revision })).kvs, this.pems);
     const wanted = writeCertFiles(this.certDir, certs);
     await this.templater?.renderAll(revision);
     // A config nginx refuses (check failed) leaves the old one serving and is logged by the

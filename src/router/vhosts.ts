@@ -8,6 +8,7 @@ import { keys } from '../domain/keys.js';
 import { effectiveRouterSettings, parseAppRouting, type RouterSettingName } from '../domain/router-settings.js';
 import type { TemplateData } from '../templater/index.js';
 import { fileUnder, isSafeAppName, isSafeHostname, isSafeId, isSafeSetting } from './conf-values.js';
+import type { PemCheck } from './pem-check.js';
 
 /** One nginx server block: some of an app's hostnames on one port, proxied or redirected. */
 export interface ServerBlock {
@@ -34,6 +35,8 @@ export interface VhostOptions {
   /** No HTTPS at all without one. */
   httpsPort?: number;
   certDir: string;
+  /** Leaves out certificates nginx could not load (pem-check.ts). */
+  pems?: PemCheck;
 }
 
 /**
@@ -47,13 +50,18 @@ export function certFiles(certDir: string, c: CertRecord): { cert: string; key: 
   return cert && key ? { cert, key } : undefined;
 }
 
-export function parseCerts(kvs: { key: string; value: string }[]): CertRecord[] {
-  // Not the controller's writing (a malformed record): serve without it rather than refuse every vhost.
-  return kvs
-    .map((kv) => tryDecodeValue(codecs.cert, kv.value))
-    .filter((c): c is CertRecord => c !== undefined)
+/** The certificates to serve; `refused` hears of each well-formed record left out, by id. */
+export function parseCerts(kvs: { key: string; value: string }[], pems?: PemCheck, refused?: (id: string) => void): CertRecord[] {
+  const certs: CertRecord[] = [];
+  for (const kv of kvs) {
+    // Not the controller's writing (a malformed record): serve without it rather than refuse every vhost.
+    const c = tryDecodeValue(codecs.cert, kv.value);
+    if (!c) continue;
     // The id names files; the PEMs go to nginx, which refuses its whole config over one bad file.
-    .filter((c) => isSafeId(c.id) && isSafeId(c.app_id) && c.certificate_chain.includes('-----BEGIN CERTIFICATE-----') && c.private_key.includes('PRIVATE KEY-----'));
+    if (isSafeId(c.id) && isSafeId(c.app_id) && c.certificate_chain.includes('-----BEGIN CERTIFICATE-----') && c.private_key.includes('PRIVATE KEY-----') && (pems?.usable(c) ?? true)) certs.push(c);
+    else refused?.(c.id);
+  }
+  return certs;
 }
 
 /**
@@ -81,7 +89,7 @@ export function planVhosts(it: TemplateData, o: VhostOptions): Vhosts {
     customHosts.set(kv.value, [...(customHosts.get(kv.value) ?? []), host]);
   }
   const certsByApp = new Map<string, CertRecord[]>();
-  for (const c of parseCerts(it.gets(keys.allCerts()))) certsByApp.set(c.app_id, [...(certsByApp.get(c.app_id) ?? []), c]);
+  for (const c of parseCerts(it.gets(keys.allCerts()), o.pems, (id) => refused.push({ what: 'certificate', value: id }))) certsByApp.set(c.app_id, [...(certsByApp.get(c.app_id) ?? []), c]);
   const servers: ServerBlock[] = [];
   for (const app of apps) {
     const hosts = [`${app.name}.${o.domain}`, ...(customHosts.get(app.id) ?? [])];
