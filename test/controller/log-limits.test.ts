@@ -281,3 +281,32 @@ it('writes lines to the log database off the per-line path: queued, then committ
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+it("a stalled drain gets an L10 line from berth[logplex] in its own syslog shape once it reads again", async () => {
+  const h = await apiHarness();
+  let peer: Socket | undefined;
+  let buf = '';
+  const server: Server = createServer((socket) => {
+    peer = socket;
+    socket.pause();
+    socket.on('data', (d: Buffer) => (buf += d.toString('latin1')));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  try {
+    await h.services.drainForwarder.start();
+    const appId = (await h.call(h.tokens.admin, 'POST', '/apps', { name: 'drain-stall' })).body.id as string;
+    const port = (server.address() as { port: number }).port;
+    expect((await h.call(h.tokens.admin, 'POST', '/apps/drain-stall/log-drains', { url: `syslog://127.0.0.1:${port}` })).status).toBe(201);
+    await until('connected', () => peer, 5000);
+    // 900 lines of 32 KiB: 28 MiB, against 4 MiB of queue and the kernel's buffers.
+    const body = 'w'.repeat(32 * 1024);
+    for (let i = 0; i < 900; i++) h.services.logs.append(appId, { source: 'app', dyno: 'web.1', message: `${i} ${body}` });
+    await sleep(100);
+    peer!.resume();
+    await until('the L10 frame', () => / berth logplex - - Error L10 \(output buffer overflow\): \d+ messages dropped since \S+\./.test(buf), 10_000);
+  } finally {
+    peer?.destroy();
+    await h.close();
+    await new Promise((r) => server.close(r));
+  }
+});
