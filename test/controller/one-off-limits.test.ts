@@ -103,7 +103,8 @@ describe('one-off dynos count toward the app', () => {
     await app('limited');
     const patch = (body: Record<string, string | null>): Promise<{ status: number; body: any }> => call('PATCH', '/apps/limited/limits', body); // eslint-disable-line @typescript-eslint/no-explicit-any -- JSON under test
     expect((await patch({ web: '512M', 'web.disk': '2g', 'run.max': '3' })).body).toEqual({ web: '512M', 'web.disk': '2G', 'run.max': '3' });
-    for (const bad of [{ 'web.max': '3' }, { 'run.max': '0' }, { 'run.max': '21' }, { 'run.max': 'lots' }, { 'web.disk': '100G' }, { 'web.disk': '1M' }, { 'web.cpu': '2' }, { 'a.b.disk': '1G' }]) {
+    const bads: Record<string, string>[] = [{ 'web.max': '3' }, { 'run.max': '0' }, { 'run.max': '21' }, { 'run.max': 'lots' }, { 'web.disk': '100G' }, { 'web.disk': '1M' }, { 'web.cpu': '2' }, { 'a.b.disk': '1G' }];
+    for (const bad of bads) {
       const r = await patch(bad);
       expect(r.status, JSON.stringify(bad)).toBe(422);
       expect(r.body.id).toBe('invalid_params');
