@@ -1,4 +1,6 @@
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, extname, join } from 'node:path';
 import { netrcFor, netrcMachine } from './api-client.js';
 import type { CliContext } from './context.js';
 
@@ -18,9 +20,16 @@ function shellQuote(arg: string): string {
   return `'${arg.replace(/'/g, `'\\''`)}'`;
 }
 
-/** The helper value: `!` makes git run it through the shell with the operation appended. */
+/**
+ * The helper value: `!` makes git run it through the shell with the operation appended. The entry
+ * beside the CLI's (credential-helper.js) when there is one: it loads only what answering needs,
+ * where the whole CLI would load the platform's modules on every push.
+ */
 export function helperCommand(self: readonly string[]): string {
-  return `!${[...self, HELPER_SUBCOMMAND].map(shellQuote).join(' ')}`;
+  const entry = self[self.length - 1] ?? '';
+  const helper = join(dirname(entry), `credential-helper${extname(entry)}`);
+  const argv = existsSync(helper) ? [...self.slice(0, -1), helper] : [...self, HELPER_SUBCOMMAND];
+  return `!${argv.map(shellQuote).join(' ')}`;
 }
 
 /** The URL as git's config matches it: no trailing slash, no path, no user info. */
@@ -97,4 +106,26 @@ export function answerCredential(ctx: CliContext, operation: string, input: stri
   const login = entry?.login || 'git';
   if (!password || UNSAFE.test(password) || UNSAFE.test(login)) return '';
   return `username=${login}\npassword=${password}\n`;
+}
+
+/** More than git ever sends for one credential: the rest is not read. */
+const MAX_INPUT = 64 * 1024;
+
+async function readInput(stdin: NodeJS.ReadableStream): Promise<string> {
+  let text = '';
+  for await (const chunk of stdin) {
+    text += String(chunk);
+    // git ends its request with a blank line and then closes stdin; stop at either.
+    if (text.length > MAX_INPUT || /\n\n$/.test(text)) break;
+  }
+  return text.slice(0, MAX_INPUT);
+}
+
+/** One helper call: git's request from stdin, the answer (if any) to stdout. */
+export async function runCredentialHelper(ctx: CliContext, operation: string): Promise<void> {
+  const input = operation === 'get' && ctx.terminal ? await readInput(ctx.terminal.stdin) : '';
+  const answer = answerCredential(ctx, operation, input);
+  if (!answer) return;
+  if (ctx.terminal) ctx.terminal.stdout.write(answer);
+  else ctx.out(answer);
 }

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apiClient } from '../support/api.js';
+import { answerCredential } from '../../src/cli/credentials.js';
 import { startBerth, type BerthProcess } from '../support/berth-process.js';
 import { removeNetwork } from '../support/network.js';
 import { freePort } from '../support/ports.js';
@@ -79,9 +80,9 @@ describe('berth login and git', () => {
     expect(readFileSync(join(home, '.gitconfig'), 'utf8')).not.toContain(ADMIN);
     // Scoped to this platform's URL: another port on the same host gets no answer from it.
     const here = await git('config', '--global', '--get-urlmatch', 'credential.helper', `${berth.apiUrl}/login-push.git`);
-    expect(here.out).toContain('git:credentials');
+    expect(here.out).toContain('credential-helper.ts');
     const elsewhere = await git('config', '--global', '--get-urlmatch', 'credential.helper', `http://127.0.0.1:${await freePort()}/x.git`);
-    expect(elsewhere.out).not.toContain('git:credentials');
+    expect(elsewhere.out).toBe('');
 
     const push = await git('push', 'berth', 'main');
     expect(push.code, push.out).toBe(0);
@@ -89,7 +90,7 @@ describe('berth login and git', () => {
 
     const logout = await cli('logout');
     expect(logout.code, logout.out).toBe(0);
-    expect(readFileSync(join(home, '.gitconfig'), 'utf8')).not.toContain('git:credentials');
+    expect(readFileSync(join(home, '.gitconfig'), 'utf8')).not.toContain('credential-helper');
     const after = readFileSync(join(home, '.netrc'), 'utf8');
     expect(after).not.toContain(ADMIN);
     expect(after).toContain('keep-me');
@@ -98,4 +99,17 @@ describe('berth login and git', () => {
     expect(again.code, again.out).not.toBe(0);
     expect(again.out).toMatch(/terminal prompts disabled|could not read Username/);
   }, 120_000);
+
+  it('answers git only for http(s) hosts it holds a token for, and never with a forged field', () => {
+    const own = join(dir, 'helper-home');
+    mkdirSync(own);
+    writeFileSync(join(own, '.netrc'), 'machine 127.0.0.1:5000\n  login a@example.com\n  password tok-1\nmachine 127.0.0.1:6000\n  login "x\\nusername=evil"\n  password tok-2\n', { mode: 0o600 });
+    const ctx = { env: {}, cwd: own, home: own, out: () => undefined, err: () => undefined, interactive: false };
+    expect(answerCredential(ctx, 'get', 'protocol=http\nhost=127.0.0.1:5000\n\n')).toBe('username=a@example.com\npassword=tok-1\n');
+    expect(answerCredential(ctx, 'get', 'protocol=http\nhost=127.0.0.1:5001\n\n')).toBe('');
+    expect(answerCredential(ctx, 'get', 'protocol=ssh\nhost=127.0.0.1:5000\n\n')).toBe('');
+    expect(answerCredential(ctx, 'store', 'protocol=http\nhost=127.0.0.1:5000\nusername=u\npassword=p\n\n')).toBe('');
+    // One username line at most, whatever the file holds.
+    expect(answerCredential(ctx, 'get', 'protocol=http\nhost=127.0.0.1:6000\n\n').split('\n').filter((l) => l.startsWith('username=')).length).toBeLessThanOrEqual(1);
+  });
 });
