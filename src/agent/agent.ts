@@ -10,6 +10,7 @@ import { ControlLoop, Registration } from '../loop/index.js';
 import type { Attachment, Networks } from '../network/index.js';
 import { allocateUid } from '../sandbox/index.js';
 import type { Store, TxnOp, WatchBatch } from '../store/index.js';
+import { LOGPLEX_DYNO, LogRateLimiter } from './log-limiter.js';
 import { waitForPort } from './ports.js';
 import { HealthMonitor, readHealthChecks, runStartupChecks } from './health.js';
 import type { HealthCheck } from '../domain/records/health.js';
@@ -98,6 +99,9 @@ export class Agent {
   private readonly inFlight = new Set<Promise<void>>();
   /** A pass when each crash backoff ends: the 5 s timer pass alone would round every backoff up to it. */
   private readonly backoffs = new Set<NodeJS.Timeout>();
+
+  /** Dyno lines past the app's rate stop here, and reading the dyno's output pauses. */
+  private readonly logRate = new LogRateLimiter({}, (appId, message) => this.o.appLog(appId, 'berth', LOGPLEX_DYNO, message));
 
   constructor(private readonly o: AgentOptions) {}
 
@@ -248,7 +252,7 @@ export class Agent {
         memoryBytes: u.memoryBytes,
         ...(u.diskBytes !== undefined ? { diskBytes: u.diskBytes } : {}),
         pidsMax: 512,
-        onOutput: (_stream, line) => this.o.appLog(u.appId, 'app', dynoName(u), line),
+        onOutput: (_stream, line) => this.logRate.admit(u.appId) && (this.o.appLog(u.appId, 'app', dynoName(u), line), true),
       });
       const running = d.running;
       if (stale()) {

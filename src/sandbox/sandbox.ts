@@ -38,7 +38,8 @@ export interface SandboxSpec {
   tmpDir?: string;
   /** Infinity for none (a dyno). */
   timeoutMs: number;
-  onOutput?: (chunk: string, stream: 'stdout' | 'stderr') => void;
+  /** Output as it comes; a positive number answered pauses reading that stream for so many ms. */
+  onOutput?: (chunk: string, stream: 'stdout' | 'stderr') => unknown;
   /** Give the command a stdin pipe (`SandboxProcess.stdin`) instead of /dev/null. */
   stdin?: boolean;
   signal?: AbortSignal;
@@ -200,8 +201,17 @@ function spawnSandboxed(config: SandboxConfig, spec: SandboxSpec): SandboxProces
   );
   // A command that exits (or closes its stdin) while input is still coming: EPIPE is expected.
   child.stdin?.on('error', () => undefined);
-  child.stdout?.setEncoding('utf8').on('data', (d: string) => spec.onOutput?.(d, 'stdout'));
-  child.stderr?.setEncoding('utf8').on('data', (d: string) => spec.onOutput?.(d, 'stderr'));
+  for (const [stream, name] of [[child.stdout, 'stdout'], [child.stderr, 'stderr']] as const) {
+    stream?.setEncoding('utf8').on('data', (d: string) => {
+      // A reader over its budget asks for a pause: the pipe fills and the writer blocks, so a
+      // flood costs its own process time, not the node's.
+      const pauseMs = spec.onOutput?.(d, name);
+      if (typeof pauseMs === 'number' && pauseMs > 0 && !stream.isPaused()) {
+        stream.pause();
+        setTimeout(() => stream.resume(), pauseMs).unref();
+      }
+    });
+  }
   const pid = child.pid ?? 0;
   let timedOut = false;
   let canceled = false;

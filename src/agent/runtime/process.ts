@@ -128,7 +128,7 @@ export class ProcessRuntime implements Runtime {
         timeoutMs: Infinity,
         onOutput: (chunk, stream) => {
           spec.interactive?.onData(stream, chunk);
-          (stream === 'stdout' ? out : err).push(chunk);
+          return (stream === 'stdout' ? out : err).push(chunk);
         },
         stdin: spec.interactive !== undefined,
         ...(spec.netns !== undefined ? { netns: spec.netns } : {}),
@@ -195,17 +195,20 @@ function inputOf(stdin: Writable): DynoInput {
   };
 }
 
-function lineSplitter(stream: 'stdout' | 'stderr', emit: DynoSpec['onOutput']): { push(chunk: string): void; flush(): void } {
+function lineSplitter(stream: 'stdout' | 'stderr', emit: DynoSpec['onOutput']): { push(chunk: string): number; flush(): void } {
   let partial = '';
   return {
+    /** A pause (ms) when a line was refused: the dyno is over its log rate, so reading waits. */
     push(chunk) {
+      let refused = false;
       const lines = (partial + chunk).split('\n');
       partial = lines.pop() ?? '';
-      for (const line of lines) emit(stream, line.replace(/\r$/, ''));
+      for (const line of lines) if (emit(stream, line.replace(/\r$/, '')) === false) refused = true;
       while (partial.length > MAX_LINE) {
-        emit(stream, partial.slice(0, MAX_LINE));
+        if (emit(stream, partial.slice(0, MAX_LINE)) === false) refused = true;
         partial = partial.slice(MAX_LINE);
       }
+      return refused ? 100 : 0;
     },
     flush() {
       if (partial) emit(stream, partial);

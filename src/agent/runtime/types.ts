@@ -34,8 +34,11 @@ export interface DynoSpec {
   diskBytes?: number;
   /** CPU weight against other dynos when the CPU is contended; by memory when absent (`cpuSharesFor`). */
   cpuShares?: number;
-  /** Output a line at a time (without its newline): what the log stream keeps. */
-  onOutput(stream: 'stdout' | 'stderr', line: string): void;
+  /**
+   * Output a line at a time (without its newline): what the log stream keeps. `false` means the
+   * line was refused (the app is over its log rate): the runtime may read more slowly for a while.
+   */
+  onOutput(stream: 'stdout' | 'stderr', line: string): unknown;
   /**
    * An attached one-off dyno: its stdin is `RunningDyno.input`, and its output also reaches
    * `onData` as it comes, prompts without a newline included. With `tty` the command runs on a
