@@ -131,4 +131,16 @@ describe('at connect time', () => {
       await s.close();
     }
   });
+
+  it("a tenant's sender refuses an IP literal the guard refuses at connect time, with no packet sent", async () => {
+    const { SyslogSender } = await import('../../src/controller/drains/syslog.js');
+    const before = accepted;
+    // A guard that refuses loopback as the cluster's own address would (what DrainTargets passes).
+    const guard = { lookup: guardedLookup, allowsLiteral: (a: string) => a !== '127.0.0.1' };
+    const sender = new SyslogSender({ host: '127.0.0.1', port, log, guard, minBackoffMs: 20, maxBackoffMs: 40 });
+    sender.send('<190>1 - - - - - - hi');
+    await new Promise((r) => setTimeout(r, 200));
+    sender.close();
+    expect(accepted).toBe(before);
+  });
 });

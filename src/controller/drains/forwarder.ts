@@ -15,6 +15,8 @@ export interface DrainForwarderOptions {
   hub: LogHub;
   log: Logger;
   sender?: Pick<SyslogSenderOptions, 'queueMax' | 'queueBytes' | 'minBackoffMs' | 'maxBackoffMs'>;
+  /** What tenants' drains may connect to (the cluster's own addresses refused too). */
+  guard?: SyslogSenderOptions['guard'];
 }
 
 interface Active {
@@ -149,7 +151,7 @@ export class DrainForwarder {
       return;
     }
     const notice = (message: string): string => syslogFrame(record.token, { time: new Date().toISOString(), source: 'berth', dyno: LOGPLEX_DYNO, message });
-    const sender = new SyslogSender({ ...target, ...this.o.sender, notice, allowInternal: record.internal === true, log: this.o.log.child({ app_id: appId, drain: record.id }) });
+    const sender = new SyslogSender({ ...target, ...this.o.sender, notice, allowInternal: record.internal === true, ...(this.o.guard ? { guard: this.o.guard } : {}), log: this.o.log.child({ app_id: appId, drain: record.id }) });
     byId.set(record.id, { record, sender });
     this.drains.set(appId, byId);
   }

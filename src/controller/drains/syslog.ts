@@ -1,6 +1,6 @@
-import { connect, type Socket } from 'node:net';
+import { connect, isIP, type LookupFunction, type Socket } from 'node:net';
 import { overflowNotice } from '../../agent/log-limiter.js';
-import { guardedLookup } from './targets.js';
+import { guardedLookup, isInternalAddress } from './targets.js';
 import { errorMessage } from '../../domain/errors.js';
 import type { Logger } from '../../domain/log.js';
 import type { LogLine } from '../services/log-store.js';
@@ -41,6 +41,12 @@ export interface SyslogSenderOptions {
   maxBackoffMs?: number;
   /** An admin's drain to an internal address; a tenant's is refused at every connect. */
   allowInternal?: boolean;
+  /**
+   * What a tenant's drain may connect to, checked at every connect (addresses change): a lookup
+   * that refuses a name resolving to a refused address, and the same check for an IP literal,
+   * which net.connect does not look up. Without it, special ranges only.
+   */
+  guard?: { lookup: LookupFunction; allowsLiteral(address: string): boolean };
 }
 
 /**
@@ -106,7 +112,9 @@ export class SyslogSender {
 
   private connect(): void {
     if (this.closed) return;
-    const socket = connect({ host: this.o.host, port: this.o.port, ...(this.o.allowInternal ? {} : { lookup: guardedLookup }) });
+    const guard = this.o.allowInternal ? undefined : (this.o.guard ?? { lookup: guardedLookup, allowsLiteral: (a: string) => !isInternalAddress(a) });
+    const refused = guard !== undefined && isIP(this.o.host) !== 0 && !guard.allowsLiteral(this.o.host);
+    const socket = connect({ host: this.o.host, port: this.o.port, ...(guard ? { lookup: guard.lookup } : {}) });
     this.socket = socket;
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 60_000);
@@ -145,6 +153,9 @@ export class SyslogSender {
       this.retry = setTimeout(() => this.connect(), wait);
       this.retry.unref();
     });
+    // Destroyed before its connect (queued for the next tick) starts: no packet leaves, and the
+    // close above retries with backoff, in case the address stops being the cluster's.
+    if (refused) socket.destroy(new Error(`${this.o.host} is not an address a tenant's drain may reach`));
   }
 
   private pump(): void {

@@ -84,7 +84,9 @@ export function createServices(store: Store, log: Logger, settings: PlatformSett
     options.peers ? { cluster: { peers: options.peers, log: logLog, ...(options.logRetain ? { retain: options.logRetain } : {}), ...options.logCluster } } : {},
   );
   const domains = new Domains(store, apps, settings);
-  const drainForwarder = new DrainForwarder({ store, hub: logs, log: log.child({ component: 'drains' }) });
+  // One view of the cluster's addresses for both checks: when a drain is added and at every connect.
+  const drainTargets = new DrainTargets({ store, log: log.child({ component: 'drain-targets' }) });
+  const drainForwarder = new DrainForwarder({ store, hub: logs, log: log.child({ component: 'drains' }), guard: drainTargets });
   // Release-phase output of config changes and rollbacks goes to the app's log stream.
   const releases = new Releases(store, apps, {
     ...(options.builder ? { runner: options.builder.runner } : {}),
@@ -119,7 +121,7 @@ export function createServices(store: Store, log: Logger, settings: PlatformSett
     sshKeys: new SshKeys(store),
     logs,
     cluster: new ClusterTokens(store, lookups),
-    drains: new LogDrains(store, apps, new DrainTargets({ store, log: log.child({ component: 'drain-targets' }) })),
+    drains: new LogDrains(store, apps, drainTargets),
     certs: new SniEndpoints(store, apps, domains),
     routerSettings: new RouterSettings(store, apps),
     drainForwarder,
