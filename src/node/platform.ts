@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Agent, ProcessRuntime, localMachine, machineId } from '../agent/index.js';
-import { createBuilder, createBuilderServer } from '../builder/index.js';
+import { createBuilder, createBuilderServer, type BuildLimits } from '../builder/index.js';
 import { createServices, startController, type Services } from '../controller/index.js';
 import { createOneOffDynos } from '../controller/one-off/index.js';
 import type { OverlayNetwork } from '../network/index.js';
@@ -19,7 +19,7 @@ import { joinInfoRoutes, joinUrl, recordClusterSettings, serverBootstrap, server
 import { nodeNetwork } from './network.js';
 import { loopbackPort } from './ports.js';
 import { Parts, startOrUnwind } from './shutdown.js';
-import type { Node, PlatformNodeOptions, PlatformSummary, Role } from './types.js';
+import type { BuilderRole, Node, PlatformNodeOptions, PlatformSummary, Role } from './types.js';
 
 function networkSummary(i: ReturnType<OverlayNetwork['info']>): PlatformSummary['network'] {
   return { network: i.network, subnet: i.subnet, backend: i.backend, public_ip: i.publicIp };
@@ -92,7 +92,7 @@ export async function startPlatformNode(o: PlatformNodeOptions): Promise<Node<Pl
       parts.add('network', () => network.stop());
       await network.start();
     }
-    const builder = roles.builder && network && createBuilder({ store, log, dataDir, sandbox, network, buildpackDirs: roles.builder.buildpackDirs ?? [], ...(peers ? { peers } : { machine: node }) });
+    const builder = roles.builder && network && createBuilder({ store, log, dataDir, sandbox, network, buildpackDirs: roles.builder.buildpackDirs ?? [], limits: buildLimits(roles.builder), ...(peers ? { peers } : { machine: node }) });
     if (builder) {
       // Every server keeps every live slug (copies from its peers) and collects dead ones.
       parts.add('slugs', () => builder.replicator.stop());
@@ -186,4 +186,9 @@ export async function startPlatformNode(o: PlatformNodeOptions): Promise<Node<Pl
     };
     return { summary, store, unavailable, stop: () => parts.stop() };
   });
+}
+
+/** The operator's build limits, only those given (the builder has the defaults). */
+function buildLimits(b: BuilderRole): BuildLimits {
+  return { ...(b.diskBytes !== undefined ? { diskBytes: b.diskBytes } : {}), ...(b.maxTimeoutMs !== undefined ? { maxTimeoutMs: b.maxTimeoutMs } : {}) };
 }

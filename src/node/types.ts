@@ -35,6 +35,10 @@ export interface BuilderRole {
   buildpackDirs?: string[];
   /** Pushes building at once across apps (default: the number of cores). */
   maxParallel?: number;
+  /** A build's writable space in bytes (default 2 GiB: `--build-disk`). */
+  diskBytes?: number;
+  /** The most an app's BUILD_TIMEOUT may ask for, in ms (default 60 min: `--build-timeout-max`). */
+  maxTimeoutMs?: number;
 }
 
 export interface SchedulerRole {

@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/domain/log.js';
-import { startNode, type PlatformNode } from '../../src/node/index.js';
+import { startNode, type Node, type PlatformSummary } from '../../src/node/index.js';
+import { testNetwork } from '../support/network.js';
 import { freePort } from '../support/ports.js';
 import { CGROUP_ROOT } from '../support/sandbox.js';
 
@@ -16,7 +17,7 @@ import { CGROUP_ROOT } from '../support/sandbox.js';
 
 const TOKEN = 'flood-admin-token-0123456789abcdef';
 let dir: string;
-let node: PlatformNode;
+let node: Node<PlatformSummary>;
 let api: string;
 
 async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
@@ -38,9 +39,9 @@ beforeAll(async () => {
     log: createLogger('test', { level: 'silent' }),
     store: 'memory://',
     sandbox: { cgroupRoot: CGROUP_ROOT },
-    network: { name: `h1f${process.pid % 1000}`, overlay: `10.${220 + (process.pid % 20)}.0.0/16`, backend: 'host-gw' },
+    network: testNetwork(),
     roles: { controller: { host: '127.0.0.1', port, domain: 'berth.test', bootstrapToken: TOKEN }, builder: { sshPort: 0, buildpackDirs: [dir] } },
-  })) as PlatformNode;
+  })) as Node<PlatformSummary>;
   api = node.summary.api_url;
 }, 60_000);
 afterAll(async () => {

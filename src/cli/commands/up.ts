@@ -48,6 +48,8 @@ interface UpOptions {
   tls: boolean;
   rateLimit: string;
   logFormat?: string;
+  buildDisk: string;
+  buildTimeoutMax: string;
 }
 
 /** The cluster token without it showing in `ps`: --token-file or BERTH_TOKEN, beside --token. */
@@ -123,6 +125,14 @@ function tlsFlags(o: Pick<UpOptions, 'tlsCert' | 'tlsKey' | 'tls' | 'apiHost' | 
   return o.tls && !plainUrl && wanted ? { selfSigned: true } : undefined;
 }
 
+/** "2G", "512M", "1.5G": bytes, for --build-disk. */
+export function sizeFlag(value: string, flag: string, min: number): number {
+  const m = /^(\d+(?:\.\d+)?)([MG])$/i.exec(value.trim());
+  const bytes = m ? Math.floor(Number(m[1]) * (m[2]!.toUpperCase() === 'G' ? 1024 ** 3 : 1024 ** 2)) : NaN;
+  if (!Number.isFinite(bytes) || bytes < min) throw invalid(`${flag} must be a size like 2G or 512M, at least ${min / 1024 ** 2}M, got "${value}".`);
+  return bytes;
+}
+
 export function port(value: string, flag: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1 || n > 65535) throw invalid(`${flag} must be a port number (1-65535), got "${value}".`);
@@ -171,6 +181,8 @@ export function register(program: Command): void {
     .option('--tls-key <file>', "the API certificate's private key (PEM)")
     .option('--no-tls', 'serve the API over plain HTTP even beyond loopback (by default a self-signed certificate is made under the data dir when --api-host is not loopback)')
     .option('--rate-limit <n>', 'API requests one token may make per hour (0: no limit)', '4500')
+    .option('--build-disk <size>', "a build's writable space: its app dir, /tmp and cache (past it: ENOSPC)", '2G')
+    .option('--build-timeout-max <minutes>', "the most an app's BUILD_TIMEOUT may ask for", '60')
     .option('--log-format <format>', 'pretty (the default on a terminal) or json (the default otherwise: one JSON object per line)')
     .action(async (opts: UpOptions) => {
       const dataDir = resolve(opts.dataDir);
@@ -184,6 +196,9 @@ export function register(program: Command): void {
       const tls = tlsFlags(opts, cluster !== undefined);
       const rateLimit = Number(opts.rateLimit);
       if (!Number.isInteger(rateLimit) || rateLimit < 0) throw invalid(`--rate-limit must be a whole number of requests per hour (0: no limit), got "${opts.rateLimit}".`);
+      const buildDisk = sizeFlag(opts.buildDisk, '--build-disk', 256 * 1024 ** 2);
+      const buildTimeoutMax = Number(opts.buildTimeoutMax);
+      if (!Number.isInteger(buildTimeoutMax) || buildTimeoutMax < 1 || buildTimeoutMax > 24 * 60) throw invalid(`--build-timeout-max must be whole minutes between 1 and 1440, got "${opts.buildTimeoutMax}".`);
       const ttl = Number(opts.ttl);
       if (!Number.isInteger(ttl) || ttl < 1 || ttl > 300) throw invalid(`--ttl must be whole seconds between 1 and 300, got "${opts.ttl}".`);
       // Other machines reach this one's overlay, dynos and API at the address it advertises.
@@ -220,7 +235,7 @@ export function register(program: Command): void {
             ...(tls ? { tls } : {}),
             rateLimit,
           },
-          builder: { sshPort, buildpackDirs: (process.env.BERTH_BUILDPACK_DIRS ?? '').split(':').filter((d) => d.startsWith('/')) },
+          builder: { sshPort, buildpackDirs: (process.env.BERTH_BUILDPACK_DIRS ?? '').split(':').filter((d) => d.startsWith('/')), diskBytes: buildDisk, maxTimeoutMs: buildTimeoutMax * 60_000 },
           scheduler: { ttl },
           router: { httpPort, httpsPort },
           ...(opts.agent ? { agent: { ttl, ...(cluster ? { name: cluster.name, address: cluster.advertise } : {}) } } : {}),
