@@ -16,6 +16,7 @@ import { register as appsInfo } from './commands/apps/info.js';
 import { register as appsRename } from './commands/apps/rename.js';
 import { register as appsDestroy } from './commands/apps/destroy.js';
 import { register as appsOpen } from './commands/apps/open.js';
+import { register as maintenance } from './commands/maintenance/index.js';
 import { register as gitRemote } from './commands/git/remote.js';
 import { register as config } from './commands/config/index.js';
 import { register as configGet } from './commands/config/get.js';
@@ -63,7 +64,7 @@ import { register as usersAdd } from './commands/users/add.js';
 import { register as usersRegistration } from './commands/users/registration.js';
 
 /** Every command, in the order `berth --help` lists them. */
-const COMMANDS: Register[] = [authLogin, authLogout, authWhoami, gitCredentials, apps, appsCreate, appsInfo, appsRename, appsDestroy, appsOpen, gitRemote, config, configGet, configSet, configUnset, releases, releasesInfo, releasesRollback, builds, buildsOutput, buildsCancel, ps, psScale, psRestart, run, runDetached, nodes, nodesRemove, clusterRotateToken, tagsSet, limitsSet, healthchecks, healthchecksSet, healthchecksUnset, domains, domainsAdd, domainsRemove, certs, certsAdd, certsRemove, router, routerSet, logs, drains, drainsAdd, drainsRemove, keys, keysAdd, keysRemove, access, accessAdd, accessRemove, users, usersAdd, usersRegistration, serviceInstall, serviceUninstall];
+const COMMANDS: Register[] = [authLogin, authLogout, authWhoami, gitCredentials, apps, appsCreate, appsInfo, appsRename, appsDestroy, appsOpen, maintenance, gitRemote, config, configGet, configSet, configUnset, releases, releasesInfo, releasesRollback, builds, buildsOutput, buildsCancel, ps, psScale, psRestart, run, runDetached, nodes, nodesRemove, clusterRotateToken, tagsSet, limitsSet, healthchecks, healthchecksSet, healthchecksUnset, domains, domainsAdd, domainsRemove, certs, certsAdd, certsRemove, router, routerSet, logs, drains, drainsAdd, drainsRemove, keys, keysAdd, keysRemove, access, accessAdd, accessRemove, users, usersAdd, usersRegistration, serviceInstall, serviceUninstall];
 
 /** Builds the `berth` program for one context (the process's, or a test's). */
 export function createProgram(ctx: CliContext): Command {

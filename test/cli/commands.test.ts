@@ -91,6 +91,14 @@ describe('the berth CLI', () => {
     expect((await as('releases:info', 'v2')).out).toMatch(/=== Release v2[\s\S]*N:\s+1/);
   });
 
+  it('turns maintenance mode on and off, as heroku maintenance:on/off', async () => {
+    expect((await as('maintenance')).out.trim()).toBe('off');
+    expect((await as('maintenance:on')).err).toMatch(/Enabling maintenance mode for cli-made\.\.\. done/);
+    expect((await as('maintenance')).out.trim()).toBe('on');
+    expect((await as('maintenance:off')).err).toMatch(/Disabling maintenance mode for cli-made\.\.\. done/);
+    expect((await as('maintenance')).out.trim()).toBe('off');
+  });
+
   it('scales with absolute and relative quantities', async () => {
     expect((await as('ps:scale', 'web=2')).err).toMatch(/now running web at 2:standard-1x/);
     expect((await as('ps:scale', 'web+1')).err).toMatch(/web at 3/);
