@@ -3,8 +3,10 @@ import { join } from 'node:path';
 import { Netrc } from 'netrc-parser';
 import { BerthError, ErrorCode } from '../domain/errors.js';
 import { configFile, type CliContext } from './context.js';
+import { caWith, pinnedCa } from './trust.js';
 
-export const DEFAULT_API_URL = 'http://127.0.0.1:5000';
+/** Where `berth up` serves by default: over TLS, as it listens beyond loopback. */
+export const DEFAULT_API_URL = 'https://127.0.0.1:5000';
 
 /** BERTH_API_URL, else the URL `berth login` saved, else the local default. */
 export function apiUrl(ctx: CliContext): string {
@@ -45,17 +47,53 @@ export class ApiError extends BerthError {
   }
 }
 
+/** Why a connection failed, and what the user can do about it when that is known. */
+export function unreachable(base: string, err: unknown): BerthError {
+  const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+  const code = cause?.code ?? (err as { code?: string }).code ?? '';
+  const detail = cause?.message ?? (err as Error).message;
+  let hint = '';
+  if (/SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|CERT_UNTRUSTED/.test(code)) hint = ` Its certificate is not trusted here: run berth login --api-url ${base} --fingerprint <the SHA-256 berth up printed>.`;
+  else if (/WRONG_VERSION_NUMBER|PACKET_LENGTH_TOO_LONG|HTTP_REQUEST/.test(code)) hint = ` It answers plain HTTP (berth up --no-tls?): use ${base.replace(/^https:/i, 'http:')} if that is meant.`;
+  return new BerthError('unreachable', `Cannot reach the Berth API at ${base}: ${detail}.${hint}`);
+}
+
+type Fetch = (url: string, init?: RequestInit) => Promise<Response>;
+
 export class ApiClient {
+  private fetcher?: Promise<Fetch>;
+
+  /** `ca`: a certificate `berth login` pinned for this API, trusted besides the system's. */
   constructor(
     readonly baseUrl: string,
     private readonly token: string | undefined,
+    readonly ca?: string,
   ) {}
+
+  /** node:https options that trust what this client trusts (for connections fetch cannot make). */
+  tlsOptions(): { ca?: string[] } {
+    return this.ca ? { ca: caWith(this.ca) } : {};
+  }
+
+  /**
+   * fetch, trusting the pinned certificate too. undici is loaded only then: most calls go to an
+   * API the system trusts (or plain HTTP on loopback) and do not pay for it.
+   */
+  fetch(url: string, init?: RequestInit): Promise<Response> {
+    if (!this.ca) return fetch(url, init);
+    const ca = this.ca;
+    this.fetcher ??= import('undici').then(({ Agent, fetch: undiciFetch }) => {
+      const dispatcher = new Agent({ connect: { ca: caWith(ca) } });
+      return ((u, i) => undiciFetch(u, { ...(i as object), dispatcher })) as Fetch;
+    });
+    return this.fetcher.then((f) => f(url, init));
+  }
 
   async request<T>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<T> {
     if (!this.token) throw new BerthError(ErrorCode.Unauthorized, 'Not logged in. Run `berth login`, or set BERTH_API_KEY.');
     let res: Response;
     try {
-      res = await fetch(`${this.baseUrl}${path}`, {
+      res = await this.fetch(`${this.baseUrl}${path}`, {
         method,
         headers: {
           accept: 'application/vnd.heroku+json; version=3',
@@ -66,7 +104,7 @@ export class ApiClient {
         ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
       });
     } catch (err) {
-      throw new BerthError('unreachable', `Cannot reach the Berth API at ${this.baseUrl}: ${(err as Error).cause ?? (err as Error).message}`);
+      throw unreachable(this.baseUrl, err);
     }
     const text = await res.text();
     let parsed: unknown;
@@ -90,5 +128,5 @@ export class ApiClient {
 
 export function clientFor(ctx: CliContext): ApiClient {
   const url = apiUrl(ctx);
-  return new ApiClient(url, apiToken(ctx, url));
+  return new ApiClient(url, apiToken(ctx, url), pinnedCa(ctx, url));
 }

@@ -71,15 +71,34 @@ export async function installGitHelper(ctx: CliContext, url: string, self: reado
   return undefined;
 }
 
-/** Removes what installGitHelper added, and the URL's section when nothing else is left in it. */
-export async function removeGitHelper(ctx: CliContext, url: string): Promise<void> {
-  const unset = await git(ctx, ['config', '--global', '--unset-all', key(url)]);
+/** Unsets `<section>.<url>.<name>`, and the URL's section when nothing else is left in it. */
+async function unsetScoped(ctx: CliContext, section: string, url: string, name: string): Promise<void> {
+  const scoped = `${section}.${credentialUrl(url)}`;
+  const unset = await git(ctx, ['config', '--global', '--unset-all', `${scoped}.${name}`]);
   if (unset.code !== 0) return;
-  const section = `credential.${credentialUrl(url)}.`;
   const list = await git(ctx, ['config', '--global', '--name-only', '--list']);
-  if (list.code === 0 && !list.out.split('\n').some((name) => name.toLowerCase().startsWith(section.toLowerCase()))) {
-    await git(ctx, ['config', '--global', '--remove-section', `credential.${credentialUrl(url)}`]);
+  if (list.code === 0 && !list.out.split('\n').some((n) => n.toLowerCase().startsWith(`${scoped.toLowerCase()}.`))) {
+    await git(ctx, ['config', '--global', '--remove-section', scoped]);
   }
+}
+
+/** Removes what installGitHelper added. */
+export function removeGitHelper(ctx: CliContext, url: string): Promise<void> {
+  return unsetScoped(ctx, 'credential', url, 'helper');
+}
+
+/**
+ * Makes git trust the certificate `berth login` pinned, for this URL only
+ * (`http.<url>.sslCAInfo`): other remotes keep the system's CAs.
+ */
+export async function installGitCa(ctx: CliContext, url: string, caFile: string): Promise<string | undefined> {
+  const set = await git(ctx, ['config', '--global', `http.${credentialUrl(url)}.sslCAInfo`, caFile]);
+  if (set.code === -1) return `git is not available (${set.err.trim()})`;
+  return set.code === 0 ? undefined : set.err.trim() || `git config exited with ${set.code}`;
+}
+
+export function removeGitCa(ctx: CliContext, url: string): Promise<void> {
+  return unsetScoped(ctx, 'http', url, 'sslCAInfo');
 }
 
 /** A value that would end a line of git's credential protocol (and so forge another field). */

@@ -9,3 +9,11 @@ export function defaultDataDir(): string {
 export function defaultStoreUrl(dataDir: string): string {
   return `sqlite://${join(resolve(dataDir), 'state.db')}`;
 }
+
+/**
+ * Where a platform on this machine keeps its data by default: root's (`sudo berth up`) and this
+ * user's. The CLI looks there for the API certificate the platform here serves.
+ */
+export function knownDataDirs(home: string): string[] {
+  return [...new Set(['/var/lib/berth', join(home, '.berth')])];
+}

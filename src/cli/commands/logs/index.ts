@@ -25,7 +25,8 @@ export const register: Register = (program, ctx) => {
       const lines = Number(opts.num);
       if (!Number.isInteger(lines) || lines < 0) throw invalid(`--num must be a whole number of lines, got "${opts.num}".`);
       const dyno = opts.dyno ?? opts.processType;
-      const session = await clientFor(ctx).request<{ logplex_url: string }>('POST', `/apps/${enc(name)}/log-sessions`, {
+      const api = clientFor(ctx);
+      const session = await api.request<{ logplex_url: string }>('POST', `/apps/${enc(name)}/log-sessions`, {
         lines,
         tail: Boolean(opts.tail),
         ...(dyno ? { dyno } : {}),
@@ -33,7 +34,8 @@ export const register: Register = (program, ctx) => {
       });
       let res: Response;
       try {
-        res = await fetch(session.logplex_url, { headers: { accept: 'text/plain' } });
+        // The stream is the API's own (its URL as the server names itself): the same trust as the API.
+        res = await api.fetch(session.logplex_url, { headers: { accept: 'text/plain' } });
       } catch (err) {
         throw new BerthError('unreachable', `Cannot read the log stream at ${new URL(session.logplex_url).origin}: ${(err as Error).cause ?? (err as Error).message}`);
       }

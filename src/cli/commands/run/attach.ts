@@ -1,9 +1,8 @@
 import { request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { ApiError, apiToken, type ApiClient } from '../../api-client.js';
+import { ApiError, apiToken, unreachable, type ApiClient } from '../../api-client.js';
 import { enc } from '../../command.js';
 import type { CliContext, Terminal } from '../../context.js';
-import { BerthError } from '../../../domain/errors.js';
 
 /** What `…/dynos/run.N/attach` streams, one JSON object per line. */
 export interface AttachEvent {
@@ -32,6 +31,8 @@ export interface Attached {
 export async function attachDyno(api: ApiClient, ctx: CliContext, app: string, dyno: string, withInput: boolean): Promise<Attached> {
   const url = new URL(`${api.baseUrl}/apps/${enc(app)}/dynos/${enc(dyno)}/attach`);
   const req: ClientRequest = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, {
+    // The certificate berth login pinned, as for every other call to the API.
+    ...(url.protocol === 'https:' ? api.tlsOptions() : {}),
     method: 'POST',
     headers: {
       accept: 'application/x-ndjson',
@@ -45,7 +46,7 @@ export async function attachDyno(api: ApiClient, ctx: CliContext, app: string, d
   else req.flushHeaders();
   const res = await new Promise<IncomingMessage>((resolve, reject) => {
     req.once('response', resolve);
-    req.once('error', (err) => reject(new BerthError('unreachable', `Cannot reach the Berth API at ${api.baseUrl}: ${err.message}`)));
+    req.once('error', (err) => reject(unreachable(api.baseUrl, err)));
   });
   req.on('error', () => undefined);
   if (res.statusCode !== 200) {
