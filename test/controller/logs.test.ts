@@ -285,8 +285,9 @@ describe('log drains', () => {
   it('follows drains written through another controller, and drops them with their app', async () => {
     const other = (await h.call(h.tokens.alice, 'POST', '/apps', { name: 'elsewhere' })).body.id as string;
     const now = new Date().toISOString();
-    // What another node's API writes: this controller learns of it from the store alone.
-    const drain = { id: '1c0ffee0-0000-4000-8000-000000000001', url: `syslog://127.0.0.1:${receiver.port}`, token: 'd.1c0ffee0-0000-4000-8000-00000000000a', created_at: now, updated_at: now };
+    // What another node's API writes: this controller learns of it from the store alone. An
+    // admin's drain (`internal`): a tenant's may not reach this host's loopback receiver.
+    const drain = { id: '1c0ffee0-0000-4000-8000-000000000001', url: `syslog://127.0.0.1:${receiver.port}`, token: 'd.1c0ffee0-0000-4000-8000-00000000000a', internal: true, created_at: now, updated_at: now };
     await h.store.put(keys.drain(other, drain.id), JSON.stringify(drain));
     await until('the drain from the store', () => h.services.drainForwarder.stats()[drain.id]?.connected);
     h.services.logs.append(other, { source: 'app', dyno: 'worker.1', message: 'from elsewhere' });
