@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { copyFileSync, chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -8,7 +8,6 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apiUrl, DEFAULT_API_URL } from '../../src/cli/api-client.js';
 import { normaliseFingerprint } from '../../src/cli/trust.js';
-import { startBerth, type BerthProcess } from '../support/berth-process.js';
 import { removeNetwork } from '../support/network.js';
 import { freePort } from '../support/ports.js';
 
@@ -34,13 +33,16 @@ function run(cmd: string, args: string[], cwd: string, env: Record<string, strin
   });
 }
 
-let berth: BerthProcess;
+let berth: ChildProcess;
+let exited: Promise<number | null>;
 let dir: string;
 let home: string;
 let repo: string;
 let url: string;
 let fingerprint: string;
 let certPath: string;
+/** The login line `berth up` printed, as arguments after `berth`. */
+let printedLogin: string[];
 
 /** The real CLI as a user whose HOME is `h`, with no NODE_EXTRA_CA_CERTS or BERTH_* set. */
 const cliAs = (h: string, ...args: string[]): Promise<Run> => run(process.execPath, ['--import', TSX, MAIN, ...args], repo, { HOME: h });
@@ -51,16 +53,38 @@ const git = (...args: string[]): Promise<Run> => run('git', args, repo, { HOME: 
 const pin = (): string => join(home, '.config', 'berth', 'certs', `127.0.0.1_${new URL(url).port}.pem`);
 const gitconfig = (): string => (existsSync(join(home, '.gitconfig')) ? readFileSync(join(home, '.gitconfig'), 'utf8') : '');
 
+/** `berth up` as a person runs it (no --json), until it prints its summary. */
+async function startUp(args: string[]): Promise<string> {
+  berth = spawn(process.execPath, ['--import', 'tsx', MAIN, 'up', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, BERTH_BOOTSTRAP_TOKEN: ADMIN } });
+  exited = new Promise((resolve) => berth.on('exit', (code) => resolve(code)));
+  let out = '';
+  let err = '';
+  berth.stderr?.on('data', (d: Buffer) => (err += d.toString()));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`berth up printed no summary within 45 s:\n${out}\n${err}`)), 45_000);
+    berth.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('Press Ctrl-C to stop.')) {
+        clearTimeout(timer);
+        resolve(out);
+      }
+    });
+    void exited.then((code) => reject(new Error(`berth up exited with ${code}:\n${out}\n${err}`)));
+  });
+}
+
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'berth-login-tls-'));
   chmodSync(dir, 0o755);
   const port = await freePort();
-  // An https --api-url: the node makes its self-signed certificate, as it does on 0.0.0.0.
-  berth = await startBerth(['--data-dir', join(dir, 'data'), '--no-agent', '--api-port', String(port), '--api-url', `https://127.0.0.1:${port}`, ...NET], { BERTH_BOOTSTRAP_TOKEN: ADMIN });
-  url = berth.apiUrl;
-  const tls = berth.summary.api_tls as { fingerprint_sha256: string; cert: string };
-  fingerprint = tls.fingerprint_sha256;
-  certPath = tls.cert;
+  const ports = ['--api-port', String(port), '--ssh-port', String(await freePort()), '--http-port', String(await freePort()), '--https-port', String(await freePort())];
+  // Loopback for the test, and an https --api-url: the node makes its self-signed certificate as it does on 0.0.0.0.
+  const summary = await startUp(['--data-dir', join(dir, 'data'), '--no-agent', '--api-host', '127.0.0.1', '--api-url', `https://127.0.0.1:${port}`, ...ports, ...NET]);
+  url = /^API:\s+(\S+)$/m.exec(summary)?.[1] ?? '';
+  const tls = /^API TLS:\s+self-signed certificate (\S+), SHA-256 (\S+);/m.exec(summary);
+  certPath = tls?.[1] ?? '';
+  fingerprint = tls?.[2] ?? '';
+  printedLogin = (/^Log in \(berth and git push\):\s+berth (.+)$/m.exec(summary)?.[1] ?? '').split(' ');
   home = join(dir, 'home');
   repo = join(dir, 'repo');
   mkdirSync(home);
@@ -72,15 +96,22 @@ beforeAll(async () => {
   }
 }, 90_000);
 afterAll(async () => {
-  await berth?.stop();
+  if (berth && berth.exitCode === null && berth.signalCode === null) {
+    const kill = setTimeout(() => berth.kill('SIGKILL'), 10_000);
+    berth.kill('SIGTERM');
+    await exited;
+    clearTimeout(kill);
+  }
   await removeNetwork('btlt');
   rmSync(dir, { recursive: true, force: true });
 });
 
 describe('berth login to an API with a self-signed certificate', () => {
-  it('serves https with a certificate no CA vouches for', () => {
+  it('serves https with a certificate no CA vouches for, and berth up prints the login line that trusts it', () => {
     expect(url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
     expect(fingerprint).toMatch(/^([0-9A-F]{2}:){31}[0-9A-F]{2}$/);
+    expect(new X509Certificate(readFileSync(certPath)).fingerprint256).toBe(fingerprint);
+    expect(printedLogin).toEqual(['login', '--api-url', url, '--fingerprint', fingerprint, '--token', ADMIN]);
   });
 
   it('refuses a wrong fingerprint, or none, and saves nothing', async () => {
@@ -101,8 +132,8 @@ describe('berth login to an API with a self-signed certificate', () => {
   }, 60_000);
 
   it('pins the certificate for the CLI and git: apps:create, config:set, logs and a push need no env var; logout removes the trust', async () => {
-    // Lower case, no colons: any common spelling of the same fingerprint.
-    const login = await cli('login', '--api-url', url, '--token', ADMIN, '--fingerprint', fingerprint.replaceAll(':', '').toLowerCase());
+    // Exactly what berth up printed.
+    const login = await cli(...printedLogin);
     expect(login.code, login.out).toBe(0);
     expect(login.out).toMatch(/Logged in as /);
     expect(new X509Certificate(readFileSync(pin())).fingerprint256).toBe(fingerprint);
@@ -156,6 +187,12 @@ describe('berth login to an API with a self-signed certificate', () => {
     expect(login.out).toContain(`is the one in ${join(local, '.berth', 'api-tls', 'cert.pem')}`);
     const whoami = await cliAs(local, 'whoami');
     expect(whoami.code, whoami.out).toBe(0);
+  }, 60_000);
+
+  it('takes the fingerprint in lower case without colons too', async () => {
+    mkdirSync(join(dir, 'spelling-home'));
+    const login = await cliAs(join(dir, 'spelling-home'), 'login', '--api-url', url, '--token', ADMIN, '--fingerprint', fingerprint.replaceAll(':', '').toLowerCase());
+    expect(login.code, login.out).toBe(0);
   }, 60_000);
 
   it('says a https URL answers plain HTTP instead of sending the token in clear', async () => {
