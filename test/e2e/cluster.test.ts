@@ -1,4 +1,4 @@
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,6 +9,7 @@ import { appRepo, git } from '../support/e2e.js';
 import { dialFrom, httpTo, labNetworkName, startAgentIn, startBerthIn, type LabAgentProcess, type LabBerthProcess } from '../support/lab-berth.js';
 import { createLab, startEtcdIn, type Lab, type LabHost } from '../support/netlab.js';
 import { untilWith } from '../support/until.js';
+import { removeTestDir } from '../support/cleanup.js';
 
 /**
  * A cluster of four machines, each a network namespace of a lab (test/support/netlab.ts) with a
@@ -120,7 +121,7 @@ afterAll(async () => {
   await store?.close().catch(() => undefined);
   await etcd?.stop().catch(() => undefined);
   await lab?.destroy();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await removeTestDir(dir);
 }, 120_000);
 
 describe('a cluster of three agents on machines of their own', () => {

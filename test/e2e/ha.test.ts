@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, chmodSync } from 'node:fs';
+import { mkdtempSync, readFileSync, chmodSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -11,6 +11,7 @@ import { appRepo, git } from '../support/e2e.js';
 import { httpTo, killHost, labNetworkName, startAgentIn, startBerthIn, type LabAgentProcess, type LabBerthProcess } from '../support/lab-berth.js';
 import { createLab, type Lab, type LabHost } from '../support/netlab.js';
 import { untilWith } from '../support/until.js';
+import { removeTestDir } from '../support/cleanup.js';
 
 /**
  * Three servers on three machines of a lab (network namespaces with kernels' networks of their
@@ -88,7 +89,7 @@ afterAll(async () => {
   await agent?.stop().catch(() => undefined);
   await Promise.allSettled([...servers.values()].map((s) => s.stop()));
   await lab?.destroy();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await removeTestDir(dir);
 }, 180_000);
 
 describe('three servers and no single point of failure', () => {

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,6 +9,7 @@ import { startAgent, startBerth, type AgentProcess, type BerthProcess } from '..
 import { apiClient } from '../support/api.js';
 import { appRepo, git } from '../support/e2e.js';
 import { untilWith } from '../support/until.js';
+import { removeTestDir } from '../support/cleanup.js';
 
 /**
  * The router issue's promise, end to end: real nginx in front of dynos on two `berth agent`
@@ -119,7 +120,7 @@ afterAll(async () => {
   await Promise.all(agents.map((a) => a.stop()));
   await store?.close();
   await berth?.stop();
-  rmSync(dir, { recursive: true, force: true });
+  await removeTestDir(dir);
 });
 
 interface Figures {
