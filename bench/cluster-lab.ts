@@ -16,6 +16,7 @@ import { keys } from '../src/domain/keys.js';
 import { Election, openStore, type EtcdTls, type Store } from '../src/store/index.js';
 import { apiClient, type Api } from '../test/support/api.js';
 import { appRepo, git } from '../test/support/e2e.js';
+import { removeTestDir } from '../test/support/cleanup.js';
 import { killHost, labNetworkName, startBerthIn, type LabBerthProcess } from '../test/support/lab-berth.js';
 import { createLab, type Lab, type LabHost } from '../test/support/netlab.js';
 import { until } from '../test/support/until.js';
@@ -221,7 +222,8 @@ export class BenchCluster {
     await Promise.allSettled([...this.servers.values()].map((s) => s.stop()));
     this.servers.clear();
     await this.lab.destroy();
-    rmSync(this.dir, { recursive: true, force: true });
+    // A killed machine's dynos leave their disks mounted under the dir.
+    await removeTestDir(this.dir);
   }
 }
 
