@@ -105,3 +105,19 @@ describe('a DELETE with Content-Type: application/json and no body', () => {
     expect(poisoned.status).toBe(400);
   });
 });
+
+describe('a wildcard two labels or more above the platform domain', () => {
+  it('is refused: nginx routes *.example.com to names at any depth, apps.corp.example.com\'s included', async () => {
+    const s = openStore('memory://');
+    const log = createLogger('test', { level: 'silent' });
+    const svc = createServices(s, log, { domain: 'apps.corp.example.com', apiUrl: 'https://api.corp.example.com:5000' });
+    try {
+      expect(() => svc.domains.check('*.example.com')).toThrow(/cover the platform domain/);
+      expect(() => svc.domains.check('*.corp.example.com')).toThrow(/cover the platform domain/);
+      expect(svc.domains.check('*.shop.example.com')).toBe('*.shop.example.com');
+    } finally {
+      await svc.close();
+      await s.close();
+    }
+  });
+});

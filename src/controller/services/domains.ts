@@ -28,12 +28,15 @@ function apiHostname(apiUrl: string): string | undefined {
   return host && !isIP(host.replace(/^\[(.*)\]$/, '$1')) ? host : undefined;
 }
 
-/** Whether `pattern` (an exact name, or `*.` + one label) names `host`. */
+/**
+ * Whether `pattern` (an exact name, or `*.rest`) would route `host` in the router. nginx's
+ * `server_name *.rest` matches names under `rest` at any depth (`a.b.rest` too), so a tenant's
+ * `*.example.com` would take every unclaimed name under a platform domain `apps.corp.example.com`.
+ */
 function covers(pattern: string, host: string): boolean {
   if (pattern === host) return true;
   if (!pattern.startsWith('*.')) return false;
-  const rest = pattern.slice(2);
-  return host.endsWith(`.${rest}`) && !host.slice(0, -rest.length - 1).includes('.');
+  return host.endsWith(`.${pattern.slice(2)}`);
 }
 
 /**
@@ -77,7 +80,8 @@ export class Domains {
     if (host.length > 253 || !HOSTNAME.test(host)) throw invalid(`${hostname} is not a valid hostname.`);
     const d = this.platformDomain;
     if (host === d || host.endsWith(`.${d}`)) throw invalid(`${host} is under the platform domain ${d}, whose names Berth gives to apps itself; it cannot be added as a custom domain.`);
-    // `*.localhost` would take `berth.localhost` itself.
+    // `*.localhost` would take `berth.localhost` itself, `*.example.com` every name under
+    // `apps.corp.example.com` no app holds (a deleted app's name, say).
     if (covers(host, d)) throw invalid(`${host} would cover the platform domain ${d}; it cannot be added as a custom domain.`);
     if (this.apiHost && covers(host, this.apiHost)) throw invalid(`${host} would take ${this.apiHost}, the platform API's hostname; it cannot be added as a custom domain.`);
     // Private suffixes count too: `*.github.io` is every GitHub Pages site.
