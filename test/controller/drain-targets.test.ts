@@ -143,4 +143,19 @@ describe('at connect time', () => {
     sender.close();
     expect(accepted).toBe(before);
   });
+
+  it("waits for its first read of the cluster's addresses before it lets a connect through", async () => {
+    const s = openStore('memory://');
+    try {
+      await clusterRecords(s, MACHINE);
+      const targets = new DrainTargets({ store: s, log });
+      // Called directly with an address for a name: dns.lookup answers it without the network.
+      const code = await new Promise<string>((resolve) =>
+        targets.lookup(MACHINE, { all: true }, (err) => resolve(err ? ((err as NodeJS.ErrnoException).code ?? err.message) : 'allowed')),
+      );
+      expect(code).toBe('EACCES');
+    } finally {
+      await s.close();
+    }
+  });
 });

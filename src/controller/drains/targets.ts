@@ -120,8 +120,13 @@ export class DrainTargets {
 
   /** For net.connect: checks with what is known, and starts a re-read in the background when it is old. */
   readonly lookup: LookupFunction = (hostname, options, callback) => {
-    void this.fresh().catch(() => undefined);
-    checkedLookup((a) => this.refused(a))(hostname, options, callback);
+    const check = (): void => checkedLookup((a) => this.refused(a))(hostname, options, callback);
+    // Before the first read the cluster's addresses are unknown, and every name would pass: wait.
+    if (this.readAt === 0) void this.fresh().then(check, check);
+    else {
+      void this.fresh().catch(() => undefined);
+      check();
+    }
   };
 
   /** For an IP literal, which net.connect does not look up: true when it may connect now. */
