@@ -148,7 +148,9 @@ describe('at connect time', () => {
     const s = openStore('memory://');
     try {
       await clusterRecords(s, MACHINE);
-      const targets = new DrainTargets({ store: s, log });
+      // A store that answers slower than DNS does, as etcd across machines may.
+      const slow = new Proxy(s, { get: (t, k) => (k === 'range' || k === 'get' ? async (...a: unknown[]) => (await new Promise((r) => setTimeout(r, 100)), (t[k] as (...x: unknown[]) => unknown)(...a)) : Reflect.get(t, k)) }) as Store;
+      const targets = new DrainTargets({ store: slow, log });
       // Called directly with an address for a name: dns.lookup answers it without the network.
       const code = await new Promise<string>((resolve) =>
         targets.lookup(MACHINE, { all: true }, (err) => resolve(err ? ((err as NodeJS.ErrnoException).code ?? err.message) : 'allowed')),
