@@ -33,7 +33,7 @@ http {
 <% } %>
   default_type text/html;
   lua_shared_dict berth_endpoints 8m;
-  lua_shared_dict berth_maintenance 1m;
+  lua_shared_dict berth_maintenance 4m;
   client_max_body_size <%= safe.setting(s.body_size) %>;
   client_body_temp_path tmp/body;
   proxy_temp_path tmp/proxy;
@@ -237,7 +237,13 @@ http {
         -- One app id per line: the apps in maintenance mode now; a full snapshot.
         for id in body:gmatch("[^\\n]+") do
           seen[id] = true
-          dict:set(id, true)
+          -- safe_set: a full dict must fail the push, never evict another app's flag silently.
+          local ok, err = dict:safe_set(id, true)
+          if not ok then
+            ngx.status = 507
+            ngx.say(err)
+            return ngx.exit(507)
+          end
         end
         for _, id in ipairs(dict:get_keys(0)) do
           if not seen[id] then dict:delete(id) end
