@@ -3,6 +3,10 @@ import { join } from 'node:path';
 import { agentFlags, removeNetwork, testNetwork, upFlags, type TestNetwork } from './network.js';
 import { freePort } from './ports.js';
 
+// Suites poll the API every 100 ms with one token: Heroku's 4,500 an hour would run out mid-suite
+// (test/controller/rate-limit.test.ts tests the limit itself).
+const NO_RATE_LIMIT = ['--rate-limit', '0'];
+
 const MAIN = join(import.meta.dirname, '../../src/cli/main.ts');
 
 export interface BerthProcess {
@@ -63,7 +67,7 @@ export async function startBerth(args: string[], env: Record<string, string> = {
   const net = networkOf(args);
   const child: ChildProcess = spawn(
     process.execPath,
-    ['--import', 'tsx', MAIN, 'up', '--json', '--api-host', '127.0.0.1', ...(apiPort ? ['--api-port', String(apiPort)] : []), ...(sshPort ? ['--ssh-port', String(sshPort)] : []), ...(httpPort ? ['--http-port', String(httpPort)] : []), ...(httpsPort ? ['--https-port', String(httpsPort)] : []), ...(net ? upFlags(net) : []), ...args],
+    ['--import', 'tsx', MAIN, 'up', '--json', '--api-host', '127.0.0.1', ...NO_RATE_LIMIT, ...(apiPort ? ['--api-port', String(apiPort)] : []), ...(sshPort ? ['--ssh-port', String(sshPort)] : []), ...(httpPort ? ['--http-port', String(httpPort)] : []), ...(httpsPort ? ['--https-port', String(httpsPort)] : []), ...(net ? upFlags(net) : []), ...args],
     { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } },
   );
   const { summary, stderr, exited } = await started(child, 'berth up');
@@ -90,7 +94,7 @@ export async function startBerth(args: string[], env: Record<string, string> = {
 /** Runs `berth up` expecting it to fail; resolves with its exit code and stderr. */
 export function failBerth(args: string[]): Promise<{ code: number | null; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'up', '--json', '--api-host', '127.0.0.1', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'up', '--json', '--api-host', '127.0.0.1', ...NO_RATE_LIMIT, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);

@@ -116,6 +116,8 @@ export async function startBerthIn(host: LabHost, args: string[], env: Record<st
     ['--http-port', LAB_PORTS.http],
     ['--https-port', LAB_PORTS.https],
     ['--ssh-port', LAB_PORTS.ssh],
+    // Suites poll with one token far past Heroku's 4,500 requests an hour.
+    ['--rate-limit', 0],
   ];
   const flags = defaults.filter(([f]) => !given(f)).flatMap(([f, v]) => [f, String(v)]);
   const child = spawnBerth(host, ['up', '--json', ...flags, ...args], env);
