@@ -28,8 +28,8 @@ let dir: string;
 let store: Store;
 let builder: Builder;
 let network: OverlayNetwork;
-// Names of its own: other suites run side by side with this one.
-const net = { ...testNetwork(), name: `h1l${process.pid % 1000}`, overlay: `10.${200 + (process.pid % 20)}.0.0/16` };
+// Kernel names and a range of this worker's own (testNetwork): other suites run side by side.
+const net = testNetwork();
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'berth-build-limits-'));
