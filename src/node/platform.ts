@@ -101,7 +101,9 @@ export async function startPlatformNode(o: PlatformNodeOptions): Promise<Node<Pl
     // A cluster's store takes certificates: the agents' old join (which hands out a URL) has none to give.
     const services: Services = createServices(store, log, { domain: c.domain, apiUrl, ...(cluster ? {} : { storeUrl: o.store }) }, { logDb: join(dataDir, 'logs.db'), ...(builder ? { builder } : {}), ...(peers ? { peers } : {}) });
     parts.add('controller', () => services.close());
-    const appLog = (appId: string, source: string, dyno: string, message: string): void => services.logs.append(appId, { source, dyno, message });
+    const appLog = (appId: string, source: string, dyno: string, message: string): void => {
+      services.logs.append(appId, { source, dyno, message });
+    };
     const gitServer =
       builder &&
       createBuilderServer({ builder, access: services.gitAccess, deployer: services.deploys, hookUrl: `${relay ? relay.base : hookBase(c.host, c.port)}/internal/git-hook`, hostKeyPath: join(dataDir, 'ssh', 'host_ed25519'), log, ...(roles.builder?.maxParallel ? { maxParallel: roles.builder.maxParallel } : {}) });
