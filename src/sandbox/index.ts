@@ -6,4 +6,4 @@
 export { Sandbox, DEFAULT_CGROUP_ROOT, DEFAULT_CPU_SHARES, bwrapArgs, cpuSharesFor, type Bind, type SandboxConfig, type SandboxProcess, type SandboxResult, type SandboxSpec } from './sandbox.js';
 export { allocateUid, UID_BASE, UID_COUNT } from './uids.js';
 export { extractAs, readTenantFile } from './safe-fs.js';
-export { mountVolume, reapVolumes, MIN_VOLUME_BYTES, type Volume, type VolumeOptions } from './volume.js';
+export { mountVolume, reapVolumes, hostReserveBytes, MIN_VOLUME_BYTES, NO_SPACE, type Volume, type VolumeOptions } from './volume.js';

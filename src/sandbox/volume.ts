@@ -1,15 +1,18 @@
 import { execFile } from 'node:child_process';
-import { chmodSync, chownSync, closeSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, rmdirSync, rmSync, unlinkSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { chmodSync, chownSync, closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmdirSync, rmSync, statfsSync, unlinkSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
+import { BerthError } from '../domain/errors.js';
 
 const exec = promisify(execFile);
 const ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C' };
 
 /**
- * A dyno's or a build's writable space with a hard size: an ext4 filesystem in a sparse image,
- * loop-mounted. A tenant that fills it gets ENOSPC inside its own filesystem; the host's disk holds
- * at most the image's size for it, and a tmpfs would have counted against memory instead.
+ * A dyno's or a build's writable space with a hard size: an ext4 filesystem in an image whose
+ * blocks are all allocated up front, loop-mounted. A tenant that fills it gets ENOSPC inside its own
+ * filesystem; the host's disk gives it exactly the image's size, taken when the volume is made, so
+ * a hundred dynos each writing up to their cap cannot fill the disk the platform's own state lives
+ * on (a sparse image would promise space it does not hold). A tmpfs would count against memory.
  */
 export interface Volume {
   /** The mountpoint: the filesystem's root, owned by the volume's uid, mode 0700. */
@@ -19,7 +22,7 @@ export interface Volume {
 }
 
 export interface VolumeOptions {
-  /** The sparse image to create; must not exist. */
+  /** The image to create; must not exist. */
   imagePath: string;
   /** Where to mount it (made if absent). */
   mountpoint: string;
@@ -27,7 +30,19 @@ export interface VolumeOptions {
   bytes: number;
   /** Owner of the filesystem's root. */
   uid: number;
+  /** Free space the host's filesystem must keep after the image is allocated (default `hostReserveBytes`). */
+  reserveBytes?: number;
 }
+
+/** The error a volume the host has no room for fails with (also when the allocation itself hits ENOSPC). */
+export const NO_SPACE = 'no_space';
+
+/**
+ * What a volume may not take of the filesystem holding its image: max(2 GiB, 5% of it). The same
+ * filesystem usually holds the store, the logs and the slugs; a platform that cannot write those
+ * fails for every tenant at once.
+ */
+export const hostReserveBytes = (totalBytes: number): number => Math.max(2 * 1024 ** 3, Math.ceil(totalBytes * 0.05));
 
 /** Smaller than this, ext4's own metadata leaves too little to be worth a mount. */
 export const MIN_VOLUME_BYTES = 16 * 1024 * 1024;
@@ -35,20 +50,26 @@ export const MIN_VOLUME_BYTES = 16 * 1024 * 1024;
 // runs out of space at the default, and a slug that fits in bytes should fit in files too.
 const BYTES_PER_INODE = '8192';
 
-/** A loop-mounted ext4 of `bytes` at `mountpoint` backed by a sparse image `imagePath`. */
+/**
+ * A loop-mounted ext4 of `bytes` at `mountpoint` backed by an allocated image `imagePath`. Refused
+ * (a BerthError `no_space`, retryable) when the host's filesystem would keep less than its reserve.
+ */
 export async function mountVolume(o: VolumeOptions): Promise<Volume> {
   if (!Number.isSafeInteger(o.bytes) || o.bytes < MIN_VOLUME_BYTES) throw new Error(`invalid volume size: ${o.bytes}`);
   if (!Number.isSafeInteger(o.uid) || o.uid < 0) throw new Error(`invalid volume owner: ${o.uid}`);
   const imagePath = resolve(o.imagePath);
   const mountpoint = resolve(o.mountpoint);
-  mkdirSync(mountpoint, { recursive: true });
+  // Before anything is made: a volume that cannot fit leaves nothing behind.
+  checkRoom(imagePath, o.bytes, o.reserveBytes, 0);
   // 'wx': an existing file is someone else's (or a symlink planted where root will write).
-  const fd = openSync(imagePath, 'wx', 0o600);
+  closeSync(openSync(imagePath, 'wx', 0o600));
   try {
-    ftruncateSync(fd, o.bytes);
-  } finally {
-    closeSync(fd);
+    await allocate(imagePath, o.bytes, o.reserveBytes);
+  } catch (err) {
+    rmSync(imagePath, { force: true });
+    throw err;
   }
+  mkdirSync(mountpoint, { recursive: true });
   try {
     // No journal and lazy init: the filesystem lives as long as one dyno, crash consistency buys
     // nothing, and mkfs stays at tens of milliseconds whatever the size. -m 0: no root reserve.
@@ -72,6 +93,44 @@ export async function mountVolume(o: VolumeOptions): Promise<Volume> {
   }
   return volume;
 }
+
+/**
+ * Allocates the image's blocks (unwritten extents: no zeroing, tens of milliseconds for 10 GiB on
+ * ext4), then checks the reserve again: starts running side by side each passed the first check,
+ * and only what is left once the space is taken tells whether together they ate into the reserve.
+ */
+async function allocate(imagePath: string, bytes: number, reserveBytes: number | undefined): Promise<void> {
+  try {
+    await exec('fallocate', ['-l', String(bytes), imagePath], { env: ENV });
+  } catch (err) {
+    const why = stderrOf(err);
+    if (/No space left/i.test(why)) {
+      const { free, total } = freeOf(imagePath);
+      throw noSpace(bytes, free, reserveBytes ?? hostReserveBytes(total));
+    }
+    throw new Error(`cannot allocate a volume image at ${imagePath}: ${why}`);
+  }
+  checkRoom(imagePath, bytes, reserveBytes, bytes);
+}
+
+/** Throws `no_space` unless `bytes` more (of which `taken` are already allocated) leave the reserve free. */
+function checkRoom(imagePath: string, bytes: number, reserveBytes: number | undefined, taken: number): void {
+  const { free, total } = freeOf(imagePath);
+  const reserve = reserveBytes ?? hostReserveBytes(total);
+  if (free - (bytes - taken) < reserve) throw noSpace(bytes, free + taken, reserve);
+}
+
+/** Space an unprivileged writer could still take (root's reserved blocks excluded) of the image's filesystem. */
+function freeOf(imagePath: string): { free: number; total: number } {
+  const st = statfsSync(dirname(imagePath));
+  return { free: st.bavail * st.bsize, total: st.blocks * st.bsize };
+}
+
+function noSpace(bytes: number, free: number, reserve: number): BerthError {
+  return new BerthError(NO_SPACE, `No space left on device (ENOSPC) for a ${gib(bytes)} disk: this machine has ${gib(free)} free and keeps ${gib(reserve)} for the platform`, { retryable: true });
+}
+
+const gib = (bytes: number): string => `${Number((bytes / 1024 ** 3).toFixed(2))} GiB`;
 
 function releasable(imagePath: string, mountpoint: string): Volume {
   let released: Promise<void> | undefined;

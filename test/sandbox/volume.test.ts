@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mountVolume, reapVolumes } from '../../src/sandbox/index.js';
+import { hostReserveBytes, mountVolume, NO_SPACE, reapVolumes } from '../../src/sandbox/index.js';
 
 const exec = promisify(execFile);
 const MiB = 1024 * 1024;
@@ -77,6 +77,40 @@ describe('volumes', () => {
     expect(existsSync(join(dir, 'a'))).toBe(false);
     expect(loopsUnder(dir)).toEqual([]);
     await v.release();
+  });
+
+  it('takes its whole size from the host when it is made, not as the tenant writes', async () => {
+    const v = await mountVolume({ imagePath: join(dir, 'r.img'), mountpoint: join(dir, 'r'), bytes: 256 * MiB, uid: UID });
+    try {
+      // Allocated blocks (st_blocks counts 512-byte units): a sparse image holds only what mkfs wrote.
+      expect(statSync(join(dir, 'r.img')).blocks * 512).toBeGreaterThanOrEqual(256 * MiB);
+      expect(readdirSync(v.path)).toEqual([]);
+    } finally {
+      await v.release();
+    }
+  });
+
+  it('is refused when the host would keep less than its reserve, leaving nothing behind', async () => {
+    const st = statfsSync(dir);
+    const free = st.bavail * st.bsize;
+    const reserve = hostReserveBytes(st.blocks * st.bsize);
+    expect(reserve).toBeGreaterThanOrEqual(2 * 1024 * MiB);
+    // Past what may be taken by 4 GiB, so other writers on the disk cannot make it fit meanwhile.
+    const bytes = Math.max(64 * MiB, free - reserve + 4096 * MiB);
+    const start = Date.now();
+    const refused = mountVolume({ imagePath: join(dir, 'big.img'), mountpoint: join(dir, 'big'), bytes, uid: UID });
+    await expect(refused).rejects.toMatchObject({ code: NO_SPACE, retryable: true, message: expect.stringMatching(/^No space left on device \(ENOSPC\) for a [\d.]+ GiB disk: this machine has [\d.]+ GiB free and keeps [\d.]+ GiB for the platform$/) });
+    // Refused before any allocation: at once, and nothing to clean.
+    expect(Date.now() - start).toBeLessThan(1000);
+    expect(existsSync(join(dir, 'big.img'))).toBe(false);
+    expect(existsSync(join(dir, 'big'))).toBe(false);
+    // The same against a reserve of the caller's: just inside it is refused, just outside it mounts.
+    const at = statfsSync(dir);
+    const room = at.bavail * at.bsize;
+    await expect(mountVolume({ imagePath: join(dir, 's.img'), mountpoint: join(dir, 's'), bytes: 64 * MiB, uid: UID, reserveBytes: room - 32 * MiB })).rejects.toMatchObject({ code: NO_SPACE });
+    expect(existsSync(join(dir, 's.img'))).toBe(false);
+    const fits = await mountVolume({ imagePath: join(dir, 't.img'), mountpoint: join(dir, 't'), bytes: 64 * MiB, uid: UID, reserveBytes: room - 1024 * MiB });
+    await fits.release();
   });
 
   it('unmounts lazily when a process still holds it, and leaks no loop device', async () => {
