@@ -98,9 +98,15 @@ export async function apiTls(dataDir: string, role: ApiTlsRole, extraNames: stri
   const dir = join(dataDir, 'api-tls');
   const certPath = join(dir, 'cert.pem');
   const keyPath = join(dir, 'key.pem');
-  if (existsSync(certPath) && existsSync(keyPath)) return checked(readFileSync(certPath, 'utf8'), readFileSync(keyPath, 'utf8'), certPath, true);
+  const names = ['localhost', '127.0.0.1', '::1', hostname(), ...extraNames].filter((n) => (isIP(n) ? n !== '0.0.0.0' && n !== '::' : /^[a-z0-9]([a-z0-9.-]{0,252})$/i.test(n)));
+  if (existsSync(certPath) && existsSync(keyPath)) {
+    const kept = checked(readFileSync(certPath, 'utf8'), readFileSync(keyPath, 'utf8'), certPath, true);
+    // A name the API is now reached at (a new --api-url or --advertise) that the kept certificate
+    // lacks would fail every client's host check: make a new one (clients trust it afresh).
+    if (names.every((n) => coversName(kept.cert, n))) return kept;
+  }
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const made = await selfSigned(['localhost', '127.0.0.1', '::1', hostname(), ...extraNames].filter((n) => isIP(n) ? n !== '0.0.0.0' && n !== '::' : /^[a-z0-9]([a-z0-9.-]{0,252})$/i.test(n)));
+  const made = await selfSigned(names);
   // The key is owner-only from its first byte; both land by rename, so a crash leaves no half pair.
   writeFileSync(`${keyPath}.tmp`, made.key, { mode: 0o600 });
   chmodSync(`${keyPath}.tmp`, 0o600);
@@ -108,6 +114,12 @@ export async function apiTls(dataDir: string, role: ApiTlsRole, extraNames: stri
   renameSync(`${keyPath}.tmp`, keyPath);
   renameSync(`${certPath}.tmp`, certPath);
   return checked(made.cert, made.key, certPath, true);
+}
+
+/** Whether the certificate names `name` (DNS or IP) among its subject alternative names. */
+function coversName(cert: string, name: string): boolean {
+  const x = new X509Certificate(cert);
+  return isIP(name) ? x.checkIP(name) !== undefined : x.checkHost(name, { wildcards: false }) !== undefined;
 }
 
 /** Where the git hook reaches a TLS API: a plain listener on loopback that passes on that one route. */

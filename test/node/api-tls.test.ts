@@ -53,6 +53,16 @@ describe('the self-signed certificate', () => {
     expect(again.fingerprint).toBe(tls.fingerprint);
   });
 
+  it('is made again when the API is now reached at a name the kept certificate lacks', async () => {
+    const data = join(dir, 'renamed');
+    const first = await apiTls(data, { selfSigned: true });
+    const named = await apiTls(data, { selfSigned: true }, ['api.example.test', '192.0.2.7']);
+    expect(named.fingerprint).not.toBe(first.fingerprint);
+    expect(new X509Certificate(named.cert).subjectAltName).toMatch(/DNS:api\.example\.test[\s\S]*IP Address:192\.0\.2\.7/);
+    // Asked again for names it has: kept.
+    expect((await apiTls(data, { selfSigned: true }, ['api.example.test'])).fingerprint).toBe(named.fingerprint);
+  });
+
   it("refuses an operator's key that does not belong to the certificate", async () => {
     const other = await apiTls(join(dir, 'other'), { selfSigned: true });
     await expect(apiTls(dir, { certFile: tls.certPath, keyFile: join(dir, 'other', 'api-tls', 'key.pem') })).rejects.toThrow(/does not belong/);
