@@ -24,7 +24,8 @@ export interface RunnerOptions {
   /** Each run gets a namespace and an overlay address, as a formation dyno does. */
   network: Networks;
   slugPath: (slugId: string) => Promise<string>;
-  appLog: (appId: string, line: { source: string; dyno: string; message: string }) => void;
+  /** `false` when the line was dropped (the app is over its log rate): the dyno is then read more slowly. */
+  appLog: (appId: string, line: { source: string; dyno: string; message: string }) => boolean | void;
   /** This controller node's id, recorded on its runs so a stop request reaches the right node. */
   node: string;
   leaseTtl?: number;
@@ -284,9 +285,8 @@ export class OneOffRunner {
         pidsMax: 512,
         // As on Heroku, an attached session (keystrokes echoed, secrets pasted) is its client's
         // alone; a detached run's output is all anyone will see, so it goes to the logs.
-        onOutput: (_stream, line) => {
-          if (!local.record.attach) this.o.appLog(local.record.app_id, { source: 'app', dyno: name, message: line });
-        },
+        // A detached run over the app's log rate gets `false` back, so the runtime pauses reading it.
+        onOutput: (_stream, line) => (local.record.attach ? undefined : this.o.appLog(local.record.app_id, { source: 'app', dyno: name, message: line })),
         ...(local.record.attach ? { interactive: { ...(local.tty ? { tty: local.tty } : {}), onData: (stream, chunk) => local.sink?.output(stream, chunk) } } : {}),
       });
       local.running = running;
