@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { errorMessage } from '../domain/errors.js';
 import type { UserRecord } from '../domain/records.js';
 import type { GitRepos } from './git.js';
-import { boundedWriter } from './output.js';
+import { boundedWriter, type Sink } from './output.js';
 import type { Deployer, GitAccess, SlugBuilder } from './ports.js';
 
 export interface PushSession {
@@ -167,11 +167,33 @@ export function registerHookRoute(api: FastifyInstance, pushes: PushHandler): vo
     res.writeHead(200, { 'Content-Type': 'text/plain; charset=utf-8' });
     // git stops reading the hook when the pusher stops reading git: output is then skipped, never
     // queued here. The verdict is written whatever is queued.
-    const out = boundedWriter(res).write;
+    const sink = new LineEnds(res);
+    const out = boundedWriter(sink).write;
     const ok = await pushes.handle(req.body as HookBody, out).catch((err: unknown) => {
       out(` !     ${errorMessage(err)}\n`);
       return false;
     });
-    res.end(`@@berth-result ${ok ? 'ok' : 'fail'}\n`);
+    // The hook takes only a whole last line as the verdict: after a partial line (the build's own,
+    // or one whose end was skipped for a slow reader) it must start a line of its own.
+    res.end(`${sink.atLineStart ? '' : '\n'}@@berth-result ${ok ? 'ok' : 'fail'}\n`);
   });
+}
+
+/** A response that remembers whether what was written to it so far ends a line. */
+class LineEnds implements Sink {
+  atLineStart = true;
+  constructor(private readonly res: Sink) {}
+  write(chunk: string): unknown {
+    if (chunk !== '') this.atLineStart = chunk.endsWith('\n');
+    return this.res.write(chunk);
+  }
+  get writableLength(): number {
+    return this.res.writableLength;
+  }
+  get destroyed(): boolean {
+    return this.res.destroyed;
+  }
+  get writableEnded(): boolean {
+    return this.res.writableEnded;
+  }
 }
