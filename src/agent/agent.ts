@@ -454,6 +454,8 @@ export class Agent {
     // holding the shutdown for a whole boot timeout; then whatever is still running finishes.
     await Promise.allSettled([...this.dynos.values()].filter((d) => d.state !== 'stopping').map((d) => this.stopDyno(d, 'agent stopping')));
     await Promise.allSettled([...this.inFlight]);
+    // Its pending L10 lines go out now, before the link closes; no timer of it fires later.
+    this.logRate.close();
     await this.registration?.stop();
   }
 }
