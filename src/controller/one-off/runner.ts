@@ -7,7 +7,7 @@ import { keys } from '../../domain/keys.js';
 import type { Logger } from '../../domain/log.js';
 import { codecs } from '../../domain/records.js';
 import type { Attachment as NetworkAttachment, Networks } from '../../network/index.js';
-import { allocateUid } from '../../sandbox/index.js';
+import { allocateUid, oneOffCpuSharesFor } from '../../sandbox/index.js';
 import { DEFAULT_MEMORY, SIZE_MEMORY } from '../../scheduler/types.js';
 import { ControlLoop, Registration } from '../../loop/index.js';
 import type { KeyValue, Store } from '../../store/index.js';
@@ -281,6 +281,8 @@ export class OneOffRunner {
         ...(net.netns !== undefined ? { netns: net.netns } : {}),
         ...(net.resolvConf !== undefined ? { resolvConf: net.resolvConf } : {}),
         memoryBytes: local.memoryBytes,
+        // Weighted no more than a default dyno, however much memory run= asks for (nothing reserves it).
+        cpuShares: oneOffCpuSharesFor(local.memoryBytes),
         ...(local.diskBytes !== undefined ? { diskBytes: local.diskBytes } : {}),
         pidsMax: 512,
         // As on Heroku, an attached session (keystrokes echoed, secrets pasted) is its client's
