@@ -89,11 +89,25 @@ export interface SandboxConfig {
 /** A build's weight, and a dyno's whose spec names none: that of a 512 MiB dyno. */
 export const DEFAULT_CPU_SHARES = 1024;
 
-/** A dyno's CPU weight by its size: 1024 per 512 MiB of memory, as Heroku's sizes scale CPU with memory. */
+/**
+ * The most any dyno weighs: that of a 2 GiB dyno. A tenant picks its memory (`limits:set web=64G`)
+ * and nothing reserves CPU for it, so weight by memory alone would let one app's dynos take nearly
+ * all of a contended CPU.
+ */
+export const MAX_CPU_SHARES = 4096;
+
+/** A dyno's CPU weight by its size: 1024 per 512 MiB of memory (as Heroku's sizes scale CPU with memory), at most `MAX_CPU_SHARES`. */
 export function cpuSharesFor(memoryBytes: number): number {
   const shares = Math.round((memoryBytes / (512 * 1024 * 1024)) * 1024);
-  return Number.isFinite(shares) ? Math.min(262_144, Math.max(2, shares)) : DEFAULT_CPU_SHARES;
+  return Number.isFinite(shares) ? Math.min(MAX_CPU_SHARES, Math.max(2, shares)) : DEFAULT_CPU_SHARES;
 }
+
+/**
+ * A one-off dyno's weight: by its size, but never above a default dyno's. Runs are not placed by
+ * the scheduler, so their memory is reserved on no machine, and twenty of them at an app's run
+ * limit must not outweigh the formation dynos beside them.
+ */
+export const oneOffCpuSharesFor = (memoryBytes: number): number => Math.min(DEFAULT_CPU_SHARES, cpuSharesFor(memoryBytes));
 
 export const DEFAULT_CGROUP_ROOT = '/sys/fs/cgroup';
 // setTimeout overflows past this and would fire after 1 ms.

@@ -59,17 +59,23 @@ export async function mountVolume(o: VolumeOptions): Promise<Volume> {
   if (!Number.isSafeInteger(o.uid) || o.uid < 0) throw new Error(`invalid volume owner: ${o.uid}`);
   const imagePath = resolve(o.imagePath);
   const mountpoint = resolve(o.mountpoint);
-  // Before anything is made: a volume that cannot fit leaves nothing behind.
-  checkRoom(imagePath, o.bytes, o.reserveBytes, 0);
-  // 'wx': an existing file is someone else's (or a symlink planted where root will write).
-  closeSync(openSync(imagePath, 'wx', 0o600));
+  mkdirSync(mountpoint, { recursive: true });
+  try {
+    // Before the image is made: a volume that cannot fit leaves nothing behind.
+    checkRoom(imagePath, o.bytes, o.reserveBytes, 0);
+    // 'wx': an existing file is someone else's (or a symlink planted where root will write).
+    closeSync(openSync(imagePath, 'wx', 0o600));
+  } catch (err) {
+    removeEmptyDir(mountpoint);
+    throw err;
+  }
   try {
     await allocate(imagePath, o.bytes, o.reserveBytes);
   } catch (err) {
     rmSync(imagePath, { force: true });
+    removeEmptyDir(mountpoint);
     throw err;
   }
-  mkdirSync(mountpoint, { recursive: true });
   try {
     // No journal and lazy init: the filesystem lives as long as one dyno, crash consistency buys
     // nothing, and mkfs stays at tens of milliseconds whatever the size. -m 0: no root reserve.
@@ -139,13 +145,17 @@ function releasable(imagePath: string, mountpoint: string): Volume {
     release: () => (released ??= unmount(mountpoint).then(() => {
       rmSync(imagePath, { force: true });
       // Only if empty: after a lazy unmount the dir is the bare mountpoint again.
-      try {
-        rmdirSync(mountpoint);
-      } catch {
-        // Not empty, or gone: the caller's dir to clean.
-      }
+      removeEmptyDir(mountpoint);
     })),
   };
+}
+
+function removeEmptyDir(dir: string): void {
+  try {
+    rmdirSync(dir);
+  } catch {
+    // Not empty, or gone: the caller's dir to clean.
+  }
 }
 
 async function unmount(mountpoint: string): Promise<void> {

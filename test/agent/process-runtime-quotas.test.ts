@@ -113,10 +113,13 @@ describe('process runtime quotas', () => {
     const small = await start('echo up; sleep 30', { memoryBytes: 256 * MiB });
     const big = await start('echo up; sleep 30', { memoryBytes: GiB });
     const set = await start('echo up; sleep 30', { cpuShares: 300 });
-    const dynos = [small, big, set];
+    // limits:set web=64G: a limit nothing reserves weighs no more than a 2 GiB dyno, asked or not.
+    const huge = await start('echo up; sleep 30', { memoryBytes: 64 * GiB });
+    const asked = await start('echo up; sleep 30', { cpuShares: 131_072 });
+    const dynos = [small, big, set, huge, asked];
     for (const d of dynos) await until('up', () => (d.lines.includes('up') ? true : undefined));
     const shares = (id: string): string => readFileSync(join(CGROUP_ROOT, 'cpu', 'berth', `dyno-${id}`, 'cpu.shares'), 'utf8').trim();
-    expect(dynos.map((d) => shares(d.spec.id))).toEqual(['512', '2048', '300']);
+    expect(dynos.map((d) => shares(d.spec.id))).toEqual(['512', '2048', '300', '4096', '4096']);
     // Its processes are in it, not only the cgroup made.
     const procs = readFileSync(join(CGROUP_ROOT, 'cpu', 'berth', `dyno-${small.spec.id}`, 'cgroup.procs'), 'utf8').trim().split('\n');
     expect(procs.length).toBeGreaterThan(0);

@@ -2,7 +2,7 @@ import { chmodSync, chownSync, createReadStream, mkdirSync, readdirSync, rmSync,
 import { join, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { DEFAULT_DISK_BYTES } from '../../domain/units.js';
-import { cpuSharesFor, extractAs, mountVolume, reapVolumes, UID_BASE, UID_COUNT, type Sandbox, type SandboxProcess, type Volume } from '../../sandbox/index.js';
+import { cpuSharesFor, extractAs, MAX_CPU_SHARES, mountVolume, reapVolumes, UID_BASE, UID_COUNT, type Sandbox, type SandboxProcess, type Volume } from '../../sandbox/index.js';
 import type { DynoInput, DynoSpec, RunningDyno, Runtime } from './types.js';
 
 // Sourcing .profile.d is what buildpacks rely on to put their runtimes on PATH. The TERM trap keeps
@@ -66,7 +66,8 @@ export class ProcessRuntime implements Runtime {
     if (!Number.isInteger(spec.uid) || spec.uid < UID_BASE || spec.uid >= UID_BASE + UID_COUNT) throw new Error(`invalid dyno uid: ${spec.uid}`);
     const diskBytes = spec.diskBytes ?? DEFAULT_DISK_BYTES;
     if (!Number.isSafeInteger(diskBytes) || diskBytes < MIN_DISK || diskBytes > MAX_DISK) throw new Error(`invalid dyno disk size: ${spec.diskBytes}`);
-    const cpuShares = spec.cpuShares ?? cpuSharesFor(spec.memoryBytes);
+    // Capped here too: whoever made the spec, no dyno outweighs a 2 GiB one.
+    const cpuShares = Math.min(spec.cpuShares ?? cpuSharesFor(spec.memoryBytes), MAX_CPU_SHARES);
     await this.ready;
     const root = join(this.workDir, spec.id);
     // mkdir, not a check: two starts of one id race, and only one may make the dir.
