@@ -104,12 +104,12 @@ export class Deploys implements Deployer {
       const { slug, buildpacks, postdeploy } = await slugs.build({ app, source, config, output: out, signal: live.abort.signal });
       // Asked before this release exists: no earlier release carried a slug.
       const first = firstDeploy(await releases.list(app.id));
-      let release = await releases.deploy(user, fresh, { id: slug.id, process_types: slug.process_types, commit: source.commit });
+      let release: ReleaseRecord & { superseded_by?: number } = await releases.deploy(user, fresh, { id: slug.id, process_types: slug.process_types, commit: source.commit });
       release = await releases.runPhase(fresh.app, release, out);
       if (release.status === 'failed') {
         // As on Heroku: the build stands (the push is accepted), the release does not.
         Object.assign(record, { status: 'succeeded', slug: { id: slug.id }, release: { id: release.id } });
-        out(` !     Release v${release.version} failed in its release phase; the previous release keeps running.\n`);
+        if (!release.superseded_by) out(` !     Release v${release.version} failed in its release phase; the previous release keeps running.\n`);
         return true;
       }
       // As on Heroku, an app's first deploy with a web process starts one web dyno.

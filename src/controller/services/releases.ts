@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { conflict, invalid, notFound } from '../../domain/errors.js';
 import { keys } from '../../domain/keys.js';
 import type { KeyValue, Store, TxnResult } from '../../store/index.js';
@@ -6,6 +7,7 @@ import { type AppAccess, type Apps, releaseKey } from './apps.js';
 import type { SlugRunner } from '../../builder/ports.js';
 import { decode, get, list, putOp } from '../../domain/codec.js';
 import { codecs } from '../../domain/records.js';
+import { PhaseSlots } from './phase-slots.js';
 import type { AppRecord, ReleaseRecord, UserRecord } from './types.js';
 
 const CONFIG_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -71,32 +73,50 @@ export class Releases {
   private readonly onPhaseOutput: (app: AppRecord, text: string) => void;
   /** The tail of each app's queue of release writes on this server (see `serial`). */
   private readonly queues = new Map<string, Promise<unknown>>();
+  /** One release phase per app at a time, a few per node (`PhaseSlots`). */
+  private readonly phases: PhaseSlots;
 
   /**
    * `runner` runs a release's `release:` process (migrations and the like) in its slug, sandboxed;
    * without one (no builder on this node) releases succeed at once. `onPhaseOutput` hears the
-   * release phase of config changes and rollbacks, which nobody waits for.
+   * release phase of config changes and rollbacks, which nobody waits for. `maxPhases` release
+   * phases run on this node at once (default: one per core).
    */
   constructor(
     private readonly store: Store,
     private readonly apps: Apps,
-    options: { runner?: SlugRunner; onPhaseOutput?: (app: AppRecord, text: string) => void } = {},
+    options: { runner?: SlugRunner; onPhaseOutput?: (app: AppRecord, text: string) => void; maxPhases?: number } = {},
   ) {
     this.runner = options.runner;
     this.onPhaseOutput = options.onPhaseOutput ?? (() => undefined);
+    this.phases = new PhaseSlots(Math.max(1, options.maxPhases ?? availableParallelism()));
+  }
+
+  /** Release phases running on this node now. */
+  get phasesRunning(): number {
+    return this.phases.active;
   }
 
   /**
    * Runs a pending release's release phase and records the outcome: succeeded releases become
-   * current, failed ones leave the previous release running.
+   * current, failed ones leave the previous release running. A phase waits for the app's running
+   * one and for a node slot; a newer release asking meanwhile replaces it (`superseded_by`), and
+   * it is recorded failed without running.
    */
-  async runPhase(app: AppRecord, release: ReleaseRecord, output: (text: string) => void): Promise<ReleaseRecord> {
+  async runPhase(app: AppRecord, release: ReleaseRecord, output: (text: string) => void): Promise<ReleaseRecord & { superseded_by?: number }> {
     if (release.status !== 'pending' || !this.runner) return release;
+    const turn = await this.phases.turn(app.id, release.version, () => output(`-----> Waiting for an earlier release phase of ${app.name} to finish...\n`));
+    if (!turn.run) {
+      output(` !     v${release.version} was superseded by v${turn.by} before its release phase ran; v${turn.by} runs instead.\n`);
+      return { ...(await this.complete(app.id, release.version, false)), superseded_by: turn.by };
+    }
     let ok = false;
     try {
       ok = await this.phase(this.runner, app, release, output);
     } catch (err) {
       output(` !     Release phase could not run: ${(err as Error).message}\n`);
+    } finally {
+      turn.done();
     }
     return this.complete(app.id, release.version, ok);
   }
@@ -271,7 +291,11 @@ export class Releases {
           ],
           success: [putOp(keys.app(app.id), codecs.app, app), putOp(releaseKey(app.id, number), codecs.release, release), putOp(keys.config(app.id), codecs.config, next.config)],
         });
-        if (r.succeeded) return release;
+        if (r.succeeded) {
+          // An older release's phase still waiting would only run for nothing now.
+          this.phases.supersede(app.id, number);
+          return release;
+        }
         await backoff(attempt);
       }
       throw conflict(`Too many concurrent changes to ${access.app.name}; try again.`);
