@@ -152,7 +152,7 @@ export function register(program: Command): void {
     .option('--store <url>', 'store URL: sqlite:///path/state.db (default, in the data dir) or etcd://host:port[,host:port]')
     .option('--api-port <port>', 'port of the API (and git over HTTP)', '5000')
     .option('--api-host <address>', 'address the API listens on', '0.0.0.0')
-    .option('--api-url <url>', 'URL clients reach the API at (default http://127.0.0.1:<api-port>)')
+    .option('--api-url <url>', 'URL clients reach the API at (default https://127.0.0.1:<api-port>, or http:// with --no-tls or --api-host on loopback)')
     .option('--ssh-port <port>', 'port of git over SSH (ssh://git@<host>:<port>/<app>.git)', '2222')
     .option('--http-port <port>', 'port the router serves apps on (default 80 as root, else 8080)')
     .option('--https-port <port>', 'port the router serves HTTPS on, for hostnames with a certificate (default 443 as root, else 8443)')

@@ -1,5 +1,4 @@
-import { apiToken, apiUrl } from '../../api-client.js';
-import { clientFor } from '../../api-client.js';
+import { apiToken, clientFor } from '../../api-client.js';
 import { appName } from '../../app-name.js';
 import { appFlags, enc, type AppFlags, type Register } from '../../command.js';
 import { invalid } from '../../../domain/errors.js';
@@ -9,14 +8,15 @@ import type { Build } from './index.js';
 export const register: Register = (program, ctx) => {
   appFlags(program.command('builds:output [id]').description("show a build's output, following it while it runs")).action(async (id: string | undefined, opts: AppFlags) => {
     const name = appName(ctx, opts);
+    const api = clientFor(ctx);
     let build = id;
     if (!build) {
-      const all = await clientFor(ctx).get<Build[]>(`/apps/${enc(name)}/builds`);
+      const all = await api.get<Build[]>(`/apps/${enc(name)}/builds`);
       build = all.sort((a, b) => a.created_at.localeCompare(b.created_at)).pop()?.id;
       if (!build) throw invalid(`${name} has no builds.`);
     }
-    const url = apiUrl(ctx);
-    const res = await fetch(`${url}/apps/${enc(name)}/builds/${enc(build)}/output`, { headers: { authorization: `Bearer ${apiToken(ctx, url) ?? ''}` } });
+    // The client's fetch: it trusts the certificate `berth login` pinned for this URL.
+    const res = await api.fetch(`${api.baseUrl}/apps/${enc(name)}/builds/${enc(build)}/output`, { headers: { authorization: `Bearer ${apiToken(ctx, api.baseUrl) ?? ''}` } });
     if (!res.ok || !res.body) throw invalid(`Could not read the output of build ${build} (HTTP ${res.status}).`);
     const decoder = new TextDecoder();
     let pending = '';
