@@ -16,6 +16,18 @@ export interface LogRateOptions {
 /** Where the platform's notices about an app's log stream appear: `berth[logplex]`. */
 export const LOGPLEX_DYNO = 'logplex';
 
+/**
+ * The budget a line counts against, if any. The tenant's own output (`app[web.1]`, `app[run.2]`,
+ * `app[release.1]`) is the app's. Router lines are driven by traffic, so they get a bucket of their
+ * own: a busy app neither loses its access log to its output nor the other way round. Every other
+ * platform line (state changes, exit reasons, `app[api]` records of what users did, L10 itself) is
+ * made at a bounded rate and is what a flood must not hide, so none of them is limited.
+ */
+export function logBucket(source: string, dyno: string): 'output' | 'router' | undefined {
+  if (source === 'app') return dyno === 'api' ? undefined : 'output';
+  return source === 'berth' && dyno === 'router' ? 'router' : undefined;
+}
+
 /** Heroku's wording, so tools that look for it find it. */
 export function overflowNotice(code: 'L10' | 'L11', dropped: number, since: number): string {
   const what = code === 'L10' ? 'output buffer overflow' : 'Tail buffer overflow';

@@ -2,7 +2,7 @@ import { errorMessage } from '../domain/errors.js';
 import { codecs, type ReleaseRecord } from '../domain/records.js';
 import type { Logger } from '../domain/log.js';
 import type { Store } from '../store/index.js';
-import { LOGPLEX_DYNO, LogRateLimiter, type LogRateOptions } from './log-limiter.js';
+import { LOGPLEX_DYNO, logBucket, LogRateLimiter, type LogRateOptions } from './log-limiter.js';
 import { ServerList, SlugSource } from './slug-source.js';
 
 export { pruneCache } from './slug-source.js';
@@ -37,8 +37,8 @@ export class ControllerLink {
   private queue: { app_id: string; source: string; dyno: string; message: string; time: string }[] = [];
   private queuedBytes = 0;
   private dropped = 0;
-  /** An app's lines past its rate go no further than this machine (an L10 line says so). */
-  private readonly limiter: LogRateLimiter;
+  /** An app's output (and its router lines) past its rate go no further than this machine (an L10 line says so). */
+  private readonly limiters: Record<'output' | 'router', LogRateLimiter>;
   private flushing: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
 
@@ -48,7 +48,8 @@ export class ControllerLink {
     private readonly log: Logger,
     logRate: LogRateOptions = {},
   ) {
-    this.limiter = new LogRateLimiter(logRate, (appId, message) => this.enqueue(appId, 'berth', LOGPLEX_DYNO, message));
+    const notice = (appId: string, message: string): void => this.enqueue(appId, 'berth', LOGPLEX_DYNO, message);
+    this.limiters = { output: new LogRateLimiter(logRate, notice), router: new LogRateLimiter(logRate, notice) };
     this.base = controller.replace(/\/+$/, '');
     this.servers = new ServerList(this.base, log);
   }
@@ -93,21 +94,25 @@ export class ControllerLink {
 
   /**
    * Queues a line for the controller; sent in batches so a chatty dyno is not a request per line.
-   * Past the app's rate the line is dropped here, before it costs a byte on the wire.
+   * Past the app's rate the line is dropped here, before it costs a byte on the wire; platform
+   * lines other than the router's (the agent's own L10 among them) are not limited (`logBucket`).
    */
   appLog(appId: string, source: string, dyno: string, message: string): void {
-    // The agent's own L10 line (its dynos' reading limit) is not counted again.
-    if ((source === 'berth' && dyno === LOGPLEX_DYNO) || this.limiter.admit(appId)) this.enqueue(appId, source, dyno, message);
+    const bucket = logBucket(source, dyno);
+    if (!bucket || this.limiters[bucket].admit(appId)) this.enqueue(appId, source, dyno, message);
   }
 
   private enqueue(appId: string, source: string, dyno: string, message: string): void {
+    // Closed: its last flush has run, and nothing may arm a timer or send after it.
+    if (this.closed) return;
     this.queue.push({ app_id: appId, source, dyno, message, time: new Date().toISOString() });
     this.queuedBytes += message.length;
     // Bounded while the controller is away: the oldest lines go first, and are counted.
     let n = 0;
     while (this.queue.length - n > 1 && (this.queue.length - n > QUEUE_LINES || this.queuedBytes > QUEUE_BYTES)) this.queuedBytes -= this.queue[n++]?.message.length ?? 0;
     if (n > 0) this.dropped += this.queue.splice(0, n).length;
-    this.timer ??= setTimeout(() => void this.flush(), 200);
+    // Unref'd: a batch waiting to go never holds a stopping process open (close sends it).
+    this.timer ??= setTimeout(() => void this.flush(), 200).unref();
   }
 
   flush(): Promise<void> {
@@ -138,7 +143,7 @@ export class ControllerLink {
       this.queue.unshift(...batch);
       for (const l of batch) this.queuedBytes += l.message.length;
       // Once closed, the last attempt was the last: no timer keeps a stopped agent alive.
-      if (!this.closed) this.timer ??= setTimeout(() => void this.flush(), 2000);
+      if (!this.closed) this.timer ??= setTimeout(() => void this.flush(), 2000).unref();
       return;
     }
     if (this.dropped > 0) {
@@ -209,7 +214,9 @@ export class ControllerLink {
 
   /** One last attempt to send what is queued; nothing is retried after it. */
   close(): Promise<void> {
-    this.limiter.close();
+    // Its pending L10 lines are queued first, to go with the last batch.
+    this.limiters.output.close();
+    this.limiters.router.close();
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;

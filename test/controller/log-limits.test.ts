@@ -49,22 +49,29 @@ describe('the per-app rate of log lines', () => {
     });
     afterAll(() => store.close());
 
-    it('keeps the burst, drops the rest and adds one berth[logplex] L10 line, never itself dropped', async () => {
-      const hub = new LogHub(store, undefined, { rate: { linesPerSecond: 1, burst: 1000, noticeMs: 30 } });
+    it("keeps the burst of the app's output, drops the rest with one berth[logplex] L10 line; platform lines are never dropped, router lines have their own budget", async () => {
+      const hub = new LogHub(store, undefined, { rate: { linesPerSecond: 1, burst: 100, noticeMs: 30 } });
       const before = Date.now();
-      for (let i = 0; i < 3000; i++) hub.append('flood', { source: 'app', dyno: 'web.1', message: `line ${i}` });
-      // The platform's own lines count too (Heroku counts every line of the app).
-      hub.append('flood', { source: 'berth', dyno: 'router', message: 'at=info' });
+      const kept = (n: number, line: { source: string; dyno: string }): number => Array.from({ length: n }, (_, i) => hub.append('flood', { ...line, message: `line ${i}` })).filter(Boolean).length;
+      // append says which lines it kept, so a dyno's reader can slow down.
+      expect(kept(300, { source: 'app', dyno: 'web.1' })).toBe(100);
+      // During the flood, what the platform says about the app still gets through (Heroku's
+      // Logplex limits the app's output, not its own lines) ...
+      expect(hub.append('flood', { source: 'berth', dyno: 'web.1', message: 'State changed from up to crashed' })).toBe(true);
+      expect(hub.append('flood', { source: 'app', dyno: 'api', message: 'Release v2 created by user a@example.com' })).toBe(true);
+      // ... and router lines, which traffic drives, have a budget of their own, untouched by it.
+      expect(kept(150, { source: 'berth', dyno: 'router' })).toBe(100);
       hub.append('calm', { source: 'app', dyno: 'web.1', message: 'another app is not limited by it' });
-      await until('the L10 line', () => hub.recent('flood', 5, { dyno: 'logplex' }).length > 0, 2000);
+      await until('the L10 lines', () => hub.recent('flood', 5, { dyno: 'logplex' }).length === 2, 2000);
       const lines = hub.recent('flood', 1500);
-      expect(lines.filter((l) => l.source === 'app')).toHaveLength(1000);
-      expect(lines.at(999)?.message).toBe('line 999');
-      const notice = lines.at(-1)!;
-      expect(notice).toMatchObject({ source: 'berth', dyno: 'logplex' });
-      const [, dropped, since] = L10.exec(notice.message) ?? [];
-      expect(Number(dropped)).toBe(2001);
-      expect(Date.parse(since!)).toBeGreaterThanOrEqual(before - 1);
+      expect(lines.filter((l) => l.source === 'app' && l.dyno === 'web.1')).toHaveLength(100);
+      expect(lines.filter((l) => l.dyno === 'web.1').at(99)?.message).toBe('line 99');
+      expect(lines.map((l) => l.message)).toEqual(expect.arrayContaining(['State changed from up to crashed', 'Release v2 created by user a@example.com']));
+      const notices = lines.filter((l) => l.dyno === 'logplex');
+      for (const n of notices) expect(n).toMatchObject({ source: 'berth', dyno: 'logplex' });
+      const counts = notices.map((n) => L10.exec(n.message) ?? []);
+      expect(counts.map(([, dropped]) => Number(dropped)).sort((a, b) => a - b)).toEqual([50, 200]);
+      for (const [, , since] of counts) expect(Date.parse(since!)).toBeGreaterThanOrEqual(before - 1);
       expect(hub.recent('calm', 5)).toHaveLength(1);
       hub.close();
     });
@@ -93,9 +100,13 @@ describe('the per-app rate of log lines', () => {
     const link = new ControllerLink(`http://127.0.0.1:${(server.address() as { port: number }).port}`, 'token', log, { linesPerSecond: 1, burst: 100, noticeMs: 20 });
     try {
       for (let i = 0; i < 5000; i++) link.appLog('0b6b7c66-1a38-4a3b-9f6c-2c2f8e6d6e5f', 'app', 'web.1', `line ${i}`);
+      // The platform's lines during the flood still go, and router lines have their own budget.
+      link.appLog('0b6b7c66-1a38-4a3b-9f6c-2c2f8e6d6e5f', 'berth', 'web.1', 'State changed from up to crashed');
+      link.appLog('0b6b7c66-1a38-4a3b-9f6c-2c2f8e6d6e5f', 'berth', 'router', 'at=info method=GET path="/"');
       await sleep(60);
       await link.flush();
       expect(got.filter((l) => l.source === 'app')).toHaveLength(100);
+      expect(got.map((l) => `${l.dyno} ${l.message}`)).toEqual(expect.arrayContaining(['web.1 State changed from up to crashed', 'router at=info method=GET path="/"']));
       const notice = got.find((l) => l.dyno === 'logplex');
       expect(notice).toMatchObject({ source: 'berth', dyno: 'logplex' });
       expect(L10.exec(notice!.message)?.[1]).toBe('4900');

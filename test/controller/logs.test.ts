@@ -74,7 +74,7 @@ describe('log storage', () => {
 
   it('filters by source, process type (web matches web.1 but not webhook.1) and dyno, newest n', () => {
     const hub = new LogHub(store);
-    const add = (source: string, dyno: string, message: string): void => hub.append('f', { source, dyno, message });
+    const add = (source: string, dyno: string, message: string): boolean => hub.append('f', { source, dyno, message });
     add('app', 'web.1', 'w1-a');
     add('app', 'webhook.1', 'hook');
     add('app', 'web.2', 'w2-a');
@@ -110,7 +110,7 @@ describe('log sessions', () => {
   beforeAll(async () => {
     h = await apiHarness();
     appId = (await h.call(h.tokens.alice, 'POST', '/apps', { name: 'filtered' })).body.id as string;
-    const add = (source: string, dyno: string, message: string): void => h.services.logs.append(appId, { source, dyno, message });
+    const add = (source: string, dyno: string, message: string): boolean => h.services.logs.append(appId, { source, dyno, message });
     add('app', 'web.1', 'web one first');
     add('app', 'web.2', 'web two');
     add('app', 'worker.1', 'working');

@@ -9,7 +9,7 @@ import { LogCatchUp, type CatchUpOptions } from '../logs/catch-up.js';
 import { LogFanout, type LogFanoutOptions, type PeerStats } from '../logs/fanout.js';
 import { LineIds } from '../logs/ids.js';
 import { sanitizeMessage, validTime } from '../logs/sanitize.js';
-import { LOGPLEX_DYNO, LogRateLimiter, type LogRateOptions } from '../../agent/log-limiter.js';
+import { LOGPLEX_DYNO, logBucket, LogRateLimiter, type LogRateOptions } from '../../agent/log-limiter.js';
 import { MAX_MESSAGE, type WireBatch } from '../logs/wire.js';
 import { SqliteLogStore, type LogFilter, type LogLine, type LogStore, type StoredLine } from './log-store.js';
 import { hashToken } from './users.js';
@@ -44,7 +44,10 @@ export interface LogClusterOptions {
 export interface LogHubOptions {
   /** Without it, one server: its lines are its own. */
   cluster?: LogClusterOptions;
-  /** Each app's lines entering here, past which they are dropped with an L10 notice (default 500/s, burst 1,000). */
+  /**
+   * Each app's output entering here, past which it is dropped with an L10 notice (default 500/s,
+   * burst 1,000); its router lines have a budget of their own at the same rate (`logBucket`).
+   */
   rate?: LogRateOptions;
 }
 
@@ -62,14 +65,15 @@ export class LogHub {
   private readonly ids = new LineIds();
   private readonly fanout: LogFanout | undefined;
   private readonly catchUps: LogCatchUp | undefined;
-  private readonly limiter: LogRateLimiter;
+  private readonly limiters: Record<'output' | 'router', LogRateLimiter>;
 
   constructor(
     private readonly store: Store,
     private readonly lines: LogStore = new SqliteLogStore({ path: ':memory:' }),
     options: LogHubOptions = {},
   ) {
-    this.limiter = new LogRateLimiter(options.rate ?? {}, (appId, message) => this.append(appId, { source: PLATFORM_SOURCE, dyno: LOGPLEX_DYNO, message }));
+    const notice = (appId: string, message: string): void => void this.append(appId, { source: PLATFORM_SOURCE, dyno: LOGPLEX_DYNO, message });
+    this.limiters = { output: new LogRateLimiter(options.rate ?? {}, notice), router: new LogRateLimiter(options.rate ?? {}, notice) };
     const c = options.cluster;
     if (c) {
       const fanout = new LogFanout(c.peers, c.log.child({ part: 'fanout' }), c.fanout);
@@ -82,20 +86,23 @@ export class LogHub {
   }
 
   /**
-   * A line entering the platform here: this server is its origin. Past the app's rate it is
-   * dropped, counted for the app's next L10 line (which is never dropped itself: only the platform
-   * writes `berth[logplex]`, an agent's dyno lines being `app[...]`).
+   * A line entering the platform here: this server is its origin. The app's output past its rate
+   * (and its router lines past theirs) is dropped, counted for the app's next L10 line; the
+   * platform's other lines are never dropped (`logBucket`). Returns whether the line was kept, so
+   * a dyno's reader can slow down.
    */
-  append(appId: string, line: Omit<LogLine, 'time'> & { time?: string }): void {
-    if (!(line.source === PLATFORM_SOURCE && line.dyno === LOGPLEX_DYNO) && !this.limiter.admit(appId)) return;
+  append(appId: string, line: Omit<LogLine, 'time'> & { time?: string }): boolean {
+    const bucket = logBucket(line.source, line.dyno);
+    if (bucket && !this.limiters[bucket].admit(appId)) return false;
     // Cut where it enters, so every server keeps the same line and a peer never refuses a batch
     // over one; made safe here, so no line kept or sent on can forge another's prefix.
-    const message = sanitizeMessage(line.message.length > MAX_MESSAGE ? line.message.slice(0, MAX_MESSAGE) : line.message);
+    const message = sanitizeMessage(line.message.length > MAX_MESSAGE ? line.message.slice(0, MAX_MESSAGE) : line.message, MAX_MESSAGE);
     const full: StoredLine = { id: this.ids.next(), time: validTime(line.time) ?? new Date().toISOString(), source: line.source, dyno: line.dyno, message };
     this.lines.append(appId, full);
     for (const l of this.listeners.get(appId) ?? []) l(full);
     for (const t of this.taps) t(appId, full);
     this.fanout?.send(appId, full);
+    return true;
   }
 
   /**
@@ -154,7 +161,8 @@ export class LogHub {
   }
 
   close(): void {
-    this.limiter.close();
+    this.limiters.output.close();
+    this.limiters.router.close();
     this.fanout?.close();
     this.catchUps?.close();
     this.lines.close();
