@@ -47,10 +47,13 @@ function value(v: unknown): string {
   return JSON.stringify(v) ?? String(v);
 }
 
-/** Control characters (ESC, CR, newlines...) escaped, as one line of plain text. */
+/**
+ * Control characters (ESC, CR, newlines...) escaped, as one line of plain text; C1 controls too,
+ * since some terminals read U+009B as a whole CSI (cursor moves without an ESC).
+ */
 function plain(text: string): string {
   // eslint-disable-next-line no-control-regex
-  return text.replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  return text.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
 
 /**
