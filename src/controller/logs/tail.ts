@@ -7,11 +7,22 @@ export interface TailSink {
   readonly writableLength: number;
   readonly writableEnded: boolean;
   once(event: 'drain' | 'close', fn: () => void): unknown;
+  /** Lets go of a client that stopped reading altogether. */
+  destroy(): void;
+}
+
+function size(bytes: number): string {
+  return bytes % (1024 * 1024) === 0 ? `${bytes / (1024 * 1024)} MiB` : `${Math.round(bytes / 1024)} KiB`;
 }
 
 export interface TailWriterOptions {
-  /** About how many bytes are held for a client that does not read, queued behind the response's buffer (default 1 MiB). */
+  /**
+   * About how many bytes are held for a client that does not read, queued behind the response's
+   * buffer (default 1 MiB). The initial lines count too: only the newest that fit are sent.
+   */
   maxBytes?: number;
+  /** A response that has not drained for this long is destroyed (ms; default 30 s). */
+  stallMs?: number;
   /** The notice line as the client sees it, framed (`formatLogLine` of a `berth[logplex]` line). */
   notice: (message: string) => string;
   now?: () => number;
@@ -21,13 +32,17 @@ export interface TailWriterOptions {
  * One log tail's writes, bounded: a client that reads slower than its app logs (or not at all)
  * holds at most `maxBytes` in this server, in the response's buffer and a queue behind it. Past
  * that, live lines are dropped and counted; once the client has caught up, an L11 line (Heroku's
- * "Tail buffer overflow") says how many and since when. The initial lines (`backlog`) are already
- * in memory and few (1,500 at most): they wait for room rather than being dropped.
+ * "Tail buffer overflow") says how many and since when. The initial lines (`backlog`) wait for
+ * room rather than being dropped, but only the newest that fit in `maxBytes` are kept (1,500 lines
+ * of 64 KiB would be 96 MB per request), after a line saying how many older ones were left out.
+ * A client that reads nothing at all for `stallMs` is let go.
  */
 export class TailWriter {
   private readonly maxBytes: number;
   private backlog: string[] = [];
   private backlogAt = 0;
+  private backlogBytes = 0;
+  private stall: NodeJS.Timeout | undefined;
   private queue: string[] = [];
   private queueAt = 0;
   private queuedBytes = 0;
@@ -44,17 +59,26 @@ export class TailWriter {
     this.maxBytes = o.maxBytes ?? 1024 * 1024;
     sink.once('close', () => {
       this.closed = true;
+      clearTimeout(this.stall);
       this.backlog = [];
+      this.backlogBytes = 0;
       this.queue = [];
       this.queueAt = 0;
       this.queuedBytes = 0;
     });
   }
 
-  /** The initial lines, written in order before any live one as the client takes them. */
+  /**
+   * The initial lines (oldest first), written in order before any live one as the client takes
+   * them: the newest that fit in `maxBytes`, after a notice of how many did not.
+   */
   start(frames: string[]): void {
-    this.backlog = frames;
+    let first = frames.length;
+    let bytes = 0;
+    while (first > 0 && bytes + (frames[first - 1] as string).length <= this.maxBytes) bytes += (frames[--first] as string).length;
+    this.backlog = first > 0 ? [this.o.notice(`${first} older lines left out: a log session sends at most ${size(this.maxBytes)} of recent lines.`), ...frames.slice(first)] : frames;
     this.backlogAt = 0;
+    this.backlogBytes = bytes;
     this.pump();
   }
 
@@ -65,7 +89,7 @@ export class TailWriter {
       this.write(frame);
       return;
     }
-    if (this.sink.writableLength + this.queuedBytes + frame.length > this.maxBytes) {
+    if (this.sink.writableLength + this.backlogBytes + this.queuedBytes + frame.length > this.maxBytes) {
       if (this.dropped++ === 0) this.since = (this.o.now ?? Date.now)();
       return;
     }
@@ -81,7 +105,7 @@ export class TailWriter {
 
   /** Bytes held for the client now (buffered in the response and queued), and lines dropped so far. */
   stats(): { held: number; dropped: number } {
-    return { held: this.sink.writableLength + this.queuedBytes, dropped: this.dropped };
+    return { held: this.sink.writableLength + this.backlogBytes + this.queuedBytes, dropped: this.dropped };
   }
 
   private write(frame: string): void {
@@ -91,7 +115,11 @@ export class TailWriter {
   private wait(): void {
     if (this.waiting || this.closed) return;
     this.waiting = true;
+    // Whatever it holds stays held while the client reads nothing: past a while, the client goes.
+    this.stall = setTimeout(() => this.sink.destroy(), this.o.stallMs ?? 30_000);
+    this.stall.unref();
     this.sink.once('drain', () => {
+      clearTimeout(this.stall);
       this.waiting = false;
       this.pump();
     });
@@ -102,9 +130,11 @@ export class TailWriter {
     if (this.closed || this.waiting) return;
     while (this.backlogAt < this.backlog.length) {
       const frame = this.backlog[this.backlogAt++] as string;
+      this.backlogBytes = Math.max(0, this.backlogBytes - frame.length);
       if (!this.sink.write(frame)) return this.wait();
     }
     this.backlog = [];
+    this.backlogBytes = 0;
     this.backlogAt = 0;
     while (this.queueAt < this.queue.length) {
       const frame = this.queue[this.queueAt++] as string;

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { notFound } from '../../../domain/errors.js';
 import type { DrainRecord } from '../../services/drains.js';
 import { LOGPLEX_DYNO } from '../../../agent/log-limiter.js';
+import { LogStreams } from '../../logs/streams.js';
 import { TailWriter } from '../../logs/tail.js';
 import { formatLogLine, matchesFilter, type LogFilter } from '../../services/logs.js';
 import type { AppRecord } from '../../services/types.js';
@@ -21,6 +22,8 @@ function drainShape(app: AppRecord, d: DrainRecord): Record<string, unknown> {
  * `heroku drains*`: an app's syslog drains.
  */
 export function registerLogRoutes(api: FastifyInstance, s: Services): void {
+  // The stream route is public (its URL is the secret): what one URL or one app can hold open is bounded.
+  const streams = new LogStreams();
   api.post(
     '/apps/:app/log-sessions',
     {
@@ -61,7 +64,8 @@ export function registerLogRoutes(api: FastifyInstance, s: Services): void {
   );
 
   api.get('/log-sessions/:id/stream', { config: { public: true } }, async (req, reply) => {
-    const session = await s.logs.session((req.params as { id: string }).id);
+    const id = (req.params as { id: string }).id;
+    const session = await s.logs.session(id);
     if (!session) throw notFound('log session');
     // The URL is a bearer secret, but it carries no more right than its maker still has.
     const stillAllowed = async (): Promise<boolean> => {
@@ -78,8 +82,11 @@ export function registerLogRoutes(api: FastifyInstance, s: Services): void {
     const filter: LogFilter = { ...(session.source ? { source: session.source } : {}), ...(session.dyno ? { dyno: session.dyno } : {}) };
     const sse = (req.headers.accept ?? '').includes('text/event-stream');
     const frame = (l: Parameters<typeof formatLogLine>[0]): string => (sse ? `data: ${formatLogLine(l)}\n\n` : `${formatLogLine(l)}\n`);
-    reply.hijack();
     const res = reply.raw;
+    // No await from here on: the slot is this request's until its response closes.
+    const release = streams.claim(id, session.app_id, () => res.destroy());
+    res.once('close', release);
+    reply.hijack();
     res.writeHead(200, { 'Content-Type': sse ? 'text/event-stream' : 'text/plain; charset=utf-8', 'Cache-Control': 'no-cache', 'Request-Id': req.id });
     // A short reconnect delay: EventSource clients otherwise linger 3 s after a non-tail stream ends.
     if (sse) res.write('retry: 10\n\n');
