@@ -41,6 +41,8 @@ export interface AgentOptions {
   uidOf?: (appId: string) => Promise<number>;
   ttl?: number;
   bootTimeoutMs?: number;
+  /** The most a web dyno's startup checks may take together before it fails to boot (R10; default 10 min). */
+  startupTimeoutMs?: number;
   /** A pass from memory this often (crash backoffs end; default 5 s). */
   reconcileMs?: number;
   /** A full re-read of the assignments this often (default 60 s). */
@@ -73,12 +75,24 @@ interface Dyno {
   /** Its liveness and readiness checks while it is up; `unready` while one fails (it is unpublished then). */
   monitor?: HealthMonitor;
   unready?: boolean;
+  /**
+   * Whether its endpoint is in the store, as the last endpoint write that landed left it
+   * (undefined: unknown, after a new lease). The timer pass writes only where this differs from
+   * what the dyno should be, so a write that failed is made again and one that is in sync costs nothing.
+   */
+  published?: boolean;
+  /** Its endpoint writes, one after another: they land in the order they were decided, so `published` follows the store. */
+  endpointWrites?: Promise<unknown>;
+  /** A timer pass's endpoint write is under way: the next pass does not queue another. */
+  syncing?: boolean;
 }
 
 const dynoName = (u: UnitAssignment): string => `${u.type}.${u.index}`;
 /** Only web dynos listen on $PORT and are published. */
 const webPort = (d: Dyno): number | undefined => (d.unit.type === 'web' ? d.attachment?.port : undefined);
 const MAX_PARALLEL_STARTS = 8;
+/** The default bound on a dyno's startup checks, whatever app.json asks for (within its limits they could take hours). */
+const STARTUP_TIMEOUT_MS = 10 * 60_000;
 /** Up this long, a dyno's next crash is treated as a first one again. */
 const STABLE_MS = 60_000;
 
@@ -144,6 +158,8 @@ export class Agent {
   private async register(lease: string): Promise<void> {
     const { store, machine } = this.o;
     await put(store, keys.machine(machine.id), codecs.machine, { ...machine, agent_version: '0.1.0', registered_at: new Date().toISOString() }, { lease });
+    // What was published went with the old lease; what the writes below leave, the timer pass checks.
+    for (const d of this.dynos.values()) d.published = undefined;
     for (const d of this.dynos.values()) {
       // A unit taken away while the lease was lost is about to stop: it is not announced again.
       if (d.state !== 'up' || !this.assigned.has(unitKey(d.unit))) continue;
@@ -180,13 +196,31 @@ export class Agent {
     // unpack 70 slugs at once; each finished start asks for another pass.
     for (const [key, d] of this.dynos) {
       if (!wanted.has(key) && d.state !== 'stopping') this.track(this.stopDyno(d, 'no longer assigned here'));
+      // A readiness change or an exit whose endpoint write failed is put right here, or a healthy
+      // dyno would stay unpublished (or a dead one published) until something else changed.
+      else this.syncEndpoint(d);
     }
     for (const u of assigned) {
       if (this.starting >= MAX_PARALLEL_STARTS) break;
       const d = this.dynos.get(unitKey(u));
-      if (!d) this.launch({ unit: u, attachment: undefined, running: undefined, state: 'starting', restarts: 0, failures: 0, nextStart: 0, upSince: 0, createdAt: new Date().toISOString(), generation: 0 });
+      if (!d) this.launch({ unit: u, attachment: undefined, running: undefined, state: 'starting', restarts: 0, failures: 0, nextStart: 0, upSince: 0, createdAt: new Date().toISOString(), generation: 0, published: false });
       else if (d.state === 'crashed' && !d.running && Date.now() >= d.nextStart) this.launch(d);
     }
+  }
+
+  /**
+   * One endpoint write if the store does not hold what the dyno should be: published while it is
+   * up and ready, not otherwise. A stop unpublishes by itself and is left alone.
+   */
+  private syncEndpoint(d: Dyno): void {
+    if (d.state === 'stopping' || d.syncing || webPort(d) === undefined) return;
+    const want = d.state === 'up' && !d.unready;
+    if (d.published === want) return;
+    d.syncing = true;
+    const write = (want ? this.publish(d) : this.unpublish(d).then(() => undefined))
+      .catch((err: unknown) => this.o.log.warn({ unit: d.unit.name, err: errorMessage(err) }, want ? 'could not publish the dyno' : 'could not unpublish the dyno'))
+      .finally(() => (d.syncing = false));
+    this.track(write);
   }
 
   private launch(d: Dyno): void {
@@ -265,13 +299,16 @@ export class Agent {
       if (port !== undefined) await waitForPort(net.address, port, this.o.bootTimeoutMs ?? 60_000, gone);
       // An app may open its port before it can serve: its startup checks decide when it is up.
       const checks = port !== undefined ? await readHealthChecks(this.o.store, u.appId, release.slug_id, u.type, log) : [];
-      if (port !== undefined && !stale()) await runStartupChecks(net.address, port, checks, { abandon: gone, say: (line) => this.o.appLog(u.appId, 'berth', dynoName(u), line) });
+      if (port !== undefined && !stale()) await runStartupChecks(net.address, port, checks, { abandon: gone, deadlineMs: this.o.startupTimeoutMs ?? STARTUP_TIMEOUT_MS, say: (line) => this.o.appLog(u.appId, 'berth', dynoName(u), line) });
       if (stale()) return;
+      // What the last generation's checks said is not this one's: its own monitor starts ready.
+      d.unready = false;
       d.state = 'up';
       d.upSince = Date.now();
       await this.status(d, 'up', release);
       if (stale()) return void (await this.forget(d));
-      await this.publish(d);
+      // A store that fails this write does not fail a healthy dyno: the next timer pass publishes it.
+      await this.publish(d).catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'could not publish the dyno; the next pass tries again'));
       // A stop that landed during the write has already unpublished: take back what we just wrote,
       // or the router would keep sending traffic to an address the next dyno may get.
       if (stale()) return void (await this.forget(d));
@@ -346,6 +383,7 @@ export class Agent {
         if (!current()) return;
         d.unready = !ok;
         say(line);
+        // A write that fails here is made again by the next timer pass (syncEndpoint).
         void (ok ? this.publish(d) : this.unpublish(d)).catch(() => undefined);
       },
       dead: (why) => {
@@ -405,18 +443,30 @@ export class Agent {
    * status keys are named for the unit, not the machine: after a failover the same keys belong to
    * the machine that took the unit over, and an agent coming back must not delete them.
    */
-  private async deleteOwn(key: string, lease: string | undefined): Promise<number> {
+  private async deleteOwn(key: string, lease: string | undefined): Promise<number | undefined> {
     // Without a lease this agent holds no key: whatever it wrote went with the lost one.
     if (!lease) return 0;
     const r = await this.o.store.txn({ compare: [{ key, target: 'lease', op: '=', value: lease }], success: [{ type: 'delete', key }] }).catch(() => undefined);
-    const del = r?.succeeded ? r.results[0] : undefined;
-    return del?.type === 'delete' && del.deleted > 0 ? (r?.revision ?? 0) : 0;
+    // The store did not answer: the key may well still be there.
+    if (!r) return undefined;
+    const del = r.succeeded ? r.results[0] : undefined;
+    return del?.type === 'delete' && del.deleted > 0 ? r.revision : 0;
   }
 
   private async publish(d: Dyno, lease = this.registration?.leaseId): Promise<void> {
     const port = webPort(d);
     if (port === undefined || !d.attachment || !lease) return;
-    await this.writeIfAssigned(d, putOp(keys.service(d.unit.appName, unitKey(d.unit)), codecs.endpoint, `${d.attachment.address}:${port}`, lease));
+    const op = putOp(keys.service(d.unit.appName, unitKey(d.unit)), codecs.endpoint, `${d.attachment.address}:${port}`, lease);
+    await this.inOrder(d, async () => {
+      if (await this.writeIfAssigned(d, op)) d.published = true;
+    });
+  }
+
+  /** Runs a dyno's endpoint writes one after another, so `published` says what the last one left in the store. */
+  private inOrder<T>(d: Dyno, write: () => Promise<T>): Promise<T> {
+    const next = (d.endpointWrites ?? Promise.resolve()).then(write);
+    d.endpointWrites = next.catch(() => undefined);
+    return next;
   }
 
   /**
@@ -424,15 +474,19 @@ export class Agent {
    * store decides, not this agent's cache of its assignments, which lags after a partition — and
    * by then another machine may own these keys for the same unit.
    */
-  private async writeIfAssigned(d: Dyno, op: TxnOp): Promise<void> {
-    await this.o.store.txn({ compare: [{ key: keys.unit(this.o.machine.id, unitKey(d.unit)), target: 'version', op: '>', value: 0 }], success: [op] });
+  private async writeIfAssigned(d: Dyno, op: TxnOp): Promise<boolean> {
+    return (await this.o.store.txn({ compare: [{ key: keys.unit(this.o.machine.id, unitKey(d.unit)), target: 'version', op: '>', value: 0 }], success: [op] })).succeeded;
   }
 
-  /** Returns the revision of the removal (0 if nothing of ours was published). */
-  private async unpublish(d: Dyno, lease = this.registration?.leaseId): Promise<number> {
-    const revision = await this.deleteOwn(keys.service(d.unit.appName, unitKey(d.unit)), lease);
-    d.unpublishedAt = Math.max(d.unpublishedAt ?? 0, revision);
-    return revision;
+  /** Returns the revision of the removal (0 if nothing of ours was published, or the store did not answer). */
+  private unpublish(d: Dyno, lease = this.registration?.leaseId): Promise<number> {
+    return this.inOrder(d, async () => {
+      const revision = await this.deleteOwn(keys.service(d.unit.appName, unitKey(d.unit)), lease);
+      if (revision === undefined) return 0;
+      d.published = false;
+      d.unpublishedAt = Math.max(d.unpublishedAt ?? 0, revision);
+      return revision;
+    });
   }
 
   private async status(d: Dyno, state: DynoState, release: ReleaseRecord, reason?: string, lease = this.registration?.leaseId): Promise<void> {

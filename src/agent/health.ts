@@ -18,6 +18,9 @@ export interface ProbeResult {
   detail: string;
 }
 
+// setTimeout overflows past this and would fire after 1 ms.
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** What a probe reads of a body at most (to find `content`): a tenant's answer must not fill the agent's heap. */
 const MAX_BODY_BYTES = 64 * 1024;
 
@@ -65,31 +68,51 @@ async function pause(ms: number, abandon: () => boolean): Promise<void> {
 /**
  * Runs a dyno's startup checks (of `checks`, the others are left out) side by side (all must pass, as Dokku): each waits `initialDelay`,
  * then tries up to `attempts` times, `wait` seconds apart. Resolves when all passed; rejects with
- * what failed (the boot failure's reason), or when `abandon` says the dyno is gone or stopping.
+ * what failed (the boot failure's reason), when `abandon` says the dyno is gone or stopping, or
+ * when they have not all passed within `deadlineMs`: within their bounds the checks alone could
+ * keep a dyno starting (and a rollout waiting on it) for hours.
  */
 export async function runStartupChecks(
   address: string,
   port: number,
   checks: HealthCheck[],
-  o: { abandon: () => boolean; say?: (line: string) => void },
+  o: { abandon: () => boolean; deadlineMs?: number; say?: (line: string) => void },
 ): Promise<void> {
-  await Promise.all(
-    checks.filter((c) => c.type === 'startup').map(async (check) => {
-      await pause(check.initialDelay * 1000, o.abandon);
+  const startup = checks.filter((c) => c.type === 'startup');
+  if (startup.length === 0) return;
+  // Set once the outcome is known (a check failed, or the deadline passed): the other checks stop trying.
+  let decided = false;
+  const over = (): boolean => decided || o.abandon();
+  const all = Promise.all(
+    startup.map(async (check) => {
+      await pause(check.initialDelay * 1000, over);
       let last: ProbeResult = { ok: false, detail: 'not tried' };
       for (let attempt = 1; attempt <= check.attempts; attempt++) {
-        if (o.abandon()) throw new Error('the dyno exited before it was up');
+        if (over()) throw new Error('the dyno exited before it was up');
         last = await probe(address, port, check);
         if (last.ok) return;
         o.say?.(`Startup check ${describeCheck(check)} failed (attempt ${attempt}/${check.attempts}): ${last.detail}`);
-        if (attempt < check.attempts) await pause(check.wait * 1000, o.abandon);
+        if (attempt < check.attempts) await pause(check.wait * 1000, over);
       }
-      if (o.abandon()) throw new Error('the dyno exited before it was up');
+      if (over()) throw new Error('the dyno exited before it was up');
       throw new Error(`startup check ${describeCheck(check)} failed ${check.attempts} time${check.attempts === 1 ? '' : 's'} (last: ${last.detail})`);
     }),
   );
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    if (o.deadlineMs === undefined) return;
+    const seconds = Number((o.deadlineMs / 1000).toFixed(1));
+    timer = setTimeout(() => reject(new Error(`startup checks did not all pass within ${seconds} s`)), Math.min(o.deadlineMs, MAX_TIMER_MS));
+  });
+  try {
+    await Promise.race([all, deadline]);
+  } finally {
+    decided = true;
+    clearTimeout(timer);
+    // Whatever the checks still say once the race is decided is no longer news.
+    all.catch(() => undefined);
+  }
 }
-
 export interface MonitorEvents {
   /** The dyno became unready (a check began failing: no traffic until it passes) or ready again, with the line to log. */
   ready(ok: boolean, line: string): void;
