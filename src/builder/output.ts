@@ -193,3 +193,51 @@ export class StreamCap {
     this.to(`${left > 0 ? `\n ... ${left} more characters not streamed (builds:output keeps the start and the end) ...\n` : ''}${tail}`);
   }
 }
+
+/** UTF-8 bytes the character at `i` takes in a JSON string, and how many UTF-16 units it spans. */
+function jsonCost(text: string, i: number): [bytes: number, units: number] {
+  const c = text.charCodeAt(i);
+  if (c === 0x22 || c === 0x5c) return [2, 1];
+  if (c < 0x20) return [c === 0x08 || c === 0x09 || c === 0x0a || c === 0x0c || c === 0x0d ? 2 : 6, 1];
+  if (c < 0x80) return [1, 1];
+  if (c < 0x800) return [2, 1];
+  if (c >= 0xd800 && c <= 0xdbff) {
+    const d = text.charCodeAt(i + 1);
+    return d >= 0xdc00 && d <= 0xdfff ? [4, 2] : [6, 1];
+  }
+  // A lone low surrogate is escaped (\udxxx), like a control character.
+  return c >= 0xdc00 && c <= 0xdfff ? [6, 1] : [3, 1];
+}
+
+/**
+ * `text` cut so that as a JSON string it takes at most `maxBytes` (a quarter for its start, the
+ * rest for its end, a line between saying what was left out). A store value has a size limit and
+ * a tenant chooses the characters: a control character costs six bytes escaped, so a limit in
+ * characters is not one in bytes.
+ */
+export function fitJson(text: string, maxBytes: number): string {
+  if (Buffer.byteLength(JSON.stringify(text)) <= maxBytes) return text;
+  const budget = Math.max(0, maxBytes - 256);
+  const headBudget = Math.floor(budget / 4);
+  let used = 0;
+  let h = 0;
+  while (h < text.length) {
+    const [bytes, units] = jsonCost(text, h);
+    if (used + bytes > headBudget) break;
+    used += bytes;
+    h += units;
+  }
+  used = 0;
+  let t = text.length;
+  while (t > h) {
+    // Step back over a whole pair, never half of one.
+    const low = text.charCodeAt(t - 1);
+    const high = t - 2 >= h ? text.charCodeAt(t - 2) : 0;
+    const at = low >= 0xdc00 && low <= 0xdfff && high >= 0xd800 && high <= 0xdbff ? t - 2 : t - 1;
+    const [bytes] = jsonCost(text, at);
+    if (used + bytes > budget - headBudget) break;
+    used += bytes;
+    t = at;
+  }
+  return `${text.slice(0, h)}\n ... output truncated: ${t - h} characters not kept (the record keeps ${formatBytes(maxBytes)}) ...\n${text.slice(t)}`;
+}

@@ -72,6 +72,7 @@ beforeEach(async () => {
   user = (await services.users.create('dev@example.com')).user;
 });
 afterEach(async () => {
+  await services.deploys.idle();
   await services.close();
   await store.close();
 });
@@ -111,6 +112,8 @@ describe('Deploys', () => {
     expect(s.formation.map((f) => [f.type, f.quantity])).toEqual([['web', 1]]);
     expect(s.builds).toEqual([expect.objectContaining({ status: 'succeeded', slug: { id: s.releases[1]?.slug_id }, release: { id: s.releases[1]?.id }, buildpacks: [{ url: 'fake', name: 'fake' }] })]);
     expect(s.lines).toEqual([expect.stringMatching(/^Deploy [0-9a-f]{7} by user dev@example\.com$/), 'Release v2 created by user dev@example.com']);
+    // Collected in the background, after the verdict.
+    await services.deploys.idle();
     expect(slugs.collected.at(-1)).toEqual(new Set([s.releases[1]?.slug_id]));
 
     // Scaled down by hand, a second deploy leaves the formation alone.

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { KeptOutput, StreamCap } from '../../builder/output.js';
+import { fitJson, KeptOutput, StreamCap } from '../../builder/output.js';
 import type { AppRef, Deployer, PushSource, SlugBuilder, SlugRunner } from '../../builder/ports.js';
-import { put } from '../../domain/codec.js';
+import { get, put } from '../../domain/codec.js';
 import { errorMessage } from '../../domain/errors.js';
 import { keys } from '../../domain/keys.js';
 import type { Logger } from '../../domain/log.js';
@@ -32,16 +32,24 @@ export interface DeploysOptions {
   logs: LogHub;
   /** Source → slug, and commands in a slug (postdeploy); absent on a node that does not build. */
   builder?: { slugs: SlugBuilder; runner: SlugRunner };
-  /** Slugs kept per app: those of its newest N releases (default 10). */
+  /** Slugs kept per app: those of its newest N releases (default 10), its current one and pending ones. */
   retainSlugs?: number;
   /** Releases past the newest this many drop their config copy once their slug is gone (default 100). */
   retainReleases?: number;
+  /** Build records kept per app, the newest (default 50). */
+  retainBuilds?: number;
   /**
-   * What a build keeps of its output in memory and in its record (the first `headChars` and the
-   * last `tailChars`, default 64 K and 192 K), and streams to the pusher (`streamBytes`, 16 MB).
+   * What a build keeps of its output in memory (the first `headChars` and the last `tailChars`,
+   * default 64 K and 192 K) and in its record (`recordBytes` as JSON, default 256 KiB), and streams
+   * to the pusher (`streamBytes`, 16 MB).
    */
-  output?: { headChars?: number; tailChars?: number; streamBytes?: number };
+  output?: { headChars?: number; tailChars?: number; recordBytes?: number; streamBytes?: number };
 }
+
+/** Build records are deleted in steps of this many, so a push does not read the app's builds each time. */
+const BUILD_PRUNE_STEP = 10;
+/** Writes (or deletes) per transaction when pruning: well within etcd's 128 operations. */
+const BATCH = 64;
 
 /**
  * A push, from built source to running release: the build record (`builds`, its live output and
@@ -51,6 +59,8 @@ export interface DeploysOptions {
  */
 export class Deploys implements Deployer {
   private readonly live = new Map<string, RunningBuild>();
+  /** Each app's collection in progress, and whether another push asked for one meanwhile. */
+  private readonly tidying = new Map<string, { again: boolean; done: Promise<void> }>();
 
   constructor(private readonly o: DeploysOptions) {}
 
@@ -129,7 +139,6 @@ export class Deploys implements Deployer {
       const types = Object.keys(slug.process_types);
       out(`-----> Discovering process types\n       Procfile declares types -> ${types.length ? types.join(', ') : '(none)'}\n`);
       out(`-----> Launching...\n       Released v${release.version}\n       http://${app.name}.${settings.domain}/ deployed to Berth\n`);
-      await this.collectSlugs(app.id, slugs).catch((e: unknown) => buildLog.warn({ err: errorMessage(e) }, 'slug collection failed'));
       logs.append(app.id, { source: 'app', dyno: 'api', message: `Deploy ${source.commit.slice(0, 7)} by user ${user.email}` });
       logs.append(app.id, { source: 'app', dyno: 'api', message: `Release v${release.version} created by user ${user.email}` });
       buildLog.info({ release: release.version, slug: slug.id }, 'build succeeded');
@@ -141,21 +150,85 @@ export class Deploys implements Deployer {
       return false;
     } finally {
       toPusher.end();
-      record.output = kept.text();
+      // Bounded in bytes as stored: a record stays far below the store's value limit whatever was printed.
+      record.output = fitJson(kept.text(), o.recordBytes ?? 256 * 1024);
       record.updated_at = new Date().toISOString();
       await saveBuild(store, record).catch((e: unknown) => buildLog.error({ err: e }, 'saving the build record failed'));
       this.live.delete(record.id);
       finish();
+      this.tidy(app.id, slugs, buildLog);
     }
   }
 
-  /** Slugs of the newest `retainSlugs` (10) releases stay; the app's others go. */
-  private async collectSlugs(appId: string, slugs: SlugBuilder): Promise<void> {
+  /** Resolves once no collection is running (tests, shutdown). */
+  async idle(): Promise<void> {
+    while (this.tidying.size > 0) await Promise.all([...this.tidying.values()].map((t) => t.done));
+  }
+
+  /** Collection for one app, in the background: one at a time, pushes meanwhile merging into one more. */
+  private tidy(appId: string, slugs: SlugBuilder, log: Logger): void {
+    const running = this.tidying.get(appId);
+    if (running) {
+      running.again = true;
+      return;
+    }
+    const entry = { again: true, done: Promise.resolve() };
+    this.tidying.set(appId, entry);
+    entry.done = (async () => {
+      // Old slugs, configs and builds go once the pusher has its verdict, never while git waits.
+      await new Promise((r) => setImmediate(r));
+      while (entry.again) {
+        entry.again = false;
+        await this.collect(appId, slugs).catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'collecting old slugs and builds failed'));
+      }
+      this.tidying.delete(appId);
+    })();
+  }
+
+  /**
+   * Keeps the slugs of the newest `retainSlugs` (10) releases, of the current release and of those
+   * whose release phase is still to run; the app's others go, then the config copies of releases
+   * past `retainReleases` whose slug went, then all but the newest `retainBuilds` builds.
+   */
+  private async collect(appId: string, slugs: SlugBuilder): Promise<void> {
+    const app = await get(this.o.store, keys.app(appId), codecs.app);
+    if (!app) return;
+    const current = app.value.current_version ?? app.value.release_version;
     const list = await this.o.releases.list(appId);
-    const keep = new Set(list.slice(-(this.o.retainSlugs ?? 10)).map((r) => r.slug_id).filter((id): id is string => id !== null));
+    const newest = list.slice(-(this.o.retainSlugs ?? 10));
+    const kept = list.filter((r) => newest.includes(r) || r.version === current || r.status === 'pending');
+    const keep = new Set(kept.map((r) => r.slug_id).filter((id): id is string => id !== null));
     await slugs.collect(appId, keep);
     // Only now, with their slugs gone, may old releases lose their config copy.
     await this.o.releases.pruneConfigs(appId, keep, this.o.retainReleases ?? 100);
+    await this.pruneBuilds(appId);
+  }
+
+  /**
+   * Deletes all but the app's newest `retainBuilds` build records (each holds up to 256 KiB of
+   * output), once there are `BUILD_PRUNE_STEP` more: only then are they all read, in pages.
+   */
+  private async pruneBuilds(appId: string): Promise<void> {
+    const { store } = this.o;
+    const retain = this.o.retainBuilds ?? 50;
+    const prefix = keys.builds(appId);
+    const { count } = await store.range(prefix, { prefix: true, countOnly: true });
+    if (count < retain + BUILD_PRUNE_STEP) return;
+    // Build ids are random: their age is the revision that created them.
+    const ages: { key: string; created: number }[] = [];
+    const end = `${prefix.slice(0, -1)}0`;
+    for (let from = prefix; ; ) {
+      const page = await store.range(from, { end, limit: 8 });
+      for (const kv of page.kvs) ages.push({ key: kv.key, created: kv.createRevision });
+      const last = page.kvs.at(-1);
+      if (!page.more || !last) break;
+      from = `${last.key}\0`;
+    }
+    ages.sort((a, b) => a.created - b.created);
+    const doomed = ages.slice(0, Math.max(0, ages.length - retain));
+    for (let i = 0; i < doomed.length; i += BATCH) {
+      await store.txn({ compare: [], success: doomed.slice(i, i + BATCH).map((d) => ({ type: 'delete' as const, key: d.key })) });
+    }
   }
 }
 

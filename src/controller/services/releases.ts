@@ -42,6 +42,9 @@ const MAX_ATTEMPTS = 20;
 /** ...after a random pause of up to 5 ms, doubling per attempt up to this (full jitter). */
 const MAX_BACKOFF_MS = 100;
 
+/** Releases rewritten per transaction when pruning (two operations each: well within etcd's 128). */
+const PRUNE_BATCH = 64;
+
 const backoff = (attempt: number): Promise<void> => new Promise((r) => setTimeout(r, Math.random() * Math.min(MAX_BACKOFF_MS, 5 * 2 ** attempt)));
 
 /** The key of each range in a read-only txn, in order. */
@@ -171,22 +174,39 @@ export class Releases {
 
   /**
    * Drops the config copy of old releases: those older than the newest `retain` whose slug is not
-   * among `liveSlugs` (collected, so they can never run again). The store then holds one config
-   * per kept release instead of one per release ever made, and compaction frees the rest. Each
-   * write is conditional on the release being as read. The current release's slug is always
-   * among the live ones, so it is never touched. Returns how many were pruned.
+   * among `liveSlugs` (collected, so they can never run again), and never the current release or
+   * a newer one. The store then holds one config per kept release instead of one per release ever
+   * made, and compaction frees the rest. Written in batches, each write conditional on the release
+   * being as read. Returns how many were pruned.
    */
   async pruneConfigs(appId: string, liveSlugs: Set<string>, retain: number): Promise<number> {
     return this.serial(appId, async () => {
+      const [appKv] = rangesOf(await this.store.txn({ compare: [], success: [{ type: 'range', key: keys.app(appId) }] }));
+      if (!appKv) return 0;
+      const app = decode(codecs.app, appKv);
+      const current = app.current_version ?? app.release_version;
       const r = await this.store.range(keys.releases(appId), { prefix: true });
       const kvs = [...r.kvs].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-      let pruned = 0;
+      const writes: { kv: KeyValue; next: ReleaseRecord }[] = [];
       for (const kv of kvs.slice(0, Math.max(0, kvs.length - Math.max(1, retain)))) {
         const release = decode(codecs.release, kv);
-        if (release.config_pruned || (release.slug_id !== null && liveSlugs.has(release.slug_id))) continue;
-        const next: ReleaseRecord = { ...release, config: {}, config_pruned: true };
-        const w = await this.store.txn({ compare: [{ key: kv.key, target: 'mod', op: '=', value: kv.modRevision }], success: [putOp(kv.key, codecs.release, next)] });
-        if (w.succeeded) pruned++;
+        if (release.version >= current || release.config_pruned || (release.slug_id !== null && liveSlugs.has(release.slug_id))) continue;
+        writes.push({ kv, next: { ...release, config: {}, config_pruned: true } });
+      }
+      let pruned = 0;
+      for (let i = 0; i < writes.length; i += PRUNE_BATCH) {
+        const batch = writes.slice(i, i + PRUNE_BATCH);
+        const put = (w: (typeof batch)[number]) => ({
+          compare: [{ key: w.kv.key, target: 'mod' as const, op: '=' as const, value: w.kv.modRevision }],
+          success: [putOp(w.kv.key, codecs.release, w.next)],
+        });
+        const t = await this.store.txn({ compare: batch.flatMap((w) => put(w).compare), success: batch.flatMap((w) => put(w).success) });
+        if (t.succeeded) {
+          pruned += batch.length;
+          continue;
+        }
+        // One of them changed since it was read: the others, one by one.
+        for (const w of batch) if ((await this.store.txn(put(w))).succeeded) pruned++;
       }
       return pruned;
     });
