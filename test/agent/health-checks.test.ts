@@ -1,5 +1,7 @@
 import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { runStartupChecks } from '../../src/agent/health.js';
 import { HealthCheckSettings } from '../../src/controller/services/healthchecks.js';
 import { until } from '../support/until.js';
 import { Cluster } from '../control-loops/harness.js';
@@ -91,6 +93,49 @@ describe('startup checks', () => {
     }, 10_000);
     expect(st.reason).toBe('Error R10 (Boot failure) -> startup check GET /health failed 2 times (last: HTTP 200, expected content not found)');
     expect(cluster.timeline.some((e) => e.what.startsWith('publish broken.'))).toBe(false);
+  });
+
+  it('fails a boot as R10 once its startup checks outlast the deadline, though each stays within its bounds', async () => {
+    cluster = await Cluster.start();
+    await cluster.agent('m1', { agent: { startupTimeoutMs: 2000, crashBackoffMs: 60_000 } });
+    await cluster.scheduler('s1');
+    await cluster.app('forever', { web: 'hang' });
+    // 60 tries a second apart: alone, these would keep the dyno starting for a minute or more.
+    await setCheck('forever', { path: '/health', attempts: 60, wait: 1, timeout: 1 });
+    await cluster.scale('forever', { web: 1 });
+    const { requests } = await serveFor('forever.web.1', { '/health': 503 });
+    const attached = Date.now();
+    const st = await until('crashed', async () => {
+      const s = [...(await cluster.statuses('forever')).values()][0];
+      return s?.state === 'crashed' ? s : undefined;
+    }, 10_000);
+    expect(st.reason).toBe('Error R10 (Boot failure) -> startup checks did not all pass within 2 s');
+    expect(Date.now() - attached).toBeLessThan(6000);
+    expect(cluster.timeline.some((e) => e.what.startsWith('publish forever.'))).toBe(false);
+    // Decided: no more tries.
+    const tried = requests.length;
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(requests.length).toBe(tried);
+  });
+
+  it('stops the other startup checks once one has failed', async () => {
+    const answers: Answers = { '/a': 503, '/b': 503 };
+    const requests: string[] = [];
+    const server = createServer((req, res) => {
+      requests.push(req.url ?? '');
+      res.writeHead(answers[req.url ?? ''] ?? 404, { connection: 'close' }).end();
+    });
+    more.push(server);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as AddressInfo).port;
+    const check = { type: 'startup' as const, timeout: 1, wait: 1, initialDelay: 0 };
+    const run = runStartupChecks('127.0.0.1', port, [{ ...check, path: '/a', attempts: 1 }, { ...check, path: '/b', attempts: 60 }], { abandon: () => false, deadlineMs: 60_000 });
+    await expect(run).rejects.toThrow('startup check GET /a failed 1 time (last: HTTP 503)');
+    // /b's first try went out beside /a's and may land just after.
+    await new Promise((r) => setTimeout(r, 300));
+    const tried = requests.filter((r) => r === '/b').length;
+    await new Promise((r) => setTimeout(r, 2500));
+    expect(requests.filter((r) => r === '/b').length).toBe(tried);
   });
 
   it('without checks a web dyno is published as soon as its port accepts (the default)', async () => {
