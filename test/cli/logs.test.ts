@@ -42,7 +42,7 @@ describe('berth logs and drains', () => {
   beforeAll(async () => {
     expect((await berth('apps:create', 'logged')).code).toBe(0);
     appId = (await store.get('/berth/app-names/logged'))!.value;
-    const add = (source: string, dyno: string, message: string): void => controller.services.logs.append(appId, { source, dyno, message });
+    const add = (source: string, dyno: string, message: string): void => void controller.services.logs.append(appId, { source, dyno, message });
     add('app', 'web.1', 'web one');
     add('app', 'web.2', 'web two');
     add('app', 'worker.1', 'job done');
