@@ -1,7 +1,7 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { realpath } from 'node:fs/promises';
+import { realpath, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { errorMessage } from '../domain/errors.js';
@@ -135,10 +135,17 @@ export class Builder {
   private async loadCache(appId: string, ws: Workspace): Promise<void> {
     const saved = join(this.workDir, 'cache', appId);
     if (!existsSync(saved)) return;
-    await exec('setpriv', [`--reuid=${ws.uid}`, `--regid=${ws.uid}`, '--clear-groups', 'cp', '-a', '--', `${saved}/.`, `${ws.cacheDir}/`], { timeout: 600_000 }).catch((err: Error) => {
-      // A cache that does not fit (the limit was lowered) or cannot be read: build without it.
+    try {
+      await exec('setpriv', [`--reuid=${ws.uid}`, `--regid=${ws.uid}`, '--clear-groups', 'cp', '-a', '--', `${saved}/.`, `${ws.cacheDir}/`], { timeout: 600_000 });
+    } catch (err) {
+      // A cache that does not fit (the limit was lowered) or cannot be read: build without it, and
+      // without the part copied so far, which would take the build's disk and look like a cache.
       this.options.log.warn({ app: appId, err: errorMessage(err) }, 'build cache not restored');
-    });
+      // No tenant process runs in the workspace yet: root empties a directory nobody else writes.
+      await rm(ws.cacheDir, { recursive: true, force: true });
+      mkdirSync(ws.cacheDir, { mode: 0o700 });
+      chownSync(ws.cacheDir, ws.uid, ws.uid);
+    }
   }
 
   /**

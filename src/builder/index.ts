@@ -19,6 +19,7 @@ import type { Networks } from '../network/index.js';
 import type { Sandbox } from '../sandbox/index.js';
 import type { Store } from '../store/index.js';
 import { Builder } from './builder.js';
+import { BuildCaches } from './caches.js';
 import { GitRepos, registerGitRoutes } from './git.js';
 import type { Deployer, GitAccess, SlugBuilder, SlugRunner } from './ports.js';
 import { PushHandler, registerHookRoute } from './push.js';
@@ -93,6 +94,8 @@ export interface BuilderComponent {
    * requests. The node starts it on every server (`start()`/`stop()`).
    */
   replicator: SlugReplicator;
+  /** Removes the build caches of destroyed apps from this server (`start()`/`stop()`, as the replicator). */
+  caches: BuildCaches;
 }
 
 export function createBuilder(options: BuilderOptions): BuilderComponent {
@@ -131,6 +134,7 @@ export function createBuilder(options: BuilderOptions): BuilderComponent {
     slug,
     slugPath,
     replicator,
+    caches: new BuildCaches({ store: options.store, log: log.child({ part: 'build-caches' }), dir: join(builder.workDir, 'cache') }),
   };
 }
 

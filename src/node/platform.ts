@@ -95,8 +95,13 @@ export async function startPlatformNode(o: PlatformNodeOptions): Promise<Node<Pl
     const builder = roles.builder && network && createBuilder({ store, log, dataDir, sandbox, network, buildpackDirs: roles.builder.buildpackDirs ?? [], limits: buildLimits(roles.builder), ...(peers ? { peers } : { machine: node }) });
     if (builder) {
       // Every server keeps every live slug (copies from its peers) and collects dead ones.
-      parts.add('slugs', () => builder.replicator.stop());
+      // A destroyed app's build cache goes too, from every server that built it.
+      parts.add('slugs', async () => {
+        await builder.caches.stop();
+        await builder.replicator.stop();
+      });
       await builder.replicator.start();
+      await builder.caches.start();
     }
     // A cluster's store takes certificates: the agents' old join (which hands out a URL) has none to give.
     const services: Services = createServices(store, log, { domain: c.domain, apiUrl, ...(cluster ? {} : { storeUrl: o.store }) }, { logDb: join(dataDir, 'logs.db'), ...(builder ? { builder } : {}), ...(peers ? { peers } : {}) });
