@@ -1,6 +1,6 @@
 import { randomInt } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, statfsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tar from 'tar';
@@ -98,10 +98,12 @@ describe('process runtime quotas', () => {
     // /app took the disk (less ext4's own metadata); /tmp shares it, so nothing was left.
     expect(appBytes).toBeGreaterThan(0.9 * GiB);
     expect(appBytes + tmpBytes).toBeLessThanOrEqual(GiB);
-    // The machine is shared: only a drop well past the cap means the cap leaks (uncapped: 5 GB).
+    // What the dyno holds of the host is its image, allocated once at its size: measured on the
+    // image itself, since other suites write to the same disk meanwhile (uncapped, /app alone: 2.5 GB).
     const used = before - peak;
-    console.log(`disk quota: the dyno wrote ${((appBytes + tmpBytes) / MiB).toFixed(0)} MiB of 5000 asked; the host's free space fell by ${(used / MiB).toFixed(0)} MiB`);
-    expect(used).toBeLessThan(1.5 * GiB);
+    const held = statSync(join(root, 'disk.img')).blocks * 512;
+    console.log(`disk quota: the dyno wrote ${((appBytes + tmpBytes) / MiB).toFixed(0)} MiB of 5000 asked; its disk holds ${(held / MiB).toFixed(0)} MiB of the host (free space fell by ${(used / MiB).toFixed(0)} MiB, other suites included)`);
+    expect(held).toBeLessThanOrEqual(GiB + MiB);
 
     await dyno.stop(0);
     expect(mountsUnder(root)).toEqual([]);
