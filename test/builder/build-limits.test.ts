@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -81,11 +81,6 @@ function mountsUnder(path: string): string[] {
 describe("a build's disk", () => {
   it('gets ENOSPC past its volume, in its app dir and in /tmp, and leaves nothing on the host', async () => {
     const work = join(dir, 'data', 'work');
-    const free = (): number => {
-      const s = statfsSync(work);
-      return s.bavail * s.bsize;
-    };
-    const before = free();
     // 3 GiB asked for, into the app dir; then /tmp; each write's failure is printed.
     const bp = buildpack('disk', 'head -c 3221225472 /dev/zero > big 2>/dev/null; echo "app dir write: $? $(stat -c %s big)"\nrm -f big\nerr=$(head -c 3221225472 /dev/zero 2>&1 > /tmp/big); echo "tmp write: $err $(stat -c %s /tmp/big)"\nexit 1');
     const r = await build('00000000-0000-4000-8000-0000000001a1', { BUILDPACK_URL: bp });
@@ -95,10 +90,10 @@ describe("a build's disk", () => {
     expect(Number(app?.[2])).toBeLessThanOrEqual(DISK);
     expect(r.output).toMatch(/tmp write: .*No space left on device/);
     expect(Number(/tmp write: .* (\d+)\n/.exec(r.output)?.[1])).toBeLessThanOrEqual(DISK);
-    // The volume is unmounted and its image gone: the host's disk is as it was (give or take others' use).
+    // The volume is unmounted and its image gone: nothing of the build stays on the host's disk
+    // (the host's free space is no measure: other suites allocate theirs meanwhile).
     expect(mountsUnder(work)).toEqual([]);
     expect(readdirSync(work).filter((f) => f.endsWith('.img'))).toEqual([]);
-    expect(before - free()).toBeLessThan(DISK);
   }, 60_000);
 
   it('unmounts and removes the workspaces a builder killed mid-build left, before its next build', async () => {
