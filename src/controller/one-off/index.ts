@@ -29,6 +29,8 @@ export interface OneOffOptions {
   slugPath: (slugId: string) => Promise<string>;
   /** Where the TLS listener for `heroku run` listens (port 0: any free one); none if absent. */
   rendezvous?: { host: string; port: number };
+  /** How often run records and slots left behind by a failed delete are swept (default 60 s). */
+  sweepMs?: number;
 }
 
 export interface OneOffDynos {
@@ -53,6 +55,7 @@ export function createOneOffDynos(o: OneOffOptions): OneOffDynos {
     slugPath: o.slugPath,
     appLog: (appId, line) => services.logs.append(appId, line),
     node: o.node,
+    ...(o.sweepMs !== undefined ? { sweepMs: o.sweepMs } : {}),
   });
   let listener: (Rendezvous & { url: string }) | undefined;
   const info = (): RendezvousInfo | undefined => listener && { url: listener.url, certPath: listener.certPath };

@@ -14,7 +14,7 @@ import type { KeyValue, Store } from '../../store/index.js';
 import type { AppAccess } from '../services/apps.js';
 import type { RunRecord } from '../services/runs.js';
 import type { UserRecord } from '../services/types.js';
-import { createRun, deleteRun, reclaimSlot } from './slots.js';
+import { createRun, deleteRunWithRetry, reclaimSlot, sweepRuns } from './slots.js';
 
 export interface RunnerOptions {
   store: Store;
@@ -33,6 +33,8 @@ export interface RunnerOptions {
   attachWindowMs?: number;
   /** SIGTERM, then SIGKILL after this. */
   stopGraceMs?: number;
+  /** How often records and slots a failed delete left under this node's lease are swept (default 60 s). */
+  sweepMs?: number;
 }
 
 export interface RunRequest {
@@ -117,6 +119,11 @@ export class OneOffRunner {
   /** Keys of this node's runs someone asked to stop: fed by the watch, acted on by a pass. */
   private readonly stopRequests = new Set<string>();
   private closed = false;
+  /** Runs being recorded now: their keys are under the lease before they are in `runs`. */
+  private creating = 0;
+  private lastSweep = 0;
+  /** A delete failed: sweep at the next pass rather than after `sweepMs`. */
+  private sweepSoon = false;
 
   constructor(private readonly o: RunnerOptions) {}
 
@@ -154,9 +161,11 @@ export class OneOffRunner {
           const local = this.runs.get(key);
           if (local) void this.stop(local, 'stopped by user');
         }
+        await this.sweep();
       },
       debounceMs: 0,
       maxWaitMs: 0,
+      resyncMs: this.o.sweepMs ?? 60_000,
     });
     await this.loop.start();
   }
@@ -199,7 +208,14 @@ export class OneOffRunner {
     };
     // Heroku numbers one-off dynos at random (run.4821): unique per app by a create-only write,
     // in one of the app's run.max slots (429 when none is free).
-    const created = await createRun(this.o.store, { appName: app.name, maxRuns: limits.maxRuns, lease: () => this.registration?.leaseId, record: base });
+    this.creating++;
+    let created: Awaited<ReturnType<typeof createRun>>;
+    try {
+      created = await createRun(this.o.store, { appName: app.name, maxRuns: limits.maxRuns, lease: () => this.registration?.leaseId, record: base });
+    } finally {
+      // `runs` holds it (below) before any other code runs: a sweep never finds it in neither.
+      this.creating--;
+    }
     Object.assign(local, { key: created.key, slotKey: created.slotKey, record: created.record, mod: created.revision });
     this.runs.set(local.key, local);
     this.bySecret.set(local.secret, local);
@@ -334,7 +350,11 @@ export class OneOffRunner {
     if (oomKilled) this.appLog(local, 'Error R15 (Memory quota vastly exceeded) -> killed at its memory limit');
     if (code !== undefined) this.appLog(local, `Process exited with status ${code}`);
     // Gone from `ps` before its client hears the exit status.
-    await deleteRun(this.o.store, local, local.record.name).catch((err: unknown) => this.o.log.warn({ key: local.key, err: errorMessage(err) }, 'could not remove a one-off dyno record'));
+    // A record left behind holds one of the app's run.max slots: tried again, then swept.
+    await deleteRunWithRetry(this.o.store, local, local.record.name).catch((err: unknown) => {
+      this.o.log.warn({ key: local.key, err: errorMessage(err) }, 'could not remove a one-off dyno record; it will be swept');
+      this.sweepSoon = true;
+    });
     if (code !== undefined) local.sink?.exited(code);
     await this.releaseNetwork(local);
   }
@@ -344,6 +364,23 @@ export class OneOffRunner {
     const net = local.network;
     local.network = undefined;
     await net?.release().catch((err: unknown) => this.o.log.warn({ app: local.appName, dyno: local.record.name, err: errorMessage(err) }, "could not release a one-off dyno's network"));
+  }
+
+  /** Records and slots under this node's lease whose run has ended here (a delete that failed). */
+  private async sweep(): Promise<void> {
+    const lease = this.registration?.leaseId;
+    if (!lease || (!this.sweepSoon && Date.now() - this.lastSweep < (this.o.sweepMs ?? 60_000))) return;
+    this.sweepSoon = false;
+    this.lastSweep = Date.now();
+    try {
+      const swept = await sweepRuns(this.o.store, lease, () => (this.creating > 0 ? undefined : new Set([...this.runs.values()].flatMap((l) => [l.key, l.slotKey]))));
+      // Skipped while a run was being recorded: again at the next pass.
+      if (swept === undefined) this.sweepSoon = true;
+      else if (swept > 0) this.o.log.info({ swept }, 'removed one-off dyno records and slots left behind');
+    } catch (err) {
+      this.sweepSoon = true;
+      this.o.log.warn({ err: errorMessage(err) }, 'could not sweep one-off dyno records');
+    }
   }
 
   /** Our own state changes lose to a stop request written meanwhile (compare on our last write). */

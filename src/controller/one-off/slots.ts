@@ -71,3 +71,40 @@ export async function deleteRun(store: Store, run: Pick<CreatedRun, 'key' | 'slo
 export async function reclaimSlot(store: Store, slotKey: string, name: string, lease: string): Promise<void> {
   await store.txn({ compare: [{ key: slotKey, target: 'create', op: '=', value: 0 }], success: [putOp(slotKey, codecs.runSlot, name, lease)] });
 }
+
+/** Where every app's run slots live (the parent of `runSlots(app)`). */
+const ALL_SLOTS = keys.runSlots('x').slice(0, -'x/'.length);
+
+/**
+ * Deletes the run records and slots held under `lease` that are not in `keep` (this node's live
+ * runs): what a failed `deleteRun` left behind, which would otherwise hold one of the app's
+ * run.max slots until the node restarts. Each delete holds only while the key is still under the
+ * lease. Returns how many went (undefined: not now).
+ */
+export async function sweepRuns(store: Store, lease: string, keep: () => Set<string> | undefined): Promise<number | undefined> {
+  const held = (await store.leaseInfo(lease)).keys.filter((k) => k.startsWith(keys.allRuns()) || k.startsWith(ALL_SLOTS));
+  // Asked after the lease's keys were read: a run recorded meanwhile is in it by now, or, while
+  // one is still being recorded, `keep` says not now (undefined).
+  const live = keep();
+  if (!live) return undefined;
+  let swept = 0;
+  for (const key of held) {
+    if (live.has(key)) continue;
+    const t = await store.txn({ compare: [{ key, target: 'lease', op: '=', value: lease }], success: [{ type: 'delete', key }] });
+    if (t.succeeded) swept++;
+  }
+  return swept;
+}
+
+/** `deleteRun`, tried again with backoff (0.1 s doubling, `attempts` in all); the last failure is thrown. */
+export async function deleteRunWithRetry(store: Store, run: Pick<CreatedRun, 'key' | 'slotKey'>, name: string, attempts = 5): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await deleteRun(store, run, name);
+      return;
+    } catch (err) {
+      if (attempt >= attempts) throw err;
+      await new Promise((r) => setTimeout(r, 100 * 2 ** (attempt - 1)));
+    }
+  }
+}
