@@ -127,6 +127,9 @@ export function createServices(store: Store, log: Logger, settings: PlatformSett
     drainForwarder,
     lookups,
     async close() {
+      // Housekeeping a push started in the background (slug collection, pruning) ends before the
+      // store closes; a stuck one is not worth a stop that never ends.
+      await Promise.race([deploys.idle(), new Promise((r) => setTimeout(r, 10_000).unref())]);
       drainForwarder.close();
       await lookups.close();
       logs.close();
