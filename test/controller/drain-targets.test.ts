@@ -135,8 +135,12 @@ describe('at connect time', () => {
   it("a tenant's sender refuses an IP literal the guard refuses at connect time, with no packet sent", async () => {
     const { SyslogSender } = await import('../../src/controller/drains/syslog.js');
     const before = accepted;
-    // A guard that refuses loopback as the cluster's own address would (what DrainTargets passes).
-    const guard = { lookup: guardedLookup, allowsLiteral: (a: string) => a !== '127.0.0.1' };
+    // A guard that refuses loopback as the cluster's own address would (what DrainTargets passes):
+    // net.connect never calls a lookup for an IP literal, so the sender must put it through one.
+    const guard = {
+      lookup: ((h: string, o: object, cb: (err: NodeJS.ErrnoException | null, address: string, family: number) => void) =>
+        h === '127.0.0.1' ? cb(Object.assign(new Error('the cluster\'s'), { code: 'EACCES' }), '', 4) : lookup(h, o, cb)) as unknown as typeof guardedLookup,
+    };
     const sender = new SyslogSender({ host: '127.0.0.1', port, log, guard, minBackoffMs: 20, maxBackoffMs: 40 });
     sender.send('<190>1 - - - - - - hi');
     await new Promise((r) => setTimeout(r, 200));
@@ -156,6 +160,18 @@ describe('at connect time', () => {
         targets.lookup(MACHINE, { all: true }, (err) => resolve(err ? ((err as NodeJS.ErrnoException).code ?? err.message) : 'allowed')),
       );
       expect(code).toBe('EACCES');
+    } finally {
+      await s.close();
+    }
+  });
+
+  it("refuses every connect while the cluster's addresses cannot be read at all", async () => {
+    const s = openStore('memory://');
+    try {
+      const broken = new Proxy(s, { get: (t, k) => (k === 'range' || k === 'get' ? async () => Promise.reject(new Error('store down')) : Reflect.get(t, k)) }) as Store;
+      const targets = new DrainTargets({ store: broken, log });
+      const code = await new Promise<string>((resolve) => targets.lookup('93.184.216.99', {}, (err) => resolve(err ? ((err as NodeJS.ErrnoException).code ?? err.message) : 'allowed')));
+      expect(code).toBe('EAGAIN');
     } finally {
       await s.close();
     }

@@ -1,6 +1,6 @@
 import { connect, isIP, type LookupFunction, type Socket } from 'node:net';
 import { overflowNotice } from '../../agent/log-limiter.js';
-import { guardedLookup, isInternalAddress } from './targets.js';
+import { guardedLookup } from './targets.js';
 import { errorMessage } from '../../domain/errors.js';
 import type { Logger } from '../../domain/log.js';
 import type { LogLine } from '../services/log-store.js';
@@ -43,10 +43,10 @@ export interface SyslogSenderOptions {
   allowInternal?: boolean;
   /**
    * What a tenant's drain may connect to, checked at every connect (addresses change): a lookup
-   * that refuses a name resolving to a refused address, and the same check for an IP literal,
-   * which net.connect does not look up. Without it, special ranges only.
+   * that refuses a name resolving to a refused address (IP literals go through it too). Without
+   * it, special ranges only.
    */
-  guard?: { lookup: LookupFunction; allowsLiteral(address: string): boolean };
+  guard?: { lookup: LookupFunction };
 }
 
 /**
@@ -112,8 +112,15 @@ export class SyslogSender {
 
   private connect(): void {
     if (this.closed) return;
-    const guard = this.o.allowInternal ? undefined : (this.o.guard ?? { lookup: guardedLookup, allowsLiteral: (a: string) => !isInternalAddress(a) });
-    const refused = guard !== undefined && isIP(this.o.host) !== 0 && !guard.allowsLiteral(this.o.host);
+    const guard = this.o.allowInternal ? undefined : (this.o.guard ?? { lookup: guardedLookup });
+    // net.connect never looks an IP address up, so its lookup guard would not see one: the
+    // literal goes through the guard's lookup here (which answers an address with itself).
+    if (guard && isIP(this.o.host) !== 0) guard.lookup(this.o.host, {}, (err) => this.open(guard, err ?? undefined));
+    else this.open(guard);
+  }
+
+  private open(guard: SyslogSenderOptions['guard'], refused?: Error): void {
+    if (this.closed) return;
     const socket = connect({ host: this.o.host, port: this.o.port, ...(guard ? { lookup: guard.lookup } : {}) });
     this.socket = socket;
     socket.setNoDelay(true);
@@ -155,7 +162,7 @@ export class SyslogSender {
     });
     // Destroyed before its connect (queued for the next tick) starts: no packet leaves, and the
     // close above retries with backoff, in case the address stops being the cluster's.
-    if (refused) socket.destroy(new Error(`${this.o.host} is not an address a tenant's drain may reach`));
+    if (refused) socket.destroy(refused);
   }
 
   private pump(): void {

@@ -121,18 +121,20 @@ export class DrainTargets {
   /** For net.connect: checks with what is known, and starts a re-read in the background when it is old. */
   readonly lookup: LookupFunction = (hostname, options, callback) => {
     const check = (): void => checkedLookup((a) => this.refused(a))(hostname, options, callback);
-    // Before the first read the cluster's addresses are unknown, and every name would pass: wait.
-    if (this.readAt === 0) void this.fresh().then(check, check);
-    else {
+    // Before the first read the cluster's addresses are unknown, and every address would pass:
+    // wait for it, and refuse while it cannot be read (the drain retries with backoff).
+    if (this.readAt === 0) {
+      void this.fresh().then(() => {
+        if (this.readAt !== 0) return check();
+        const err: NodeJS.ErrnoException = new Error(`${hostname}: the cluster's own addresses cannot be read yet, so no drain connects`);
+        err.code = 'EAGAIN';
+        callback(err, '', 4);
+      });
+    } else {
       void this.fresh().catch(() => undefined);
       check();
     }
   };
-
-  /** For an IP literal, which net.connect does not look up: true when it may connect now. */
-  allowsLiteral(address: string): boolean {
-    return !this.refused(address);
-  }
 
   private async read(): Promise<void> {
     const { store } = this.o;
