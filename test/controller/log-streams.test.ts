@@ -138,6 +138,29 @@ describe('log streams a tenant opens', () => {
     // Closed streams give their slots back.
     await until('slots free', async () => ((await fetch(`http://127.0.0.1:${port}${await session()}`, { signal: AbortSignal.timeout(2000) }).then(async (r) => (await r.body?.cancel(), r.status)).catch(() => 0)) === 200 ? true : undefined), 10_000);
   }, 60_000);
+
+  it('holds no slot for a client that left before its stream began', async () => {
+    // The route awaits the session, the user's access and a catch-up before it streams; a client
+    // that hangs up meanwhile must not keep a slot. A slow catch-up (a peer far away) opens the window.
+    const logs = h.services.logs;
+    const catchUp = logs.catchUp.bind(logs);
+    logs.catchUp = async (id: string) => (await new Promise((r) => setTimeout(r, 300)), catchUp(id));
+    try {
+      for (let i = 0; i < 11; i++) {
+        const socket = connect(port, '127.0.0.1');
+        await new Promise<void>((r) => socket.once('connect', () => r()));
+        socket.write(`GET ${await session()} HTTP/1.1\r\nHost: x\r\n\r\n`);
+        await new Promise((r) => setTimeout(r, 50));
+        socket.destroy();
+      }
+      await new Promise((r) => setTimeout(r, 400));
+    } finally {
+      logs.catchUp = catchUp;
+    }
+    const r = await fetch(`http://127.0.0.1:${port}${await session()}`, { signal: AbortSignal.timeout(5000) });
+    expect(r.status).toBe(200);
+    await r.body?.cancel();
+  }, 30_000);
 });
 
 describe('platform lines are not hidden by a line they follow', () => {

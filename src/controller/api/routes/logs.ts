@@ -83,6 +83,13 @@ export function registerLogRoutes(api: FastifyInstance, s: Services): void {
     const sse = (req.headers.accept ?? '').includes('text/event-stream');
     const frame = (l: Parameters<typeof formatLogLine>[0]): string => (sse ? `data: ${formatLogLine(l)}\n\n` : `${formatLogLine(l)}\n`);
     const res = reply.raw;
+    // A client that left during the awaits above has fired its 'close' already, which no listener
+    // added now would hear: it would hold its stream slot (and a subscription) for good.
+    if (res.destroyed || req.raw.destroyed || req.raw.socket?.destroyed === true) {
+      reply.hijack();
+      res.destroy();
+      return;
+    }
     // No await from here on: the slot is this request's until its response closes.
     const release = streams.claim(id, session.app_id, () => res.destroy());
     res.once('close', release);
