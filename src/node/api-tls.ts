@@ -103,7 +103,9 @@ export async function apiTls(dataDir: string, role: ApiTlsRole, extraNames: stri
     const kept = checked(readFileSync(certPath, 'utf8'), readFileSync(keyPath, 'utf8'), certPath, true);
     // A name the API is now reached at (a new --api-url or --advertise) that the kept certificate
     // lacks would fail every client's host check: make a new one (clients trust it afresh).
-    if (names.every((n) => coversName(kept.cert, n))) return kept;
+    // Only the names the operator gave count: a host name that changes between runs (a
+    // container's) must not change the certificate every client pinned.
+    if (extraNames.filter((n) => names.includes(n)).every((n) => coversName(kept.cert, n))) return kept;
   }
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const made = await selfSigned(names);

@@ -237,6 +237,12 @@ http {
         -- One app id per line: the apps in maintenance mode now; a full snapshot.
         for id in body:gmatch("[^\\n]+") do
           seen[id] = true
+        end
+        -- Flags no longer wanted go first, so a dict they filled has room for the new ones.
+        for _, id in ipairs(dict:get_keys(0)) do
+          if not seen[id] then dict:delete(id) end
+        end
+        for id in pairs(seen) do
           -- safe_set: a full dict must fail the push, never evict another app's flag silently.
           local ok, err = dict:safe_set(id, true)
           if not ok then
@@ -244,9 +250,6 @@ http {
             ngx.say(err)
             return ngx.exit(507)
           end
-        end
-        for _, id in ipairs(dict:get_keys(0)) do
-          if not seen[id] then dict:delete(id) end
         end
         ngx.say("ok")
       }
