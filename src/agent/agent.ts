@@ -95,6 +95,8 @@ const MAX_PARALLEL_STARTS = 8;
 const STARTUP_TIMEOUT_MS = 10 * 60_000;
 /** Up this long, a dyno's next crash is treated as a first one again. */
 const STABLE_MS = 60_000;
+/** The first retry of a stopping dyno's endpoint removal the store did not answer; doubled up to 5 s. */
+const UNPUBLISH_RETRY_MS = 200;
 
 /**
  * fleet's agent: registers its machine under a lease, then reconciles the units assigned to it
@@ -113,6 +115,13 @@ export class Agent {
   private readonly inFlight = new Set<Promise<void>>();
   /** A pass when each crash backoff ends: the 5 s timer pass alone would round every backoff up to it. */
   private readonly backoffs = new Set<NodeJS.Timeout>();
+  /** Ends the waits between a stop's endpoint removal retries: once the agent stops they give up. */
+  private readonly wakers = new Set<() => void>();
+  /**
+   * Stopped dynos' attachments whose endpoint removal the store never confirmed before the agent
+   * stopped: released only after the lease's revocation has taken the endpoint with it.
+   */
+  private readonly unreleased: Attachment[] = [];
 
   /** Dyno lines past the app's rate stop here, and reading the dyno's output pauses. */
   private readonly logRate = new LogRateLimiter({}, (appId, message) => this.o.appLog(appId, 'berth', LOGPLEX_DYNO, message));
@@ -410,21 +419,50 @@ export class Agent {
     d.state = 'stopping';
     d.generation++;
     d.monitor?.stop();
-    const unpublished = await this.unpublish(d);
+    const log = this.o.log.child({ unit: d.unit.name });
+    const unpublished = await this.unpublishSurely(d, log);
     // No router may still send it traffic when it stops: wait until they have all applied the
     // removal (bounded, so a wedged router cannot pin a dyno).
-    if (unpublished > 0) await waitForRouters(this.o.store, unpublished, { log: this.o.log.child({ unit: d.unit.name }) });
+    if (unpublished) await waitForRouters(this.o.store, unpublished, { log });
     this.o.appLog(d.unit.appId, 'berth', dynoName(d.unit), `Stopping process (${why})`);
     await d.running?.stop(30_000).catch(() => undefined);
     this.dynos.delete(unitKey(d.unit));
-    await this.forget(d);
-    // Last: the process is gone and no router sends it traffic. A start that was under way may
-    // still be starting a process in the namespace: it sees the stop and ends that process first.
-    // (One still attaching releases what it gets itself.)
+    // A start that was under way may still be starting a process in the namespace: it sees the
+    // stop and ends that process first. (One still attaching releases what it gets itself.)
     await d.starting?.catch(() => undefined);
+    // Endpoint first, report last: what a start (or a new lease's registration) raced into the
+    // store after the stop began goes too, and its own take-back may have failed.
+    const removed = await this.unpublishSurely(d, log);
+    await this.deleteOwn(keys.status(unitKey(d.unit)), this.registration?.leaseId);
     const attachment = d.attachment;
     d.attachment = undefined;
-    if (attachment) await this.releaseNetwork(attachment, this.o.log.child({ unit: d.unit.name }), d.unpublishedAt);
+    if (!attachment) return;
+    // An endpoint that may still be in the store routes to this address: handed to the next dyno
+    // (maybe another app's), it would get this one's traffic. Only the agent stopping gets here
+    // with the removal unconfirmed; its lease's revocation takes the endpoint, then this goes.
+    if (removed === undefined) this.unreleased.push(attachment);
+    else await this.releaseNetwork(attachment, log, d.unpublishedAt);
+  }
+
+  /**
+   * Removes a stopping dyno's endpoint, again and again with backoff until the store answers, or
+   * until the agent stops. Returns what `unpublish` does; undefined only if the agent stopped first.
+   */
+  private async unpublishSurely(d: Dyno, log: Logger): Promise<number | undefined> {
+    for (let delay = UNPUBLISH_RETRY_MS; ; delay = Math.min(delay * 2, 5000)) {
+      const revision = await this.unpublish(d);
+      if (revision !== undefined || this.stopped) return revision;
+      log.warn({ retryInMs: delay }, 'could not remove the endpoint of a stopping dyno; retrying');
+      await new Promise<void>((resolve) => {
+        const wake = (): void => {
+          clearTimeout(timer);
+          this.wakers.delete(wake);
+          resolve();
+        };
+        const timer = setTimeout(wake, delay);
+        this.wakers.add(wake);
+      });
+    }
   }
 
   /** Never throws: a namespace that will not go must not keep a stop from finishing. */
@@ -478,11 +516,11 @@ export class Agent {
     return (await this.o.store.txn({ compare: [{ key: keys.unit(this.o.machine.id, unitKey(d.unit)), target: 'version', op: '>', value: 0 }], success: [op] })).succeeded;
   }
 
-  /** Returns the revision of the removal (0 if nothing of ours was published, or the store did not answer). */
-  private unpublish(d: Dyno, lease = this.registration?.leaseId): Promise<number> {
+  /** Returns the revision of the removal (0 if nothing of ours was published; undefined if the store did not answer). */
+  private unpublish(d: Dyno, lease = this.registration?.leaseId): Promise<number | undefined> {
     return this.inOrder(d, async () => {
       const revision = await this.deleteOwn(keys.service(d.unit.appName, unitKey(d.unit)), lease);
-      if (revision === undefined) return 0;
+      if (revision === undefined) return undefined;
       d.published = false;
       d.unpublishedAt = Math.max(d.unpublishedAt ?? 0, revision);
       return revision;
@@ -500,6 +538,7 @@ export class Agent {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    for (const wake of [...this.wakers]) wake();
     for (const t of this.backoffs) clearTimeout(t);
     this.backoffs.clear();
     // Queued passes are dropped; only one that is running is waited for.
@@ -511,5 +550,6 @@ export class Agent {
     // Its pending L10 lines go out now, before the link closes; no timer of it fires later.
     this.logRate.close();
     await this.registration?.stop();
+    await Promise.all(this.unreleased.splice(0).map((a) => this.releaseNetwork(a, this.o.log)));
   }
 }
