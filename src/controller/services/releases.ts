@@ -1,13 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { availableParallelism } from 'node:os';
-import { conflict, invalid, notFound } from '../../domain/errors.js';
+import { type BerthError, conflict, errorMessage, invalid, notFound } from '../../domain/errors.js';
 import { keys } from '../../domain/keys.js';
+import type { Logger } from '../../domain/log.js';
 import type { KeyValue, Store, TxnResult } from '../../store/index.js';
 import { type AppAccess, type Apps, releaseKey } from './apps.js';
 import type { SlugRunner } from '../../builder/ports.js';
 import { decode, get, list, putOp } from '../../domain/codec.js';
 import { codecs } from '../../domain/records.js';
-import { PhaseSlots } from './phase-slots.js';
+import { PhaseSlots, type PhaseWait } from './phase-slots.js';
 import type { AppRecord, ReleaseRecord, UserRecord } from './types.js';
 
 const CONFIG_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -45,6 +46,13 @@ const MAX_BACKOFF_MS = 100;
 /** Releases rewritten per transaction when pruning (two operations each: well within etcd's 128). */
 const PRUNE_BATCH = 64;
 
+/** What a push (or the app's log) is told while its release phase waits, by why it waits. */
+function waitLine(why: PhaseWait, appName: string, perOwner: number): string {
+  if (why === 'app') return `-----> Waiting for an earlier release phase of ${appName} to finish...\n`;
+  if (why === 'owner') return `-----> Waiting for a release phase of another app with the same owner to finish (${perOwner} at a time per owner on this server)...\n`;
+  return '-----> Waiting for a free release phase slot on this server (other apps are running theirs)...\n';
+}
+
 const backoff = (attempt: number): Promise<void> => new Promise((r) => setTimeout(r, Math.random() * Math.min(MAX_BACKOFF_MS, 5 * 2 ** attempt)));
 
 /** The key of each range in a read-only txn, in order. */
@@ -78,21 +86,25 @@ export class Releases {
   private readonly queues = new Map<string, Promise<unknown>>();
   /** One release phase per app at a time, a few per node (`PhaseSlots`). */
   private readonly phases: PhaseSlots;
+  private readonly log: Logger | undefined;
 
   /**
    * `runner` runs a release's `release:` process (migrations and the like) in its slug, sandboxed;
    * without one (no builder on this node) releases succeed at once. `onPhaseOutput` hears the
    * release phase of config changes and rollbacks, which nobody waits for. `maxPhases` release
-   * phases run on this node at once (default: one per core).
+   * phases run on this node at once (default: one per core), at most `maxPhasesPerOwner` of them
+   * for one owner's apps (default: half, at least one). `log` hears background phases that could
+   * not be recorded (the app was destroyed meanwhile).
    */
   constructor(
     private readonly store: Store,
     private readonly apps: Apps,
-    options: { runner?: SlugRunner; onPhaseOutput?: (app: AppRecord, text: string) => void; maxPhases?: number } = {},
+    options: { runner?: SlugRunner; onPhaseOutput?: (app: AppRecord, text: string) => void; maxPhases?: number; maxPhasesPerOwner?: number; log?: Logger } = {},
   ) {
     this.runner = options.runner;
     this.onPhaseOutput = options.onPhaseOutput ?? (() => undefined);
-    this.phases = new PhaseSlots(Math.max(1, options.maxPhases ?? availableParallelism()));
+    this.phases = new PhaseSlots(Math.max(1, options.maxPhases ?? availableParallelism()), options.maxPhasesPerOwner);
+    this.log = options.log;
   }
 
   /** Release phases running on this node now. */
@@ -103,12 +115,13 @@ export class Releases {
   /**
    * Runs a pending release's release phase and records the outcome: succeeded releases become
    * current, failed ones leave the previous release running. A phase waits for the app's running
-   * one and for a node slot; a newer release asking meanwhile replaces it (`superseded_by`), and
-   * it is recorded failed without running.
+   * one and for a node slot (shared fairly between owners, pushes first: `PhaseSlots`); a newer
+   * release asking meanwhile replaces it (`superseded_by`), and it is recorded failed without
+   * running. `background`: nobody waits on it (config changes, rollbacks).
    */
-  async runPhase(app: AppRecord, release: ReleaseRecord, output: (text: string) => void): Promise<ReleaseRecord & { superseded_by?: number }> {
+  async runPhase(app: AppRecord, release: ReleaseRecord, output: (text: string) => void, background = false): Promise<ReleaseRecord & { superseded_by?: number }> {
     if (release.status !== 'pending' || !this.runner) return release;
-    const turn = await this.phases.turn(app.id, release.version, () => output(`-----> Waiting for an earlier release phase of ${app.name} to finish...\n`));
+    const turn = await this.phases.turn(app.id, release.version, { owner: app.owner_id, background }, (why) => output(waitLine(why, app.name, this.phases.perOwner)));
     if (!turn.run) {
       output(` !     v${release.version} was superseded by v${turn.by} before its release phase ran; v${turn.by} runs instead.\n`);
       return { ...(await this.complete(app.id, release.version, false)), superseded_by: turn.by };
@@ -254,7 +267,11 @@ export class Releases {
 
   /** Config changes and rollbacks answer at once; their release phase runs on, into the app's logs. */
   private phaseInBackground(app: AppRecord, release: ReleaseRecord): void {
-    if (release.status === 'pending') void this.runPhase(app, release, (t) => this.onPhaseOutput(app, t));
+    if (release.status !== 'pending') return;
+    // Nobody awaits it: recording its outcome fails when the app was destroyed while it waited.
+    this.runPhase(app, release, (t) => this.onPhaseOutput(app, t), true).catch((err: unknown) =>
+      this.log?.warn({ app: app.name, release: release.version, err: errorMessage(err) }, 'could not record a release phase'),
+    );
   }
 
   async rollback(user: UserRecord, access: AppAccess, target: string | number): Promise<ReleaseRecord> {
@@ -262,12 +279,16 @@ export class Releases {
     if (to.config_pruned) throw invalid(`Release v${to.version} is too old to roll back to: its build and config have been pruned.`);
     // A release from before the first build has no code: rolling back to it would stop the app.
     if (!to.slug_id && (await this.current(access)).slug_id) throw invalid(`Release v${to.version} has no build to run; roll back to a release made after a deploy.`);
-    const release = await this.append(user, access, () => ({
-      slug_id: to.slug_id,
-      process_types: to.process_types,
-      config: to.config,
-      description: `Rollback to v${to.version}`,
-    }));
+    // Slugs are kept for the newest releases only (collection): a rollback to one whose slug went
+    // would make a release no dyno can start. Checked again in the write (collection may be running).
+    const slugGone = (): BerthError => invalid(`Release v${to.version}'s build is no longer kept; roll back to one of the newest 10 releases or push again.`);
+    if (to.slug_id && !(await this.store.get(keys.slug(to.slug_id)))) throw slugGone();
+    const release = await this.append(
+      user,
+      access,
+      () => ({ slug_id: to.slug_id, process_types: to.process_types, config: to.config, description: `Rollback to v${to.version}` }),
+      to.slug_id ? { key: keys.slug(to.slug_id), gone: slugGone } : undefined,
+    );
     this.phaseInBackground(access.app, release);
     return release;
   }
@@ -285,8 +306,9 @@ export class Releases {
   /**
    * Appends the next release: reads the app, its latest release and its config in one round
    * trip, writes vN+1 if the app is still as read, and otherwise reads again and retries.
+   * `needs`: a key that must still exist for the write (else `gone()` is thrown).
    */
-  private async append(user: UserRecord, access: AppAccess, build: (snap: Snapshot) => NewRelease): Promise<ReleaseRecord> {
+  private async append(user: UserRecord, access: AppAccess, build: (snap: Snapshot) => NewRelease, needs?: { key: string; gone: () => Error }): Promise<ReleaseRecord> {
     return this.serial(access.app.id, async () => {
       let version = access.app.release_version;
       for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
@@ -308,6 +330,7 @@ export class Releases {
           compare: [
             { key: keys.app(app.id), target: 'mod', op: '=', value: fresh.mod },
             { key: releaseKey(app.id, number), target: 'create', op: '=', value: 0 },
+            ...(needs ? [{ key: needs.key, target: 'create' as const, op: '>' as const, value: 0 }] : []),
           ],
           success: [putOp(keys.app(app.id), codecs.app, app), putOp(releaseKey(app.id, number), codecs.release, release), putOp(keys.config(app.id), codecs.config, next.config)],
         });
@@ -316,6 +339,7 @@ export class Releases {
           this.phases.supersede(app.id, number);
           return release;
         }
+        if (needs && !(await this.store.get(needs.key))) throw needs.gone();
         await backoff(attempt);
       }
       throw conflict(`Too many concurrent changes to ${access.app.name}; try again.`);
