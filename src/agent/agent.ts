@@ -41,7 +41,7 @@ export interface AgentOptions {
   uidOf?: (appId: string) => Promise<number>;
   ttl?: number;
   bootTimeoutMs?: number;
-  /** The most a web dyno's startup checks may take together before it fails to boot (R10; default 10 min). */
+  /** The most a web dyno's startup checks may take together, after the largest initialDelay, before it fails to boot (R10; default 10 min). */
   startupTimeoutMs?: number;
   /** A pass from memory this often (crash backoffs end; default 5 s). */
   reconcileMs?: number;

@@ -69,8 +69,9 @@ async function pause(ms: number, abandon: () => boolean): Promise<void> {
  * Runs a dyno's startup checks (of `checks`, the others are left out) side by side (all must pass, as Dokku): each waits `initialDelay`,
  * then tries up to `attempts` times, `wait` seconds apart. Resolves when all passed; rejects with
  * what failed (the boot failure's reason), when `abandon` says the dyno is gone or stopping, or
- * when they have not all passed within `deadlineMs`: within their bounds the checks alone could
- * keep a dyno starting (and a rollout waiting on it) for hours.
+ * when they have not all passed within `deadlineMs` after the largest `initialDelay`: within their
+ * bounds the checks alone could keep a dyno starting (and a rollout waiting on it) for hours. The
+ * delay comes on top, or an accepted check (initialDelay up to 600 s) could never pass in time.
  */
 export async function runStartupChecks(
   address: string,
@@ -101,8 +102,9 @@ export async function runStartupChecks(
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
     if (o.deadlineMs === undefined) return;
-    const seconds = Number((o.deadlineMs / 1000).toFixed(1));
-    timer = setTimeout(() => reject(new Error(`startup checks did not all pass within ${seconds} s`)), Math.min(o.deadlineMs, MAX_TIMER_MS));
+    const ms = o.deadlineMs + Math.max(...startup.map((c) => c.initialDelay)) * 1000;
+    const seconds = Number((ms / 1000).toFixed(1));
+    timer = setTimeout(() => reject(new Error(`startup checks did not all pass within ${seconds} s`)), Math.min(ms, MAX_TIMER_MS));
   });
   try {
     await Promise.race([all, deadline]);
