@@ -1,8 +1,9 @@
 import { execFile } from 'node:child_process';
-import { chmodSync, chownSync, closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmdirSync, rmSync, statfsSync, unlinkSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmdirSync, rmSync, statfsSync, truncateSync, unlinkSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { BerthError } from '../domain/errors.js';
+import type { Logger } from '../domain/log.js';
 
 const exec = promisify(execFile);
 const ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C' };
@@ -32,6 +33,8 @@ export interface VolumeOptions {
   uid: number;
   /** Free space the host's filesystem must keep after the image is allocated (default `hostReserveBytes`). */
   reserveBytes?: number;
+  /** Where the warning goes when the host's filesystem cannot allocate the image up front. */
+  log?: Logger;
 }
 
 /** The error a volume the host has no room for fails with (also when the allocation itself hits ENOSPC). */
@@ -70,7 +73,7 @@ export async function mountVolume(o: VolumeOptions): Promise<Volume> {
     throw err;
   }
   try {
-    await allocate(imagePath, o.bytes, o.reserveBytes);
+    await allocate(imagePath, o.bytes, o.reserveBytes, o.log);
   } catch (err) {
     rmSync(imagePath, { force: true });
     removeEmptyDir(mountpoint);
@@ -85,6 +88,7 @@ export async function mountVolume(o: VolumeOptions): Promise<Volume> {
     await exec('mount', ['-t', 'ext4', '-o', 'loop,nosuid,nodev,noatime', imagePath, mountpoint], { env: ENV });
   } catch (err) {
     rmSync(imagePath, { force: true });
+    removeEmptyDir(mountpoint);
     throw new Error(`cannot make a volume at ${mountpoint}: ${stderrOf(err)}`);
   }
   const volume = releasable(imagePath, mountpoint);
@@ -104,8 +108,10 @@ export async function mountVolume(o: VolumeOptions): Promise<Volume> {
  * Allocates the image's blocks (unwritten extents: no zeroing, tens of milliseconds for 10 GiB on
  * ext4), then checks the reserve again: starts running side by side each passed the first check,
  * and only what is left once the space is taken tells whether together they ate into the reserve.
+ * A filesystem that cannot allocate ahead (ext2/3, some network ones) gets a sparse image instead:
+ * every start failing there would be worse than a cap the host's disk may not honour.
  */
-async function allocate(imagePath: string, bytes: number, reserveBytes: number | undefined): Promise<void> {
+async function allocate(imagePath: string, bytes: number, reserveBytes: number | undefined, log: Logger | undefined): Promise<void> {
   try {
     await exec('fallocate', ['-l', String(bytes), imagePath], { env: ENV });
   } catch (err) {
@@ -114,7 +120,10 @@ async function allocate(imagePath: string, bytes: number, reserveBytes: number |
       const { free, total } = freeOf(imagePath);
       throw noSpace(bytes, free, reserveBytes ?? hostReserveBytes(total));
     }
-    throw new Error(`cannot allocate a volume image at ${imagePath}: ${why}`);
+    if (!/Operation not supported/i.test(why)) throw new Error(`cannot allocate a volume image at ${imagePath}: ${why}`);
+    log?.warn({ image: imagePath, bytes }, 'this filesystem cannot allocate volume images up front: the image is sparse, and the host\'s disk may run out before the volume does');
+    truncateSync(imagePath, bytes);
+    return;
   }
   checkRoom(imagePath, bytes, reserveBytes, bytes);
 }

@@ -1,10 +1,11 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, statfsSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, statfsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hostReserveBytes, mountVolume, NO_SPACE, reapVolumes } from '../../src/sandbox/index.js';
+import { hostReserveBytes, mountVolume, NO_SPACE, reapVolumes, type Volume } from '../../src/sandbox/index.js';
+import { captureLog } from '../support/log.js';
 
 const exec = promisify(execFile);
 const MiB = 1024 * 1024;
@@ -34,6 +35,44 @@ const loopsUnder = (root: string): string[] =>
       }
     })
     .filter((f) => f.startsWith(`${root}/`));
+
+/** Volumes a test made (also one that should have been refused): released in `onOwnFs`'s finally. */
+const made: Volume[] = [];
+const keep = async (v: Promise<Volume>): Promise<Volume> => {
+  const volume = await v;
+  made.push(volume);
+  return volume;
+};
+
+/**
+ * Runs `fn` on a filesystem of its own mounted on a dir under `dir`: a 512 MiB tmpfs (free space
+ * no other writer on the host changes), or a 48 MiB ext2 in an image on such a tmpfs (no
+ * fallocate: ext2 has no extents). Whatever `fn` mounted is released, then the filesystem goes.
+ */
+async function onOwnFs(kind: 'tmpfs' | 'ext2', fn: (fs: string) => Promise<void>): Promise<void> {
+  const base = mkdtempSync(join(dir, 'fs-'));
+  chmodSync(base, 0o711);
+  const tmpfs = join(base, 'tmpfs');
+  const ext2 = join(base, 'ext2');
+  mkdirSync(tmpfs);
+  await exec('mount', ['-t', 'tmpfs', '-o', 'size=512m,mode=0711', 'berth-test', tmpfs]);
+  try {
+    if (kind === 'ext2') {
+      const image = join(tmpfs, 'ext2.img');
+      await exec('truncate', ['-s', '48M', image]);
+      await exec('mkfs.ext2', ['-q', '-F', '-m', '0', image]);
+      mkdirSync(ext2);
+      await exec('mount', ['-t', 'ext2', '-o', 'loop', image, ext2]);
+      chmodSync(ext2, 0o711);
+    }
+    await fn(kind === 'ext2' ? ext2 : tmpfs);
+  } finally {
+    await Promise.allSettled(made.splice(0).map((v) => v.release()));
+    if (kind === 'ext2') await exec('umount', [ext2]).catch(() => exec('umount', ['-l', ext2]));
+    await exec('umount', [tmpfs]).catch(() => exec('umount', ['-l', tmpfs]));
+    rmSync(base, { recursive: true, force: true });
+  }
+}
 
 /** Writes as the volume's uid, as a tenant would: dd's status and its complaint. */
 async function writeAs(uid: number, file: string, mib: number): Promise<{ code: number; stderr: string }> {
@@ -89,26 +128,46 @@ describe('volumes', () => {
   });
 
   it('is refused when the host would keep less than its reserve, leaving nothing behind', async () => {
-    const st = statfsSync(dir);
-    const free = st.bavail * st.bsize;
-    const reserve = hostReserveBytes(st.blocks * st.bsize);
-    expect(reserve).toBeGreaterThanOrEqual(2 * 1024 * MiB);
-    // Past what may be taken by 4 GiB, so other writers on the disk cannot make it fit meanwhile.
-    const bytes = Math.max(64 * MiB, free - reserve + 4096 * MiB);
-    const start = Date.now();
-    const refused = mountVolume({ imagePath: join(dir, 'big.img'), mountpoint: join(dir, 'big'), bytes, uid: UID });
-    await expect(refused).rejects.toMatchObject({ code: NO_SPACE, retryable: true, message: expect.stringMatching(/^No space left on device \(ENOSPC\) for a [\d.]+ GiB disk: this machine has [\d.]+ GiB free and keeps [\d.]+ GiB for the platform$/) });
-    // Refused before any allocation: at once, and nothing to clean.
-    expect(Date.now() - start).toBeLessThan(1000);
-    expect(existsSync(join(dir, 'big.img'))).toBe(false);
-    expect(existsSync(join(dir, 'big'))).toBe(false);
-    // The same against a reserve of the caller's: just inside it is refused, just outside it mounts.
-    const at = statfsSync(dir);
-    const room = at.bavail * at.bsize;
-    await expect(mountVolume({ imagePath: join(dir, 's.img'), mountpoint: join(dir, 's'), bytes: 64 * MiB, uid: UID, reserveBytes: room - 32 * MiB })).rejects.toMatchObject({ code: NO_SPACE });
-    expect(existsSync(join(dir, 's.img'))).toBe(false);
-    const fits = await mountVolume({ imagePath: join(dir, 't.img'), mountpoint: join(dir, 't'), bytes: 64 * MiB, uid: UID, reserveBytes: room - 1024 * MiB });
-    await fits.release();
+    // On a filesystem of its own, whose free space only this test changes.
+    await onOwnFs('tmpfs', async (fs) => {
+      const st = statfsSync(fs);
+      const room = st.bavail * st.bsize;
+      expect(hostReserveBytes(st.blocks * st.bsize)).toBe(2 * 1024 * MiB);
+      const start = Date.now();
+      const refused = mountVolume({ imagePath: join(fs, 'big.img'), mountpoint: join(fs, 'big'), bytes: 64 * MiB, uid: UID });
+      await expect(refused).rejects.toMatchObject({ code: NO_SPACE, retryable: true, message: 'No space left on device (ENOSPC) for a 0.06 GiB disk: this machine has 0.5 GiB free and keeps 2 GiB for the platform' });
+      // Refused before any allocation: at once, and nothing to clean.
+      expect(Date.now() - start).toBeLessThan(1000);
+      expect(readdirSync(fs)).toEqual([]);
+      // The same against a reserve of the caller's: just inside it is refused, just outside it mounts.
+      await expect(keep(mountVolume({ imagePath: join(fs, 's.img'), mountpoint: join(fs, 's'), bytes: 64 * MiB, uid: UID, reserveBytes: room - 32 * MiB }))).rejects.toMatchObject({ code: NO_SPACE });
+      expect(readdirSync(fs)).toEqual([]);
+      const fits = await keep(mountVolume({ imagePath: join(fs, 't.img'), mountpoint: join(fs, 't'), bytes: 64 * MiB, uid: UID, reserveBytes: room - 96 * MiB }));
+      expect(mounted(fits.path)).toBe(true);
+    });
+  });
+
+  it('falls back to a sparse image, with a warning, on a filesystem that cannot allocate ahead', async () => {
+    await onOwnFs('ext2', async (fs) => {
+      const { log, lines } = captureLog();
+      const v = await keep(mountVolume({ imagePath: join(fs, 'v.img'), mountpoint: join(fs, 'v'), bytes: 32 * MiB, uid: UID, reserveBytes: 0, log }));
+      expect(mounted(v.path)).toBe(true);
+      expect(statSync(join(fs, 'v.img')).blocks * 512).toBeLessThan(32 * MiB);
+      expect(lines.filter((l) => l.level === 40).map((l) => l.msg)).toEqual([expect.stringMatching(/cannot allocate volume images up front/)]);
+      // Still a cap of its own.
+      const r = await writeAs(UID, join(v.path, 'big'), 64);
+      expect(r.stderr).toMatch(/No space left on device/);
+    });
+  });
+
+  it('leaves neither image nor mountpoint behind when mkfs fails', async () => {
+    await onOwnFs('ext2', async (fs) => {
+      // The host filesystem full but for a few blocks: the sparse image is made, mkfs cannot write it.
+      await exec('sh', ['-c', `dd if=/dev/zero of=${join(fs, 'filler')} bs=1M 2>/dev/null; true`]);
+      const made = keep(mountVolume({ imagePath: join(fs, 'm.img'), mountpoint: join(fs, 'm'), bytes: 64 * MiB, uid: UID, reserveBytes: -1024 * MiB }));
+      await expect(made).rejects.toThrow(/cannot make a volume at/);
+      expect(readdirSync(fs).filter((f) => f !== 'lost+found')).toEqual(['filler']);
+    });
   });
 
   it('unmounts lazily when a process still holds it, and leaks no loop device', async () => {
