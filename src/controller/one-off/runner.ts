@@ -114,6 +114,8 @@ const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 export class OneOffRunner {
   private readonly runs = new Map<string, LocalRun>();
   private readonly bySecret = new Map<string, LocalRun>();
+  /** Ended runs whose record and slot are still being deleted: a sweep leaves them to that delete. */
+  private readonly ending = new Set<LocalRun>();
   private registration: Registration | undefined;
   private loop: ControlLoop | undefined;
   /** Keys of this node's runs someone asked to stop: fed by the watch, acted on by a pass. */
@@ -346,6 +348,7 @@ export class OneOffRunner {
     local.ready.resolve();
     for (const t of local.timers) clearTimeout(t);
     this.runs.delete(local.key);
+    this.ending.add(local);
     this.bySecret.delete(local.secret);
     if (oomKilled) this.appLog(local, 'Error R15 (Memory quota vastly exceeded) -> killed at its memory limit');
     if (code !== undefined) this.appLog(local, `Process exited with status ${code}`);
@@ -355,6 +358,7 @@ export class OneOffRunner {
       this.o.log.warn({ key: local.key, err: errorMessage(err) }, 'could not remove a one-off dyno record; it will be swept');
       this.sweepSoon = true;
     });
+    this.ending.delete(local);
     if (code !== undefined) local.sink?.exited(code);
     await this.releaseNetwork(local);
   }
@@ -373,7 +377,8 @@ export class OneOffRunner {
     this.sweepSoon = false;
     this.lastSweep = Date.now();
     try {
-      const swept = await sweepRuns(this.o.store, lease, () => (this.creating > 0 ? undefined : new Set([...this.runs.values()].flatMap((l) => [l.key, l.slotKey]))));
+      const keep = (): Set<string> | undefined => (this.creating > 0 ? undefined : new Set([...this.runs.values(), ...this.ending].flatMap((l) => [l.key, l.slotKey])));
+      const swept = await sweepRuns(this.o.store, lease, keep);
       // Skipped while a run was being recorded: again at the next pass.
       if (swept === undefined) this.sweepSoon = true;
       else if (swept > 0) this.o.log.info({ swept }, 'removed one-off dyno records and slots left behind');

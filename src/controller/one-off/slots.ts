@@ -22,6 +22,8 @@ export interface CreatedRun {
 }
 
 const MAX_ATTEMPTS = 50;
+/** Keys read per transaction by a sweep: well within etcd's 128 operations. */
+const SWEEP_BATCH = 64;
 
 /** Records `run.N` (N at random, as Heroku numbers them) in a free slot, or refuses with 429. */
 export async function createRun(store: Store, o: { appName: string; maxRuns: number; lease: () => string | undefined; record: Omit<RunRecord, 'name'> }): Promise<CreatedRun> {
@@ -77,20 +79,32 @@ const ALL_SLOTS = keys.runSlots('x').slice(0, -'x/'.length);
 
 /**
  * Deletes the run records and slots held under `lease` that are not in `keep` (this node's live
- * runs): what a failed `deleteRun` left behind, which would otherwise hold one of the app's
- * run.max slots until the node restarts. Each delete holds only while the key is still under the
- * lease. Returns how many went (undefined: not now).
+ * and ending runs): what a failed `deleteRun` left behind, which would otherwise hold one of the
+ * app's run.max slots until the node restarts. Each delete holds only while the key is as this
+ * sweep read it, before asking `keep`: a slot freed since and taken by a new run under the same
+ * lease has a newer revision and stays. Returns how many went (undefined: not now).
  */
 export async function sweepRuns(store: Store, lease: string, keep: () => Set<string> | undefined): Promise<number | undefined> {
   const held = (await store.leaseInfo(lease)).keys.filter((k) => k.startsWith(keys.allRuns()) || k.startsWith(ALL_SLOTS));
-  // Asked after the lease's keys were read: a run recorded meanwhile is in it by now, or, while
-  // one is still being recorded, `keep` says not now (undefined).
+  const read = new Map<string, number>();
+  for (let i = 0; i < held.length; i += SWEEP_BATCH) {
+    const r = await store.txn({ compare: [], success: held.slice(i, i + SWEEP_BATCH).map((key) => ({ type: 'range' as const, key })) });
+    for (const res of r.results) if (res.type === 'range' && res.kvs[0]) read.set(res.kvs[0].key, res.kvs[0].modRevision);
+  }
+  // Asked after the keys were read: a run recorded meanwhile is in it by now, or, while one is
+  // still being recorded, `keep` says not now (undefined).
   const live = keep();
   if (!live) return undefined;
   let swept = 0;
-  for (const key of held) {
+  for (const [key, mod] of read) {
     if (live.has(key)) continue;
-    const t = await store.txn({ compare: [{ key, target: 'lease', op: '=', value: lease }], success: [{ type: 'delete', key }] });
+    const t = await store.txn({
+      compare: [
+        { key, target: 'mod', op: '=', value: mod },
+        { key, target: 'lease', op: '=', value: lease },
+      ],
+      success: [{ type: 'delete', key }],
+    });
     if (t.succeeded) swept++;
   }
   return swept;
