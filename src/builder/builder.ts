@@ -116,7 +116,7 @@ export class Builder {
     const id = randomUUID();
     const uid = await allocateUid(this.options.store, appId);
     const root = join(this.workDir, id);
-    const volume = await mountVolume({ imagePath: join(this.workDir, `${id}.img`), mountpoint: root, bytes: this.options.diskBytes ?? DEFAULT_BUILD_DISK, uid });
+    const volume = await mountVolume({ imagePath: join(this.workDir, `${id}.img`), mountpoint: root, bytes: this.options.diskBytes ?? DEFAULT_BUILD_DISK, uid, log: this.options.log });
     this.volumes.set(root, volume);
     try {
       // A fresh filesystem no tenant process has touched yet: root may make its directories.
