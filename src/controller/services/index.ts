@@ -90,6 +90,7 @@ export function createServices(store: Store, log: Logger, settings: PlatformSett
   // Release-phase output of config changes and rollbacks goes to the app's log stream.
   const releases = new Releases(store, apps, {
     ...(options.builder ? { runner: options.builder.runner } : {}),
+    log: log.child({ component: 'releases' }),
     onPhaseOutput: (app, text) => {
       for (const line of text.split('\n').filter((l) => l.trim() !== '')) logs.append(app.id, { source: 'app', dyno: 'release.1', message: line });
     },
