@@ -46,6 +46,9 @@ const TIMEOUT_S = intEnv('BENCH_TIMEOUT_S', 900, 60, 3600);
 const AGENTS = ['m1', 'm2', 'm3'];
 const PER_APP = 100; // src/controller/model/formation.ts MAX_QUANTITY
 const LIMIT = '64M';
+// Each dyno's disk is allocated on the host when it starts (1 GiB by default): 200 of those would
+// not fit this machine's disk, and a tiny app needs a few MB.
+const DISK_LIMIT = '64M';
 // What one idle dyno (bwrap + bash + node http server) costs, with headroom: N is capped to fit.
 const DYNO_RSS_ESTIMATE = 60 * 1024 * 1024;
 // Phase bounds, so a stuck phase fails (and cleans up) instead of hanging.
@@ -123,12 +126,12 @@ async function assignments(of: string[]): Promise<number> {
   return kvs.filter((kv) => of.some((a) => (kv.key.split('/')[4] ?? '').startsWith(`${a}.`))).length;
 }
 
-/** Creates the app, sets web's memory limit (before the first release) and pushes the tiny app. */
+/** Creates the app, sets web's memory and disk limits (before the first release) and pushes the tiny app. */
 async function deploy(app: string): Promise<void> {
   const { dir: base } = need();
   if (!berth) throw new Error('berth is not running');
   await api('POST', '/apps', { name: app });
-  await api('PATCH', `/apps/${app}/limits`, { web: LIMIT });
+  await api('PATCH', `/apps/${app}/limits`, { web: LIMIT, 'web.disk': DISK_LIMIT });
   const repo = join(base, `repo-${app}`);
   await appRepo(repo, berth.apiUrl, ADMIN, app, { 'server.js': SERVER_JS, Procfile: 'web: node server.js\n' });
   const pushed = await git(repo, 'push', 'berth', 'main');
