@@ -1,102 +1,33 @@
 import { randomUUID } from 'node:crypto';
-import { decodeAll, get, put, putOp } from '../domain/codec.js';
-import { codecs, type DynoState, type ReleaseRecord } from '../domain/records.js';
+import { decodeAll, get, put } from '../domain/codec.js';
+import { codecs, type ReleaseRecord } from '../domain/records.js';
 import { errorMessage } from '../domain/errors.js';
 import { keys } from '../domain/keys.js';
-import { dynoStatus, unitKey, type MachineInfo, type UnitSpec } from '../domain/units.js';
+import { unitKey, type MachineInfo, type UnitSpec } from '../domain/units.js';
 import { waitForRouters } from '../domain/routers.js';
 import type { Logger } from '../domain/log.js';
 import { ControlLoop, Registration } from '../loop/index.js';
-import type { Attachment, Networks } from '../network/index.js';
+import type { Attachment } from '../network/index.js';
 import { allocateUid } from '../sandbox/index.js';
-import type { Store, TxnOp, WatchBatch } from '../store/index.js';
+import type { WatchBatch } from '../store/index.js';
 import { LOGPLEX_DYNO, LogRateLimiter } from './log-limiter.js';
 import { waitForPort } from './ports.js';
 import { HealthMonitor, readHealthChecks, runStartupChecks } from './health.js';
 import type { HealthCheck } from '../domain/records/health.js';
-import type { RunningDyno, Runtime } from './runtime/types.js';
+import { dynoName, webPort, type Dyno } from './dyno.js';
+import { DynoRecords } from './endpoints.js';
+import type { AgentOptions } from './options.js';
 
-export type { MachineInfo };
+export type { MachineInfo, AgentOptions };
 
 /** What the scheduler writes at /berth/units/<machine>/<unit>@v<n>. */
 export type UnitAssignment = UnitSpec;
 
-export interface AgentOptions {
-  store: Store;
-  log: Logger;
-  machine: MachineInfo;
-  runtime: Runtime;
-  /** A namespace and an address per dyno (the overlay; the loopback network on the fake runtime). */
-  network: Networks;
-  /** Host path of a slug's tarball (fetched and checksum-verified if need be). */
-  slugPath: (slugId: string) => Promise<string>;
-  /** Where dyno output and platform lines go (the app's log stream). */
-  appLog: (appId: string, source: string, dyno: string, message: string) => void;
-  /**
-   * A release of one of this machine's units. Default: read from the store; an agent machine of a
-   * secured cluster, whose certificate reads releases sealed, asks a server (`ControllerLink`).
-   */
-  release?: (appId: string, version: number) => Promise<ReleaseRecord | undefined>;
-  /** The app's uid. Default: allocated in the store; from the same server as `release` otherwise. */
-  uidOf?: (appId: string) => Promise<number>;
-  ttl?: number;
-  bootTimeoutMs?: number;
-  /** The most a web dyno's startup checks may take together, after the largest initialDelay, before it fails to boot (R10; default 10 min). */
-  startupTimeoutMs?: number;
-  /** A pass from memory this often (crash backoffs end; default 5 s). */
-  reconcileMs?: number;
-  /** A full re-read of the assignments this often (default 60 s). */
-  repairMs?: number;
-  /** The first crash restart's delay, doubled per crash up to 5 min (default 1 s, as Heroku). */
-  crashBackoffMs?: number;
-}
-
-interface Dyno {
-  unit: UnitAssignment;
-  /** Its namespace and address, from the first start until it is stopped for good (crash restarts keep it). */
-  attachment: Attachment | undefined;
-  /** The revision of the latest removal of its endpoint: its address is freed once routers applied it. */
-  unpublishedAt?: number;
-  running: RunningDyno | undefined;
-  state: 'starting' | 'up' | 'crashed' | 'stopping';
-  restarts: number;
-  /** Crashes since the dyno last stayed up a while: what the backoff grows with. */
-  failures: number;
-  nextStart: number;
-  upSince: number;
-  /** Why the process exited while it was still starting (the start reports it). */
-  exitReason?: string;
-  createdAt: string;
-  /** Bumped on every start, so a stale exit handler can tell it is stale. */
-  generation: number;
-  /** The start in flight, if any: a stop waits for it before it releases the namespace. */
-  starting?: Promise<void>;
-  release?: ReleaseRecord;
-  /** Its liveness and readiness checks while it is up; `unready` while one fails (it is unpublished then). */
-  monitor?: HealthMonitor;
-  unready?: boolean;
-  /**
-   * Whether its endpoint is in the store, as the last endpoint write that landed left it
-   * (undefined: unknown, after a new lease). The timer pass writes only where this differs from
-   * what the dyno should be, so a write that failed is made again and one that is in sync costs nothing.
-   */
-  published?: boolean;
-  /** Its endpoint writes, one after another: they land in the order they were decided, so `published` follows the store. */
-  endpointWrites?: Promise<unknown>;
-  /** A timer pass's endpoint write is under way: the next pass does not queue another. */
-  syncing?: boolean;
-}
-
-const dynoName = (u: UnitAssignment): string => `${u.type}.${u.index}`;
-/** Only web dynos listen on $PORT and are published. */
-const webPort = (d: Dyno): number | undefined => (d.unit.type === 'web' ? d.attachment?.port : undefined);
 const MAX_PARALLEL_STARTS = 8;
 /** The default bound on a dyno's startup checks, whatever app.json asks for (within its limits they could take hours). */
 const STARTUP_TIMEOUT_MS = 10 * 60_000;
 /** Up this long, a dyno's next crash is treated as a first one again. */
 const STABLE_MS = 60_000;
-/** The first retry of a stopping dyno's endpoint removal the store did not answer; doubled up to 5 s. */
-const UNPUBLISH_RETRY_MS = 200;
 
 /**
  * fleet's agent: registers its machine under a lease, then reconciles the units assigned to it
@@ -115,8 +46,6 @@ export class Agent {
   private readonly inFlight = new Set<Promise<void>>();
   /** A pass when each crash backoff ends: the 5 s timer pass alone would round every backoff up to it. */
   private readonly backoffs = new Set<NodeJS.Timeout>();
-  /** Ends the waits between a stop's endpoint removal retries: once the agent stops they give up. */
-  private readonly wakers = new Set<() => void>();
   /**
    * Stopped dynos' attachments whose endpoint removal the store never confirmed before the agent
    * stopped: released only after the lease's revocation has taken the endpoint with it.
@@ -126,7 +55,12 @@ export class Agent {
   /** Dyno lines past the app's rate stop here, and reading the dyno's output pauses. */
   private readonly logRate = new LogRateLimiter({}, (appId, message) => this.o.appLog(appId, 'berth', LOGPLEX_DYNO, message));
 
-  constructor(private readonly o: AgentOptions) {}
+  /** Its dynos' endpoints and status reports, written under the current lease. */
+  private readonly records: DynoRecords;
+
+  constructor(private readonly o: AgentOptions) {
+    this.records = new DynoRecords({ store: o.store, log: o.log, machineId: o.machine.id, lease: () => this.registration?.leaseId });
+  }
 
   async start(): Promise<void> {
     const { store, machine } = this.o;
@@ -172,12 +106,12 @@ export class Agent {
     for (const d of this.dynos.values()) {
       // A unit taken away while the lease was lost is about to stop: it is not announced again.
       if (d.state !== 'up' || !this.assigned.has(unitKey(d.unit))) continue;
-      if (!d.unready) await this.publish(d, lease);
-      if (d.release) await this.status(d, 'up', d.release, undefined, lease);
+      if (!d.unready) await this.records.publish(d, lease);
+      if (d.release) await this.records.status(d, 'up', d.release, undefined, lease);
       // A stop that began meanwhile may already have unpublished and forgotten it: take back what
       // we just wrote, or a stopped dyno would stay published and `up` (its lease is alive). A
       // crash restart meanwhile writes its own status and endpoint, so it is left alone.
-      if ((d.state as Dyno['state']) === 'stopping' || this.dynos.get(unitKey(d.unit)) !== d) await this.forget(d, lease);
+      if ((d.state as Dyno['state']) === 'stopping' || this.dynos.get(unitKey(d.unit)) !== d) await this.records.forget(d, lease);
     }
   }
 
@@ -207,7 +141,10 @@ export class Agent {
       if (!wanted.has(key) && d.state !== 'stopping') this.track(this.stopDyno(d, 'no longer assigned here'));
       // A readiness change or an exit whose endpoint write failed is put right here, or a healthy
       // dyno would stay unpublished (or a dead one published) until something else changed.
-      else this.syncEndpoint(d);
+      else {
+        const write = this.records.sync(d);
+        if (write) this.track(write);
+      }
     }
     for (const u of assigned) {
       if (this.starting >= MAX_PARALLEL_STARTS) break;
@@ -215,21 +152,6 @@ export class Agent {
       if (!d) this.launch({ unit: u, attachment: undefined, running: undefined, state: 'starting', restarts: 0, failures: 0, nextStart: 0, upSince: 0, createdAt: new Date().toISOString(), generation: 0, published: false });
       else if (d.state === 'crashed' && !d.running && Date.now() >= d.nextStart) this.launch(d);
     }
-  }
-
-  /**
-   * One endpoint write if the store does not hold what the dyno should be: published while it is
-   * up and ready, not otherwise. A stop unpublishes by itself and is left alone.
-   */
-  private syncEndpoint(d: Dyno): void {
-    if (d.state === 'stopping' || d.syncing || webPort(d) === undefined) return;
-    const want = d.state === 'up' && !d.unready;
-    if (d.published === want) return;
-    d.syncing = true;
-    const write = (want ? this.publish(d) : this.unpublish(d).then(() => undefined))
-      .catch((err: unknown) => this.o.log.warn({ unit: d.unit.name, err: errorMessage(err) }, want ? 'could not publish the dyno' : 'could not unpublish the dyno'))
-      .finally(() => (d.syncing = false));
-    this.track(write);
   }
 
   private launch(d: Dyno): void {
@@ -278,7 +200,7 @@ export class Agent {
       }
       const net = d.attachment;
       const port = webPort(d);
-      await this.status(d, 'starting', release);
+      await this.records.status(d, 'starting', release);
       this.o.appLog(u.appId, 'berth', dynoName(u), `Starting process with command \`${command}\``);
       d.running = await this.o.runtime.start({
         id: `${u.name}-v${u.release}-${randomUUID().slice(0, 8)}`,
@@ -314,13 +236,13 @@ export class Agent {
       d.unready = false;
       d.state = 'up';
       d.upSince = Date.now();
-      await this.status(d, 'up', release);
-      if (stale()) return void (await this.forget(d));
+      await this.records.status(d, 'up', release);
+      if (stale()) return void (await this.records.forget(d));
       // A store that fails this write does not fail a healthy dyno: the next timer pass publishes it.
-      await this.publish(d).catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'could not publish the dyno; the next pass tries again'));
+      await this.records.publish(d).catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'could not publish the dyno; the next pass tries again'));
       // A stop that landed during the write has already unpublished: take back what we just wrote,
       // or the router would keep sending traffic to an address the next dyno may get.
-      if (stale()) return void (await this.forget(d));
+      if (stale()) return void (await this.records.forget(d));
       this.o.appLog(u.appId, 'berth', dynoName(u), 'State changed from starting to up');
       log.info({ address: net.address, port }, 'dyno up');
       if (port !== undefined) this.watch(d, generation, checks.filter((c) => c.type !== 'startup'), net.address, port, started);
@@ -337,7 +259,7 @@ export class Agent {
       if (stale()) return;
       this.crashed(d, why);
       // `berth ps` and the rollout (which marks a release failed) read the reason from here.
-      if (release) await this.status(d, 'crashed', release, why).catch(() => undefined);
+      if (release) await this.records.status(d, 'crashed', release, why).catch(() => undefined);
     }
   }
 
@@ -353,11 +275,11 @@ export class Agent {
       d.exitReason = why;
       return;
     }
-    await this.unpublish(d);
+    await this.records.unpublish(d);
     // A stop may have begun while we unpublished (TS cannot see the await change d.state).
     if (d.generation !== generation || (d.state as Dyno['state']) === 'stopping') return;
     this.crashed(d, why);
-    await this.status(d, 'crashed', release, why);
+    await this.records.status(d, 'crashed', release, why);
   }
 
   /** Exponential backoff from 1 s (`crashBackoffMs`), capped at 5 min, as Heroku's crash restarts. */
@@ -392,8 +314,8 @@ export class Agent {
         if (!current()) return;
         d.unready = !ok;
         say(line);
-        // A write that fails here is made again by the next timer pass (syncEndpoint).
-        void (ok ? this.publish(d) : this.unpublish(d)).catch(() => undefined);
+        // A write that fails here is made again by the next timer pass (`DynoRecords.sync`).
+        void (ok ? this.records.publish(d) : this.records.unpublish(d)).catch(() => undefined);
       },
       dead: (why) => {
         const running = d.running;
@@ -403,12 +325,12 @@ export class Agent {
         d.unready = true;
         say(`${why}: restarting`);
         this.track((async () => {
-          await this.unpublish(d).catch(() => undefined);
+          await this.records.unpublish(d).catch(() => undefined);
           await running.stop(10_000).catch(() => undefined);
           if (d.state !== 'up') return;
           say('State changed from up to crashed');
           this.crashed(d, why);
-          await this.status(d, 'crashed', release, why).catch(() => undefined);
+          await this.records.status(d, 'crashed', release, why).catch(() => undefined);
         })());
       },
     });
@@ -420,7 +342,7 @@ export class Agent {
     d.generation++;
     d.monitor?.stop();
     const log = this.o.log.child({ unit: d.unit.name });
-    const unpublished = await this.unpublishSurely(d, log);
+    const unpublished = await this.records.unpublishSurely(d, log);
     // No router may still send it traffic when it stops: wait until they have all applied the
     // removal (bounded, so a wedged router cannot pin a dyno).
     if (unpublished) await waitForRouters(this.o.store, unpublished, { log });
@@ -432,8 +354,8 @@ export class Agent {
     await d.starting?.catch(() => undefined);
     // Endpoint first, report last: what a start (or a new lease's registration) raced into the
     // store after the stop began goes too, and its own take-back may have failed.
-    const removed = await this.unpublishSurely(d, log);
-    await this.deleteOwn(keys.status(unitKey(d.unit)), this.registration?.leaseId);
+    const removed = await this.records.unpublishSurely(d, log);
+    await this.records.deleteOwn(keys.status(unitKey(d.unit)), this.registration?.leaseId);
     const attachment = d.attachment;
     d.attachment = undefined;
     if (!attachment) return;
@@ -444,101 +366,14 @@ export class Agent {
     else await this.releaseNetwork(attachment, log, d.unpublishedAt);
   }
 
-  /**
-   * Removes a stopping dyno's endpoint, again and again with backoff until the store answers, or
-   * until the agent stops. Returns what `unpublish` does; undefined only if the agent stopped first.
-   */
-  private async unpublishSurely(d: Dyno, log: Logger): Promise<number | undefined> {
-    for (let delay = UNPUBLISH_RETRY_MS; ; delay = Math.min(delay * 2, 5000)) {
-      const revision = await this.unpublish(d);
-      if (revision !== undefined || this.stopped) return revision;
-      log.warn({ retryInMs: delay }, 'could not remove the endpoint of a stopping dyno; retrying');
-      await new Promise<void>((resolve) => {
-        const wake = (): void => {
-          clearTimeout(timer);
-          this.wakers.delete(wake);
-          resolve();
-        };
-        const timer = setTimeout(wake, delay);
-        this.wakers.add(wake);
-      });
-    }
-  }
-
   /** Never throws: a namespace that will not go must not keep a stop from finishing. */
   private async releaseNetwork(attachment: Attachment, log: Logger, after?: number): Promise<void> {
     await attachment.release(after ? { after } : undefined).catch((err: unknown) => log.warn({ address: attachment.address, err: errorMessage(err) }, 'could not release the dyno\'s network'));
   }
 
-  /** Endpoint first, report last: what a start raced into the store after a stop began goes too. */
-  private async forget(d: Dyno, lease = this.registration?.leaseId): Promise<void> {
-    await this.unpublish(d, lease);
-    await this.deleteOwn(keys.status(unitKey(d.unit)), lease);
-  }
-
-  /**
-   * Deletes a key only while it is this agent's (written under its lease). A unit's endpoint and
-   * status keys are named for the unit, not the machine: after a failover the same keys belong to
-   * the machine that took the unit over, and an agent coming back must not delete them.
-   */
-  private async deleteOwn(key: string, lease: string | undefined): Promise<number | undefined> {
-    // Without a lease this agent holds no key: whatever it wrote went with the lost one.
-    if (!lease) return 0;
-    const r = await this.o.store.txn({ compare: [{ key, target: 'lease', op: '=', value: lease }], success: [{ type: 'delete', key }] }).catch(() => undefined);
-    // The store did not answer: the key may well still be there.
-    if (!r) return undefined;
-    const del = r.succeeded ? r.results[0] : undefined;
-    return del?.type === 'delete' && del.deleted > 0 ? r.revision : 0;
-  }
-
-  private async publish(d: Dyno, lease = this.registration?.leaseId): Promise<void> {
-    const port = webPort(d);
-    if (port === undefined || !d.attachment || !lease) return;
-    const op = putOp(keys.service(d.unit.appName, unitKey(d.unit)), codecs.endpoint, `${d.attachment.address}:${port}`, lease);
-    await this.inOrder(d, async () => {
-      if (await this.writeIfAssigned(d, op)) d.published = true;
-    });
-  }
-
-  /** Runs a dyno's endpoint writes one after another, so `published` says what the last one left in the store. */
-  private inOrder<T>(d: Dyno, write: () => Promise<T>): Promise<T> {
-    const next = (d.endpointWrites ?? Promise.resolve()).then(write);
-    d.endpointWrites = next.catch(() => undefined);
-    return next;
-  }
-
-  /**
-   * Writes a unit's endpoint or status only while the store still assigns the unit here: the
-   * store decides, not this agent's cache of its assignments, which lags after a partition — and
-   * by then another machine may own these keys for the same unit.
-   */
-  private async writeIfAssigned(d: Dyno, op: TxnOp): Promise<boolean> {
-    return (await this.o.store.txn({ compare: [{ key: keys.unit(this.o.machine.id, unitKey(d.unit)), target: 'version', op: '>', value: 0 }], success: [op] })).succeeded;
-  }
-
-  /** Returns the revision of the removal (0 if nothing of ours was published; undefined if the store did not answer). */
-  private unpublish(d: Dyno, lease = this.registration?.leaseId): Promise<number | undefined> {
-    return this.inOrder(d, async () => {
-      const revision = await this.deleteOwn(keys.service(d.unit.appName, unitKey(d.unit)), lease);
-      if (revision === undefined) return undefined;
-      d.published = false;
-      d.unpublishedAt = Math.max(d.unpublishedAt ?? 0, revision);
-      return revision;
-    });
-  }
-
-  private async status(d: Dyno, state: DynoState, release: ReleaseRecord, reason?: string, lease = this.registration?.leaseId): Promise<void> {
-    const u = d.unit;
-    const value = dynoStatus(u, { state, reason: reason ?? null, restarts: d.restarts, command: release.process_types[u.type] ?? '', release: { id: release.id, version: release.version }, machine: this.o.machine.id, port: webPort(d) ?? null, address: d.attachment?.address ?? null, createdAt: d.createdAt });
-    // Never without a lease: such a report would outlive this machine. The next registration
-    // writes the reports of the dynos that are up again.
-    if (!lease) return;
-    await this.writeIfAssigned(d, putOp(keys.status(unitKey(u)), codecs.status, value, lease));
-  }
-
   async stop(): Promise<void> {
     this.stopped = true;
-    for (const wake of [...this.wakers]) wake();
+    this.records.stop();
     for (const t of this.backoffs) clearTimeout(t);
     this.backoffs.clear();
     // Queued passes are dropped; only one that is running is waited for.
