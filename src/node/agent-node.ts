@@ -101,7 +101,7 @@ export async function startAgentNode(o: AgentNodeOptions): Promise<Node<AgentSum
       store,
       log,
       machine: info,
-      runtime: new ProcessRuntime({ workDir: join(dataDir, 'dynos'), sandbox: new Sandbox(o.sandbox) }),
+      runtime: new ProcessRuntime({ workDir: join(dataDir, 'dynos'), sandbox: new Sandbox(o.sandbox), log: log.child({ component: 'runtime' }) }),
       network,
       slugPath: link.slugPath(store, join(dataDir, 'slugs')),
       appLog,

@@ -121,7 +121,7 @@ export async function startPlatformNode(o: PlatformNodeOptions): Promise<Node<Pl
         services,
         dataDir,
         node,
-        runtime: new ProcessRuntime({ workDir: join(dataDir, 'run'), sandbox }),
+        runtime: new ProcessRuntime({ workDir: join(dataDir, 'run'), sandbox, log: log.child({ component: 'one-off' }) }),
         network,
         slugPath: (id) => builder.slugPath(id),
         ...(c.rendezvousPort !== undefined ? { rendezvous: { host: c.host, port: c.rendezvousPort } } : {}),
@@ -152,7 +152,7 @@ export async function startPlatformNode(o: PlatformNodeOptions): Promise<Node<Pl
         log: log.child({ component: 'agent' }),
         // Registered at the address its overlay peers reach it at.
         machine: localMachine({ dataDir, address: network.info().publicIp, ...(a.name ? { name: a.name } : {}), ...(a.tags ? { tags: a.tags } : {}) }),
-        runtime: new ProcessRuntime({ workDir: join(dataDir, 'dynos'), sandbox }),
+        runtime: new ProcessRuntime({ workDir: join(dataDir, 'dynos'), sandbox, log: log.child({ component: 'runtime' }) }),
         network,
         // The builder's slug store is on this node; without a builder here, no slug is.
         slugPath: (id) => (builder ? builder.slugPath(id) : Promise.reject(new Error(`slug ${id}: this node has no builder`))),

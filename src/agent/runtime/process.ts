@@ -1,6 +1,7 @@
 import { chmodSync, chownSync, createReadStream, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
+import type { Logger } from '../../domain/log.js';
 import { DEFAULT_DISK_BYTES } from '../../domain/units.js';
 import { cpuSharesFor, extractAs, MAX_CPU_SHARES, mountVolume, reapVolumes, UID_BASE, UID_COUNT, type Sandbox, type SandboxProcess, type Volume } from '../../sandbox/index.js';
 import type { DynoInput, DynoSpec, RunningDyno, Runtime } from './types.js';
@@ -23,6 +24,8 @@ export interface ProcessRuntimeOptions {
   workDir: string;
   /** Where dynos run (the node's one Sandbox, with its cgroup root). */
   sandbox: Sandbox;
+  /** Where a disk that could not be reserved (no fallocate on the host's filesystem) is said. */
+  log?: Logger;
 }
 
 /**
@@ -38,6 +41,7 @@ export class ProcessRuntime implements Runtime {
   readonly name = 'process';
   private readonly workDir: string;
   private readonly sandbox: Sandbox;
+  private readonly log: Logger | undefined;
 
   /** Settles once what a previous agent left in the work dir is gone; every start waits for it. */
   private readonly ready: Promise<void>;
@@ -45,6 +49,7 @@ export class ProcessRuntime implements Runtime {
   constructor(options: ProcessRuntimeOptions) {
     this.workDir = resolve(options.workDir);
     this.sandbox = options.sandbox;
+    this.log = options.log;
     mkdirSync(this.workDir, { recursive: true });
     chmodSync(this.workDir, 0o711);
     // Dynos die with the agent that started them (bwrap --die-with-parent): whatever a previous
@@ -89,7 +94,7 @@ export class ProcessRuntime implements Runtime {
     const tmpDir = join(root, 'disk', 'tmp');
     try {
       writeIdentity(root, uid);
-      volume = await mountVolume({ imagePath: join(root, 'disk.img'), mountpoint: join(root, 'disk'), bytes: diskBytes, uid });
+      volume = await mountVolume({ imagePath: join(root, 'disk.img'), mountpoint: join(root, 'disk'), bytes: diskBytes, uid, ...(this.log ? { log: this.log } : {}) });
       for (const [dir, mode] of [[appDir, 0o700], [tmpDir, 0o1777]] as const) {
         mkdirSync(dir, { mode });
         chmodSync(dir, mode);
