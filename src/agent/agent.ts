@@ -348,7 +348,17 @@ export class Agent {
     if (unpublished) await waitForRouters(this.o.store, unpublished, { log });
     this.o.appLog(d.unit.appId, 'berth', dynoName(d.unit), `Stopping process (${why})`);
     await d.running?.stop(30_000).catch(() => undefined);
-    this.dynos.delete(unitKey(d.unit));
+    try {
+      await this.finishStop(d, log);
+    } finally {
+      // Only now: a unit assigned here again meanwhile must not get a new dyno whose endpoint and
+      // status this stop's late deletes (same keys, same lease) would then take away.
+      if (this.dynos.get(unitKey(d.unit)) === d) this.dynos.delete(unitKey(d.unit));
+      this.loop?.request();
+    }
+  }
+
+  private async finishStop(d: Dyno, log: Logger): Promise<void> {
     // A start that was under way may still be starting a process in the namespace: it sees the
     // stop and ends that process first. (One still attaching releases what it gets itself.)
     await d.starting?.catch(() => undefined);

@@ -56,9 +56,20 @@ export class DynoRecords {
    * until the agent stops. Returns what `unpublish` does; undefined only if the agent stopped first.
    */
   async unpublishSurely(d: Dyno, log: Logger): Promise<number | undefined> {
+    // A call the store did not answer may still have deleted the key: a later "nothing to delete"
+    // then means "deleted at some revision up to now", and routers must be waited for up to now.
+    let ambiguous = false;
     for (let delay = UNPUBLISH_RETRY_MS; ; delay = Math.min(delay * 2, 5000)) {
       const revision = await this.unpublish(d);
-      if (revision !== undefined || this.stopped) return revision;
+      if (revision === 0 && ambiguous) {
+        const now = await this.o.store.currentRevision().catch(() => undefined);
+        if (now !== undefined) {
+          d.unpublishedAt = Math.max(d.unpublishedAt ?? 0, now);
+          return now;
+        }
+      } else if (revision !== undefined) return revision;
+      if (this.stopped) return revision;
+      if (revision === undefined) ambiguous = true;
       log.warn({ retryInMs: delay }, 'could not remove the endpoint of a stopping dyno; retrying');
       await new Promise<void>((resolve) => {
         const wake = (): void => {
