@@ -10,8 +10,8 @@
  * phase is never pre-empted), so "at most one while others wait" cannot be enforced after the
  * fact: a tenant with two apps whose release command sleeps would hold a 2-core node's both slots
  * and every other tenant's push would wait behind them. When a slot frees, a phase someone is
- * waiting on (a push) goes before background ones (config changes, rollbacks), then the owner
- * running fewest, then the order they asked in.
+ * waiting on (a push) goes before background ones (config changes, rollbacks) that have waited
+ * less than a minute, then the owner running fewest, then the order they asked in.
  */
 
 /** A phase waiting for its turn; `go(true)` lets it run, `go(false)` says a newer one replaced it. */
@@ -19,6 +19,8 @@ interface Waiter {
   version: number;
   owner: string;
   background: boolean;
+  /** When it began to wait: a background phase passed over this long ranks as a push. */
+  since: number;
   go(run: boolean): void;
 }
 
@@ -55,6 +57,8 @@ export class PhaseSlots {
   constructor(
     private readonly max: number,
     perOwner?: number,
+    /** How long a background phase waits behind pushes at most before it ranks as one (60 s). */
+    private readonly agingMs = 60_000,
   ) {
     this.perOwner = Math.max(1, perOwner ?? Math.floor(max / 2));
   }
@@ -94,7 +98,7 @@ export class PhaseSlots {
     const run = await new Promise<boolean>((go) => {
       const old = mine.queued;
       // Takes the older one's place in the line (`waiting` keeps the app where it was).
-      mine.queued = { version, owner: ask.owner, background: ask.background ?? false, go };
+      mine.queued = { version, owner: ask.owner, background: ask.background ?? false, since: Date.now(), go };
       old?.go(false);
       const why = this.blocked(mine, ask.owner);
       if (why === undefined) return this.start(appId, mine);
@@ -158,7 +162,9 @@ export class PhaseSlots {
           continue;
         }
         if (this.blocked(app, w.owner) !== undefined) continue;
-        const rank = (w.background ? this.max + 1 : 0) + (this.byOwner.get(w.owner) ?? 0);
+        // Aged: a steady stream of other tenants' pushes must not hold off a rollback for good.
+        const later = w.background && Date.now() - w.since < this.agingMs;
+        const rank = (later ? this.max + 1 : 0) + (this.byOwner.get(w.owner) ?? 0);
         if (!best || rank < best.rank) best = { id, app, rank };
         if (rank === 0) break;
       }
