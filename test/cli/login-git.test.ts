@@ -1,4 +1,3 @@
-import { execFile } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apiClient } from '../support/api.js';
 import { answerCredential } from '../../src/cli/credentials.js';
 import { startBerth, type BerthProcess } from '../support/berth-process.js';
+import { runCommand, type CommandResult } from '../support/command.js';
 import { removeNetwork } from '../support/network.js';
 import { freePort } from '../support/ports.js';
 
@@ -16,18 +16,8 @@ const ROOT = join(import.meta.dirname, '../..');
 const MAIN = join(ROOT, 'src/cli/main.ts');
 const ADMIN = 'login-admin-token-0123456789abcdef';
 
-interface Run {
-  code: number;
-  out: string;
-}
-
-function run(cmd: string, args: string[], cwd: string, env: Record<string, string>): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { cwd, timeout: 60_000, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env } }, (err, stdout, stderr) =>
-      resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, out: stdout + stderr }),
-    );
-  });
-}
+type Run = CommandResult;
+const run = (cmd: string, args: string[], cwd: string, env: Record<string, string>): Promise<Run> => runCommand(cmd, args, { cwd, env });
 
 let berth: BerthProcess;
 let dir: string;

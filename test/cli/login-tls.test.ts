@@ -1,4 +1,4 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { copyFileSync, chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apiUrl, DEFAULT_API_URL } from '../../src/cli/api-client.js';
 import { normaliseFingerprint } from '../../src/cli/trust.js';
+import { runCommand, type CommandResult } from '../support/command.js';
 import { removeNetwork } from '../support/network.js';
 import { freePort } from '../support/ports.js';
 
@@ -20,18 +21,8 @@ const MAIN = join(ROOT, 'src/cli/main.ts');
 const TSX = import.meta.resolve('tsx');
 const ADMIN = 'login-tls-admin-token-0123456789abcdef';
 
-interface Run {
-  code: number;
-  out: string;
-}
-
-function run(cmd: string, args: string[], cwd: string, env: Record<string, string>): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { cwd, timeout: 60_000, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env } }, (err, stdout, stderr) =>
-      resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, out: stdout + stderr }),
-    );
-  });
-}
+type Run = CommandResult;
+const run = (cmd: string, args: string[], cwd: string, env: Record<string, string>): Promise<Run> => runCommand(cmd, args, { cwd, env });
 
 let berth: ChildProcess;
 let exited: Promise<number | null>;

@@ -1,26 +1,17 @@
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execWord, envLine } from '../../src/cli/commands/service/unit.js';
+import { runCommand, type CommandResult } from '../support/command.js';
 
 const ROOT = join(import.meta.dirname, '../..');
 const MAIN = join(ROOT, 'src/cli/main.ts');
 const TOKEN = 'K10-cluster-token::server:0123456789abcdef';
 
-interface Run {
-  code: number;
-  out: string;
-}
+type Run = CommandResult;
 
-function run(cmd: string, args: string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { cwd: ROOT, timeout: 60_000, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, ...env } }, (err, stdout, stderr) =>
-      resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, out: stdout + stderr }),
-    );
-  });
-}
+const run = (cmd: string, args: string[], env: Record<string, string> = {}): Promise<Run> => runCommand(cmd, args, { cwd: ROOT, env: { HOME: dir, ...env } });
 
 let dir: string;
 const berth = (args: string[], env?: Record<string, string>): Promise<Run> => run(process.execPath, ['--import', 'tsx', MAIN, ...args], env);

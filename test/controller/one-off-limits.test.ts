@@ -1,65 +1,24 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FakeRuntime } from '../../src/agent/index.js';
-import { buildApi, createServices, type Services } from '../../src/controller/index.js';
-import type { UserRecord } from '../../src/controller/services/types.js';
-import { createOneOffDynos, type OneOffDynos } from '../../src/controller/one-off/index.js';
+import type { FakeRuntime } from '../../src/agent/index.js';
 import { keys } from '../../src/domain/keys.js';
-import { createLogger } from '../../src/domain/log.js';
-import { LoopbackNetwork } from '../../src/network/loopback.js';
-import { openStore, type Store } from '../../src/store/index.js';
+import type { Store } from '../../src/store/index.js';
 import { until } from '../support/until.js';
+import { oneOffHarness, type OneOffHarness } from './one-off-harness.js';
 
 const MiB = 1024 * 1024;
-let dir: string;
+let h: OneOffHarness;
 let store: Store;
-let services: Services;
-let api: FastifyInstance;
-let oneOff: OneOffDynos;
-let token: string;
-let owner: UserRecord;
-const runtime = new FakeRuntime();
-
-async function call(method: 'GET' | 'POST' | 'PATCH' | 'DELETE', url: string, body?: unknown): Promise<{ status: number; body: any }> { // eslint-disable-line @typescript-eslint/no-explicit-any -- JSON under test
-  const res = await api.inject({
-    method,
-    url,
-    headers: { accept: 'application/vnd.heroku+json; version=3', authorization: `Bearer ${token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-    ...(body !== undefined ? { payload: JSON.stringify(body) } : {}),
-  });
-  return { status: res.statusCode, body: JSON.parse(res.body) as unknown };
-}
-
-async function app(name: string): Promise<string> {
-  const created = await services.apps.create(owner, name);
-  const access = await services.apps.resolve(owner, name);
-  await services.releases.deploy(owner, access, { id: `slug-${name}`, process_types: { worker: 'hang' }, commit: null });
-  return created.id;
-}
-
+let runtime: FakeRuntime;
+const call: OneOffHarness['call'] = (...a) => h.call(...a);
+const app = (name: string): Promise<string> => h.app(name);
 const run = (appName: string, command = 'hang'): Promise<{ status: number; body: any }> => call('POST', `/apps/${appName}/dynos`, { command, attach: false }); // eslint-disable-line @typescript-eslint/no-explicit-any -- JSON under test
 const runningOf = (appId: string): ReturnType<FakeRuntime['running']> => runtime.running().filter((d) => d.spec.appId === appId);
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'berth-one-off-limits-'));
-  store = openStore('memory://');
-  const log = createLogger('test', { level: 'silent' });
-  services = createServices(store, log, { domain: 'berth.test', apiUrl: 'http://api.berth.test:5000' });
-  oneOff = createOneOffDynos({ services, dataDir: dir, node: 'node-1', runtime, network: new LoopbackNetwork(), slugPath: async (id) => `/nonexistent/${id}.tgz` });
-  api = buildApi(services, log, [(a) => oneOff.routes(a)]);
-  ({ user: owner, token } = await services.users.create('owner@example.com'));
-  await oneOff.start();
+  h = await oneOffHarness();
+  ({ store, runtime } = h);
 });
-afterAll(async () => {
-  await oneOff.close();
-  await api.close();
-  await services.close();
-  await store.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+afterAll(() => h.close());
 
 describe('one-off dynos count toward the app', () => {
   it('refuses the run past run.max with 429 {id, message}; another starts once one has exited', async () => {

@@ -1,18 +1,10 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FakeRuntime } from '../../src/agent/index.js';
-import { buildApi, createServices, type Services } from '../../src/controller/index.js';
-import type { UserRecord } from '../../src/controller/services/types.js';
-import { createOneOffDynos, type OneOffDynos } from '../../src/controller/one-off/index.js';
+import type { FakeRuntime } from '../../src/agent/index.js';
 import { createRun, deleteRun, sweepRuns } from '../../src/controller/one-off/slots.js';
 import { keys } from '../../src/domain/keys.js';
-import { createLogger } from '../../src/domain/log.js';
-import { LoopbackNetwork } from '../../src/network/loopback.js';
 import { openStore, type Store, type TxnRequest } from '../../src/store/index.js';
 import { until } from '../support/until.js';
+import { oneOffHarness, type OneOffHarness } from './one-off-harness.js';
 
 /**
  * A run whose record could not be deleted when it ended used to keep its run.max slot under the
@@ -47,50 +39,24 @@ const store: Store = new Proxy(real, {
   },
 });
 
-let dir: string;
-let services: Services;
-let api: FastifyInstance;
-let oneOff: OneOffDynos;
-let token: string;
-let owner: UserRecord;
-const runtime = new FakeRuntime();
+let h: OneOffHarness;
+let runtime: FakeRuntime;
 
-async function run(appName: string): Promise<number> {
-  const res = await api.inject({
-    method: 'POST',
-    url: `/apps/${appName}/dynos`,
-    headers: { accept: 'application/vnd.heroku+json; version=3', authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-    payload: JSON.stringify({ command: 'hang', attach: false }),
-  });
-  return res.statusCode;
-}
+const run = async (appName: string): Promise<number> => (await h.call('POST', `/apps/${appName}/dynos`, { command: 'hang', attach: false })).status;
 
 async function app(name: string): Promise<string> {
-  const created = await services.apps.create(owner, name);
-  await services.releases.deploy(owner, await services.apps.resolve(owner, name), { id: `slug-${name}`, process_types: {}, commit: null });
-  await services.apps.resolve(owner, name);
-  await store.put(keys.appLimits(created.id), JSON.stringify({ 'run.max': '1' }));
-  return created.id;
+  const id = await h.app(name, {});
+  await store.put(keys.appLimits(id), JSON.stringify({ 'run.max': '1' }));
+  return id;
 }
 
 const held = async (appId: string): Promise<number> => (await store.range(keys.runSlots(appId), { prefix: true })).kvs.length + (await store.range(keys.runs(appId), { prefix: true })).kvs.length;
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'berth-one-off-sweep-'));
-  const log = createLogger('test', { level: 'silent' });
-  services = createServices(store, log, { domain: 'berth.test', apiUrl: 'http://api.berth.test:5000' });
-  oneOff = createOneOffDynos({ services, dataDir: dir, node: 'node-1', runtime, network: new LoopbackNetwork(), slugPath: async (id) => `/nonexistent/${id}.tgz`, sweepMs: 500 });
-  api = buildApi(services, log, [(a) => oneOff.routes(a)]);
-  ({ user: owner, token } = await services.users.create('owner@example.com'));
-  await oneOff.start();
+  h = await oneOffHarness({ store, sweepMs: 500 });
+  runtime = h.runtime;
 });
-afterAll(async () => {
-  await oneOff.close();
-  await api.close();
-  await services.close();
-  await real.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+afterAll(() => h.close());
 
 describe("a run's slot after its record could not be deleted", () => {
   it('is freed by trying the delete again', async () => {
