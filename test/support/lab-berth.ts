@@ -161,13 +161,20 @@ export async function startAgentIn(host: LabHost, args: string[], env: Record<st
  * nginx) gets SIGKILL at once; dynos, in namespaces of their own, die with their sandbox's parent.
  */
 export async function killHost(host: LabHost): Promise<void> {
-  const r = await execFileP('ip', ['netns', 'pids', host.name]);
-  for (const pid of r.stdout.split(/\s+/).filter(Boolean).map(Number)) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // Gone already.
+  const pids = async (): Promise<number[]> => (await execFileP('ip', ['netns', 'pids', host.name])).stdout.split(/\s+/).filter(Boolean).map(Number);
+  // Until the host is empty (bounded): a SIGKILLed process lingers while the kernel tears it down,
+  // and a machine restarted meanwhile finds its old nginx still holding the router's ports.
+  for (let round = 0; round < 100; round++) {
+    const left = await pids();
+    if (left.length === 0) return;
+    for (const pid of left) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // Gone already.
+      }
     }
+    await new Promise((r) => setTimeout(r, 100));
   }
 }
 
