@@ -10,7 +10,8 @@ import type { Attachment, Networks } from '../network/index.js';
 import type { Store } from '../store/index.js';
 import { allocateUid, readTenantFile, type Sandbox } from '../sandbox/index.js';
 import { mountVolume, reapVolumes, type Volume } from '../sandbox/volume.js';
-import { BuildError, compile, type Buildpack, type CompileResult } from './compile.js';
+import { BuildError, compile, type Buildpack, type BuildpackPreparer, type CompileResult } from './compile.js';
+import { applySlugignore } from './slugignore.js';
 import { SlugStore, type SlugRecord } from './slugs.js';
 
 const exec = promisify(execFile);
@@ -39,6 +40,10 @@ export interface BuilderOptions {
   buildpackDirs?: string[];
   /** This machine's id: the slug store records the blobs it holds under it. */
   machine?: string;
+  /** Node and its package managers for the built-in nodejs buildpack, from a per-machine cache. */
+  toolchains?: BuildpackPreparer;
+  /** Variables every build step gets (NODE_EXTRA_CA_CERTS, BERTH_NPM_REGISTRY): the operator's, not a tenant's. */
+  buildEnv?: Record<string, string>;
 }
 
 /**
@@ -90,7 +95,13 @@ export class Builder {
     cpSync(BUILTIN_BUILDPACKS_DIR, packs, { recursive: true });
     chmodSync(packs, 0o755);
     const lib = { src: join(packs, 'lib.sh'), dest: '/buildpacks/lib.sh' };
-    this.builtins = ['nodejs', 'static', 'procfile'].map((name) => ({ name, hostDir: join(packs, name), mount: `/buildpacks/${name}`, binds: [lib] }));
+    this.builtins = ['nodejs', 'static', 'procfile'].map((name) => ({
+      name,
+      hostDir: join(packs, name),
+      mount: `/buildpacks/${name}`,
+      binds: [lib],
+      ...(name === 'nodejs' && options.toolchains ? { prepare: options.toolchains } : {}),
+    }));
     this.reaped = this.reap().catch((err: unknown) => options.log.warn({ err: errorMessage(err) }, 'could not remove the workspaces of an earlier run'));
   }
 
@@ -197,6 +208,8 @@ export class Builder {
     output: (text: string) => void,
     signal?: AbortSignal,
   ): Promise<{ slug: SlugRecord; buildpacks: string[] }> {
+    // Before any buildpack, as Heroku does: neither the build nor the slug sees what it lists.
+    await applySlugignore(ws.appDir, ws.uid, output);
     const result = await this.withNetwork(ws.id, (network) => this.compileIn(network, ws, config, commit, output, signal));
     await this.saveCache(app.id, ws, output);
     output('-----> Compressing...\n');
@@ -233,6 +246,7 @@ export class Builder {
       ...(this.options.outputLimitBytes !== undefined ? { outputLimitBytes: this.options.outputLimitBytes } : {}),
       output,
       network,
+      ...(this.options.buildEnv ? { env: this.options.buildEnv } : {}),
       ...(chosen ? { buildpacks: chosen } : {}),
       ...(signal ? { signal } : {}),
     });

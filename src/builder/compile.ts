@@ -14,6 +14,21 @@ export interface Buildpack {
   mount: string;
   /** Extra binds it needs (the built-in ones share /buildpacks/lib.sh). */
   binds: Bind[];
+  /** Work the platform does before this buildpack's compile step (the built-in nodejs: its toolchains). */
+  prepare?: BuildpackPreparer;
+}
+
+/**
+ * Done by the platform, as root and outside the sandbox, before a buildpack compiles: for the
+ * built-in nodejs, resolving and fetching Node and the package manager into a per-machine cache
+ * that builds see read-only (a cache tenants could write would let one plant binaries for another).
+ */
+export interface BuildpackPreparer {
+  /** Host directory bound read-only at `mount` for the compile step. */
+  dir: string;
+  mount: string;
+  /** Throws a BuildError the pusher can act on; `release` once the step is over. */
+  prepare(appDir: string, config: Record<string, string>): Promise<{ env: Record<string, string>; release(): void }>;
 }
 
 export interface CompileRequest {
@@ -40,6 +55,8 @@ export interface CompileRequest {
   tmpDir?: string;
   /** The build's egress-only namespace and the resolv.conf that works in it (`Networks.attachBuild`). */
   network?: { netns?: string; resolvConf?: string };
+  /** Platform variables every step gets (NODE_EXTRA_CA_CERTS, BERTH_NPM_REGISTRY); validated by the caller. */
+  env?: Record<string, string>;
 }
 
 export interface CompileResult {
@@ -68,7 +85,7 @@ export async function compile(req: CompileRequest): Promise<CompileResult> {
   // Every step's output counts toward one limit; past it the build stops (the tenant prints it all).
   const guard = new OutputGuard(req.outputLimitBytes, req.signal);
   writeEnvDir(req.envDir, req.config, req.output);
-  const run = async (bp: Buildpack, argv: string[], capture?: (s: string) => void): Promise<number | null> => {
+  const run = async (bp: Buildpack, argv: string[], capture?: (s: string) => void, extra: { env?: Record<string, string>; binds?: Bind[] } = {}): Promise<number | null> => {
     const left = deadline - Date.now();
     if (left <= 0) throw new BuildError(BuildErrorCode.TimedOut, `Build exceeded its time limit of ${formatDuration(req.timeoutMs)} (set BUILD_TIMEOUT, in seconds, to change it).`);
     const r = await req.sandbox.run({
@@ -80,15 +97,19 @@ export async function compile(req: CompileRequest): Promise<CompileResult> {
         { src: req.envDir, dest: '/env' },
         { src: bp.hostDir, dest: bp.mount },
         ...bp.binds,
+        ...(extra.binds ?? []),
         ...resolvBind(req.network),
       ],
       env: {
+        ...req.env,
+        ...extra.env,
         PATH: '/usr/local/bin:/usr/bin:/bin',
         HOME: '/app',
         STACK: 'heroku-22',
         SOURCE_VERSION: req.commit ?? '',
         BUILD_ID: req.buildId,
         LANG: 'C.UTF-8',
+        BERTH_BUILD_MEMORY_MB: String(Math.floor(req.memoryBytes / 1024 / 1024)),
       },
       cwd: '/app',
       uid: req.uid,
@@ -103,7 +124,7 @@ export async function compile(req: CompileRequest): Promise<CompileResult> {
     if (guard.exceeded) throw guard.exceeded;
     if (r.canceled) throw new BuildError(BuildErrorCode.Canceled, 'Build canceled.');
     if (r.timedOut) throw new BuildError(BuildErrorCode.TimedOut, `Build exceeded its time limit of ${formatDuration(req.timeoutMs)} (set BUILD_TIMEOUT, in seconds, to change it).`);
-    if (r.oomKilled) throw new BuildError(BuildErrorCode.OutOfMemory, `Build ran out of memory (limit ${Math.round(req.memoryBytes / 1024 / 1024)} MB).`);
+    if (r.oomKilled) throw new BuildError(BuildErrorCode.OutOfMemory, `Build ran out of memory (limit ${Math.round(req.memoryBytes / 1024 / 1024)} MB).\nA step used all of the build's memory and was killed. Lower what it runs at once (bundler parallelism, NODE_OPTIONS=--max-old-space-size), or ask the operator for more.`);
     return r.code;
   };
 
@@ -123,8 +144,14 @@ export async function compile(req: CompileRequest): Promise<CompileResult> {
   }
   if (req.buildpacks?.length) req.output(`-----> Using buildpacks: ${chosen.map((b) => b.name).join(', ')}\n`);
   for (const bp of chosen) {
-    const code = await run(bp, [`${bp.mount}/bin/compile`, '/app', '/cache', '/env']);
-    if (code !== 0) throw new BuildError(BuildErrorCode.Failed, `Failed to compile the app with the ${bp.name} buildpack (exit ${code}).`);
+    const prepared = bp.prepare ? await bp.prepare.prepare(req.appDir, req.config) : undefined;
+    try {
+      const extra = prepared && bp.prepare ? { env: prepared.env, binds: [{ src: bp.prepare.dir, dest: bp.prepare.mount }] } : {};
+      const code = await run(bp, [`${bp.mount}/bin/compile`, '/app', '/cache', '/env'], undefined, extra);
+      if (code !== 0) throw new BuildError(BuildErrorCode.Failed, `Failed to compile the app with the ${bp.name} buildpack (exit ${code}).`);
+    } finally {
+      prepared?.release();
+    }
   }
   const last = chosen[chosen.length - 1] as Buildpack;
   let yaml = '';

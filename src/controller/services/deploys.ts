@@ -145,7 +145,9 @@ export class Deploys implements Deployer {
       return true;
     } catch (err) {
       record.status = 'failed';
-      out(`\n !     ${errorMessage(err)}\n !     Push rejected, failed to compile ${app.name}.\n`);
+      // A message of several lines (a title, why, the fix) keeps Heroku's ` !` margin on each.
+      const lines = errorMessage(err).split('\n').map((l) => (l.trim() === '' ? ' !' : ` !     ${l}`));
+      out(`\n${lines.join('\n')}\n !     Push rejected, failed to compile ${app.name}.\n`);
       buildLog.info({ err: errorMessage(err) }, 'build failed');
       return false;
     } finally {
