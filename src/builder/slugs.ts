@@ -108,8 +108,10 @@ export class SlugStore {
     const tmp = join(this.dir, `.${randomUUID()}.tmp`);
     const m = meter(this.maxBytes, () => invalid(`Slug is larger than the ${shownLimit(this.maxBytes)} limit; remove large files from the build (or commit fewer of them).`));
     try {
-      // portable: no uid/gid/mtime noise, so the same tree gives the same checksum.
-      await pipeline(tar.c({ gzip: { level: 6 }, cwd: appDir, portable: true, noMtime: true }, ['.']), m.stream, createWriteStream(tmp, { mode: 0o600 }));
+      // portable: no uid/gid/mtime noise, so the same tree gives the same checksum. Level 1: a Node
+      // slug carries its own runtime (~120 MB of binary), which level 6 took 4.5 s to pack and level 1
+      // packs in 1.7 s for a blob ~10% bigger; every push waits for this step.
+      await pipeline(tar.c({ gzip: { level: 1 }, cwd: appDir, portable: true, noMtime: true }, ['.']), m.stream, createWriteStream(tmp, { mode: 0o600 }));
     } catch (err) {
       rmSync(tmp, { force: true });
       throw err;
