@@ -3,14 +3,21 @@ indent() { sed -u 's/^/       /'; }
 topic() { echo "-----> $*"; }
 warn() { echo " !     $*"; }
 
-# Heroku's ENV_DIR semantics: one file per config var; buildpacks decide what to export, and these
-# never are, since they would break the build environment itself.
+# Heroku's ENV_DIR semantics: one file per config var; buildpacks decide what to export. Never
+# exported: what Heroku's buildpacks leave out (PATH GIT_DIR CPATH CPPATH LD_PRELOAD LIBRARY_PATH
+# LANG BUILD_DIR: they would break the build environment itself), the loader and home variables
+# Berth's sandbox sets (LD_LIBRARY_PATH HOME), and every BERTH_* name: those are the platform's
+# contract with its buildpacks (toolchain dirs, memory), which an app's config must not override.
 export_env_dir() {
   local env_dir="$1" key
   [ -d "$env_dir" ] || return 0
   for f in "$env_dir"/*; do
     [ -f "$f" ] || continue
     key="$(basename "$f")"
-    case "$key" in PATH|GIT_DIR|CPATH|CPPATH|LD_PRELOAD|LIBRARY_PATH|LD_LIBRARY_PATH|HOME) ;; *) export "$key=$(cat "$f")" ;; esac
+    case "$key" in
+      PATH|GIT_DIR|CPATH|CPPATH|LD_PRELOAD|LIBRARY_PATH|LANG|BUILD_DIR|LD_LIBRARY_PATH|HOME|BERTH_*) ;;
+      *) [[ "$key" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] && export "$key=$(cat "$f")" ;;
+    esac
   done
+  return 0
 }
