@@ -203,7 +203,18 @@ export class ToolchainCache {
         );
       }
       const unpacked = join(work, 'package');
-      const { files } = await extractPackage(blob, unpacked);
+      let files: number;
+      try {
+        ({ files } = await extractPackage(blob, unpacked));
+      } catch (err) {
+        this.opts.log.error({ package: pkg, version: pv.version, err }, 'toolchain tarball could not be unpacked');
+        throw fail(
+          ToolchainErrorCode.UnpackFailed,
+          `The package ${pkg} ${pv.version} could not be unpacked: ${errorMessage(err)}.`,
+          'Berth installs registry packages only when every entry is a plain file or directory inside the package.',
+          'To fix: request another version; the operator should check the registry or proxy this machine uses.',
+        );
+      }
       const parent = join(this.opts.dir, this.pkgDir(pkg));
       mkdirSync(parent, { recursive: true, mode: 0o755 });
       chmodSync(parent, 0o755);

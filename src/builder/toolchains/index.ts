@@ -175,6 +175,11 @@ export class Toolchains implements BuildpackPreparer {
     return env;
   }
 
+  /** One pruning pass now (it also runs after each download): least recently used versions beyond keepVersions that no build uses. */
+  prune(): Promise<void> {
+    return this.cache.schedulePrune();
+  }
+
   /** Stops background timers (tests, shutdown). */
   close(): void {
     this.cache.close();

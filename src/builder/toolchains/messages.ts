@@ -27,6 +27,7 @@ export const ToolchainErrorCode = {
   PnpmInvalid: 'invalid_pnpm_version',
   DownloadFailed: 'toolchain_download_failed',
   IntegrityMismatch: 'toolchain_integrity_mismatch',
+  UnpackFailed: 'toolchain_unpack_failed',
 } as const;
 
 export const fail = (code: string, ...lines: string[]): BuildError => new BuildError(code, lines.join('\n'));
