@@ -123,9 +123,12 @@ export async function nodeHarness(label: string): Promise<NodeHarness> {
   };
 }
 
-/** The push output without git's `remote: ` prefixes, so expectations read like the build log. */
+/**
+ * The push output as the build printed it: without git's `remote: ` prefixes and the spaces git
+ * pads each of those lines with (to clear a terminal line), so expectations read like the log.
+ */
 export function buildLog(p: Push): string {
-  return p.out.replace(/^remote: ?/gm, '');
+  return p.out.replace(/^remote: ?/gm, '').replace(/[ \t]+$/gm, '');
 }
 
 /** Lines of `log` in order: each pattern must match a line after the previous one's. */
