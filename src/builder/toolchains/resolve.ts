@@ -17,10 +17,13 @@ export interface Resolved {
 
 const LOOSE = { loose: true } as const;
 
-/** Released versions only (no `-rc.1`, `-pkg1`...), newest last. */
+/**
+ * Released versions only (plain x.y.z: no `-rc.1`, `-pkg1`, `+build`), newest last. The version
+ * becomes a directory name and a BERTH_* value, so nothing else gets through.
+ */
 function stable(p: Packument, usable: (v: PackageVersion) => boolean = () => true): PackageVersion[] {
   return [...p.versions.values()]
-    .filter((v) => semver.valid(v.version) !== null && semver.prerelease(v.version) === null && usable(v))
+    .filter((v) => /^\d{1,6}\.\d{1,6}\.\d{1,6}$/.test(v.version) && usable(v))
     .sort((a, b) => semver.compare(a.version, b.version));
 }
 
@@ -56,14 +59,16 @@ export interface NodeResolution extends Resolved {
 }
 
 /**
- * engines.node → a release, by Heroku's rules: absent, empty or `lts` → the newest LTS-line release;
+ * engines.node → a release, by Heroku's rules (with npm's semver, loose): absent, empty or `lts` → the newest LTS-line release;
  * a range that reaches past the LTS line is held to it unless NODEJS_ALLOW_WIDE_RANGE=true (when the
  * LTS line satisfies the range); a range spanning majors and an end-of-life release earn a note.
  */
 export function resolveNode(request: string | undefined, p: Packument, opts: { allowWideRange: boolean; now: Date; registry: string }): NodeResolution {
   // Releases before 0.10.41 shipped a tarball-in-a-tarball; only those with bin/node are usable here.
   const candidates = stable(p, (v) => v.bin.node === 'bin/node');
-  const range = request === undefined || request.toLowerCase() === 'lts' ? `${LTS_MAJOR}.x` : request;
+  // `lts` is Berth's; `latest` is Heroku's resolver's word for "any" (then held to the LTS line like `*`).
+  const word = request?.toLowerCase();
+  const range = word === undefined || word === 'lts' ? `${LTS_MAJOR}.x` : word === 'latest' ? '*' : request!;
   if (semver.validRange(range, LOOSE) === null) throw invalidRange('node', request ?? '', 'engines');
   const found = best(candidates, range);
   if (!found) throw notFound('node', range, 'engines', [`${opts.registry}/${NODE_PACKAGE}`], nearest(candidates.map((c) => c.version), range));

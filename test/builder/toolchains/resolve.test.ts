@@ -56,6 +56,7 @@ describe('Node.js version', () => {
     ['a range with an upper bound', '>=18 <21', '20.19.5'],
     ['an alternative', '^16 || ^22', '22.23.5'],
     ['a range above the LTS line', '>=25', '26.12.1'],
+    ['latest (any, held to the LTS line, as Heroku)', 'latest', '24.22.3'],
   ])('%s (%s) resolves to %s', async (_what, engine, version) => {
     const env = await prepare({ 'package.json': pkg(engine === undefined ? {} : { engines: { node: engine } }) });
     expect(env.BERTH_NODE_VERSION).toBe(version);
