@@ -1,4 +1,4 @@
-import { closeSync, constants, lstatSync, openSync, readSync, type Stats } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { readTenantFile } from '../../sandbox/safe-fs.js';
@@ -57,6 +57,7 @@ function readTenantHead(dir: string, name: string, bytes: number): string | unde
     return undefined;
   }
   try {
+    if (!fstatSync(fd).isFile()) return undefined;
     const buf = Buffer.alloc(bytes);
     const n = readSync(fd, buf, 0, bytes, 0);
     return buf.subarray(0, n).toString('utf8');

@@ -140,7 +140,7 @@ export function resolveNpm(request: { range: string; source: Source } | undefine
 
 /**
  * Yarn: packageManager, else engines.yarn, else the newest 1.22. Yarn 1 comes from the `yarn`
- * package, Yarn 2+ from `@yarnpkg/cli-dist` (the `yarn` package's few 2.x uploads are not used).
+ * package, Yarn 2+ from `@yarnpkg/cli-dist`; a 2.x that only the `yarn` package has (2.4.3) from there.
  */
 export function resolveYarn(request: { range: string; source: Source } | undefined, classic: Packument | undefined, berry: Packument | undefined, registry: string): Resolved {
   const range = request?.range ?? '1.22.x';
@@ -152,7 +152,11 @@ export function resolveYarn(request: { range: string; source: Source } | undefin
   const twos = berry ? stable(berry) : [];
   const two = best(twos, range);
   if (two) return { package: YARN_BERRY_PACKAGE, version: two.version, pv: two };
-  const all = [...ones, ...twos].map((c) => c.version).sort(semver.compare);
+  // 2.4.3, the last Yarn 2, was published only as `yarn` (same layout as cli-dist: bin/yarn.js).
+  const lateTwos = classic ? stable(classic, (v) => semver.major(v.version) >= 2) : [];
+  const lateTwo = best(lateTwos, range);
+  if (lateTwo) return { package: YARN_CLASSIC_PACKAGE, version: lateTwo.version, pv: lateTwo };
+  const all = [...ones, ...twos, ...lateTwos].map((c) => c.version).sort(semver.compare);
   throw notFound('yarn', range, source, [`${registry}/${YARN_CLASSIC_PACKAGE}`, `${registry}/${YARN_BERRY_PACKAGE}`], nearest(all, range));
 }
 

@@ -200,6 +200,11 @@ describe('Yarn and pnpm', () => {
     expect(noVendor.message).toContain('.yarn/releases/yarn-4.5.0.cjs');
   });
 
+  it('Yarn 2.4.3, published only as the yarn package, is Berry from there', async () => {
+    const env = await prepare({ 'package.json': pkg({ packageManager: 'yarn@2.4.3' }), 'yarn.lock': '__metadata:\n  version: 4\n' });
+    expect(env).toMatchObject({ BERTH_YARN_VERSION: '2.4.3', BERTH_YARN_DIR: '/berth/toolchains/yarn/2.4.3', BERTH_YARN_BERRY: 'true' });
+  });
+
   it('a Yarn that does not exist', async () => {
     const err = await failure({ 'package.json': pkg({ packageManager: 'yarn@4.99.0' }), 'yarn.lock': '' });
     expect(err.code).toBe('yarn_version_not_found');
