@@ -54,7 +54,7 @@ classify_install_failure() {
       "commit the updated $lockfile, and push again."
   fi
 
-  what="$(first_match "$log" "s/.*404 +'([^']+)' is not in (this|the npm) registry.*/\1/p")"
+  what="$(first_match "$log" "s/.*404 +(The requested resource )?'([^']+)' (is not in (this|the npm) registry|could not be found).*/\2/p")"
   [ -z "$what" ] && what="$(first_match "$log" 's/.*error An unexpected error occurred: "[^"]*\/([^/"]+): Not found".*/\1/p')"
   [ -z "$what" ] && what="$(first_match "$log" 's/.*YN0035: [^[:alnum:]@]*([^ ]+): Package not found.*/\1/p')"
   [ -z "$what" ] && what="$(first_match "$log" 's/.*ERR_PNPM_FETCH_404 +GET [^ ]*\/([^/ ]+): Not Found.*/\1/p')"

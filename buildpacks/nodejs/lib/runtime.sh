@@ -66,7 +66,8 @@ install_binaries() {
   # The platform's resolver explains its choices (wide ranges, EOL lines): warnings as they
   # are, everything else under this step.
   if [ -n "$BERTH_TOOLCHAIN_NOTES" ]; then
-    printf '%s\n' "$BERTH_TOOLCHAIN_NOTES" | sed -E '/^ !/!s/^/       /'
+    printf '%s\n' "$BERTH_TOOLCHAIN_NOTES" | sed -E '/^( !|       |$)/!s/^/       /'
+    echo ""
   fi
 
   install_node
@@ -143,10 +144,6 @@ install_pnpm() {
   chmod +x "$dest/bin/pnpm.cjs"
   if [ -f "$dest/bin/pnpx.cjs" ]; then ln -sfn pnpx.cjs "$dest/bin/pnpx"; chmod +x "$dest/bin/pnpx.cjs"; fi
   info "Using pnpm ${BERTH_PNPM_VERSION:-}"
-  if [ -z "$PJ_PACKAGE_MANAGER" ] && [ -z "$PJ_ENGINES_PNPM" ]; then
-    warning "No pnpm version is named in package.json (\"packageManager\" or engines.pnpm): this build uses pnpm ${BERTH_PNPM_VERSION:-}." \
-      "Name the version you use (e.g. \"packageManager\": \"pnpm@${BERTH_PNPM_VERSION:-10.0.0}\") so builds do not change under you."
-  fi
 }
 
 # The operator's registry (BERTH_NPM_REGISTRY, e.g. a mirror) unless the app names its own.
@@ -158,7 +155,10 @@ configure_registry() {
      grep -qsE '^npmRegistryServer:' "$BUILD_DIR/.yarnrc.yml"; then
     return 0
   fi
-  export npm_config_registry="$BERTH_NPM_REGISTRY" YARN_REGISTRY="$BERTH_NPM_REGISTRY" YARN_NPM_REGISTRY_SERVER="$BERTH_NPM_REGISTRY"
+  export npm_config_registry="$BERTH_NPM_REGISTRY"
+  # Berry stops at a YARN_* setting it does not know, so each Yarn gets only its own name.
+  if [ "$PM" = yarn ] && [ "$YARN_BERRY" = true ]; then export YARN_NPM_REGISTRY_SERVER="$BERTH_NPM_REGISTRY"
+  elif [ "$PM" = yarn ]; then export YARN_REGISTRY="$BERTH_NPM_REGISTRY"; fi
   info "Using the platform's npm registry: $BERTH_NPM_REGISTRY"
 }
 
