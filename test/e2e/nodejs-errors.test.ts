@@ -28,7 +28,6 @@ beforeAll(async () => {
   for (const a of APPS) before.set(a.app, await h.releases(a.app));
   const results = await Promise.all(repos.map((r) => h.push(r)));
   for (const [i, a] of APPS.entries()) pushes.set(a.app, results[i]!);
-  if (process.env.NODEJS_E2E_LOGS) for (const [app, p] of pushes) console.log(`=== ${app} (${p.seconds} s)\n${buildLog(p)}`);
 }, 240_000);
 afterAll(async () => {
   await h?.stop();

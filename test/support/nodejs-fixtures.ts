@@ -5,7 +5,7 @@
  */
 import { chmodSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { list } from 'tar';
 import { apiClient } from './api.js';
 import { startBerth, type BerthProcess } from './berth-process.js';
@@ -69,7 +69,11 @@ export async function nodeHarness(label: string): Promise<NodeHarness> {
     async push(repo) {
       const started = Date.now();
       const r = await git(repo, 'push', 'berth', 'main');
-      return { ...r, seconds: (Date.now() - started) / 1000 };
+      const push = { ...r, seconds: (Date.now() - started) / 1000 };
+      // NODEJS_E2E_LOGS=<dir> keeps every push's log there, for reading a build that passed.
+      const keep = process.env.NODEJS_E2E_LOGS;
+      if (keep) writeFileSync(join(keep, `${basename(repo)}-${started}.log`), `${push.seconds} s, exit ${push.code}\n${buildLog(push)}`);
+      return push;
     },
     async change(repo, files) {
       if (typeof files === 'string') cpSync(join(FIXTURES, files), repo, { recursive: true });
