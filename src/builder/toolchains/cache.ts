@@ -100,11 +100,15 @@ export class ToolchainCache {
     return `${this.pkgDir(pkg)}@${version}`;
   }
 
-  /** Leftovers of a crashed install (ours or another process's that is gone) are removed. */
+  /**
+   * Leftovers of a crashed install are removed: work dirs are named `<pid>-...`, and one whose
+   * process is gone is garbage. A live pid's (another Berth, or another cache in this process) is
+   * left alone.
+   */
   private sweepTmp(): void {
     for (const name of readdirSync(this.tmp)) {
       const pid = /^(\d+)-/.exec(name);
-      if (pid && Number(pid[1]) !== process.pid && pidAlive(Number(pid[1]))) continue;
+      if (pid && pidAlive(Number(pid[1]))) continue;
       rmSync(join(this.tmp, name), { recursive: true, force: true });
     }
   }
@@ -278,6 +282,17 @@ export class ToolchainCache {
         rmSync(join(this.used, e.key), { force: true });
         rmSync(trash, { recursive: true, force: true });
         this.opts.log.info({ package: pkg, version: e.version }, 'toolchain pruned');
+      }
+    }
+    // Markers of versions that never got installed (a failed download) or were pruned elsewhere.
+    for (const key of readdirSync(this.used)) {
+      const at = key.lastIndexOf('@');
+      const pkgDir = key.slice(0, at);
+      if (at <= 0 || this.holds.has(key) || exists(join(this.opts.dir, pkgDir, key.slice(at + 1)))) continue;
+      try {
+        if (now - statSync(join(this.used, key)).mtimeMs >= IN_USE_GRACE_MS) rmSync(join(this.used, key), { force: true });
+      } catch {
+        // Gone already.
       }
     }
   }

@@ -159,8 +159,9 @@ describe('install', () => {
     mkdirSync(join(dir, '.tmp', '999999999-dead'), { recursive: true });
     mkdirSync(join(dir, '.tmp', 'junk'), { recursive: true });
     mkdirSync(join(dir, '.tmp', '1-live'), { recursive: true });
+    mkdirSync(join(dir, '.tmp', `${process.pid}-another-cache-in-this-process`), { recursive: true });
     toolchains(dir, fakeRegistry());
-    expect(tmpEntries(dir)).toEqual(['1-live']);
+    expect(tmpEntries(dir).sort()).toEqual(['1-live', `${process.pid}-another-cache-in-this-process`]);
   });
 });
 
@@ -181,6 +182,20 @@ describe('pruning', () => {
     expect(readdirSync(join(dir, 'node')).sort()).toEqual(['24.22.3']);
     expect(readdirSync(join(dir, '.used')).filter((n) => n.startsWith('node@'))).toEqual(['node@24.22.3']);
     expect(tmpEntries(dir)).toEqual([]);
+  });
+
+  it('drops use-markers of versions that were never installed, once they are old', async () => {
+    const dir = tempDir('tc-cache-');
+    let now = new Date('2026-08-01T00:00:00Z');
+    const registry = registryWithNode(makeTarball({ 'bin/node': { body: '' } }), { integrity: `sha512-${Buffer.alloc(64).toString('base64')}` });
+    const t = toolchains(dir, registry, { now: () => now });
+    await t.prepare(app('99.0.0'), {}).catch(() => undefined);
+    expect(readdirSync(join(dir, '.used')).sort()).toEqual(['node@99.0.0', 'npm@11.6.2']);
+    await t.prune();
+    expect(readdirSync(join(dir, '.used')).sort()).toEqual(['node@99.0.0', 'npm@11.6.2']);
+    now = new Date(now.getTime() + 16 * 60 * 1000);
+    await t.prune();
+    expect(readdirSync(join(dir, '.used'))).toEqual(['npm@11.6.2']);
   });
 
   it('never removes a version used within the last 15 minutes (another process may be building with it)', async () => {
