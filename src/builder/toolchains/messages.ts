@@ -109,7 +109,7 @@ export function lockfileMismatch(lockManager: 'npm' | 'yarn' | 'pnpm', lockfile:
   const declaredName = declared.split('@')[0] as 'npm' | 'yarn' | 'pnpm';
   return fail(
     ToolchainErrorCode.LockfileMismatch,
-    `${lockfile} is a ${TOOL_NAME[lockManager]} lockfile, but package.json says "packageManager": "${declared}".`,
+    `${lockfile} is ${lockManager === 'npm' ? 'an' : 'a'} ${TOOL_NAME[lockManager]} lockfile, but package.json says "packageManager": "${declared}".`,
     'Berth installs with the package manager the lockfile belongs to, so one of the two is out of date.',
     `To fix, if you use ${TOOL_NAME[declaredName]}: git rm ${lockfile}, run ${declaredName} install, commit its ${LOCKFILE[declaredName]} and push again.`,
     `To fix, if you use ${TOOL_NAME[lockManager]}: change "packageManager" to "${lockManager}@<version>" (or remove it) in package.json, commit and push again.`,

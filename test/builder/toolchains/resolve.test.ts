@@ -244,7 +244,7 @@ describe('failures before anything is fetched', () => {
     ['packageManager pnpm with engines.yarn', { 'package.json': pkg({ packageManager: 'pnpm@9.15.0', engines: { yarn: '1.x' } }) }, 'multiple_package_managers', /pnpm version in packageManager \(pnpm@9.15.0\)/],
     ['engines.iojs', { 'package.json': pkg({ engines: { iojs: '3.x' } }) }, 'iojs_unsupported', /To fix: remove "iojs"/],
     ['yarn.lock with packageManager pnpm', { 'package.json': pkg({ packageManager: 'pnpm@9.15.0' }), 'yarn.lock': '' }, 'lockfile_package_manager_mismatch', /To fix, if you use pnpm: git rm yarn.lock[\s\S]*To fix, if you use Yarn: change "packageManager" to "yarn@<version>"/],
-    ['package-lock.json with packageManager yarn', { 'package.json': pkg({ packageManager: 'yarn@4.5.0' }), 'package-lock.json': '{}' }, 'lockfile_package_manager_mismatch', /package-lock.json is a npm lockfile/],
+    ['package-lock.json with packageManager yarn', { 'package.json': pkg({ packageManager: 'yarn@4.5.0' }), 'package-lock.json': '{}' }, 'lockfile_package_manager_mismatch', /package-lock.json is an npm lockfile/],
     ['pnpm-lock.yaml with packageManager npm', { 'package.json': pkg({ packageManager: 'npm@10.9.2' }), 'pnpm-lock.yaml': '' }, 'lockfile_package_manager_mismatch', /To fix, if you use npm: git rm pnpm-lock.yaml/],
     ['a committed .heroku file', { 'package.json': pkg(), '.heroku': '' }, 'dot_heroku', /To fix: git rm .heroku/],
     ['a committed .heroku/node file', { 'package.json': pkg(), '.heroku/node': '' }, 'dot_heroku', /To fix: git rm .heroku\/node/],
