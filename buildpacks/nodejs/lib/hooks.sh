@@ -31,7 +31,7 @@ run_install_lifecycle() {
   local name var
   for name in preinstall install postinstall prepare; do
     var="PJ_SCRIPT_${name^^}"
-    if [ -n "${!var}" ]; then run_app_script "$name" "${!var}"; fi
+    if [ -n "${!var}" ]; then ensure_node_headers; run_app_script "$name" "${!var}"; fi
   done
   return 0
 }

@@ -51,6 +51,7 @@ use_npm_ci() {
 
 install_dependencies() {
   cd "$BUILD_DIR"
+  ensure_node_headers
   case "$PM" in
     npm) npm_install ;;
     yarn) if [ "$YARN_BERRY" = true ]; then berry_install; else yarn_install; fi ;;

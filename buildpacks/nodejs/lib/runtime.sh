@@ -84,7 +84,8 @@ install_binaries() {
 # copy_tree SRC DEST — the toolchain dirs are read-only and root's: the copy must be the app's.
 copy_tree() {
   rm -rf "$2"
-  cp -R "$1" "$2"
+  # A reflink where the filesystem can (the copy then costs no data), a plain copy elsewhere.
+  cp -R --reflink=auto "$1" "$2"
   chmod -R u+w "$2"
 }
 
@@ -93,13 +94,23 @@ install_node() {
   info "Installing node ${BERTH_NODE_VERSION:-}..."
   rm -rf "$dest"
   mkdir -p "$dest/lib/node_modules"
-  for part in bin include share LICENSE; do
+  # Headers come later, and only if something may compile (ensure_node_headers).
+  for part in bin LICENSE; do
     if [ -e "$BERTH_NODE_DIR/$part" ]; then copy_tree "$BERTH_NODE_DIR/$part" "$dest/$part"; fi
   done
   if ! "$dest/bin/node" --version >/dev/null 2>&1; then
     fail "The vendored Node ${BERTH_NODE_VERSION:-} does not run on this machine." \
       "This is a problem with the platform's toolchain cache, not the app: ask the operator."
   fi
+}
+
+# Node's headers (67 MB) for node-gyp, copied only before something that may compile a native
+# module runs (an install, the app's install scripts): a build whose node_modules came back from
+# the cache skips the copy, and slim_runtime removes them from the slug either way.
+ensure_node_headers() {
+  local dest="$BUILD_DIR/.heroku/node"
+  if [ ! -d "$dest/include" ] && [ -d "$BERTH_NODE_DIR/include" ]; then copy_tree "$BERTH_NODE_DIR/include" "$dest/include"; fi
+  return 0
 }
 
 install_npm() {
@@ -203,7 +214,7 @@ PROFILE
 }
 
 # Node's headers (include/, 67 MB) serve node-gyp during the build only, and share/ holds man
-# pages: Berth leaves both out of the slug, which makes every slug ~67 MB smaller to store,
+# pages (never copied here): Berth leaves both out of the slug, which makes every slug ~67 MB smaller to store,
 # replicate and unpack (Heroku keeps them).
 slim_runtime() {
   rm -rf "$BUILD_DIR/.heroku/node/include" "$BUILD_DIR/.heroku/node/share"
