@@ -6,7 +6,7 @@
  * a `Deployer` and asking `GitAccess` who may reach what.
  */
 import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { get } from '../domain/codec.js';
 import { errorMessage, isBerthError } from '../domain/errors.js';
@@ -29,6 +29,7 @@ import { GitSlugBuilder } from './slug-builder.js';
 import { registerSlugBlobRoutes, registerSlugCopyRoutes } from './slug-routes.js';
 import { checksumHex } from './slugs.js';
 import { startGitSsh } from './ssh.js';
+import { DEFAULT_REGISTRY, Toolchains } from './toolchains/index.js';
 
 export { Builder, BUILTIN_BUILDPACKS_DIR } from './builder.js';
 export { parseProcfile } from './procfile.js';
@@ -57,8 +58,19 @@ export interface BuilderOptions {
   peers?: ClusterPeers;
   /** What builds may use; each has a default (`BuildLimits`). */
   limits?: BuildLimits;
+  /** Where Node and its package managers come from and are kept, for the built-in nodejs buildpack. */
+  toolchains?: BuilderToolchainOptions;
   /** Timeouts and limits of the replication (defaults in `SlugReplicatorOptions`). */
   replication?: Pick<SlugReplicatorOptions, 'parallel' | 'copyTimeoutMs' | 'idleTimeoutMs' | 'repairMs' | 'collectGraceMs'>;
+}
+
+export interface BuilderToolchainOptions {
+  /** The per-machine cache (default `<data-dir>/toolchains`); several Berth processes may share one. */
+  dir?: string;
+  /** The npm registry (default https://registry.npmjs.org); builds use it too unless an app sets its own. */
+  registry?: string;
+  /** A CA bundle builds trust besides Node's own (a TLS-inspecting proxy's, say): NODE_EXTRA_CA_CERTS. */
+  extraCaCerts?: string;
 }
 
 /** An operator's limits on builds (and release phases), all optional. */
@@ -101,7 +113,25 @@ export interface BuilderComponent {
 export function createBuilder(options: BuilderOptions): BuilderComponent {
   const log = options.log.child({ component: 'builder' });
   const machine = options.peers?.self ?? options.machine;
-  const builder = new Builder({ store: options.store, log, dataDir: options.dataDir, sandbox: options.sandbox, network: options.network, buildpackDirs: options.buildpackDirs ?? [], ...(machine ? { machine } : {}), ...options.limits });
+  const tc = options.toolchains ?? {};
+  const toolchainDir = resolve(tc.dir ?? join(options.dataDir, 'toolchains'));
+  const toolchains = new Toolchains({ dir: toolchainDir, registry: tc.registry ?? DEFAULT_REGISTRY, log: log.child({ part: 'toolchains' }) });
+  const buildEnv: Record<string, string> = {
+    ...(tc.extraCaCerts !== undefined ? { NODE_EXTRA_CA_CERTS: tc.extraCaCerts } : {}),
+    ...(tc.registry !== undefined ? { BERTH_NPM_REGISTRY: tc.registry } : {}),
+  };
+  const builder = new Builder({
+    store: options.store,
+    log,
+    dataDir: options.dataDir,
+    sandbox: options.sandbox,
+    network: options.network,
+    buildpackDirs: options.buildpackDirs ?? [],
+    toolchains,
+    buildEnv,
+    ...(machine ? { machine } : {}),
+    ...options.limits,
+  });
   const replicator = new SlugReplicator({ store: options.store, log: log.child({ part: 'slug-replication' }), slugs: builder.slugs, ...(options.peers ? { peers: options.peers } : {}), ...options.replication });
   const repos = new GitRepos(join(options.dataDir, 'repos'));
   const slug = async (slugId: string): Promise<SlugRecord | undefined> => {

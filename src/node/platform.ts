@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Agent, ProcessRuntime, localMachine, machineId } from '../agent/index.js';
-import { createBuilder, createBuilderServer, type BuildLimits } from '../builder/index.js';
+import { createBuilder, createBuilderServer, type BuildLimits, type BuilderToolchainOptions } from '../builder/index.js';
 import { createServices, startController, type Services } from '../controller/index.js';
 import { createOneOffDynos } from '../controller/one-off/index.js';
 import type { OverlayNetwork } from '../network/index.js';
@@ -92,7 +92,7 @@ export async function startPlatformNode(o: PlatformNodeOptions): Promise<Node<Pl
       parts.add('network', () => network.stop());
       await network.start();
     }
-    const builder = roles.builder && network && createBuilder({ store, log, dataDir, sandbox, network, buildpackDirs: roles.builder.buildpackDirs ?? [], limits: buildLimits(roles.builder), ...(peers ? { peers } : { machine: node }) });
+    const builder = roles.builder && network && createBuilder({ store, log, dataDir, sandbox, network, buildpackDirs: roles.builder.buildpackDirs ?? [], limits: buildLimits(roles.builder), toolchains: toolchainOptions(roles.builder), ...(peers ? { peers } : { machine: node }) });
     if (builder) {
       // Every server keeps every live slug (copies from its peers) and collects dead ones.
       // A destroyed app's build cache goes too, from every server that built it.
@@ -196,6 +196,10 @@ export async function startPlatformNode(o: PlatformNodeOptions): Promise<Node<Pl
 }
 
 /** The operator's build limits, only those given (the builder has the defaults). */
+function toolchainOptions(b: BuilderRole): BuilderToolchainOptions {
+  return { ...(b.toolchainDir !== undefined ? { dir: b.toolchainDir } : {}), ...(b.npmRegistry !== undefined ? { registry: b.npmRegistry } : {}), ...(b.extraCaCerts !== undefined ? { extraCaCerts: b.extraCaCerts } : {}) };
+}
+
 function buildLimits(b: BuilderRole): BuildLimits {
   return { ...(b.diskBytes !== undefined ? { diskBytes: b.diskBytes } : {}), ...(b.maxTimeoutMs !== undefined ? { maxTimeoutMs: b.maxTimeoutMs } : {}) };
 }

@@ -39,6 +39,12 @@ export interface BuilderRole {
   diskBytes?: number;
   /** The most an app's BUILD_TIMEOUT may ask for, in ms (default 60 min: `--build-timeout-max`). */
   maxTimeoutMs?: number;
+  /** This machine's cache of Node releases and package managers (default `<data-dir>/toolchains`). */
+  toolchainDir?: string;
+  /** The npm registry Node, npm, Yarn and pnpm come from (default https://registry.npmjs.org). */
+  npmRegistry?: string;
+  /** A CA bundle builds trust besides Node's own (NODE_EXTRA_CA_CERTS of the operator's environment). */
+  extraCaCerts?: string;
 }
 
 export interface SchedulerRole {

@@ -13,6 +13,8 @@ import { defaultSourceAddress } from '../../src/node/network.js';
 import { openStore, type Store } from '../../src/store/index.js';
 import { testNetwork } from '../support/network.js';
 import { testSandbox } from '../support/sandbox.js';
+import { Toolchains } from '../../src/builder/toolchains/index.js';
+import { TEST_TOOLCHAIN_DIR } from '../support/berth-process.js';
 
 let dir: string;
 let store: Store;
@@ -30,7 +32,8 @@ beforeAll(async () => {
   network = new OverlayNetwork({ store, log, machine: 'build-test', dir: join(dir, 'data', 'network'), name: net.name, publicIp: (await defaultSourceAddress()) ?? '127.0.0.1', request: { network: net.overlay, backend: net.backend }, publicPorts: [], internalAddresses: [] });
   await network.start();
   // The operator allows buildpacks from the test's own directory only.
-  builder = new Builder({ store, log, dataDir: join(dir, 'data'), sandbox: testSandbox(), network, timeoutMs: 120_000, buildpackDirs: [dir] });
+  const toolchains = new Toolchains({ dir: TEST_TOOLCHAIN_DIR, log });
+  builder = new Builder({ store, log, dataDir: join(dir, 'data'), sandbox: testSandbox(), network, timeoutMs: 120_000, buildpackDirs: [dir], toolchains });
 });
 afterAll(async () => {
   await network?.stop();
@@ -95,19 +98,21 @@ describe('builds with the built-in buildpacks', () => {
     const lock = { name: 'node-app', version: '1.0.0', lockfileVersion: 3, requires: true, packages: { '': { name: 'node-app', version: '1.0.0' } } };
     const r = await buildFiles('00000000-0000-4000-8000-00000000000c', { 'package.json': JSON.stringify(pkg), 'package-lock.json': JSON.stringify(lock), 'server.js': '' }, { GREETING: 'from config' });
     if (!('slug' in r)) throw Object.assign(new Error(r.output), { cause: r.err });
-    expect(r.output).toMatch(/-----> Node.js app detected[\s\S]*npm ci \(package-lock.json found\)[\s\S]*-----> Running build/);
-    // Nothing to prune without devDependencies.
-    expect(r.output).not.toMatch(/Pruning devDependencies/);
+    // Heroku's steps, in order; with a lockfile, `npm ci`; `heroku-postbuild` runs instead of `build`.
+    expect(r.output).toMatch(/-----> Node.js app detected[\s\S]*-----> Installing binaries[\s\S]*-----> Prebuild[\s\S]*-----> Installing dependencies\n {7}Installing node modules\n[\s\S]*-----> Build[\s\S]*heroku-postbuild/);
+    expect(r.output).toMatch(/Detected both "build" and "heroku-postbuild" scripts/);
     expect(r.slug.process_types).toEqual({ web: 'npm start' });
-    expect(readFileSync(join(r.extracted, 'built.txt'), 'utf8')).toBe('from config');
+    expect(existsSync(join(r.extracted, 'built.txt'))).toBe(false);
     expect(existsSync(join(r.extracted, 'pre.txt')) && existsSync(join(r.extracted, 'post.txt'))).toBe(true);
+    // The app's own Node, vendored as Heroku does (>=18 is held to the LTS line).
+    expect(execFileSync(join(r.extracted, '.heroku/node/bin/node'), ['--version']).toString()).toMatch(/^v24\./);
     expect(readFileSync(join(r.extracted, '.profile.d/nodejs.sh'), 'utf8')).toContain('node_modules/.bin');
   });
 
-  it('fails clearly when engines.node cannot be satisfied, and when nothing detects', async () => {
-    const bad = await buildFiles('00000000-0000-4000-8000-00000000000d', { 'package.json': JSON.stringify({ name: 'x', engines: { node: '8.x' } }) });
-    expect(bad.output).toMatch(/engines.node requires 8.x, but this platform runs Node 2\d/);
-    expect(isBerthError((bad as { err: unknown }).err, 'build_failed')).toBe(true);
+  it('fails clearly when engines.node cannot be found, and when nothing detects', async () => {
+    const bad = await buildFiles('00000000-0000-4000-8000-00000000000d', { 'package.json': JSON.stringify({ name: 'x', engines: { node: '14.15.3' } }) });
+    expect(String((bad as { err: Error }).err.message)).toMatch(/14\.15\.3/);
+    expect(isBerthError((bad as { err: unknown }).err, 'node_version_not_found')).toBe(true);
     const none = await buildFiles('00000000-0000-4000-8000-00000000000e', { 'main.c': 'int main(){}' });
     expect(isBerthError((none as { err: unknown }).err, 'no_buildpack')).toBe(true);
   });
@@ -191,7 +196,7 @@ describe('custom buildpacks', () => {
     const lock = { name: 'multi', lockfileVersion: 3, requires: true, packages: { '': { name: 'multi' } } };
     const r = await buildFiles('00000000-0000-4000-8000-00000000003b', {
       'app.json': JSON.stringify({ buildpacks: [{ url: a }, { url: 'heroku/nodejs' }] }),
-      'package.json': JSON.stringify({ name: 'multi' }),
+      'package.json': JSON.stringify({ name: 'multi', scripts: { start: 'node index.js' } }),
       'package-lock.json': JSON.stringify(lock),
     }, { GREETING: 'hi' });
     if (!('slug' in r)) throw Object.assign(new Error(r.output), { cause: r.err });

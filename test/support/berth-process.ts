@@ -1,11 +1,19 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
+import { tmpdir } from 'node:os';
 import { agentFlags, removeNetwork, testNetwork, upFlags, type TestNetwork } from './network.js';
 import { freePort } from './ports.js';
 
 // Suites poll the API every 100 ms with one token: Heroku's 4,500 an hour would run out mid-suite
 // (test/controller/rate-limit.test.ts tests the limit itself).
 const NO_RATE_LIMIT = ['--rate-limit', '0'];
+
+/**
+ * One per-machine toolchain cache for every Berth the tests start, as on a real machine: Node and
+ * the package managers are fetched once, not once per data dir (test/builder/toolchains tests the
+ * cache itself in dirs of their own).
+ */
+export const TEST_TOOLCHAIN_DIR = join(tmpdir(), 'berth-test-toolchains');
 
 const MAIN = join(import.meta.dirname, '../../src/cli/main.ts');
 
@@ -67,7 +75,7 @@ export async function startBerth(args: string[], env: Record<string, string> = {
   const net = networkOf(args);
   const child: ChildProcess = spawn(
     process.execPath,
-    ['--import', 'tsx', MAIN, 'up', '--json', '--api-host', '127.0.0.1', ...NO_RATE_LIMIT, ...(apiPort ? ['--api-port', String(apiPort)] : []), ...(sshPort ? ['--ssh-port', String(sshPort)] : []), ...(httpPort ? ['--http-port', String(httpPort)] : []), ...(httpsPort ? ['--https-port', String(httpsPort)] : []), ...(net ? upFlags(net) : []), ...args],
+    ['--import', 'tsx', MAIN, 'up', '--json', '--api-host', '127.0.0.1', ...NO_RATE_LIMIT, ...(apiPort ? ['--api-port', String(apiPort)] : []), ...(sshPort ? ['--ssh-port', String(sshPort)] : []), ...(httpPort ? ['--http-port', String(httpPort)] : []), ...(httpsPort ? ['--https-port', String(httpsPort)] : []), ...(net ? upFlags(net) : []), ...(args.includes('--toolchain-dir') ? [] : ['--toolchain-dir', TEST_TOOLCHAIN_DIR]), ...args],
     { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } },
   );
   const { summary, stderr, exited } = await started(child, 'berth up');

@@ -11,7 +11,7 @@ import { execFile, type ChildProcess } from 'node:child_process';
 import { promisify } from 'node:util';
 import { request } from 'node:http';
 import { join } from 'node:path';
-import type { AgentProcess, BerthProcess } from './berth-process.js';
+import { TEST_TOOLCHAIN_DIR, type AgentProcess, type BerthProcess } from './berth-process.js';
 import type { Lab, LabHost } from './netlab.js';
 
 const execFileP = promisify(execFile);
@@ -118,6 +118,8 @@ export async function startBerthIn(host: LabHost, args: string[], env: Record<st
     ['--ssh-port', LAB_PORTS.ssh],
     // Suites poll with one token far past Heroku's 4,500 requests an hour.
     ['--rate-limit', 0],
+    // The machine's one toolchain cache, shared as by every test Berth.
+    ['--toolchain-dir', TEST_TOOLCHAIN_DIR],
   ];
   const flags = defaults.filter(([f]) => !given(f)).flatMap(([f, v]) => [f, String(v)]);
   const child = spawnBerth(host, ['up', '--json', ...flags, ...args], env);

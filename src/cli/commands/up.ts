@@ -49,6 +49,8 @@ interface UpOptions {
   rateLimit: string;
   logFormat?: string;
   buildDisk: string;
+  toolchainDir?: string;
+  npmRegistry?: string;
   buildTimeoutMax: string;
 }
 
@@ -125,6 +127,18 @@ function tlsFlags(o: Pick<UpOptions, 'tlsCert' | 'tlsKey' | 'tls' | 'apiHost' | 
   return o.tls && !plainUrl && wanted ? { selfSigned: true } : undefined;
 }
 
+/** --npm-registry: an http(s) URL without credentials in it (it is printed and passed to builds). */
+function registryFlag(raw: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw invalid(`--npm-registry must be a URL, got "${raw}".`);
+  }
+  if (!['http:', 'https:'].includes(url.protocol) || url.username || url.password) throw invalid(`--npm-registry must be an http(s) URL without credentials, got "${raw}".`);
+  return url.toString().replace(/\/+$/, '');
+}
+
 /** "2G", "512M", "1.5G": bytes, for --build-disk. */
 export function sizeFlag(value: string, flag: string, min: number): number {
   const m = /^(\d+(?:\.\d+)?)([MG])$/i.exec(value.trim());
@@ -183,6 +197,8 @@ export function register(program: Command): void {
     .option('--rate-limit <n>', 'API requests one token may make per hour (0: no limit)', '4500')
     .option('--build-disk <size>', "a build's writable space: its app dir, /tmp and cache (past it: ENOSPC)", '2G')
     .option('--build-timeout-max <minutes>', "the most an app's BUILD_TIMEOUT may ask for", '60')
+    .option('--toolchain-dir <dir>', "this machine's cache of Node releases and package managers for builds (default: <data-dir>/toolchains)")
+    .option('--npm-registry <url>', 'the npm registry Node, npm, Yarn and pnpm come from, and builds install from unless an app sets its own (default: https://registry.npmjs.org)')
     .option('--log-format <format>', 'pretty (the default on a terminal) or json (the default otherwise: one JSON object per line)')
     .action(async (opts: UpOptions) => {
       const dataDir = resolve(opts.dataDir);
@@ -235,7 +251,16 @@ export function register(program: Command): void {
             ...(tls ? { tls } : {}),
             rateLimit,
           },
-          builder: { sshPort, buildpackDirs: (process.env.BERTH_BUILDPACK_DIRS ?? '').split(':').filter((d) => d.startsWith('/')), diskBytes: buildDisk, maxTimeoutMs: buildTimeoutMax * 60_000 },
+          builder: {
+            sshPort,
+            buildpackDirs: (process.env.BERTH_BUILDPACK_DIRS ?? '').split(':').filter((d) => d.startsWith('/')),
+            diskBytes: buildDisk,
+            maxTimeoutMs: buildTimeoutMax * 60_000,
+            ...(opts.toolchainDir !== undefined ? { toolchainDir: resolve(opts.toolchainDir) } : {}),
+            ...(opts.npmRegistry !== undefined ? { npmRegistry: registryFlag(opts.npmRegistry) } : {}),
+            // A TLS-inspecting proxy's CA, say: what the operator's own Node trusts, builds trust too.
+            ...(process.env.NODE_EXTRA_CA_CERTS?.startsWith('/') ? { extraCaCerts: process.env.NODE_EXTRA_CA_CERTS } : {}),
+          },
           scheduler: { ttl },
           router: { httpPort, httpsPort },
           ...(opts.agent ? { agent: { ttl, ...(cluster ? { name: cluster.name, address: cluster.advertise } : {}) } } : {}),
