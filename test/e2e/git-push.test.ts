@@ -70,7 +70,7 @@ describe('git push over HTTP', () => {
     expect(push.code, push.out).toBe(0);
     expect(push.out).toMatch(/remote: -----> Building on the Heroku-style stack/);
     expect(push.out).toMatch(/remote: -----> Node\.js app detected/);
-    expect(push.out).toMatch(/remote: -----> Running build/);
+    expect(push.out).toMatch(/remote: -----> Build\s[\s\S]*remote: {8}Running build/);
     expect(push.out).toMatch(/remote: {8}Released v3/);
     expect(push.out).toMatch(/remote: {8}http:\/\/node-push\.berth\.localhost\/ deployed to Berth/);
     const list = await releases('node-push');

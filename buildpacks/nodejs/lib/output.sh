@@ -36,7 +36,11 @@ fail() {
 # explanation it gives, drop the option list and the path to a debug log the user cannot read.
 # Streams line by line; only an EUSAGE error is held back, until npm exits.
 filter_tool_output() {
-  awk '
+  # mawk (Debian's awk) fills its input buffer before it prints a line: without -W interactive a
+  # script's output would reach the pusher only when it ends, or never if the build is stopped.
+  local interactive=()
+  if awk -W version 2>&1 | grep -q mawk; then interactive=(-W interactive); fi
+  awk "${interactive[@]}" '
     /^npm (error|ERR!) A complete log of this run/ { next }
     /^npm (error|ERR!) code EUSAGE/ { hold = 1 }
     hold {
