@@ -139,7 +139,7 @@ describe('nodejs buildpack: hooks, runtime and pruning', () => {
   it('runs heroku-prebuild, install, heroku-postbuild instead of build, prune, then heroku-cleanup; vendors Node into .heroku', async () => {
     const b = await build(hooks);
     expect(b.code, b.out).toBe(0);
-    expect(steps(b.out)).toEqual(['Creating runtime environment', 'Installing binaries', 'Prebuild', 'Installing dependencies', 'Build', 'Caching build', 'Pruning devDependencies', 'Cleanup']);
+    expect(steps(b.out)).toEqual(['Node.js app detected', 'Creating runtime environment', 'Installing binaries', 'Prebuild', 'Installing dependencies', 'Build', 'Caching build', 'Pruning devDependencies', 'Cleanup']);
     expect(trace(b.dir)).toEqual(['prebuild', 'postbuild', 'cleanup false']);
     expect(b.out).toContain('Detected both "build" and "heroku-postbuild" scripts');
     expect(b.out).toMatch(/engines\.node \(package\.json\): +24\.x/);
