@@ -59,6 +59,23 @@ describe('.slugignore', () => {
     expect(existsSync(join(root, 'x.psd'))).toBe(false);
   });
 
+  it('stops patterns that backtrack for minutes, off the main thread, which keeps serving', async () => {
+    const deep = `${Array.from({ length: 100 }, () => 'a').join('/')}/c`;
+    const root = app('d', { '.slugignore': 'a/**/a/**/a/**/a/**/a/**/a/**/b\n', [deep]: 'x' });
+    let ticks = 0;
+    const ticker = setInterval(() => ticks++, 50);
+    const started = Date.now();
+    try {
+      await expect(applySlugignore(root, UID, () => {}, 1500)).rejects.toThrow(/took longer than 2 s; it was not applied/);
+    } finally {
+      clearInterval(ticker);
+    }
+    expect(Date.now() - started).toBeLessThan(5000);
+    // The event loop ran throughout (about 30 ticks in 1.5 s), not frozen behind a regex.
+    expect(ticks).toBeGreaterThan(15);
+    expect(existsSync(join(root, deep))).toBe(true);
+  });
+
   it('does nothing without a .slugignore, and refuses one that is a symlink', async () => {
     const root = app('c', { 'a.psd': 'x' });
     expect(await applySlugignore(root, UID, () => {})).toBe(0);
