@@ -8,7 +8,7 @@ import { errorMessage } from '../domain/errors.js';
 import type { Logger } from '../domain/log.js';
 import type { Attachment, Networks } from '../network/index.js';
 import type { Store } from '../store/index.js';
-import { allocateUid, readTenantFile, type Sandbox } from '../sandbox/index.js';
+import { allocateUid, readTenantFile, type Bind, type Sandbox } from '../sandbox/index.js';
 import { mountVolume, reapVolumes, type Volume } from '../sandbox/volume.js';
 import { BuildError, compile, type Buildpack, type BuildpackPreparer, type CompileResult } from './compile.js';
 import { applySlugignore } from './slugignore.js';
@@ -44,6 +44,8 @@ export interface BuilderOptions {
   toolchains?: BuildpackPreparer;
   /** Variables every build step gets (NODE_EXTRA_CA_CERTS, BERTH_NPM_REGISTRY): the operator's, not a tenant's. */
   buildEnv?: Record<string, string>;
+  /** A CA bundle (host path) builds trust besides Node's own: a TLS-inspecting proxy's, say. */
+  extraCaCerts?: string;
 }
 
 /**
@@ -70,6 +72,8 @@ export class Builder {
   /** Why this node cannot build (said to every pusher), or undefined when it can. */
   readonly unavailable: string | undefined;
   private readonly builtins: Buildpack[];
+  /** NODE_EXTRA_CA_CERTS and the bind that makes it readable in the sandbox, when the operator has one. */
+  private readonly extraCa: { env: Record<string, string>; binds: Bind[] } = { env: {}, binds: [] };
   private readonly volumes = new Map<string, Volume>();
   /** Leftovers of a builder killed mid-build, unmounted and removed before the first workspace. */
   private readonly reaped: Promise<void>;
@@ -102,7 +106,24 @@ export class Builder {
       binds: [lib],
       ...(name === 'nodejs' && options.toolchains ? { prepare: options.toolchains } : {}),
     }));
+    if (options.extraCaCerts !== undefined) this.extraCa = this.copyExtraCa(options.extraCaCerts);
     this.reaped = this.reap().catch((err: unknown) => options.log.warn({ err: errorMessage(err) }, 'could not remove the workspaces of an earlier run'));
+  }
+
+  /**
+   * The operator's CA bundle, copied where build uids can read it (the original may sit under
+   * /root or in the data dir, neither reachable from the sandbox) and bound at a fixed path.
+   */
+  private copyExtraCa(path: string): { env: Record<string, string>; binds: Bind[] } {
+    const copy = join(this.workDir, 'extra-ca.pem');
+    try {
+      cpSync(path, copy, { dereference: true });
+      chmodSync(copy, 0o644);
+    } catch (err) {
+      this.options.log.warn({ file: path, err: errorMessage(err) }, 'NODE_EXTRA_CA_CERTS cannot be read; builds trust only the CAs Node ships with');
+      return { env: {}, binds: [] };
+    }
+    return { env: { NODE_EXTRA_CA_CERTS: EXTRA_CA_MOUNT }, binds: [{ src: copy, dest: EXTRA_CA_MOUNT }] };
   }
 
   private async reap(): Promise<void> {
@@ -246,7 +267,8 @@ export class Builder {
       ...(this.options.outputLimitBytes !== undefined ? { outputLimitBytes: this.options.outputLimitBytes } : {}),
       output,
       network,
-      ...(this.options.buildEnv ? { env: this.options.buildEnv } : {}),
+      env: { ...this.options.buildEnv, ...this.extraCa.env },
+      binds: this.extraCa.binds,
       ...(chosen ? { buildpacks: chosen } : {}),
       ...(signal ? { signal } : {}),
     });
@@ -354,6 +376,9 @@ export class Builder {
 }
 
 export { BuildError };
+
+/** Where builds find the operator's extra CA bundle. */
+const EXTRA_CA_MOUNT = '/berth/extra-ca.pem';
 
 /** A workspace's mountpoint or image, by name (a UUID). */
 const WORKSPACE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(\.img)?$/;

@@ -57,6 +57,8 @@ export interface CompileRequest {
   network?: { netns?: string; resolvConf?: string };
   /** Platform variables every step gets (NODE_EXTRA_CA_CERTS, BERTH_NPM_REGISTRY); validated by the caller. */
   env?: Record<string, string>;
+  /** Platform files every step sees read-only (the operator's extra CA bundle). */
+  binds?: Bind[];
 }
 
 export interface CompileResult {
@@ -98,6 +100,7 @@ export async function compile(req: CompileRequest): Promise<CompileResult> {
         { src: bp.hostDir, dest: bp.mount },
         ...bp.binds,
         ...(extra.binds ?? []),
+        ...(req.binds ?? []),
         ...resolvBind(req.network),
       ],
       env: {

@@ -116,10 +116,7 @@ export function createBuilder(options: BuilderOptions): BuilderComponent {
   const tc = options.toolchains ?? {};
   const toolchainDir = resolve(tc.dir ?? join(options.dataDir, 'toolchains'));
   const toolchains = new Toolchains({ dir: toolchainDir, registry: tc.registry ?? DEFAULT_REGISTRY, log: log.child({ part: 'toolchains' }) });
-  const buildEnv: Record<string, string> = {
-    ...(tc.extraCaCerts !== undefined ? { NODE_EXTRA_CA_CERTS: tc.extraCaCerts } : {}),
-    ...(tc.registry !== undefined ? { BERTH_NPM_REGISTRY: tc.registry } : {}),
-  };
+  const buildEnv: Record<string, string> = { ...(tc.registry !== undefined ? { BERTH_NPM_REGISTRY: tc.registry } : {}) };
   const builder = new Builder({
     store: options.store,
     log,
@@ -129,6 +126,7 @@ export function createBuilder(options: BuilderOptions): BuilderComponent {
     buildpackDirs: options.buildpackDirs ?? [],
     toolchains,
     buildEnv,
+    ...(tc.extraCaCerts !== undefined ? { extraCaCerts: tc.extraCaCerts } : {}),
     ...(machine ? { machine } : {}),
     ...options.limits,
   });

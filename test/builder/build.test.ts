@@ -33,7 +33,10 @@ beforeAll(async () => {
   await network.start();
   // The operator allows buildpacks from the test's own directory only.
   const toolchains = new Toolchains({ dir: TEST_TOOLCHAIN_DIR, log });
-  builder = new Builder({ store, log, dataDir: join(dir, 'data'), sandbox: testSandbox(), network, timeoutMs: 120_000, buildpackDirs: [dir], toolchains });
+  // The operator's extra CA bundle sits where no build uid can read it (as under /root).
+  mkdirSync(join(dir, 'private'), { mode: 0o700 });
+  writeFileSync(join(dir, 'private', 'proxy-ca.pem'), '-----BEGIN CERTIFICATE----- operator proxy CA\n');
+  builder = new Builder({ store, log, dataDir: join(dir, 'data'), sandbox: testSandbox(), network, timeoutMs: 120_000, buildpackDirs: [dir], toolchains, extraCaCerts: join(dir, 'private', 'proxy-ca.pem') });
 });
 afterAll(async () => {
   await network?.stop();
@@ -179,6 +182,18 @@ describe('custom buildpacks', () => {
     execFileSync('chmod', ['-R', 'a+rx', bp]);
     return bp;
   }
+
+  it("gives every build the operator's extra CA bundle as NODE_EXTRA_CA_CERTS, readable by the build's uid", async () => {
+    const bp = join(dir, 'bp-ca');
+    mkdirSync(join(bp, 'bin'), { recursive: true });
+    writeFileSync(join(bp, 'bin', 'detect'), '#!/bin/bash\necho CA\n');
+    writeFileSync(join(bp, 'bin', 'compile'), '#!/bin/bash\nset -e\necho "ca at $NODE_EXTRA_CA_CERTS: $(head -c 50 "$NODE_EXTRA_CA_CERTS")"\n');
+    writeFileSync(join(bp, 'bin', 'release'), '#!/bin/bash\necho "--- {}"\n');
+    execFileSync('chmod', ['-R', 'a+rx', bp]);
+    const r = await buildFiles('00000000-0000-4000-8000-00000000003e', { 'main.txt': 'x' }, { BUILDPACK_URL: bp });
+    if (!('slug' in r)) throw Object.assign(new Error(r.output), { cause: r.err });
+    expect(r.output).toContain('ca at /berth/extra-ca.pem: -----BEGIN CERTIFICATE----- operator proxy CA');
+  });
 
   it('uses BUILDPACK_URL from a git URL', async () => {
     const bp = makeBuildpack('gitpack', 'from git');
