@@ -28,7 +28,7 @@ export interface BuildpackPreparer {
   dir: string;
   mount: string;
   /** Throws a BuildError the pusher can act on; `release` once the step is over. */
-  prepare(appDir: string, config: Record<string, string>): Promise<{ env: Record<string, string>; release(): void }>;
+  prepare(appDir: string, config: Record<string, string>, signal?: AbortSignal): Promise<{ env: Record<string, string>; release(): void }>;
 }
 
 export interface CompileRequest {
@@ -147,7 +147,15 @@ export async function compile(req: CompileRequest): Promise<CompileResult> {
   }
   if (req.buildpacks?.length) req.output(`-----> Using buildpacks: ${chosen.map((b) => b.name).join(', ')}\n`);
   for (const bp of chosen) {
-    const prepared = bp.prepare ? await bp.prepare.prepare(req.appDir, req.config) : undefined;
+    // Downloads count toward the build's deadline and stop with a canceled build.
+    const left = Math.max(1, deadline - Date.now());
+    const prepared = bp.prepare
+      ? await bp.prepare.prepare(req.appDir, req.config, AbortSignal.any([guard.signal, AbortSignal.timeout(left)])).catch((err: unknown) => {
+          if (guard.signal.aborted) throw new BuildError(BuildErrorCode.Canceled, 'Build canceled.');
+          if (Date.now() >= deadline) throw new BuildError(BuildErrorCode.TimedOut, `Build exceeded its time limit of ${formatDuration(req.timeoutMs)} (set BUILD_TIMEOUT, in seconds, to change it).`);
+          throw err;
+        })
+      : undefined;
     try {
       const extra = prepared && bp.prepare ? { env: prepared.env, binds: [{ src: bp.prepare.dir, dest: bp.prepare.mount }] } : {};
       const code = await run(bp, [`${bp.mount}/bin/compile`, '/app', '/cache', '/env'], undefined, extra);
