@@ -72,13 +72,17 @@ async function platformEnv(appDir: string): Promise<Record<string, string>> {
   return env;
 }
 
-/** bin/compile on a fresh copy of the source (as a push gets), with the app's cache kept. */
-async function build(app: App, config: Record<string, string> = {}, overrides: Record<string, string | undefined> = {}): Promise<Build> {
+/**
+ * bin/compile on a fresh copy of the source (as a push gets), with the app's cache kept. In a
+ * config value `@BUILD_DIR@` stands for the build's directory (the app's /app). `toolchainsFor`:
+ * the directory whose package.json picks the toolchains (the platform refuses some apps first).
+ */
+async function build(app: App, config: Record<string, string> = {}, overrides: Record<string, string | undefined> = {}, toolchainsFor?: string): Promise<Build> {
   const dir = join(app.src, '..', `build-${Date.now()}-${Math.random().toString(36).slice(2)}`);
   cpSync(app.src, dir, { recursive: true });
   const envDir = `${dir}.env`;
   mkdirSync(envDir);
-  for (const [k, v] of Object.entries(config)) writeFileSync(join(envDir, k), v);
+  for (const [k, v] of Object.entries(config)) writeFileSync(join(envDir, k), v.replaceAll('@BUILD_DIR@', dir));
   const env: Record<string, string> = {
     PATH: '/usr/local/bin:/usr/bin:/bin',
     HOME: dir,
@@ -86,7 +90,7 @@ async function build(app: App, config: Record<string, string> = {}, overrides: R
     SOURCE_VERSION: 'abc123',
     NODE_EXTRA_CA_CERTS: process.env.NODE_EXTRA_CA_CERTS ?? '',
     BERTH_BUILD_MEMORY_MB: '2048',
-    ...(await platformEnv(dir)),
+    ...(await platformEnv(toolchainsFor ?? dir)),
   };
   for (const [k, v] of Object.entries(overrides)) {
     if (v === undefined) delete env[k];
@@ -232,6 +236,132 @@ describe('nodejs buildpack: cache', () => {
   });
 });
 
+describe('nodejs buildpack: what install scripts leave outside node_modules, and the config in the cache key', () => {
+  it('keeps .cache written by a dependency\'s install script on a warm push; a config change reinstalls', async () => {
+    // A local tarball dependency whose install script "downloads a browser" to $HOME/.cache, as
+    // Puppeteer, Playwright and Cypress do.
+    const pkgDir = join(work, 'fake-browser-pkg', 'package');
+    mkdirSync(pkgDir, { recursive: true });
+    writeFileSync(join(pkgDir, 'package.json'), JSON.stringify({
+      name: 'fake-browser',
+      version: '1.0.0',
+      scripts: { install: 'node -e "const p = require(\'path\').join(process.env.HOME, \'.cache/fake-browser\'); require(\'fs\').mkdirSync(p, { recursive: true }); require(\'fs\').writeFileSync(p + \'/chrome\', \'binary\')"' },
+    }));
+    const src = join(work, 'browser', 'src');
+    mkdirSync(src, { recursive: true });
+    await run('tar', ['-czf', join(src, 'fake-browser-1.0.0.tgz'), '-C', join(pkgDir, '..'), 'package'], { cwd: src, env: { PATH: '/usr/bin:/bin' } });
+    const app = await makeApp('browser', { dependencies: { 'fake-browser': 'file:fake-browser-1.0.0.tgz', ms: '2.1.3' } }, { 'index.js': '1\n' });
+    const browser = (dir: string): boolean => existsSync(join(dir, '.cache/fake-browser/chrome'));
+
+    const cold = await build(app);
+    expect(cold.code, cold.out).toBe(0);
+    expect(browser(cold.dir)).toBe(true);
+    expect(cold.out).toContain('- .cache (written while installing dependencies)');
+
+    writeFileSync(join(app.src, 'index.js'), '2\n');
+    const warm = await build(app);
+    expect(warm.code, warm.out).toBe(0);
+    expect(warm.out).toMatch(/Skipping install: node_modules restored from the cache/);
+    expect(browser(warm.dir)).toBe(true);
+
+    // Any config var may change what an install script does: a new one means a full install.
+    const configured = await build(app, { PUPPETEER_SKIP_DOWNLOAD: 'true' });
+    expect(configured.code, configured.out).toBe(0);
+    expect(configured.out).toContain('- node_modules (dependencies changed - skipping)');
+    expect(configured.out).toContain('Installing node modules');
+    expect(browser(configured.dir)).toBe(true);
+  });
+});
+
+describe('nodejs buildpack: package.json, config vars and lifecycle scripts', () => {
+  it('reads a package.json saved with a UTF-8 byte order mark; fails loudly on one that is not JSON', async () => {
+    const app = await makeAppNoLock('bom', {});
+    const pkg = { name: 'bom', version: '1.0.0', scripts: { build: 'echo BOM-BUILD-RAN', start: 'node index.js' } };
+    writeFileSync(join(app.src, 'package.json'), '\uFEFF' + JSON.stringify(pkg, null, 2));
+    const b = await build(app);
+    expect(b.code, b.out).toBe(0);
+    expect(b.out).toContain('BOM-BUILD-RAN');
+    expect(b.out).not.toMatch(/This app has no way to start/);
+    expect((await release(b.dir)).out).toContain('web: npm start');
+
+    // Berth's toolchain step refuses it before the buildpack runs; the buildpack must too.
+    const broken = await makeAppNoLock('bad-json', {});
+    writeFileSync(join(broken.src, 'package.json'), '{ "name": "bad-json", "scripts": { "start": "node index.js", } }');
+    const bad = await build(broken, {}, {}, app.src);
+    expect(bad.code).toBe(1);
+    expect(bad.out).toMatch(/^ ! {5}package\.json is not valid JSON: .+$/m);
+    expect(bad.out).toMatch(/^ ! {5}Make package\.json one valid JSON object/m);
+    expect(steps(bad.out)).toEqual(['Node.js app detected']);
+  });
+
+  it('a config var named like one of the buildpack\'s variables (LOG_DIR, PM, CACHE_DIR) changes nothing of the build', async () => {
+    const app = await makeAppNoLock('config-names', { scripts: { build: 'echo built' } }, { 'logs/keep.txt': 'app log\n' });
+    const elsewhere = join(work, 'config-names', 'elsewhere');
+    const b = await build(app, { LOG_DIR: '@BUILD_DIR@/logs', PM: 'yarn', CACHE_DIR: elsewhere, BP_DIR: '/nonexistent' });
+    expect(b.code, b.out).toBe(0);
+    expect(readdirSync(join(b.dir, 'logs'))).toEqual(['keep.txt']);
+    expect(existsSync(join(app.cache, 'node/signature'))).toBe(true);
+    expect(existsSync(elsewhere)).toBe(false);
+  });
+
+  it('runs the app\'s install lifecycle once each on a warm push; prefers the package cache only with a lockfile', async () => {
+    const append = (name: string): string => `node -e "require('fs').appendFileSync('trace.txt', '${name}\\n')"`;
+    const prefer = 'node -e "console.log(\'PREFER-OFFLINE=\' + process.env.npm_config_prefer_offline)"';
+    const app = await makeApp('lifecycle', {
+      scripts: { preinstall: append('preinstall'), install: append('install'), postinstall: append('postinstall'), prepare: append('prepare'), build: prefer },
+      dependencies: { ms: '2.1.3' },
+    });
+    const lifecycle = ['preinstall', 'install', 'postinstall', 'prepare'];
+    const cold = await build(app);
+    expect(cold.code, cold.out).toBe(0);
+    expect(trace(cold.dir)).toEqual(lifecycle);
+    expect(cold.out).toContain('PREFER-OFFLINE=true');
+    const warm = await build(app);
+    expect(warm.code, warm.out).toBe(0);
+    expect(warm.out).toMatch(/Skipping install: node_modules restored from the cache/);
+    expect(trace(warm.dir)).toEqual(lifecycle);
+
+    // Without a lockfile npm resolves ranges: from the registry, not from cached metadata.
+    const unlocked = await build(await makeAppNoLock('no-lock-offline', { scripts: { build: prefer } }));
+    expect(unlocked.code, unlocked.out).toBe(0);
+    expect(unlocked.out).toContain('PREFER-OFFLINE=undefined');
+  });
+});
+
+describe('nodejs buildpack: npm\'s flags by version', () => {
+  /** npm_install from lib/package_managers.sh with a fake npm that prints its arguments. */
+  async function npmArgs(env: Record<string, string>, lockfile = true): Promise<string> {
+    const dir = mkdtempSync(join(work, 'fake-npm-'));
+    mkdirSync(join(dir, 'bin'));
+    mkdirSync(join(dir, 'app'));
+    writeFileSync(join(dir, 'app/package.json'), '{}');
+    if (lockfile) writeFileSync(join(dir, 'app/package-lock.json'), '{}');
+    writeFileSync(join(dir, 'bin/npm'), '#!/bin/sh\nif [ "$1" = --version ]; then echo 6.14.18; else echo "NPM-ARGS: $*"; fi\n', { mode: 0o755 });
+    const script = [
+      'set -eo pipefail',
+      `source ${JSON.stringify(join(BUILDPACK, '../lib.sh'))}`,
+      ...['output', 'failures', 'package_managers'].map((p) => `source ${JSON.stringify(join(BUILDPACK, `lib/${p}.sh`))}`),
+      'LOG_DIR="$(mktemp -d)"; PM=npm; PREBUILD=false; BUILD_DIR="$PWD"',
+      'npm_install',
+      'rm -rf "$LOG_DIR"',
+    ].join('\n');
+    const r = await run('bash', ['-c', script], { cwd: join(dir, 'app'), env: { PATH: `${join(dir, 'bin')}:/usr/bin:/bin`, ...env } });
+    expect(r.code, r.out).toBe(0);
+    return r.out.split('\n').find((l) => l.includes('NPM-ARGS:'))?.trim() ?? '';
+  }
+
+  it('npm 6 gets --production=false (it ignores --include=dev); npm 7 and later --include=dev or --omit=dev', async () => {
+    expect(await npmArgs({ BERTH_NPM_VERSION: '6.14.18', NODE_ENV: 'production' })).toContain('--production=false');
+    expect(await npmArgs({ BERTH_NPM_VERSION: '6.14.18', NPM_CONFIG_PRODUCTION: 'true' })).toContain('--production=true');
+    // No version from the platform: npm --version says.
+    expect(await npmArgs({ NODE_ENV: 'production' })).toMatch(/^NPM-ARGS: ci .*--production=false/);
+    const modern = await npmArgs({ BERTH_NPM_VERSION: '10.9.9', NODE_ENV: 'production' });
+    expect(modern).toContain('--include=dev');
+    expect(modern).not.toContain('--production');
+    expect(await npmArgs({ BERTH_NPM_VERSION: '11.2.0', NPM_CONFIG_PRODUCTION: 'true' })).toContain('--omit=dev');
+  });
+});
+
 describe('nodejs buildpack: errors a person can act on', () => {
   it('explains a lockfile out of sync without npm usage text', async () => {
     const app = await makeApp('lock', { dependencies: { ms: '2.1.3' } });
@@ -276,11 +406,15 @@ describe('nodejs buildpack: errors a person can act on', () => {
 });
 
 /** An app without a lockfile (npm install): for errors the lockfile step would hit first. */
-async function makeAppNoLock(name: string, pkg: Record<string, unknown>): Promise<App> {
+async function makeAppNoLock(name: string, pkg: Record<string, unknown>, files: Record<string, string> = {}): Promise<App> {
   const src = join(work, name, 'src');
   const cache = join(work, name, 'cache');
   mkdirSync(src, { recursive: true });
   mkdirSync(cache, { recursive: true });
   writeFileSync(join(src, 'package.json'), JSON.stringify({ name, version: '1.0.0', ...pkg }));
+  for (const [f, text] of Object.entries(files)) {
+    mkdirSync(join(src, f, '..'), { recursive: true });
+    writeFileSync(join(src, f), text);
+  }
   return { src, cache };
 }

@@ -6,6 +6,8 @@
 #   modules-<key>.tar    node_modules (root and workspaces; Berry's PnP files) as they were after
 #                        the build step, before pruning. <key> hashes everything an install
 #                        depends on; the same key next time means the install is skipped.
+#                        Also the app's .cache when the install wrote to it: install scripts
+#                        download browsers to $HOME/.cache (Puppeteer, Playwright, Cypress).
 #   dirs/<sha>.tar       the app's cacheDirectories (package.json)
 # Every file is written under a temporary name and renamed, so a failed or killed build never
 # leaves half a file where the next one would read it.
@@ -40,7 +42,7 @@ is_modules_path() { [ "$(basename "$1")" = node_modules ]; }
 snapshot_paths() {
   (
     cd "$BUILD_DIR" || exit 0
-    find . \( -path ./.heroku -o -path ./.git \) -prune -o -type d -name node_modules -print -prune 2>/dev/null | sed 's|^\./||'
+    find . \( -path ./.heroku -o -path ./.git -o -path ./.cache \) -prune -o -type d -name node_modules -print -prune 2>/dev/null | sed 's|^\./||'
     if [ "$YARN_BERRY" = true ]; then
       for p in .pnp.cjs .pnp.js .pnp.loader.mjs .pnp.data.json .yarn/unplugged .yarn/install-state.gz; do [ -e "$p" ] && echo "$p"; done
       # PnP keeps its packages' zips in the app: part of what the install produced, unless checked in.
@@ -56,11 +58,39 @@ modules_key() {
     signature
     echo "pm $PM berry $YARN_BERRY registry ${BERTH_NPM_REGISTRY}"
     printf '%s\n' "$KEY_ENV"
-    cd "$BUILD_DIR" && find . \( -path ./.heroku -o -path ./.git -o -path ./.yarn/cache -o -name node_modules \) -prune -o -type f \
+    cd "$BUILD_DIR" && find . \( -path ./.heroku -o -path ./.git -o -path ./.yarn/cache -o -path ./.cache -o -name node_modules \) -prune -o -type f \
       \( -name package.json -o -name package-lock.json -o -name npm-shrinkwrap.json -o -name yarn.lock -o -name pnpm-lock.yaml \
          -o -name .npmrc -o -name .yarnrc -o -name .yarnrc.yml -o -name pnpm-workspace.yaml -o -name .pnpmfile.cjs \) -print0 2>/dev/null |
       LC_ALL=C sort -z | xargs -0 -r sha256sum
   } | sha256sum | cut -c1-32
+}
+
+# config_fingerprint ENV_DIR — every config var's name and a hash of its value: install scripts
+# read settings of their own (PUPPETEER_SKIP_DOWNLOAD, SHARP_*, PRISMA_*, CYPRESS_INSTALL_BINARY).
+# After a config change the install runs again, from the warm package cache.
+config_fingerprint() {
+  local f
+  [ -d "$1" ] || return 0
+  for f in "$1"/*; do
+    [ -f "$f" ] || continue
+    echo "config $(basename "$f") $(sha256sum < "$f" | cut -c1-64)"
+  done
+}
+
+# $BUILD_DIR/.cache is the app's $HOME/.cache at run time. It goes into the snapshot when the
+# install created or changed it (compared before and after), so a push that skips the install
+# still ships what install scripts downloaded there.
+dot_cache_state() {
+  if [ -e "$BUILD_DIR/.cache" ] || [ -L "$BUILD_DIR/.cache" ]; then
+    find "$BUILD_DIR/.cache" -printf '%P %y %s %T@\n' 2>/dev/null | LC_ALL=C sort | sha256sum | cut -c1-32
+  else
+    echo absent
+  fi
+}
+note_dot_cache() { DOT_CACHE_BEFORE="$(dot_cache_state)"; }
+check_dot_cache() {
+  if [ "$(dot_cache_state)" != "$DOT_CACHE_BEFORE" ]; then SNAPSHOT_DOT_CACHE=true; fi
+  return 0
 }
 
 # Where the package managers keep their downloads (after restore_cache, which may clear them).
@@ -100,6 +130,12 @@ restore_cache() {
   CACHE_STATUS="$(cache_status)"
   SNAPSHOT_HIT=false
   SNAPSHOT_USABLE=false
+  MODULES_KEY=""
+  # Whether .cache belongs to the snapshot (SNAPSHOT_DOT_CACHE), and whether this build's came
+  # from it rather than from the app's source (SNAPSHOT_RESTORED_DOT_CACHE).
+  SNAPSHOT_DOT_CACHE=false
+  SNAPSHOT_RESTORED_DOT_CACHE=false
+  DOT_CACHE_BEFORE=""
   local dirs
   dirs="$(cache_directories)"
   if [ "$PM" = yarn ] && [ "$PREBUILD" = true ]; then
@@ -154,15 +190,19 @@ restore_package_cache() {
 restore_snapshot() {
   MODULES_KEY="$(modules_key)"
   local tarball="$NODE_CACHE/modules-$MODULES_KEY.tar"
+  local had_dot_cache=false
+  if [ -e "$BUILD_DIR/.cache" ] || [ -L "$BUILD_DIR/.cache" ]; then had_dot_cache=true; fi
   if [ -f "$tarball" ]; then
     if tar -xf "$tarball" -C "$BUILD_DIR" 2>/dev/null; then
       SNAPSHOT_HIT=true
+      if [ "$had_dot_cache" = false ] && [ -e "$BUILD_DIR/.cache" ]; then SNAPSHOT_RESTORED_DOT_CACHE=true; SNAPSHOT_DOT_CACHE=true; fi
       info "- node_modules (dependencies unchanged since the last build)"
       return
     fi
     # Unreadable: drop it and whatever it half-extracted, and install as if it were not there.
     rm -f "$tarball"
     snapshot_paths | while IFS= read -r p; do rm -rf "${BUILD_DIR:?}/$p"; done
+    if [ "$had_dot_cache" = false ]; then rm -rf "${BUILD_DIR:?}/.cache"; fi
     info "- node_modules (the cached copy could not be read - skipping)"
   elif compgen -G "$NODE_CACHE/modules-*.tar" >/dev/null; then
     info "- node_modules (dependencies changed - skipping)"
@@ -195,7 +235,10 @@ snapshot_still_valid() {
   [ "$SNAPSHOT_HIT" = true ] || return 1
   if [ "$(modules_key)" = "$MODULES_KEY" ]; then return 0; fi
   snapshot_paths | while IFS= read -r p; do rm -rf "${BUILD_DIR:?}/$p"; done
+  # The install then starts from the app's own .cache, and what it writes there is seen as new.
+  if [ "$SNAPSHOT_RESTORED_DOT_CACHE" = true ]; then rm -rf "${BUILD_DIR:?}/.cache"; fi
   SNAPSHOT_HIT=false
+  SNAPSHOT_DOT_CACHE=false
   return 1
 }
 
@@ -234,6 +277,7 @@ save_snapshot() {
     return 0
   fi
   mapfile -t paths < <(snapshot_paths)
+  if [ "$SNAPSHOT_DOT_CACHE" = true ] && { [ -e "$BUILD_DIR/.cache" ] || [ -L "$BUILD_DIR/.cache" ]; }; then paths+=(.cache); fi
   if [ "${#paths[@]}" -eq 0 ]; then
     rm -f "$NODE_CACHE"/modules-*.tar
     info "- node_modules (nothing to cache)"
@@ -243,6 +287,7 @@ save_snapshot() {
   if tar -cf "$partial" -C "$BUILD_DIR" -- "${paths[@]}" 2>"$LOG_DIR/tar.err" && mv -f "$partial" "$NODE_CACHE/modules-$key.tar"; then
     find "$NODE_CACHE" -maxdepth 1 -name 'modules-*.tar' ! -name "modules-$key.tar" -delete
     info "- node_modules"
+    if [ "${paths[-1]}" = .cache ]; then info "- .cache (written while installing dependencies)"; fi
   else
     rm -f "$partial" "$NODE_CACHE"/modules-*.tar
     info "- node_modules (could not be cached: $(head -c 200 "$LOG_DIR/tar.err"))"

@@ -4,17 +4,39 @@
 // Usage: node package-json.cjs FILE
 const fs = require('node:fs');
 
-let pkg = {};
-try {
-  const text = fs.readFileSync(process.argv[2], 'utf8');
-  // A package.json past a few MB is not a package.json; the platform refuses those already.
-  if (text.length <= 4 * 1024 * 1024) pkg = JSON.parse(text);
-} catch {
-  pkg = {};
-}
-if (pkg === null || typeof pkg !== 'object' || Array.isArray(pkg)) pkg = {};
-
 const q = (v) => `'${String(v).replace(/'/g, `'\\''`)}'`;
+
+// A package.json that cannot be read is an error the pusher must see, never an empty one: as
+// `{}` no script would run and the app would get no web process, with nothing said. The
+// reason goes out as PJ_ERROR for bin/compile to fail with.
+function load(file) {
+  let text;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    return { error: `package.json could not be read (${err.code ?? err.message}).` };
+  }
+  // A package.json past a few MB is not a package.json; the platform refuses those already.
+  if (text.length > 4 * 1024 * 1024) return { error: 'package.json is larger than 4 MB.' };
+  // Editors on Windows save UTF-8 with a byte order mark; npm and Heroku read such files.
+  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+  let pkg;
+  try {
+    pkg = JSON.parse(text);
+  } catch (err) {
+    return { error: `package.json is not valid JSON: ${String(err.message).replace(/\s+/g, ' ').slice(0, 200)}` };
+  }
+  if (pkg === null || typeof pkg !== 'object' || Array.isArray(pkg)) return { error: 'package.json is not a JSON object.' };
+  return { pkg };
+}
+
+const loaded = load(process.argv[2]);
+if (loaded.error) {
+  process.stdout.write(`PJ_ERROR=${q(loaded.error)}\n`);
+  process.exit(0);
+}
+const pkg = loaded.pkg;
+
 const str = (v) => (typeof v === 'string' ? v : '');
 const obj = (v) => (v !== null && typeof v === 'object' && !Array.isArray(v) ? v : {});
 const own = (o, k) => Object.prototype.hasOwnProperty.call(o, k);

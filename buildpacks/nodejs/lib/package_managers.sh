@@ -49,6 +49,31 @@ use_npm_ci() {
   [ -f "$BUILD_DIR/package-lock.json" ] || [ -f "$BUILD_DIR/npm-shrinkwrap.json" ]
 }
 
+# The app has a lockfile for its package manager (what pins every version).
+has_lockfile() {
+  case "$PM" in
+    npm) [ -f "$BUILD_DIR/package-lock.json" ] || [ -f "$BUILD_DIR/npm-shrinkwrap.json" ] ;;
+    yarn) [ -f "$BUILD_DIR/yarn.lock" ] ;;
+    pnpm) [ -f "$BUILD_DIR/pnpm-lock.yaml" ] ;;
+    *) return 1 ;;
+  esac
+}
+
+# npm's flag for "devDependencies too, unless NPM_CONFIG_PRODUCTION=true". npm 6 (Node <= 14's
+# default) knows no --include/--omit and, with NODE_ENV=production, leaves devDependencies out
+# unless told --production=false (Heroku's flag for every npm).
+npm_dev_flag() {
+  local production="${NPM_CONFIG_PRODUCTION:-false}" version="${BERTH_NPM_VERSION:-}"
+  if [ -z "$version" ]; then version="$(npm --version 2>/dev/null || true)"; fi
+  if [ -n "$version" ] && ! version_at_least "$version" 7.0.0; then
+    if [ "$production" = true ]; then echo --production=true; else echo --production=false; fi
+  elif [ "$production" = true ]; then
+    echo --omit=dev
+  else
+    echo --include=dev
+  fi
+}
+
 install_dependencies() {
   cd "$BUILD_DIR"
   ensure_node_headers
@@ -60,8 +85,7 @@ install_dependencies() {
 }
 
 npm_install() {
-  local args=(--userconfig "$BUILD_DIR/.npmrc")
-  if [ "${NPM_CONFIG_PRODUCTION:-false}" = true ]; then args+=(--omit=dev); else args+=(--include=dev); fi
+  local args=(--userconfig "$BUILD_DIR/.npmrc" "$(npm_dev_flag)")
   if [ "$PREBUILD" = true ]; then
     info "Prebuild detected (node_modules already exists)"
     info "Rebuilding any native modules"
@@ -81,7 +105,10 @@ npm_install() {
 
 yarn_install() {
   info "Installing node modules (yarn.lock)"
-  run_logged install "yarn install" yarn install --production="${YARN_PRODUCTION:-false}" --frozen-lockfile --ignore-engines --prefer-offline
+  local args=(--production="${YARN_PRODUCTION:-false}" --frozen-lockfile --ignore-engines)
+  # From the package cache only with a lockfile to pin versions (see npm_config_prefer_offline).
+  if has_lockfile; then args+=(--prefer-offline); fi
+  run_logged install "yarn install" yarn install "${args[@]}"
 }
 
 berry_install() {
@@ -183,7 +210,7 @@ pnpm_prune() {
 
 has_lifecycle_script() {
   [ -f "$1" ] && NODE_OPTIONS= node -e '
-    const s = (JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")) || {}).scripts || {};
+    const s = (JSON.parse(require("fs").readFileSync(process.argv[1], "utf8").replace(/^\uFEFF/, "")) || {}).scripts || {};
     process.exit(process.argv[2].split("|").some((k) => Object.prototype.hasOwnProperty.call(s, k)) ? 0 : 1);
   ' "$1" "$2" 2>/dev/null
 }
