@@ -5,7 +5,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import type { Logger } from '../../domain/log.js';
 import { errorMessage } from '../../domain/errors.js';
-import { BuildError } from '../compile.js';
+import { BuildError, BuildErrorCode } from '../compile.js';
 import { extractPackage } from './extract.js';
 import { fail, ToolchainErrorCode } from './messages.js';
 import { TARBALL_MAX_BYTES, type PackageRegistry, type PackageVersion } from './registry.js';
@@ -30,7 +30,20 @@ export interface CacheOptions {
   registry: PackageRegistry;
   log: Logger;
   keepVersions: number;
+  /**
+   * Hard cap on installed versions per package (default 4 × keepVersions). Pruning waits out the
+   * grace, so without it one tenant cycling through releases could fill the disk faster than
+   * versions age out; at the cap a new download is refused until pruning makes room.
+   */
+  maxVersions?: number;
   now: () => Date;
+}
+
+interface Install {
+  promise: Promise<{ path: string; downloaded: boolean }>;
+  controller: AbortController;
+  /** Callers waiting on it; when every one of them gave up (their builds were canceled), it is abandoned. */
+  waiters: number;
 }
 
 function exists(path: string): boolean {
@@ -51,6 +64,11 @@ function pidAlive(pid: number): boolean {
   }
 }
 
+/** What a caller whose build was canceled (or timed out) gets instead of its toolchains. */
+export function canceled(signal: AbortSignal): BuildError {
+  return new BuildError(BuildErrorCode.Canceled, 'The build was stopped while its Node.js toolchain was being installed.', { cause: signal.reason });
+}
+
 /** Compares a download's sha512 with the registry's `dist.integrity` (SRI: `sha512-<base64>`, maybe several). */
 export function integrityMatches(integrity: string, digestBase64: string): boolean | undefined {
   const expected = integrity
@@ -69,7 +87,7 @@ export function integrityMatches(integrity: string, digestBase64: string): boole
  * IN_USE_GRACE_MS is never pruned, whoever used it.
  */
 export class ToolchainCache {
-  private readonly inflight = new Map<string, Promise<{ path: string; downloaded: boolean }>>();
+  private readonly inflight = new Map<string, Install>();
   private readonly holds = new Map<string, number>();
   private refresh: NodeJS.Timeout | undefined;
   private pruning: Promise<void> = Promise.resolve();
@@ -149,23 +167,80 @@ export class ToolchainCache {
     };
   }
 
-  /** The version's directory, downloaded, verified and unpacked first when it is not there yet. */
-  ensure(pkg: string, pv: PackageVersion): Promise<{ path: string; downloaded: boolean }> {
+  /**
+   * The version's directory, downloaded, verified and unpacked first when it is not there yet.
+   * With `signal`, the caller stops waiting when it aborts (rejecting with a canceled BuildError);
+   * a download shared with other builds goes on for them and stops only when all have given up.
+   */
+  ensure(pkg: string, pv: PackageVersion, signal?: AbortSignal): Promise<{ path: string; downloaded: boolean }> {
     const key = this.key(pkg, pv.version);
     const target = this.path(pkg, pv.version);
+    if (signal?.aborted) return Promise.reject(canceled(signal));
     if (exists(target)) {
       this.touch(key);
       return Promise.resolve({ path: target, downloaded: false });
     }
-    let pending = this.inflight.get(key);
-    if (!pending) {
-      pending = this.install(pkg, pv, key, target).finally(() => this.inflight.delete(key));
-      this.inflight.set(key, pending);
+    let entry = this.inflight.get(key);
+    if (!entry) {
+      const controller = new AbortController();
+      const install: Install = { controller, waiters: 0, promise: Promise.resolve({ path: target, downloaded: false }) };
+      install.promise = this.install(pkg, pv, key, target, controller.signal).finally(() => {
+        if (this.inflight.get(key) === install) this.inflight.delete(key);
+      });
+      this.inflight.set(key, install);
+      entry = install;
     }
-    return pending;
+    const shared = entry;
+    shared.waiters++;
+    if (!signal) return shared.promise;
+    return new Promise((resolve, reject) => {
+      const onAbort = (): void => {
+        reject(canceled(signal));
+        if (--shared.waiters > 0) return;
+        // Nobody waits for it any more: stop it, and let the next build start afresh.
+        if (this.inflight.get(key) === shared) this.inflight.delete(key);
+        shared.controller.abort(signal.reason);
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      shared.promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+    });
   }
 
-  private async install(pkg: string, pv: PackageVersion, key: string, target: string): Promise<{ path: string; downloaded: boolean }> {
+  /** Installed versions of a package plus those this process is installing now. */
+  private count(pkgDir: string, except: string): number {
+    let installed: string[];
+    try {
+      installed = readdirSync(join(this.opts.dir, pkgDir)).filter((n) => VERSION.test(n));
+    } catch {
+      installed = [];
+    }
+    const pending = [...this.inflight.keys()].filter((k) => k !== except && k.startsWith(`${pkgDir}@`) && !installed.includes(k.slice(pkgDir.length + 1)));
+    return installed.length + pending.length;
+  }
+
+  /** Refuses a new version while the package is at its cap and pruning cannot make room yet. */
+  private async checkRoom(pkg: string, key: string): Promise<void> {
+    const max = this.opts.maxVersions ?? 4 * this.opts.keepVersions;
+    const pkgDir = this.pkgDir(pkg);
+    if (this.count(pkgDir, key) < max) return;
+    await this.schedulePrune();
+    const n = this.count(pkgDir, key);
+    if (n < max) return;
+    this.opts.log.warn({ package: pkg, versions: n, max }, 'toolchain cache full: new version refused');
+    throw new BuildError(
+      ToolchainErrorCode.CacheFull,
+      [
+        `This machine's toolchain cache is full right now: it holds ${n} versions of ${pkg}, all in use or used within the last ${IN_USE_GRACE_MS / 60_000} minutes.`,
+        'Berth removes versions no build has used for a while, but none can go yet, so it does not download another.',
+        'To fix: push again in a few minutes; a version already in the cache (e.g. the one you used before) installs right away.',
+      ].join('\n'),
+      { retryable: true },
+    );
+  }
+
+  private async install(pkg: string, pv: PackageVersion, key: string, target: string, signal: AbortSignal): Promise<{ path: string; downloaded: boolean }> {
+    await this.checkRoom(pkg, key);
+    signal.throwIfAborted();
     const started = Date.now();
     const work = mkdtempSync(join(this.tmp, `${process.pid}-`));
     try {
@@ -173,7 +248,7 @@ export class ToolchainCache {
       const hash = createHash('sha512');
       let bytes = 0;
       try {
-        const body: Readable = await this.opts.registry.tarball(pv.tarball, TARBALL_MAX_BYTES);
+        const body: Readable = await this.opts.registry.tarball(pv.tarball, TARBALL_MAX_BYTES, signal);
         await pipeline(
           body,
           async function* (source: AsyncIterable<Buffer>) {
@@ -184,8 +259,10 @@ export class ToolchainCache {
             }
           },
           createWriteStream(blob, { mode: 0o600 }),
+          { signal },
         );
       } catch (err) {
+        if (signal.aborted) throw canceled(signal);
         throw new BuildError(
           ToolchainErrorCode.DownloadFailed,
           [

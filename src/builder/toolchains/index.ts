@@ -2,8 +2,8 @@ import semver from 'semver';
 import type { Logger } from '../../domain/log.js';
 import { errorMessage } from '../../domain/errors.js';
 import { BuildError, type BuildpackPreparer } from '../compile.js';
-import { PACKAGE_DIRS, ToolchainCache } from './cache.js';
-import { ToolchainErrorCode, warning, type Source } from './messages.js';
+import { canceled, PACKAGE_DIRS, ToolchainCache } from './cache.js';
+import { clip, ToolchainErrorCode, warning, type Source } from './messages.js';
 import { readProject, type Manager, type Project } from './project.js';
 import { HttpPackageRegistry, type PackageRegistry, type Packument } from './registry.js';
 import { NODE_PACKAGE, resolveNode, resolveNpm, resolvePnpm, resolveYarn, YARN_BERRY_PACKAGE, YARN_CLASSIC_PACKAGE, type Resolved } from './resolve.js';
@@ -26,6 +26,8 @@ export interface ToolchainsOptions {
   registryClient?: PackageRegistry;
   /** Versions kept per package; least-recently-used beyond this are removed when not in use (default 6). */
   keepVersions?: number;
+  /** Hard cap on versions per package; at it, a new version is refused (retryably) until pruning makes room (default 4 × keepVersions). */
+  maxVersions?: number;
   /** The clock for end-of-life decisions and use-markers. */
   now?: () => Date;
 }
@@ -43,6 +45,20 @@ interface Selection {
   yarn?: Resolved & { berry: boolean };
   pnpm?: Resolved;
   notes: string[];
+}
+
+/**
+ * Waits for `promise` unless `signal` aborts first. Packuments are shared by every build for
+ * minutes, so one build's cancel must not abort the request itself, only its own wait.
+ */
+function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return promise;
+  if (signal.aborted) return Promise.reject(canceled(signal));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(canceled(signal));
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }
 
 /**
@@ -64,23 +80,26 @@ export class Toolchains implements BuildpackPreparer {
     this.registryUrl = (opts.registry ?? DEFAULT_REGISTRY).replace(/\/+$/, '');
     this.registry = opts.registryClient ?? new HttpPackageRegistry(this.registryUrl);
     this.now = opts.now ?? (() => new Date());
-    this.cache = new ToolchainCache({ dir: opts.dir, registry: this.registry, log: opts.log, keepVersions: opts.keepVersions ?? 6, now: this.now });
+    this.cache = new ToolchainCache({ dir: opts.dir, registry: this.registry, log: opts.log, keepVersions: opts.keepVersions ?? 6, maxVersions: opts.maxVersions, now: this.now });
   }
 
   /**
    * Checks the project (before anything is fetched), resolves every version, installs what is
    * missing, and returns the buildpack's environment. Throws a BuildError the pusher can act on.
+   * When `signal` aborts (the build was canceled or timed out), it stops waiting at once.
    */
-  async prepare(appDir: string, config: Record<string, string>): Promise<ToolchainPlan> {
+  async prepare(appDir: string, config: Record<string, string>, signal?: AbortSignal): Promise<ToolchainPlan> {
+    if (signal?.aborted) throw canceled(signal);
     const project = readProject(appDir);
-    const selection = await this.select(project, config);
+    const selection = await this.select(project, config, signal);
+    if (signal?.aborted) throw canceled(signal);
     const picks = [selection.node, selection.npm, selection.yarn, selection.pnpm].filter((r): r is Resolved => r !== undefined);
     const releases = picks.map((r) => this.cache.hold(r.package, r.version));
     const release = (): void => {
       for (const r of releases) r();
     };
     // Settled, not raced: a build that fails leaves no install of its own still running.
-    const results = await Promise.allSettled(picks.map((r) => this.cache.ensure(r.package, r.pv)));
+    const results = await Promise.allSettled(picks.map((r) => this.cache.ensure(r.package, r.pv, signal)));
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) {
       release();
@@ -89,10 +108,11 @@ export class Toolchains implements BuildpackPreparer {
     return { env: this.env(project.manager, selection), release };
   }
 
-  private async packument(name: string): Promise<Packument | undefined> {
+  private async packument(name: string, signal?: AbortSignal): Promise<Packument | undefined> {
     try {
-      return await this.registry.packument(name);
+      return await abortable(this.registry.packument(name), signal);
     } catch (err) {
+      if (signal?.aborted) throw canceled(signal);
       throw new BuildError(
         ToolchainErrorCode.DownloadFailed,
         [`Could not read the versions of ${name} from ${this.registryUrl}.`, errorMessage(err), 'To fix: this is usually a passing network problem, so push again; if it persists, the operator should check that this machine reaches the npm registry.'].join('\n'),
@@ -101,23 +121,23 @@ export class Toolchains implements BuildpackPreparer {
     }
   }
 
-  private async required(name: string): Promise<Packument> {
-    const p = await this.packument(name);
+  private async required(name: string, signal?: AbortSignal): Promise<Packument> {
+    const p = await this.packument(name, signal);
     if (!p) throw new BuildError(ToolchainErrorCode.DownloadFailed, `${this.registryUrl} has no package ${name}.\nTo fix: the operator should point Berth at a registry (or mirror) that carries it.`);
     return p;
   }
 
-  private async select(project: Project, config: Record<string, string>): Promise<Selection> {
+  private async select(project: Project, config: Record<string, string>, signal: AbortSignal | undefined): Promise<Selection> {
     const pm = project.packageManager;
     // Heroku installs Yarn for a yarn.lock, an engines.yarn or a yarn packageManager, pnpm only for a pnpm-lock.yaml.
     const wantsYarn = project.manager === 'yarn' || project.engines.yarn !== undefined || pm?.name === 'yarn';
     const wantsPnpm = project.manager === 'pnpm';
     const [nodeDoc, npmDoc, yarnDoc, berryDoc, pnpmDoc] = await Promise.all([
-      this.required(NODE_PACKAGE),
-      this.required('npm'),
-      wantsYarn ? this.packument(YARN_CLASSIC_PACKAGE) : undefined,
-      wantsYarn ? this.packument(YARN_BERRY_PACKAGE) : undefined,
-      wantsPnpm ? this.required('pnpm') : undefined,
+      this.required(NODE_PACKAGE, signal),
+      this.required('npm', signal),
+      wantsYarn ? this.packument(YARN_CLASSIC_PACKAGE, signal) : undefined,
+      wantsYarn ? this.packument(YARN_BERRY_PACKAGE, signal) : undefined,
+      wantsPnpm ? this.required('pnpm', signal) : undefined,
     ]);
     const registry = this.registryUrl;
     const node = resolveNode(project.engines.node, nodeDoc, { allowWideRange: config.NODEJS_ALLOW_WIDE_RANGE === 'true', now: this.now(), registry });
@@ -128,10 +148,10 @@ export class Toolchains implements BuildpackPreparer {
     let yarn: Selection['yarn'];
     if (wantsYarn) {
       if (project.engines.yarn && pm?.name === 'yarn') {
-        notes.push(warning('Multiple Yarn versions declared', `package.json names Yarn in "packageManager" (${pm.raw}) and in "engines.yarn" (${project.engines.yarn}).`, `"packageManager" wins: Yarn ${pm.version} is installed. Remove one of the two to make that explicit.`));
+        notes.push(warning('Multiple Yarn versions declared', `package.json names Yarn in "packageManager" (${clip(pm.raw)}) and in "engines.yarn" (${clip(project.engines.yarn)}).`, `"packageManager" wins: Yarn ${clip(pm.version)} is installed. Remove one of the two to make that explicit.`));
       }
       if (pm?.name === 'yarn' && project.yarnPath) {
-        notes.push(warning('Yarn release in .yarnrc.yml may override "packageManager"', `"packageManager" asks for ${pm.raw}, but .yarnrc.yml's yarnPath (${project.yarnPath}) is what Yarn will run.`, 'Keep one: remove "packageManager", or remove yarnPath and the vendored release.'));
+        notes.push(warning('Yarn release in .yarnrc.yml may override "packageManager"', `"packageManager" asks for ${clip(pm.raw)}, but .yarnrc.yml's yarnPath (${clip(project.yarnPath)}) is what Yarn will run.`, 'Keep one: remove "packageManager", or remove yarnPath and the vendored release.'));
       }
       const request: { range: string; source: Source } | undefined = pm?.name === 'yarn' ? { range: pm.version, source: 'packageManager' } : project.engines.yarn ? { range: project.engines.yarn, source: 'engines' } : undefined;
       const r = resolveYarn(request, yarnDoc, berryDoc, registry);
@@ -142,7 +162,7 @@ export class Toolchains implements BuildpackPreparer {
     let pnpm: Resolved | undefined;
     if (wantsPnpm && pnpmDoc) {
       if (project.engines.pnpm && pm?.name === 'pnpm') {
-        notes.push(warning('Multiple pnpm versions declared', `package.json names pnpm in "packageManager" (${pm.raw}) and in "engines.pnpm" (${project.engines.pnpm}).`, `"packageManager" wins: pnpm ${pm.version} is installed. Remove one of the two to make that explicit.`));
+        notes.push(warning('Multiple pnpm versions declared', `package.json names pnpm in "packageManager" (${clip(pm.raw)}) and in "engines.pnpm" (${clip(project.engines.pnpm)}).`, `"packageManager" wins: pnpm ${clip(pm.version)} is installed. Remove one of the two to make that explicit.`));
       }
       const request: { range: string; source: Source } | undefined = pm?.name === 'pnpm' ? { range: pm.version, source: 'packageManager' } : project.engines.pnpm ? { range: project.engines.pnpm, source: 'engines' } : undefined;
       const r = resolvePnpm(request, node.version, pnpmDoc, registry);

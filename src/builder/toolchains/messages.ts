@@ -28,7 +28,21 @@ export const ToolchainErrorCode = {
   DownloadFailed: 'toolchain_download_failed',
   IntegrityMismatch: 'toolchain_integrity_mismatch',
   UnpackFailed: 'toolchain_unpack_failed',
+  CacheFull: 'toolchain_cache_full',
+  FieldTooLong: 'package_json_field_too_long',
 } as const;
+
+/** semver's own MAX_LENGTH: no real version or range is longer, and semver's work grows with it. */
+export const VERSION_FIELD_MAX = 256;
+const ECHO_MAX = 80;
+
+/**
+ * A tenant's string as messages and notes quote it: at most ECHO_MAX characters. package.json may
+ * hold megabytes in a field, and the notes travel to the build in an environment variable.
+ */
+export function clip(s: string, max = ECHO_MAX): string {
+  return s.length <= max ? s : `${s.slice(0, max)}…`;
+}
 
 export const fail = (code: string, ...lines: string[]): BuildError => new BuildError(code, lines.join('\n'));
 
@@ -45,7 +59,8 @@ const EXAMPLE: Record<Tool, string> = { node: '24.x', npm: '11.x', yarn: '1.22.x
 /** Where the version came from, for messages: `engines.node` or `packageManager`. */
 export type Source = 'engines' | 'packageManager';
 
-export function notFound(tool: Tool, request: string, source: Source, looked: string[], nearest: string[]): BuildError {
+export function notFound(tool: Tool, rawRequest: string, source: Source, looked: string[], nearest: string[]): BuildError {
+  const request = clip(rawRequest);
   const code = { node: ToolchainErrorCode.NodeNotFound, npm: ToolchainErrorCode.NpmNotFound, yarn: ToolchainErrorCode.YarnNotFound, pnpm: ToolchainErrorCode.PnpmNotFound }[tool];
   const field = source === 'packageManager' ? 'packageManager' : FIELD[tool];
   const example = tool === 'node' || nearest.length === 0 ? EXAMPLE[tool] : nearest[nearest.length - 1]!;
@@ -60,7 +75,8 @@ export function notFound(tool: Tool, request: string, source: Source, looked: st
   );
 }
 
-export function invalidRange(tool: Tool, request: string, source: Source): BuildError {
+export function invalidRange(tool: Tool, rawRequest: string, source: Source): BuildError {
+  const request = clip(rawRequest);
   const code = { node: ToolchainErrorCode.NodeInvalid, npm: ToolchainErrorCode.NpmInvalid, yarn: ToolchainErrorCode.YarnInvalid, pnpm: ToolchainErrorCode.PnpmInvalid }[tool];
   const field = source === 'packageManager' ? 'packageManager' : FIELD[tool];
   return fail(
@@ -109,7 +125,7 @@ export function lockfileMismatch(lockManager: 'npm' | 'yarn' | 'pnpm', lockfile:
   const declaredName = declared.split('@')[0] as 'npm' | 'yarn' | 'pnpm';
   return fail(
     ToolchainErrorCode.LockfileMismatch,
-    `${lockfile} is ${lockManager === 'npm' ? 'an' : 'a'} ${TOOL_NAME[lockManager]} lockfile, but package.json says "packageManager": "${declared}".`,
+    `${lockfile} is ${lockManager === 'npm' ? 'an' : 'a'} ${TOOL_NAME[lockManager]} lockfile, but package.json says "packageManager": "${clip(declared)}".`,
     'Berth installs with the package manager the lockfile belongs to, so one of the two is out of date.',
     `To fix, if you use ${TOOL_NAME[declaredName]}: git rm ${lockfile}, run ${declaredName} install, commit its ${LOCKFILE[declaredName]} and push again.`,
     `To fix, if you use ${TOOL_NAME[lockManager]}: change "packageManager" to "${lockManager}@<version>" (or remove it) in package.json, commit and push again.`,
@@ -119,7 +135,7 @@ export function lockfileMismatch(lockManager: 'npm' | 'yarn' | 'pnpm', lockfile:
 export function iojsUnsupported(request: string): BuildError {
   return fail(
     ToolchainErrorCode.IojsUnsupported,
-    `io.js is not supported (package.json asks for engines.iojs "${request}").`,
+    `io.js is not supported (package.json asks for engines.iojs "${clip(request)}").`,
     'io.js merged back into Node.js in 2015 and has had no security fixes since.',
     'To fix: remove "iojs" from "engines" in package.json (and set "node" instead, e.g. "24.x"), commit and push again.',
   );
@@ -138,8 +154,17 @@ export function invalidPackageJson(detail: string): BuildError {
   return fail(
     ToolchainErrorCode.InvalidPackageJson,
     'Unable to parse package.json.',
-    `It is not valid JSON (${detail}).`,
+    `It is not valid JSON (${clip(detail, 200)}).`,
     'To fix: correct the syntax (trailing or missing commas, unquoted keys...; `node -e "require(\'./package.json\')"` shows where), commit and push again.',
+  );
+}
+
+export function fieldTooLong(field: string, length: number): BuildError {
+  return fail(
+    ToolchainErrorCode.FieldTooLong,
+    `"${field}" in package.json is ${length} characters long; Berth accepts at most ${VERSION_FIELD_MAX}.`,
+    'No real version or version range is that long (semver itself stops at 256), so Berth does not try to resolve it.',
+    `To fix: set "${field}" to a release line or an exact version, e.g. ${field === 'packageManager' ? '"npm@11.6.2"' : `"${EXAMPLE[(field.split('.')[1] ?? 'node') as Tool] ?? '24.x'}"`}, then commit and push again.`,
   );
 }
 
@@ -161,7 +186,8 @@ export function missingYarnPath(): BuildError {
   );
 }
 
-export function missingYarnVendor(yarnPath: string): BuildError {
+export function missingYarnVendor(rawYarnPath: string): BuildError {
+  const yarnPath = clip(rawYarnPath);
   return fail(
     ToolchainErrorCode.MissingYarnVendor,
     `.yarnrc.yml names a vendored Yarn at ${yarnPath}, but that file is not in the pushed source.`,

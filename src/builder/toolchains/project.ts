@@ -4,8 +4,10 @@ import { parse as parseYaml } from 'yaml';
 import { readTenantFile } from '../../sandbox/safe-fs.js';
 import { errorMessage } from '../../domain/errors.js';
 import {
+  clip,
   dotHeroku,
   fail,
+  fieldTooLong,
   iojsUnsupported,
   invalidPackageJson,
   lockfileMismatch,
@@ -16,6 +18,7 @@ import {
   multiplePackageManagers,
   shrinkwrapConflict,
   ToolchainErrorCode,
+  VERSION_FIELD_MAX,
 } from './messages.js';
 
 export type Manager = 'npm' | 'yarn' | 'pnpm';
@@ -76,16 +79,25 @@ function readTenant(dir: string, name: string, max: number, onError: (detail: st
   }
 }
 
-/** A version field as a string: numbers are accepted as written (`"node": 20`), other types are invalid. */
+/**
+ * A version field as a string: numbers are accepted as written (`"node": 20`), other types are
+ * invalid. Longer than semver accepts is refused here: megabytes of `a || b || ...` would keep
+ * semver busy for seconds on Berth's own thread and end up quoted in messages and the build's env.
+ */
 function versionField(value: unknown, name: string): string | undefined {
   if (value === undefined || value === null) return undefined;
-  if (typeof value === 'string') return value.trim() === '' ? undefined : value.trim();
+  if (typeof value === 'string') {
+    const v = value.trim();
+    if (v.length > VERSION_FIELD_MAX) throw fieldTooLong(name, v.length);
+    return v === '' ? undefined : v;
+  }
   if (typeof value === 'number') return String(value);
-  throw invalidPackageJson(`${name} must be a string, not ${JSON.stringify(value)}`);
+  throw invalidPackageJson(`${name} must be a string, not ${clip(JSON.stringify(value) ?? typeof value)}`);
 }
 
 function parsePackageManager(value: unknown): Project['packageManager'] {
   if (typeof value !== 'string') return undefined;
+  if (value.trim().length > VERSION_FIELD_MAX) throw fieldTooLong('packageManager', value.trim().length);
   const m = /^(npm|yarn|pnpm)@([^+#]*)(?:[+#].*)?$/.exec(value.trim());
   if (!m) return undefined;
   return { name: m[1] as Manager, version: m[2]!, raw: value.trim() };
@@ -147,10 +159,10 @@ export function readProject(appDir: string): Project {
   // Berth's engines.npm stand-in, so it counts too.
   const declared = new Map<Manager, string[]>();
   const note = (m: Manager, what: string): void => void declared.set(m, [...(declared.get(m) ?? []), what]);
-  if (engines.npm) note('npm', `npm version in engines.npm (${engines.npm})`);
-  if (engines.yarn) note('yarn', `yarn version in engines.yarn (${engines.yarn})`);
-  if (engines.pnpm) note('pnpm', `pnpm version in engines.pnpm (${engines.pnpm})`);
-  if (packageManager) note(packageManager.name, `${packageManager.name} version in packageManager (${packageManager.raw})`);
+  if (engines.npm) note('npm', `npm version in engines.npm (${clip(engines.npm)})`);
+  if (engines.yarn) note('yarn', `yarn version in engines.yarn (${clip(engines.yarn)})`);
+  if (engines.pnpm) note('pnpm', `pnpm version in engines.pnpm (${clip(engines.pnpm)})`);
+  if (packageManager) note(packageManager.name, `${packageManager.name} version in packageManager (${clip(packageManager.raw)})`);
   if (declared.size > 1) throw multiplePackageManagers([...declared.values()].flat());
 
   const iojs = rawEngines.iojs;

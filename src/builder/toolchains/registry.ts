@@ -24,8 +24,8 @@ export interface Packument {
 export interface PackageRegistry {
   /** Undefined when the registry has no such package (404). */
   packument(name: string): Promise<Packument | undefined>;
-  /** The tarball's bytes; `maxBytes` bounds what a caller accepts (the stream errors past it). */
-  tarball(url: string, maxBytes: number): Promise<Readable>;
+  /** The tarball's bytes; `maxBytes` bounds what a caller accepts (the stream errors past it); `signal` abandons the download. */
+  tarball(url: string, maxBytes: number, signal?: AbortSignal): Promise<Readable>;
 }
 
 export const RegistryErrorCode = {
@@ -148,27 +148,35 @@ export class HttpPackageRegistry implements PackageRegistry {
     }
   }
 
-  async tarball(url: string, maxBytes: number): Promise<Readable> {
+  async tarball(url: string, maxBytes: number, signal?: AbortSignal): Promise<Readable> {
+    signal?.throwIfAborted();
     const controller = new AbortController();
     let idle = setTimeout(() => controller.abort(new Error(`no data for ${TARBALL_IDLE_MS / 1000} s`)), TARBALL_IDLE_MS);
     const rearm = (): void => {
       clearTimeout(idle);
       idle = setTimeout(() => controller.abort(new Error(`no data for ${TARBALL_IDLE_MS / 1000} s`)), TARBALL_IDLE_MS);
     };
+    // The caller's abort (a canceled build) ends the request and the body alike.
+    const onAbort = (): void => controller.abort(signal!.reason);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const done = (): void => {
+      clearTimeout(idle);
+      signal?.removeEventListener('abort', onAbort);
+    };
     let res: Response;
     try {
       res = await fetch(url, { signal: controller.signal });
     } catch (err) {
-      clearTimeout(idle);
+      done();
       throw new BerthError(RegistryErrorCode.Unavailable, `Could not download ${url}: ${(err as Error).message}`, { retryable: true, cause: err });
     }
     if (!res.ok || !res.body) {
-      clearTimeout(idle);
+      done();
       await res.body?.cancel();
       throw new BerthError(RegistryErrorCode.Unavailable, `Downloading ${url} answered ${res.status}.`, { retryable: res.status >= 500 || res.status === 429 });
     }
     if (Number(res.headers.get('content-length') ?? 0) > maxBytes) {
-      clearTimeout(idle);
+      done();
       await res.body.cancel();
       throw new BerthError(RegistryErrorCode.Unavailable, `${url} is larger than ${maxBytes / 1024 / 1024} MB.`);
     }
@@ -183,7 +191,7 @@ export class HttpPackageRegistry implements PackageRegistry {
           yield Buffer.from(chunk);
         }
       } finally {
-        clearTimeout(idle);
+        done();
       }
     }
     return Readable.from(bounded());
@@ -217,7 +225,8 @@ export class MemoryPackageRegistry implements PackageRegistry {
     return this.packages.get(name);
   }
 
-  async tarball(url: string, maxBytes: number): Promise<Readable> {
+  async tarball(url: string, maxBytes: number, signal?: AbortSignal): Promise<Readable> {
+    signal?.throwIfAborted();
     const bytes = this.blobs.get(url);
     if (!bytes) throw new BerthError(RegistryErrorCode.Unavailable, `Downloading ${url} answered 404.`);
     if (bytes.length > maxBytes) throw new BerthError(RegistryErrorCode.Unavailable, `${url} is larger than ${maxBytes} bytes.`);

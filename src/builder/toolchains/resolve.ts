@@ -1,5 +1,5 @@
 import semver from 'semver';
-import { invalidRange, notFound, warning, type Source } from './messages.js';
+import { clip, invalidRange, notFound, warning, type Source } from './messages.js';
 import type { PackageVersion, Packument } from './registry.js';
 
 /** Heroku's current LTS line: the default, and the cap for ranges with no upper bound. */
@@ -17,13 +17,17 @@ export interface Resolved {
 
 const LOOSE = { loose: true } as const;
 
+/** The cache verifies downloads by sha512 only; a version published with sha1 alone cannot be installed. */
+const SHA512 = /(?:^|\s)sha512-/;
+
 /**
- * Released versions only (plain x.y.z: no `-rc.1`, `-pkg1`, `+build`), newest last. The version
- * becomes a directory name and a BERTH_* value, so nothing else gets through.
+ * Released versions that can be installed, newest last: plain x.y.z (no `-rc.1`, `-pkg1`,
+ * `+build`; the version becomes a directory name and a BERTH_* value) with a sha512 integrity.
+ * Anything else is left out here, so it is neither picked nor offered as a "nearest" version.
  */
 function stable(p: Packument, usable: (v: PackageVersion) => boolean = () => true): PackageVersion[] {
   return [...p.versions.values()]
-    .filter((v) => /^\d{1,6}\.\d{1,6}\.\d{1,6}$/.test(v.version) && usable(v))
+    .filter((v) => /^\d{1,6}\.\d{1,6}\.\d{1,6}$/.test(v.version) && SHA512.test(v.integrity) && usable(v))
     .sort((a, b) => semver.compare(a.version, b.version));
 }
 
@@ -84,7 +88,7 @@ export function resolveNode(request: string | undefined, p: Packument, opts: { a
   if (wide) {
     notes.push(
       warning(
-        `Wide Node.js version range: ${request}`,
+        `Wide Node.js version range: ${clip(request ?? '')}`,
         `It spans several major versions, so a new major can be picked up without a change of yours.`,
         `Requesting one release line, e.g. "${LTS_MAJOR}.x", is recommended.`,
       ),
@@ -93,7 +97,7 @@ export function resolveNode(request: string | undefined, p: Packument, opts: { a
   if (chosen !== found) {
     notes.push(
       warning(
-        `Node.js limited to the LTS line: ${chosen.version} for "${request}"`,
+        `Node.js limited to the LTS line: ${chosen.version} for "${clip(request ?? '')}"`,
         `The range also allows ${found.version}, newer than the LTS line (${LTS_MAJOR}.x) it was held to.`,
         `To get ${found.version} instead, set the config var NODEJS_ALLOW_WIDE_RANGE=true.`,
       ),
@@ -122,7 +126,12 @@ export function bundledNpmMajor(nodeMajor: number): number {
   return 6;
 }
 
-/** engines.npm (or packageManager npm@x) → a release; else the newest of the line bundled with that Node that supports it. */
+/**
+ * engines.npm (or packageManager npm@x) → a release. Else the newest npm of the line bundled with
+ * that Node that runs on it; when none does (npm 10 wants ^18.17.0 || >=20.5.0, so Node 18.0–18.16
+ * and 20.0–20.4 are out), the newest of the next lower major that does, and so on down; only if no
+ * major has one, the newest of the bundled line.
+ */
 export function resolveNpm(request: { range: string; source: Source } | undefined, nodeVersion: string, p: Packument, registry: string): Resolved {
   const candidates = stable(p);
   if (request) {
@@ -131,10 +140,16 @@ export function resolveNpm(request: { range: string; source: Source } | undefine
     if (!found) throw notFound('npm', request.range, request.source, [`${registry}/npm`], nearest(candidates.map((c) => c.version), request.range));
     return { package: 'npm', version: found.version, pv: found };
   }
-  const line = candidates.filter((c) => semver.major(c.version) === bundledNpmMajor(semver.major(nodeVersion)));
-  const fits = line.filter((c) => !c.engines.node || semver.satisfies(nodeVersion, c.engines.node, LOOSE));
-  const found = fits.at(-1) ?? line.at(-1);
-  if (!found) throw notFound('npm', `${bundledNpmMajor(semver.major(nodeVersion))}.x`, 'engines', [`${registry}/npm`], nearest(candidates.map((c) => c.version), '*'));
+  const bundled = bundledNpmMajor(semver.major(nodeVersion));
+  const runs = (c: PackageVersion): boolean => !c.engines.node || semver.satisfies(nodeVersion, c.engines.node, LOOSE);
+  const majors = [...new Set(candidates.map((c) => semver.major(c.version)).filter((m) => m <= bundled))].sort((a, b) => b - a);
+  let found: PackageVersion | undefined;
+  for (const major of majors) {
+    found = candidates.filter((c) => semver.major(c.version) === major && runs(c)).at(-1);
+    if (found) break;
+  }
+  found ??= candidates.filter((c) => semver.major(c.version) === bundled).at(-1);
+  if (!found) throw notFound('npm', `${bundled}.x`, 'engines', [`${registry}/npm`], nearest(candidates.map((c) => c.version), '*'));
   return { package: 'npm', version: found.version, pv: found };
 }
 
@@ -162,8 +177,9 @@ export function resolveYarn(request: { range: string; source: Source } | undefin
 
 /**
  * pnpm: packageManager, else engines.pnpm, else the `latest` tag (Heroku's default, with its
- * warning). Berth differs in one point: when `latest` does not run on the chosen Node, the newest
- * release that does is used instead of a pnpm that would fail at its first command.
+ * warning). Berth differs in two points: when `latest` does not run on the chosen Node, the newest
+ * release that does is used instead of a pnpm that would fail at its first command; and when
+ * `latest` is not an installable release (a prerelease, sha1 only), the newest one up to it is.
  */
 export function resolvePnpm(request: { range: string; source: Source } | undefined, nodeVersion: string, p: Packument, registry: string): Resolved & { defaulted: boolean } {
   const candidates = stable(p);
@@ -174,8 +190,11 @@ export function resolvePnpm(request: { range: string; source: Source } | undefin
     return { package: 'pnpm', version: found.version, pv: found, defaulted: false };
   }
   const runs = (v: PackageVersion): boolean => !v.engines.node || semver.satisfies(nodeVersion, v.engines.node, LOOSE);
-  const latest = p.distTags.latest ? p.versions.get(p.distTags.latest) : undefined;
-  const found = latest && runs(latest) ? latest : candidates.filter(runs).at(-1);
+  const tag = p.distTags.latest;
+  const latest = candidates.find((c) => c.version === tag);
+  // A tag that is not a release (`11.0.0-rc.0`) still says how far the maintainers vouch for.
+  const upTo = tag && semver.valid(tag, LOOSE) ? (c: PackageVersion): boolean => semver.lte(c.version, tag, LOOSE) : (): boolean => true;
+  const found = latest && runs(latest) ? latest : (candidates.filter((c) => runs(c) && upTo(c)).at(-1) ?? candidates.filter(runs).at(-1));
   if (!found) throw notFound('pnpm', 'latest', 'engines', [`${registry}/pnpm`], nearest(candidates.map((c) => c.version), '*'));
   return { package: 'pnpm', version: found.version, pv: found, defaulted: true };
 }

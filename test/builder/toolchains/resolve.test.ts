@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BuildError } from '../../../src/builder/compile.js';
-import { Toolchains, type MemoryPackageRegistry, type ToolchainPlan } from '../../../src/builder/toolchains/index.js';
+import { Toolchains, type MemoryPackageRegistry, type Packument, type ToolchainPlan } from '../../../src/builder/toolchains/index.js';
+import { resolveNpm } from '../../../src/builder/toolchains/resolve.js';
 import { fakeRegistry, makeApp, silentLog } from './fixtures.js';
 
 let registry: MemoryPackageRegistry;
@@ -145,6 +146,19 @@ describe('npm version', () => {
     expect(env.BERTH_PACKAGE_MANAGER).toBe('npm');
   });
 
+  it.each([
+    ['18.16.1', '9.9.4'],
+    ['20.4.0', '9.9.4'],
+  ])('Node %s, too old for its bundled npm 10 (^18.17.0 || >=20.5.0), gets the newest npm 9 that runs on it: %s', async (node, npm) => {
+    expect((await prepare({ 'package.json': pkg({ engines: { node } }) })).BERTH_NPM_VERSION).toBe(npm);
+  });
+
+  it('when no major runs on the Node, the newest of its bundled line is used', () => {
+    const only10: Packument = { name: 'npm', distTags: {}, versions: new Map() };
+    for (const v of ['10.8.0', '10.9.9']) only10.versions.set(v, { version: v, tarball: `https://registry.test/npm-${v}.tgz`, integrity: 'sha512-x', engines: { node: '^18.17.0 || >=20.5.0' }, bin: {} });
+    expect(resolveNpm(undefined, '18.0.0', only10, 'https://registry.test').version).toBe('10.9.9');
+  });
+
   it('engines.npm, then packageManager npm@', async () => {
     expect((await prepare({ 'package.json': pkg({ engines: { npm: '^10.9.0' } }) })).BERTH_NPM_VERSION).toBe('10.9.9');
     expect((await prepare({ 'package.json': pkg({ packageManager: 'npm@10.9.2+sha512.abc' }), 'package-lock.json': '{}' })).BERTH_NPM_VERSION).toBe('10.9.2');
@@ -225,10 +239,66 @@ describe('Yarn and pnpm', () => {
     expect((await prepare({ 'package.json': pkg({ engines: { node: '20.x' } }), 'pnpm-lock.yaml': '' })).BERTH_PNPM_VERSION).toBe('10.1.0');
   });
 
+  it('a prerelease `latest` tag: the newest release up to it is the default instead', async () => {
+    const r = fakeRegistry();
+    r.publish('pnpm', '13.0.0-rc.1', Buffer.from(''), { engines: { node: '>=18.12' }, tag: 'latest' });
+    const app = makeApp({ 'package.json': pkg(), 'pnpm-lock.yaml': '' });
+    apps.push(app);
+    const t = new Toolchains({ dir: cacheDir, registry: 'https://registry.test', log: silentLog, registryClient: r, now: () => SUMMER_2026 });
+    try {
+      const plan = await t.prepare(app, {});
+      plan.release();
+      expect(plan.env.BERTH_PNPM_VERSION).toBe('12.0.0');
+      expect(plan.env.BERTH_TOOLCHAIN_NOTES).toContain('Default pnpm version used');
+    } finally {
+      t.close();
+    }
+  });
+
   it('both pnpm fields warn and packageManager wins', async () => {
     const env = await prepare({ 'package.json': pkg({ packageManager: 'pnpm@10.1.0', engines: { pnpm: '9.x' } }), 'pnpm-lock.yaml': '' });
     expect(env.BERTH_PNPM_VERSION).toBe('10.1.0');
     expect(env.BERTH_TOOLCHAIN_NOTES).toContain(' !     Multiple pnpm versions declared');
+  });
+});
+
+describe('hostile version fields', () => {
+  it.each(['node', 'npm', 'yarn', 'pnpm'])('engines.%s longer than 256 characters is refused, naming the field', async (tool) => {
+    const err = await failure({ 'package.json': pkg({ engines: { [tool]: 'x'.repeat(257) } }) });
+    expect(err.code).toBe('package_json_field_too_long');
+    expect(err.message.split('\n')[0]).toBe(`"engines.${tool}" in package.json is 257 characters long; Berth accepts at most 256.`);
+    expect(err.message).toContain('To fix:');
+  });
+
+  it('a 4 MB range is refused at once, and the message stays short', async () => {
+    const range = '>=x <0.0.1 || '.repeat(250_000) + '24.x';
+    const started = Date.now();
+    const err = await failure({ 'package.json': pkg({ engines: { node: range } }) });
+    expect(Date.now() - started).toBeLessThan(2_000);
+    expect(err.code).toBe('package_json_field_too_long');
+    expect(err.message).toContain('"engines.node"');
+    expect(err.message.length).toBeLessThan(1_000);
+  });
+
+  it('a packageManager longer than 256 characters is refused', async () => {
+    const err = await failure({ 'package.json': pkg({ packageManager: `npm@10.9.2+sha512.${'a'.repeat(300)}` }) });
+    expect(err.code).toBe('package_json_field_too_long');
+    expect(err.message).toContain('"packageManager"');
+  });
+
+  it('quotes at most 80 characters of what package.json says, in errors and in notes', async () => {
+    const long = `${'1'.repeat(100)}.x`;
+    const invalid = await failure({ 'package.json': pkg({ engines: { node: long } }) });
+    expect(invalid.code).toBe('invalid_node_version');
+    expect(invalid.message).toContain(`"${'1'.repeat(80)}…"`);
+    expect(invalid.message).not.toContain('1'.repeat(81));
+    const wide = `>=18 ${'|| >=18 '.repeat(25)}`.trim();
+    const env = await prepare({ 'package.json': pkg({ engines: { node: wide } }) });
+    expect(env.BERTH_TOOLCHAIN_NOTES).toContain(`Wide Node.js version range: ${wide.slice(0, 80)}…`);
+    expect(env.BERTH_TOOLCHAIN_NOTES).not.toContain(wide);
+    const managers = await failure({ 'package.json': pkg({ engines: { npm: `10.x ${'|| 10.x '.repeat(20)}`, yarn: '1.x' } }) });
+    expect(managers.code).toBe('multiple_package_managers');
+    expect(managers.message).toContain('…)');
   });
 });
 
