@@ -192,7 +192,11 @@ restore_snapshot() {
   local tarball="$NODE_CACHE/modules-$MODULES_KEY.tar"
   local had_dot_cache=false
   if [ -e "$BUILD_DIR/.cache" ] || [ -L "$BUILD_DIR/.cache" ]; then had_dot_cache=true; fi
-  if [ -f "$tarball" ]; then
+  if [ "$YARN_BERRY" = true ] && [ "$YARN_ZERO_INSTALL" = true ]; then
+    # The checked-in cache is the app's code: Yarn must check it against the lockfile
+    # (--immutable-cache) on every push, and with nothing to fetch that install is quick.
+    info "- install state (the yarn cache is checked in: Yarn checks it on every build)"
+  elif [ -f "$tarball" ]; then
     if tar -xf "$tarball" -C "$BUILD_DIR" 2>/dev/null; then
       SNAPSHOT_HIT=true
       if [ "$had_dot_cache" = false ] && [ -e "$BUILD_DIR/.cache" ]; then SNAPSHOT_RESTORED_DOT_CACHE=true; SNAPSHOT_DOT_CACHE=true; fi

@@ -54,6 +54,14 @@ classify_install_failure() {
       "commit the updated $lockfile, and push again."
   fi
 
+  # Yarn 2+ with a checked-in cache (--immutable-cache): an archive differs from what yarn.lock says.
+  if grep -q 'YN0018' "$log"; then
+    what="$(first_match "$log" 's/.*YN0018: [^A-Za-z@]*(.+): The remote archive.*/\1/p')"
+    fail "The checked-in Yarn cache does not match yarn.lock${what:+ ($what)}." \
+      "An archive in .yarn/cache is not the one the lockfile names (edited, or committed from another install)." \
+      "Run \`yarn install\` locally, commit .yarn/cache and yarn.lock together, and push again."
+  fi
+
   what="$(first_match "$log" "s/.*404 +(The requested resource )?'([^']+)' (is not in (this|the npm) registry|could not be found).*/\2/p")"
   [ -z "$what" ] && what="$(first_match "$log" 's/.*error An unexpected error occurred: "[^"]*\/([^/"]+): Not found".*/\1/p')"
   [ -z "$what" ] && what="$(first_match "$log" 's/.*YN0035: [^[:alnum:]@]*([^ ]+): Package not found.*/\1/p')"
