@@ -237,6 +237,40 @@ describe('nodejs buildpack: cache', () => {
 });
 
 describe('nodejs buildpack: what install scripts leave outside node_modules, and the config in the cache key', () => {
+  it('a warm push keeps pushed node_modules, ignores package.json files the build writes, has headers, and notices node_modules removed by heroku-prebuild', async () => {
+    const app = await makeApp('snapshot-edges', {
+      scripts: {
+        'heroku-prebuild': 'node -e "if (require(\'fs\').existsSync(\'wipe\')) require(\'fs\').rmSync(\'node_modules\', { recursive: true, force: true })"',
+        // A build that writes a package.json of its own (Next.js's standalone output does) and
+        // checks that node-gyp would find Node's headers.
+        build: 'mkdir -p dist/node_modules && echo {} > dist/package.json && node -e "console.log(require(\'fs\').existsSync(\'.heroku/node/include/node/node.h\') ? \'HEADERS-OK\' : \'HEADERS-MISSING\')"',
+        start: 'node index.js',
+      },
+      dependencies: { ms: '2.1.3' },
+    }, { 'index.js': '1\n' });
+    mkdirSync(join(app.src, 'vendor', 'node_modules', 'legacy'), { recursive: true });
+    writeFileSync(join(app.src, 'vendor', 'package.json'), '{"name":"vendor","private":true}');
+    writeFileSync(join(app.src, 'vendor', 'node_modules', 'legacy', 'index.js'), 'v1\n');
+    const cold = await build(app);
+    expect(cold.code, cold.out).toBe(0);
+    expect(cold.out).toContain('HEADERS-OK');
+
+    writeFileSync(join(app.src, 'vendor', 'node_modules', 'legacy', 'index.js'), 'v2\n');
+    const warm = await build(app);
+    expect(warm.code, warm.out).toBe(0);
+    expect(warm.out).toMatch(/Skipping install: node_modules restored from the cache/);
+    expect(warm.out).toContain('HEADERS-OK');
+    // The pushed copy, not the one the first build saw.
+    expect(readFileSync(join(warm.dir, 'vendor', 'node_modules', 'legacy', 'index.js'), 'utf8')).toBe('v2\n');
+    expect(has(warm.dir, 'ms')).toBe(true);
+
+    writeFileSync(join(app.src, 'wipe'), '');
+    const wiped = await build(app);
+    expect(wiped.code, wiped.out).toBe(0);
+    expect(wiped.out).toContain('Installing again: node_modules is gone');
+    expect(has(wiped.dir, 'ms')).toBe(true);
+  });
+
   it('keeps .cache written by a dependency\'s install script on a warm push; a config change reinstalls', async () => {
     // A local tarball dependency whose install script "downloads a browser" to $HOME/.cache, as
     // Puppeteer, Playwright and Cypress do.
@@ -304,7 +338,7 @@ describe('nodejs buildpack: package.json, config vars and lifecycle scripts', ()
     expect(existsSync(elsewhere)).toBe(false);
   });
 
-  it('runs the app\'s install lifecycle once each on a warm push; prefers the package cache only with a lockfile', async () => {
+  it('an app with install lifecycle scripts installs on every push (each script once); prefers the package cache only with a lockfile', async () => {
     const append = (name: string): string => `node -e "require('fs').appendFileSync('trace.txt', '${name}\\n')"`;
     const prefer = 'node -e "console.log(\'PREFER-OFFLINE=\' + process.env.npm_config_prefer_offline)"';
     const app = await makeApp('lifecycle', {
@@ -316,9 +350,12 @@ describe('nodejs buildpack: package.json, config vars and lifecycle scripts', ()
     expect(cold.code, cold.out).toBe(0);
     expect(trace(cold.dir)).toEqual(lifecycle);
     expect(cold.out).toContain('PREFER-OFFLINE=true');
+    // Their results may depend on more than the lockfile (patch-package, prisma's schema): the
+    // snapshot is not reused, the install runs again from the warm package cache.
     const warm = await build(app);
     expect(warm.code, warm.out).toBe(0);
-    expect(warm.out).toMatch(/Skipping install: node_modules restored from the cache/);
+    expect(warm.out).toContain("Installing again: the app's packages have install scripts, which run on every install (from the warm package cache)");
+    expect(warm.out).not.toMatch(/Skipping install/);
     expect(trace(warm.dir)).toEqual(lifecycle);
 
     // Without a lockfile npm resolves ranges: from the registry, not from cached metadata.

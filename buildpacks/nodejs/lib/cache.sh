@@ -38,17 +38,53 @@ cache_directories() {
 
 is_modules_path() { [ "$(basename "$1")" = node_modules ]; }
 
-# What the modules snapshot holds: every node_modules outside node_modules, and Yarn PnP's files.
+# What the modules snapshot holds: the node_modules beside each package.json of the app (root
+# and workspaces: PACKAGE_DIRS, fixed just before the install, so a build that writes a
+# package.json of its own, like Next.js's standalone output, adds nothing), never one pushed in
+# the source (SOURCE_MODULES), and Yarn PnP's files.
 snapshot_paths() {
   (
     cd "$BUILD_DIR" || exit 0
-    find . \( -path ./.heroku -o -path ./.git -o -path ./.cache \) -prune -o -type d -name node_modules -print -prune 2>/dev/null | sed 's|^\./||'
+    { if [ -n "$PACKAGE_DIRS" ]; then printf '%s\n' "$PACKAGE_DIRS"; else package_dirs; fi; } | while IFS= read -r d; do
+      [ -n "$d" ] || continue
+      p="${d#./}node_modules"
+      [ -d "$p" ] || continue
+      case "$SOURCE_MODULES" in *"|$p|"*) continue ;; esac
+      echo "$p"
+    done
     if [ "$YARN_BERRY" = true ]; then
       for p in .pnp.cjs .pnp.js .pnp.loader.mjs .pnp.data.json .yarn/unplugged .yarn/install-state.gz; do [ -e "$p" ] && echo "$p"; done
       # PnP keeps its packages' zips in the app: part of what the install produced, unless checked in.
       if [ "$YARN_ZERO_INSTALL" = false ] && [ "$YARN_CACHE_FOLDER" = "$BUILD_DIR/.yarn/cache" ] && [ -d .yarn/cache ]; then echo .yarn/cache; fi
     fi
   ) | LC_ALL=C sort
+}
+
+# Directories holding a package.json of the app, each ending in / ("./" for the root).
+package_dirs() {
+  (cd "$BUILD_DIR" && find . \( -path ./.heroku -o -path ./.git -o -path ./.cache -o -name node_modules \) -prune -o -type f -name package.json -print 2>/dev/null) |
+    sed -e 's|package\.json$||' | LC_ALL=C sort
+}
+
+# node_modules directories pushed in the source (below the root too): the app's, never cached
+# over or removed. Called before anything is restored.
+note_source_modules() {
+  SOURCE_MODULES="|$(cd "$BUILD_DIR" && find . \( -path ./.heroku -o -path ./.git \) -prune -o -type d -name node_modules -print -prune 2>/dev/null | sed 's|^\./||' | tr '\n' '|')"
+}
+
+# Whether any package of the app has install lifecycle scripts. Their results can depend on
+# more than the lockfile (patch-package's patches, prisma's schema, a workspace's sources), so
+# such an app installs on every push, from the warm package cache, rather than reusing a snapshot.
+has_install_scripts() {
+  (cd "$BUILD_DIR" && find . \( -path ./.heroku -o -path ./.git -o -path ./.cache -o -name node_modules \) -prune -o -type f -name package.json -print0 2>/dev/null) |
+    NODE_OPTIONS='' "$BERTH_NODE_DIR/bin/node" -e '
+      const fs = require("fs");
+      for (const f of fs.readFileSync(0, "utf8").split("\0").filter(Boolean)) {
+        let scripts;
+        try { scripts = (JSON.parse(fs.readFileSync(process.argv[1] + "/" + f, "utf8").replace(/^\uFEFF/, "")) || {}).scripts || {}; } catch { continue; }
+        if (["preinstall", "install", "postinstall", "prepare"].some((k) => typeof scripts[k] === "string" && scripts[k].trim() !== "")) process.exit(0);
+      }
+      process.exit(1);' "$BUILD_DIR"
 }
 
 # Everything an install's result depends on. App code is not in it: a push that changes only
@@ -103,6 +139,9 @@ setup_package_caches() {
     # Berry 4 defaults to a global cache outside the app; PnP needs the zips in the slug, and
     # node-modules installs want them in Berth's cache: both need the local cache folder.
     export YARN_ENABLE_GLOBAL_CACHE=false YARN_ENABLE_TELEMETRY="${YARN_ENABLE_TELEMETRY:-false}"
+    # HOME is /app: Berry's global folder (and the mirror it keeps there of every package, dev
+    # ones included) would otherwise end up in the slug.
+    export YARN_ENABLE_MIRROR=false YARN_GLOBAL_FOLDER="${YARN_GLOBAL_FOLDER:-$LOG_DIR/yarn-global}"
     if [ "$YARN_ZERO_INSTALL" = true ] || [ "$YARN_LINKER" != node-modules ]; then
       export YARN_CACHE_FOLDER="${YARN_CACHE_FOLDER:-$BUILD_DIR/.yarn/cache}"
     else
@@ -130,6 +169,7 @@ restore_cache() {
   CACHE_STATUS="$(cache_status)"
   SNAPSHOT_HIT=false
   SNAPSHOT_USABLE=false
+  SNAPSHOT_RESTORED=""
   MODULES_KEY=""
   # Whether .cache belongs to the snapshot (SNAPSHOT_DOT_CACHE), and whether this build's came
   # from it rather than from the app's source (SNAPSHOT_RESTORED_DOT_CACHE).
@@ -199,6 +239,7 @@ restore_snapshot() {
   elif [ -f "$tarball" ]; then
     if tar -xf "$tarball" -C "$BUILD_DIR" 2>/dev/null; then
       SNAPSHOT_HIT=true
+      SNAPSHOT_RESTORED="$(snapshot_paths)"
       if [ "$had_dot_cache" = false ] && [ -e "$BUILD_DIR/.cache" ]; then SNAPSHOT_RESTORED_DOT_CACHE=true; SNAPSHOT_DOT_CACHE=true; fi
       info "- node_modules (dependencies unchanged since the last build)"
       return
@@ -209,6 +250,8 @@ restore_snapshot() {
     if [ "$had_dot_cache" = false ]; then rm -rf "${BUILD_DIR:?}/.cache"; fi
     info "- node_modules (the cached copy could not be read - skipping)"
   elif compgen -G "$NODE_CACHE/modules-*.tar" >/dev/null; then
+    # The old snapshot can never match again: its space goes back to the build's disk now.
+    rm -f "$NODE_CACHE"/modules-*.tar
     info "- node_modules (dependencies changed - skipping)"
   else
     info "- node_modules (not cached - skipping)"
@@ -236,9 +279,23 @@ dir_id() { printf '%s' "$1" | sha256sum | cut -c1-32; }
 # Called just before the install: true when node_modules came back from the cache and nothing
 # an install depends on changed since (heroku-prebuild may have edited package.json).
 snapshot_still_valid() {
+  # What the install depends on, fixed now (after heroku-prebuild): the snapshot is saved under
+  # this key and holds these directories' node_modules, whatever the build writes later.
+  INSTALL_KEY="$(modules_key)"
+  PACKAGE_DIRS="$(package_dirs)"
   [ "$SNAPSHOT_HIT" = true ] || return 1
-  if [ "$(modules_key)" = "$MODULES_KEY" ]; then return 0; fi
-  snapshot_paths | while IFS= read -r p; do rm -rf "${BUILD_DIR:?}/$p"; done
+  local why="" p
+  if [ "$INSTALL_KEY" != "$MODULES_KEY" ]; then why="heroku-prebuild changed what the install depends on"
+  elif has_install_scripts; then why="the app's packages have install scripts, which run on every install"
+  else
+    # heroku-prebuild may have removed what came back (rm -rf node_modules).
+    while IFS= read -r p; do
+      if [ -n "$p" ] && [ ! -e "$BUILD_DIR/$p" ]; then why="$p is gone"; break; fi
+    done <<< "$SNAPSHOT_RESTORED"
+  fi
+  [ -n "$why" ] || return 0
+  info "Installing again: $why (from the warm package cache)"
+  while IFS= read -r p; do [ -n "$p" ] && rm -rf "${BUILD_DIR:?}/$p"; done <<< "$SNAPSHOT_RESTORED"
   # The install then starts from the app's own .cache, and what it writes there is seen as new.
   if [ "$SNAPSHOT_RESTORED_DOT_CACHE" = true ]; then rm -rf "${BUILD_DIR:?}/.cache"; fi
   SNAPSHOT_HIT=false
@@ -272,8 +329,7 @@ save_cache() {
 }
 
 save_snapshot() {
-  local key paths=()
-  key="$(modules_key)"
+  local key="${INSTALL_KEY:-$(modules_key)}" paths=()
   if [ "$SNAPSHOT_HIT" = true ] && [ "$key" = "$MODULES_KEY" ] && [ -f "$NODE_CACHE/modules-$key.tar" ]; then
     # Copying node_modules again would cost as much as restoring it: the copy from the build
     # that installed these dependencies stays.

@@ -94,22 +94,22 @@ install_node() {
   info "Installing node ${BERTH_NODE_VERSION:-}..."
   rm -rf "$dest"
   mkdir -p "$dest/lib/node_modules"
-  # Headers come later, and only if something may compile (ensure_node_headers).
   for part in bin LICENSE; do
     if [ -e "$BERTH_NODE_DIR/$part" ]; then copy_tree "$BERTH_NODE_DIR/$part" "$dest/$part"; fi
   done
+  ensure_node_headers
   if ! "$dest/bin/node" --version >/dev/null 2>&1; then
     fail "The vendored Node ${BERTH_NODE_VERSION:-} does not run on this machine." \
       "This is a problem with the platform's toolchain cache, not the app: ask the operator."
   fi
 }
 
-# Node's headers (67 MB) for node-gyp, copied only before something that may compile a native
-# module runs (an install, the app's install scripts): a build whose node_modules came back from
-# the cache skips the copy, and slim_runtime removes them from the slug either way.
+# Node's headers for node-gyp (npm_config_nodedir is .heroku/node): a link to the read-only
+# toolchain rather than a 67 MB copy, there for every step that may compile (an install, the app's
+# build scripts); slim_runtime removes it from the slug.
 ensure_node_headers() {
   local dest="$BUILD_DIR/.heroku/node"
-  if [ ! -d "$dest/include" ] && [ -d "$BERTH_NODE_DIR/include" ]; then copy_tree "$BERTH_NODE_DIR/include" "$dest/include"; fi
+  if [ ! -e "$dest/include" ] && [ -d "$BERTH_NODE_DIR/include" ]; then ln -sfn "$BERTH_NODE_DIR/include" "$dest/include"; fi
   return 0
 }
 

@@ -116,6 +116,9 @@ export class ProcessRuntime implements Runtime {
         env: {
           PATH: '/usr/local/bin:/usr/bin:/bin',
           LANG: 'C.UTF-8',
+          // The dyno's memory in MB, as Heroku's Node.js profile script reads it for WEB_CONCURRENCY
+          // (the dyno cannot see its cgroup); a config var may still set it.
+          MEMORY_AVAILABLE: String(Math.floor(spec.memoryBytes / 1024 / 1024)),
           ...spec.env,
           // The platform's own contract with the process; config vars cannot bend it.
           HOME: '/app',
