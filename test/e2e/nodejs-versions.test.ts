@@ -72,5 +72,7 @@ describe('workspaces and linkers', () => {
     const files = await h.slugFiles('yarn4-nm');
     expect(files).toContain('node_modules/lodash/package.json');
     expect(files.filter((f) => f.startsWith('.pnp.'))).toEqual([]);
+    // Berry's global folder and its mirror of every package (HOME is /app) stay out of the slug.
+    expect(files.filter((f) => f.startsWith('.yarn/berry'))).toEqual([]);
   }, 200_000);
 });

@@ -140,8 +140,9 @@ setup_package_caches() {
     # node-modules installs want them in Berth's cache: both need the local cache folder.
     export YARN_ENABLE_GLOBAL_CACHE=false YARN_ENABLE_TELEMETRY="${YARN_ENABLE_TELEMETRY:-false}"
     # HOME is /app: Berry's global folder (and the mirror it keeps there of every package, dev
-    # ones included) would otherwise end up in the slug.
-    export YARN_ENABLE_MIRROR=false YARN_GLOBAL_FOLDER="${YARN_GLOBAL_FOLDER:-$LOG_DIR/yarn-global}"
+    # ones included) would otherwise end up in the slug. (Turning the mirror off instead makes
+    # an --immutable-cache install miss entries of a checked-in cache.)
+    export YARN_GLOBAL_FOLDER="${YARN_GLOBAL_FOLDER:-$LOG_DIR/yarn-global}"
     if [ "$YARN_ZERO_INSTALL" = true ] || [ "$YARN_LINKER" != node-modules ]; then
       export YARN_CACHE_FOLDER="${YARN_CACHE_FOLDER:-$BUILD_DIR/.yarn/cache}"
     else
