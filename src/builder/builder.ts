@@ -12,6 +12,7 @@ import { allocateUid, readTenantFile, type Bind, type Sandbox } from '../sandbox
 import { mountVolume, reapVolumes, type Volume } from '../sandbox/volume.js';
 import { BuildError, compile, type Buildpack, type BuildpackPreparer, type CompileResult } from './compile.js';
 import { applySlugignore } from './slugignore.js';
+import { buildTimeout, DEFAULT_BUILD_TIMEOUT_MS, MAX_BUILD_TIMEOUT_MS } from './build-timeout.js';
 import { SlugStore, type SlugRecord } from './slugs.js';
 
 const exec = promisify(execFile);
@@ -383,27 +384,6 @@ const EXTRA_CA_MOUNT = '/berth/extra-ca.pem';
 /** A workspace's mountpoint or image, by name (a UUID). */
 const WORKSPACE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(\.img)?$/;
 const APP_ID = /^[A-Za-z0-9][A-Za-z0-9-]{0,63}$/;
-
-export const DEFAULT_BUILD_TIMEOUT_MS = 15 * 60_000;
-export const MAX_BUILD_TIMEOUT_MS = 60 * 60_000;
-
-/**
- * The build's time limit: the tenant's BUILD_TIMEOUT (seconds) when it is a positive number, at
- * most the operator's maximum (a bigger one is clamped, and the build says so), else the default.
- */
-export function buildTimeout(raw: string | undefined, defaultMs: number, maxMs: number, output: (text: string) => void): number {
-  if (raw === undefined || raw.trim() === '') return Math.min(defaultMs, maxMs);
-  const sec = Number(raw);
-  if (!Number.isFinite(sec) || sec <= 0) {
-    output(` !     BUILD_TIMEOUT=${JSON.stringify(raw.slice(0, 32))} is not a positive number of seconds; using ${Math.round(Math.min(defaultMs, maxMs) / 1000)} s.\n`);
-    return Math.min(defaultMs, maxMs);
-  }
-  if (sec * 1000 > maxMs) {
-    output(` !     BUILD_TIMEOUT=${raw.trim()} is above this platform's maximum; the build is limited to ${Math.round(maxMs / 1000)} s.\n`);
-    return maxMs;
-  }
-  return sec * 1000;
-}
 
 /**
  * Builds need root (cgroups, dropping to per-app uids) and a data dir that the build uids can

@@ -3,7 +3,8 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Builder, buildTimeout } from '../../src/builder/builder.js';
+import { Builder } from '../../src/builder/builder.js';
+import { buildTimeout } from '../../src/builder/build-timeout.js';
 import { writeEnvDir } from '../../src/builder/compile.js';
 import { SandboxSlugRunner } from '../../src/builder/release-phase.js';
 import { put } from '../../src/domain/codec.js';

@@ -5,14 +5,19 @@
 step() { echo ""; echo "-----> $*"; }
 info() { echo "       $*"; }
 
-# warning LINE... — a block of ` !     ` lines set off by blank lines (Heroku prints its
-# warnings the same way; here on stdout, so they stay in order with the rest of the log).
-warning() {
-  echo ""
+# bang_lines LINE... — each line in the ` !     ` margin (an empty one as a bare ` !`).
+bang_lines() {
   local line
   for line in "$@"; do
     if [ -n "$line" ]; then echo " !     $line"; else echo " !"; fi
   done
+}
+
+# warning LINE... — a block of ` !     ` lines set off by blank lines (Heroku prints its
+# warnings the same way; here on stdout, so they stay in order with the rest of the log).
+warning() {
+  echo ""
+  bang_lines "$@"
   echo ""
 }
 
@@ -20,14 +25,8 @@ warning() {
 fail() {
   local title="$1"; shift
   echo ""
-  echo " !     $title"
-  if [ $# -gt 0 ]; then
-    echo " !"
-    local line
-    for line in "$@"; do
-      if [ -n "$line" ]; then echo " !     $line"; else echo " !"; fi
-    done
-  fi
+  bang_lines "$title"
+  if [ $# -gt 0 ]; then bang_lines "" "$@"; fi
   echo ""
   exit 1
 }
